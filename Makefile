@@ -1,0 +1,36 @@
+# bulutfon_pipeline — every target creates .venv and installs into it when missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast lint ui sync clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+demo: $(STAMP) ## run the main job against the embedded simulator into data/demo.duckdb
+	$(BIN)/bulutfon-pipeline demo
+
+test: $(STAMP) ## the whole suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## the inner loop: skips the slow end-to-end scenarios
+	$(BIN)/python -m pytest -m "not slow and not reliability and not browser" $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+ui: $(STAMP) ## the simulator plus `dagster dev` on http://127.0.0.1:3000
+	$(BIN)/bulutfon-pipeline ui
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

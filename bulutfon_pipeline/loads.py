@@ -1,0 +1,223 @@
+"""The two loads the assets run, as plain Python (no dagster).
+
+* :func:`scan_listing` pages the CDR listing newest-first until it reaches data it already
+  holds (the high-water mark minus a lookback window) and upserts it, moving the mark in
+  the same transaction.
+* :func:`load_details` fetches, normalizes and loads the detail of every listed call of a
+  date range that is not loaded yet, one transaction per batch.
+
+The assets, the CLI and the benchmarks all call these functions, so there is one code path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import pandas as pd
+
+from bulutfon_pipeline import progress
+from bulutfon_pipeline.normalize import (
+    NormalizedListing,
+    Reject,
+    normalize_details,
+    normalize_listing,
+)
+from bulutfon_pipeline.settings import LOCAL_TZ
+from bulutfon_pipeline.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ListingClient(Protocol):
+    def iter_listing_pages(self) -> Iterator[Any]: ...
+
+
+class DetailClient(Protocol):
+    def fetch_details(self, uuids: Iterable[str]) -> Iterator[Any]: ...
+
+
+@dataclass
+class ListingScanResult:
+    """What one scan of the listing did."""
+
+    pages: int = 0
+    items: int = 0
+    new: int = 0
+    updated: int = 0
+    rejected: int = 0
+    stop_before: dt.datetime | None = None
+    high_water_mark: dt.datetime | None = None
+    days_touched: list[dt.date] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class DetailLoadSummary:
+    """What one detail load of a date range did."""
+
+    start: dt.date
+    end: dt.date
+    listed: int = 0
+    pending: int = 0
+    fetched: int = 0
+    new: int = 0
+    updated: int = 0
+    rejected: int = 0
+    batches: int = 0
+    flow_steps: int = 0
+    originations: int = 0
+    seconds: float = 0.0
+    preview: pd.DataFrame | None = None
+
+
+def local_midnight(day: dt.date) -> dt.datetime:
+    """The instant a local (Europe/Istanbul) day starts."""
+    return dt.datetime.combine(day, dt.time(0), tzinfo=LOCAL_TZ)
+
+
+def scan_listing(
+    client: ListingClient,
+    warehouse: Warehouse,
+    *,
+    lookback: dt.timedelta,
+    start_date: dt.date,
+    now: dt.datetime | None = None,
+) -> ListingScanResult:
+    """Page the listing back to known data and upsert it.
+
+    The listing has no date filter and is newest first, so the scan stops once a whole
+    page is older than ``high-water mark - lookback`` (first run: older than
+    ``start_date``). Calls that arrive late, inside the lookback, are caught. The mark only
+    moves when the scan completes, in the transaction that writes its rows, so a crash
+    mid-scan leaves the previous mark and the rerun scans the same range again.
+
+    Args:
+        client: anything with ``iter_listing_pages()`` (the Bulutfon client).
+        warehouse: the target warehouse (schema must exist).
+        lookback: how far behind the mark to look for late calls.
+        start_date: the earliest local day to load.
+        now: the scan time stamped on rows (default: now).
+
+    Returns:
+        The counts of the scan.
+    """
+    started = time.monotonic()
+    seen_at = now or dt.datetime.now(dt.UTC)
+    hwm = warehouse.high_water_mark()
+    floor = local_midnight(start_date)
+    stop_before = max(hwm - lookback, floor) if hwm is not None else floor
+    result = ListingScanResult(stop_before=stop_before)
+    frames: list[pd.DataFrame] = []
+    rejects: list[Reject] = []
+    bar = progress.reporter()
+    bar.start("listing pages", None)
+    for page in client.iter_listing_pages():
+        result.pages += 1
+        result.items += len(page.items)
+        normalized = normalize_listing(page.items)
+        rejects.extend(normalized.rejects)
+        frame = normalized.frame
+        frames.append(frame[frame["call_time"] >= floor])
+        bar.advance("listing pages")
+        if len(frame) and bool((frame["call_time"] < stop_before).all()):
+            log.info("listing page %d is wholly older than %s; stopping", page.page, stop_before)
+            break
+    bar.finish("listing pages")
+    listing = pd.concat(frames, ignore_index=True) if frames else normalize_listing([]).frame
+    # A uuid may sit on two pages of a live listing; the client dedupes within a scan,
+    # but keep the newest copy here too so the upsert never sees a key twice.
+    listing = listing.drop_duplicates(subset=["uuid"], keep="first")
+    loaded = warehouse.upsert_listing(NormalizedListing(listing, rejects), seen_at=seen_at)
+    result.new, result.updated, result.rejected = loaded.new, loaded.updated, len(rejects)
+    result.high_water_mark = warehouse.high_water_mark()
+    result.days_touched = sorted(set(listing["call_date"])) if len(listing) else []
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def load_details(
+    client: DetailClient,
+    warehouse: Warehouse,
+    *,
+    start: dt.date,
+    end: dt.date,
+    refetch: bool = False,
+    batch_size: int = 500,
+) -> DetailLoadSummary:
+    """Fetch and load the details of the listed calls of local days ``start..end``.
+
+    Only calls with neither a ``cdrs`` row nor a reject are fetched, unless ``refetch``.
+    Each batch of ``batch_size`` details is normalized and written in one transaction, so
+    memory is bounded by the batch and a crash loses at most the batch in flight.
+
+    Args:
+        client: anything with ``fetch_details(uuids)`` streaming results.
+        warehouse: the target warehouse.
+        start: first local day (inclusive).
+        end: last local day (inclusive).
+        refetch: fetch every listed call of the range again.
+        batch_size: details per transaction.
+
+    Returns:
+        The counts of the load, with a small preview of loaded rows.
+    """
+    started = time.monotonic()
+    summary = DetailLoadSummary(start=start, end=end)
+    uuids = warehouse.pending_uuids(start, end, refetch=refetch)
+    summary.pending = len(uuids)
+    bar = progress.reporter()
+    bar.start("call details", len(uuids))
+    for batch in _batched(client.fetch_details(uuids), batch_size):
+        fetched_at = dt.datetime.now(dt.UTC)
+        raw = [(r.uuid, r.payload) for r in batch if r.payload is not None]
+        detail_rejects = [
+            Reject(uuid=r.uuid, stage="detail", reason=str(r.error), payload=None)
+            for r in batch
+            if r.payload is None
+        ]
+        normalized = normalize_details([payload for _, payload in raw])
+        loaded = warehouse.load_details(
+            raw, normalized, fetched_at=fetched_at, detail_rejects=detail_rejects
+        )
+        summary.batches += 1
+        summary.fetched += len(raw)
+        summary.new += loaded.new
+        summary.updated += loaded.updated
+        summary.rejected += loaded.rejected
+        summary.flow_steps += len(normalized.call_flow_steps)
+        summary.originations += len(normalized.originations)
+        if summary.preview is None and len(normalized.cdrs):
+            summary.preview = normalized.cdrs.head(5)
+        bar.advance("call details", len(batch))
+    bar.finish("call details")
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def group_dates(dates: Sequence[dt.date], *, max_gap_days: int = 3) -> list[tuple[dt.date, dt.date]]:
+    """Group sorted dates into inclusive ranges, merging gaps of up to ``max_gap_days``.
+
+    A sync turns the days with pending calls into as few ranged runs as possible without
+    stretching a run over long empty stretches.
+    """
+    ranges: list[tuple[dt.date, dt.date]] = []
+    for day in sorted(set(dates)):
+        if ranges and (day - ranges[-1][1]).days <= max_gap_days:
+            ranges[-1] = (ranges[-1][0], day)
+        else:
+            ranges.append((day, day))
+    return ranges

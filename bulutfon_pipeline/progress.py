@@ -1,0 +1,50 @@
+"""A tiny progress hook, so asset code can report progress to whoever runs it.
+
+The asset code is shared by the Dagster UI, the schedule and the CLI. Only the CLI has a
+terminal; it installs a reporter (a rich progress bar) for the duration of a command and
+the asset code calls :func:`reporter` without knowing who is listening.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+
+class ProgressReporter(Protocol):
+    def start(self, task: str, total: int | None) -> None: ...
+    def advance(self, task: str, amount: int = 1) -> None: ...
+    def finish(self, task: str) -> None: ...
+
+
+class NullReporter:
+    """Reports nothing: the default outside the CLI."""
+
+    def start(self, task: str, total: int | None) -> None:
+        pass
+
+    def advance(self, task: str, amount: int = 1) -> None:
+        pass
+
+    def finish(self, task: str) -> None:
+        pass
+
+
+_current: ProgressReporter = NullReporter()
+
+
+def reporter() -> ProgressReporter:
+    """The reporter installed by the running command (a no-op by default)."""
+    return _current
+
+
+@contextmanager
+def installed(new: ProgressReporter) -> Iterator[ProgressReporter]:
+    """Install ``new`` as the reporter for the duration of the ``with`` block."""
+    global _current
+    previous, _current = _current, new
+    try:
+        yield new
+    finally:
+        _current = previous

@@ -1,0 +1,42 @@
+"""The refresh job and its schedule: the listing plus today's and yesterday's partitions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from bulutfon_pipeline.settings import DEFAULT_SCHEDULE_CRON, LOCAL_TZ, LOCAL_TZ_NAME
+
+refresh_job = dg.define_asset_job(
+    "bulutfon_refresh",
+    selection=dg.AssetSelection.groups("bulutfon"),
+    description="Scan the listing, then load the details of the given days.",
+)
+
+
+def _range_tags(today: dt.date) -> dict[str, str]:
+    yesterday = today - dt.timedelta(days=1)
+    return {
+        ASSET_PARTITION_RANGE_START_TAG: yesterday.isoformat(),
+        ASSET_PARTITION_RANGE_END_TAG: today.isoformat(),
+    }
+
+
+@dg.schedule(
+    job=refresh_job,
+    cron_schedule=os.environ.get("BULUTFON_SCHEDULE_CRON") or DEFAULT_SCHEDULE_CRON,
+    execution_timezone=LOCAL_TZ_NAME,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+def bulutfon_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Every 15 minutes (BULUTFON_SCHEDULE_CRON): the listing, yesterday and today."""
+    today = context.scheduled_execution_time.astimezone(LOCAL_TZ).date()
+    return dg.RunRequest(
+        run_key=None, tags={**_range_tags(today), "bulutfon/trigger": "schedule"}
+    )
