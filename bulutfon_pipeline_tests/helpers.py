@@ -1,0 +1,92 @@
+"""Shared test helpers: read warehouse tables and compare them with the simulator's truth."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+KEYS = {
+    "cdrs": ("uuid",),
+    "call_flow_steps": ("cdr_uuid", "step_index"),
+    "originations": ("cdr_uuid", "step_index", "attempt_index"),
+    "load_rejects": ("uuid", "stage"),
+}
+
+
+def _normal(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, float) and value.is_integer():
+        return decimal.Decimal(int(value))
+    if isinstance(value, decimal.Decimal):
+        return value.normalize()
+    return value
+
+
+def read_table(db: Path | str, table: str, columns: Iterable[str] | None = None) -> list[dict]:
+    """Every row of ``table`` as dicts (instants as aware UTC datetimes), sorted by key."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        cursor = con.execute(f"SELECT * FROM {table}")  # noqa: S608 - test helper, fixed names
+        names = [d[0] for d in cursor.description or []]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        con.close()
+    wanted = list(columns) if columns is not None else names
+    result = [{name: _normal(row[name]) for name in wanted} for row in rows]
+    key = KEYS.get(table, tuple(wanted[:1]))
+    return sorted(result, key=lambda r: tuple(str(r[k]) for k in key))
+
+
+def expected_rows(expected: Mapping[str, list[dict]], table: str) -> list[dict]:
+    """The simulator's ground truth for ``table``, normalized like :func:`read_table`."""
+    rows = [{k: _normal(v) for k, v in row.items()} for row in expected[table]]
+    key = KEYS[table]
+    return sorted(rows, key=lambda r: tuple(str(r[k]) for k in key))
+
+
+def assert_tables_match(db: Path | str, expected: Mapping[str, list[dict]]) -> None:
+    """Every row of cdrs, call_flow_steps and originations equals the ground truth."""
+    for table in ("cdrs", "call_flow_steps", "originations"):
+        want = expected_rows(expected, table)
+        columns = list(want[0]) if want else None
+        got = read_table(db, table, columns)
+        assert len(got) == len(want), f"{table}: {len(got)} rows, expected {len(want)}"
+        for got_row, want_row in zip(got, want, strict=True):
+            assert got_row == want_row, f"{table} differs:\n got  {got_row}\n want {want_row}"
+    want_rejects = {(r["uuid"], r["stage"]) for r in expected["load_rejects"]}
+    got_rejects = {(r["uuid"], r["stage"]) for r in read_table(db, "load_rejects")}
+    assert got_rejects == want_rejects
+
+
+def table_snapshot(db: Path | str) -> dict[str, list[dict]]:
+    """All data tables except load-time columns, for before/after comparisons."""
+    skip = {"loaded_at", "fetched_at", "last_seen_at", "rejected_at", "updated_at"}
+    snapshot = {}
+    for table in ("cdr_listing", "cdrs", "call_flow_steps", "originations", "raw_cdr_details"):
+        rows = read_table(db, table)
+        snapshot[table] = [{k: v for k, v in row.items() if k not in skip} for row in rows]
+    return snapshot
+
+
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block and restore them afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

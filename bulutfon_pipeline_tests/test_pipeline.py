@@ -1,0 +1,295 @@
+"""End-to-end tests of the Dagster pipeline against the simulator, over real HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from bulutfon_pipeline.assets import cdr_details, cdr_listing
+from bulutfon_pipeline.cli import run_sync
+from bulutfon_pipeline.resources import default_resources
+from bulutfon_pipeline_tests.helpers import (
+    assert_tables_match,
+    environment,
+    read_table,
+    table_snapshot,
+)
+
+DETAIL_ASSETS = ["cdrs", "raw_cdr_details", "call_flow_steps", "originations"]
+
+
+def _env(sim, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        **sim.env(auth="master"),
+        "BULUTFON_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        "BULUTFON_DATA_DIR": str(tmp_path),
+        "BULUTFON_START_DATE": "2015-01-01",
+        **extra,
+    }
+
+
+def _detail_requests(sim) -> int:
+    return sum(int(n) for n in sim.stats().get("detail", {}).values())
+
+
+def _listing_requests(sim) -> int:
+    return sum(int(n) for n in sim.stats().get("listing", {}).values())
+
+
+def _materialize_all(first: dt.date, last: dt.date) -> None:
+    """The listing, then one ranged run of the detail assets, the way a backfill runs."""
+    listing = dg.materialize([cdr_listing, cdr_details], selection=["cdr_listing"],
+                             resources=default_resources())
+    assert listing.success
+    details = dg.materialize(
+        [cdr_listing, cdr_details],
+        selection=DETAIL_ASSETS,
+        resources=default_resources(),
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+            ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+        },
+    )
+    assert details.success
+    checks = {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+        for e in details.get_asset_check_evaluations()
+    } if hasattr(details, "get_asset_check_evaluations") else {}
+    if checks:
+        assert checks["cdrs_uuid_unique"] and checks["call_flow_steps_has_parent"]
+        assert checks["originations_has_parent"] and checks["cdrs_complete"]
+
+
+def _days(sim) -> tuple[dt.date, dt.date]:
+    config = sim.dataset.config
+    return config.end_date - dt.timedelta(days=config.days - 1), config.end_date
+
+
+def test_definitions_load_with_no_environment() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BULUTFON_", "DAGSTER_"))}
+    code = (
+        "from bulutfon_pipeline.definitions import defs\n"
+        "g = defs.resolve_asset_graph()\n"
+        "print(sorted(k.to_user_string() for k in g.get_all_asset_keys()))\n"
+        "print(sorted(c.name for c in g.asset_check_keys))\n"
+        "print(defs.resolve_schedule_def('bulutfon_refresh_schedule').default_status)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[0] == str(
+        sorted(["call_flow_steps", "cdr_listing", "cdrs", "originations", "raw_cdr_details"])
+    )
+    assert "cdrs_uuid_unique" in out[1] and "cdrs_complete" in out[1]
+    assert out[2].endswith("STOPPED")
+
+
+def test_materialize_loads_exact_tables_and_second_run_fetches_nothing(
+    simulator_factory, tmp_path: Path
+) -> None:
+    sim = simulator_factory(days=3, calls_per_day=40, missing_detail_count=2, malformed_count=5,
+                            unknown_field_count=3)
+    with environment(_env(sim, tmp_path)):
+        first, last = _days(sim)
+        _materialize_all(first, last)
+        db = tmp_path / "warehouse.duckdb"
+        expected = sim.expected_tables()
+        # Bad records (404s, impossible dates, broken flows, HTML bodies) are rejected,
+        # everything else is loaded exactly as the simulator's own model says.
+        assert len(expected["load_rejects"]) == 7
+        assert_tables_match(db, expected)
+        before = table_snapshot(db)
+        sim.reset_stats()
+        _materialize_all(first, last)
+        assert _detail_requests(sim) == 0
+        assert table_snapshot(db) == before
+
+
+def test_seed_and_v1_dialects_load_identical_canonical_tables(
+    simulator_factory, tmp_path: Path
+) -> None:
+    canonical = {
+        "cdrs": ["uuid", "call_type", "direction", "caller", "callee", "call_time",
+                 "answer_time", "hangup_time", "call_date", "answered", "ring_seconds",
+                 "talk_seconds", "has_recording", "hangup_cause_code", "hangup_state_code",
+                 "missing_call"],
+        "call_flow_steps": ["cdr_uuid", "step_index", "callee", "start_time", "answer_time",
+                            "hangup_time", "redirection_kind", "redirection_target"],
+        "originations": ["cdr_uuid", "step_index", "attempt_index", "destination",
+                         "start_time", "answer_time", "hangup_time", "outcome", "answered"],
+    }
+    tables = {}
+    for dialect in ("seed", "v1"):
+        sim = simulator_factory(days=2, calls_per_day=30, dialect=dialect, seed=11)
+        folder = tmp_path / dialect
+        folder.mkdir()
+        with environment(_env(sim, folder)):
+            _materialize_all(*_days(sim))
+        tables[dialect] = {
+            name: read_table(folder / "warehouse.duckdb", name, columns)
+            for name, columns in canonical.items()
+        }
+    assert tables["seed"]["cdrs"], "nothing loaded"
+    assert tables["seed"] == tables["v1"]
+
+
+def test_late_and_new_calls_are_picked_up_by_the_next_sync(
+    simulator_factory, tmp_path: Path
+) -> None:
+    sim = simulator_factory(days=3, calls_per_day=30)
+    with environment(_env(sim, tmp_path)):
+        run_sync(show_progress=False)
+        late = sim.add_calls(3, where="late", hours_ago=6)
+        new = sim.add_calls(2, where="head")
+        sim.reset_stats()
+        run_sync(show_progress=False)
+        db = tmp_path / "warehouse.duckdb"
+        assert_tables_match(db, sim.expected_tables())
+        loaded = {row["uuid"] for row in read_table(db, "cdrs")}
+        assert set(late) | set(new) <= loaded
+        # Only the five new calls' details were fetched the second time.
+        assert _detail_requests(sim) == 5
+
+
+def test_calls_arriving_while_the_listing_is_paged_are_not_lost_or_duplicated(
+    simulator_factory, tmp_path: Path
+) -> None:
+    sim = simulator_factory(days=2, calls_per_day=60, live_calls_per_page=4)
+    original = {row["uuid"] for row in sim.expected_tables()["cdrs"]}
+    with environment(_env(sim, tmp_path, BULUTFON_PAGE_SIZE="15")):
+        run_sync(show_progress=False)
+        db = tmp_path / "warehouse.duckdb"
+        listed = [row["uuid"] for row in read_table(db, "cdr_listing")]
+        assert len(listed) == len(set(listed))
+        assert original <= set(listed)
+        sim.update_config(live_calls_per_page=0)
+        run_sync(show_progress=False)
+        assert_tables_match(db, sim.expected_tables())
+
+
+def test_a_backfill_of_seven_days_runs_through_dagster(simulator_factory, tmp_path: Path) -> None:
+    sim = simulator_factory(days=9, calls_per_day=12)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with environment({**_env(sim, tmp_path), "DAGSTER_HOME": str(home)}):
+        first, last = _days(sim)
+        start, end = first + dt.timedelta(days=1), first + dt.timedelta(days=7)
+        run_sync(start=start, end=end, show_progress=False)
+        instance = dg.DagsterInstance.get()
+        done = instance.get_materialized_partitions(dg.AssetKey("cdrs"))
+        instance.dispose()
+    want_days = {(start + dt.timedelta(days=i)).isoformat() for i in range(7)}
+    assert done == want_days
+    loaded_days = {row["call_date"] for row in read_table(tmp_path / "warehouse.duckdb", "cdrs")}
+    assert {d.isoformat() for d in loaded_days} == want_days
+    expected = [r for r in sim.expected_tables()["cdrs"] if start <= r["call_date"] <= end]
+    assert len(read_table(tmp_path / "warehouse.duckdb", "cdrs")) == len(expected)
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bulutfon_pipeline.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+def test_sync_killed_during_details_then_rerun_gives_exact_tables(
+    simulator_factory, tmp_path: Path
+) -> None:
+    sim = simulator_factory(days=3, calls_per_day=80, latency_ms=15, jitter_ms=5)
+    env = _env(sim, tmp_path, BULUTFON_DETAIL_BATCH_SIZE="25", BULUTFON_MAX_CONCURRENCY="4")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bulutfon_pipeline.cli", "sync", "--no-progress"],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    # Wait until the sync is well into the details, then kill it without warning.
+    while _detail_requests(sim) < 60 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the sync finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    db = tmp_path / "warehouse.duckdb"
+    loaded_before = len(read_table(db, "cdrs"))
+    assert 0 < loaded_before < len(sim.expected_tables()["cdrs"])
+    rerun = _cli(["sync", "--no-progress"], env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert_tables_match(db, sim.expected_tables())
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        # no credentials at all
+        (["sync"], {"BULUTFON_ACCESS_TOKEN": ""}, "no Bulutfon credentials"),
+        # a start date that is not a date
+        (["sync"], {"BULUTFON_START_DATE": "01/02/2015"}, "BULUTFON_START_DATE"),
+        # the warehouse's folder does not exist
+        (["sync"], {"BULUTFON_DUCKDB_PATH": "/nonexistent/dir/x.duckdb"}, "does not exist"),
+        # a wrong date format on the command line
+        (["backfill", "--start", "2015/03/01", "--end", "2015-03-02"], {}, "--start"),
+        # the end before the start
+        (["backfill", "--start", "2015-03-05", "--end", "2015-03-01"], {}, "before --start"),
+        # an unreachable API
+        (["sync"], {"BULUTFON_API_URL": "http://127.0.0.1:9"}, "127.0.0.1:9"),
+    ],
+)
+def test_user_errors_give_one_clear_line_and_no_traceback(
+    args: list[str], env: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    base = {
+        "BULUTFON_ACCESS_TOKEN": "not-a-real-token-0123456789",
+        "BULUTFON_API_URL": "http://127.0.0.1:9",
+        "BULUTFON_DUCKDB_PATH": str(tmp_path / "w.duckdb"),
+        "BULUTFON_DATA_DIR": str(tmp_path),
+        "BULUTFON_MAX_RETRIES": "1",
+    }
+    result = _cli([*args, "--no-progress"] if args[0] == "sync" else args, {**base, **env})
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert "not-a-real-token" not in result.stderr + result.stdout
+
+
+def test_bad_token_is_reported_in_one_line(simulator_factory, tmp_path: Path) -> None:
+    sim = simulator_factory(days=1, calls_per_day=5)
+    env = _env(sim, tmp_path, BULUTFON_ACCESS_TOKEN="wrong-token-abcdef")
+    result = _cli(["sync", "--no-progress"], env)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "wrong-token-abcdef" not in result.stderr + result.stdout
+
+
+def test_a_second_sync_exits_with_one_line_while_one_runs(tmp_path: Path) -> None:
+    from bulutfon_pipeline.cli import sync_lock
+
+    db = tmp_path / "w.duckdb"
+    env = {
+        "BULUTFON_ACCESS_TOKEN": "x" * 20,
+        "BULUTFON_DUCKDB_PATH": str(db),
+        "BULUTFON_DATA_DIR": str(tmp_path),
+    }
+    with sync_lock(db):
+        result = _cli(["sync", "--no-progress"], env)
+    assert result.returncode == 3
+    assert f"pid {os.getpid()}" in result.stderr
+    assert "Traceback" not in result.stderr
