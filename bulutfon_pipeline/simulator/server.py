@@ -1,0 +1,219 @@
+""":class:`SimulatorServer`: the simulator app served by uvicorn in a background thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from types import TracebackType
+from typing import Any, Literal
+
+import uvicorn
+
+from bulutfon_pipeline.settings import DEFAULT_RECORDING_PATH, DEFAULT_REDIRECT_URI
+from bulutfon_pipeline.simulator.app import SimulatorState, create_app
+from bulutfon_pipeline.simulator.dataset import Dataset, SimulatorConfig
+
+__all__ = ["DIALECT_PATHS", "SimulatorServer"]
+
+#: (list path, detail path, recording path) each dialect documents.
+DIALECT_PATHS: dict[str, tuple[str, str, str]] = {
+    "seed": ("/cdr.json", "/cdr/{uuid}.json", DEFAULT_RECORDING_PATH),
+    "v1": ("/cdrs", "/cdrs/{uuid}", DEFAULT_RECORDING_PATH),
+}
+_START_TIMEOUT_S = 30.0
+_STOP_TIMEOUT_S = 10.0
+
+
+class _Uvicorn(uvicorn.Server):
+    """A uvicorn server that tells us when it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, ready: threading.Event):
+        super().__init__(config)
+        self._ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self._ready.set()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: a free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_config(app: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,  # the access log would print access_token query parameters
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+        timeout_keep_alive=30,
+    )
+
+
+class SimulatorServer:
+    """The Bulutfon API simulator on a real socket, in a background thread.
+
+    ``with SimulatorServer(SimulatorConfig(days=3)) as sim: httpx.get(sim.url + ...)``.
+    The dataset is generated in the constructor; :meth:`start` binds ``host:port``
+    (0 = a free port) and returns once uvicorn accepts connections.
+    """
+
+    def __init__(
+        self, config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0
+    ):
+        self.config = config or SimulatorConfig()
+        self.host = host
+        self.port = port
+        self.state = SimulatorState(self.config)
+        self.app = create_app(self.state)
+        self._server: _Uvicorn | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> SimulatorServer:
+        if self._thread is not None:
+            return self
+        sock = bind_socket(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        ready = threading.Event()
+        server = _Uvicorn(uvicorn_config(self.app), ready)
+        self._server = server
+
+        def run() -> None:
+            try:
+                server.run(sockets=[sock])
+            except BaseException as exc:  # surfaced by start()
+                self._error = exc
+            finally:
+                sock.close()
+                ready.set()  # never leave start() waiting
+
+        self._thread = threading.Thread(target=run, name=f"bulutfon-sim-{self.port}", daemon=True)
+        self._thread.start()
+        if not ready.wait(_START_TIMEOUT_S) or not server.started:
+            self.stop()
+            raise RuntimeError(f"simulator did not start on {self.url}") from self._error
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is not None:
+            server.should_exit = True
+        if thread is not None:
+            thread.join(_STOP_TIMEOUT_S)
+            if thread.is_alive() and server is not None:
+                server.force_exit = True
+                thread.join(_STOP_TIMEOUT_S)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> SimulatorServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:  # no secrets
+        return f"SimulatorServer(url={self.url!r}, dialect={self.state.config.dialect!r})"
+
+    # -- addresses and credentials -------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def token_url(self) -> str:
+        return self.url + "/oauth/token"
+
+    @property
+    def master_token(self) -> str:
+        return self.state.master_token
+
+    @property
+    def client_id(self) -> str:
+        return self.state.client_id
+
+    @property
+    def client_secret(self) -> str:
+        return self.state.client_secret
+
+    @property
+    def initial_refresh_token(self) -> str:
+        return self.state.initial_refresh_token
+
+    @property
+    def paths(self) -> tuple[str, str, str]:
+        """(list, detail, recording) paths of the served dialect."""
+        return DIALECT_PATHS[self.state.config.dialect]
+
+    def issue_auth_code(self) -> str:
+        """A one-time authorization code for ``grant_type=authorization_code``."""
+        return self.state.issue_auth_code()
+
+    def expire_tokens(self) -> int:
+        """Expire every issued access token now; returns how many there were."""
+        return self.state.expire_tokens()
+
+    def env(self, auth: Literal["master", "oauth"] = "master") -> dict[str, str]:
+        """``BULUTFON_*`` variables pointing a client at this simulator.
+
+        ``master``: ``BULUTFON_ACCESS_TOKEN`` = the master token. ``oauth``: client id,
+        secret and the initial refresh token (which rotates on first use).
+        """
+        list_path, detail_path, recording_path = self.paths
+        env = {
+            "BULUTFON_API_URL": self.url,
+            "BULUTFON_TOKEN_URL": self.token_url,
+            "BULUTFON_CDR_LIST_PATH": list_path,
+            "BULUTFON_CDR_DETAIL_PATH": detail_path,
+            "BULUTFON_RECORDING_PATH": recording_path,
+        }
+        if auth == "master":
+            env["BULUTFON_ACCESS_TOKEN"] = self.master_token
+        elif auth == "oauth":
+            env["BULUTFON_CLIENT_ID"] = self.client_id
+            env["BULUTFON_CLIENT_SECRET"] = self.client_secret
+            env["BULUTFON_REFRESH_TOKEN"] = self.initial_refresh_token
+            env["BULUTFON_REDIRECT_URI"] = DEFAULT_REDIRECT_URI
+        else:
+            raise ValueError(f"auth must be 'master' or 'oauth', got {auth!r}")
+        return env
+
+    # -- data, stats and knobs -----------------------------------------------------------
+    @property
+    def dataset(self) -> Dataset:
+        return self.state.dataset
+
+    def expected_tables(self) -> dict[str, list[dict[str, Any]]]:
+        return self.state.dataset.expected_tables()
+
+    def stats(self) -> dict[str, Any]:
+        return self.state.stats()
+
+    def reset_stats(self) -> None:
+        self.state.reset_stats()
+
+    def add_calls(self, count: int, where: str = "head", hours_ago: float = 6) -> list[str]:
+        return self.state.dataset.add_calls(count, where, hours_ago)
+
+    def update_config(self, **knobs: Any) -> SimulatorConfig:
+        return self.state.update_config(**knobs)
