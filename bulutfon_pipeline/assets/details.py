@@ -1,6 +1,5 @@
 """The daily-partitioned detail load: ``cdrs`` and the tables normalized from each call."""
 
-from __future__ import annotations
 
 import datetime as dt
 

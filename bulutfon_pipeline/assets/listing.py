@@ -1,6 +1,5 @@
 """The ``cdr_listing`` asset: the incremental scan of the CDR listing."""
 
-from __future__ import annotations
 
 import dagster as dg
 
