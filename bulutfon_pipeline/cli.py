@@ -41,7 +41,7 @@ from bulutfon_pipeline import progress
 from bulutfon_pipeline.settings import DEFAULT_DATA_DIR, LOCAL_TZ
 
 console = Console(stderr=False)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_CONFIG = 2  # a problem the user can fix: configuration, input, credentials
 EXIT_BUSY = 3  # another sync holds the warehouse

@@ -87,7 +87,11 @@ def cdr_details(
             batch_size=settings.detail_batch_size,
         )
         stats = client.stats.as_dict()
-    listed = wh.count_listed(start, end)
+    with wh.transaction() as con:
+        row = con.execute(
+            "SELECT count(*) FROM cdr_listing WHERE call_date BETWEEN ? AND ?", [start, end]
+        ).fetchone()
+    listed = int(row[0]) if row else 0
     context.log.info(
         "details %s..%s: %d listed, %d pending, %d fetched, %d new, %d updated, %d rejected",
         start,

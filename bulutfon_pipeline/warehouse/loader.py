@@ -1,0 +1,700 @@
+"""DuckDB loader: idempotent upserts of normalised frames, pipeline state, rejects.
+
+Exceptions::
+
+    WarehouseError            any warehouse failure, one line, no secrets
+     └── WarehouseLockedError another process kept the DuckDB file locked too long
+
+Every public method runs in one transaction on a connection opened just for it, so
+several processes can take turns on the file (DuckDB admits one writer process at a
+time; :meth:`Warehouse.transaction` waits, with backoff, while another holds the lock).
+
+Frames are bulk-inserted through Arrow tables whose types come from the SQLAlchemy
+schema (:mod:`bulutfon_pipeline.warehouse.schema`), always ``INSERT ... BY NAME``. No SQL
+is ever built from API values: they travel as parameters or registered Arrow tables.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+
+from bulutfon_pipeline.normalize import (
+    NormalizedDetails,
+    NormalizedListing,
+    Reject,
+    normalize_details,
+)
+from bulutfon_pipeline.warehouse import schema
+from bulutfon_pipeline.warehouse.views import create_views
+
+__all__ = [
+    "DetailLoadResult",
+    "ListingLoadResult",
+    "ReplayResult",
+    "Warehouse",
+    "WarehouseError",
+    "WarehouseLockedError",
+]
+
+Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+RawPayload = Mapping[str, Any] | str | bytes
+
+#: Stages whose rejects a successful detail load of the same uuid supersedes.
+_DETAIL_STAGES = ("detail", "normalize")
+_LOCK_MESSAGES = ("could not set lock", "conflicting lock")
+_BACKOFF_FIRST_S = 0.02
+_BACKOFF_MAX_S = 1.0
+
+
+class WarehouseError(Exception):
+    """The warehouse could not be opened, read or written (message: one line)."""
+
+
+class WarehouseLockedError(WarehouseError):
+    """Another process held the DuckDB file lock for longer than ``lock_timeout_s``."""
+
+
+@dataclass(frozen=True)
+class ListingLoadResult:
+    """What :meth:`Warehouse.upsert_listing` did.
+
+    Attributes:
+        new: uuids not listed before.
+        updated: uuids listed before whose listed fields changed.
+        unchanged: uuids listed before, unchanged (only ``last_seen_at`` moved).
+        rejected: listing rejects written.
+        high_water_mark: the committed ``listing_high_water_mark`` after the load.
+    """
+
+    new: int
+    updated: int
+    unchanged: int
+    rejected: int
+    high_water_mark: datetime | None
+
+
+@dataclass(frozen=True)
+class DetailLoadResult:
+    """What :meth:`Warehouse.load_details` did.
+
+    Attributes:
+        new: calls without a ``cdrs`` row before.
+        updated: calls whose ``cdrs`` row (and child rows) were replaced.
+        rejected: rejects written (``normalize`` and ``detail`` stages).
+        raw_stored: raw payloads upserted into ``raw_cdr_details``.
+        call_flow_steps: step rows inserted.
+        originations: origination rows inserted.
+    """
+
+    new: int
+    updated: int
+    rejected: int
+    raw_stored: int
+    call_flow_steps: int
+    originations: int
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What :meth:`Warehouse.replay_raw` did: payloads read, and the load it made."""
+
+    payloads: int
+    load: DetailLoadResult
+
+
+# --- Arrow conversion driven by the SQLAlchemy schema -----------------------------------
+
+
+def _arrow_type(column: sa.Column[Any]) -> pa.DataType:
+    kind = column.type
+    if isinstance(kind, sa.DateTime):
+        return pa.timestamp("us", tz="UTC")
+    if isinstance(kind, sa.Date):
+        return pa.date32()
+    if isinstance(kind, sa.Boolean):
+        return pa.bool_()
+    if isinstance(kind, sa.Integer):
+        return pa.int64()  # widened on purpose; DuckDB casts to the column's INTEGER
+    if isinstance(kind, sa.Numeric):
+        return pa.decimal128(kind.precision or 18, kind.scale or 0)
+    return pa.string()  # String, JSON (as text)
+
+
+def _to_arrow(frame: pd.DataFrame, table: sa.Table) -> pa.Table:
+    """``frame``'s columns that belong to ``table``, typed exactly as the table."""
+    columns = [c for c in table.columns if c.name in frame.columns]
+    arrow_schema = pa.schema([pa.field(c.name, _arrow_type(c)) for c in columns])
+    return pa.Table.from_pandas(
+        frame[[c.name for c in columns]], schema=arrow_schema, preserve_index=False
+    )
+
+
+def _utc(instant: datetime, what: str) -> datetime:
+    if instant.tzinfo is None:
+        raise ValueError(f"{what} must be timezone-aware, got {instant!r}")
+    return instant.astimezone(UTC)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _is_lock_error(exc: duckdb.Error) -> bool:
+    message = str(exc).lower()
+    return any(marker in message for marker in _LOCK_MESSAGES)
+
+
+def _payload_text(payload: RawPayload) -> str:
+    if isinstance(payload, bytes):
+        return payload.decode("utf-8")
+    if isinstance(payload, str):
+        return payload
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> Any:
+    row = con.execute(sql, list(params)).fetchone()
+    return None if row is None else row[0]
+
+
+def _upsert(
+    con: duckdb.DuckDBPyConnection,
+    table: sa.Table,
+    batch: str,
+    *,
+    keep: Sequence[str] = (),
+    set_sql: Mapping[str, str] | None = None,
+) -> None:
+    """Upsert the registered ``batch`` (unique keys) into ``table`` by its primary key.
+
+    ``UPDATE ... FROM`` the rows that exist, then ``INSERT ... BY NAME`` the others.
+    DuckDB's ``INSERT OR REPLACE`` / ``ON CONFLICT`` is pathologically slow on
+    composite keys arriving out of storage order (20 s for 350k rows), and delete +
+    re-insert of the same keys makes its COMMIT slow; this form takes well under 1 s.
+
+    Args:
+        keep: non-key columns an update leaves alone (e.g. ``first_seen_at``).
+        set_sql: SQL expressions (over ``t`` = stored row, ``b`` = batch row) for some
+            updated columns; default ``b.<column>``.
+
+    Identifiers come from the schema metadata, never from data; values travel only in
+    the registered batch.
+    """
+    keys = [column.name for column in table.primary_key.columns]
+    expressions = dict(set_sql or {})
+    assignments = ", ".join(
+        f"{column.name} = {expressions.get(column.name, 'b.' + column.name)}"
+        for column in table.columns
+        if column.name not in keys and column.name not in keep
+    )
+    match = " AND ".join(f"t.{key} = b.{key}" for key in keys)
+    con.execute(
+        f"UPDATE {table.name} AS t SET {assignments} FROM {batch} AS b WHERE {match}"  # noqa: S608
+    )
+    con.execute(
+        f"INSERT INTO {table.name} BY NAME SELECT b.* FROM {batch} AS b "  # noqa: S608
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table.name} AS t WHERE {match})"
+    )
+
+
+class Warehouse:
+    """The DuckDB warehouse file and every write the pipeline makes to it.
+
+    Args:
+        path: the DuckDB database file. Its folder must exist.
+        connect: optional factory of a context manager yielding a connection (e.g. a
+            dagster-duckdb resource's ``get_connection``); default ``duckdb.connect(path)``,
+            closed at the end of each transaction.
+        lock_timeout_s: how long to wait while another process holds the file lock.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        connect: Connect | None = None,
+        lock_timeout_s: float = 120.0,
+    ) -> None:
+        self.path = Path(path)
+        self.lock_timeout_s = lock_timeout_s
+        self._connect: Connect = connect or self._default_connect
+        #: Seam for tests: how to wait between lock attempts.
+        self._sleep: Callable[[float], None] = time.sleep
+
+    def __repr__(self) -> str:
+        return f"Warehouse({str(self.path)!r})"
+
+    # --- connections and transactions ------------------------------------------------
+
+    @contextmanager
+    def _default_connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = duckdb.connect(str(self.path))
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection, waiting with exponential backoff while the file is locked."""
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = _BACKOFF_FIRST_S
+        while True:
+            manager = self._connect()
+            try:
+                con = manager.__enter__()
+            except duckdb.Error as exc:
+                if not _is_lock_error(exc):
+                    raise WarehouseError(
+                        f"cannot open warehouse {self.path}: {_one_line(exc)}"
+                    ) from exc
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WarehouseLockedError(
+                        f"warehouse {self.path} is locked by another process; "
+                        f"gave up after {self.lock_timeout_s:g}s"
+                    ) from exc
+                self._sleep(min(delay * (0.5 + random.random() / 2), remaining))
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+                continue
+            break
+        try:
+            yield con
+        except BaseException as exc:
+            if not manager.__exit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            manager.__exit__(None, None, None)
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the file, ``BEGIN``, yield the connection, ``COMMIT`` (``ROLLBACK`` on error).
+
+        The session time zone is UTC so TIMESTAMPTZ values round-trip exactly.
+
+        Raises:
+            WarehouseLockedError: the file stayed locked for ``lock_timeout_s``.
+            WarehouseError: any DuckDB failure (the transaction is rolled back, so the last
+                committed state stays intact). Other exceptions propagate after rollback.
+        """
+        with self._connection() as con:
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+                con.execute("BEGIN TRANSACTION")
+            except duckdb.Error as exc:
+                raise WarehouseError(f"warehouse {self.path}: {_one_line(exc)}") from exc
+            try:
+                yield con
+            except BaseException as exc:
+                with suppress(duckdb.Error):  # a failed statement may have aborted it already
+                    con.execute("ROLLBACK")
+                if isinstance(exc, duckdb.Error):
+                    raise WarehouseError(f"warehouse {self.path}: {_one_line(exc)}") from exc
+                raise
+            try:
+                con.execute("COMMIT")
+            except duckdb.Error as exc:
+                with suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise WarehouseError(
+                    f"warehouse {self.path}: commit failed: {_one_line(exc)}"
+                ) from exc
+
+    # --- schema ----------------------------------------------------------------------
+
+    def ensure_schema(self) -> None:
+        """Create missing tables (from the SQLAlchemy metadata) and (re)create the views.
+
+        Idempotent.
+
+        Raises:
+            WarehouseError: the file's folder does not exist, or DuckDB failed.
+        """
+        if not self.path.parent.is_dir():
+            raise WarehouseError(
+                f"warehouse folder {self.path.parent} does not exist (for {self.path})"
+            )
+        with self.transaction() as con:
+            for statement in schema.create_table_statements():
+                con.execute(statement)
+            create_views(con)
+
+    # --- listing ---------------------------------------------------------------------
+
+    def upsert_listing(self, listing: NormalizedListing, *, seen_at: datetime) -> ListingLoadResult:
+        """Upsert listed calls, advance the high-water mark and write the listing rejects.
+
+        New uuids get ``first_seen_at = last_seen_at = seen_at``; known ones keep
+        ``first_seen_at`` and move ``last_seen_at`` forward. ``listing_high_water_mark``
+        becomes the newest ``call_time`` ever listed, in the same transaction.
+
+        Args:
+            listing: output of :func:`~bulutfon_pipeline.normalize.normalize_listing`.
+            seen_at: when the listing was read (aware).
+
+        Returns:
+            Counts and the committed high-water mark.
+
+        Raises:
+            WarehouseError: the load failed and was rolled back.
+        """
+        seen_at = _utc(seen_at, "seen_at")
+        frame = listing.frame.drop_duplicates("uuid", keep="last")
+        batch = _to_arrow(
+            frame.assign(first_seen_at=seen_at, last_seen_at=seen_at), schema.cdr_listing
+        )
+        with self.transaction() as con:
+            new = updated = unchanged = 0
+            if len(frame):
+                con.register("listing_batch", batch)
+                new, updated, unchanged = con.execute(
+                    """
+                    SELECT
+                        count(*) FILTER (WHERE l.uuid IS NULL),
+                        count(*) FILTER (WHERE l.uuid IS NOT NULL AND (
+                            l.call_time IS DISTINCT FROM b.call_time
+                            OR l.call_date IS DISTINCT FROM b.call_date
+                            OR l.direction IS DISTINCT FROM b.direction
+                            OR l.caller IS DISTINCT FROM b.caller
+                            OR l.callee IS DISTINCT FROM b.callee)),
+                        count(*) FILTER (WHERE l.uuid IS NOT NULL AND NOT (
+                            l.call_time IS DISTINCT FROM b.call_time
+                            OR l.call_date IS DISTINCT FROM b.call_date
+                            OR l.direction IS DISTINCT FROM b.direction
+                            OR l.caller IS DISTINCT FROM b.caller
+                            OR l.callee IS DISTINCT FROM b.callee))
+                    FROM listing_batch AS b
+                    LEFT JOIN cdr_listing AS l ON l.uuid = b.uuid
+                    """
+                ).fetchone() or (0, 0, 0)
+                _upsert(
+                    con,
+                    schema.cdr_listing,
+                    "listing_batch",
+                    keep=("first_seen_at",),
+                    set_sql={"last_seen_at": "greatest(t.last_seen_at, b.last_seen_at)"},
+                )
+                con.unregister("listing_batch")
+            mark = self._advance_high_water_mark(con, frame, seen_at)
+            rejected = self._write_rejects(con, listing.rejects)
+        return ListingLoadResult(
+            new=new, updated=updated, unchanged=unchanged, rejected=rejected, high_water_mark=mark
+        )
+
+    @staticmethod
+    def _read_high_water_mark(con: duckdb.DuckDBPyConnection) -> datetime | None:
+        value = _scalar(
+            con, "SELECT value FROM _pipeline_state WHERE key = ?", [schema.HIGH_WATER_MARK_KEY]
+        )
+        return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
+
+    def _advance_high_water_mark(
+        self, con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, now: datetime
+    ) -> datetime | None:
+        current = self._read_high_water_mark(con)
+        if not len(frame):
+            return current
+        newest = pd.Timestamp(frame["call_time"].max()).to_pydatetime().astimezone(UTC)
+        if current is not None and newest <= current:
+            return current
+        con.execute(
+            """
+            INSERT OR REPLACE INTO _pipeline_state (key, value, updated_at) VALUES (?, ?, ?)
+            """,
+            [schema.HIGH_WATER_MARK_KEY, newest.isoformat(), now],
+        )
+        return newest
+
+    def high_water_mark(self) -> datetime | None:
+        """The newest ``call_time`` ever listed (aware UTC), or ``None`` before any listing."""
+        with self.transaction() as con:
+            return self._read_high_water_mark(con)
+
+    # --- details ---------------------------------------------------------------------
+
+    def load_details(
+        self,
+        raw: Sequence[tuple[str, RawPayload]],
+        normalized: NormalizedDetails,
+        *,
+        fetched_at: datetime,
+        detail_rejects: Sequence[Reject] = (),
+    ) -> DetailLoadResult:
+        """Load one batch of fetched details in ONE transaction.
+
+        Upserts ``raw_cdr_details`` for every fetched payload, upserts ``cdrs``, replaces
+        the ``call_flow_steps``/``originations`` rows of the loaded calls, writes the
+        ``normalize`` and ``detail`` rejects and drops earlier such rejects of the calls
+        that now loaded. Loading the same batch twice leaves the same tables (bar
+        ``cdrs.loaded_at``).
+
+        Args:
+            raw: ``(uuid, payload)`` per fetched detail; the payload as decoded JSON or as
+                its JSON text (text avoids re-encoding).
+            normalized: :func:`~bulutfon_pipeline.normalize.normalize_details` of them.
+            fetched_at: when the batch was fetched (aware).
+            detail_rejects: failures of the fetch itself (stage ``detail``).
+
+        Returns:
+            Counts of new/updated calls, rejects and rows written.
+
+        Raises:
+            WarehouseError: the load failed and was rolled back.
+        """
+        fetched_at = _utc(fetched_at, "fetched_at")
+        raw_rows: dict[str, str] = {}
+        for uuid, payload in raw:
+            raw_rows[uuid] = _payload_text(payload)
+        raw_batch = pa.table(
+            {
+                "uuid": pa.array(list(raw_rows), pa.string()),
+                "fetched_at": pa.array([fetched_at] * len(raw_rows), pa.timestamp("us", "UTC")),
+                "payload": pa.array(list(raw_rows.values()), pa.string()),
+            }
+        )
+        with self.transaction() as con:
+            if raw_rows:
+                con.register("raw_batch", raw_batch)
+                _upsert(con, schema.raw_cdr_details, "raw_batch")
+                con.unregister("raw_batch")
+            result = self._write_details(con, normalized, detail_rejects)
+        return DetailLoadResult(
+            new=result.new,
+            updated=result.updated,
+            rejected=result.rejected,
+            raw_stored=len(raw_rows),
+            call_flow_steps=result.call_flow_steps,
+            originations=result.originations,
+        )
+
+    def _write_details(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        normalized: NormalizedDetails,
+        detail_rejects: Sequence[Reject],
+    ) -> DetailLoadResult:
+        loaded_at = datetime.now(UTC)
+        cdrs = normalized.cdrs
+        steps = normalized.call_flow_steps
+        originations = normalized.originations
+        if cdrs["uuid"].duplicated().any():  # normalize dedupes; guard hand-made batches
+            cdrs = cdrs.drop_duplicates("uuid", keep="last")
+            steps = steps.drop_duplicates(["cdr_uuid", "step_index"], keep="last")
+            originations = originations.drop_duplicates(
+                ["cdr_uuid", "step_index", "attempt_index"], keep="last"
+            )
+        new = updated = 0
+        if len(cdrs):
+            con.register("cdr_batch", _to_arrow(cdrs.assign(loaded_at=loaded_at), schema.cdrs))
+            con.register("step_batch", _to_arrow(steps, schema.call_flow_steps))
+            con.register("origination_batch", _to_arrow(originations, schema.originations))
+            existing = _scalar(
+                con, "SELECT count(*) FROM cdrs WHERE uuid IN (SELECT uuid FROM cdr_batch)"
+            )
+            new, updated = len(cdrs) - existing, existing
+            _upsert(con, schema.cdrs, "cdr_batch")
+            # The child rows of each loaded call become exactly the batch's rows. Same
+            # effect as delete-all + insert, but DuckDB makes a COMMIT that re-inserts
+            # deleted primary keys very slow (~10 s per 1M rows), so: delete the rows
+            # the new flow no longer has, then upsert the others.
+            con.execute(
+                """
+                DELETE FROM originations AS o
+                WHERE o.cdr_uuid IN (SELECT uuid FROM cdr_batch)
+                  AND NOT EXISTS (
+                      SELECT 1 FROM origination_batch AS b
+                      WHERE b.cdr_uuid = o.cdr_uuid AND b.step_index = o.step_index
+                        AND b.attempt_index = o.attempt_index)
+                """
+            )
+            con.execute(
+                """
+                DELETE FROM call_flow_steps AS s
+                WHERE s.cdr_uuid IN (SELECT uuid FROM cdr_batch)
+                  AND NOT EXISTS (
+                      SELECT 1 FROM step_batch AS b
+                      WHERE b.cdr_uuid = s.cdr_uuid AND b.step_index = s.step_index)
+                """
+            )
+            _upsert(con, schema.call_flow_steps, "step_batch")
+            _upsert(con, schema.originations, "origination_batch")
+            con.execute(
+                """
+                DELETE FROM load_rejects
+                WHERE stage IN (?, ?) AND uuid IN (SELECT uuid FROM cdr_batch)
+                """,
+                list(_DETAIL_STAGES),
+            )
+            for name in ("cdr_batch", "step_batch", "origination_batch"):
+                con.unregister(name)
+        rejected = self._write_rejects(con, [*normalized.rejects, *detail_rejects])
+        return DetailLoadResult(
+            new=new,
+            updated=updated,
+            rejected=rejected,
+            raw_stored=0,
+            call_flow_steps=len(steps),
+            originations=len(originations),
+        )
+
+    # --- rejects ---------------------------------------------------------------------
+
+    def add_rejects(self, rejects: Sequence[Reject]) -> None:
+        """Record rejects (any stage) in their own transaction. Idempotent."""
+        with self.transaction() as con:
+            self._write_rejects(con, rejects)
+
+    @staticmethod
+    def _write_rejects(con: duckdb.DuckDBPyConnection, rejects: Sequence[Reject]) -> int:
+        """Write rejects idempotently; returns how many were given (after dedupe).
+
+        A uuid keeps one reject per stage: an identical one already stored is left as is
+        (its ``rejected_at`` too), a different one replaces it. Rejects without a uuid
+        are kept once per identical (stage, reason, payload).
+        """
+        unique: dict[tuple[str | None, str, str | None, str | None], Reject] = {}
+        for reject in rejects:
+            if reject.stage not in schema.REJECT_STAGES:
+                raise ValueError(f"unknown reject stage {reject.stage!r}")
+            key = (
+                (reject.uuid, reject.stage, None, None)
+                if reject.uuid is not None
+                else (None, reject.stage, reject.reason, reject.payload)
+            )
+            unique[key] = reject
+        if not unique:
+            return 0
+        batch = pa.table(
+            {
+                "uuid": pa.array([r.uuid for r in unique.values()], pa.string()),
+                "stage": pa.array([r.stage for r in unique.values()], pa.string()),
+                "reason": pa.array([r.reason for r in unique.values()], pa.string()),
+                "payload": pa.array([r.payload for r in unique.values()], pa.string()),
+            }
+        )
+        con.register("reject_batch", batch)
+        con.execute(
+            """
+            DELETE FROM load_rejects AS r
+            USING reject_batch AS b
+            WHERE r.uuid = b.uuid AND r.stage = b.stage
+              AND (r.reason IS DISTINCT FROM b.reason OR r.payload IS DISTINCT FROM b.payload)
+            """
+        )
+        con.execute(
+            """
+            INSERT INTO load_rejects BY NAME
+            SELECT b.*, ? AS rejected_at FROM reject_batch AS b
+            WHERE NOT EXISTS (
+                SELECT 1 FROM load_rejects AS r
+                WHERE r.uuid IS NOT DISTINCT FROM b.uuid AND r.stage = b.stage
+                  AND r.reason = b.reason AND r.payload IS NOT DISTINCT FROM b.payload
+            )
+            """,
+            [datetime.now(UTC)],
+        )
+        con.unregister("reject_batch")
+        return len(unique)
+
+    # --- what is left to fetch ---------------------------------------------------------
+
+    def pending_uuids(self, start: date, end: date, *, refetch: bool = False) -> list[str]:
+        """Listed uuids with ``call_date`` in ``[start, end]`` that still need their detail.
+
+        Pending means: no ``cdrs`` row and no ``load_rejects`` row.
+
+        Args:
+            start: first local call date (inclusive).
+            end: last local call date (inclusive).
+            refetch: every listed uuid of the range, loaded or rejected or not.
+
+        Returns:
+            uuids, oldest call first.
+        """
+        with self.transaction() as con:
+            rows = con.execute(
+                """
+                SELECT l.uuid FROM cdr_listing AS l
+                WHERE l.call_date BETWEEN $start AND $end
+                  AND ($refetch OR (
+                      NOT EXISTS (SELECT 1 FROM cdrs AS c WHERE c.uuid = l.uuid)
+                      AND NOT EXISTS (SELECT 1 FROM load_rejects AS r WHERE r.uuid = l.uuid)))
+                ORDER BY l.call_time, l.uuid
+                """,
+                {"start": start, "end": end, "refetch": refetch},
+            ).fetchall()
+        return [uuid for (uuid,) in rows]
+
+    def pending_dates(self) -> list[date]:
+        """Distinct local call dates that have pending uuids, ascending."""
+        with self.transaction() as con:
+            rows = con.execute(
+                """
+                SELECT DISTINCT l.call_date FROM cdr_listing AS l
+                WHERE NOT EXISTS (SELECT 1 FROM cdrs AS c WHERE c.uuid = l.uuid)
+                  AND NOT EXISTS (SELECT 1 FROM load_rejects AS r WHERE r.uuid = l.uuid)
+                ORDER BY l.call_date
+                """
+            ).fetchall()
+        return [day for (day,) in rows]
+
+    # --- replay ----------------------------------------------------------------------
+
+    def replay_raw(self, uuids: Sequence[str] | None = None) -> ReplayResult:
+        """Re-normalise stored raw payloads and reload them, without the API.
+
+        For replaying a normaliser fix: ``raw_cdr_details`` stays as it is; ``cdrs``, their
+        child rows and the ``normalize`` rejects are rewritten, in one transaction.
+
+        Args:
+            uuids: only these calls; default every stored payload.
+
+        Returns:
+            How many payloads were read and what the reload did.
+        """
+        with self.transaction() as con:
+            if uuids is None:
+                rows = con.execute(
+                    "SELECT uuid, CAST(payload AS VARCHAR) FROM raw_cdr_details ORDER BY uuid"
+                ).fetchall()
+            else:
+                con.register("replay_uuids", pa.table({"uuid": pa.array(list(uuids), pa.string())}))
+                rows = con.execute(
+                    """
+                    SELECT uuid, CAST(payload AS VARCHAR) FROM raw_cdr_details
+                    WHERE uuid IN (SELECT uuid FROM replay_uuids) ORDER BY uuid
+                    """
+                ).fetchall()
+                con.unregister("replay_uuids")
+            payloads = [_unwrap_cdr(json.loads(text)) for _, text in rows]
+            normalized = normalize_details(payloads)
+            result = self._write_details(con, normalized, ())
+        return ReplayResult(payloads=len(rows), load=result)
+
+    # --- reading (tests, checks, CLI) ---------------------------------------------------
+
+    def fetch_frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Run a read query (constant SQL, values as parameters) and return a DataFrame."""
+        with self.transaction() as con:
+            return con.execute(sql, list(params)).df()
+
+
+def _unwrap_cdr(payload: Any) -> Any:
+    """The inner ``cdr`` object when a whole detail response was stored."""
+    if isinstance(payload, dict) and set(payload) == {"cdr"}:
+        return payload["cdr"]
+    return payload

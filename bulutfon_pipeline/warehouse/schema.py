@@ -1,0 +1,157 @@
+"""The warehouse schema: one SQLAlchemy Core ``MetaData``, the single source of truth.
+
+DuckDB DDL is generated from it (:func:`create_table_statements`); the loader inserts
+frames ``BY NAME`` in the column order declared here. Tables and columns are those of
+``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+import duckdb_engine
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+)
+from sqlalchemy.schema import CreateTable
+
+__all__ = [
+    "HIGH_WATER_MARK_KEY",
+    "REJECT_STAGES",
+    "call_flow_steps",
+    "cdr_listing",
+    "cdrs",
+    "create_table_statements",
+    "load_rejects",
+    "metadata",
+    "originations",
+    "pipeline_state",
+    "raw_cdr_details",
+]
+
+#: ``_pipeline_state`` key holding the ISO instant of the newest listed ``call_time``.
+HIGH_WATER_MARK_KEY = "listing_high_water_mark"
+REJECT_STAGES = ("listing", "detail", "normalize", "recording")
+
+
+def _instant(name: str, **kwargs: bool) -> Column[object]:
+    """A TIMESTAMPTZ column (UTC instants)."""
+    return Column(name, DateTime(timezone=True), **kwargs)  # type: ignore[arg-type]
+
+
+metadata = MetaData()
+
+cdr_listing = Table(
+    "cdr_listing",
+    metadata,
+    Column("uuid", String, primary_key=True),
+    _instant("call_time", nullable=False),
+    Column("call_date", Date, nullable=False),
+    Column("direction", String),
+    Column("caller", String),
+    Column("callee", String),
+    _instant("first_seen_at", nullable=False),
+    _instant("last_seen_at", nullable=False),
+)
+
+cdrs = Table(
+    "cdrs",
+    metadata,
+    Column("uuid", String, primary_key=True),
+    Column("call_type", String),
+    Column("direction", String),
+    Column("caller", String),
+    Column("callee", String),
+    Column("extension", String),
+    _instant("call_time", nullable=False),
+    _instant("answer_time"),
+    _instant("hangup_time"),
+    Column("call_date", Date, nullable=False),
+    Column("answered", Boolean, nullable=False),
+    Column("ring_seconds", Integer),
+    Column("talk_seconds", Integer),
+    Column("call_record", String),
+    Column("has_recording", Boolean, nullable=False),
+    Column("hangup_cause", String),
+    Column("hangup_cause_code", String),
+    Column("hangup_state", String),
+    Column("hangup_state_code", String),
+    Column("missing_call", Boolean, nullable=False),
+    Column("call_price", Numeric(12, 4)),
+    _instant("loaded_at", nullable=False),
+)
+
+call_flow_steps = Table(
+    "call_flow_steps",
+    metadata,
+    Column("cdr_uuid", String, nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("callee", String),
+    _instant("start_time"),
+    _instant("answer_time"),
+    _instant("hangup_time"),
+    Column("redirection", String),
+    Column("redirection_kind", String, nullable=False),
+    Column("redirection_target", String),
+    PrimaryKeyConstraint("cdr_uuid", "step_index"),
+)
+
+originations = Table(
+    "originations",
+    metadata,
+    Column("cdr_uuid", String, nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("attempt_index", Integer, nullable=False),
+    Column("destination", String),
+    _instant("start_time"),
+    _instant("answer_time"),
+    _instant("hangup_time"),
+    Column("result", String),
+    Column("outcome", String, nullable=False),
+    Column("answered", Boolean, nullable=False),
+    PrimaryKeyConstraint("cdr_uuid", "step_index", "attempt_index"),
+)
+
+raw_cdr_details = Table(
+    "raw_cdr_details",
+    metadata,
+    Column("uuid", String, primary_key=True),
+    _instant("fetched_at", nullable=False),
+    Column("payload", JSON, nullable=False),
+)
+
+# No primary key: a reject may have no uuid (e.g. a record missing it).
+load_rejects = Table(
+    "load_rejects",
+    metadata,
+    Column("uuid", String),
+    Column("stage", String, nullable=False),
+    Column("reason", String, nullable=False),
+    Column("payload", String),
+    _instant("rejected_at", nullable=False),
+)
+
+pipeline_state = Table(
+    "_pipeline_state",
+    metadata,
+    Column("key", String, primary_key=True),
+    Column("value", String),
+    _instant("updated_at", nullable=False),
+)
+
+
+def create_table_statements() -> list[str]:
+    """``CREATE TABLE IF NOT EXISTS`` DDL for every table, compiled for DuckDB."""
+    dialect = duckdb_engine.Dialect()
+    return [
+        str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip()
+        for table in metadata.sorted_tables
+    ]

@@ -1,0 +1,122 @@
+"""The DuckDB schema is generated from the SQLAlchemy metadata and matches it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from bulutfon_pipeline.warehouse import Warehouse, WarehouseError
+from bulutfon_pipeline.warehouse.schema import create_table_statements, metadata
+from bulutfon_pipeline.warehouse.views import view_names
+
+EXPECTED_TYPES = {
+    "cdr_listing": {
+        "uuid": "VARCHAR", "call_time": "TIMESTAMP WITH TIME ZONE", "call_date": "DATE",
+        "direction": "VARCHAR", "caller": "VARCHAR", "callee": "VARCHAR",
+        "first_seen_at": "TIMESTAMP WITH TIME ZONE", "last_seen_at": "TIMESTAMP WITH TIME ZONE",
+    },
+    "cdrs": {
+        "uuid": "VARCHAR", "call_type": "VARCHAR", "direction": "VARCHAR", "caller": "VARCHAR",
+        "callee": "VARCHAR", "extension": "VARCHAR", "call_time": "TIMESTAMP WITH TIME ZONE",
+        "answer_time": "TIMESTAMP WITH TIME ZONE", "hangup_time": "TIMESTAMP WITH TIME ZONE",
+        "call_date": "DATE", "answered": "BOOLEAN", "ring_seconds": "INTEGER",
+        "talk_seconds": "INTEGER", "call_record": "VARCHAR", "has_recording": "BOOLEAN",
+        "hangup_cause": "VARCHAR", "hangup_cause_code": "VARCHAR", "hangup_state": "VARCHAR",
+        "hangup_state_code": "VARCHAR", "missing_call": "BOOLEAN",
+        "call_price": "DECIMAL(12,4)", "loaded_at": "TIMESTAMP WITH TIME ZONE",
+    },
+    "call_flow_steps": {
+        "cdr_uuid": "VARCHAR", "step_index": "INTEGER", "callee": "VARCHAR",
+        "start_time": "TIMESTAMP WITH TIME ZONE", "answer_time": "TIMESTAMP WITH TIME ZONE",
+        "hangup_time": "TIMESTAMP WITH TIME ZONE", "redirection": "VARCHAR",
+        "redirection_kind": "VARCHAR", "redirection_target": "VARCHAR",
+    },
+    "originations": {
+        "cdr_uuid": "VARCHAR", "step_index": "INTEGER", "attempt_index": "INTEGER",
+        "destination": "VARCHAR", "start_time": "TIMESTAMP WITH TIME ZONE",
+        "answer_time": "TIMESTAMP WITH TIME ZONE", "hangup_time": "TIMESTAMP WITH TIME ZONE",
+        "result": "VARCHAR", "outcome": "VARCHAR", "answered": "BOOLEAN",
+    },
+    "raw_cdr_details": {
+        "uuid": "VARCHAR", "fetched_at": "TIMESTAMP WITH TIME ZONE", "payload": "JSON",
+    },
+    "load_rejects": {
+        "uuid": "VARCHAR", "stage": "VARCHAR", "reason": "VARCHAR", "payload": "VARCHAR",
+        "rejected_at": "TIMESTAMP WITH TIME ZONE",
+    },
+    "_pipeline_state": {
+        "key": "VARCHAR", "value": "VARCHAR", "updated_at": "TIMESTAMP WITH TIME ZONE",
+    },
+}  # fmt: skip
+
+EXPECTED_KEYS = {
+    "cdr_listing": ["uuid"],
+    "cdrs": ["uuid"],
+    "call_flow_steps": ["cdr_uuid", "step_index"],
+    "originations": ["cdr_uuid", "step_index", "attempt_index"],
+    "raw_cdr_details": ["uuid"],
+    "load_rejects": [],
+    "_pipeline_state": ["key"],
+}
+
+
+def describe(path: Path) -> dict[str, dict[str, str]]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    finally:
+        con.close()
+    out: dict[str, dict[str, str]] = {}
+    for table, column, data_type in rows:
+        out.setdefault(table, {})[column] = data_type
+    return out
+
+
+def test_schema_created_from_metadata_matches(warehouse: Warehouse) -> None:
+    described = describe(warehouse.path)
+    tables = {name: cols for name, cols in described.items() if name in EXPECTED_TYPES}
+    assert tables == EXPECTED_TYPES
+    # column order = metadata order (the loader's insert order)
+    for table in metadata.sorted_tables:
+        assert list(described[table.name]) == [c.name for c in table.columns]
+    # views exist too
+    assert set(view_names()) <= set(described)
+
+
+def test_primary_keys(warehouse: Warehouse) -> None:
+    con = duckdb.connect(str(warehouse.path), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
+            "WHERE constraint_type = 'PRIMARY KEY'"
+        ).fetchall()
+    finally:
+        con.close()
+    keys = {table: list(columns) for table, columns in rows}
+    assert keys == {t: k for t, k in EXPECTED_KEYS.items() if k}
+
+
+def test_ddl_is_generated_with_if_not_exists() -> None:
+    statements = create_table_statements()
+    assert len(statements) == len(EXPECTED_TYPES)
+    assert all(s.startswith("CREATE TABLE IF NOT EXISTS ") for s in statements)
+    assert any("call_price NUMERIC(12, 4)" in s for s in statements)
+
+
+def test_ensure_schema_is_idempotent(warehouse: Warehouse) -> None:
+    before = describe(warehouse.path)
+    warehouse.ensure_schema()
+    assert describe(warehouse.path) == before
+
+
+def test_missing_folder_raises_naming_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "bulutfon.duckdb"
+    with pytest.raises(WarehouseError, match=r"nowhere") as info:
+        Warehouse(path).ensure_schema()
+    assert str(path.parent) in str(info.value)
+    assert not path.parent.exists()

@@ -1,0 +1,95 @@
+"""Reporting views over a small hand-made set of calls, exact values."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from bulutfon_pipeline.normalize import normalize_details
+from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline.warehouse.views import VIEWS, ViewDefinition, view_names
+from bulutfon_pipeline_tests.fixtures import load_fixture
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def call(uuid: str, direction: str, answer: str | None, hangup: str, **extra: Any) -> dict:
+    return {
+        "uuid": uuid,
+        "direction": direction,
+        "call_time": "16-04-2015 11:00",
+        "answer_time": answer,
+        "hangup_time": hangup,
+        **extra,
+    }
+
+
+@pytest.fixture
+def loaded(warehouse: Warehouse) -> Warehouse:
+    seed = load_fixture("seed_cdr_detail.json")["cdr"]  # IN, ring 0 s, talk 120 s, group 101
+    payloads = [
+        seed,
+        call("in-1", "IN", "16-04-2015 11:01", "16-04-2015 11:11"),  # ring 60, talk 600
+        call("in-2", "IN", None, "16-04-2015 11:02"),  # missed, ring 120
+        call("out-1", "OUT", "16-04-2015 11:00", "16-04-2015 11:01"),  # ring 0, talk 60
+        call("next-day", "IN", None, "17-04-2015 09:00", call_time="17-04-2015 08:59"),
+    ]
+    # a second call rang group 101: 1008 answered this time, 1004 lost the race
+    group_call = call("in-3", "IN", "16-04-2015 11:00", "16-04-2015 11:03")
+    group_call["call_flow"] = [
+        {
+            "callee": "101",
+            "start_time": "16/04/2015 - 11:00:01",
+            "redirection": "Gruba bağlanılıyor",
+            "origination": [
+                {"destination": "1004", "start_time": "16/04/2015 - 11:00:01",
+                 "result": "Başkası açtı"},
+                {"destination": "1008", "start_time": "16/04/2015 - 11:00:01",
+                 "result": "Cevapladı"},
+            ],
+        }
+    ]  # fmt: skip
+    payloads.append(group_call)
+    normalized = normalize_details(payloads)
+    assert normalized.rejects == []
+    warehouse.load_details([], normalized, fetched_at=T0)
+    return warehouse
+
+
+def test_daily_call_summary(loaded: Warehouse) -> None:
+    with loaded.transaction() as con:
+        got = con.execute("SELECT * FROM daily_call_summary ORDER BY call_date, direction")
+        rows = got.fetchall()
+    assert rows == [
+        # 16 April IN: seed(0/120), in-1(60/600), in-2(missed, ring 120), in-3(0/180)
+        (date(2015, 4, 16), "IN", 4, 3, 1, 0.75, 45.0, pytest.approx(102.0), 300.0,
+         pytest.approx(516.0)),
+        (date(2015, 4, 16), "OUT", 1, 1, 0, 1.0, 0.0, 0.0, 60.0, 60.0),
+        (date(2015, 4, 17), "IN", 1, 0, 1, 0.0, 60.0, 60.0, None, None),
+    ]  # fmt: skip
+
+
+def test_ring_group_performance(loaded: Warehouse) -> None:
+    frame = loaded.fetch_frame(
+        "SELECT * FROM ring_group_performance ORDER BY ring_group, destination"
+    )
+    assert [tuple(row) for row in frame.itertuples(index=False)] == [
+        ("101", "1004", 2, 1, 1, 0.5),
+        ("101", "1008", 2, 1, 1, 0.5),
+        ("101", "1009", 1, 0, 1, 0.0),
+        ("101", "1015", 1, 0, 1, 0.0),
+    ]
+
+
+def test_views_list_is_extensible(warehouse: Warehouse) -> None:
+    extra = ViewDefinition("calls_per_direction", "test", "SELECT direction, count(*) AS n "
+                           "FROM cdrs GROUP BY direction")  # fmt: skip
+    VIEWS.append(extra)
+    try:
+        warehouse.ensure_schema()
+        assert warehouse.fetch_frame("SELECT * FROM calls_per_direction").empty
+    finally:
+        VIEWS.remove(extra)
+    assert view_names() == ["daily_call_summary", "ring_group_performance"]
