@@ -299,7 +299,9 @@ def run_sync(
     outcome = RunOutcome()
     with sync_lock(db_path), _progress_bars(show_progress):
         if listing:
-            result = _materialize(["cdr_listing"], tags={"bulutfon/trigger": "cli"}, run_config=run_config)
+            result = _materialize(
+                ["cdr_listing"], tags={"bulutfon/trigger": "cli"}, run_config=run_config
+            )
             outcome.run_ids.append(result.run_id)
             outcome.listing = _metadata(result, "cdr_listing")
         warehouse = Warehouse(db_path)
@@ -325,7 +327,13 @@ def run_sync(
             )
             outcome.run_ids.append(result.run_id)
             meta = _metadata(result, "cdrs")
-            for key in ("calls_pending", "calls_fetched", "calls_new", "calls_updated", "calls_rejected"):
+            for key in (
+                "calls_pending",
+                "calls_fetched",
+                "calls_new",
+                "calls_updated",
+                "calls_rejected",
+            ):
                 outcome.details[key] = outcome.details.get(key, 0) + int(meta.get(key, 0))
             for key, value in meta.items():
                 if key.startswith("api_"):

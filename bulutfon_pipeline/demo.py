@@ -31,10 +31,11 @@ FROM cdrs GROUP BY direction ORDER BY calls DESC""",
 FROM ring_group_performance ORDER BY ring_group, answers DESC LIMIT 8""",
     ),
     (
-        "The busiest local days (the month crosses Turkey's 2015 DST change)",
-        """SELECT call_date, sum(calls) AS calls, sum(answered) AS answered,
-       round(avg(avg_talk_seconds), 1) AS avg_talk_s
-FROM daily_call_summary GROUP BY call_date ORDER BY calls DESC LIMIT 5""",
+        "Calls per local hour (Europe/Istanbul; the month crosses the 2015 DST change)",
+        """SELECT hour(timezone('Europe/Istanbul', call_time)) AS local_hour,
+       count(*) AS calls, count(*) FILTER (answered) AS answered,
+       round(avg(talk_seconds) FILTER (answered), 1) AS avg_talk_s
+FROM cdrs GROUP BY local_hour ORDER BY calls DESC LIMIT 5""",
     ),
 ]
 
@@ -108,7 +109,7 @@ def run_demo(
     console.print(
         f"\nDone in {time.monotonic() - started:.1f} s; the simulator served "
         f"{detail_requests} detail requests. Warehouse: [bold]{database}[/]\n"
-        f"Query it:  .venv/bin/python -c \"import duckdb; "
+        f'Query it:  .venv/bin/python -c "import duckdb; '
         f"print(duckdb.connect('{database}', read_only=True).sql('FROM daily_call_summary'))\"\n"
         "Open the Dagster UI on the simulator: [bold]make ui[/] then http://127.0.0.1:3000"
     )

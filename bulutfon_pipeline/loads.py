@@ -208,7 +208,9 @@ def load_details(
     return summary
 
 
-def group_dates(dates: Sequence[dt.date], *, max_gap_days: int = 3) -> list[tuple[dt.date, dt.date]]:
+def group_dates(
+    dates: Sequence[dt.date], *, max_gap_days: int = 3
+) -> list[tuple[dt.date, dt.date]]:
     """Group sorted dates into inclusive ranges, merging gaps of up to ``max_gap_days``.
 
     A sync turns the days with pending calls into as few ranged runs as possible without

@@ -161,10 +161,10 @@ def default_resources() -> dict[str, object]:
     """The resources every entry point (UI, schedule, CLI) uses."""
     return {
         "bulutfon": BulutfonResource(
-            access_token=_secret("BULUTFON_ACCESS_TOKEN"),  # type: ignore[arg-type]
-            client_id=_secret("BULUTFON_CLIENT_ID"),  # type: ignore[arg-type]
-            client_secret=_secret("BULUTFON_CLIENT_SECRET"),  # type: ignore[arg-type]
-            refresh_token=_secret("BULUTFON_REFRESH_TOKEN"),  # type: ignore[arg-type]
+            access_token=_secret("BULUTFON_ACCESS_TOKEN"),
+            client_id=_secret("BULUTFON_CLIENT_ID"),
+            client_secret=_secret("BULUTFON_CLIENT_SECRET"),
+            refresh_token=_secret("BULUTFON_REFRESH_TOKEN"),
         ),
         "warehouse": WarehouseResource(database=str(Path(duckdb_path_from_env()))),
     }

@@ -37,6 +37,4 @@ def _range_tags(today: dt.date) -> dict[str, str]:
 def bulutfon_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Every 15 minutes (BULUTFON_SCHEDULE_CRON): the listing, yesterday and today."""
     today = context.scheduled_execution_time.astimezone(LOCAL_TZ).date()
-    return dg.RunRequest(
-        run_key=None, tags={**_range_tags(today), "bulutfon/trigger": "schedule"}
-    )
+    return dg.RunRequest(run_key=None, tags={**_range_tags(today), "bulutfon/trigger": "schedule"})

@@ -35,7 +35,7 @@ def read_table(db: Path | str, table: str, columns: Iterable[str] | None = None)
     con = duckdb.connect(str(db), read_only=True)
     try:
         con.execute("SET TimeZone = 'UTC'")
-        cursor = con.execute(f"SELECT * FROM {table}")  # noqa: S608 - test helper, fixed names
+        cursor = con.execute(f"SELECT * FROM {table}")
         names = [d[0] for d in cursor.description or []]
         rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     finally:

@@ -52,8 +52,9 @@ def _listing_requests(sim) -> int:
 
 def _materialize_all(first: dt.date, last: dt.date) -> None:
     """The listing, then one ranged run of the detail assets, the way a backfill runs."""
-    listing = dg.materialize([cdr_listing, cdr_details], selection=["cdr_listing"],
-                             resources=default_resources())
+    listing = dg.materialize(
+        [cdr_listing, cdr_details], selection=["cdr_listing"], resources=default_resources()
+    )
     assert listing.success
     details = dg.materialize(
         [cdr_listing, cdr_details],
@@ -97,8 +98,9 @@ def test_definitions_load_with_no_environment() -> None:
 def test_materialize_loads_exact_tables_and_second_run_fetches_nothing(
     simulator_factory, tmp_path: Path
 ) -> None:
-    sim = simulator_factory(days=3, calls_per_day=40, missing_detail_count=2, malformed_count=5,
-                            unknown_field_count=3)
+    sim = simulator_factory(
+        days=3, calls_per_day=40, missing_detail_count=2, malformed_count=5, unknown_field_count=3
+    )
     with environment(_env(sim, tmp_path)):
         first, last = _days(sim)
         _materialize_all(first, last)
@@ -119,14 +121,45 @@ def test_seed_and_v1_dialects_load_identical_canonical_tables(
     simulator_factory, tmp_path: Path
 ) -> None:
     canonical = {
-        "cdrs": ["uuid", "call_type", "direction", "caller", "callee", "call_time",
-                 "answer_time", "hangup_time", "call_date", "answered", "ring_seconds",
-                 "talk_seconds", "has_recording", "hangup_cause_code", "hangup_state_code",
-                 "missing_call"],
-        "call_flow_steps": ["cdr_uuid", "step_index", "callee", "start_time", "answer_time",
-                            "hangup_time", "redirection_kind", "redirection_target"],
-        "originations": ["cdr_uuid", "step_index", "attempt_index", "destination",
-                         "start_time", "answer_time", "hangup_time", "outcome", "answered"],
+        "cdrs": [
+            "uuid",
+            "call_type",
+            "direction",
+            "caller",
+            "callee",
+            "call_time",
+            "answer_time",
+            "hangup_time",
+            "call_date",
+            "answered",
+            "ring_seconds",
+            "talk_seconds",
+            "has_recording",
+            "hangup_cause_code",
+            "hangup_state_code",
+            "missing_call",
+        ],
+        "call_flow_steps": [
+            "cdr_uuid",
+            "step_index",
+            "callee",
+            "start_time",
+            "answer_time",
+            "hangup_time",
+            "redirection_kind",
+            "redirection_target",
+        ],
+        "originations": [
+            "cdr_uuid",
+            "step_index",
+            "attempt_index",
+            "destination",
+            "start_time",
+            "answer_time",
+            "hangup_time",
+            "outcome",
+            "answered",
+        ],
     }
     tables = {}
     for dialect in ("seed", "v1"):
@@ -182,7 +215,7 @@ def test_a_backfill_of_seven_days_runs_through_dagster(simulator_factory, tmp_pa
     home = tmp_path / "dagster_home"
     home.mkdir()
     with environment({**_env(sim, tmp_path), "DAGSTER_HOME": str(home)}):
-        first, last = _days(sim)
+        first, _ = _days(sim)
         start, end = first + dt.timedelta(days=1), first + dt.timedelta(days=7)
         run_sync(start=start, end=end, show_progress=False)
         instance = dg.DagsterInstance.get()

@@ -1,7 +1,7 @@
 """The daily-partitioned detail load: ``cdrs`` and the tables normalized from each call."""
 
-
 import datetime as dt
+from typing import Any
 
 import dagster as dg
 
@@ -103,7 +103,7 @@ def cdr_details(
         summary.updated,
         summary.rejected,
     )
-    common = {
+    common: dict[str, Any] = {
         "range": f"{start.isoformat()}..{end.isoformat()}",
         "calls_listed": listed,
         "calls_pending": summary.pending,

@@ -1,6 +1,5 @@
 """The ``cdr_listing`` asset: the incremental scan of the CDR listing."""
 
-
 import dagster as dg
 
 from bulutfon_pipeline.loads import scan_listing
