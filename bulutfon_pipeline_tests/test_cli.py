@@ -1,0 +1,61 @@
+"""The `bulutfon-pipeline auth` command and the CLI's help, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bulutfon_pipeline.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_auth_code_exchange_and_forced_refresh_store_tokens_without_printing_them(
+    simulator_factory, tmp_path: Path
+) -> None:
+    sim = simulator_factory(days=1, calls_per_day=3)
+    env = {**sim.env(auth="oauth"), "BULUTFON_DATA_DIR": str(tmp_path)}
+    env.pop("BULUTFON_REFRESH_TOKEN", None)
+    code = sim.issue_auth_code()
+
+    exchanged = _cli(["auth", "--code", code], env)
+    assert exchanged.returncode == 0, exchanged.stderr
+    token_file = tmp_path / "bulutfon_token.json"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    first = json.loads(token_file.read_text())
+
+    refreshed = _cli(["auth", "--refresh"], env)
+    assert refreshed.returncode == 0, refreshed.stderr
+    second = json.loads(token_file.read_text())
+    # The refresh rotated both tokens and the file holds the new pair.
+    assert second["refresh_token"] != first["refresh_token"]
+    assert second["access_token"] != first["access_token"]
+    assert sim.stats()["token"] == {"200": 2}
+
+    printed = exchanged.stdout + exchanged.stderr + refreshed.stdout + refreshed.stderr
+    for secret in (code, sim.client_secret, *first.values(), *second.values()):
+        if isinstance(secret, str) and len(secret) >= 8:
+            assert secret not in printed
+
+
+def test_auth_needs_exactly_one_action(tmp_path: Path) -> None:
+    result = _cli(["auth"], {"BULUTFON_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    assert "exactly one of --code CODE or --refresh" in result.stderr
+
+
+def test_help_lists_every_command() -> None:
+    result = _cli(["--help"], {})
+    assert result.returncode == 0
+    for command in ("sync", "backfill", "demo", "auth", "simulator", "ui"):
+        assert f"  {command}" in result.stdout
