@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint ui sync clean
+.PHONY: install demo test test-fast lint ui sync clean bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: $(STAMP) ## ruff + mypy
 
 ui: $(STAMP) ## the simulator plus `dagster dev` on http://127.0.0.1:3000
 	$(BIN)/bulutfon-pipeline ui
+
+BENCH_ARGS ?=
+bench: $(STAMP) ## the benchmarks (installs the bench extra: dlt); BENCH_ARGS=--quick for a smoke run
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

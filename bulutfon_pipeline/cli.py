@@ -159,6 +159,7 @@ class RunOutcome:
     details: dict[str, int] = field(default_factory=dict)
     api: dict[str, int] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
+    recordings: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -181,6 +182,11 @@ def _check_database_path(path: Path) -> None:
         raise CLIError(
             f"the folder of BULUTFON_DUCKDB_PATH ({path.parent}) does not exist; "
             "create it or point BULUTFON_DUCKDB_PATH elsewhere"
+        )
+    if path.is_dir():
+        raise CLIError(
+            f"BULUTFON_DUCKDB_PATH ({path}) is a folder; point it at a file, "
+            f"e.g. {path / 'bulutfon.duckdb'}"
         )
     if path.exists() and not os.access(path, os.W_OK):
         raise CLIError(
@@ -242,11 +248,11 @@ def _materialize(selection: Sequence[str], *, tags: dict[str, str], run_config: 
     from bulutfon_pipeline.definitions import defs
 
     del defs  # imported for its side effect of validating the wiring
-    from bulutfon_pipeline.assets import cdr_details, cdr_listing
+    from bulutfon_pipeline.assets import call_recordings, call_report, cdr_details, cdr_listing
     from bulutfon_pipeline.resources import default_resources
 
     return dg.materialize(
-        [cdr_listing, cdr_details],
+        [cdr_listing, cdr_details, call_recordings, call_report],
         selection=list(selection),
         resources=default_resources(),
         instance=_instance(),
@@ -291,6 +297,7 @@ def run_sync(
     )
 
     from bulutfon_pipeline.loads import group_dates
+    from bulutfon_pipeline.recordings import downloads_enabled
     from bulutfon_pipeline.warehouse import Warehouse
 
     started = time.monotonic()
@@ -338,11 +345,39 @@ def run_sync(
             for key, value in meta.items():
                 if key.startswith("api_"):
                     outcome.api[key[4:]] = outcome.api.get(key[4:], 0) + int(value)
+        if downloads_enabled():
+            # After the detail runs, so every recorded call of the ranges has its cdrs row.
+            recordings_config = {"ops": {"call_recordings": {"config": {"refetch": refetch}}}}
+            for first, last in ranges:
+                result = _materialize(
+                    ["call_recordings"],
+                    tags={
+                        ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+                        ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+                        "bulutfon/trigger": "cli",
+                    },
+                    run_config={**run_config, **recordings_config},
+                )
+                outcome.run_ids.append(result.run_id)
+                meta = _metadata(result, "call_recordings")
+                for key in ("downloaded", "skipped", "rejected", "bytes"):
+                    outcome.recordings[key] = outcome.recordings.get(key, 0) + int(meta.get(key, 0))
+                for key, value in meta.items():
+                    if key.startswith("api_"):
+                        outcome.api[key[4:]] = outcome.api.get(key[4:], 0) + int(value)
         for key, value in outcome.listing.items():
             if key.startswith("api_"):
                 outcome.api[key[4:]] = outcome.api.get(key[4:], 0) + int(value)
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def run_report() -> dict[str, Any]:
+    """Materialize ``call_report`` (the asset the UI runs) and return its metadata."""
+    result = _materialize(
+        ["call_report"], tags={"bulutfon/trigger": "cli"}, run_config=_quiet_dagster()
+    )
+    return _metadata(result, "call_report")
 
 
 def print_summary(outcome: RunOutcome, *, title: str = "sync") -> None:
@@ -363,6 +398,12 @@ def print_summary(outcome: RunOutcome, *, title: str = "sync") -> None:
     table.add_row("calls updated", str(outcome.details.get("calls_updated", 0)))
     rejected = outcome.details.get("calls_rejected", 0) + int(outcome.listing.get("rejected", 0))
     table.add_row("records rejected (see load_rejects)", str(rejected))
+    if outcome.recordings:
+        rec = outcome.recordings
+        table.add_row(
+            "recordings downloaded / skipped / rejected",
+            f"{rec.get('downloaded', 0)} / {rec.get('skipped', 0)} / {rec.get('rejected', 0)}",
+        )
     api = outcome.api
     table.add_row(
         "API requests / retries / 429s / token refreshes",
@@ -417,6 +458,37 @@ def backfill(
         show_progress=not no_progress,
     )
     print_summary(outcome, title="backfill")
+
+
+@main.command("purge-recordings")
+@click.option(
+    "--before", required=True, type=DATE, help="Delete recordings of calls before this local day."
+)
+@friendly_errors
+def purge_recordings_command(before: dt.datetime) -> None:
+    """Delete the recording files and call_recordings rows of calls before BEFORE.
+
+    The rows go first, in one transaction, then the files. If the command dies in
+    between, the files are left without rows; run it again with the same date and it
+    deletes them (it sweeps every file in the day folders before BEFORE).
+    """
+    from bulutfon_pipeline.recordings import data_dir_from_env, purge_recordings
+    from bulutfon_pipeline.resources import duckdb_path_from_env
+    from bulutfon_pipeline.warehouse import Warehouse
+
+    db_path = Path(duckdb_path_from_env())
+    _check_database_path(db_path)
+    data_dir = data_dir_from_env()
+    with sync_lock(db_path):
+        warehouse = Warehouse(db_path)
+        warehouse.ensure_schema()
+        summary = purge_recordings(warehouse, data_dir=data_dir, before=before.date())
+    console.print(
+        f"purged recordings before {summary.before.isoformat()}: {summary.rows} rows, "
+        f"{summary.files} files, {summary.stray_files} stray files, "
+        f"{len(summary.folders)} day folders under {data_dir / 'recordings'}",
+        highlight=False,
+    )
 
 
 @main.command()

@@ -75,7 +75,7 @@ def run_demo(
     console: Console,
 ) -> None:
     """Start the simulator, sync into ``database`` and print results."""
-    from bulutfon_pipeline.cli import print_summary, run_sync
+    from bulutfon_pipeline.cli import print_summary, run_report, run_sync
     from bulutfon_pipeline.simulator import SimulatorConfig, SimulatorServer
 
     database.parent.mkdir(parents=True, exist_ok=True)
@@ -94,9 +94,12 @@ def run_demo(
             **sim.env(auth="master"),
             "BULUTFON_DUCKDB_PATH": str(database),
             "BULUTFON_DATA_DIR": str(demo_data),
+            # The simulator's recordings are synthetic tones, not personal data.
+            "BULUTFON_DOWNLOAD_RECORDINGS": "1",
         }
         with _environment(env):
             outcome = run_sync(show_progress=show_progress)
+            report = run_report()
         print_summary(outcome, title="demo sync")
         stats = sim.stats()
     con = duckdb.connect(str(database), read_only=True)
@@ -111,5 +114,7 @@ def run_demo(
         f"{detail_requests} detail requests. Warehouse: [bold]{database}[/]\n"
         f'Query it:  .venv/bin/python -c "import duckdb; '
         f"print(duckdb.connect('{database}', read_only=True).sql('FROM daily_call_summary'))\"\n"
-        "Open the Dagster UI on the simulator: [bold]make ui[/] then http://127.0.0.1:3000"
+        "Open the Dagster UI on the simulator: [bold]make ui[/] then http://127.0.0.1:3000\n"
+        f"Recordings: [bold]{demo_data / 'recordings'}[/]\n"
+        f"Call report (open it in a browser): [bold]{report.get('path', '?')}[/]"
     )

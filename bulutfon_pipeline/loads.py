@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 import pandas as pd
 
 from bulutfon_pipeline import progress
+from bulutfon_pipeline.faults import crash_point
 from bulutfon_pipeline.normalize import (
     NormalizedListing,
     Reject,
@@ -127,6 +128,7 @@ def scan_listing(
         frame = normalized.frame
         frames.append(frame[frame["call_time"] >= floor])
         bar.advance("listing pages")
+        crash_point("listing_page")
         if len(frame) and bool((frame["call_time"] < stop_before).all()):
             log.info("listing page %d is wholly older than %s; stopping", page.page, stop_before)
             break
@@ -190,6 +192,7 @@ def load_details(
             if r.payload is None
         ]
         normalized = normalize_details([payload for _, payload in raw])
+        crash_point("detail_batch")
         loaded = warehouse.load_details(
             raw, normalized, fetched_at=fetched_at, detail_rejects=detail_rejects
         )

@@ -11,12 +11,23 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from bulutfon_pipeline.recordings import downloads_enabled
 from bulutfon_pipeline.settings import DEFAULT_SCHEDULE_CRON, LOCAL_TZ, LOCAL_TZ_NAME
+
+
+def _refresh_selection() -> dg.AssetSelection:
+    # Recordings are personal data: the schedule downloads them only when
+    # BULUTFON_DOWNLOAD_RECORDINGS is on (read when the code location loads).
+    selection: dg.AssetSelection = dg.AssetSelection.groups("bulutfon")
+    if not downloads_enabled():
+        selection = selection - dg.AssetSelection.assets("call_recordings")
+    return selection
+
 
 refresh_job = dg.define_asset_job(
     "bulutfon_refresh",
-    selection=dg.AssetSelection.groups("bulutfon"),
-    description="Scan the listing, then load the details of the given days.",
+    selection=_refresh_selection(),
+    description="Scan the listing, then load the details (and recordings) of the given days.",
 )
 
 

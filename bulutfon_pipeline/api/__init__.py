@@ -35,6 +35,7 @@ from bulutfon_pipeline.api.models import (
     DetailResult,
     ListingPage,
     RecordingFile,
+    RecordingResult,
     Token,
 )
 from bulutfon_pipeline.api.recordings import detect_audio_format
@@ -61,6 +62,7 @@ __all__ = [
     "RateLimitedError",
     "RatePacer",
     "RecordingFile",
+    "RecordingResult",
     "ServerError",
     "Token",
     "TokenManager",

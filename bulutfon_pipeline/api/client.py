@@ -41,6 +41,7 @@ from bulutfon_pipeline.api.models import (
     DetailResult,
     ListingPage,
     RecordingFile,
+    RecordingResult,
 )
 from bulutfon_pipeline.api.recordings import MAGIC_BYTES_NEEDED, detect_audio_format
 from bulutfon_pipeline.api.redact import install_log_redaction, redact
@@ -52,6 +53,7 @@ from bulutfon_pipeline.api.retry import (
     should_retry,
     transport_error,
 )
+from bulutfon_pipeline.api.transport import fast_async_transport
 
 __all__ = ["AsyncBulutfonClient", "BulutfonClient"]
 
@@ -476,6 +478,29 @@ class BulutfonClient(_ClientCore):
         remaining requests.
         """
         self.tokens.mode  # noqa: B018 - fail fast, in the caller's thread
+        return self._drain_async(lambda client: client.fetch_details(uuids), "fetch-details")
+
+    def download_recordings(
+        self, items: Iterable[tuple[str, Path]]
+    ) -> Generator[RecordingResult, None, None]:
+        """Download many recordings concurrently; results stream in completion order.
+
+        The batch form of :meth:`download_recording`, with the same adaptive fan-out as
+        :meth:`fetch_details` (:meth:`AsyncBulutfonClient.download_recordings` on a
+        background event loop). ``items`` are ``(uuid, dest_without_suffix)`` pairs,
+        consumed lazily. Per-item failures (404, unrecognisable audio, exhausted retries)
+        are reported in :attr:`RecordingResult.error`.
+        """
+        self.tokens.mode  # noqa: B018 - fail fast, in the caller's thread
+        return self._drain_async(
+            lambda client: client.download_recordings(items), "download-recordings"
+        )
+
+    def _drain_async(
+        self, start: Callable[[AsyncBulutfonClient], AsyncGenerator[T, None]], name: str
+    ) -> Generator[T, None, None]:
+        """Run ``start(async_client)`` on an event loop in a background thread and yield
+        its items here, with at most ``2 * max_concurrency`` finished items waiting."""
         backlog = 2 * self.config.max_concurrency
         handoff: queue.Queue[tuple[str, Any]] = queue.Queue()
         started = threading.Event()
@@ -489,7 +514,7 @@ class BulutfonClient(_ClientCore):
             started.set()
             async with (
                 self.async_client() as client,
-                contextlib.aclosing(client.fetch_details(uuids)) as results,
+                contextlib.aclosing(start(client)) as results,
             ):
                 async for result in results:
                     await credits.acquire()  # released by the consumer, per item
@@ -506,14 +531,17 @@ class BulutfonClient(_ClientCore):
             finally:
                 started.set()
 
-        thread = threading.Thread(target=run, name="bulutfon-fetch-details", daemon=True)
+        thread = threading.Thread(target=run, name=f"bulutfon-{name}", daemon=True)
         thread.start()
         started.wait()
         try:
             while True:
                 kind, value = handoff.get()
                 if kind == "item":
-                    runtime["loop"].call_soon_threadsafe(runtime["credits"].release)
+                    # The pump may already have finished (and its loop closed) while
+                    # items still wait here; nothing needs the credit back then.
+                    with contextlib.suppress(RuntimeError):
+                        runtime["loop"].call_soon_threadsafe(runtime["credits"].release)
                     yield value
                 elif kind == "done":
                     return
@@ -614,10 +642,13 @@ class AsyncBulutfonClient(_ClientCore):
         self._sleep: AsyncSleep = sleep or asyncio.sleep
         #: The limiter of the latest fan-out, for metadata and tests (limit, decreases...).
         self.last_limiter: AdaptiveLimiter | None = None
+        kwargs = self._httpx_kwargs()
+        if transport is None:  # httpx's transport, minus a CPU hot spot of its pool
+            transport = fast_async_transport(kwargs["limits"])
         self._http = httpx.AsyncClient(
             transport=transport,
             event_hooks={"request": [self._count_request_async]},
-            **self._httpx_kwargs(),
+            **kwargs,
         )
 
     async def _count_request_async(self, request: httpx.Request) -> None:
@@ -751,7 +782,13 @@ class AsyncBulutfonClient(_ClientCore):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def download_recording(self, uuid: str, dest_without_suffix: Path) -> RecordingFile:
+    async def download_recording(
+        self,
+        uuid: str,
+        dest_without_suffix: Path,
+        *,
+        limiter: AdaptiveLimiter | None = None,
+    ) -> RecordingFile:
         """Async :meth:`BulutfonClient.download_recording` (file writes are small, sync)."""
         self.tokens.mode  # noqa: B018
         url = self.config.recording_url(uuid)
@@ -759,7 +796,13 @@ class AsyncBulutfonClient(_ClientCore):
         attempt = 0
         while True:
             await self._pace()
+            mark = limiter.start_attempt() if limiter is not None else None
             outcome = await self._download_once(url, dest)
+            if limiter is not None and mark is not None:
+                if outcome.status == 429:
+                    await limiter.on_rate_limited(mark)
+                elif outcome.ok:
+                    await limiter.on_success()
             if outcome.ok:
                 return outcome.value
             delay = self._next_delay(outcome, attempt)
@@ -768,6 +811,58 @@ class AsyncBulutfonClient(_ClientCore):
             await self._sleep(delay)
             attempt += 1
         raise self._give_up(outcome, attempt + 1)
+
+    async def download_recordings(
+        self, items: Iterable[tuple[str, Path]]
+    ) -> AsyncGenerator[RecordingResult, None]:
+        """Download many recordings with the adaptive limit of :meth:`fetch_details`.
+
+        ``max_concurrency`` workers pull ``(uuid, dest_without_suffix)`` pairs lazily;
+        the :class:`~bulutfon_pipeline.api.concurrency.AdaptiveLimiter` halves the
+        in-flight limit on a 429 and grows it back. Each body streams to its own file,
+        so memory is bounded by the concurrency. A failure is reported in that item's
+        :attr:`RecordingResult.error` and never stops the batch.
+
+        Raises:
+            ConfigError: no credentials (before any request).
+        """
+        self.tokens.mode  # noqa: B018
+        workers = self.config.max_concurrency
+        limiter = AdaptiveLimiter(workers)
+        self.last_limiter = limiter
+        source = iter(items)
+        done = object()
+        results: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers)
+
+        async def worker() -> None:
+            try:
+                for uuid, dest in source:  # shared iterator: each item goes to one worker
+                    async with limiter.slot():
+                        try:
+                            file = await self.download_recording(uuid, dest, limiter=limiter)
+                            result = RecordingResult(uuid, file, None)
+                        except BulutfonError as exc:
+                            result = RecordingResult(uuid, None, exc)
+                    await results.put(result)
+            except Exception as exc:  # a bug or a failing item source: surface it
+                await results.put(_Crash(exc))
+            await results.put(done)
+
+        tasks = [asyncio.create_task(worker()) for _ in range(workers)]
+        finished = 0
+        try:
+            while finished < workers:
+                item = await results.get()
+                if item is done:
+                    finished += 1
+                elif isinstance(item, _Crash):
+                    raise item.error
+                else:
+                    yield item
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _download_once(self, url: str, dest: Path) -> Outcome:
         download: _Download | None = None

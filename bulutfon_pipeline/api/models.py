@@ -11,7 +11,14 @@ from typing import Any
 
 from bulutfon_pipeline.api.errors import AuthError, BulutfonError
 
-__all__ = ["ClientStats", "DetailResult", "ListingPage", "RecordingFile", "Token"]
+__all__ = [
+    "ClientStats",
+    "DetailResult",
+    "ListingPage",
+    "RecordingFile",
+    "RecordingResult",
+    "Token",
+]
 
 
 @dataclass(frozen=True)
@@ -34,9 +41,13 @@ class Token:
         return self.created_at + self.expires_in
 
     def is_expiring(self, now: float | None = None, margin_s: float = 0.0) -> bool:
-        """Whether the token is expired, or will be within ``margin_s`` seconds."""
+        """Whether the token is expired, or will be within ``margin_s`` seconds.
+
+        The margin is capped at half the token's lifetime: with tokens shorter than the
+        margin every request would otherwise refresh (and rotate) the pair first.
+        """
         now = time.time() if now is None else now
-        return now + margin_s >= self.expires_at
+        return now + min(margin_s, self.expires_in / 2) >= self.expires_at
 
     @classmethod
     def from_response(cls, data: Mapping[str, Any], *, now: float | None = None) -> Token:
@@ -118,6 +129,19 @@ class RecordingFile:
     content_type: str | None
     bytes: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class RecordingResult:
+    """One recording of a batch download: the file, or the error that stopped it."""
+
+    uuid: str
+    file: RecordingFile | None
+    error: BulutfonError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 _STAT_NAMES = ("requests", "retries", "rate_limited", "refreshes", "errors", "not_found")

@@ -2,5 +2,7 @@
 
 from bulutfon_pipeline.assets.details import cdr_details
 from bulutfon_pipeline.assets.listing import cdr_listing
+from bulutfon_pipeline.assets.recordings import call_recordings
+from bulutfon_pipeline.assets.report import call_report
 
-__all__ = ["cdr_details", "cdr_listing"]
+__all__ = ["call_recordings", "call_report", "cdr_details", "cdr_listing"]

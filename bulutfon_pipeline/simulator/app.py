@@ -97,6 +97,7 @@ class SimulatorState:
         self._access: dict[str, float] = {}  # access token -> expiry (epoch seconds)
         self._refresh: set[str] = set()
         self._codes: set[str] = set()
+        self._issued: list[str] = []  # every token and code ever handed out, for leak scans
         self._buckets: dict[str, _Bucket] = {}
         self._fault_rng = random.Random(config.fault_seed)
         self._stats: dict[str, Counter[str]] = defaultdict(Counter)
@@ -131,13 +132,21 @@ class SimulatorState:
         token = secrets.token_hex(32)
         with self._lock:
             self._refresh.add(token)
+            self._issued.append(token)
         return token
 
     def issue_auth_code(self) -> str:
         code = secrets.token_hex(16)
         with self._lock:
             self._codes.add(code)
+            self._issued.append(code)
         return code
+
+    def issued_secrets(self) -> list[str]:
+        """Every secret this simulator knows: master token, client secret, and each access
+        token, refresh token and authorization code it ever issued (for leak scans)."""
+        with self._lock:
+            return [self.master_token, self.client_secret, *self._issued]
 
     def expire_tokens(self) -> int:
         """Make every issued access token expired now (the master token never expires)."""
@@ -172,6 +181,7 @@ class SimulatorState:
             now = time.time()
             access = secrets.token_hex(32)
             self._access[access] = now + self.config.token_ttl_s
+            self._issued.append(access)
             if refresh is None or self.config.rotate_refresh_tokens:
                 refresh = self._new_refresh_token()
             return 200, {

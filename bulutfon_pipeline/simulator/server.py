@@ -169,6 +169,10 @@ class SimulatorServer:
         """A one-time authorization code for ``grant_type=authorization_code``."""
         return self.state.issue_auth_code()
 
+    def issued_secrets(self) -> list[str]:
+        """The master token, client secret and every token and code issued so far."""
+        return self.state.issued_secrets()
+
     def expire_tokens(self) -> int:
         """Expire every issued access token now; returns how many there were."""
         return self.state.expire_tokens()

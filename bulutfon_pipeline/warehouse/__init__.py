@@ -6,6 +6,8 @@ Plain Python, no dagster.
 from bulutfon_pipeline.warehouse.loader import (
     DetailLoadResult,
     ListingLoadResult,
+    RecordingCandidate,
+    RecordingRow,
     ReplayResult,
     Warehouse,
     WarehouseError,
@@ -18,6 +20,8 @@ __all__ = [
     "VIEWS",
     "DetailLoadResult",
     "ListingLoadResult",
+    "RecordingCandidate",
+    "RecordingRow",
     "ReplayResult",
     "ViewDefinition",
     "Warehouse",

@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
+from bulutfon_pipeline.faults import crash_point
 from bulutfon_pipeline.normalize import (
     NormalizedDetails,
     NormalizedListing,
@@ -43,6 +44,8 @@ from bulutfon_pipeline.warehouse.views import create_views
 __all__ = [
     "DetailLoadResult",
     "ListingLoadResult",
+    "RecordingCandidate",
+    "RecordingRow",
     "ReplayResult",
     "Warehouse",
     "WarehouseError",
@@ -113,6 +116,33 @@ class ReplayResult:
 
     payloads: int
     load: DetailLoadResult
+
+
+@dataclass(frozen=True)
+class RecordingRow:
+    """One ``call_recordings`` row: a recording stored under BULUTFON_DATA_DIR.
+
+    Attributes:
+        path: the file, relative to BULUTFON_DATA_DIR (``recordings/YYYY/MM/DD/<uuid>.wav``).
+    """
+
+    cdr_uuid: str
+    path: str
+    content_type: str | None
+    bytes: int
+    sha256: str
+    downloaded_at: datetime
+
+
+@dataclass(frozen=True)
+class RecordingCandidate:
+    """A call of :meth:`Warehouse.recording_candidates`, with its stored row if any."""
+
+    uuid: str
+    call_date: date
+    call_record: str | None
+    has_recording: bool
+    stored: RecordingRow | None
 
 
 # --- Arrow conversion driven by the SQLAlchemy schema -----------------------------------
@@ -391,6 +421,8 @@ class Warehouse:
                 con.unregister("listing_batch")
             mark = self._advance_high_water_mark(con, frame, seen_at)
             rejected = self._write_rejects(con, listing.rejects)
+            crash_point("before_watermark_commit", duckdb.IOException)
+        crash_point("after_watermark_commit")
         return ListingLoadResult(
             new=new, updated=updated, unchanged=unchanged, rejected=rejected, high_water_mark=mark
         )
@@ -472,6 +504,7 @@ class Warehouse:
                 _upsert(con, schema.raw_cdr_details, "raw_batch")
                 con.unregister("raw_batch")
             result = self._write_details(con, normalized, detail_rejects)
+            crash_point("details_write", duckdb.IOException)
         return DetailLoadResult(
             new=result.new,
             updated=result.updated,
@@ -651,6 +684,99 @@ class Warehouse:
                 """
             ).fetchall()
         return [day for (day,) in rows]
+
+    # --- recordings --------------------------------------------------------------------
+
+    def recording_candidates(
+        self, start: date, end: date, *, refetch: bool = False
+    ) -> list[RecordingCandidate]:
+        """Calls of local days ``start..end`` that have, or had, a recording.
+
+        That is ``has_recording`` or ``call_record = 'REMOVED'``, each with its
+        ``call_recordings`` row when one exists. Calls with a ``recording`` reject are left
+        out unless ``refetch``.
+
+        Returns:
+            Candidates, oldest call first.
+        """
+        with self.transaction() as con:
+            rows = con.execute(
+                """
+                SELECT c.uuid, c.call_date, c.call_record, c.has_recording,
+                       r.path, r.content_type, r.bytes, r.sha256, r.downloaded_at
+                FROM cdrs AS c
+                LEFT JOIN call_recordings AS r ON r.cdr_uuid = c.uuid
+                WHERE c.call_date BETWEEN $start AND $end
+                  AND (c.has_recording OR c.call_record = 'REMOVED')
+                  AND ($refetch OR NOT EXISTS (
+                      SELECT 1 FROM load_rejects AS x
+                      WHERE x.uuid = c.uuid AND x.stage = 'recording'))
+                ORDER BY c.call_time, c.uuid
+                """,
+                {"start": start, "end": end, "refetch": refetch},
+            ).fetchall()
+        return [
+            RecordingCandidate(
+                uuid=uuid,
+                call_date=call_date,
+                call_record=call_record,
+                has_recording=bool(has_recording),
+                stored=None
+                if path is None
+                else RecordingRow(uuid, path, content_type, int(size), sha, downloaded_at),
+            )
+            for (uuid, call_date, call_record, has_recording, path, content_type, size, sha,
+                 downloaded_at) in rows
+        ]  # fmt: skip
+
+    def save_recordings(self, rows: Sequence[RecordingRow], rejects: Sequence[Reject]) -> None:
+        """Upsert ``call_recordings`` rows and write ``recording`` rejects, in one transaction.
+
+        A saved recording drops an earlier ``recording`` reject of the same call.
+
+        Raises:
+            WarehouseError: the write failed and was rolled back.
+        """
+        batch = pa.table(
+            {
+                "cdr_uuid": pa.array([r.cdr_uuid for r in rows], pa.string()),
+                "path": pa.array([r.path for r in rows], pa.string()),
+                "content_type": pa.array([r.content_type for r in rows], pa.string()),
+                "bytes": pa.array([r.bytes for r in rows], pa.int64()),
+                "sha256": pa.array([r.sha256 for r in rows], pa.string()),
+                "downloaded_at": pa.array(
+                    [_utc(r.downloaded_at, "downloaded_at") for r in rows],
+                    pa.timestamp("us", "UTC"),
+                ),
+            }
+        )
+        with self.transaction() as con:
+            if rows:
+                con.register("recording_batch", batch)
+                _upsert(con, schema.call_recordings, "recording_batch")
+                con.execute(
+                    """
+                    DELETE FROM load_rejects
+                    WHERE stage = 'recording'
+                      AND uuid IN (SELECT cdr_uuid FROM recording_batch)
+                    """
+                )
+                con.unregister("recording_batch")
+            self._write_rejects(con, rejects)
+
+    def delete_recordings_before(self, before: date) -> list[str]:
+        """Delete the ``call_recordings`` rows of calls dated before ``before``, in one
+        transaction; returns their paths (relative to BULUTFON_DATA_DIR)."""
+        with self.transaction() as con:
+            rows = con.execute(
+                """
+                DELETE FROM call_recordings
+                WHERE cdr_uuid IN (SELECT uuid FROM cdrs WHERE call_date < ?)
+                RETURNING path
+                """,
+                [before],
+            ).fetchall()
+        return sorted(path for (path,) in rows)
 
     # --- replay ----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import duckdb_engine
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -27,6 +28,7 @@ __all__ = [
     "HIGH_WATER_MARK_KEY",
     "REJECT_STAGES",
     "call_flow_steps",
+    "call_recordings",
     "cdr_listing",
     "cdrs",
     "create_table_statements",
@@ -137,6 +139,19 @@ load_rejects = Table(
     Column("reason", String, nullable=False),
     Column("payload", String),
     _instant("rejected_at", nullable=False),
+)
+
+# One row per downloaded recording; ``path`` is relative to BULUTFON_DATA_DIR so the
+# data folder can move. Written in the same transaction as the batch's recording rejects.
+call_recordings = Table(
+    "call_recordings",
+    metadata,
+    Column("cdr_uuid", String, primary_key=True),
+    Column("path", String, nullable=False),
+    Column("content_type", String),
+    Column("bytes", BigInteger, nullable=False),
+    Column("sha256", String, nullable=False),
+    _instant("downloaded_at", nullable=False),
 )
 
 pipeline_state = Table(

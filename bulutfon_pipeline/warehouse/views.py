@@ -71,8 +71,126 @@ GROUP BY ALL
 """,
 )
 
+HOURLY_CALL_LOAD = ViewDefinition(
+    name="hourly_call_load",
+    description=(
+        "Calls per local (Europe/Istanbul) weekday and hour of day: all calls, incoming, "
+        "outgoing, answered, and incoming calls nobody answered."
+    ),
+    select="""
+SELECT
+    isodow(timezone('Europe/Istanbul', call_time)) AS weekday,
+    dayname(timezone('Europe/Istanbul', call_time)) AS weekday_name,
+    hour(timezone('Europe/Istanbul', call_time)) AS hour,
+    count(*) AS calls,
+    count(*) FILTER (WHERE direction = 'IN') AS incoming,
+    count(*) FILTER (WHERE direction = 'OUT') AS outgoing,
+    count(*) FILTER (WHERE answered) AS answered,
+    count(*) FILTER (WHERE direction = 'IN' AND NOT answered) AS missed_incoming
+FROM cdrs
+GROUP BY ALL
+""",
+)
+
+EXTENSION_ACTIVITY = ViewDefinition(
+    name="extension_activity",
+    description=(
+        "Per extension: how often it rang (a ring group's origination, or a flow step "
+        "connecting to the extension), the calls it answered and their talk time, missed "
+        "rings (nobody picked up), lost races, and its outgoing calls (v1 only)."
+    ),
+    select="""
+WITH rings AS (
+    SELECT o.destination AS extension, o.cdr_uuid, o.answer_time, o.hangup_time,
+           o.outcome = 'ANSWERED' AS answered, o.outcome = 'LOSE_RACE' AS lost_race
+    FROM originations AS o
+    UNION ALL
+    SELECT s.callee, s.cdr_uuid, s.answer_time, s.hangup_time,
+           s.answer_time IS NOT NULL, false
+    FROM call_flow_steps AS s
+    WHERE s.redirection_kind = 'CONNECTING_TO_EXTENSION'
+),
+ring_stats AS (
+    SELECT
+        extension,
+        count(*) AS rings,
+        count(DISTINCT cdr_uuid) FILTER (WHERE answered) AS answered_calls,
+        CAST(sum(date_diff('second', answer_time, hangup_time)) FILTER (WHERE answered)
+            AS BIGINT) AS talk_seconds,
+        count(*) FILTER (WHERE NOT answered AND NOT lost_race) AS missed_rings,
+        count(*) FILTER (WHERE lost_race) AS lost_races
+    FROM rings
+    WHERE extension IS NOT NULL
+    GROUP BY extension
+),
+outgoing AS (
+    SELECT extension, count(*) AS outgoing_calls,
+           CAST(sum(talk_seconds) AS BIGINT) AS outgoing_talk_seconds
+    FROM cdrs
+    WHERE direction = 'OUT' AND extension IS NOT NULL
+    GROUP BY extension
+)
+SELECT
+    coalesce(r.extension, o.extension) AS extension,
+    coalesce(r.rings, 0) AS rings,
+    coalesce(r.answered_calls, 0) AS answered_calls,
+    coalesce(r.talk_seconds, 0) AS talk_seconds,
+    coalesce(r.missed_rings, 0) AS missed_rings,
+    coalesce(r.lost_races, 0) AS lost_races,
+    coalesce(o.outgoing_calls, 0) AS outgoing_calls,
+    coalesce(o.outgoing_talk_seconds, 0) AS outgoing_talk_seconds
+FROM ring_stats AS r
+FULL OUTER JOIN outgoing AS o ON o.extension = r.extension
+""",
+)
+
+MISSED_CALLS = ViewDefinition(
+    name="missed_calls",
+    description=(
+        "Incoming calls nobody answered, one row each, with the caller for call-backs: "
+        "how often that caller was missed, when the caller was next reached (a later "
+        "answered call from or to the number), and whether a call-back is still due."
+    ),
+    select="""
+WITH missed AS (
+    SELECT
+        m.uuid,
+        m.call_time,
+        m.call_date,
+        timezone('Europe/Istanbul', m.call_time) AS local_call_time,
+        m.caller,
+        m.callee,
+        m.ring_seconds,
+        m.hangup_cause_code,
+        coalesce(m.caller LIKE '%x%', true) AS caller_masked,
+        count(*) OVER (PARTITION BY m.caller) AS caller_missed_calls
+    FROM cdrs AS m
+    WHERE m.direction = 'IN' AND NOT m.answered
+),
+reached AS (
+    SELECT
+        missed.*,
+        (
+            SELECT min(c.call_time) FROM cdrs AS c
+            WHERE NOT missed.caller_masked AND c.answered AND c.call_time > missed.call_time
+              AND ((c.direction = 'IN' AND c.caller = missed.caller)
+                   OR (c.direction = 'OUT' AND c.callee = missed.caller))
+        ) AS reached_at
+    FROM missed
+)
+SELECT *, NOT caller_masked AND reached_at IS NULL AS needs_call_back
+FROM reached
+""",
+)
+
 #: Every mart, in creation order.
-VIEWS: list[ViewDefinition] = [DAILY_CALL_SUMMARY, RING_GROUP_PERFORMANCE]
+VIEWS: list[ViewDefinition] = [
+    DAILY_CALL_SUMMARY,
+    RING_GROUP_PERFORMANCE,
+    HOURLY_CALL_LOAD,
+    EXTENSION_ACTIVITY,
+    MISSED_CALLS,
+]
 
 
 def view_names() -> list[str]:

@@ -49,6 +49,10 @@ EXPECTED_TYPES = {
     "_pipeline_state": {
         "key": "VARCHAR", "value": "VARCHAR", "updated_at": "TIMESTAMP WITH TIME ZONE",
     },
+    "call_recordings": {
+        "cdr_uuid": "VARCHAR", "path": "VARCHAR", "content_type": "VARCHAR", "bytes": "BIGINT",
+        "sha256": "VARCHAR", "downloaded_at": "TIMESTAMP WITH TIME ZONE",
+    },
 }  # fmt: skip
 
 EXPECTED_KEYS = {
@@ -59,6 +63,7 @@ EXPECTED_KEYS = {
     "raw_cdr_details": ["uuid"],
     "load_rejects": [],
     "_pipeline_state": ["key"],
+    "call_recordings": ["cdr_uuid"],
 }
 
 

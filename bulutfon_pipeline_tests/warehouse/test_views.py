@@ -92,4 +92,5 @@ def test_views_list_is_extensible(warehouse: Warehouse) -> None:
         assert warehouse.fetch_frame("SELECT * FROM calls_per_direction").empty
     finally:
         VIEWS.remove(extra)
-    assert view_names() == ["daily_call_summary", "ring_group_performance"]
+    assert view_names() == ["daily_call_summary", "ring_group_performance", "hourly_call_load",
+                           "extension_activity", "missed_calls"]

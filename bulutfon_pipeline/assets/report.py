@@ -1,0 +1,36 @@
+"""The ``call_report`` asset, a thin wrapper around ``report.build_report``."""
+
+import dagster as dg
+
+from bulutfon_pipeline.recordings import data_dir_from_env
+from bulutfon_pipeline.report import REPORTS_DIR, build_report
+from bulutfon_pipeline.resources import WarehouseResource
+
+#: Its own group, so the 15-minute refresh job (group ``bulutfon``) does not redraw it.
+REPORT_GROUP = "bulutfon_reports"
+
+
+@dg.asset(
+    deps=["cdrs", "call_flow_steps", "originations"],
+    group_name=REPORT_GROUP,
+    pool="duckdb",
+    kinds={"html", "python"},
+)
+def call_report(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """A self-contained HTML call report (charts of the marts) in BULUTFON_DATA_DIR/reports."""
+    report = build_report(warehouse.warehouse(), out_dir=data_dir_from_env() / REPORTS_DIR)
+    context.log.info("call report written to %s", report.path)
+    summary = report.summary
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(report.path.resolve())),
+            "latest_path": dg.MetadataValue.path(str(report.latest_path.resolve())),
+            "summary": dg.MetadataValue.md(summary.markdown()),
+            "calls": summary.calls,
+            "answered": summary.answered,
+            "missed_incoming": summary.missed_incoming,
+            "callers_to_call_back": summary.callers_to_call_back,
+        }
+    )
