@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint ui sync clean bench
+.PHONY: install demo test test-fast test-browser lint ui sync clean bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: $(STAMP) ## the whole suite
 
 test-fast: $(STAMP) ## the inner loop: skips the slow end-to-end scenarios
 	$(BIN)/python -m pytest -m "not slow and not reliability and not browser" $(PYTEST_ARGS)
+
+test-browser: $(STAMP) ## the Dagster UI in Chromium (needs /usr/bin/chromium); screenshots in test-artifacts/browser/
+	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff check .
