@@ -417,7 +417,33 @@ def print_summary(outcome: RunOutcome, *, title: str = "sync") -> None:
 # --- commands ---------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazySimulatorGroup(click.Group):
+    """Imports the ``simulator`` command (starlette, uvicorn, the dataset generator: a
+    third of ``--help``'s start-up) only when that command runs; the command list shows
+    a stub with the same one-line help."""
+
+    _SIMULATOR_HELP = "Serve the Bulutfon API simulator until interrupted."
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "simulator"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "simulator":
+            return click.Command("simulator", help=self._SIMULATOR_HELP)
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if name == "simulator":
+            from bulutfon_pipeline.simulator.cli import simulator_command
+
+            command = simulator_command
+        return name, command, rest
+
+
+@click.group(cls=_LazySimulatorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bulutfon_pipeline")
 def main() -> None:
     """Load Bulutfon call records (CDRs, call flows, originations) into DuckDB."""
@@ -447,9 +473,7 @@ def backfill(
 ) -> None:
     """Load the days START..END (scanning the listing first)."""
     if end < start:
-        raise click.BadParameter(
-            f"--end {end.date()} is before --start {start.date()}", param_hint="--end"
-        )
+        raise CLIError(f"--end {end.date()} is before --start {start.date()}; swap them")
     outcome = run_sync(
         listing=not skip_listing,
         start=start.date(),
@@ -511,15 +535,6 @@ def auth(code: str | None, refresh: bool) -> None:
     )
 
 
-def _register_simulator() -> None:
-    from bulutfon_pipeline.simulator.cli import simulator_command
-
-    main.add_command(simulator_command, name="simulator")
-
-
-_register_simulator()
-
-
 @main.command()
 @click.option("--days", default=30, show_default=True, help="Days of simulated calls.")
 @click.option("--calls-per-day", default=300, show_default=True)
@@ -537,6 +552,11 @@ def demo(days: int, calls_per_day: int, database: str, no_progress: bool) -> Non
         show_progress=not no_progress,
         console=console,
     )
+
+
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 DAGSTER_YAML = """\
@@ -591,6 +611,9 @@ def ui(host: str, port: int, simulator_port: int, database: str) -> None:
             [dagster_bin, "dev", "-w", "workspace.yaml", "-h", host, "-p", str(port)],
             env=env,
             check=False,
+            # A shell starts background jobs with SIGINT ignored, and `dagster dev` keeps
+            # that disposition for SIGTERM too; restore the defaults so it can be stopped.
+            preexec_fn=_default_signals,
         )
     except KeyboardInterrupt:
         pass
