@@ -183,6 +183,21 @@ def load_details(
     summary.pending = len(uuids)
     bar = progress.reporter()
     bar.start("call details", len(uuids))
+    with warehouse.session():
+        _load_batches(client, warehouse, uuids, batch_size, summary, bar)
+    bar.finish("call details")
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _load_batches(
+    client: DetailClient,
+    warehouse: Warehouse,
+    uuids: list[str],
+    batch_size: int,
+    summary: DetailLoadSummary,
+    bar: Any,
+) -> None:
     for batch in _batched(client.fetch_details(uuids), batch_size):
         fetched_at = dt.datetime.now(dt.UTC)
         raw = [(r.uuid, r.payload) for r in batch if r.payload is not None]
@@ -206,9 +221,6 @@ def load_details(
         if summary.preview is None and len(normalized.cdrs):
             summary.preview = normalized.cdrs.head(5)
         bar.advance("call details", len(batch))
-    bar.finish("call details")
-    summary.seconds = time.monotonic() - started
-    return summary
 
 
 def group_dates(

@@ -687,6 +687,8 @@ class AsyncBulutfonClient(_ClientCore):
         attempt = 0
         while True:
             await self._pace()
+            if limiter is not None and (wait := limiter.pace()) > 0:
+                await self._sleep(wait)
             mark = limiter.start_attempt() if limiter is not None else None
             try:
                 response = await self._http.get(url, params=params)
@@ -796,6 +798,8 @@ class AsyncBulutfonClient(_ClientCore):
         attempt = 0
         while True:
             await self._pace()
+            if limiter is not None and (wait := limiter.pace()) > 0:
+                await self._sleep(wait)
             mark = limiter.start_attempt() if limiter is not None else None
             outcome = await self._download_once(url, dest)
             if limiter is not None and mark is not None:

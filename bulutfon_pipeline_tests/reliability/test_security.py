@@ -1,0 +1,58 @@
+"""Security properties that are not tied to one scenario (the secret scan runs after every
+scenario, in the ``workspace`` fixture's teardown)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from bulutfon_pipeline import cli
+from bulutfon_pipeline_tests.reliability.conftest import Workspace, find_leaks
+
+pytestmark = pytest.mark.reliability
+
+
+def test_make_ui_binds_the_webserver_to_loopback_by_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    makefile = (Path(__file__).parents[2] / "Makefile").read_text()
+    ui_recipe = makefile.split("\nui:", 1)[1].split("\n\n", 1)[0]
+    assert "--host" not in ui_recipe and "bulutfon-pipeline ui" in ui_recipe
+    launched: list[list[str]] = []
+
+    class FakePopen:
+        def __init__(self, args: list[str], **kwargs: Any) -> None:
+            launched.append(list(args))
+
+        def send_signal(self, sig: int) -> None: ...
+
+        def wait(self, timeout: float | None = None) -> int:
+            return 0
+
+    def fake_run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        launched.append(list(args))
+        return subprocess.CompletedProcess(args, 0)
+
+    monkeypatch.setattr(cli.subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(cli.subprocess, "run", fake_run)
+    monkeypatch.setenv("BULUTFON_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    result = CliRunner().invoke(cli.main, ["ui"])
+    assert result.exit_code == 0, result.output
+    dagster = next(args for args in launched if "dev" in args)
+    assert dagster[dagster.index("-h") + 1] == "127.0.0.1"
+    assert "0.0.0.0" not in " ".join(" ".join(a) for a in launched)
+
+
+def test_the_secret_scan_finds_a_planted_secret(tmp_path: Path) -> None:
+    # The scan itself must work, or every scenario's "no leaks" would pass vacuously.
+    ws = Workspace(root=tmp_path, sim=None, env={}, secrets=["planted-secret-0123456789"])
+    (tmp_path / "dagster_home" / "logs").mkdir(parents=True)
+    (tmp_path / "dagster_home" / "logs" / "run.log").write_text("token=planted-secret-0123456789")
+    ws.outputs.append("stderr: planted-secret-0123456789")
+    leaks = find_leaks(ws)
+    assert any("run.log" in leak for leak in leaks) and "process output #0" in leaks
