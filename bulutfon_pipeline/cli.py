@@ -98,9 +98,19 @@ def friendly_errors(func: F) -> F:
             found = _user_error(error)
             if found is None:
                 raise
-            raise CLIError(str(found)) from None
+            failure = CLIError(str(found))
+            if _is_runtime_failure(found):
+                failure.exit_code = EXIT_FAILED
+            raise failure from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _is_runtime_failure(error: BaseException) -> bool:
+    """A failure of the run itself (e.g. disk full) rather than of the configuration."""
+    from bulutfon_pipeline.warehouse import WarehouseError, WarehouseLockedError
+
+    return isinstance(error, WarehouseError) and not isinstance(error, WarehouseLockedError)
 
 
 # --- progress ---------------------------------------------------------------------------
@@ -625,5 +635,24 @@ def ui(host: str, port: int, simulator_port: int, database: str) -> None:
             sim.kill()
 
 
+def run(argv: Sequence[str] | None = None) -> None:
+    """The console entry point: every usage or user error is one line on stderr."""
+    try:
+        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        if isinstance(error, CLIError):
+            error.show()
+        else:
+            hint = " (see --help)" if isinstance(error, click.UsageError) else ""
+            message = f"[bold red]error:[/] {error.format_message()}{hint}"
+            err_console.print(message, highlight=False)
+        sys.exit(error.exit_code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()
