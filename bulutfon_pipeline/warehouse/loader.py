@@ -38,6 +38,7 @@ from bulutfon_pipeline.normalize import (
     Reject,
     normalize_details,
 )
+from bulutfon_pipeline.settings import DUCKDB_MEMORY_LIMIT
 from bulutfon_pipeline.warehouse import schema
 from bulutfon_pipeline.warehouse.views import create_views
 
@@ -288,7 +289,7 @@ class Warehouse:
 
     @contextmanager
     def _default_connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = duckdb.connect(str(self.path))
+        con = duckdb.connect(str(self.path), config={"memory_limit": DUCKDB_MEMORY_LIMIT})
         try:
             yield con
         finally:
@@ -558,7 +559,15 @@ class Warehouse:
         with self.transaction() as con:
             if raw_rows:
                 con.register("raw_batch", raw_batch)
-                _upsert(con, schema.raw_cdr_details, "raw_batch")
+                stored = _scalar(
+                    con,
+                    "SELECT count(*) FROM raw_cdr_details "
+                    "WHERE uuid IN (SELECT uuid FROM raw_batch)",
+                )
+                if stored:
+                    _upsert(con, schema.raw_cdr_details, "raw_batch")
+                else:  # first fetch of every call in the batch: no update, no anti-join
+                    con.execute("INSERT INTO raw_cdr_details BY NAME SELECT * FROM raw_batch")
                 con.unregister("raw_batch")
             result = self._write_details(con, normalized, detail_rejects)
             crash_point("details_write", duckdb.IOException)

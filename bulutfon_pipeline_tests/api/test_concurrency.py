@@ -56,3 +56,33 @@ def test_rate_pacer_spaces_starts() -> None:
     now["t"] = 110.0  # long idle: no burst credit is saved up beyond "now"
     assert pacer.reserve() == 0.0
     assert pacer.reserve() == 0.25
+
+
+def test_first_429_starts_pacing_at_90_percent_of_the_granted_rate() -> None:
+    now = {"t": 50.0}
+
+    async def run() -> list[float | None]:
+        limiter = AdaptiveLimiter(16, clock=lambda: now["t"])
+        trace: list[float | None] = [limiter.rate]  # unpaced until a 429
+        assert limiter.pace() == 0.0
+        for i in range(100):  # the API granted 100 requests in the last second
+            now["t"] = 50.0 + i / 100
+            await limiter.on_success()
+        await limiter.on_rate_limited(limiter.start_attempt())
+        trace.append(limiter.rate)  # 0.9 * 100 req/s
+        now["t"] += 1.0  # a second without a 429: probe 2 % higher
+        await limiter.on_success()
+        trace.append(limiter.rate)
+        return trace
+
+    trace = asyncio.run(run())
+    assert trace[0] is None
+    assert trace[1] == 90.0
+    assert trace[2] is not None and abs(trace[2] - 91.8) < 1e-9
+
+
+def test_pacing_spaces_starts_at_the_pace() -> None:
+    now = {"t": 10.0}
+    limiter = AdaptiveLimiter(4, clock=lambda: now["t"])
+    limiter.rate = 50.0  # as set by a 429
+    assert [round(limiter.pace(), 6) for _ in range(3)] == [0.0, 0.02, 0.04]

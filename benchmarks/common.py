@@ -1,0 +1,182 @@
+"""Shared helpers of the benchmarks: the simulator in its own process, peak RSS of a
+child process, the machine description. No secret is ever printed: the simulator's
+master token is generated here and passed only through child environments."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+WORK = ROOT / "data" / "bench"
+
+#: (list path, detail path) of the seed dialect the simulator serves by default.
+LIST_PATH, DETAIL_PATH = "/cdr.json", "/cdr/{uuid}.json"
+
+
+@dataclass
+class Simulator:
+    """A simulator running in a separate process (``python -m bulutfon_pipeline.simulator``)."""
+
+    url: str
+    token: str = field(repr=False)
+    process: subprocess.Popen[str] = field(repr=False)
+
+    def admin(self, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, method="POST" if data else "GET"
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+
+    def configure(self, **knobs: Any) -> None:
+        self.admin("/_admin/config", knobs)
+
+    def reset_stats(self) -> None:
+        self.admin("/_admin/stats/reset", {})
+
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = self.admin("/_admin/stats")
+        stats.pop("detail_uuids", None)
+        stats.pop("recording_uuids", None)
+        return stats
+
+    def env(self) -> dict[str, str]:
+        """``BULUTFON_*`` variables pointing the product at this simulator."""
+        return {
+            "BULUTFON_API_URL": self.url,
+            "BULUTFON_TOKEN_URL": self.url + "/oauth/token",
+            "BULUTFON_CDR_LIST_PATH": LIST_PATH,
+            "BULUTFON_CDR_DETAIL_PATH": DETAIL_PATH,
+            "BULUTFON_ACCESS_TOKEN": self.token,
+        }
+
+
+@contextlib.contextmanager
+def simulator(*, days: int, calls_per_day: int, extra: Sequence[str] = ()) -> Iterator[Simulator]:
+    """Start the simulator in its own process on a free port; stop it on exit."""
+    token = secrets.token_hex(32)
+    env = {**os.environ, "BULUTFON_SIMULATOR_MASTER_TOKEN": token}
+    cmd = [
+        PYTHON, "-m", "bulutfon_pipeline.simulator", "--port", "0",
+        "--days", str(days), "--calls-per-day", str(calls_per_day), *extra,
+    ]  # fmt: skip
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if "listening on" not in line:
+            raise RuntimeError(f"simulator did not start: {line!r}")
+        yield Simulator(line.rsplit(" ", 1)[1].strip(), token, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class ChildRun:
+    """A finished child process: wall seconds, peak RSS (MB), exit code, output, and the
+    CPU seconds it used (user + system, all threads): less sensitive to a busy machine."""
+
+    seconds: float
+    peak_rss_mb: float
+    returncode: int
+    stdout: str
+    stderr: str
+    cpu_seconds: float = 0.0
+
+
+def run_child_rss(
+    cmd: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None
+) -> ChildRun:
+    """Run ``cmd`` to completion, reaped with ``os.wait4`` for this child's own peak RSS.
+
+    Output goes to temporary files, so no pipe can fill up while we wait. After
+    ``timeout`` seconds the child is killed and ``returncode`` is -9.
+    """
+    WORK.mkdir(parents=True, exist_ok=True)
+    with (
+        open(WORK / "child.out", "w+") as out,
+        open(WORK / "child.err", "w+") as err,
+    ):
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            list(cmd), env=dict(env) if env is not None else None, cwd=ROOT,
+            stdout=out, stderr=err, text=True,
+        )  # fmt: skip
+        deadline = None if timeout is None else started + timeout
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG if deadline else 0)
+            if pid:
+                break
+            if deadline is not None and time.perf_counter() > deadline:
+                process.kill()
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        cpu = usage.ru_utime + usage.ru_stime
+        rss = usage.ru_maxrss / 1024
+        return ChildRun(seconds, rss, process.returncode, out.read(), err.read(), cpu)
+
+
+def machine() -> dict[str, Any]:
+    """CPU, memory, OS, Python and the versions that matter, plus the load average."""
+    import importlib.metadata as md
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gb = 0.0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        first = Path("/proc/meminfo").read_text().splitlines()[0]
+        mem_gb = int(first.split()[1]) / 1024 / 1024
+    versions = {}
+    names = "bulutfon_pipeline dagster duckdb pandas pyarrow httpx httpcore uvicorn uvloop"
+    for name in (names + " httptools sqlalchemy duckdb_engine dlt").split():
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = "not installed"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_gb, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "loadavg": os.getloadavg(),
+    }
+
+
+def load_now() -> float:
+    """The 1-minute load average now (other engineers share the machine)."""
+    return round(os.getloadavg()[0], 2)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

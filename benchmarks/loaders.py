@@ -1,0 +1,275 @@
+"""Benchmark 2: normalize + load, raw NDJSON in -> tables committed in DuckDB.
+
+``python benchmarks/loaders.py KIND NDJSON DB [--max-seconds S]`` runs one contender in
+its own process (the harness reads its peak RSS with ``wait4``) and prints one JSON line.
+KIND is ``ours``, ``naive``, ``dlt`` or ``duckdb``. One NDJSON line is one call's detail
+(the ``cdr`` object), as the simulator serves it.
+
+* ``ours``: read lines -> ``normalize_details`` -> ``Warehouse.load_details`` per batch of
+  500 (the pipeline's batch), the raw line text stored as the payload.
+* ``naive``: ``pandas.json_normalize`` per record (call, flow steps, originations), then
+  ``DataFrame.to_sql`` per batch of 500 through SQLAlchemy (duckdb-engine).
+* ``dlt``: a dlt pipeline, DuckDB destination, the parsed records; dlt builds its nested
+  tables (``cdrs__call_flow``, ``cdrs__call_flow__origination``) itself. ``append``, its
+  cheapest write disposition (ours upserts, which is more work).
+* ``duckdb``: DuckDB alone: ``read_json`` + ``UNNEST`` in SQL into the same tables as ours,
+  with the same canonical columns (the ceiling).
+
+``naive`` and ``dlt`` can take very long at 100,000 calls, so they stop taking records
+after ``--max-seconds`` (naive) or a quarter of it (dlt's extract step, which precedes
+its normalize and load steps); their throughput is measured on the calls they loaded
+(rows/s is what we compare) and the report marks them "time-capped".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import itertools
+import json
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+BATCH = 500
+
+
+def _lines(path: Path) -> Iterator[str]:
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield line.rstrip("\n")
+
+
+def _batches(path: Path) -> Iterator[list[str]]:
+    lines = _lines(path)
+    while batch := list(itertools.islice(lines, BATCH)):
+        yield batch
+
+
+def _count(con: Any, table: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+    return int(row[0]) if row else 0
+
+
+def ours(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
+    from bulutfon_pipeline.normalize import normalize_details
+    from bulutfon_pipeline.warehouse import Warehouse
+
+    warehouse = Warehouse(db)
+    warehouse.ensure_schema()
+    calls = steps = origs = 0
+    with warehouse.session():  # as loads.load_details does
+        for batch in _batches(path):
+            payloads = [json.loads(line) for line in batch]
+            normalized = normalize_details(payloads)
+            raw = [(p["uuid"], line) for p, line in zip(payloads, batch, strict=True)]
+            warehouse.load_details(raw, normalized, fetched_at=dt.datetime.now(dt.UTC))
+            calls += len(normalized.cdrs)
+            steps += len(normalized.call_flow_steps)
+            origs += len(normalized.originations)
+    return {"calls": calls, "rows": calls + steps + origs, "complete": True}
+
+
+def naive(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
+    import pandas as pd
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"duckdb:///{db}")
+    started = time.perf_counter()
+    calls = rows = 0
+    complete = True
+    for batch in _batches(path):
+        cdrs, steps, origs = [], [], []
+        for line in batch:
+            record = json.loads(line)
+            flow = record.get("call_flow") or []
+            cdrs.append(pd.json_normalize({k: v for k, v in record.items() if k != "call_flow"}))
+            if flow:
+                steps.append(
+                    pd.json_normalize(
+                        [{k: v for k, v in s.items() if k != "origination"} for s in flow]
+                    ).assign(cdr_uuid=record["uuid"])
+                )
+                with_origs = [s for s in flow if s.get("origination")]
+                if with_origs:
+                    origs.append(
+                        pd.json_normalize(
+                            {"uuid": record["uuid"], "call_flow": with_origs},
+                            record_path=["call_flow", "origination"],
+                            meta=["uuid"],
+                        )
+                    )
+        with engine.begin() as con:
+            for name, frames in (
+                ("cdrs", cdrs),
+                ("call_flow_steps", steps),
+                ("originations", origs),
+            ):
+                if frames:
+                    frame = pd.concat(frames, ignore_index=True)
+                    frame.to_sql(name, con, if_exists="append", index=False)
+                    rows += len(frame)
+        calls += len(batch)
+        if time.perf_counter() - started > max_seconds:
+            complete = False
+            break
+    engine.dispose()
+    return {"calls": calls, "rows": rows, "complete": complete}
+
+
+def dlt_load(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
+    import dlt
+
+    started = time.perf_counter()
+    complete = [True]
+
+    def records() -> Iterator[dict[str, Any]]:
+        # dlt extracts, then normalizes, then loads: give extraction a quarter of the
+        # time budget so a 100,000-call file finishes; rows/s is measured on what loaded.
+        for line in _lines(path):
+            if time.perf_counter() - started > max_seconds / 4:
+                complete[0] = False
+                return
+            yield json.loads(line)
+
+    pipeline = dlt.pipeline(
+        pipeline_name="bench_" + db.stem,
+        destination=dlt.destinations.duckdb(str(db)),
+        dataset_name="bench",
+        pipelines_dir=str(db.parent / ("dlt_" + db.stem)),
+    )
+    pipeline.run(records(), table_name="cdrs", write_disposition="append")
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    counts = {
+        t: _count(con, f"bench.{t}")
+        for t in ("cdrs", "cdrs__call_flow", "cdrs__call_flow__origination")
+    }
+    con.close()
+    return {"calls": counts["cdrs"], "rows": sum(counts.values()), "complete": complete[0],
+            "tables": counts}  # fmt: skip
+
+
+# The canonical vocabulary of docs/architecture.md, in SQL.
+_DUCKDB_SQL = """
+CREATE TEMP TABLE src AS
+SELECT * FROM read_json(?, format = 'newline_delimited', columns = {
+    uuid: 'VARCHAR', bf_calltype: 'VARCHAR', direction: 'VARCHAR', caller: 'VARCHAR',
+    callee: 'VARCHAR', extension: 'VARCHAR', call_time: 'VARCHAR', answer_time: 'VARCHAR',
+    hangup_time: 'VARCHAR', call_record: 'VARCHAR', hangup_cause: 'VARCHAR',
+    hangup_state: 'VARCHAR', missing_call: 'BOOLEAN', call_price: 'VARCHAR',
+    call_flow: 'STRUCT(callee VARCHAR, start_time VARCHAR, answer_time VARCHAR,
+        hangup_time VARCHAR, redirection VARCHAR, redirection_target VARCHAR,
+        origination STRUCT(destination VARCHAR, start_time VARCHAR, answer_time VARCHAR,
+            hangup_time VARCHAR, result VARCHAR)[])[]'
+});
+CREATE MACRO top_t(s) AS timezone('UTC', strptime(s, '%d-%m-%Y %H:%M')::TIMESTAMP
+    AT TIME ZONE 'Europe/Istanbul');
+CREATE MACRO flow_t(s) AS timezone('UTC', strptime(s, '%d/%m/%Y - %H:%M:%S')::TIMESTAMP
+    AT TIME ZONE 'Europe/Istanbul');
+INSERT INTO raw_cdr_details BY NAME
+SELECT json_extract_string(json, '$.uuid') AS uuid, now() AS fetched_at, json AS payload
+FROM read_ndjson_objects(?);
+INSERT INTO cdrs BY NAME
+SELECT uuid, bf_calltype AS call_type, direction, caller, callee, extension,
+       top_t(call_time) AS call_time, top_t(answer_time) AS answer_time,
+       top_t(hangup_time) AS hangup_time,
+       (top_t(call_time) AT TIME ZONE 'Europe/Istanbul')::DATE AS call_date,
+       answer_time IS NOT NULL AS answered,
+       date_diff('second', top_t(call_time), coalesce(top_t(answer_time), top_t(hangup_time)))
+           AS ring_seconds,
+       coalesce(date_diff('second', top_t(answer_time), top_t(hangup_time)), 0) AS talk_seconds,
+       call_record, call_record IN ('Var', 'YES') AS has_recording,
+       hangup_cause,
+       CASE trim(hangup_cause) WHEN 'Normal' THEN 'NORMAL_CLEARING'
+           WHEN 'Aramayı başlatan cevaplanmadan iptal ediyor.' THEN 'ORIGINATOR_CANCEL'
+           WHEN 'Meşgul' THEN 'USER_BUSY' WHEN 'Cevap yok' THEN 'NO_ANSWER' END
+           AS hangup_cause_code,
+       hangup_state,
+       CASE trim(hangup_state) WHEN 'İstemci tarafından sonlandırılan çağrı' THEN 'recv_bye'
+           WHEN 'Sistem tarafından sonlandırılan çağrı' THEN 'send_bye'
+           WHEN 'Arayan tarafından iptal edildi' THEN 'recv_cancel'
+           WHEN 'Reddedildi' THEN 'send_refuse' END AS hangup_state_code,
+       coalesce(missing_call, direction = 'IN' AND answer_time IS NULL) AS missing_call,
+       TRY_CAST(call_price AS DECIMAL(12, 4)) AS call_price, now() AS loaded_at
+FROM src;
+CREATE TEMP TABLE steps AS
+SELECT uuid AS cdr_uuid, i - 1 AS step_index, call_flow[i] AS s
+FROM (SELECT uuid, call_flow, generate_subscripts(call_flow, 1) AS i FROM src);
+INSERT INTO call_flow_steps BY NAME
+SELECT cdr_uuid, step_index, s.callee AS callee, flow_t(s.start_time) AS start_time,
+       flow_t(s.answer_time) AS answer_time, flow_t(s.hangup_time) AS hangup_time,
+       s.redirection AS redirection,
+       CASE WHEN s.redirection LIKE 'Menüye Yönlendi - (%' THEN 'REDIRECTED_TO_MENU'
+            WHEN s.redirection LIKE 'Gruba Yönlendi - (%' THEN 'REDIRECTED_TO_GROUP'
+            WHEN s.redirection LIKE 'Dahiliye Yönlendi - (%' THEN 'REDIRECTED_TO_EXTENSION'
+            WHEN s.redirection = 'Menüye bağlanılıyor' THEN 'CONNECTING_TO_MENU'
+            WHEN s.redirection = 'Gruba bağlanılıyor' THEN 'CONNECTING_TO_GROUP'
+            WHEN s.redirection = 'Dahiliye bağlanılıyor' THEN 'CONNECTING_TO_EXTENSION'
+            ELSE 'OTHER' END AS redirection_kind,
+       nullif(regexp_extract(s.redirection, '\\((.*)\\)$', 1), '') AS redirection_target
+FROM steps;
+INSERT INTO originations BY NAME
+SELECT cdr_uuid, step_index, j - 1 AS attempt_index, o.destination AS destination,
+       flow_t(o.start_time) AS start_time, flow_t(o.answer_time) AS answer_time,
+       flow_t(o.hangup_time) AS hangup_time, o.result AS result,
+       CASE o.result WHEN 'Cevapladı' THEN 'ANSWERED' WHEN 'ANSWERED' THEN 'ANSWERED'
+           WHEN 'Başkası açtı' THEN 'LOSE_RACE' WHEN 'LOSE_RACE' THEN 'LOSE_RACE'
+           ELSE 'OTHER' END AS outcome,
+       o.answer_time IS NOT NULL AS answered
+FROM (SELECT cdr_uuid, step_index, s.origination[j] AS o, j
+      FROM (SELECT cdr_uuid, step_index, s, generate_subscripts(s.origination, 1) AS j
+            FROM steps WHERE s.origination IS NOT NULL));
+"""
+
+
+def duckdb_native(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
+    import duckdb
+
+    from bulutfon_pipeline.warehouse import Warehouse
+
+    Warehouse(db).ensure_schema()
+    con = duckdb.connect(str(db))
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("BEGIN TRANSACTION")
+    statements = [s.strip() for s in _DUCKDB_SQL.split(";\n") if s.strip()]
+    for statement in statements:
+        params = [str(path)] * statement.count("?")
+        con.execute(statement, params)
+    con.execute("COMMIT")
+    counts = [_count(con, t) for t in ("cdrs", "call_flow_steps", "originations")]
+    con.close()
+    return {"calls": counts[0], "rows": sum(counts), "complete": True}
+
+
+KINDS = {"ours": ours, "naive": naive, "dlt": dlt_load, "duckdb": duckdb_native}
+#: Imported before the clock starts: import time is start-up, not load throughput.
+PRELOAD = {
+    "ours": ("bulutfon_pipeline.normalize", "bulutfon_pipeline.warehouse"),
+    "naive": ("pandas", "sqlalchemy", "duckdb_engine"),
+    "dlt": ("dlt", "dlt.destinations", "duckdb"),
+    "duckdb": ("duckdb", "bulutfon_pipeline.warehouse"),
+}
+
+
+def main() -> None:
+    kind, path, db = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    max_seconds = (
+        float(sys.argv[sys.argv.index("--max-seconds") + 1]) if "--max-seconds" in sys.argv else 1e9
+    )
+    for module in PRELOAD[kind]:
+        importlib.import_module(module)
+    started = time.perf_counter()
+    result = KINDS[kind](path, db, max_seconds)
+    result["seconds"] = time.perf_counter() - started
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
