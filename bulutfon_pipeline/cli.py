@@ -63,6 +63,12 @@ class BusyError(CLIError):
     exit_code = EXIT_BUSY
 
 
+class RunFailedError(CLIError):
+    """The run itself failed (e.g. the disk filled up); the warehouse keeps its last commit."""
+
+    exit_code = EXIT_FAILED
+
+
 def _user_error(error: BaseException) -> BaseException | None:
     """The first project error in an exception chain (Dagster wraps asset errors)."""
     from bulutfon_pipeline.api.errors import BulutfonError
@@ -98,10 +104,9 @@ def friendly_errors(func: F) -> F:
             found = _user_error(error)
             if found is None:
                 raise
-            failure = CLIError(str(found))
             if _is_runtime_failure(found):
-                failure.exit_code = EXIT_FAILED
-            raise failure from None
+                raise RunFailedError(str(found)) from None
+            raise CLIError(str(found)) from None
 
     return wrapper  # type: ignore[return-value]
 

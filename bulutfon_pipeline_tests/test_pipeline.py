@@ -89,8 +89,17 @@ def test_definitions_load_with_no_environment() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert out[0] == str(
-        sorted(["call_flow_steps", "call_recordings", "call_report", "cdr_listing", "cdrs",
-                "originations", "raw_cdr_details"])
+        sorted(
+            [
+                "call_flow_steps",
+                "call_recordings",
+                "call_report",
+                "cdr_listing",
+                "cdrs",
+                "originations",
+                "raw_cdr_details",
+            ]
+        )
     )
     assert "cdrs_uuid_unique" in out[1] and "cdrs_complete" in out[1]
     assert out[2].endswith("STOPPED")

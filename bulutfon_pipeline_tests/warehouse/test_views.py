@@ -92,5 +92,10 @@ def test_views_list_is_extensible(warehouse: Warehouse) -> None:
         assert warehouse.fetch_frame("SELECT * FROM calls_per_direction").empty
     finally:
         VIEWS.remove(extra)
-    assert view_names() == ["daily_call_summary", "ring_group_performance", "hourly_call_load",
-                           "extension_activity", "missed_calls"]
+    assert view_names() == [
+        "daily_call_summary",
+        "ring_group_performance",
+        "hourly_call_load",
+        "extension_activity",
+        "missed_calls",
+    ]
