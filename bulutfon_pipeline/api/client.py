@@ -60,6 +60,8 @@ __all__ = ["AsyncBulutfonClient", "BulutfonClient"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 SyncSleep = Callable[[float], None]
 AsyncSleep = Callable[[float], Awaitable[None]]
 
@@ -745,26 +747,46 @@ class AsyncBulutfonClient(_ClientCore):
             ConfigError: no credentials (before any request).
         """
         self.tokens.mode  # noqa: B018
+
+        async def fetch_one(uuid: str, limiter: AdaptiveLimiter) -> DetailResult:
+            try:
+                payload = await self._get_json(
+                    self.config.detail_url(uuid), None, _parse_detail, limiter=limiter
+                )
+            except BulutfonError as exc:
+                return DetailResult(uuid, None, exc)
+            return DetailResult(uuid, payload, None)
+
+        async for result in self._fan_out(uuids, fetch_one):
+            yield result
+
+    async def _fan_out(
+        self,
+        items: Iterable[_Item],
+        fetch_one: Callable[[_Item, AdaptiveLimiter], Awaitable[_Result]],
+    ) -> AsyncGenerator[_Result, None]:
+        """Run ``fetch_one`` over ``items`` under one adaptive (AIMD) concurrency limit.
+
+        ``max_concurrency`` workers pull items lazily from a shared iterator, so each item
+        goes to one worker and nothing is materialized up front; results come back through
+        a queue of ``max_concurrency`` entries as they complete. ``fetch_one`` reports a
+        per-item failure in its result; any other exception (a bug, a failing item
+        source) is re-raised here after the workers are cancelled.
+        """
         workers = self.config.max_concurrency
         limiter = AdaptiveLimiter(workers)
         self.last_limiter = limiter
-        source = iter(uuids)
+        source = iter(items)
         done = object()
         results: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers)
 
         async def worker() -> None:
             try:
-                for uuid in source:  # shared iterator: each uuid goes to one worker
+                for item in source:
                     async with limiter.slot():
-                        try:
-                            payload = await self._get_json(
-                                self.config.detail_url(uuid), None, _parse_detail, limiter=limiter
-                            )
-                            result = DetailResult(uuid, payload, None)
-                        except BulutfonError as exc:
-                            result = DetailResult(uuid, None, exc)
+                        result = await fetch_one(item, limiter)
                     await results.put(result)
-            except Exception as exc:  # a bug or a failing uuid source: surface it
+            except Exception as exc:  # a bug or a failing item source: surface it
                 await results.put(_Crash(exc))
             await results.put(done)
 
@@ -772,13 +794,13 @@ class AsyncBulutfonClient(_ClientCore):
         finished = 0
         try:
             while finished < workers:
-                item = await results.get()
-                if item is done:
+                got = await results.get()
+                if got is done:
                     finished += 1
-                elif isinstance(item, _Crash):
-                    raise item.error
+                elif isinstance(got, _Crash):
+                    raise got.error
                 else:
-                    yield item
+                    yield got
         finally:
             for task in tasks:
                 task.cancel()
@@ -831,42 +853,17 @@ class AsyncBulutfonClient(_ClientCore):
             ConfigError: no credentials (before any request).
         """
         self.tokens.mode  # noqa: B018
-        workers = self.config.max_concurrency
-        limiter = AdaptiveLimiter(workers)
-        self.last_limiter = limiter
-        source = iter(items)
-        done = object()
-        results: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers)
 
-        async def worker() -> None:
+        async def download_one(item: tuple[str, Path], limiter: AdaptiveLimiter) -> RecordingResult:
+            uuid, dest = item
             try:
-                for uuid, dest in source:  # shared iterator: each item goes to one worker
-                    async with limiter.slot():
-                        try:
-                            file = await self.download_recording(uuid, dest, limiter=limiter)
-                            result = RecordingResult(uuid, file, None)
-                        except BulutfonError as exc:
-                            result = RecordingResult(uuid, None, exc)
-                    await results.put(result)
-            except Exception as exc:  # a bug or a failing item source: surface it
-                await results.put(_Crash(exc))
-            await results.put(done)
+                file = await self.download_recording(uuid, dest, limiter=limiter)
+            except BulutfonError as exc:
+                return RecordingResult(uuid, None, exc)
+            return RecordingResult(uuid, file, None)
 
-        tasks = [asyncio.create_task(worker()) for _ in range(workers)]
-        finished = 0
-        try:
-            while finished < workers:
-                item = await results.get()
-                if item is done:
-                    finished += 1
-                elif isinstance(item, _Crash):
-                    raise item.error
-                else:
-                    yield item
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        async for result in self._fan_out(items, download_one):
+            yield result
 
     async def _download_once(self, url: str, dest: Path) -> Outcome:
         download: _Download | None = None
