@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import duckdb
@@ -41,7 +41,8 @@ FROM cdrs GROUP BY local_hour ORDER BY calls DESC LIMIT 5""",
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
+def temporary_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block and restore them afterwards."""
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -97,7 +98,7 @@ def run_demo(
             # The simulator's recordings are synthetic tones, not personal data.
             "BULUTFON_DOWNLOAD_RECORDINGS": "1",
         }
-        with _environment(env):
+        with temporary_environment(env):
             outcome = run_sync(show_progress=show_progress)
             report = run_report()
         print_summary(outcome, title="demo sync")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import os
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,18 +73,3 @@ def table_snapshot(db: Path | str) -> dict[str, list[dict]]:
         rows = read_table(db, table)
         snapshot[table] = [{k: v for k, v in row.items() if k not in skip} for row in rows]
     return snapshot
-
-
-@contextmanager
-def environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the block and restore them afterwards."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value

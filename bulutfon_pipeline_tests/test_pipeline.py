@@ -19,10 +19,10 @@ from dagster._core.storage.tags import (
 
 from bulutfon_pipeline.assets import cdr_details, cdr_listing
 from bulutfon_pipeline.cli import run_sync
+from bulutfon_pipeline.demo import temporary_environment as environment
 from bulutfon_pipeline.resources import default_resources
 from bulutfon_pipeline_tests.helpers import (
     assert_tables_match,
-    environment,
     read_table,
     table_snapshot,
 )

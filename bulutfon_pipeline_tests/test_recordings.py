@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from bulutfon_pipeline.api import BulutfonClient, ClientConfig
 from bulutfon_pipeline.cli import main, run_sync
+from bulutfon_pipeline.demo import temporary_environment as environment
 from bulutfon_pipeline.recordings import (
     download_recordings,
     downloads_enabled,
@@ -19,7 +20,7 @@ from bulutfon_pipeline.recordings import (
     recording_stem,
 )
 from bulutfon_pipeline.warehouse import Warehouse
-from bulutfon_pipeline_tests.helpers import environment, read_table
+from bulutfon_pipeline_tests.helpers import read_table
 
 MAGIC_EXT = {b"RIFF": "wav", b"\xff\xfb": "mp3"}
 
