@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
+import httpx
+
 from bulutfon_pipeline import settings
 from bulutfon_pipeline.api.errors import ConfigError
 
-__all__ = ["ENV_VARS", "PROJECT_URL", "AuthMode", "ClientConfig", "default_user_agent"]
+__all__ = ["ENV_VARS", "AuthMode", "ClientConfig", "default_user_agent"]
 
-PROJECT_URL = "https://github.com/bulutfon-pipeline/bulutfon_pipeline"
 
 AuthMode = Literal["master", "oauth"]
 
@@ -60,7 +61,9 @@ def default_user_agent() -> str:
         version = importlib.metadata.version("bulutfon_pipeline")
     except importlib.metadata.PackageNotFoundError:  # running from a source tree
         version = "0.0.0"
-    return f"bulutfon-pipeline/{version} (+{PROJECT_URL})"
+    # No project URL: the project has no public address yet, and a made-up one would
+    # mislead the API operator reading their logs.
+    return f"bulutfon-pipeline/{version} (python-httpx/{httpx.__version__})"
 
 
 def _name(field_name: str) -> str:

@@ -147,4 +147,4 @@ def test_no_credentials_message(tmp_path: Path) -> None:
 def test_default_user_agent_names_project_and_version() -> None:
     agent = default_user_agent()
     assert agent.startswith("bulutfon-pipeline/")
-    assert "(+https://github.com/" in agent
+    assert "python-httpx/" in agent
