@@ -686,20 +686,34 @@ class AsyncBulutfonClient(_ClientCore):
     ) -> T:
         self.tokens.mode  # noqa: B018
         full_url = self._url(url, params)
+
+        async def attempt_once() -> Outcome:
+            try:
+                response = await self._http.get(url, params=params)
+            except httpx.HTTPError as exc:
+                return Outcome(url=full_url, transport=transport_error(exc, url))
+            except BulutfonError as exc:
+                return Outcome(url=full_url, fatal=exc)
+            return self._evaluate(response, full_url, parse)
+
+        value: T = await self._with_retries(attempt_once, limiter)
+        return value
+
+    async def _with_retries(
+        self, attempt_once: Callable[[], Awaitable[Outcome]], limiter: AdaptiveLimiter | None
+    ) -> Any:
+        """Repeat ``attempt_once`` until it succeeds or :func:`should_retry` says stop.
+
+        Every attempt is paced (``max_rps`` and, after a 429, the limiter's rate) and
+        reports to the adaptive limiter; waits honour Retry-After or back off with jitter.
+        """
         attempt = 0
         while True:
             await self._pace()
             if limiter is not None and (wait := limiter.pace()) > 0:
                 await self._sleep(wait)
             mark = limiter.start_attempt() if limiter is not None else None
-            try:
-                response = await self._http.get(url, params=params)
-            except httpx.HTTPError as exc:
-                outcome = Outcome(url=full_url, transport=transport_error(exc, url))
-            except BulutfonError as exc:
-                outcome = Outcome(url=full_url, fatal=exc)
-            else:
-                outcome = self._evaluate(response, full_url, parse)
+            outcome = await attempt_once()
             if limiter is not None and mark is not None:
                 if outcome.status == 429:
                     await limiter.on_rate_limited(mark)
@@ -817,26 +831,10 @@ class AsyncBulutfonClient(_ClientCore):
         self.tokens.mode  # noqa: B018
         url = self.config.recording_url(uuid)
         dest = Path(dest_without_suffix)
-        attempt = 0
-        while True:
-            await self._pace()
-            if limiter is not None and (wait := limiter.pace()) > 0:
-                await self._sleep(wait)
-            mark = limiter.start_attempt() if limiter is not None else None
-            outcome = await self._download_once(url, dest)
-            if limiter is not None and mark is not None:
-                if outcome.status == 429:
-                    await limiter.on_rate_limited(mark)
-                elif outcome.ok:
-                    await limiter.on_success()
-            if outcome.ok:
-                return outcome.value
-            delay = self._next_delay(outcome, attempt)
-            if delay is None:
-                break
-            await self._sleep(delay)
-            attempt += 1
-        raise self._give_up(outcome, attempt + 1)
+        file: RecordingFile = await self._with_retries(
+            lambda: self._download_once(url, dest), limiter
+        )
+        return file
 
     async def download_recordings(
         self, items: Iterable[tuple[str, Path]]
