@@ -306,6 +306,8 @@ def _map_distinct(values: list[Any], func: Callable[[Any], Any]) -> list[Any]:
 # --- vectorised time parsing --------------------------------------------------------------
 
 _NAT = np.datetime64("NaT", "us")
+#: The earliest instant accepted: any local time of 0001-01-01 has a Python date in UTC.
+_EARLIEST = np.datetime64("0001-01-02T00:00:00", "us")
 #: Seed formats: exact shape (zero padded, valid clock fields) before Arrow's strptime,
 #: whose day-of-month is then cross-checked because strptime rolls 31-02 over to 03-03.
 _SEED_FORMATS = (
@@ -364,6 +366,8 @@ def _parse_distinct(values: Sequence[str]) -> np.ndarray:
             # ISO without an offset is Turkey local time, like every offset-less API time.
             naive = pd.to_datetime(iso[~has_offset], format="ISO8601", errors="coerce")
             out[rest[~has_offset]] = _local_to_utc(naive.to_numpy(dtype=_TIME_UNIT))
+    # Year 0 parses (as do dates just after it) but has no Python date: not a real time.
+    out[out < _EARLIEST] = _NAT
     return out
 
 

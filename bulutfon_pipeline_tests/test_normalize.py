@@ -443,6 +443,9 @@ BAD_RECORDS = [
     # (record, uuid in the reject, expected reason)
     (with_flow(call_time="31-02-2015 10:00"), UUID,
      "call_time: unparseable time '31-02-2015 10:00'"),
+    # year 0 parses as a timestamp but has no Python date (found by the SQL-path fuzz test)
+    (with_flow(call_time="16-04-0000 10:00"), UUID,
+     "call_time: unparseable time '16-04-0000 10:00'"),
     (with_flow(uuid=None), None, "uuid: missing"),
     (with_flow(uuid=""), None, "uuid: not a non-empty string ''"),
     (with_flow(call_time=None), UUID, "call_time: missing"),

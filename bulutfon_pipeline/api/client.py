@@ -83,6 +83,11 @@ def _parse_listing(data: Any) -> tuple[list[dict[str, Any]], dict[str, Any] | No
     return items, pagination if isinstance(pagination, dict) else None
 
 
+def _reject_constant(name: str) -> Any:
+    """``NaN``/``Infinity`` are not JSON (RFC 8259); Python's parser would accept them."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def _parse_detail(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("cdr"), dict):
         raise InvalidResponseError("Detail body has no 'cdr' object", status=200)
@@ -198,7 +203,7 @@ class _ClientCore:
         if 200 <= status < 300:
             body = response.content
             try:
-                data = json.loads(body)
+                data = json.loads(body, parse_constant=_reject_constant)
             except ValueError:
                 invalid = InvalidResponseError(
                     f"GET {redact(url)} answered {status} with a body that is not valid JSON "
