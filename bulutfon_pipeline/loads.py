@@ -1,8 +1,8 @@
 """The two loads the assets run, as plain Python (no dagster).
 
 * :func:`scan_listing` pages the CDR listing newest-first until it reaches data it already
-  holds (the high-water mark minus a lookback window) and upserts it, moving the mark in
-  the same transaction.
+  holds (the high-water mark minus a lookback window), staging it in chunks, then upserts
+  it and moves the mark in one transaction.
 * :func:`load_details` fetches, normalizes and loads the detail of every listed call of a
   date range that is not loaded yet, one transaction per batch.
 
@@ -23,13 +23,8 @@ import pandas as pd
 
 from bulutfon_pipeline import progress
 from bulutfon_pipeline.faults import crash_point
-from bulutfon_pipeline.normalize import (
-    NormalizedListing,
-    Reject,
-    normalize_details,
-    normalize_listing,
-)
-from bulutfon_pipeline.settings import LOCAL_TZ
+from bulutfon_pipeline.normalize import Reject, normalize_details, normalize_listing
+from bulutfon_pipeline.settings import DEFAULT_LISTING_CHUNK_ROWS, LOCAL_TZ
 from bulutfon_pipeline.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -57,6 +52,7 @@ class ListingScanResult:
     stop_before: dt.datetime | None = None
     high_water_mark: dt.datetime | None = None
     days_touched: list[dt.date] = field(default_factory=list)
+    staged_chunks: int = 0
     seconds: float = 0.0
 
 
@@ -91,14 +87,20 @@ def scan_listing(
     lookback: dt.timedelta,
     start_date: dt.date,
     now: dt.datetime | None = None,
+    chunk_rows: int = DEFAULT_LISTING_CHUNK_ROWS,
 ) -> ListingScanResult:
     """Page the listing back to known data and upsert it.
 
     The listing has no date filter and is newest first, so the scan stops once a whole
     page is older than ``high-water mark - lookback`` (first run: older than
-    ``start_date``). Calls that arrive late, inside the lookback, are caught. The mark only
-    moves when the scan completes, in the transaction that writes its rows, so a crash
-    mid-scan leaves the previous mark and the rerun scans the same range again.
+    ``start_date``). Calls that arrive late, inside the lookback, are caught.
+
+    The pages are staged in the warehouse whenever ``chunk_rows`` rows have gathered, each
+    chunk in its own short transaction, so memory is bounded by a chunk, not by the
+    listing, and the file is not held while the API is paged. One last transaction merges
+    the staged rows into ``cdr_listing`` and moves the mark: a crash anywhere before its
+    COMMIT leaves ``cdr_listing`` and the mark as they were, and the rerun scans the same
+    range again (clearing what the crashed scan had staged).
 
     Args:
         client: anything with ``iter_listing_pages()`` (the Bulutfon client).
@@ -106,17 +108,22 @@ def scan_listing(
         lookback: how far behind the mark to look for late calls.
         start_date: the earliest local day to load.
         now: the scan time stamped on rows (default: now).
+        chunk_rows: stage the pages read so far once they hold this many rows.
 
     Returns:
         The counts of the scan.
     """
     started = time.monotonic()
     seen_at = now or dt.datetime.now(dt.UTC)
-    hwm = warehouse.high_water_mark()
+    stage = warehouse.begin_listing_scan()
+    if stage.cleared:
+        log.info("cleared %d listing rows an interrupted scan had staged", stage.cleared)
+    hwm = stage.high_water_mark
     floor = local_midnight(start_date)
     stop_before = max(hwm - lookback, floor) if hwm is not None else floor
     result = ListingScanResult(stop_before=stop_before)
-    frames: list[pd.DataFrame] = []
+    chunk: list[pd.DataFrame] = []
+    chunk_size = 0
     rejects: list[Reject] = []
     bar = progress.reporter()
     bar.start("listing pages", None)
@@ -126,21 +133,26 @@ def scan_listing(
         normalized = normalize_listing(page.items)
         rejects.extend(normalized.rejects)
         frame = normalized.frame
-        frames.append(frame[frame["call_time"] >= floor])
+        # ``page`` orders the copies of a uuid that sits on two pages: the first wins.
+        kept = frame[frame["call_time"] >= floor].assign(page=result.pages)
+        if len(kept):
+            chunk.append(kept)
+            chunk_size += len(kept)
+        if chunk_size >= chunk_rows:
+            warehouse.stage_listing(stage, pd.concat(chunk, ignore_index=True))
+            chunk, chunk_size = [], 0
         bar.advance("listing pages")
         crash_point("listing_page")
         if len(frame) and bool((frame["call_time"] < stop_before).all()):
             log.info("listing page %d is wholly older than %s; stopping", page.page, stop_before)
             break
     bar.finish("listing pages")
-    listing = pd.concat(frames, ignore_index=True) if frames else normalize_listing([]).frame
-    # A uuid may sit on two pages of a live listing; the client dedupes within a scan,
-    # but keep the newest copy here too so the upsert never sees a key twice.
-    listing = listing.drop_duplicates(subset=["uuid"], keep="first")
-    loaded = warehouse.upsert_listing(NormalizedListing(listing, rejects), seen_at=seen_at)
+    rest = pd.concat(chunk, ignore_index=True) if chunk else None
+    loaded = warehouse.finish_listing_scan(stage, rest, rejects=rejects, seen_at=seen_at)
     result.new, result.updated, result.rejected = loaded.new, loaded.updated, len(rejects)
-    result.high_water_mark = warehouse.high_water_mark()
-    result.days_touched = sorted(set(listing["call_date"])) if len(listing) else []
+    result.staged_chunks = stage.chunks
+    result.high_water_mark = loaded.high_water_mark
+    result.days_touched = list(loaded.days_touched)
     result.seconds = time.monotonic() - started
     return result
 

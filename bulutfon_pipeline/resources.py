@@ -25,6 +25,7 @@ from bulutfon_pipeline.partitions import start_date_from_env
 from bulutfon_pipeline.settings import (
     DEFAULT_DETAIL_BATCH_SIZE,
     DEFAULT_DUCKDB_PATH,
+    DEFAULT_LISTING_CHUNK_ROWS,
     DEFAULT_LOOKBACK_HOURS,
 )
 from bulutfon_pipeline.warehouse import Warehouse
@@ -109,10 +110,12 @@ class LoadSettings:
     lookback: dt.timedelta
     start_date: dt.date
     detail_batch_size: int
+    listing_chunk_rows: int = DEFAULT_LISTING_CHUNK_ROWS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LoadSettings:
-        """Read BULUTFON_LOOKBACK_HOURS, BULUTFON_START_DATE, BULUTFON_DETAIL_BATCH_SIZE.
+        """Read BULUTFON_LOOKBACK_HOURS, BULUTFON_START_DATE, BULUTFON_DETAIL_BATCH_SIZE,
+        BULUTFON_LISTING_CHUNK_ROWS.
 
         Raises:
             ConfigError: a value is malformed (one line naming the variable).
@@ -129,6 +132,9 @@ class LoadSettings:
             start_date=start_date,
             detail_batch_size=int(
                 _positive_number(env, "BULUTFON_DETAIL_BATCH_SIZE", DEFAULT_DETAIL_BATCH_SIZE)
+            ),
+            listing_chunk_rows=int(
+                _positive_number(env, "BULUTFON_LISTING_CHUNK_ROWS", DEFAULT_LISTING_CHUNK_ROWS)
             ),
         )
 

@@ -42,6 +42,8 @@ DEFAULT_DUCKDB_PATH = "data/bulutfon.duckdb"  # BULUTFON_DUCKDB_PATH
 DEFAULT_LOOKBACK_HOURS = 48  # BULUTFON_LOOKBACK_HOURS
 DEFAULT_START_DATE = dt.date(2015, 1, 1)  # BULUTFON_START_DATE
 DEFAULT_DETAIL_BATCH_SIZE = 500  # BULUTFON_DETAIL_BATCH_SIZE (details per DuckDB transaction)
+#: Listing rows a scan gathers before it stages them in the warehouse (bounds its memory).
+DEFAULT_LISTING_CHUNK_ROWS = 5000  # BULUTFON_LISTING_CHUNK_ROWS
 #: DuckDB's memory limit per pipeline connection. DuckDB's default (80 % of RAM) let its
 #: cache and the primary-key indexes grow with the warehouse: a 100,000-call load peaked
 #: at 634 MB RSS, against 293 MB with this limit at the same speed (BENCHMARKS.md).

@@ -17,7 +17,11 @@ def cdr_listing(
     wh = warehouse.warehouse()
     with bulutfon.client() as client:
         result = scan_listing(
-            client, wh, lookback=settings.lookback, start_date=settings.start_date
+            client,
+            wh,
+            lookback=settings.lookback,
+            start_date=settings.start_date,
+            chunk_rows=settings.listing_chunk_rows,
         )
         stats = client.stats.as_dict()
     context.log.info(
@@ -39,6 +43,7 @@ def cdr_listing(
             "rejected": result.rejected,
             "days_touched": len(days),
             "days": dg.MetadataValue.json(days[:400]),
+            "staged_chunks": result.staged_chunks,
             "stopped_before": str(result.stop_before),
             "high_water_mark": str(result.high_water_mark),
             "duration_s": round(result.seconds, 3),

@@ -3,7 +3,6 @@
 import dagster as dg
 
 from bulutfon_pipeline.recordings import data_dir_from_env
-from bulutfon_pipeline.report import REPORTS_DIR, build_report
 from bulutfon_pipeline.resources import WarehouseResource
 
 #: Its own group, so the 15-minute refresh job (group ``bulutfon``) does not redraw it.
@@ -20,6 +19,10 @@ def call_report(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     """A self-contained HTML call report (charts of the marts) in BULUTFON_DATA_DIR/reports."""
+    # Imported here: matplotlib costs every process that loads the definitions (each
+    # `sync`, each run worker) most of a second, and only this asset draws.
+    from bulutfon_pipeline.report import REPORTS_DIR, build_report
+
     report = build_report(warehouse.warehouse(), out_dir=data_dir_from_env() / REPORTS_DIR)
     context.log.info("call report written to %s", report.path)
     summary = report.summary

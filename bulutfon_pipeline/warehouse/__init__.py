@@ -6,6 +6,7 @@ Plain Python, no dagster.
 from bulutfon_pipeline.warehouse.loader import (
     DetailLoadResult,
     ListingLoadResult,
+    ListingStage,
     RecordingCandidate,
     RecordingRow,
     ReplayResult,
@@ -20,6 +21,7 @@ __all__ = [
     "VIEWS",
     "DetailLoadResult",
     "ListingLoadResult",
+    "ListingStage",
     "RecordingCandidate",
     "RecordingRow",
     "ReplayResult",

@@ -16,6 +16,7 @@ is ever built from API values: they travel as parameters or registered Arrow tab
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import duckdb
 import pandas as pd
@@ -45,6 +47,7 @@ from bulutfon_pipeline.warehouse.views import create_views
 __all__ = [
     "DetailLoadResult",
     "ListingLoadResult",
+    "ListingStage",
     "RecordingCandidate",
     "RecordingRow",
     "ReplayResult",
@@ -73,7 +76,7 @@ class WarehouseLockedError(WarehouseError):
 
 @dataclass(frozen=True)
 class ListingLoadResult:
-    """What :meth:`Warehouse.upsert_listing` did.
+    """What :meth:`Warehouse.finish_listing_scan` (or :meth:`~Warehouse.upsert_listing`) did.
 
     Attributes:
         new: uuids not listed before.
@@ -81,6 +84,7 @@ class ListingLoadResult:
         unchanged: uuids listed before, unchanged (only ``last_seen_at`` moved).
         rejected: listing rejects written.
         high_water_mark: the committed ``listing_high_water_mark`` after the load.
+        days_touched: the distinct local ``call_date`` of the rows loaded, ascending.
     """
 
     new: int
@@ -88,6 +92,29 @@ class ListingLoadResult:
     unchanged: int
     rejected: int
     high_water_mark: datetime | None
+    days_touched: tuple[date, ...] = ()
+
+
+@dataclass
+class ListingStage:
+    """A listing scan in progress, whose rows wait in ``_cdr_listing_stage``.
+
+    Made by :meth:`Warehouse.begin_listing_scan`; :meth:`Warehouse.stage_listing` counts
+    what it stages here, and :meth:`Warehouse.finish_listing_scan` checks the count.
+
+    Attributes:
+        scan_id: keys this scan's staged rows.
+        high_water_mark: the committed mark when the scan began.
+        cleared: staged rows of earlier scans (killed mid-scan) deleted at the start.
+        staged_rows: rows staged so far.
+        chunks: staging transactions so far.
+    """
+
+    scan_id: str
+    high_water_mark: datetime | None
+    cleared: int = 0
+    staged_rows: int = 0
+    chunks: int = 0
 
 
 @dataclass(frozen=True)
@@ -422,13 +449,177 @@ class Warehouse:
             create_views(con)
 
     # --- listing ---------------------------------------------------------------------
+    #
+    # A scan stages its pages in chunks (:meth:`stage_listing`, one short transaction
+    # each, so the file is not held while the API is paged) and merges them in one last
+    # transaction (:meth:`finish_listing_scan`) that also moves the high-water mark and
+    # deletes the staged rows: until that COMMIT, ``cdr_listing`` and the mark are exactly
+    # as before the scan, and the scan's memory is bounded by a chunk, not the listing.
+
+    def begin_listing_scan(self) -> ListingStage:
+        """Start a listing scan: delete what earlier scans left staged; read the mark.
+
+        Staged rows of another scan are those of a scan killed before its last
+        transaction: nothing of them was committed to ``cdr_listing``. (Were that scan
+        still running, its :meth:`finish_listing_scan` would find its rows gone and
+        fail, committing nothing.)
+
+        Returns:
+            The new scan, with the committed high-water mark.
+        """
+        with self.transaction() as con:
+            (cleared,) = con.execute(
+                f"DELETE FROM {schema.cdr_listing_stage.name}"  # noqa: S608
+            ).fetchone() or (0,)
+            mark = self._read_high_water_mark(con)
+        return ListingStage(scan_id=uuid4().hex, high_water_mark=mark, cleared=int(cleared))
+
+    def stage_listing(self, stage: ListingStage, frame: pd.DataFrame) -> int:
+        """Stage one chunk of a scan's listing rows, in its own transaction.
+
+        Args:
+            stage: the scan (:meth:`begin_listing_scan`); its counts are updated.
+            frame: :data:`~bulutfon_pipeline.normalize.LISTING_COLUMNS` plus ``page``, the
+                page's 1-based position in the scan; unique uuids within a page. A uuid
+                staged from two pages keeps the row of the lower ``page``.
+
+        Returns:
+            Rows staged.
+
+        Raises:
+            WarehouseError: the write failed and was rolled back.
+        """
+        if not len(frame):
+            return 0
+        with self.transaction() as con:
+            staged = self._stage_rows(con, stage, frame)
+        stage.staged_rows += staged
+        stage.chunks += 1
+        return staged
+
+    @staticmethod
+    def _stage_rows(
+        con: duckdb.DuckDBPyConnection, stage: ListingStage, frame: pd.DataFrame
+    ) -> int:
+        table = schema.cdr_listing_stage
+        con.register("stage_batch", _to_arrow(frame.assign(scan_id=stage.scan_id), table))
+        con.execute(f"INSERT INTO {table.name} BY NAME SELECT * FROM stage_batch")  # noqa: S608
+        con.unregister("stage_batch")
+        return len(frame)
+
+    def finish_listing_scan(
+        self,
+        stage: ListingStage,
+        rest: pd.DataFrame | None = None,
+        *,
+        rejects: Sequence[Reject] = (),
+        seen_at: datetime,
+    ) -> ListingLoadResult:
+        """Merge a scan's staged rows into ``cdr_listing`` and move the mark, in ONE transaction.
+
+        Stages ``rest`` (the last, partial chunk) first, in the same transaction. A uuid
+        staged from two pages keeps its row from the first (newest) page. New uuids get
+        ``first_seen_at = last_seen_at = seen_at``; known ones keep ``first_seen_at`` and
+        move ``last_seen_at`` forward. ``listing_high_water_mark`` becomes the newest
+        ``call_time`` ever listed; the listing rejects are written; the scan's staged rows
+        are deleted.
+
+        Args:
+            stage: the scan (:meth:`begin_listing_scan`).
+            rest: rows not staged yet, as for :meth:`stage_listing`.
+            rejects: the scan's listing rejects.
+            seen_at: when the listing was read (aware).
+
+        Returns:
+            Counts, the committed high-water mark and the local days of the rows.
+
+        Raises:
+            WarehouseError: the load failed and was rolled back, e.g. because another scan
+                cleared this scan's staged rows meanwhile.
+        """
+        seen_at = _utc(seen_at, "seen_at")
+        with self.transaction() as con:
+            expected = stage.staged_rows
+            if rest is not None and len(rest):
+                expected += self._stage_rows(con, stage, rest)
+            result = self._merge_listing_stage(con, stage.scan_id, expected, seen_at)
+            rejected = self._write_rejects(con, rejects)
+            crash_point("before_watermark_commit", duckdb.IOException)
+        crash_point("after_watermark_commit")
+        return dataclasses.replace(result, rejected=rejected)
+
+    def _merge_listing_stage(
+        self, con: duckdb.DuckDBPyConnection, scan_id: str, expected: int, seen_at: datetime
+    ) -> ListingLoadResult:
+        staged = _scalar(
+            con, "SELECT count(*) FROM _cdr_listing_stage WHERE scan_id = ?", [scan_id]
+        )
+        if staged != expected:
+            raise WarehouseError(
+                f"warehouse {self.path}: {expected - staged} of the {expected} listing rows "
+                "this scan staged are gone (another listing scan started meanwhile); "
+                "nothing was committed, run the scan again"
+            )
+        # One row per uuid: the copy from the first (newest) page the scan saw it on.
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE listing_scan AS
+            SELECT uuid, call_time, call_date, direction, caller, callee,
+                   $seen_at AS first_seen_at, $seen_at AS last_seen_at
+            FROM _cdr_listing_stage WHERE scan_id = $scan_id
+            QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY page) = 1
+            """,
+            {"scan_id": scan_id, "seen_at": seen_at},
+        )
+        new, updated, unchanged = con.execute(
+            """
+            SELECT
+                count(*) FILTER (WHERE l.uuid IS NULL),
+                count(*) FILTER (WHERE l.uuid IS NOT NULL AND (
+                    l.call_time IS DISTINCT FROM b.call_time
+                    OR l.call_date IS DISTINCT FROM b.call_date
+                    OR l.direction IS DISTINCT FROM b.direction
+                    OR l.caller IS DISTINCT FROM b.caller
+                    OR l.callee IS DISTINCT FROM b.callee)),
+                count(*) FILTER (WHERE l.uuid IS NOT NULL AND NOT (
+                    l.call_time IS DISTINCT FROM b.call_time
+                    OR l.call_date IS DISTINCT FROM b.call_date
+                    OR l.direction IS DISTINCT FROM b.direction
+                    OR l.caller IS DISTINCT FROM b.caller
+                    OR l.callee IS DISTINCT FROM b.callee))
+            FROM listing_scan AS b
+            LEFT JOIN cdr_listing AS l ON l.uuid = b.uuid
+            """
+        ).fetchone() or (0, 0, 0)
+        if new + updated + unchanged:
+            _upsert(
+                con,
+                schema.cdr_listing,
+                "listing_scan",
+                keep=("first_seen_at",),
+                set_sql={"last_seen_at": "greatest(t.last_seen_at, b.last_seen_at)"},
+            )
+        newest = _scalar(con, "SELECT max(call_time) FROM listing_scan")
+        days = [day for (day,) in con.execute(
+            "SELECT DISTINCT call_date FROM listing_scan ORDER BY call_date"
+        ).fetchall()]  # fmt: skip
+        con.execute("DROP TABLE listing_scan")
+        con.execute("DELETE FROM _cdr_listing_stage WHERE scan_id = ?", [scan_id])
+        mark = self._advance_high_water_mark(con, newest, seen_at)
+        return ListingLoadResult(
+            new=new,
+            updated=updated,
+            unchanged=unchanged,
+            rejected=0,
+            high_water_mark=mark,
+            days_touched=tuple(days),
+        )
 
     def upsert_listing(self, listing: NormalizedListing, *, seen_at: datetime) -> ListingLoadResult:
         """Upsert listed calls, advance the high-water mark and write the listing rejects.
 
-        New uuids get ``first_seen_at = last_seen_at = seen_at``; known ones keep
-        ``first_seen_at`` and move ``last_seen_at`` forward. ``listing_high_water_mark``
-        becomes the newest ``call_time`` ever listed, in the same transaction.
+        A whole scan of one frame, in one transaction: the same merge as
+        :meth:`finish_listing_scan`. A uuid twice in the frame keeps its last row.
 
         Args:
             listing: output of :func:`~bulutfon_pipeline.normalize.normalize_listing`.
@@ -441,49 +632,9 @@ class Warehouse:
             WarehouseError: the load failed and was rolled back.
         """
         seen_at = _utc(seen_at, "seen_at")
-        frame = listing.frame.drop_duplicates("uuid", keep="last")
-        batch = _to_arrow(
-            frame.assign(first_seen_at=seen_at, last_seen_at=seen_at), schema.cdr_listing
-        )
-        with self.transaction() as con:
-            new = updated = unchanged = 0
-            if len(frame):
-                con.register("listing_batch", batch)
-                new, updated, unchanged = con.execute(
-                    """
-                    SELECT
-                        count(*) FILTER (WHERE l.uuid IS NULL),
-                        count(*) FILTER (WHERE l.uuid IS NOT NULL AND (
-                            l.call_time IS DISTINCT FROM b.call_time
-                            OR l.call_date IS DISTINCT FROM b.call_date
-                            OR l.direction IS DISTINCT FROM b.direction
-                            OR l.caller IS DISTINCT FROM b.caller
-                            OR l.callee IS DISTINCT FROM b.callee)),
-                        count(*) FILTER (WHERE l.uuid IS NOT NULL AND NOT (
-                            l.call_time IS DISTINCT FROM b.call_time
-                            OR l.call_date IS DISTINCT FROM b.call_date
-                            OR l.direction IS DISTINCT FROM b.direction
-                            OR l.caller IS DISTINCT FROM b.caller
-                            OR l.callee IS DISTINCT FROM b.callee))
-                    FROM listing_batch AS b
-                    LEFT JOIN cdr_listing AS l ON l.uuid = b.uuid
-                    """
-                ).fetchone() or (0, 0, 0)
-                _upsert(
-                    con,
-                    schema.cdr_listing,
-                    "listing_batch",
-                    keep=("first_seen_at",),
-                    set_sql={"last_seen_at": "greatest(t.last_seen_at, b.last_seen_at)"},
-                )
-                con.unregister("listing_batch")
-            mark = self._advance_high_water_mark(con, frame, seen_at)
-            rejected = self._write_rejects(con, listing.rejects)
-            crash_point("before_watermark_commit", duckdb.IOException)
-        crash_point("after_watermark_commit")
-        return ListingLoadResult(
-            new=new, updated=updated, unchanged=unchanged, rejected=rejected, high_water_mark=mark
-        )
+        frame = listing.frame.drop_duplicates("uuid", keep="last").assign(page=1)
+        stage = ListingStage(scan_id=uuid4().hex, high_water_mark=None)
+        return self.finish_listing_scan(stage, frame, rejects=listing.rejects, seen_at=seen_at)
 
     @staticmethod
     def _read_high_water_mark(con: duckdb.DuckDBPyConnection) -> datetime | None:
@@ -493,12 +644,12 @@ class Warehouse:
         return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
 
     def _advance_high_water_mark(
-        self, con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, now: datetime
+        self, con: duckdb.DuckDBPyConnection, newest: datetime | None, now: datetime
     ) -> datetime | None:
         current = self._read_high_water_mark(con)
-        if not len(frame):
+        if newest is None:
             return current
-        newest = pd.Timestamp(frame["call_time"].max()).to_pydatetime().astimezone(UTC)
+        newest = newest.astimezone(UTC)
         if current is not None and newest <= current:
             return current
         con.execute(

@@ -30,6 +30,7 @@ __all__ = [
     "call_flow_steps",
     "call_recordings",
     "cdr_listing",
+    "cdr_listing_stage",
     "cdrs",
     "create_table_statements",
     "load_rejects",
@@ -62,6 +63,24 @@ cdr_listing = Table(
     Column("callee", String),
     _instant("first_seen_at", nullable=False),
     _instant("last_seen_at", nullable=False),
+)
+
+# Internal: the rows of listing scans in progress. A scan stages its pages here in chunks
+# (each chunk its own short transaction), so its memory is bounded by a chunk, not by the
+# listing; the transaction that moves the high-water mark merges the scan's rows into
+# ``cdr_listing`` and deletes them. What a killed scan left is deleted when the next
+# scan starts. No key: a uuid may sit on two pages of a live listing (``page`` decides).
+cdr_listing_stage = Table(
+    "_cdr_listing_stage",
+    metadata,
+    Column("scan_id", String, nullable=False),
+    Column("page", Integer, nullable=False),
+    Column("uuid", String, nullable=False),
+    _instant("call_time", nullable=False),
+    Column("call_date", Date, nullable=False),
+    Column("direction", String),
+    Column("caller", String),
+    Column("callee", String),
 )
 
 cdrs = Table(

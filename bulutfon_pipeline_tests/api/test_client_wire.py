@@ -262,8 +262,10 @@ def test_transient_failures_are_retried(tmp_path: Path, failure: Any) -> None:
         (httpx.Response(200, content=b"<html>proxy</html>"), InvalidResponseError),
         (httpx.Response(200, json={"no": "cdr"}), InvalidResponseError),
         # Python's parser takes NaN; it is not JSON, and DuckDB's JSON type refuses it
-        (httpx.Response(200, content=b'{"cdr": {"uuid": "u1", "call_price": NaN}}'),
-         InvalidResponseError),
+        (
+            httpx.Response(200, content=b'{"cdr": {"uuid": "u1", "call_price": NaN}}'),
+            InvalidResponseError,
+        ),
     ],
 )
 def test_persistent_failures_raise_typed_errors(

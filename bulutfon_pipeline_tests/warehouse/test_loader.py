@@ -262,6 +262,87 @@ def test_listing_rejects_are_written(warehouse: Warehouse) -> None:
     ]
 
 
+def _page(items: list[dict[str, Any]], page: int) -> Any:
+    """One listing page as ``scan_listing`` stages it."""
+    return normalize_listing(items).frame.assign(page=page)
+
+
+def _count(wh: Warehouse, table: str) -> int:
+    return int(rows(wh, f"SELECT count(*) FROM {table}")[0][0])
+
+
+def test_staged_chunks_change_nothing_until_the_scan_finishes(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    items = seed_listing()
+    stage = warehouse.begin_listing_scan()
+    warehouse.stage_listing(stage, _page(items[:2], 1))
+    warehouse.stage_listing(stage, _page(items[2:4], 2))
+
+    assert (stage.staged_rows, stage.chunks) == (4, 2)
+    assert _count(warehouse, "_cdr_listing_stage") == 4
+    assert _count(warehouse, "cdr_listing") == 0 and warehouse.high_water_mark() is None
+
+    result = warehouse.finish_listing_scan(stage, _page(items[4:], 3), seen_at=T0)
+
+    assert (result.new, result.updated, result.unchanged, result.rejected) == (5, 0, 0, 0)
+    assert result.days_touched == (date(2015, 4, 16),)
+    assert result.high_water_mark == datetime(2015, 4, 16, 13, 17, tzinfo=UTC)
+    assert _count(warehouse, "_cdr_listing_stage") == 0
+    # exactly what one upsert of the whole listing makes
+    whole = Warehouse(tmp_path / "whole.duckdb")
+    whole.ensure_schema()
+    whole.upsert_listing(normalize_listing(items), seen_at=T0)
+    assert snapshot(warehouse) == snapshot(whole)
+
+
+def test_a_uuid_on_two_pages_keeps_its_first_pages_row(warehouse: Warehouse) -> None:
+    items = seed_listing()
+    # The live list moved: the same call again further down, with other (newer) values.
+    moved = {**items[0], "direction": "OUT", "call_time": "17-04-2015 10:00"}
+    stage = warehouse.begin_listing_scan()
+    warehouse.stage_listing(stage, _page(items[:3], 1))
+    warehouse.stage_listing(stage, _page([moved, *items[3:]], 2))
+
+    result = warehouse.finish_listing_scan(stage, seen_at=T0)
+
+    first = normalize_listing(items[:1]).frame.iloc[0]
+    assert result.new == 5
+    assert rows(
+        warehouse, "SELECT direction, call_time FROM cdr_listing WHERE uuid = ?", [first.uuid]
+    ) == [(first.direction, first.call_time.to_pydatetime())]
+    # the dropped copy moves neither the mark nor the days
+    assert result.high_water_mark == datetime(2015, 4, 16, 13, 17, tzinfo=UTC)
+    assert result.days_touched == (date(2015, 4, 16),)
+
+
+def test_the_next_scan_clears_what_a_killed_scan_staged(warehouse: Warehouse) -> None:
+    items = seed_listing()
+    killed = warehouse.begin_listing_scan()
+    warehouse.stage_listing(killed, _page(items, 1))
+    # ...the process dies here, before finish_listing_scan; the next scan starts:
+    rerun = warehouse.begin_listing_scan()
+
+    assert rerun.cleared == 5 and _count(warehouse, "_cdr_listing_stage") == 0
+    result = warehouse.finish_listing_scan(rerun, _page(items[:2], 1), seen_at=T1)
+    assert (result.new, _count(warehouse, "cdr_listing")) == (2, 2)
+    assert _count(warehouse, "_cdr_listing_stage") == 0
+
+
+def test_a_scan_whose_staged_rows_were_cleared_commits_nothing(warehouse: Warehouse) -> None:
+    warehouse.upsert_listing(normalize_listing(seed_listing()[:1]), seen_at=T0)
+    before = snapshot(warehouse)
+    first = warehouse.begin_listing_scan()
+    warehouse.stage_listing(first, _page(seed_listing(), 1))
+    warehouse.begin_listing_scan()  # a second scan starts and clears the first one's rows
+
+    with pytest.raises(WarehouseError, match="another listing scan started"):
+        warehouse.finish_listing_scan(first, _page(seed_listing()[:1], 2), seen_at=T1)
+
+    assert snapshot(warehouse) == before
+    assert _count(warehouse, "_cdr_listing_stage") == 0
+
+
 def test_pending_uuids_and_dates(warehouse: Warehouse) -> None:
     items = [
         *seed_listing(),  # 16 April 2015

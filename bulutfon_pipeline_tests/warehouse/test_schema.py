@@ -53,6 +53,11 @@ EXPECTED_TYPES = {
         "cdr_uuid": "VARCHAR", "path": "VARCHAR", "content_type": "VARCHAR", "bytes": "BIGINT",
         "sha256": "VARCHAR", "downloaded_at": "TIMESTAMP WITH TIME ZONE",
     },
+    "_cdr_listing_stage": {
+        "scan_id": "VARCHAR", "page": "INTEGER", "uuid": "VARCHAR",
+        "call_time": "TIMESTAMP WITH TIME ZONE", "call_date": "DATE", "direction": "VARCHAR",
+        "caller": "VARCHAR", "callee": "VARCHAR",
+    },
 }  # fmt: skip
 
 EXPECTED_KEYS = {
@@ -64,6 +69,7 @@ EXPECTED_KEYS = {
     "load_rejects": [],
     "_pipeline_state": ["key"],
     "call_recordings": ["cdr_uuid"],
+    "_cdr_listing_stage": [],
 }
 
 
