@@ -54,11 +54,33 @@ def test_sigkill_then_rerun_gives_exact_tables(
     assert_tables_match(ws.db, sim.expected_tables())
     listing = [row["uuid"] for row in read_table(ws.db, "cdr_listing")]
     assert len(listing) == len(set(listing)) == 50
+    assert read_table(ws.db, "_cdr_listing_stage") == []
     # The rerun fetched exactly the calls the crash left without a committed detail.
     refetched = sim.stats()["detail_uuids"]
     assert sum(refetched.values()) == 50 - loaded
     committed = {row["uuid"] for row in read_table(ws.db, "cdrs")} - set(refetched)
     assert len(committed) == loaded and committed <= fetched_before
+
+
+def test_sigkill_between_staged_listing_chunks_commits_nothing(
+    simulator_factory, workspace: WorkspaceFactory
+) -> None:
+    sim = simulator_factory(days=2, calls_per_day=25, seed=3)
+    # One listing page per staged chunk: each page is committed to the stage on its own.
+    ws = workspace(sim, BULUTFON_PAGE_SIZE="20", BULUTFON_LISTING_CHUNK_ROWS="20",
+                   BULUTFON_MAX_CONCURRENCY="2")  # fmt: skip
+    crashed = ws.run(extra={CRASH_ENV: "listing_page@2"})
+    assert crashed.returncode == -signal.SIGKILL, (crashed.returncode, crashed.stderr)
+    # Two chunks are staged, yet neither cdr_listing nor the mark moved.
+    assert len(read_table(ws.db, "_cdr_listing_stage")) == 40
+    assert _state(ws.db) == (0, 0, False)
+    sim.reset_stats()
+    ws.sync()
+    assert_tables_match(ws.db, sim.expected_tables())
+    listing = [row["uuid"] for row in read_table(ws.db, "cdr_listing")]
+    assert len(listing) == len(set(listing)) == 50
+    assert read_table(ws.db, "_cdr_listing_stage") == []
+    assert sum(sim.stats()["detail_uuids"].values()) == 50
 
 
 def test_disk_full_mid_load_fails_cleanly_and_the_rerun_completes(
