@@ -4,6 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# `make test` runs on pytest-xdist workers: most of the suite waits on subprocesses, the
+# simulator's latency and Dagster's daemon, so two workers keep a 2-core machine busy.
+# Tests that start `dagster dev` share one worker (xdist_group). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test test-fast test-browser lint ui sync clean bench
 
@@ -18,8 +22,8 @@ install: $(STAMP) ## create .venv and install the project with its dev tools
 demo: $(STAMP) ## run the main job against the embedded simulator into data/demo.duckdb
 	$(BIN)/bulutfon-pipeline demo
 
-test: $(STAMP) ## the whole suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) ## the whole suite, on $(TEST_WORKERS) pytest-xdist workers
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the inner loop: skips the slow end-to-end scenarios
 	$(BIN)/python -m pytest -m "not slow and not reliability and not browser" $(PYTEST_ARGS)

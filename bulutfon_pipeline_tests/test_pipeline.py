@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -247,33 +245,6 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
         text=True,
         timeout=120,
     )
-
-
-@pytest.mark.slow
-def test_sync_killed_during_details_then_rerun_gives_exact_tables(
-    simulator_factory, tmp_path: Path
-) -> None:
-    sim = simulator_factory(days=3, calls_per_day=80, latency_ms=15, jitter_ms=5)
-    env = _env(sim, tmp_path, BULUTFON_DETAIL_BATCH_SIZE="25", BULUTFON_MAX_CONCURRENCY="4")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bulutfon_pipeline.cli", "sync", "--no-progress"],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    # Wait until the sync is well into the details, then kill it without warning.
-    while _detail_requests(sim) < 60 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the sync finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    db = tmp_path / "warehouse.duckdb"
-    loaded_before = len(read_table(db, "cdrs"))
-    assert 0 < loaded_before < len(sim.expected_tables()["cdrs"])
-    rerun = _cli(["sync", "--no-progress"], env)
-    assert rerun.returncode == 0, rerun.stderr
-    assert_tables_match(db, sim.expected_tables())
 
 
 @pytest.mark.parametrize(

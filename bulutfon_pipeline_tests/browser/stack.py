@@ -8,12 +8,14 @@ location has loaded, speaks GraphQL to it, and stops the whole process group at 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,6 +23,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 
 from bulutfon_pipeline.cli import DAGSTER_YAML
 
@@ -28,6 +31,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCATION = "bulutfon_pipeline.definitions"
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 90.0
+
+#: Mark of every test that starts `dagster dev`. `make test` runs the suite on two
+#: pytest-xdist workers with ``--dist loadgroup``, which sends a group to one worker, first.
+#: Two stacks (webserver, daemon, code server, run workers) plus Chromium at once would
+#: starve a 2-core machine. The grouping is lost with pytest 9.2 (pytest-xdist#1386), so
+#: :meth:`DagsterDev.start` also waits for a lock shared by the run's workers.
+DAGSTER_DEV_GROUP = pytest.mark.xdist_group("dagster_dev")
 
 T = TypeVar("T")
 
@@ -58,6 +68,18 @@ def _default_interrupts() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _one_stack_at_a_time() -> int | None:
+    """Under pytest-xdist, block until no other worker of this run has a `dagster dev`
+    up; returns the locked file descriptor (None outside xdist)."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:
+        return None
+    path = Path(tempfile.gettempdir()) / f"bulutfon-dagster-dev-{run}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # the other stack's test ends within its own timeout
+    return fd
+
+
 class GraphQLError(AssertionError):
     """The webserver answered a GraphQL request with errors."""
 
@@ -67,17 +89,22 @@ class DagsterDev:
 
     def __init__(self, home: Path, env: Mapping[str, str], log_path: Path) -> None:
         self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0  # chosen by start(), once this stack's turn has come
+        self.url = ""
         self.log_path = log_path
         # A developer's own BULUTFON_* settings (a real account!) must not leak in.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("BULUTFON_")}
         self._env = {**inherited, **env, "DAGSTER_HOME": str(home)}
         self._proc: subprocess.Popen[bytes] | None = None
-        self._client = httpx.Client(base_url=self.url, timeout=30.0)
+        self._lock: int | None = None
+        self._client = httpx.Client(timeout=30.0)
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> DagsterDev:
+        self._lock = _one_stack_at_a_time()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._client.base_url = httpx.URL(self.url)
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "dagster.yaml").write_text(DAGSTER_YAML)
         dagster = Path(sys.executable).with_name("dagster")
@@ -102,6 +129,14 @@ class DagsterDev:
         return self
 
     def stop(self) -> None:
+        try:
+            self._stop()
+        finally:
+            lock, self._lock = self._lock, None
+            if lock is not None:
+                os.close(lock)  # releases the flock
+
+    def _stop(self) -> None:
         proc, self._proc = self._proc, None
         self._client.close()
         if proc is None or proc.poll() is not None:

@@ -23,10 +23,15 @@ import pytest
 
 from bulutfon_pipeline.settings import LOCAL_TZ
 from bulutfon_pipeline.simulator import SimulatorConfig, SimulatorServer
-from bulutfon_pipeline_tests.browser.stack import REPO_ROOT, DagsterDev, wait_for
+from bulutfon_pipeline_tests.browser.stack import (
+    DAGSTER_DEV_GROUP,
+    REPO_ROOT,
+    DagsterDev,
+    wait_for,
+)
 from bulutfon_pipeline_tests.helpers import expected_rows, read_table
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600), DAGSTER_DEV_GROUP]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -49,7 +49,12 @@ def test_two_syncs_at_once_one_waits_its_turn_out(
     # The first holds the warehouse once it talks to the API.
     _wait_for(lambda: sim.stats()["total"] > 0 or first.poll() is not None, "the first sync")
     assert first.poll() is None, "the first sync ended before the second started"
+    # Slow the API right down while the second starts, so the first still holds the
+    # warehouse however long the second's imports take on a busy machine (the suite runs
+    # on parallel workers): its 25 rounds of two detail requests now take 25 s.
+    sim.update_config(latency_ms=1000)
     code, _, stderr = ws.finish(ws.start())
+    sim.update_config(latency_ms=30)
     assert code == 3, stderr
     assert len(stderr.strip().splitlines()) == 1 and f"pid {first.pid}" in stderr
     assert "Traceback" not in stderr

@@ -8,11 +8,17 @@ from typing import Any
 
 import pytest
 
-from bulutfon_pipeline_tests.browser.stack import DagsterDev, wait_for
+from bulutfon_pipeline_tests.browser.stack import DAGSTER_DEV_GROUP, DagsterDev, wait_for
 from bulutfon_pipeline_tests.helpers import assert_tables_match
 from bulutfon_pipeline_tests.reliability.conftest import WorkspaceFactory
 
-pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+# 600 s like the browser test: on parallel workers it may first wait for that test's stack.
+pytestmark = [
+    pytest.mark.reliability,
+    pytest.mark.slow,
+    pytest.mark.timeout(600),
+    DAGSTER_DEV_GROUP,
+]
 
 LAUNCH = """mutation($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
