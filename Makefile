@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 # `make test` runs on pytest-xdist workers: most of the suite waits on subprocesses, the
-# simulator's latency and Dagster's daemon, so two workers keep a 2-core machine busy.
-# Tests that start `dagster dev` share one worker (xdist_group). TEST_WORKERS=0: one process.
+# simulator's latency and Dagster's daemon, so two workers keep a 2-core machine busy (the
+# tests that start `dagster dev` take turns). TEST_WORKERS=0: one process. See README.
 TEST_WORKERS ?= 2
 
 .PHONY: install demo test test-fast test-browser lint ui sync clean bench
