@@ -16,6 +16,21 @@ CHECK_SPECS = [
         "cdrs_uuid_unique", asset="cdrs", description="No uuid appears twice in cdrs."
     ),
     dg.AssetCheckSpec(
+        "call_flow_steps_key_unique",
+        asset="call_flow_steps",
+        description="No (cdr_uuid, step_index) appears twice in call_flow_steps.",
+    ),
+    dg.AssetCheckSpec(
+        "originations_key_unique",
+        asset="originations",
+        description="No (cdr_uuid, step_index, attempt_index) appears twice in originations.",
+    ),
+    dg.AssetCheckSpec(
+        "raw_cdr_details_uuid_unique",
+        asset="raw_cdr_details",
+        description="No uuid appears twice in raw_cdr_details.",
+    ),
+    dg.AssetCheckSpec(
         "call_flow_steps_has_parent",
         asset="call_flow_steps",
         description="Every flow step belongs to a call in cdrs.",
@@ -58,6 +73,24 @@ def evaluate(wh: Warehouse, *, lookback: dt.timedelta) -> Iterator[dg.AssetCheck
         passed=duplicates == 0,
         metadata={"duplicate_uuids": duplicates},
     )
+    # The keys of the bulk tables are not DuckDB constraints (schema.UNENFORCED_KEY_TABLES):
+    # the loader keeps them unique, and these checks prove it after every load.
+    for check, table, keys in (
+        ("call_flow_steps_key_unique", "call_flow_steps", "cdr_uuid, step_index"),
+        ("originations_key_unique", "originations", "cdr_uuid, step_index, attempt_index"),
+        ("raw_cdr_details_uuid_unique", "raw_cdr_details", "uuid"),
+    ):
+        repeated = _scalar(
+            wh,
+            f"SELECT count(*) FROM (SELECT 1 FROM {table} "  # noqa: S608 (identifiers are ours)
+            f"GROUP BY {keys} HAVING count(*) > 1)",
+        )
+        yield dg.AssetCheckResult(
+            check_name=check,
+            asset_key=table,
+            passed=repeated == 0,
+            metadata={"duplicate_keys": repeated},
+        )
     orphan_steps = _scalar(
         wh,
         "SELECT count(*) FROM call_flow_steps s "

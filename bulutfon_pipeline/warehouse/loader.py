@@ -17,7 +17,6 @@ is ever built from API values: they travel as parameters or registered Arrow tab
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
+from bulutfon_pipeline import jsonio
 from bulutfon_pipeline.faults import crash_point
 from bulutfon_pipeline.normalize import (
     NormalizedDetails,
@@ -221,7 +221,7 @@ def _payload_text(payload: RawPayload) -> str:
         return payload.decode("utf-8")
     if isinstance(payload, str):
         return payload
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return jsonio.encode_text(payload)
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -237,7 +237,10 @@ def _upsert(
     keep: Sequence[str] = (),
     set_sql: Mapping[str, str] | None = None,
 ) -> None:
-    """Upsert the registered ``batch`` (unique keys) into ``table`` by its primary key.
+    """Upsert the registered ``batch`` (unique keys) into ``table`` by its key.
+
+    The key is the metadata's primary key, whether or not the DDL enforces it
+    (:data:`~bulutfon_pipeline.warehouse.schema.UNENFORCED_KEY_TABLES`).
 
     ``UPDATE ... FROM`` the rows that exist, then ``INSERT ... BY NAME`` the others.
     DuckDB's ``INSERT OR REPLACE`` / ``ON CONFLICT`` is pathologically slow on
@@ -252,7 +255,7 @@ def _upsert(
     Identifiers come from the schema metadata, never from data; values travel only in
     the registered batch.
     """
-    keys = [column.name for column in table.primary_key.columns]
+    keys = schema.key_columns(table)
     expressions = dict(set_sql or {})
     assignments = ", ".join(
         f"{column.name} = {expressions.get(column.name, 'b.' + column.name)}"
@@ -1036,7 +1039,7 @@ class Warehouse:
                     """
                 ).fetchall()
                 con.unregister("replay_uuids")
-            payloads = [_unwrap_cdr(json.loads(text)) for _, text in rows]
+            payloads = [_unwrap_cdr(jsonio.decode(text)) for _, text in rows]
             normalized = normalize_details(payloads)
             result = self._write_details(con, normalized, ())
         return ReplayResult(payloads=len(rows), load=result)

@@ -49,8 +49,9 @@ BACKFILL_DAYS = 3  # the oldest three of the five days
 DETAIL_ASSETS = ("cdrs", "raw_cdr_details", "call_flow_steps", "originations")
 CHECKS = {
     "cdrs": ("cdrs_complete", "cdrs_reject_rate", "cdrs_uuid_unique"),
-    "call_flow_steps": ("call_flow_steps_has_parent",),
-    "originations": ("originations_has_parent",),
+    "call_flow_steps": ("call_flow_steps_has_parent", "call_flow_steps_key_unique"),
+    "originations": ("originations_has_parent", "originations_key_unique"),
+    "raw_cdr_details": ("raw_cdr_details_uuid_unique",),
 }
 RUN_TIMEOUT_S = 180.0
 BACKFILL_TIMEOUT_S = 300.0
@@ -195,7 +196,8 @@ def test_ui_backfill_loads_the_chosen_days_and_shows_their_metadata(
         expect(page.get_by_text(partitions).first).to_be_visible()
         assert page.get_by_text(partitions).count() >= len(DETAIL_ASSETS)
         expect(page.get_by_text("0 / 3 Passed").first).to_be_visible()  # cdrs' three checks
-        assert page.get_by_text("0 / 1 Passed").count() >= 2  # flow steps, originations
+        assert page.get_by_text("0 / 2 Passed").count() >= 2  # flow steps, originations
+        expect(page.get_by_text("0 / 1 Passed").first).to_be_visible()  # raw_cdr_details
         expect(page.get_by_text(re.compile(r"^Loading"))).to_have_count(0)
         _shot(page, "01-asset-graph")
 
@@ -285,7 +287,8 @@ def test_ui_backfill_loads_the_chosen_days_and_shows_their_metadata(
         # lookback, so cdrs_complete holds).
         page.goto(f"{url}/locations/bulutfon_pipeline.definitions/asset-groups/bulutfon")
         expect(page.get_by_text("3 / 3 Passed").first).to_be_visible()
-        assert page.get_by_text("1 / 1 Passed").count() >= 2
+        assert page.get_by_text("2 / 2 Passed").count() >= 2  # flow steps, originations
+        expect(page.get_by_text("1 / 1 Passed").first).to_be_visible()  # raw_cdr_details
         expect(page.get_by_text(re.compile(r"^Loading"))).to_have_count(0)
         _shot(page, "07-asset-graph-after-backfill")
     except BaseException:

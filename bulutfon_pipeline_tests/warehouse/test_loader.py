@@ -9,7 +9,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,9 @@ from typing import Any
 import duckdb
 import pytest
 
+from bulutfon_pipeline import checks
 from bulutfon_pipeline.normalize import Reject, normalize_details, normalize_listing
-from bulutfon_pipeline.warehouse import Warehouse, WarehouseError, WarehouseLockedError
+from bulutfon_pipeline.warehouse import Warehouse, WarehouseError, WarehouseLockedError, schema
 from bulutfon_pipeline_tests.fixtures import load_fixture
 
 UUID = "dd3b3506-e40e-11e4-9880-17aee3ce4e7b"
@@ -147,6 +148,60 @@ def test_changed_flow_replaces_child_rows(warehouse: Warehouse) -> None:
         (1, 1, "1008", "OTHER"),
     ]  # fmt: skip
     assert rows(warehouse, "SELECT fetched_at FROM raw_cdr_details") == [(T1,)]
+
+
+def _enforced_key_warehouse(path: Path) -> Warehouse:
+    """A warehouse made before the bulk tables' keys became the loader's to keep: their
+    DDL still has the PRIMARY KEY constraints."""
+    con = duckdb.connect(str(path))
+    try:
+        for table in schema.UNENFORCED_KEY_TABLES:
+            (ddl,) = [s for s in schema.create_table_statements() if f" {table.name} (" in s]
+            keys = ", ".join(schema.key_columns(table))
+            con.execute(ddl.removesuffix(")").rstrip() + f",\n\tPRIMARY KEY ({keys})\n)")
+    finally:
+        con.close()
+    wh = Warehouse(path, lock_timeout_s=10.0)
+    wh.ensure_schema()
+    return wh
+
+
+def test_a_warehouse_with_the_old_enforced_keys_still_loads_and_replaces(
+    tmp_path: Path,
+) -> None:
+    old = _enforced_key_warehouse(tmp_path / "old.duckdb")
+    new = Warehouse(tmp_path / "new.duckdb")
+    new.ensure_schema()
+    changed = seed_detail()
+    changed["call_flow"] = changed["call_flow"][2:]
+    for wh in (old, new):
+        load(wh, [seed_detail(), *seed_listing()])
+        load(wh, [changed, *seed_listing()], at=T1)
+    constraints = rows(
+        old,
+        "SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
+        "ORDER BY ALL",
+    )
+    assert {"cdrs", "call_flow_steps", "originations", "raw_cdr_details"} <= {
+        t for (t,) in constraints
+    }
+    assert snapshot(old, skip=("cdrs.loaded_at",)) == snapshot(new, skip=("cdrs.loaded_at",))
+    assert rows(old, "SELECT count(*) FROM call_flow_steps WHERE cdr_uuid = ?", [UUID]) == [(2,)]
+
+
+def test_key_checks_catch_a_repeated_child_key(warehouse: Warehouse) -> None:
+    load(warehouse, [seed_detail()])
+    first = {r.check_name: r for r in checks.evaluate(warehouse, lookback=timedelta(hours=1))}
+    assert first["call_flow_steps_key_unique"].passed
+    assert first["originations_key_unique"].passed
+    assert first["raw_cdr_details_uuid_unique"].passed
+    # Nothing in DuckDB stops this row any more; the check must.
+    with warehouse.transaction() as con:
+        con.execute("INSERT INTO call_flow_steps SELECT * FROM call_flow_steps WHERE step_index = 1")
+    after = {r.check_name: r for r in checks.evaluate(warehouse, lookback=timedelta(hours=1))}
+    assert not after["call_flow_steps_key_unique"].passed
+    assert after["call_flow_steps_key_unique"].metadata["duplicate_keys"].value == 1
+    assert after["originations_key_unique"].passed
 
 
 def test_rejects_are_recorded_then_cleared_when_the_call_loads(warehouse: Warehouse) -> None:
