@@ -5,8 +5,10 @@ its own process (the harness reads its peak RSS with ``wait4``) and prints one J
 KIND is ``ours``, ``naive``, ``dlt`` or ``duckdb``. One NDJSON line is one call's detail
 (the ``cdr`` object), as the simulator serves it.
 
-* ``ours``: read lines -> ``normalize_details`` -> ``Warehouse.load_details`` per batch of
-  500 (the pipeline's batch), the raw line text stored as the payload.
+* ``ours``: read lines -> ``jsonio.decode`` (the API client's decoder) ->
+  ``normalize_details`` -> ``Warehouse.load_details`` per batch of 500 (the pipeline's
+  batch), the decoded payloads handed over as the client hands them (the loader encodes
+  them again for ``raw_cdr_details``).
 * ``naive``: ``pandas.json_normalize`` per record (call, flow steps, originations), then
   ``DataFrame.to_sql`` per batch of 500 through SQLAlchemy (duckdb-engine).
 * ``dlt``: a dlt pipeline, DuckDB destination, the parsed records; dlt builds its nested
@@ -56,6 +58,7 @@ def _count(con: Any, table: str) -> int:
 
 
 def ours(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
+    from bulutfon_pipeline.jsonio import decode
     from bulutfon_pipeline.normalize import normalize_details
     from bulutfon_pipeline.warehouse import Warehouse
 
@@ -64,9 +67,9 @@ def ours(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
     calls = steps = origs = 0
     with warehouse.session():  # as loads.load_details does
         for batch in _batches(path):
-            payloads = [json.loads(line) for line in batch]
+            payloads = [decode(line) for line in batch]
             normalized = normalize_details(payloads)
-            raw = [(p["uuid"], line) for p, line in zip(payloads, batch, strict=True)]
+            raw = [(p["uuid"], p) for p in payloads]
             warehouse.load_details(raw, normalized, fetched_at=dt.datetime.now(dt.UTC))
             calls += len(normalized.cdrs)
             steps += len(normalized.call_flow_steps)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import queue
@@ -30,7 +29,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from bulutfon_pipeline import settings
+from bulutfon_pipeline import jsonio, settings
 from bulutfon_pipeline.api.auth import BulutfonAuth, TokenManager
 from bulutfon_pipeline.api.concurrency import AdaptiveLimiter, RatePacer
 from bulutfon_pipeline.api.config import ClientConfig
@@ -81,11 +80,6 @@ def _parse_listing(data: Any) -> tuple[list[dict[str, Any]], dict[str, Any] | No
         raise InvalidResponseError("Listing 'cdrs' holds a non-object item", status=200)
     pagination = data.get("pagination")
     return items, pagination if isinstance(pagination, dict) else None
-
-
-def _reject_constant(name: str) -> Any:
-    """``NaN``/``Infinity`` are not JSON (RFC 8259); Python's parser would accept them."""
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _parse_detail(data: Any) -> dict[str, Any]:
@@ -203,7 +197,7 @@ class _ClientCore:
         if 200 <= status < 300:
             body = response.content
             try:
-                data = json.loads(body, parse_constant=_reject_constant)
+                data = jsonio.decode(body)
             except ValueError:
                 invalid = InvalidResponseError(
                     f"GET {redact(url)} answered {status} with a body that is not valid JSON "

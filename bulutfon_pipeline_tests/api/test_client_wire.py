@@ -266,6 +266,16 @@ def test_transient_failures_are_retried(tmp_path: Path, failure: Any) -> None:
             httpx.Response(200, content=b'{"cdr": {"uuid": "u1", "call_price": NaN}}'),
             InvalidResponseError,
         ),
+        # it reads 1e400 as inf, which DuckDB's JSON type refuses as well
+        (
+            httpx.Response(200, content=b'{"cdr": {"uuid": "u1", "call_price": 1e400}}'),
+            InvalidResponseError,
+        ),
+        # and a lone surrogate, which no UTF-8 string (DuckDB's VARCHAR) can hold
+        (
+            httpx.Response(200, content=b'{"cdr": {"uuid": "u1", "caller": "\\ud800"}}'),
+            InvalidResponseError,
+        ),
     ],
 )
 def test_persistent_failures_raise_typed_errors(
@@ -275,6 +285,15 @@ def test_persistent_failures_raise_typed_errors(
     with client_for(tmp_path, handler, max_retries=2) as client, pytest.raises(error_type):
         client.get_detail("u1")
     assert len(requests) == 3
+
+
+def test_bodies_decode_exactly_with_a_byte_order_mark_and_long_integers(tmp_path: Path) -> None:
+    body = '\ufeff{"cdr": {"uuid": "u1", "caller": 123456789012345678901234567890, "x": "ç"}}'
+    handler, requests = scripted(httpx.Response(200, content=body.encode("utf-8")))
+    with client_for(tmp_path, handler) as client:
+        detail = client.get_detail("u1")
+    assert detail == {"uuid": "u1", "caller": 123456789012345678901234567890, "x": "ç"}
+    assert type(detail["caller"]) is int and len(requests) == 1
 
 
 @pytest.mark.parametrize(
