@@ -197,7 +197,9 @@ def test_key_checks_catch_a_repeated_child_key(warehouse: Warehouse) -> None:
     assert first["raw_cdr_details_uuid_unique"].passed
     # Nothing in DuckDB stops this row any more; the check must.
     with warehouse.transaction() as con:
-        con.execute("INSERT INTO call_flow_steps SELECT * FROM call_flow_steps WHERE step_index = 1")
+        con.execute(
+            "INSERT INTO call_flow_steps SELECT * FROM call_flow_steps WHERE step_index = 1"
+        )
     after = {r.check_name: r for r in checks.evaluate(warehouse, lookback=timedelta(hours=1))}
     assert not after["call_flow_steps_key_unique"].passed
     assert after["call_flow_steps_key_unique"].metadata["duplicate_keys"].value == 1
