@@ -1,78 +1,78 @@
-"""The async HTTP transport of the detail fan-out: httpx's own, minus a CPU hot spot.
+"""The async HTTP transport of the detail fan-out: httpx's API over aiohttp's engine.
 
-httpcore's connection pool asks every pooled connection ``has_expired()`` each time it
-assigns a request, and an idle HTTP/1.1 connection answers by looking up its raw socket
-through anyio's typed-attribute machinery (``get_extra_info("is_readable")``), which
-rebuilds a dict of lambdas per call. With 16-20 pooled connections that lookup was a
-third of the client's CPU per request (profiled: 5.5 -> 3.7 ms per detail request;
-``BENCHMARKS.md``), and the client's CPU is what caps the fan-out below the API's rate
-limit on a busy machine. The streams here remember their socket once.
+The fan-out is CPU-bound in the client well below the API's rate limits on a 2-core
+machine: with httpx's own transport (httpcore's pool and its pure-Python HTTP/1.1 state
+machine) a detail request cost 2.7-3.3 ms of client CPU, so one Python thread could not
+reach 400 requests/s. aiohttp parses HTTP in C and pools connections cheaply; through
+``httpx-aiohttp`` (the transport the OpenAI and Anthropic SDKs offer) the same request
+costs about 1.8 ms (``benchmarks/ANALYSIS.md``). The client above it is unchanged:
+httpx's requests, auth flow, redirects, timeouts and exceptions.
 
-Everything else (HTTP/1.1 parsing, timeouts, TLS, exceptions) is httpx/httpcore's own.
+``httpx-aiohttp`` maps aiohttp's exceptions onto httpx's coarsely (a dropped connection
+becomes a *connect timeout*), so :class:`FanOutTransport` maps the ones our error
+messages and retries tell apart again, from the aiohttp exception it keeps as the cause.
 """
 
 from __future__ import annotations
 
-import ssl
-from typing import Any
+import asyncio
 
-import httpcore
+import aiohttp
 import httpx
-from httpcore._backends.anyio import AnyIOBackend
-from httpcore._utils import is_socket_readable
+from httpx_aiohttp import AiohttpTransport
 
-__all__ = ["fast_async_transport"]
+__all__ = ["FanOutTransport", "fan_out_transport"]
 
 
-class _SocketCachingStream(httpcore.AsyncNetworkStream):
-    """An anyio stream that answers ``socket``/``is_readable`` from a cached socket."""
+def _precise(exc: httpx.TransportError) -> httpx.TransportError:
+    """httpx's exception for the aiohttp failure that caused ``exc``."""
+    cause = exc.__cause__
+    message = str(exc) or type(cause).__name__
+    if isinstance(cause, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(message)
+    if isinstance(cause, aiohttp.SocketTimeoutError | asyncio.TimeoutError):
+        return httpx.ReadTimeout(message)
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(message)
+    if isinstance(cause, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return httpx.RemoteProtocolError(message)
+    if isinstance(cause, aiohttp.ClientOSError):
+        return httpx.ReadError(message)
+    return exc
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._socket = inner.get_extra_info("socket")
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
+class FanOutTransport(AiohttpTransport):
+    """``httpx_aiohttp.AiohttpTransport`` with precise exceptions."""
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await super().handle_async_request(request)
+        except httpx.TransportError as exc:
+            precise = _precise(exc)
+            if precise is exc:
+                raise
+            precise.request = request
+            raise precise from exc.__cause__
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return _SocketCachingStream(
-            await self._inner.start_tls(ssl_context, server_hostname, timeout)
+def fan_out_transport(limits: httpx.Limits) -> FanOutTransport:
+    """The fan-out's transport: ``limits`` as the aiohttp pool's size and keep-alive.
+
+    Its aiohttp session is made on first use, on the running event loop (a session is
+    bound to one loop), and closed with the httpx client. It keeps no cookies (httpx's
+    client does that) and leaves decompression to httpx.
+    """
+    transport: FanOutTransport
+
+    def session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=limits.max_connections or 0,
+            keepalive_timeout=limits.keepalive_expiry,
+            ssl=transport.ssl_context,
+        )
+        return aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
         )
 
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":
-            return self._socket is not None and is_socket_readable(self._socket)
-        if info == "socket":
-            return self._socket
-        return self._inner.get_extra_info(info)
-
-
-class _SocketCachingBackend(AnyIOBackend):
-    async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        return _SocketCachingStream(await super().connect_tcp(*args, **kwargs))
-
-
-def fast_async_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
-    """httpx's default async transport with socket-caching streams.
-
-    Falls back to the plain transport if a future httpx/httpcore renames the internals
-    this relies on (``_pool._network_backend``): slower, never broken.
-    """
-    transport = httpx.AsyncHTTPTransport(limits=limits)
-    pool = getattr(transport, "_pool", None)
-    if pool is not None and isinstance(
-        getattr(pool, "_network_backend", None), httpcore.AsyncNetworkBackend
-    ):
-        pool._network_backend = _SocketCachingBackend()
+    transport = FanOutTransport(limits=limits, client=session)
     return transport
