@@ -52,6 +52,14 @@ def _batches(path: Path) -> Iterator[list[str]]:
         yield batch
 
 
+def _body_batches(path: Path) -> Iterator[list[bytes]]:
+    """The lines as bytes, as the API client receives bodies."""
+    with path.open("rb") as fh:
+        lines = (line.rstrip(b"\n") for line in fh if line.strip())
+        while batch := list(itertools.islice(lines, BATCH)):
+            yield batch
+
+
 def _count(con: Any, table: str) -> int:
     row = con.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
     return int(row[0]) if row else 0
@@ -66,7 +74,7 @@ def ours(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
     warehouse.ensure_schema()
     calls = steps = origs = 0
     with warehouse.session():  # as loads.load_details does
-        for batch in _batches(path):
+        for batch in _body_batches(path):
             payloads = [decode(line) for line in batch]
             normalized = normalize_details(payloads)
             raw = [(p["uuid"], p) for p in payloads]
