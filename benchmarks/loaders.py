@@ -2,8 +2,8 @@
 
 ``python benchmarks/loaders.py KIND NDJSON DB [--max-seconds S]`` runs one contender in
 its own process (the harness reads its peak RSS with ``wait4``) and prints one JSON line.
-KIND is ``ours``, ``naive``, ``dlt`` or ``duckdb``. One NDJSON line is one call's detail
-(the ``cdr`` object), as the simulator serves it.
+KIND is ``ours``, ``naive``, ``dlt``, ``duckdb`` or ``duckdb-batched``. One NDJSON line is
+one call's detail (the ``cdr`` object), as the simulator serves it.
 
 * ``ours``: read lines -> ``jsonio.decode`` (the API client's decoder) ->
   ``normalize_details`` -> ``Warehouse.load_details`` per batch of 500 (the pipeline's
@@ -15,7 +15,9 @@ KIND is ``ours``, ``naive``, ``dlt`` or ``duckdb``. One NDJSON line is one call'
   tables (``cdrs__call_flow``, ``cdrs__call_flow__origination``) itself. ``append``, its
   cheapest write disposition (ours upserts, which is more work).
 * ``duckdb``: DuckDB alone: ``read_json`` + ``UNNEST`` in SQL into the same tables as ours,
-  with the same canonical columns (the ceiling).
+  with the same canonical columns (the ceiling), all calls in one transaction.
+* ``duckdb-batched``: the same SQL, one transaction per 500 calls, with the pipeline's
+  DuckDB settings: the ceiling under the pipeline's constraints.
 
 ``naive`` and ``dlt`` can take very long at 100,000 calls, so they stop taking records
 after ``--max-seconds`` (naive) or a quarter of it (dlt's extract step, which precedes
@@ -258,13 +260,53 @@ def duckdb_native(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
     return {"calls": counts[0], "rows": sum(counts), "complete": True}
 
 
-KINDS = {"ours": ours, "naive": naive, "dlt": dlt_load, "duckdb": duckdb_native}
+def duckdb_batched(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
+    """The ceiling's own SQL under the pipeline's constraints: one transaction per
+    ``BATCH`` calls (a crash loses at most the batch in flight) and the pipeline's DuckDB
+    settings (64 MB memory limit). Each batch's lines go through a small NDJSON file,
+    which ``read_json`` needs. Still no validation and no rejects: a lower bound for any
+    design that commits per batch."""
+    import duckdb
+
+    from bulutfon_pipeline.settings import DUCKDB_CHECKPOINT_THRESHOLD, DUCKDB_MEMORY_LIMIT
+    from bulutfon_pipeline.warehouse import Warehouse
+
+    Warehouse(db).ensure_schema()
+    config = {"memory_limit": DUCKDB_MEMORY_LIMIT,
+              "checkpoint_threshold": DUCKDB_CHECKPOINT_THRESHOLD}  # fmt: skip
+    con = duckdb.connect(str(db), config=config)
+    con.execute("SET TimeZone = 'UTC'")
+    statements = [
+        s.strip().replace("CREATE TEMP TABLE", "CREATE OR REPLACE TEMP TABLE")
+        .replace("CREATE MACRO", "CREATE OR REPLACE MACRO")
+        for s in _DUCKDB_SQL.split(";\n") if s.strip()
+    ]  # fmt: skip
+    chunk = db.parent / "batch.ndjson"
+    for batch in _batches(path):
+        chunk.write_text("\n".join(batch) + "\n", encoding="utf-8")
+        con.execute("BEGIN TRANSACTION")
+        for statement in statements:
+            con.execute(statement, [str(chunk)] * statement.count("?"))
+        con.execute("COMMIT")
+    counts = [_count(con, t) for t in ("cdrs", "call_flow_steps", "originations")]
+    con.close()
+    return {"calls": counts[0], "rows": sum(counts), "complete": True}
+
+
+KINDS = {
+    "ours": ours,
+    "naive": naive,
+    "dlt": dlt_load,
+    "duckdb": duckdb_native,
+    "duckdb-batched": duckdb_batched,
+}
 #: Imported before the clock starts: import time is start-up, not load throughput.
 PRELOAD = {
     "ours": ("bulutfon_pipeline.normalize", "bulutfon_pipeline.warehouse"),
     "naive": ("pandas", "sqlalchemy", "duckdb_engine"),
     "dlt": ("dlt", "dlt.destinations", "duckdb"),
     "duckdb": ("duckdb", "bulutfon_pipeline.warehouse"),
+    "duckdb-batched": ("duckdb", "bulutfon_pipeline.warehouse"),
 }
 
 

@@ -45,6 +45,14 @@ def targets(results: dict[str, Any]) -> list[Row]:
             ratio = _ratio(ours, theirs)
             label = {"dlt": ">= 5x", "naive": ">= 10x", "duckdb": ">= 0.5x (within 2x)"}[peer]
             verdict = "n/a" if ratio is None else _ok(ratio >= want if better else ratio <= want)
+            # The ceiling's own SQL, committed per 500-call batch as the pipeline commits:
+            # when even it is not within 2x of the one-transaction ceiling, no design that
+            # commits per batch can be.
+            batched = _ratio(load.get("duckdb-batched", {}).get("rows_per_s"), theirs)
+            beyond = batched is not None and batched < want
+            if peer == "duckdb" and ratio is not None and ratio < want and beyond:
+                verdict = (f"**missed**; beyond the limit: DuckDB's own SQL per 500-call "
+                           f"transaction reaches {batched:.2f}x")  # fmt: skip
             rows.append((f"load {n:,}: ours / {peer} rows/s", _fmt(ratio, 2, "x"), label, verdict))
     memory = results.get("memory", [])
     if len(memory) == 2:
@@ -114,7 +122,7 @@ def _load(results: dict[str, Any]) -> list[str]:
             "| CPU s | ours is × faster (CPU) | peak RSS MB | load |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for kind in ("ours", "duckdb", "dlt", "naive"):
+        for kind in ("ours", "duckdb", "duckdb-batched", "dlt", "naive"):
             r = load.get(kind, {})
             if "error" in r:
                 out.append(f"| {kind} | failed ({r['error']}) after {r['seconds']} s | | | | | | "
@@ -225,7 +233,11 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
         out += ["### 2. Normalize + load (NDJSON → committed DuckDB tables)", "",
                 "Each contender in its own process; imports happen before the clock starts. "
                 "rows = cdrs + call_flow_steps + originations rows (dlt: its three nested "
-                "tables).", "", *_load(results)]  # fmt: skip
+                "tables). `duckdb` is DuckDB alone, `read_json` + `UNNEST` in SQL, all calls "
+                "in one transaction (the ceiling); `duckdb-batched` is the same SQL committed "
+                "per 500 calls with the pipeline's DuckDB settings, as the pipeline commits "
+                "(the ceiling under the pipeline's constraints).", "",
+                *_load(results)]  # fmt: skip
         out += ["### 3–5. Sync memory, no-op sync, start-up", "",
                 "`bulutfon-pipeline sync --no-progress` in a subprocess (peak RSS from "
                 "`wait4`), against the simulator in another process.", "",

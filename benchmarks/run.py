@@ -27,11 +27,11 @@ from common import PYTHON, ROOT, WORK, load_now, machine, run_child_rss
 from datasets import details_file
 
 RESULTS = Path(__file__).resolve().parent / "results"
-KINDS = ("ours", "duckdb", "dlt", "naive")
+KINDS = ("ours", "duckdb", "duckdb-batched", "dlt", "naive")
 
 
 def load_benchmark(calls: int, *, naive_max_s: float, timeout_s: float) -> dict[str, Any]:
-    """All four contenders on the same NDJSON file, each in its own process."""
+    """All the contenders on the same NDJSON file, each in its own process."""
     path = details_file(calls)
     out: dict[str, Any] = {"calls": calls, "bytes": path.stat().st_size}
     for kind in KINDS:
