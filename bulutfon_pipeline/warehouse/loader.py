@@ -717,6 +717,7 @@ class Warehouse:
                 "payload": pa.array(list(raw_rows.values()), pa.string()),
             }
         )
+        stored = None
         with self.transaction() as con:
             if raw_rows:
                 con.register("raw_batch", raw_batch)
@@ -730,7 +731,11 @@ class Warehouse:
                 else:  # first fetch of every call in the batch: no update, no anti-join
                     con.execute("INSERT INTO raw_cdr_details BY NAME SELECT * FROM raw_batch")
                 con.unregister("raw_batch")
-            result = self._write_details(con, normalized, detail_rejects)
+            # A cdrs row is only ever written with, or after, its call's raw payload, and
+            # raw payloads are never deleted: no raw row stored means no cdrs row either,
+            # which spares a scan of cdrs per batch (4 % of a first load).
+            none_stored = stored == 0 and set(normalized.cdrs["uuid"]) <= raw_rows.keys()
+            result = self._write_details(con, normalized, detail_rejects, none_stored=none_stored)
             crash_point("details_write", duckdb.IOException)
         return DetailLoadResult(
             new=result.new,
@@ -746,7 +751,11 @@ class Warehouse:
         con: duckdb.DuckDBPyConnection,
         normalized: NormalizedDetails,
         detail_rejects: Sequence[Reject],
+        *,
+        none_stored: bool = False,
     ) -> DetailLoadResult:
+        """Write the batch's rows; ``none_stored``: the caller knows none of its calls has
+        a ``cdrs`` row yet."""
         loaded_at = datetime.now(UTC)
         cdrs = normalized.cdrs
         steps = normalized.call_flow_steps
@@ -762,9 +771,11 @@ class Warehouse:
             con.register("cdr_batch", _to_arrow(cdrs.assign(loaded_at=loaded_at), schema.cdrs))
             con.register("step_batch", _to_arrow(steps, schema.call_flow_steps))
             con.register("origination_batch", _to_arrow(originations, schema.originations))
-            existing = _scalar(
-                con, "SELECT count(*) FROM cdrs WHERE uuid IN (SELECT uuid FROM cdr_batch)"
-            )
+            existing = 0
+            if not none_stored:
+                existing = _scalar(
+                    con, "SELECT count(*) FROM cdrs WHERE uuid IN (SELECT uuid FROM cdr_batch)"
+                )
             new, updated = len(cdrs) - existing, existing
         if len(cdrs) and not existing:
             # None of these calls is stored, so neither are their child rows (they are
