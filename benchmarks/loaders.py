@@ -5,10 +5,10 @@ its own process (the harness reads its peak RSS with ``wait4``) and prints one J
 KIND is ``ours``, ``naive``, ``dlt``, ``duckdb`` or ``duckdb-batched``. One NDJSON line is
 one call's detail (the ``cdr`` object), as the simulator serves it.
 
-* ``ours``: read lines -> ``jsonio.decode`` (the API client's decoder) ->
-  ``normalize_details`` -> ``Warehouse.load_details`` per batch of 500 (the pipeline's
-  batch), the decoded payloads handed over as the client hands them (the loader encodes
-  them again for ``raw_cdr_details``).
+* ``ours``: read lines -> each as the API's body ``{"cdr": <line>}`` through the API
+  client's decoder (``jsonio.decode_keeping_text``) -> ``normalize_details`` ->
+  ``Warehouse.load_details`` per batch of 500 (the pipeline's batch), the payloads handed
+  over as the client hands them (each keeps its exact text for ``raw_cdr_details``).
 * ``naive``: ``pandas.json_normalize`` per record (call, flow steps, originations), then
   ``DataFrame.to_sql`` per batch of 500 through SQLAlchemy (duckdb-engine).
 * ``dlt``: a dlt pipeline, DuckDB destination, the parsed records; dlt builds its nested
@@ -68,7 +68,7 @@ def _count(con: Any, table: str) -> int:
 
 
 def ours(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
-    from bulutfon_pipeline.jsonio import decode
+    from bulutfon_pipeline.jsonio import decode_keeping_text as decode
     from bulutfon_pipeline.normalize import normalize_details
     from bulutfon_pipeline.warehouse import Warehouse
 
@@ -77,7 +77,8 @@ def ours(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
     calls = steps = origs = 0
     with warehouse.session():  # as loads.load_details does
         for batch in _body_batches(path):
-            payloads = [decode(line) for line in batch]
+            # the API's body, decoded as the client decodes it (keeping the cdr's text)
+            payloads = [decode(b'{"cdr": ' + line + b"}", "cdr")["cdr"] for line in batch]
             normalized = normalize_details(payloads)
             raw = [(p["uuid"], p) for p in payloads]
             warehouse.load_details(raw, normalized, fetched_at=dt.datetime.now(dt.UTC))

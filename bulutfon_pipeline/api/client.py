@@ -192,12 +192,23 @@ class _ClientCore:
     def _count_request(self, _request: httpx.Request) -> None:
         self.stats.incr("requests")
 
-    def _evaluate(self, response: httpx.Response, url: str, parse: Callable[[Any], T]) -> Outcome:
+    def _evaluate(
+        self,
+        response: httpx.Response,
+        url: str,
+        parse: Callable[[Any], T],
+        keep_text: str | None = None,
+    ) -> Outcome:
+        """The outcome of one response; ``keep_text``: a top-level member whose object
+        value keeps its exact JSON text (:class:`~bulutfon_pipeline.jsonio.JSONObject`)."""
         status = response.status_code
         if 200 <= status < 300:
             body = response.content
             try:
-                data = jsonio.decode(body)
+                if keep_text is None:
+                    data = jsonio.decode(body)
+                else:
+                    data = jsonio.decode_keeping_text(body, keep_text)
             except ValueError:
                 invalid = InvalidResponseError(
                     f"GET {redact(url)} answered {status} with a body that is not valid JSON "
@@ -404,7 +415,13 @@ class BulutfonClient(_ClientCore):
             if delay > 0:
                 self._sleep(delay)
 
-    def _get_json(self, url: str, params: Mapping[str, Any] | None, parse: Callable[[Any], T]) -> T:
+    def _get_json(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None,
+        parse: Callable[[Any], T],
+        keep_text: str | None = None,
+    ) -> T:
         self.tokens.mode  # noqa: B018 - raise ConfigError before any I/O without credentials
         full_url = self._url(url, params)
         attempt = 0
@@ -417,7 +434,7 @@ class BulutfonClient(_ClientCore):
             except BulutfonError as exc:  # raised by the auth flow (refresh rejected)
                 outcome = Outcome(url=full_url, fatal=exc)
             else:
-                outcome = self._evaluate(response, full_url, parse)
+                outcome = self._evaluate(response, full_url, parse, keep_text)
             if outcome.ok:
                 return outcome.value
             delay = self._next_delay(outcome, attempt)
@@ -467,7 +484,7 @@ class BulutfonClient(_ClientCore):
             InvalidResponseError: the body has no ``cdr`` object, after every retry.
             AuthError, RateLimitedError, ServerError, TransportError, ConfigError.
         """
-        return self._get_json(self.config.detail_url(uuid), None, _parse_detail)
+        return self._get_json(self.config.detail_url(uuid), None, _parse_detail, "cdr")
 
     def fetch_details(self, uuids: Iterable[str]) -> Generator[DetailResult, None, None]:
         """Fetch many details concurrently; results stream in completion order.
@@ -680,6 +697,7 @@ class AsyncBulutfonClient(_ClientCore):
         url: str,
         params: Mapping[str, Any] | None,
         parse: Callable[[Any], T],
+        keep_text: str | None = None,
         *,
         limiter: AdaptiveLimiter | None = None,
     ) -> T:
@@ -693,7 +711,7 @@ class AsyncBulutfonClient(_ClientCore):
                 return Outcome(url=full_url, transport=transport_error(exc, url))
             except BulutfonError as exc:
                 return Outcome(url=full_url, fatal=exc)
-            return self._evaluate(response, full_url, parse)
+            return self._evaluate(response, full_url, parse, keep_text)
 
         value: T = await self._with_retries(attempt_once, limiter)
         return value
@@ -743,7 +761,7 @@ class AsyncBulutfonClient(_ClientCore):
 
     async def get_detail(self, uuid: str) -> dict[str, Any]:
         """Async :meth:`BulutfonClient.get_detail`."""
-        return await self._get_json(self.config.detail_url(uuid), None, _parse_detail)
+        return await self._get_json(self.config.detail_url(uuid), None, _parse_detail, "cdr")
 
     async def fetch_details(self, uuids: Iterable[str]) -> AsyncGenerator[DetailResult, None]:
         """Fetch many details with an adaptive (AIMD) concurrency limit.
@@ -764,7 +782,7 @@ class AsyncBulutfonClient(_ClientCore):
         async def fetch_one(uuid: str, limiter: AdaptiveLimiter) -> DetailResult:
             try:
                 payload = await self._get_json(
-                    self.config.detail_url(uuid), None, _parse_detail, limiter=limiter
+                    self.config.detail_url(uuid), None, _parse_detail, "cdr", limiter=limiter
                 )
             except BulutfonError as exc:
                 return DetailResult(uuid, None, exc)

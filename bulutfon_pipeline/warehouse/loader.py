@@ -220,11 +220,21 @@ def _is_lock_error(exc: duckdb.Error) -> bool:
 
 
 def _payload_text(payload: RawPayload) -> str:
-    if isinstance(payload, bytes):
-        return payload.decode("utf-8")
-    if isinstance(payload, str):
-        return payload
+    """The payload's JSON text, known valid: stored as DuckDB's JSON type without DuckDB
+    parsing it again (``_json_array``)."""
+    if isinstance(payload, jsonio.JSONObject):  # the exact text the client received
+        return payload.text
+    if isinstance(payload, bytes | str):
+        jsonio.decode(payload)  # JSONDecodeError (a ValueError) if it is not JSON
+        return payload.decode("utf-8") if isinstance(payload, bytes) else payload
     return jsonio.encode_text(payload)
+
+
+def _json_array(texts: list[str]) -> pa.Array:
+    """Valid JSON texts as an Arrow ``arrow.json`` array, which DuckDB takes as its JSON
+    type as it is: a plain string column would be parsed once more to validate it, 0.7 s
+    per 20,000 payloads."""
+    return pa.ExtensionArray.from_storage(pa.json_(), pa.array(texts, pa.string()))
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -709,12 +719,15 @@ class Warehouse:
         fetched_at = _utc(fetched_at, "fetched_at")
         raw_rows: dict[str, str] = {}
         for uuid, payload in raw:
-            raw_rows[uuid] = _payload_text(payload)
+            try:
+                raw_rows[uuid] = _payload_text(payload)
+            except ValueError as exc:
+                raise WarehouseError(f"raw payload of {uuid} is not JSON: {exc}") from exc
         raw_batch = pa.table(
             {
                 "uuid": pa.array(list(raw_rows), pa.string()),
                 "fetched_at": pa.array([fetched_at] * len(raw_rows), pa.timestamp("us", "UTC")),
-                "payload": pa.array(list(raw_rows.values()), pa.string()),
+                "payload": _json_array(list(raw_rows.values())),
             }
         )
         stored = None

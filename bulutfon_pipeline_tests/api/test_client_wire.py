@@ -25,6 +25,7 @@ from bulutfon_pipeline.api import (
     RateLimitedError,
     ServerError,
 )
+from bulutfon_pipeline.jsonio import JSONObject
 
 from ._support import API, Sleeps, fast_config
 
@@ -294,6 +295,16 @@ def test_bodies_decode_exactly_with_a_byte_order_mark_and_long_integers(tmp_path
         detail = client.get_detail("u1")
     assert detail == {"uuid": "u1", "caller": 123456789012345678901234567890, "x": "ç"}
     assert type(detail["caller"]) is int and len(requests) == 1
+
+
+def test_a_detail_keeps_its_exact_text_for_the_raw_table(tmp_path: Path) -> None:
+    inner = '{ "uuid": "u1",\n  "caller": 905320000000, "x": "\\u00e7ok", "p": 1.50 }'
+    body = '{"meta": {"v": 1}, "cdr": ' + inner + "}"
+    handler, _ = scripted(httpx.Response(200, content=body.encode("utf-8")))
+    with client_for(tmp_path, handler) as client:
+        detail = client.get_detail("u1")
+    assert detail == {"uuid": "u1", "caller": 905320000000, "x": "çok", "p": 1.5}
+    assert isinstance(detail, JSONObject) and detail.text == inner
 
 
 @pytest.mark.parametrize(

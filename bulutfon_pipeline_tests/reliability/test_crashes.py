@@ -23,6 +23,17 @@ def _state(db) -> tuple[int, int, bool]:
     return len(read_table(db, "cdr_listing")), len(read_table(db, "cdrs")), bool(marks)
 
 
+def _rerun_gives_exact_tables(ws, sim) -> None:
+    """Sync again after the crash: the simulator's exact tables, 50 listed calls once
+    each, nothing left staged. The simulator's counters restart for the rerun."""
+    sim.reset_stats()
+    ws.sync()
+    assert_tables_match(ws.db, sim.expected_tables())
+    listing = [row["uuid"] for row in read_table(ws.db, "cdr_listing")]
+    assert len(listing) == len(set(listing)) == 50
+    assert read_table(ws.db, "_cdr_listing_stage") == []
+
+
 @pytest.mark.parametrize(
     ("point", "listed", "loaded", "mark"),
     [
@@ -49,12 +60,7 @@ def test_sigkill_then_rerun_gives_exact_tables(
     assert crashed.returncode == -signal.SIGKILL, (crashed.returncode, crashed.stderr)
     assert _state(ws.db) == (listed, loaded, mark)
     fetched_before = set(sim.stats()["detail_uuids"])
-    sim.reset_stats()
-    ws.sync()
-    assert_tables_match(ws.db, sim.expected_tables())
-    listing = [row["uuid"] for row in read_table(ws.db, "cdr_listing")]
-    assert len(listing) == len(set(listing)) == 50
-    assert read_table(ws.db, "_cdr_listing_stage") == []
+    _rerun_gives_exact_tables(ws, sim)
     # The rerun fetched exactly the calls the crash left without a committed detail.
     refetched = sim.stats()["detail_uuids"]
     assert sum(refetched.values()) == 50 - loaded
@@ -74,12 +80,7 @@ def test_sigkill_between_staged_listing_chunks_commits_nothing(
     # Two chunks are staged, yet neither cdr_listing nor the mark moved.
     assert len(read_table(ws.db, "_cdr_listing_stage")) == 40
     assert _state(ws.db) == (0, 0, False)
-    sim.reset_stats()
-    ws.sync()
-    assert_tables_match(ws.db, sim.expected_tables())
-    listing = [row["uuid"] for row in read_table(ws.db, "cdr_listing")]
-    assert len(listing) == len(set(listing)) == 50
-    assert read_table(ws.db, "_cdr_listing_stage") == []
+    _rerun_gives_exact_tables(ws, sim)
     assert sum(sim.stats()["detail_uuids"].values()) == 50
 
 

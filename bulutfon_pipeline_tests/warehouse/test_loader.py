@@ -446,13 +446,29 @@ def test_database_error_mid_load_rolls_back_and_raises_warehouse_error(
     before = snapshot(warehouse)
     changed = seed_detail()
     changed["hangup_cause"] = "Meşgul"
-    # raw payload that is not JSON: the first statement succeeds, a later one fails
+    # a NULL where cdrs has NOT NULL: the raw upsert succeeds, the cdrs update fails
     normalized = normalize_details([changed])
+    normalized.cdrs.loc[0, "call_date"] = None
 
     with pytest.raises(WarehouseError) as info:
-        warehouse.load_details([(UUID, "{not json")], normalized, fetched_at=T1)
+        warehouse.load_details([(UUID, changed)], normalized, fetched_at=T1)
 
     assert "\n" not in str(info.value) and str(warehouse.path) in str(info.value)
+    assert "NOT NULL" in str(info.value)
+    assert snapshot(warehouse) == before
+
+
+def test_a_raw_payload_that_is_not_json_is_refused_before_any_write(
+    warehouse: Warehouse,
+) -> None:
+    load(warehouse, [seed_detail()])
+    before = snapshot(warehouse)
+    # DuckDB does not parse the payloads again (they reach it as Arrow's JSON type), so
+    # text from a caller is checked here
+    with pytest.raises(WarehouseError, match=rf"raw payload of {UUID} is not JSON"):
+        warehouse.load_details(
+            [(UUID, "{not json")], normalize_details([seed_detail()]), fetched_at=T1
+        )
     assert snapshot(warehouse) == before
 
 
