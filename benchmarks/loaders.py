@@ -7,7 +7,8 @@ one call's detail (the ``cdr`` object), as the simulator serves it.
 
 * ``ours``: read lines -> each as the API's body ``{"cdr": <line>}`` through the API
   client's decoder (``jsonio.decode_keeping_text``) -> ``normalize_details`` ->
-  ``Warehouse.load_details`` per batch of 500 (the pipeline's batch), the payloads handed
+  ``Warehouse.load_details`` per batch of ``PIPELINE_BATCH`` (the pipeline's batch,
+  ``settings.DEFAULT_DETAIL_BATCH_SIZE``), the payloads handed
   over as the client hands them (each keeps its exact text for ``raw_cdr_details``).
 * ``naive``: ``pandas.json_normalize`` per record (call, flow steps, originations), then
   ``DataFrame.to_sql`` per batch of 500 through SQLAlchemy (duckdb-engine).
@@ -16,7 +17,7 @@ one call's detail (the ``cdr`` object), as the simulator serves it.
   cheapest write disposition (ours upserts, which is more work).
 * ``duckdb``: DuckDB alone: ``read_json`` + ``UNNEST`` in SQL into the same tables as ours,
   with the same canonical columns (the ceiling), all calls in one transaction.
-* ``duckdb-batched``: the same SQL, one transaction per 500 calls, with the pipeline's
+* ``duckdb-batched``: the same SQL, one transaction per pipeline batch, with the pipeline's
   DuckDB settings: the ceiling under the pipeline's constraints.
 
 ``naive`` and ``dlt`` can take very long at 100,000 calls, so they stop taking records
@@ -38,7 +39,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-BATCH = 500
+from bulutfon_pipeline.settings import DEFAULT_DETAIL_BATCH_SIZE
+
+BATCH = 500  # the naive baseline's batch
+#: The pipeline's detail batch: ours and duckdb-batched commit this many calls at a time.
+PIPELINE_BATCH = DEFAULT_DETAIL_BATCH_SIZE
 
 
 def _lines(path: Path) -> Iterator[str]:
@@ -48,9 +53,9 @@ def _lines(path: Path) -> Iterator[str]:
                 yield line.rstrip("\n")
 
 
-def _batches(path: Path) -> Iterator[list[str]]:
+def _batches(path: Path, size: int = BATCH) -> Iterator[list[str]]:
     lines = _lines(path)
-    while batch := list(itertools.islice(lines, BATCH)):
+    while batch := list(itertools.islice(lines, size)):
         yield batch
 
 
@@ -58,7 +63,7 @@ def _body_batches(path: Path) -> Iterator[list[bytes]]:
     """The lines as bytes, as the API client receives bodies."""
     with path.open("rb") as fh:
         lines = (line.rstrip(b"\n") for line in fh if line.strip())
-        while batch := list(itertools.islice(lines, BATCH)):
+        while batch := list(itertools.islice(lines, PIPELINE_BATCH)):
             yield batch
 
 
@@ -263,7 +268,7 @@ def duckdb_native(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
 
 def duckdb_batched(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
     """The ceiling's own SQL under the pipeline's constraints: one transaction per
-    ``BATCH`` calls (a crash loses at most the batch in flight) and the pipeline's DuckDB
+    ``PIPELINE_BATCH`` calls (a crash loses at most the batch in flight) and the pipeline's DuckDB
     settings (64 MB memory limit). Each batch's lines go through a small NDJSON file,
     which ``read_json`` needs. Still no validation and no rejects: a lower bound for any
     design that commits per batch."""
@@ -283,7 +288,7 @@ def duckdb_batched(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
         for s in _DUCKDB_SQL.split(";\n") if s.strip()
     ]  # fmt: skip
     chunk = db.parent / "batch.ndjson"
-    for batch in _batches(path):
+    for batch in _batches(path, PIPELINE_BATCH):
         chunk.write_text("\n".join(batch) + "\n", encoding="utf-8")
         con.execute("BEGIN TRANSACTION")
         for statement in statements:

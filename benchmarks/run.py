@@ -26,6 +26,8 @@ import syncbench
 from common import PYTHON, ROOT, WORK, load_now, machine, run_child_rss
 from datasets import details_file
 
+from bulutfon_pipeline.settings import DEFAULT_DETAIL_BATCH_SIZE
+
 RESULTS = Path(__file__).resolve().parent / "results"
 KINDS = ("ours", "duckdb", "duckdb-batched", "dlt", "naive")
 
@@ -33,7 +35,8 @@ KINDS = ("ours", "duckdb", "duckdb-batched", "dlt", "naive")
 def load_benchmark(calls: int, *, naive_max_s: float, timeout_s: float) -> dict[str, Any]:
     """All the contenders on the same NDJSON file, each in its own process."""
     path = details_file(calls)
-    out: dict[str, Any] = {"calls": calls, "bytes": path.stat().st_size}
+    out: dict[str, Any] = {"calls": calls, "bytes": path.stat().st_size,
+                           "batch": DEFAULT_DETAIL_BATCH_SIZE}  # fmt: skip
     for kind in KINDS:
         folder = WORK / f"load_{kind}_{calls}"
         shutil.rmtree(folder, ignore_errors=True)

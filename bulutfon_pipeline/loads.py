@@ -24,7 +24,11 @@ import pandas as pd
 from bulutfon_pipeline import progress
 from bulutfon_pipeline.faults import crash_point
 from bulutfon_pipeline.normalize import Reject, normalize_details, normalize_listing
-from bulutfon_pipeline.settings import DEFAULT_LISTING_CHUNK_ROWS, LOCAL_TZ
+from bulutfon_pipeline.settings import (
+    DEFAULT_DETAIL_BATCH_SIZE,
+    DEFAULT_LISTING_CHUNK_ROWS,
+    LOCAL_TZ,
+)
 from bulutfon_pipeline.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -170,7 +174,7 @@ def load_details(
     start: dt.date,
     end: dt.date,
     refetch: bool = False,
-    batch_size: int = 500,
+    batch_size: int = DEFAULT_DETAIL_BATCH_SIZE,
 ) -> DetailLoadSummary:
     """Fetch and load the details of the listed calls of local days ``start..end``.
 
