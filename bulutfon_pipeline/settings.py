@@ -43,7 +43,8 @@ DEFAULT_LOOKBACK_HOURS = 48  # BULUTFON_LOOKBACK_HOURS
 DEFAULT_START_DATE = dt.date(2015, 1, 1)  # BULUTFON_START_DATE
 #: Details per DuckDB transaction (BULUTFON_DETAIL_BATCH_SIZE). Each batch pays fixed costs
 #: (pandas frames, Arrow conversion, statements, a commit): 1,000 loaded 100,000 calls in
-#: 32-36 s against 42 s at 500, for about 9 MB more peak RSS in a sync (BENCHMARKS.md).
+#: 32-36 s against 42 s at 500; a 100,000-call sync peaked at 396 MB against 380 MB
+#: (BENCHMARKS.md). Set 500 where memory matters more than speed.
 DEFAULT_DETAIL_BATCH_SIZE = 1000
 #: Listing rows a scan gathers before it stages them in the warehouse (bounds its memory).
 DEFAULT_LISTING_CHUNK_ROWS = 5000  # BULUTFON_LISTING_CHUNK_ROWS

@@ -190,7 +190,7 @@ pipeline_state = Table(
 # memory limit a batch's commit cost grew with the table (100,000 calls: 38 s of load
 # CPU with the keys, 28 s without; benchmarks/ANALYSIS.md). The loader keeps the keys
 # unique itself (one writer at a time holds the file, every batch is deduplicated and
-# upserted by key) and the asset checks ``*_key_unique`` verify it after every load.
+# upserted by key) and the ``*_unique`` asset checks verify it after every load.
 # Warehouses created before keep their constraints, which stay correct, only slower.
 UNENFORCED_KEY_TABLES = (cdrs, call_flow_steps, originations, raw_cdr_details)
 
