@@ -44,11 +44,7 @@ def decode(body: bytes | str) -> Any:
         JSONDecodeError: ``body`` is not valid JSON (including ``NaN``, ``Infinity``,
             a number beyond a double's range and a lone surrogate).
     """
-    if isinstance(body, str):
-        body = _utf8(body)
-    if body.startswith(_BOM):
-        body = body[len(_BOM) :]
-    return _DECODER.decode(body)
+    return _DECODER.decode(_bytes(body))
 
 
 def decode_keeping_text(body: bytes | str, key: str) -> Any:
@@ -58,10 +54,7 @@ def decode_keeping_text(body: bytes | str, key: str) -> Any:
     Raises:
         JSONDecodeError: as :func:`decode`.
     """
-    if isinstance(body, str):
-        return decode_keeping_text(_utf8(body), key)
-    if body.startswith(_BOM):
-        body = body[len(_BOM) :]
+    body = _bytes(body)
     try:
         members = _MEMBERS.decode(body)
     except msgspec.ValidationError:  # valid JSON, but not an object
@@ -75,18 +68,23 @@ def decode_keeping_text(body: bytes | str, key: str) -> Any:
     return out
 
 
-def _utf8(text: str) -> bytes:
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:  # a lone surrogate
-        raise JSONDecodeError(f"not UTF-8 text: {exc.reason}") from None
+def _bytes(body: bytes | str) -> bytes:
+    """``body`` as UTF-8 bytes without a byte order mark."""
+    if isinstance(body, str):
+        try:
+            body = body.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate
+            raise JSONDecodeError(f"not UTF-8 text: {exc.reason}") from None
+    return body[len(_BOM) :] if body.startswith(_BOM) else body
 
 
 def encode_text(value: Any) -> str:
     """``value`` as compact JSON text, non-ASCII characters as they are.
 
+    msgspec writes a set or tuple as an array and a non-finite float as ``null``; the
+    pipeline only encodes what :func:`decode` produced, which holds neither.
+
     Raises:
-        TypeError: ``value`` holds something JSON cannot (a set, an object).
-        msgspec.EncodeError: a float that is not finite.
+        TypeError: ``value`` holds an object JSON has no form for.
     """
     return _ENCODER.encode(value).decode("utf-8")
