@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterator
 
 import dagster as dg
 
-from bulutfon_pipeline.settings import DEFAULT_REJECT_RATE_WARN
 from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline.warehouse.integrity import KEYED_TABLES, integrity_counts
 
 CHECK_SPECS = [
     dg.AssetCheckSpec(
@@ -56,91 +55,54 @@ CHECK_SPECS = [
 ]
 
 
-def _scalar(wh: Warehouse, sql: str, params: list[object] | None = None) -> int:
-    with wh.transaction() as con:
-        row = con.execute(sql, params or []).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
+#: table -> (its key-uniqueness check, the metadata key of the count)
+_KEY_CHECKS = {
+    "cdrs": ("cdrs_uuid_unique", "duplicate_uuids"),
+    "call_flow_steps": ("call_flow_steps_key_unique", "duplicate_keys"),
+    "originations": ("originations_key_unique", "duplicate_keys"),
+    "raw_cdr_details": ("raw_cdr_details_uuid_unique", "duplicate_keys"),
+}
+assert set(_KEY_CHECKS) == set(KEYED_TABLES)
 
 
-def evaluate(wh: Warehouse, *, lookback: dt.timedelta) -> Iterator[dg.AssetCheckResult]:
-    """Run every check in :data:`CHECK_SPECS` against the warehouse."""
-    duplicates = _scalar(
-        wh, "SELECT count(*) FROM (SELECT uuid FROM cdrs GROUP BY uuid HAVING count(*) > 1)"
-    )
-    yield dg.AssetCheckResult(
-        check_name="cdrs_uuid_unique",
-        asset_key="cdrs",
-        passed=duplicates == 0,
-        metadata={"duplicate_uuids": duplicates},
-    )
-    # The keys of the bulk tables are not DuckDB constraints (schema.UNENFORCED_KEY_TABLES):
-    # the loader keeps them unique, and these checks prove it after every load.
-    for check, table, keys in (
-        ("call_flow_steps_key_unique", "call_flow_steps", "cdr_uuid, step_index"),
-        ("originations_key_unique", "originations", "cdr_uuid, step_index, attempt_index"),
-        ("raw_cdr_details_uuid_unique", "raw_cdr_details", "uuid"),
-    ):
-        repeated = _scalar(
-            wh,
-            f"SELECT count(*) FROM (SELECT 1 FROM {table} "  # noqa: S608 (identifiers are ours)
-            f"GROUP BY {keys} HAVING count(*) > 1)",
-        )
+def evaluate(
+    wh: Warehouse, *, lookback: dt.timedelta, reject_rate_warn: float
+) -> Iterator[dg.AssetCheckResult]:
+    """Turn the warehouse's integrity counts into a result for every check in
+    :data:`CHECK_SPECS`.
+
+    Args:
+        wh: the warehouse just loaded.
+        lookback: calls newer than the high-water mark minus this are not yet missing.
+        reject_rate_warn: ``cdrs_reject_rate`` warns above this share of listed calls.
+    """
+    counts = integrity_counts(wh, lookback=lookback)
+    for table, (name, key) in _KEY_CHECKS.items():
+        repeated = counts.duplicate_keys[table]
         yield dg.AssetCheckResult(
-            check_name=check,
-            asset_key=table,
-            passed=repeated == 0,
-            metadata={"duplicate_keys": repeated},
+            check_name=name, asset_key=table, passed=repeated == 0, metadata={key: repeated}
         )
-    orphan_steps = _scalar(
-        wh,
-        "SELECT count(*) FROM call_flow_steps s "
-        "WHERE NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.uuid = s.cdr_uuid)",
-    )
-    yield dg.AssetCheckResult(
-        check_name="call_flow_steps_has_parent",
-        asset_key="call_flow_steps",
-        passed=orphan_steps == 0,
-        metadata={"orphan_rows": orphan_steps},
-    )
-    orphan_originations = _scalar(
-        wh,
-        "SELECT count(*) FROM originations o WHERE NOT EXISTS (SELECT 1 FROM call_flow_steps s "
-        "WHERE s.cdr_uuid = o.cdr_uuid AND s.step_index = o.step_index)",
-    )
-    yield dg.AssetCheckResult(
-        check_name="originations_has_parent",
-        asset_key="originations",
-        passed=orphan_originations == 0,
-        metadata={"orphan_rows": orphan_originations},
-    )
-    hwm = wh.high_water_mark()
-    missing = 0
-    if hwm is not None:
-        missing = _scalar(
-            wh,
-            "SELECT count(*) FROM cdr_listing l WHERE l.call_time < ? "
-            "AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.uuid = l.uuid) "
-            "AND NOT EXISTS (SELECT 1 FROM load_rejects r WHERE r.uuid = l.uuid)",
-            [hwm - lookback],
+    for name, table, orphans in (
+        ("call_flow_steps_has_parent", "call_flow_steps", counts.orphan_flow_steps),
+        ("originations_has_parent", "originations", counts.orphan_originations),
+    ):
+        yield dg.AssetCheckResult(
+            check_name=name, asset_key=table, passed=orphans == 0, metadata={"orphan_rows": orphans}
         )
     yield dg.AssetCheckResult(
         check_name="cdrs_complete",
         asset_key="cdrs",
-        passed=missing == 0,
-        metadata={"listed_without_detail": missing},
+        passed=counts.listed_without_detail == 0,
+        metadata={"listed_without_detail": counts.listed_without_detail},
     )
-    listed = _scalar(wh, "SELECT count(*) FROM cdr_listing")
-    rejected = _scalar(
-        wh,
-        "SELECT count(DISTINCT r.uuid) FROM load_rejects r "
-        "WHERE NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.uuid = r.uuid)",
-    )
-    threshold = float(os.environ.get("BULUTFON_REJECT_RATE_WARN") or DEFAULT_REJECT_RATE_WARN)
-    rate = rejected / listed if listed else 0.0
     yield dg.AssetCheckResult(
         check_name="cdrs_reject_rate",
         asset_key="cdrs",
-        passed=rate <= threshold,
+        passed=counts.reject_rate <= reject_rate_warn,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"rejected_calls": rejected, "listed_calls": listed, "reject_rate": rate},
+        metadata={
+            "rejected_calls": counts.rejected_calls,
+            "listed_calls": counts.listed_calls,
+            "reject_rate": counts.reject_rate,
+        },
     )

@@ -15,7 +15,7 @@ import datetime as dt
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -44,9 +44,17 @@ class DetailClient(Protocol):
     def fetch_details(self, uuids: Iterable[str]) -> Iterator[Any]: ...
 
 
+def _instant(value: Any) -> dt.datetime | None:
+    return None if value in (None, "None", "") else dt.datetime.fromisoformat(str(value))
+
+
 @dataclass
 class ListingScanResult:
-    """What one scan of the listing did."""
+    """What one scan of the listing did.
+
+    It travels from the asset to the runner as materialization metadata: :meth:`to_metadata`
+    and :meth:`from_metadata` are the only places that name its keys.
+    """
 
     pages: int = 0
     items: int = 0
@@ -59,10 +67,50 @@ class ListingScanResult:
     staged_chunks: int = 0
     seconds: float = 0.0
 
+    def to_metadata(self) -> dict[str, Any]:
+        """Plain values (the first 400 days listed) for the asset's metadata."""
+        return {
+            "pages": self.pages,
+            "calls_listed": self.items,
+            "new": self.new,
+            "updated": self.updated,
+            "rejected": self.rejected,
+            "days_touched": len(self.days_touched),
+            "days": [day.isoformat() for day in self.days_touched[:400]],
+            "staged_chunks": self.staged_chunks,
+            "stopped_before": str(self.stop_before),
+            "high_water_mark": str(self.high_water_mark),
+            "duration_s": round(self.seconds, 3),
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any]) -> ListingScanResult:
+        """The result back from :meth:`to_metadata`'s values."""
+        return cls(
+            pages=int(meta.get("pages", 0)),
+            items=int(meta.get("calls_listed", 0)),
+            new=int(meta.get("new", 0)),
+            updated=int(meta.get("updated", 0)),
+            rejected=int(meta.get("rejected", 0)),
+            stop_before=_instant(meta.get("stopped_before")),
+            high_water_mark=_instant(meta.get("high_water_mark")),
+            days_touched=[dt.date.fromisoformat(day) for day in meta.get("days", [])],
+            staged_chunks=int(meta.get("staged_chunks", 0)),
+            seconds=float(meta.get("duration_s", 0.0)),
+        )
+
+
+#: The counts of a detail load, as named in its metadata (``calls_<name>``).
+_DETAIL_COUNTS = ("listed", "pending", "fetched", "new", "updated", "rejected")
+
 
 @dataclass
 class DetailLoadSummary:
-    """What one detail load of a date range did."""
+    """What one detail load of a date range did.
+
+    It travels from the asset to the runner as materialization metadata: :meth:`to_metadata`
+    and :meth:`from_metadata` are the only places that name its keys.
+    """
 
     start: dt.date
     end: dt.date
@@ -77,6 +125,29 @@ class DetailLoadSummary:
     originations: int = 0
     seconds: float = 0.0
     preview: pd.DataFrame | None = None
+
+    def to_metadata(self) -> dict[str, Any]:
+        """Plain values for the metadata of every asset the detail load writes."""
+        return {
+            "range": f"{self.start.isoformat()}..{self.end.isoformat()}",
+            **{f"calls_{name}": getattr(self, name) for name in _DETAIL_COUNTS},
+            "batches": self.batches,
+            "duration_s": round(self.seconds, 3),
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any]) -> DetailLoadSummary:
+        """The summary back from :meth:`to_metadata`'s values (without the preview)."""
+        first, _, last = str(meta["range"]).partition("..")
+        summary = cls(
+            start=dt.date.fromisoformat(first),
+            end=dt.date.fromisoformat(last),
+            batches=int(meta.get("batches", 0)),
+            seconds=float(meta.get("duration_s", 0.0)),
+        )
+        for name in _DETAIL_COUNTS:
+            setattr(summary, name, int(meta.get(f"calls_{name}", 0)))
+        return summary
 
 
 def local_midnight(day: dt.date) -> dt.datetime:
@@ -197,6 +268,7 @@ def load_details(
     summary = DetailLoadSummary(start=start, end=end)
     uuids = warehouse.pending_uuids(start, end, refetch=refetch)
     summary.pending = len(uuids)
+    summary.listed = warehouse.listed_count(start, end)
     bar = progress.reporter()
     bar.start("call details", len(uuids))
     with warehouse.session():

@@ -1,41 +1,35 @@
-"""Daily partitions in the PBX's own calendar (Europe/Istanbul days)."""
+"""Daily partitions in the PBX's own calendar (Europe/Istanbul days), and ranged runs."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import dagster as dg
 
-from bulutfon_pipeline.settings import DEFAULT_START_DATE, LOCAL_TZ_NAME
-
-
-def start_date_from_env(env: dict[str, str] | None = None) -> dt.date:
-    """The first partition: ``BULUTFON_START_DATE`` (YYYY-MM-DD) or 2015-01-01.
-
-    Raises:
-        ValueError: with a one-line message when the variable is not a date.
-    """
-    raw = (env if env is not None else os.environ).get("BULUTFON_START_DATE", "").strip()
-    if not raw:
-        return DEFAULT_START_DATE
-    try:
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        raise ValueError(
-            f"BULUTFON_START_DATE={raw!r} is not a date; use YYYY-MM-DD, e.g. 2015-01-01"
-        ) from None
-
-
-def _partitions_start() -> str:
-    try:
-        return start_date_from_env().isoformat()
-    except ValueError:
-        # Definitions must load even with a bad environment; the CLI reports the error.
-        return DEFAULT_START_DATE.isoformat()
-
-
-#: One partition per local day; ``end_offset=1`` makes today's (still filling) day available.
-daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=_partitions_start(), timezone=LOCAL_TZ_NAME, end_offset=1
+# Dagster has no public way to start one run over a range of partitions in-process
+# (``materialize`` and ``RunRequest`` take a single ``partition_key``), but a run tagged
+# with the range's first and last key is what a UI backfill with a single-run policy
+# launches. This module is the only place that touches those internal tag names.
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
 )
+
+from bulutfon_pipeline.settings import LOCAL_TZ_NAME, Settings
+
+#: One partition per local day from BULUTFON_START_DATE; ``end_offset=1`` makes today's
+#: (still filling) day available. Definitions must load with any environment, so a bad
+#: start date falls back to the default here; the CLI reports it in one line.
+daily_partitions = dg.DailyPartitionsDefinition(
+    start_date=Settings.from_env_or_defaults().start_date.isoformat(),
+    timezone=LOCAL_TZ_NAME,
+    end_offset=1,
+)
+
+
+def range_tags(first: dt.date, last: dt.date) -> dict[str, str]:
+    """The run tags that make one run cover the local days ``first..last`` (inclusive)."""
+    return {
+        ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+        ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+    }

@@ -27,16 +27,13 @@ from typing import Any, Protocol
 
 from bulutfon_pipeline import progress
 from bulutfon_pipeline.normalize import Reject
-from bulutfon_pipeline.settings import DEFAULT_DATA_DIR
 from bulutfon_pipeline.warehouse import RecordingCandidate, RecordingRow, Warehouse
 
 __all__ = [
     "RECORDINGS_DIR",
     "PurgeSummary",
     "RecordingsSummary",
-    "data_dir_from_env",
     "download_recordings",
-    "downloads_enabled",
     "purge_recordings",
     "recording_stem",
 ]
@@ -50,16 +47,23 @@ MEDIA_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg"}
 # A uuid becomes a file name: allow only characters that cannot leave the day folder.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _DAY_FOLDER = re.compile(r"(\d{4})/(\d{2})/(\d{2})")
-_TRUE = {"1", "true", "yes", "on"}
 
 
 class RecordingClient(Protocol):
     def download_recordings(self, items: Iterable[tuple[str, Path]]) -> Iterator[Any]: ...
 
 
+#: The counts of a recordings load, as named in its metadata.
+_RECORDING_COUNTS = ("candidates", "downloaded", "skipped", "rejected", "bytes", "batches")
+
+
 @dataclass
 class RecordingsSummary:
-    """What one recordings load of a date range did."""
+    """What one recordings load of a date range did.
+
+    It travels from the asset to the runner as materialization metadata: :meth:`to_metadata`
+    and :meth:`from_metadata` are the only places that name its keys.
+    """
 
     start: dt.date
     end: dt.date
@@ -71,6 +75,25 @@ class RecordingsSummary:
     batches: int = 0
     seconds: float = 0.0
 
+    def to_metadata(self) -> dict[str, Any]:
+        """Plain values for the asset's metadata."""
+        return {
+            "range": f"{self.start.isoformat()}..{self.end.isoformat()}",
+            **{name: getattr(self, name) for name in _RECORDING_COUNTS},
+            "duration_s": round(self.seconds, 3),
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any]) -> RecordingsSummary:
+        """The summary back from :meth:`to_metadata`'s values."""
+        first, _, last = str(meta["range"]).partition("..")
+        return cls(
+            start=dt.date.fromisoformat(first),
+            end=dt.date.fromisoformat(last),
+            **{name: int(meta.get(name, 0)) for name in _RECORDING_COUNTS},
+            seconds=float(meta.get("duration_s", 0.0)),
+        )
+
 
 @dataclass
 class PurgeSummary:
@@ -81,18 +104,6 @@ class PurgeSummary:
     files: int = 0
     stray_files: int = 0
     folders: list[str] = field(default_factory=list)
-
-
-def downloads_enabled(env: Mapping[str, str] | None = None) -> bool:
-    """``BULUTFON_DOWNLOAD_RECORDINGS`` is on (``1``/``true``/``yes``/``on``); off by default."""
-    env = os.environ if env is None else env
-    return env.get("BULUTFON_DOWNLOAD_RECORDINGS", "").strip().lower() in _TRUE
-
-
-def data_dir_from_env(env: Mapping[str, str] | None = None) -> Path:
-    """``BULUTFON_DATA_DIR``, or ``data``."""
-    env = os.environ if env is None else env
-    return Path(env.get("BULUTFON_DATA_DIR", "").strip() or DEFAULT_DATA_DIR)
 
 
 def recording_stem(uuid: str, call_date: dt.date) -> Path:

@@ -1,4 +1,4 @@
-"""Dagster resources: the Bulutfon API client and the DuckDB warehouse.
+"""Dagster resources: the Bulutfon API client, the DuckDB warehouse and the settings.
 
 Secrets come in through ``EnvVar`` (resolved at run time, never stored in run config);
 every other value falls back to the environment, then to ``settings``. Nothing reads a
@@ -8,12 +8,9 @@ that needs credentials fails at run time with one clear line.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -21,12 +18,14 @@ from pydantic import Field
 
 from bulutfon_pipeline.api import BulutfonClient, ClientConfig
 from bulutfon_pipeline.api.errors import ConfigError
-from bulutfon_pipeline.partitions import start_date_from_env
 from bulutfon_pipeline.settings import (
+    DEFAULT_DATA_DIR,
     DEFAULT_DETAIL_BATCH_SIZE,
-    DEFAULT_DUCKDB_PATH,
     DEFAULT_LISTING_CHUNK_ROWS,
     DEFAULT_LOOKBACK_HOURS,
+    DEFAULT_REJECT_RATE_WARN,
+    DEFAULT_START_DATE,
+    Settings,
 )
 from bulutfon_pipeline.warehouse import Warehouse
 
@@ -103,59 +102,60 @@ class WarehouseResource(DuckDBResource):
         return warehouse
 
 
-@dataclass(frozen=True)
-class LoadSettings:
-    """Knobs of the incremental load, read from the environment at run time."""
+class SettingsResource(dg.ConfigurableResource):
+    """The pipeline's knobs (``settings.Settings``), shown and overridable in the launchpad.
 
-    lookback: dt.timedelta
-    start_date: dt.date
-    detail_batch_size: int
-    listing_chunk_rows: int = DEFAULT_LISTING_CHUNK_ROWS
+    ``default_resources`` fills every field from the environment (BULUTFON_*) when the
+    code location loads; a run's resource config wins over them.
+    """
+
+    data_dir: str = Field(default=DEFAULT_DATA_DIR, description="BULUTFON_DATA_DIR")
+    lookback_hours: float = Field(
+        default=DEFAULT_LOOKBACK_HOURS, description="BULUTFON_LOOKBACK_HOURS"
+    )
+    start_date: str = Field(
+        default=DEFAULT_START_DATE.isoformat(), description="BULUTFON_START_DATE (YYYY-MM-DD)"
+    )
+    detail_batch_size: int = Field(
+        default=DEFAULT_DETAIL_BATCH_SIZE, description="BULUTFON_DETAIL_BATCH_SIZE"
+    )
+    listing_chunk_rows: int = Field(
+        default=DEFAULT_LISTING_CHUNK_ROWS, description="BULUTFON_LISTING_CHUNK_ROWS"
+    )
+    reject_rate_warn: float = Field(
+        default=DEFAULT_REJECT_RATE_WARN, description="BULUTFON_REJECT_RATE_WARN"
+    )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> LoadSettings:
-        """Read BULUTFON_LOOKBACK_HOURS, BULUTFON_START_DATE, BULUTFON_DETAIL_BATCH_SIZE,
-        BULUTFON_LISTING_CHUNK_ROWS.
-
-        Raises:
-            ConfigError: a value is malformed (one line naming the variable).
-        """
-        env = os.environ if env is None else env
-        try:
-            start_date = start_date_from_env(dict(env))
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
+    def from_settings(cls, settings: Settings) -> SettingsResource:
+        """The resource holding ``settings``' values."""
         return cls(
-            lookback=dt.timedelta(
-                hours=_positive_number(env, "BULUTFON_LOOKBACK_HOURS", DEFAULT_LOOKBACK_HOURS)
-            ),
-            start_date=start_date,
-            detail_batch_size=int(
-                _positive_number(env, "BULUTFON_DETAIL_BATCH_SIZE", DEFAULT_DETAIL_BATCH_SIZE)
-            ),
-            listing_chunk_rows=int(
-                _positive_number(env, "BULUTFON_LISTING_CHUNK_ROWS", DEFAULT_LISTING_CHUNK_ROWS)
-            ),
+            data_dir=str(settings.data_dir),
+            lookback_hours=settings.lookback_hours,
+            start_date=settings.start_date.isoformat(),
+            detail_batch_size=settings.detail_batch_size,
+            listing_chunk_rows=settings.listing_chunk_rows,
+            reject_rate_warn=settings.reject_rate_warn,
         )
 
+    def get(self) -> Settings:
+        """The validated settings.
 
-def _positive_number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be positive")
-    return value
-
-
-def duckdb_path_from_env(env: Mapping[str, str] | None = None) -> str:
-    """BULUTFON_DUCKDB_PATH, or data/bulutfon.duckdb."""
-    env = os.environ if env is None else env
-    return env.get("BULUTFON_DUCKDB_PATH", "").strip() or DEFAULT_DUCKDB_PATH
+        Raises:
+            SettingsError: a value given in run config is malformed.
+        """
+        # Validated through the same parser as the environment, so a bad launchpad value
+        # fails the run with the same one-line message as a bad variable.
+        return Settings.from_env(
+            {
+                "BULUTFON_DATA_DIR": self.data_dir,
+                "BULUTFON_LOOKBACK_HOURS": repr(self.lookback_hours),
+                "BULUTFON_START_DATE": self.start_date,
+                "BULUTFON_DETAIL_BATCH_SIZE": str(self.detail_batch_size),
+                "BULUTFON_LISTING_CHUNK_ROWS": str(self.listing_chunk_rows),
+                "BULUTFON_REJECT_RATE_WARN": repr(self.reject_rate_warn),
+            }
+        )
 
 
 def _secret(name: str) -> dg.EnvVar | None:
@@ -163,14 +163,24 @@ def _secret(name: str) -> dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
-def default_resources() -> dict[str, object]:
-    """The resources every entry point (UI, schedule, CLI) uses."""
+def default_resources(settings: Settings | None = None) -> dict[str, object]:
+    """The resources every entry point (UI, schedule, CLI) uses.
+
+    Args:
+        settings: the pipeline settings; read from the environment when omitted (a
+            malformed environment falls back to the defaults, so the definitions load;
+            the CLI validates first and reports the error).
+    """
+    settings = settings if settings is not None else Settings.from_env_or_defaults()
     return {
         "bulutfon": BulutfonResource(
+            # One data folder for the token file, the recordings and the reports.
+            data_dir=str(settings.data_dir),
             access_token=_secret("BULUTFON_ACCESS_TOKEN"),
             client_id=_secret("BULUTFON_CLIENT_ID"),
             client_secret=_secret("BULUTFON_CLIENT_SECRET"),
             refresh_token=_secret("BULUTFON_REFRESH_TOKEN"),
         ),
-        "warehouse": WarehouseResource(database=str(Path(duckdb_path_from_env()))),
+        "warehouse": WarehouseResource(database=str(settings.duckdb_path)),
+        "settings": SettingsResource.from_settings(settings),
     }

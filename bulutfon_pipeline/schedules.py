@@ -3,49 +3,45 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
-from bulutfon_pipeline.recordings import downloads_enabled
-from bulutfon_pipeline.settings import DEFAULT_SCHEDULE_CRON, LOCAL_TZ, LOCAL_TZ_NAME
+from bulutfon_pipeline.assets._common import GROUP
+from bulutfon_pipeline.partitions import range_tags
+from bulutfon_pipeline.settings import LOCAL_TZ, LOCAL_TZ_NAME, Settings
+
+# Read when the code location loads: which assets the job selects and when it runs cannot
+# change per run. A malformed environment falls back to the defaults here, and the CLI
+# reports it in one line.
+_SETTINGS = Settings.from_env_or_defaults()
 
 
-def _refresh_selection() -> dg.AssetSelection:
+def _refresh_selection(settings: Settings) -> dg.AssetSelection:
     # Recordings are personal data: the schedule downloads them only when
-    # BULUTFON_DOWNLOAD_RECORDINGS is on (read when the code location loads).
-    selection: dg.AssetSelection = dg.AssetSelection.groups("bulutfon")
-    if not downloads_enabled():
+    # BULUTFON_DOWNLOAD_RECORDINGS is on.
+    selection: dg.AssetSelection = dg.AssetSelection.groups(GROUP)
+    if not settings.download_recordings:
         selection = selection - dg.AssetSelection.assets("call_recordings")
     return selection
 
 
 refresh_job = dg.define_asset_job(
     "bulutfon_refresh",
-    selection=_refresh_selection(),
+    selection=_refresh_selection(_SETTINGS),
     description="Scan the listing, then load the details (and recordings) of the given days.",
 )
 
 
-def _range_tags(today: dt.date) -> dict[str, str]:
-    yesterday = today - dt.timedelta(days=1)
-    return {
-        ASSET_PARTITION_RANGE_START_TAG: yesterday.isoformat(),
-        ASSET_PARTITION_RANGE_END_TAG: today.isoformat(),
-    }
-
-
 @dg.schedule(
     job=refresh_job,
-    cron_schedule=os.environ.get("BULUTFON_SCHEDULE_CRON") or DEFAULT_SCHEDULE_CRON,
+    cron_schedule=_SETTINGS.schedule_cron,
     execution_timezone=LOCAL_TZ_NAME,
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 def bulutfon_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Every 15 minutes (BULUTFON_SCHEDULE_CRON): the listing, yesterday and today."""
     today = context.scheduled_execution_time.astimezone(LOCAL_TZ).date()
-    return dg.RunRequest(run_key=None, tags={**_range_tags(today), "bulutfon/trigger": "schedule"})
+    yesterday = today - dt.timedelta(days=1)
+    return dg.RunRequest(
+        run_key=None, tags={**range_tags(yesterday, today), "bulutfon/trigger": "schedule"}
+    )

@@ -1,13 +1,18 @@
 """Defaults in one place: URLs, paths, page size, timeouts, retry limits, file locations.
 
 Every value here can be overridden by the environment variable named next to it
-(see `.env.example`). This module is plain Python and imports no dagster, so the API
-client, the simulator and the warehouse layer share it.
+(see `.env.example`). :class:`Settings` reads and validates the pipeline's variables, in
+one place. This module is plain Python and imports nothing of the project, so every layer
+(the API client, the simulator, the warehouse, the assets) can use it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 #: The PBX's clock. API times without an offset are local time here (DST until 2016).
@@ -60,3 +65,112 @@ DUCKDB_MEMORY_LIMIT = "64MB"
 DUCKDB_CHECKPOINT_THRESHOLD = "256MB"
 DEFAULT_SCHEDULE_CRON = "*/15 * * * *"  # BULUTFON_SCHEDULE_CRON
 DEFAULT_REJECT_RATE_WARN = 0.01  # BULUTFON_REJECT_RATE_WARN
+
+
+# --- The pipeline's settings object -----------------------------------------------------
+#
+# Read from the environment here and nowhere else (the API client's own variables are read
+# by ``api.config.ClientConfig.from_env``, which the API package owns). In Dagster these
+# values reach the assets, checks and schedule through ``resources.SettingsResource``, so
+# the launchpad shows them and a run can override them.
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class SettingsError(ValueError):
+    """A setting is malformed; the message is one line naming the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the pipeline outside the API client, validated once.
+
+    Build it with :meth:`from_env` (the environment) or directly (tests, the resource).
+    """
+
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    duckdb_path: Path = Path(DEFAULT_DUCKDB_PATH)
+    lookback_hours: float = DEFAULT_LOOKBACK_HOURS
+    start_date: dt.date = DEFAULT_START_DATE
+    detail_batch_size: int = DEFAULT_DETAIL_BATCH_SIZE
+    listing_chunk_rows: int = DEFAULT_LISTING_CHUNK_ROWS
+    reject_rate_warn: float = DEFAULT_REJECT_RATE_WARN
+    download_recordings: bool = False
+    schedule_cron: str = DEFAULT_SCHEDULE_CRON
+
+    @property
+    def lookback(self) -> dt.timedelta:
+        """How far behind the high-water mark a scan looks for late calls."""
+        return dt.timedelta(hours=self.lookback_hours)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the ``BULUTFON_*`` pipeline variables; empty ones count as unset.
+
+        Raises:
+            SettingsError: a value is malformed (one line naming the variable).
+        """
+        env = os.environ if env is None else env
+
+        def raw(name: str) -> str:
+            return env.get(name, "").strip()
+
+        return cls(
+            data_dir=Path(raw("BULUTFON_DATA_DIR") or DEFAULT_DATA_DIR),
+            duckdb_path=Path(raw("BULUTFON_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH),
+            lookback_hours=_positive(env, "BULUTFON_LOOKBACK_HOURS", DEFAULT_LOOKBACK_HOURS),
+            start_date=parse_start_date(raw("BULUTFON_START_DATE")),
+            detail_batch_size=int(
+                _positive(env, "BULUTFON_DETAIL_BATCH_SIZE", DEFAULT_DETAIL_BATCH_SIZE)
+            ),
+            listing_chunk_rows=int(
+                _positive(env, "BULUTFON_LISTING_CHUNK_ROWS", DEFAULT_LISTING_CHUNK_ROWS)
+            ),
+            reject_rate_warn=_positive(
+                env, "BULUTFON_REJECT_RATE_WARN", DEFAULT_REJECT_RATE_WARN, zero_ok=True
+            ),
+            download_recordings=raw("BULUTFON_DOWNLOAD_RECORDINGS").lower() in _TRUE,
+            schedule_cron=raw("BULUTFON_SCHEDULE_CRON") or DEFAULT_SCHEDULE_CRON,
+        )
+
+    @classmethod
+    def from_env_or_defaults(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """:meth:`from_env`, or the defaults when the environment is malformed.
+
+        For what must load whatever the environment holds (the Dagster definitions); the
+        CLI validates with :meth:`from_env` first and reports the error in one line.
+        """
+        try:
+            return cls.from_env(env)
+        except SettingsError:
+            return cls()
+
+
+def parse_start_date(raw: str) -> dt.date:
+    """``BULUTFON_START_DATE`` (YYYY-MM-DD; empty: 2015-01-01).
+
+    Raises:
+        SettingsError: with a one-line message when the value is not a date.
+    """
+    if not raw:
+        return DEFAULT_START_DATE
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise SettingsError(
+            f"BULUTFON_START_DATE={raw!r} is not a date; use YYYY-MM-DD, e.g. 2015-01-01"
+        ) from None
+
+
+def _positive(env: Mapping[str, str], name: str, default: float, *, zero_ok: bool = False) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not (value >= 0 if zero_ok else value > 0) or value == float("inf"):
+        kind = "a non-negative" if zero_ok else "a positive"
+        raise SettingsError(f"{name}={raw!r} must be {kind} number")
+    return value

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 
 KEYS = {
     "cdrs": ("uuid",),
@@ -73,3 +75,12 @@ def table_snapshot(db: Path | str) -> dict[str, list[dict]]:
         rows = read_table(db, table)
         snapshot[table] = [{k: v for k, v in row.items() if k not in skip} for row in rows]
     return snapshot
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block and restore them afterwards."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in values.items():
+            patch.setenv(name, value)
+        yield

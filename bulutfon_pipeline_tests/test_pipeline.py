@@ -10,17 +10,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from bulutfon_pipeline.assets import cdr_details, cdr_listing
-from bulutfon_pipeline.cli import run_sync
-from bulutfon_pipeline.demo import temporary_environment as environment
+from bulutfon_pipeline.partitions import range_tags
 from bulutfon_pipeline.resources import default_resources
+from bulutfon_pipeline.runner import run_sync
 from bulutfon_pipeline_tests.helpers import (
     assert_tables_match,
+    environment,
     read_table,
     table_snapshot,
 )
@@ -58,10 +55,7 @@ def _materialize_all(first: dt.date, last: dt.date) -> None:
         [cdr_listing, cdr_details],
         selection=DETAIL_ASSETS,
         resources=default_resources(),
-        tags={
-            ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
-        },
+        tags=range_tags(first, last),
     )
     assert details.success
     checks = {e.check_name: e.passed for e in details.get_asset_check_evaluations()}
@@ -189,11 +183,11 @@ def test_late_and_new_calls_are_picked_up_by_the_next_sync(
 ) -> None:
     sim = simulator_factory(days=3, calls_per_day=30)
     with environment(_env(sim, tmp_path)):
-        run_sync(show_progress=False)
+        run_sync()
         late = sim.add_calls(3, where="late", hours_ago=6)
         new = sim.add_calls(2, where="head")
         sim.reset_stats()
-        run_sync(show_progress=False)
+        run_sync()
         db = tmp_path / "warehouse.duckdb"
         assert_tables_match(db, sim.expected_tables())
         loaded = {row["uuid"] for row in read_table(db, "cdrs")}
@@ -208,13 +202,13 @@ def test_calls_arriving_while_the_listing_is_paged_are_not_lost_or_duplicated(
     sim = simulator_factory(days=2, calls_per_day=60, live_calls_per_page=4)
     original = {row["uuid"] for row in sim.expected_tables()["cdrs"]}
     with environment(_env(sim, tmp_path, BULUTFON_PAGE_SIZE="15")):
-        run_sync(show_progress=False)
+        run_sync()
         db = tmp_path / "warehouse.duckdb"
         listed = [row["uuid"] for row in read_table(db, "cdr_listing")]
         assert len(listed) == len(set(listed))
         assert original <= set(listed)
         sim.update_config(live_calls_per_page=0)
-        run_sync(show_progress=False)
+        run_sync()
         assert_tables_match(db, sim.expected_tables())
 
 
@@ -225,7 +219,7 @@ def test_a_backfill_of_seven_days_runs_through_dagster(simulator_factory, tmp_pa
     with environment({**_env(sim, tmp_path), "DAGSTER_HOME": str(home)}):
         first, _ = _days(sim)
         start, end = first + dt.timedelta(days=1), first + dt.timedelta(days=7)
-        run_sync(start=start, end=end, show_progress=False)
+        run_sync(start=start, end=end)
         instance = dg.DagsterInstance.get()
         done = instance.get_materialized_partitions(dg.AssetKey("cdrs"))
         instance.dispose()
@@ -292,7 +286,7 @@ def test_bad_token_is_reported_in_one_line(simulator_factory, tmp_path: Path) ->
 
 
 def test_a_second_sync_exits_with_one_line_while_one_runs(tmp_path: Path) -> None:
-    from bulutfon_pipeline.cli import sync_lock
+    from bulutfon_pipeline.runner import sync_lock
 
     db = tmp_path / "w.duckdb"
     env = {

@@ -10,10 +10,10 @@ import dagster as dg
 import pytest
 
 from bulutfon_pipeline.assets import call_report
-from bulutfon_pipeline.demo import temporary_environment as environment
 from bulutfon_pipeline.report import SECTIONS, build_report
 from bulutfon_pipeline.resources import WarehouseResource
 from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline_tests.helpers import environment
 from bulutfon_pipeline_tests.warehouse.test_marts import CALLS, ORIGINATIONS, STEPS
 
 NOW = dt.datetime(2024, 5, 8, 9, 0, tzinfo=dt.UTC)  # 12:00 in Istanbul

@@ -5,4 +5,7 @@ from bulutfon_pipeline.assets.listing import cdr_listing
 from bulutfon_pipeline.assets.recordings import call_recordings
 from bulutfon_pipeline.assets.report import call_report
 
-__all__ = ["call_recordings", "call_report", "cdr_details", "cdr_listing"]
+#: Every asset of the code location, in load order.
+ASSETS = (cdr_listing, cdr_details, call_recordings, call_report)
+
+__all__ = ["ASSETS", "call_recordings", "call_report", "cdr_details", "cdr_listing"]

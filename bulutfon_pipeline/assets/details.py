@@ -1,18 +1,19 @@
 """The daily-partitioned detail load: ``cdrs`` and the tables normalized from each call."""
 
-import datetime as dt
 from typing import Any
 
 import dagster as dg
 
 from bulutfon_pipeline import checks
-from bulutfon_pipeline.assets.listing import GROUP
+from bulutfon_pipeline.assets._common import (
+    GROUP,
+    api_metadata,
+    partition_days,
+    refetch_requested,
+)
 from bulutfon_pipeline.loads import load_details
 from bulutfon_pipeline.partitions import daily_partitions
-from bulutfon_pipeline.resources import BulutfonResource, LoadSettings, WarehouseResource
-
-#: A run tag that makes any run (a UI backfill included) fetch loaded calls again.
-REFETCH_TAG = "bulutfon/refetch"
+from bulutfon_pipeline.resources import BulutfonResource, SettingsResource, WarehouseResource
 
 
 class DetailsConfig(dg.Config):
@@ -69,13 +70,11 @@ def cdr_details(
     config: DetailsConfig,
     bulutfon: BulutfonResource,
     warehouse: WarehouseResource,
+    settings: SettingsResource,
 ):
     """Fetch each listed call's detail for the partition's days and load the call tables."""
-    window = context.partition_time_window
-    start = window.start.date()
-    end = (window.end - dt.timedelta(days=1)).date()
-    refetch = config.refetch or context.run.tags.get(REFETCH_TAG, "").lower() == "true"
-    settings = LoadSettings.from_env()
+    start, end = partition_days(context)
+    knobs = settings.get()
     wh = warehouse.warehouse()
     with bulutfon.client() as client:
         summary = load_details(
@@ -83,38 +82,22 @@ def cdr_details(
             wh,
             start=start,
             end=end,
-            refetch=refetch,
-            batch_size=settings.detail_batch_size,
+            refetch=refetch_requested(context, config.refetch),
+            batch_size=knobs.detail_batch_size,
         )
         stats = client.stats.as_dict()
-    with wh.transaction() as con:
-        row = con.execute(
-            "SELECT count(*) FROM cdr_listing WHERE call_date BETWEEN ? AND ?", [start, end]
-        ).fetchone()
-    listed = int(row[0]) if row else 0
     context.log.info(
         "details %s..%s: %d listed, %d pending, %d fetched, %d new, %d updated, %d rejected",
         start,
         end,
-        listed,
+        summary.listed,
         summary.pending,
         summary.fetched,
         summary.new,
         summary.updated,
         summary.rejected,
     )
-    common: dict[str, Any] = {
-        "range": f"{start.isoformat()}..{end.isoformat()}",
-        "calls_listed": listed,
-        "calls_pending": summary.pending,
-        "calls_fetched": summary.fetched,
-        "calls_new": summary.new,
-        "calls_updated": summary.updated,
-        "calls_rejected": summary.rejected,
-        "batches": summary.batches,
-        "duration_s": round(summary.seconds, 3),
-        **{f"api_{name}": value for name, value in stats.items()},
-    }
+    common: dict[str, Any] = {**summary.to_metadata(), **api_metadata(stats)}
     preview = (
         summary.preview.to_markdown(index=False)
         if summary.preview is not None
@@ -130,4 +113,4 @@ def cdr_details(
     yield dg.MaterializeResult(
         asset_key="originations", metadata={**common, "rows_written": summary.originations}
     )
-    yield from checks.evaluate(wh, lookback=settings.lookback)
+    yield from checks.evaluate(wh, lookback=knobs.lookback, reject_rate_warn=knobs.reject_rate_warn)

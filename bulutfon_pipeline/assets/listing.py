@@ -2,26 +2,28 @@
 
 import dagster as dg
 
+from bulutfon_pipeline.assets._common import GROUP, api_metadata
 from bulutfon_pipeline.loads import scan_listing
-from bulutfon_pipeline.resources import BulutfonResource, LoadSettings, WarehouseResource
-
-GROUP = "bulutfon"
+from bulutfon_pipeline.resources import BulutfonResource, SettingsResource, WarehouseResource
 
 
 @dg.asset(group_name=GROUP, pool="duckdb", kinds={"duckdb", "python"})
 def cdr_listing(
-    context: dg.AssetExecutionContext, bulutfon: BulutfonResource, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    bulutfon: BulutfonResource,
+    warehouse: WarehouseResource,
+    settings: SettingsResource,
 ) -> dg.MaterializeResult:
     """Every call seen in the Bulutfon CDR listing, scanned newest-first back to known data."""
-    settings = LoadSettings.from_env()
+    knobs = settings.get()
     wh = warehouse.warehouse()
     with bulutfon.client() as client:
         result = scan_listing(
             client,
             wh,
-            lookback=settings.lookback,
-            start_date=settings.start_date,
-            chunk_rows=settings.listing_chunk_rows,
+            lookback=knobs.lookback,
+            start_date=knobs.start_date,
+            chunk_rows=knobs.listing_chunk_rows,
         )
         stats = client.stats.as_dict()
     context.log.info(
@@ -33,20 +35,4 @@ def cdr_listing(
         result.rejected,
         len(result.days_touched),
     )
-    days = [day.isoformat() for day in result.days_touched]
-    return dg.MaterializeResult(
-        metadata={
-            "pages": result.pages,
-            "calls_listed": result.items,
-            "new": result.new,
-            "updated": result.updated,
-            "rejected": result.rejected,
-            "days_touched": len(days),
-            "days": dg.MetadataValue.json(days[:400]),
-            "staged_chunks": result.staged_chunks,
-            "stopped_before": str(result.stop_before),
-            "high_water_mark": str(result.high_water_mark),
-            "duration_s": round(result.seconds, 3),
-            **{f"api_{name}": value for name, value in stats.items()},
-        }
-    )
+    return dg.MaterializeResult(metadata={**result.to_metadata(), **api_metadata(stats)})

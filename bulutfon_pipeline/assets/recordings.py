@@ -1,15 +1,17 @@
 """The daily-partitioned ``call_recordings`` asset: a thin wrapper around
 :func:`bulutfon_pipeline.recordings.download_recordings`."""
 
-import datetime as dt
-
 import dagster as dg
 
-from bulutfon_pipeline.assets.details import REFETCH_TAG
-from bulutfon_pipeline.assets.listing import GROUP
+from bulutfon_pipeline.assets._common import (
+    GROUP,
+    api_metadata,
+    partition_days,
+    refetch_requested,
+)
 from bulutfon_pipeline.partitions import daily_partitions
 from bulutfon_pipeline.recordings import download_recordings
-from bulutfon_pipeline.resources import BulutfonResource, WarehouseResource
+from bulutfon_pipeline.resources import BulutfonResource, SettingsResource, WarehouseResource
 
 
 class RecordingsConfig(dg.Config):
@@ -32,16 +34,19 @@ def call_recordings(
     config: RecordingsConfig,
     bulutfon: BulutfonResource,
     warehouse: WarehouseResource,
+    settings: SettingsResource,
 ) -> dg.MaterializeResult:
     """The audio of every recorded call of the partition's days, under BULUTFON_DATA_DIR."""
-    window = context.partition_time_window
-    start = window.start.date()
-    end = (window.end - dt.timedelta(days=1)).date()
-    refetch = config.refetch or context.run.tags.get(REFETCH_TAG, "").lower() == "true"
+    start, end = partition_days(context)
     wh = warehouse.warehouse()
     with bulutfon.client() as client:
         summary = download_recordings(
-            client, wh, data_dir=client.config.data_dir, start=start, end=end, refetch=refetch
+            client,
+            wh,
+            data_dir=settings.get().data_dir,
+            start=start,
+            end=end,
+            refetch=refetch_requested(context, config.refetch),
         )
         stats = client.stats.as_dict()
     context.log.info(
@@ -53,16 +58,4 @@ def call_recordings(
         summary.skipped,
         summary.rejected,
     )
-    return dg.MaterializeResult(
-        metadata={
-            "range": f"{start.isoformat()}..{end.isoformat()}",
-            "candidates": summary.candidates,
-            "downloaded": summary.downloaded,
-            "skipped": summary.skipped,
-            "rejected": summary.rejected,
-            "bytes": summary.bytes,
-            "batches": summary.batches,
-            "duration_s": round(summary.seconds, 3),
-            **{f"api_{name}": value for name, value in stats.items()},
-        }
-    )
+    return dg.MaterializeResult(metadata={**summary.to_metadata(), **api_metadata(stats)})

@@ -2,8 +2,7 @@
 
 import dagster as dg
 
-from bulutfon_pipeline.recordings import data_dir_from_env
-from bulutfon_pipeline.resources import WarehouseResource
+from bulutfon_pipeline.resources import SettingsResource, WarehouseResource
 
 #: Its own group, so the 15-minute refresh job (group ``bulutfon``) does not redraw it.
 REPORT_GROUP = "bulutfon_reports"
@@ -16,14 +15,15 @@ REPORT_GROUP = "bulutfon_reports"
     kinds={"html", "python"},
 )
 def call_report(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, settings: SettingsResource
 ) -> dg.MaterializeResult:
     """A self-contained HTML call report (charts of the marts) in BULUTFON_DATA_DIR/reports."""
     # Imported here: matplotlib costs every process that loads the definitions (each
     # `sync`, each run worker) most of a second, and only this asset draws.
     from bulutfon_pipeline.report import REPORTS_DIR, build_report
 
-    report = build_report(warehouse.warehouse(), out_dir=data_dir_from_env() / REPORTS_DIR)
+    out_dir = settings.get().data_dir / REPORTS_DIR
+    report = build_report(warehouse.warehouse(), out_dir=out_dir)
     context.log.info("call report written to %s", report.path)
     summary = report.summary
     return dg.MaterializeResult(

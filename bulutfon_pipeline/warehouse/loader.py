@@ -936,6 +936,18 @@ class Warehouse:
             ).fetchall()
         return [uuid for (uuid,) in rows]
 
+    def listed_count(self, start: date, end: date) -> int:
+        """Listed calls with ``call_date`` in ``[start, end]``."""
+        with self.transaction() as con:
+            return int(
+                _scalar(
+                    con,
+                    "SELECT count(*) FROM cdr_listing WHERE call_date BETWEEN ? AND ?",
+                    [start, end],
+                )
+                or 0
+            )
+
     def pending_dates(self) -> list[date]:
         """Distinct local call dates that have pending uuids, ascending."""
         with self.transaction() as con:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from bulutfon_pipeline.cli import DAGSTER_YAML
+from bulutfon_pipeline.cli.ui import DAGSTER_YAML
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCATION = "bulutfon_pipeline.definitions"

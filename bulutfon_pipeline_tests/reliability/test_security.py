@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bulutfon_pipeline import cli
+from bulutfon_pipeline.cli import main as cli_main
+from bulutfon_pipeline.cli import ui as cli_ui
 from bulutfon_pipeline_tests.reliability.conftest import Workspace, find_leaks
 
 pytestmark = pytest.mark.reliability
@@ -37,11 +38,11 @@ def test_make_ui_binds_the_webserver_to_loopback_by_default(
         launched.append(list(args))
         return subprocess.CompletedProcess(args, 0)
 
-    monkeypatch.setattr(cli.subprocess, "Popen", FakePopen)
-    monkeypatch.setattr(cli.subprocess, "run", fake_run)
+    monkeypatch.setattr(cli_ui.subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(cli_ui.subprocess, "run", fake_run)
     monkeypatch.setenv("BULUTFON_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    result = CliRunner().invoke(cli.main, ["ui"])
+    result = CliRunner().invoke(cli_main, ["ui"])
     assert result.exit_code == 0, result.output
     dagster = next(args for args in launched if "dev" in args)
     assert dagster[dagster.index("-h") + 1] == "127.0.0.1"

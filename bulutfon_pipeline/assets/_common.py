@@ -1,0 +1,41 @@
+"""What the assets share: their group, the partition window, the refetch tag, API counts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+#: The asset group of the loads (the refresh job selects it).
+GROUP = "bulutfon"
+#: A run tag that makes any run (a UI backfill included) fetch loaded calls again.
+REFETCH_TAG = "bulutfon/refetch"
+#: Metadata keys of the API client's counters start with this.
+_API_PREFIX = "api_"
+
+
+def partition_days(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
+    """The first and last local day (inclusive) of a run's partition window."""
+    window = context.partition_time_window
+    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
+
+
+def refetch_requested(context: dg.AssetExecutionContext, configured: bool) -> bool:
+    """The run's config asks for a refetch, or the run carries ``REFETCH_TAG=true``."""
+    return configured or context.run.tags.get(REFETCH_TAG, "").lower() == "true"
+
+
+def api_metadata(stats: Mapping[str, int]) -> dict[str, int]:
+    """The client's counters as metadata (``api_requests``, ``api_retries``…)."""
+    return {f"{_API_PREFIX}{name}": value for name, value in stats.items()}
+
+
+def api_counts(metadata: Mapping[str, Any]) -> dict[str, int]:
+    """The client's counters back from :func:`api_metadata`'s keys."""
+    return {
+        key[len(_API_PREFIX) :]: int(value)
+        for key, value in metadata.items()
+        if key.startswith(_API_PREFIX)
+    }

@@ -1,0 +1,66 @@
+"""`bulutfon-pipeline demo`: runs :func:`runner.run_demo` and prints what it did.
+
+It prints the sync summary, a few example queries with their results, and where to look
+next.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from bulutfon_pipeline import runner
+from bulutfon_pipeline.cli.output import console, print_rows, print_summary, progress_bars
+
+EXAMPLE_QUERIES: list[tuple[str, str]] = [
+    (
+        "Calls per direction, with the answer rate",
+        """SELECT direction, count(*) AS calls, count(*) FILTER (answered) AS answered,
+       round(100.0 * count(*) FILTER (answered) / count(*), 1) AS answer_rate_pct
+FROM cdrs GROUP BY direction ORDER BY calls DESC""",
+    ),
+    (
+        "Ring-group members: who answers, who loses the race",
+        """SELECT ring_group, destination, rings, answers, lost_races,
+       round(answer_share, 2) AS answer_share
+FROM ring_group_performance ORDER BY ring_group, answers DESC LIMIT 8""",
+    ),
+    (
+        "Calls per local hour (Europe/Istanbul; the month crosses the 2015 DST change)",
+        """SELECT hour(timezone('Europe/Istanbul', call_time)) AS local_hour,
+       count(*) AS calls, count(*) FILTER (answered) AS answered,
+       round(avg(talk_seconds) FILTER (answered), 1) AS avg_talk_s
+FROM cdrs GROUP BY local_hour ORDER BY calls DESC LIMIT 5""",
+    ),
+]
+
+
+def demo(*, days: int, calls_per_day: int, database: Path, show_progress: bool) -> None:
+    """Run the demo and print the summary, the example queries and the next steps."""
+    with progress_bars(show_progress) as reporter:
+        result = runner.run_demo(
+            days=days,
+            calls_per_day=calls_per_day,
+            database=database,
+            reporter=reporter,
+            announce=lambda line: console.print(line, highlight=False),
+        )
+    print_summary(result.sync, title="demo sync")
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        for title, sql in EXAMPLE_QUERIES:
+            cursor = con.execute(sql)
+            columns = [d[0] for d in cursor.description or []]
+            print_rows(title, columns, cursor.fetchall(), sql=sql)
+    finally:
+        con.close()
+    console.print(
+        f"\nDone in {result.seconds:.1f} s; the simulator served "
+        f"{result.detail_requests} detail requests. Warehouse: [bold]{database}[/]\n"
+        f'Query it:  .venv/bin/python -c "import duckdb; '
+        f"print(duckdb.connect('{database}', read_only=True).sql('FROM daily_call_summary'))\"\n"
+        "Open the Dagster UI on the simulator: [bold]make ui[/] then http://127.0.0.1:3000\n"
+        f"Recordings: [bold]{result.recordings_dir}[/]\n"
+        f"Call report (open it in a browser): [bold]{result.report_path or '?'}[/]"
+    )

@@ -1,0 +1,190 @@
+"""The ``bulutfon-pipeline`` commands: sync, backfill, purge-recordings, auth, demo, ui,
+simulator.
+
+Each command parses its arguments, calls :mod:`bulutfon_pipeline.runner` and renders the
+result. Problems a user can fix (configuration, credentials, an unreachable API, a bad
+path) end with one line on stderr and a non-zero exit, never a traceback
+(:mod:`bulutfon_pipeline.cli.errors`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from bulutfon_pipeline import runner
+from bulutfon_pipeline.cli.errors import CLIError, friendly_errors
+from bulutfon_pipeline.cli.output import console, err_console, print_summary, progress_bars
+from bulutfon_pipeline.settings import LOCAL_TZ
+
+DATE = click.DateTime(formats=["%Y-%m-%d"])
+
+
+class _LazySimulatorGroup(click.Group):
+    """Imports the ``simulator`` command (starlette, uvicorn, the dataset generator: a
+    third of ``--help``'s start-up) only when that command runs; the command list shows
+    a stub with the same one-line help."""
+
+    _SIMULATOR_HELP = "Serve the Bulutfon API simulator until interrupted."
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "simulator"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "simulator":
+            return click.Command("simulator", help=self._SIMULATOR_HELP)
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if name == "simulator":
+            from bulutfon_pipeline.simulator.cli import simulator_command
+
+            command = simulator_command
+        return name, command, rest
+
+
+@click.group(cls=_LazySimulatorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bulutfon_pipeline")
+def main() -> None:
+    """Load Bulutfon call records (CDRs, call flows, originations) into DuckDB."""
+
+
+@main.command()
+@click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
+@friendly_errors
+def sync(no_progress: bool) -> None:
+    """Scan the listing, then load every day that has calls not loaded yet."""
+    with progress_bars(not no_progress) as reporter:
+        result = runner.run_sync(reporter=reporter)
+    print_summary(result)
+
+
+@main.command()
+@click.option("--start", required=True, type=DATE, help="First local day, YYYY-MM-DD.")
+@click.option("--end", required=True, type=DATE, help="Last local day (inclusive), YYYY-MM-DD.")
+@click.option("--refetch", is_flag=True, help="Fetch calls already loaded again.")
+@click.option("--skip-listing", is_flag=True, help="Do not scan the listing first.")
+@click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
+@friendly_errors
+def backfill(
+    start: dt.datetime, end: dt.datetime, refetch: bool, skip_listing: bool, no_progress: bool
+) -> None:
+    """Load the days START..END (scanning the listing first)."""
+    if end < start:
+        raise CLIError(f"--end {end.date()} is before --start {start.date()}; swap them")
+    with progress_bars(not no_progress) as reporter:
+        result = runner.run_sync(
+            listing=not skip_listing,
+            start=start.date(),
+            end=end.date(),
+            refetch=refetch,
+            reporter=reporter,
+        )
+    print_summary(result, title="backfill")
+
+
+@main.command("purge-recordings")
+@click.option(
+    "--before", required=True, type=DATE, help="Delete recordings of calls before this local day."
+)
+@friendly_errors
+def purge_recordings_command(before: dt.datetime) -> None:
+    """Delete the recording files and call_recordings rows of calls before BEFORE.
+
+    The rows go first, in one transaction, then the files. If the command dies in
+    between, the files are left without rows; run it again with the same date and it
+    deletes them (it sweeps every file in the day folders before BEFORE).
+    """
+    summary, data_dir = runner.run_purge(before.date())
+    console.print(
+        f"purged recordings before {summary.before.isoformat()}: {summary.rows} rows, "
+        f"{summary.files} files, {summary.stray_files} stray files, "
+        f"{len(summary.folders)} day folders under {data_dir / 'recordings'}",
+        highlight=False,
+    )
+
+
+@main.command()
+@click.option("--code", help="Exchange this OAuth authorization code for tokens.")
+@click.option("--refresh", "refresh", is_flag=True, help="Refresh the stored token now.")
+@friendly_errors
+def auth(code: str | None, refresh: bool) -> None:
+    """Obtain or refresh OAuth tokens; they are stored in BULUTFON_DATA_DIR (mode 0600)."""
+    from bulutfon_pipeline.api import ClientConfig, exchange_code, force_refresh
+
+    if bool(code) == bool(refresh):
+        raise click.UsageError("give exactly one of --code CODE or --refresh")
+    config = ClientConfig.from_env()
+    token = exchange_code(config, code) if code else force_refresh(config)
+    expires = dt.datetime.fromtimestamp(token.expires_at, dt.UTC).astimezone(LOCAL_TZ)
+    console.print(
+        f"Stored a new token pair in {config.data_dir}/ (mode 0600); "
+        f"the access token expires at {expires:%Y-%m-%d %H:%M %Z}."
+    )
+
+
+@main.command()
+@click.option("--days", default=30, show_default=True, help="Days of simulated calls.")
+@click.option("--calls-per-day", default=300, show_default=True)
+@click.option("--database", default="data/demo.duckdb", show_default=True, type=click.Path())
+@click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
+@friendly_errors
+def demo(days: int, calls_per_day: int, database: str, no_progress: bool) -> None:
+    """Run the whole pipeline against the embedded simulator into data/demo.duckdb."""
+    from bulutfon_pipeline.cli.demo import demo as run_demo
+
+    run_demo(
+        days=days,
+        calls_per_day=calls_per_day,
+        database=Path(database),
+        show_progress=not no_progress,
+    )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Webserver bind address.")
+@click.option("--port", default=3000, show_default=True, help="Webserver port.")
+@click.option("--simulator-port", default=8765, show_default=True)
+@click.option("--database", default="data/ui.duckdb", show_default=True, type=click.Path())
+@friendly_errors
+def ui(host: str, port: int, simulator_port: int, database: str) -> None:
+    """Start the simulator and `dagster dev` pointed at it (http://127.0.0.1:3000)."""
+    from bulutfon_pipeline.cli.ui import run_ui
+
+    run_ui(
+        settings=runner.read_settings(),
+        host=host,
+        port=port,
+        simulator_port=simulator_port,
+        database=Path(database),
+    )
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """The console entry point: every usage or user error is one line on stderr."""
+    try:
+        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        if isinstance(error, CLIError):
+            error.show()
+        else:
+            hint = " (see --help)" if isinstance(error, click.UsageError) else ""
+            message = f"[bold red]error:[/] {error.format_message()}{hint}"
+            err_console.print(message, highlight=False)
+        sys.exit(error.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

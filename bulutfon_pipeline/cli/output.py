@@ -1,0 +1,113 @@
+"""Rendering: the consoles, progress bars, the sync summary and query result tables."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from bulutfon_pipeline.runner import SyncResult
+
+console = Console(stderr=False)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+class RichReporter:
+    """Progress bars on a terminal, driven by :mod:`bulutfon_pipeline.progress`."""
+
+    def __init__(self, bar: Progress) -> None:
+        self._bar = bar
+        self._tasks: dict[str, TaskID] = {}
+
+    def start(self, task: str, total: int | None) -> None:
+        if task in self._tasks:
+            self._bar.reset(self._tasks[task], total=total, visible=True)
+        else:
+            self._tasks[task] = self._bar.add_task(task, total=total)
+
+    def advance(self, task: str, amount: int = 1) -> None:
+        if task in self._tasks:
+            self._bar.advance(self._tasks[task], amount)
+
+    def finish(self, task: str) -> None:
+        if task in self._tasks:
+            current = self._bar.tasks[self._tasks[task]]
+            self._bar.update(self._tasks[task], total=current.completed)
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool) -> Iterator[RichReporter | None]:
+    """A reporter drawing progress bars on a terminal; ``None`` when disabled or piped."""
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    bar = Progress(
+        TextColumn("{task.description:>14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    with bar:
+        yield RichReporter(bar)
+
+
+def print_summary(result: SyncResult, *, title: str = "sync") -> None:
+    """A summary table of a sync or backfill."""
+    table = Table(title=f"bulutfon-pipeline {title}", show_header=True, header_style="bold")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    if result.listing is not None:
+        table.add_row("listing pages read", str(result.listing.pages))
+        table.add_row("calls in listing scan", str(result.listing.items))
+        table.add_row("new calls listed", str(result.listing.new))
+    ranges = ", ".join(
+        a.isoformat() if a == b else f"{a.isoformat()}..{b.isoformat()}" for a, b in result.ranges
+    )
+    table.add_row("days loaded", ranges or "none (nothing pending)")
+    table.add_row("details fetched", str(result.detail_total("fetched")))
+    table.add_row("calls new", str(result.detail_total("new")))
+    table.add_row("calls updated", str(result.detail_total("updated")))
+    table.add_row("records rejected (see load_rejects)", str(result.rejected))
+    if result.recordings:
+        table.add_row(
+            "recordings downloaded / skipped / rejected",
+            f"{result.recording_total('downloaded')} / {result.recording_total('skipped')} / "
+            f"{result.recording_total('rejected')}",
+        )
+    api = result.api
+    table.add_row(
+        "API requests / retries / 429s / token refreshes",
+        f"{api.get('requests', 0)} / {api.get('retries', 0)} / "
+        f"{api.get('rate_limited', 0)} / {api.get('refreshes', 0)}",
+    )
+    table.add_row("duration", f"{result.seconds:.1f} s")
+    console.print(table)
+
+
+def print_rows(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, sql: str | None = None
+) -> None:
+    """A query's result as a table (``None`` shown empty), after the SQL when given."""
+    table = Table(title=title, title_justify="left", show_header=True, header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if value is None else str(value) for value in row))
+    if sql is not None:
+        console.print(f"[dim]{sql}[/]", highlight=False)
+    console.print(table)

@@ -1,0 +1,62 @@
+"""Running the pipeline: sync, backfill, report, purge and demo, with typed results.
+
+The CLI parses arguments and renders what this module returns; the tests call it directly.
+It imports neither click nor rich. ``sync`` and ``backfill`` run the same Dagster assets as
+the UI and the schedule, in-process (runs are recorded in ``DAGSTER_HOME`` when it is set),
+and read their counts back from the materializations through the summaries' own
+``from_metadata``.
+
+Modules: ``preflight`` (settings, credentials, path, the sync lock), ``sync`` (sync,
+backfill, report, purge), ``demo``, ``errors``. Errors (the CLI maps each to an exit code):
+
+* :class:`SetupError` - something the user can fix: settings, credentials, a bad path;
+* :class:`BusyError` - another sync holds the warehouse;
+* :class:`RunFailedError` - the run itself failed (e.g. the disk filled up);
+* the project's own errors (``BulutfonError``, ``WarehouseError``) raised inside a Dagster
+  run are unwrapped by :func:`user_error`.
+"""
+
+from bulutfon_pipeline.runner.demo import DemoResult, run_demo
+from bulutfon_pipeline.runner.errors import (
+    BusyError,
+    RunFailedError,
+    RunnerError,
+    SetupError,
+    is_runtime_failure,
+    user_error,
+)
+from bulutfon_pipeline.runner.preflight import (
+    check_warehouse_path,
+    preflight,
+    read_settings,
+    sync_lock,
+    temporary_environment,
+)
+from bulutfon_pipeline.runner.sync import (
+    DETAIL_ASSETS,
+    SyncResult,
+    run_purge,
+    run_report,
+    run_sync,
+)
+
+__all__ = [
+    "DETAIL_ASSETS",
+    "BusyError",
+    "DemoResult",
+    "RunFailedError",
+    "RunnerError",
+    "SetupError",
+    "SyncResult",
+    "check_warehouse_path",
+    "is_runtime_failure",
+    "preflight",
+    "read_settings",
+    "run_demo",
+    "run_purge",
+    "run_report",
+    "run_sync",
+    "sync_lock",
+    "temporary_environment",
+    "user_error",
+]

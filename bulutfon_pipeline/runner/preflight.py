@@ -1,0 +1,116 @@
+"""Before a run: the settings, the credentials, the warehouse path and the sync lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from bulutfon_pipeline.api.errors import ConfigError
+from bulutfon_pipeline.runner.errors import BusyError, SetupError
+from bulutfon_pipeline.settings import Settings, SettingsError
+
+
+def check_warehouse_path(path: Path) -> None:
+    """Fail with one line when the warehouse file cannot be created or written.
+
+    Raises:
+        SetupError: the folder is missing or read-only, or the path is a folder.
+    """
+    if not path.parent.exists():
+        raise SetupError(
+            f"the folder of BULUTFON_DUCKDB_PATH ({path.parent}) does not exist; "
+            "create it or point BULUTFON_DUCKDB_PATH elsewhere"
+        )
+    if path.is_dir():
+        raise SetupError(
+            f"BULUTFON_DUCKDB_PATH ({path}) is a folder; point it at a file, "
+            f"e.g. {path / 'bulutfon.duckdb'}"
+        )
+    if path.exists() and not os.access(path, os.W_OK):
+        raise SetupError(
+            f"the warehouse file {path} is read-only; make it writable or point "
+            "BULUTFON_DUCKDB_PATH elsewhere"
+        )
+    if not path.exists() and not os.access(path.parent, os.W_OK):
+        raise SetupError(f"cannot create the warehouse in {path.parent}: the folder is read-only")
+
+
+def read_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """The settings from the environment.
+
+    Raises:
+        SetupError: a variable is malformed (one line naming it).
+    """
+    try:
+        return Settings.from_env(env)
+    except SettingsError as error:
+        raise SetupError(str(error)) from None
+
+
+def preflight(env: Mapping[str, str] | None = None) -> Settings:
+    """Validate the settings, the credentials and the warehouse path before any run.
+
+    Raises:
+        SetupError: one line saying what to fix.
+    """
+    from bulutfon_pipeline.resources import BulutfonResource
+
+    settings = read_settings(env)
+    try:
+        config = BulutfonResource().client_config(env)
+    except ConfigError as error:
+        raise SetupError(str(error)) from None
+    if config.auth_mode is None:
+        raise SetupError(
+            "no Bulutfon credentials: set BULUTFON_ACCESS_TOKEN, or BULUTFON_CLIENT_ID, "
+            "BULUTFON_CLIENT_SECRET and BULUTFON_REFRESH_TOKEN (see .env.example)"
+        )
+    check_warehouse_path(settings.duckdb_path)
+    return settings
+
+
+@contextlib.contextmanager
+def sync_lock(db_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock next to the warehouse for the block.
+
+    Raises:
+        BusyError: another process holds it (the message names its pid).
+    """
+    lock_path = db_path.with_name(db_path.name + ".sync.lock")
+    handle = lock_path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise BusyError(
+            f"another sync (pid {holder}) is loading {db_path}; wait for it to finish"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+@contextlib.contextmanager
+def temporary_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block and restore them afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

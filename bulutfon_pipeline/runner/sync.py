@@ -1,0 +1,224 @@
+"""Sync, backfill, report and purge: the same Dagster assets as the UI, run in-process.
+
+Runs are recorded in ``DAGSTER_HOME`` when it is set. Each run's counts come back from its
+materializations through the summaries' own ``from_metadata``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bulutfon_pipeline import progress
+from bulutfon_pipeline.loads import DetailLoadSummary, ListingScanResult, group_dates
+from bulutfon_pipeline.recordings import PurgeSummary, RecordingsSummary
+from bulutfon_pipeline.runner.preflight import (
+    check_warehouse_path,
+    preflight,
+    read_settings,
+    sync_lock,
+)
+from bulutfon_pipeline.settings import LOCAL_TZ, Settings
+from bulutfon_pipeline.warehouse import Warehouse
+
+#: The assets one detail run materializes (the ``cdr_details`` multi-asset).
+DETAIL_ASSETS = ("cdrs", "raw_cdr_details", "call_flow_steps", "originations")
+
+
+@dataclass
+class SyncResult:
+    """What one sync or backfill did."""
+
+    listing: ListingScanResult | None = None
+    ranges: list[tuple[dt.date, dt.date]] = field(default_factory=list)
+    details: list[DetailLoadSummary] = field(default_factory=list)
+    #: ``None`` when recordings are not downloaded (BULUTFON_DOWNLOAD_RECORDINGS off)
+    recordings: list[RecordingsSummary] | None = None
+    #: the API client's counters summed over every run (requests, retries, rate_limited…)
+    api: dict[str, int] = field(default_factory=dict)
+    run_ids: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def detail_total(self, name: str) -> int:
+        """A count of :class:`DetailLoadSummary` (``fetched``, ``new``…) over every range."""
+        return sum(int(getattr(summary, name)) for summary in self.details)
+
+    def recording_total(self, name: str) -> int:
+        """A count of :class:`RecordingsSummary` (``downloaded``…) over every range."""
+        return sum(int(getattr(summary, name)) for summary in self.recordings or [])
+
+    @property
+    def rejected(self) -> int:
+        """Records rejected by the listing scan and the detail loads."""
+        listed = self.listing.rejected if self.listing is not None else 0
+        return listed + self.detail_total("rejected")
+
+    def _add_api(self, counts: Mapping[str, int]) -> None:
+        for name, value in counts.items():
+            self.api[name] = self.api.get(name, 0) + value
+
+
+def _quiet_dagster() -> dict[str, Any]:
+    # The CLI shows its own progress and summary; Dagster's console logger would print
+    # every event (and tracebacks for failures the CLI already explains in one line).
+    warnings.filterwarnings("ignore")
+    logging.getLogger("dagster").setLevel(logging.CRITICAL)
+    return {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def _materialize(
+    selection: Sequence[str],
+    *,
+    settings: Settings,
+    tags: dict[str, str],
+    run_config: dict[str, Any],
+) -> Any:
+    import dagster as dg
+
+    from bulutfon_pipeline.assets import ASSETS
+    from bulutfon_pipeline.resources import default_resources
+
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
+    return dg.materialize(
+        list(ASSETS),
+        selection=list(selection),
+        resources=default_resources(settings),
+        instance=instance,
+        tags={**tags, "bulutfon/trigger": "cli"},
+        run_config=run_config,
+    )
+
+
+def _metadata(result: Any, asset: str) -> dict[str, Any]:
+    import dagster as dg
+
+    for event in result.get_asset_materialization_events():
+        if event.asset_key == dg.AssetKey(asset):
+            return {
+                key: getattr(value, "value", value)
+                for key, value in event.materialization.metadata.items()
+            }
+    return {}
+
+
+def _plan_ranges(
+    warehouse: Warehouse,
+    settings: Settings,
+    start: dt.date | None,
+    end: dt.date | None,
+) -> list[tuple[dt.date, dt.date]]:
+    today = dt.datetime.now(LOCAL_TZ).date()
+    if start is not None and end is not None:
+        ranges = [(max(start, settings.start_date), min(end, today))]
+    else:
+        pending = [d for d in warehouse.pending_dates() if settings.start_date <= d <= today]
+        ranges = group_dates(pending)
+    return [(a, b) for a, b in ranges if a <= b]
+
+
+def run_sync(
+    *,
+    listing: bool = True,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    refetch: bool = False,
+    reporter: progress.ProgressReporter | None = None,
+) -> SyncResult:
+    """Scan the listing (optional), then load every day with pending calls.
+
+    With ``start``/``end`` (a backfill) the given days are loaded even if nothing is
+    pending, so ``refetch`` can reload them. Recordings are downloaded after the details
+    when ``BULUTFON_DOWNLOAD_RECORDINGS`` is on.
+
+    Args:
+        listing: scan the listing first.
+        start: first local day of a backfill.
+        end: last local day of a backfill (inclusive).
+        refetch: fetch calls (and recordings) already loaded again.
+        reporter: where progress goes (e.g. a progress bar); nowhere by default.
+
+    Raises:
+        SetupError, BusyError: before anything runs.
+        Exception: a failed run's error; :func:`user_error` finds the project error in it.
+    """
+    started = time.monotonic()
+    run_config = _quiet_dagster()  # before the assets are imported: they warn on import
+    from bulutfon_pipeline.assets._common import api_counts
+    from bulutfon_pipeline.partitions import range_tags
+
+    settings = preflight()
+    result = SyncResult()
+    installed = progress.installed(reporter) if reporter is not None else contextlib.nullcontext()
+
+    def run(selection: Sequence[str], asset: str, **kwargs: Any) -> dict[str, Any]:
+        # One in-process run; its id and API counters go into the result.
+        done = _materialize(selection, settings=settings, **kwargs)
+        result.run_ids.append(done.run_id)
+        meta = _metadata(done, asset)
+        result._add_api(api_counts(meta))
+        return meta
+
+    def config(op: str) -> dict[str, Any]:
+        return {**run_config, "ops": {op: {"config": {"refetch": refetch}}}}
+
+    with sync_lock(settings.duckdb_path), installed:
+        if listing:
+            meta = run(["cdr_listing"], "cdr_listing", tags={}, run_config=run_config)
+            result.listing = ListingScanResult.from_metadata(meta)
+        warehouse = Warehouse(settings.duckdb_path)
+        warehouse.ensure_schema()
+        result.ranges = _plan_ranges(warehouse, settings, start, end)
+        for first, last in result.ranges:
+            meta = run(
+                DETAIL_ASSETS,
+                "cdrs",
+                tags=range_tags(first, last),
+                run_config=config("cdr_details"),
+            )
+            result.details.append(DetailLoadSummary.from_metadata(meta))
+        if settings.download_recordings:
+            # After the detail runs, so every recorded call of the ranges has its cdrs row.
+            result.recordings = []
+            for first, last in result.ranges:
+                meta = run(
+                    ["call_recordings"],
+                    "call_recordings",
+                    tags=range_tags(first, last),
+                    run_config=config("call_recordings"),
+                )
+                result.recordings.append(RecordingsSummary.from_metadata(meta))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def run_report() -> Path | None:
+    """Materialize ``call_report`` (the asset the UI runs); the report's path."""
+    settings = read_settings()
+    run = _materialize(["call_report"], settings=settings, tags={}, run_config=_quiet_dagster())
+    path = _metadata(run, "call_report").get("path")
+    return Path(path) if path else None
+
+
+def run_purge(before: dt.date) -> tuple[PurgeSummary, Path]:
+    """Delete the recordings of calls before ``before``; the summary and the data folder.
+
+    Raises:
+        SetupError, BusyError: before anything is deleted.
+    """
+    from bulutfon_pipeline.recordings import purge_recordings
+
+    settings = read_settings()
+    check_warehouse_path(settings.duckdb_path)
+    with sync_lock(settings.duckdb_path):
+        warehouse = Warehouse(settings.duckdb_path)
+        warehouse.ensure_schema()
+        summary = purge_recordings(warehouse, data_dir=settings.data_dir, before=before)
+    return summary, settings.data_dir

@@ -1,0 +1,91 @@
+"""The integrity queries behind the asset checks: storage counts, orchestration decides.
+
+Plain Python, no dagster: :func:`integrity_counts` returns numbers, and ``checks.py`` turns
+them into check results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from bulutfon_pipeline.warehouse.loader import Warehouse
+
+#: The bulk tables and their keys. Their keys are not DuckDB constraints
+#: (``schema.UNENFORCED_KEY_TABLES``): the loader keeps them unique, and the checks prove it.
+KEYED_TABLES: dict[str, tuple[str, ...]] = {
+    "cdrs": ("uuid",),
+    "call_flow_steps": ("cdr_uuid", "step_index"),
+    "originations": ("cdr_uuid", "step_index", "attempt_index"),
+    "raw_cdr_details": ("uuid",),
+}
+
+_ORPHAN_STEPS = """
+SELECT count(*) FROM call_flow_steps s
+WHERE NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.uuid = s.cdr_uuid)"""
+_ORPHAN_ORIGINATIONS = """
+SELECT count(*) FROM originations o
+WHERE NOT EXISTS (SELECT 1 FROM call_flow_steps s
+                  WHERE s.cdr_uuid = o.cdr_uuid AND s.step_index = o.step_index)"""
+_LISTED_WITHOUT_DETAIL = """
+SELECT count(*) FROM cdr_listing l WHERE l.call_time < ?
+  AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.uuid = l.uuid)
+  AND NOT EXISTS (SELECT 1 FROM load_rejects r WHERE r.uuid = l.uuid)"""
+_REJECTED_CALLS = """
+SELECT count(DISTINCT r.uuid) FROM load_rejects r
+WHERE NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.uuid = r.uuid)"""
+
+
+@dataclass(frozen=True)
+class IntegrityCounts:
+    """What the checks judge, counted in one transaction."""
+
+    #: table -> number of key values that appear more than once
+    duplicate_keys: dict[str, int]
+    orphan_flow_steps: int
+    orphan_originations: int
+    #: listed calls older than the high-water mark minus the lookback, with neither a
+    #: ``cdrs`` row nor a reject (0 before the first scan)
+    listed_without_detail: int
+    listed_calls: int
+    #: calls with a reject and no ``cdrs`` row
+    rejected_calls: int
+
+    @property
+    def reject_rate(self) -> float:
+        """Rejected calls per listed call (0 with an empty listing)."""
+        return self.rejected_calls / self.listed_calls if self.listed_calls else 0.0
+
+
+def integrity_counts(warehouse: Warehouse, *, lookback: dt.timedelta) -> IntegrityCounts:
+    """Count duplicates, orphans, missing details and rejects.
+
+    Args:
+        warehouse: the warehouse (schema must exist).
+        lookback: calls newer than the high-water mark minus this may still wait for
+            their detail, and are not counted as missing.
+    """
+    hwm = warehouse.high_water_mark()
+    with warehouse.transaction() as con:
+
+        def scalar(sql: str, params: list[object] | None = None) -> int:
+            row = con.execute(sql, params or []).fetchone()
+            return int(row[0]) if row and row[0] is not None else 0
+
+        duplicates = {
+            table: scalar(
+                f"SELECT count(*) FROM (SELECT 1 FROM {table} "  # noqa: S608 (our identifiers)
+                f"GROUP BY {', '.join(keys)} HAVING count(*) > 1)"
+            )
+            for table, keys in KEYED_TABLES.items()
+        }
+        return IntegrityCounts(
+            duplicate_keys=duplicates,
+            orphan_flow_steps=scalar(_ORPHAN_STEPS),
+            orphan_originations=scalar(_ORPHAN_ORIGINATIONS),
+            listed_without_detail=(
+                scalar(_LISTED_WITHOUT_DETAIL, [hwm - lookback]) if hwm is not None else 0
+            ),
+            listed_calls=scalar("SELECT count(*) FROM cdr_listing"),
+            rejected_calls=scalar(_REJECTED_CALLS),
+        )
