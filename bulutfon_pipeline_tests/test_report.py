@@ -11,9 +11,8 @@ import pytest
 
 from bulutfon_pipeline.assets import call_report
 from bulutfon_pipeline.report import SECTIONS, build_report
-from bulutfon_pipeline.resources import WarehouseResource
+from bulutfon_pipeline.resources import SettingsResource, WarehouseResource
 from bulutfon_pipeline.warehouse import Warehouse
-from bulutfon_pipeline_tests.helpers import environment
 from bulutfon_pipeline_tests.warehouse.test_marts import CALLS, ORIGINATIONS, STEPS
 
 NOW = dt.datetime(2024, 5, 8, 9, 0, tzinfo=dt.UTC)  # 12:00 in Istanbul
@@ -84,10 +83,14 @@ def test_top_missed_callers_table_shows_numbers_as_stored(marts: Warehouse, tmp_
 
 
 def test_call_report_asset_attaches_path_and_summary(marts: Warehouse, tmp_path: Path) -> None:
-    with environment({"BULUTFON_DATA_DIR": str(tmp_path / "data")}):
-        result = dg.materialize(
-            [call_report], resources={"warehouse": WarehouseResource(database=str(marts.path))}
-        )
+    result = dg.materialize(
+        [call_report],
+        resources={
+            "warehouse": WarehouseResource(database=str(marts.path)),
+            # The data folder comes from the settings resource (the launchpad's value).
+            "settings": SettingsResource(data_dir=str(tmp_path / "data")),
+        },
+    )
     assert result.success
     (event,) = result.get_asset_materialization_events()
     metadata = event.materialization.metadata
