@@ -145,7 +145,6 @@ def test_no_module_is_over_the_size_limit(limit: int) -> None:
 ALLOWED_BIG: tuple[str, ...] = (
     "bulutfon_pipeline.api.auth",
     "bulutfon_pipeline.api.client",
-    "bulutfon_pipeline.normalize",
     "bulutfon_pipeline.report",
     "bulutfon_pipeline.simulator.app",
     "bulutfon_pipeline.simulator.dataset",
