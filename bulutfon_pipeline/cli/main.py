@@ -9,9 +9,10 @@ path) end with one line on stderr and a non-zero exit, never a traceback
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import click
@@ -61,9 +62,21 @@ def main() -> None:
 @friendly_errors
 def sync(no_progress: bool) -> None:
     """Scan the listing, then load every day that has calls not loaded yet."""
-    with progress_bars(not no_progress) as reporter:
+    with _stop_cleanly("sync"), progress_bars(not no_progress) as reporter:
         result = runner.run_sync(reporter=reporter)
     print_summary(result)
+
+
+@contextlib.contextmanager
+def _stop_cleanly(command: str) -> Iterator[None]:
+    """SIGINT/SIGTERM during the block: one line on stderr and exit 130/143."""
+    path = runner.read_settings().duckdb_path
+    try:
+        with runner.stop_cleanly(path, command=command):
+            yield
+    except runner.StoppedError as stopped:
+        print(stopped.message, file=sys.stderr)
+        sys.exit(stopped.exit_code)
 
 
 @main.command()
@@ -79,7 +92,7 @@ def backfill(
     """Load the days START..END (scanning the listing first)."""
     if end < start:
         raise CLIError(f"--end {end.date()} is before --start {start.date()}; swap them")
-    with progress_bars(not no_progress) as reporter:
+    with _stop_cleanly("backfill"), progress_bars(not no_progress) as reporter:
         result = runner.run_sync(
             listing=not skip_listing,
             start=start.date(),

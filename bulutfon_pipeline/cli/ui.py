@@ -6,11 +6,12 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
-from bulutfon_pipeline.cli.output import console
+from bulutfon_pipeline.cli.errors import RunFailedError
+from bulutfon_pipeline.cli.output import console, err_console
+from bulutfon_pipeline.cli.supervise import ProcessTree
 from bulutfon_pipeline.settings import Settings
 
 DAGSTER_YAML = """\
@@ -26,16 +27,12 @@ telemetry:
 """
 
 
-def _default_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def run_ui(
     *, settings: Settings, host: str, port: int, simulator_port: int, database: Path
 ) -> None:
-    """Start the simulator and `dagster dev` (with a DAGSTER_HOME under the data folder);
-    return when `dagster dev` ends, stopping the simulator."""
+    """Start the simulator and `dagster dev` (with a DAGSTER_HOME under the data folder)
+    and supervise them: a signal to `ui` stops both trees (exit 130/143), and when one
+    child ends the other is stopped (exit 1 if it failed)."""
     data = settings.data_dir.resolve()
     home = Path(os.environ.get("DAGSTER_HOME") or data / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -53,28 +50,22 @@ def run_ui(
         "BULUTFON_DATA_DIR": str(data),
     }
     python = sys.executable
-    sim = subprocess.Popen(
-        [python, "-m", "bulutfon_pipeline.simulator", "--port", str(simulator_port)], env=env
-    )
     dagster_bin = shutil.which("dagster", path=str(Path(python).parent)) or "dagster"
     console.print(
         f"Simulator on http://127.0.0.1:{simulator_port}; Dagster UI on http://{host}:{port} "
-        f"(DAGSTER_HOME={home}). Ctrl-C stops both."
+        f"(DAGSTER_HOME={home}). Ctrl-C (or SIGTERM) stops both."
     )
-    try:
-        subprocess.run(
-            [dagster_bin, "dev", "-w", "workspace.yaml", "-h", host, "-p", str(port)],
-            env=env,
-            check=False,
-            # A shell starts background jobs with SIGINT ignored, and `dagster dev` keeps
-            # that disposition for SIGTERM too; restore the defaults so it can be stopped.
-            preexec_fn=_default_signals,
-        )
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.send_signal(signal.SIGINT)
-        try:
-            sim.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            sim.kill()
+    # Both children, and everything `dagster dev` starts, stop when `ui` does.
+    with ProcessTree() as tree:
+        simulator = [python, "-m", "bulutfon_pipeline.simulator", "--port", str(simulator_port)]
+        tree.spawn("the simulator", simulator, env=env)
+        dev = [dagster_bin, "dev", "-w", "workspace.yaml", "-h", host, "-p", str(port)]
+        tree.spawn("dagster dev", dev, env=env)
+        ended = tree.wait()
+        if ended is None:
+            err_console.print("stopping the simulator and dagster dev")
+    if ended is None:
+        sys.exit(128 + (tree.signum or signal.SIGINT))
+    name, status = ended
+    if status != 0:
+        raise RunFailedError(f"{name} exited with status {status}; stopped the rest")

@@ -7,7 +7,8 @@ and read their counts back from the materializations through the summaries' own
 ``from_metadata``.
 
 Modules: ``preflight`` (settings, credentials, path, the sync lock), ``sync`` (sync,
-backfill, report, purge), ``demo``, ``errors``. Errors (the CLI maps each to an exit code):
+backfill, report, purge), ``interrupts`` (SIGINT/SIGTERM during a sync or backfill: a clean
+stop with one line), ``demo``, ``errors``. Errors (the CLI maps each to an exit code):
 
 * :class:`SetupError` - something the user can fix: settings, credentials, a bad path;
 * :class:`BusyError` - another sync holds the warehouse;
@@ -25,6 +26,7 @@ from bulutfon_pipeline.runner.errors import (
     is_runtime_failure,
     user_error,
 )
+from bulutfon_pipeline.runner.interrupts import StoppedError, stop_cleanly
 from bulutfon_pipeline.runner.preflight import (
     check_warehouse_path,
     preflight,
@@ -47,6 +49,7 @@ __all__ = [
     "RunFailedError",
     "RunnerError",
     "SetupError",
+    "StoppedError",
     "SyncResult",
     "check_warehouse_path",
     "is_runtime_failure",
@@ -56,6 +59,7 @@ __all__ = [
     "run_purge",
     "run_report",
     "run_sync",
+    "stop_cleanly",
     "sync_lock",
     "temporary_environment",
     "user_error",

@@ -20,6 +20,7 @@ from typing import Any
 from bulutfon_pipeline import progress
 from bulutfon_pipeline.loads import DetailLoadSummary, ListingScanResult, group_dates
 from bulutfon_pipeline.recordings import PurgeSummary, RecordingsSummary
+from bulutfon_pipeline.runner.interrupts import raise_if_stopped
 from bulutfon_pipeline.runner.preflight import (
     check_warehouse_path,
     preflight,
@@ -87,7 +88,7 @@ def _materialize(
     from bulutfon_pipeline.resources import default_resources
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
-    return dg.materialize(
+    result = dg.materialize(
         list(ASSETS),
         selection=list(selection),
         resources=default_resources(settings),
@@ -95,6 +96,8 @@ def _materialize(
         tags={**tags, "bulutfon/trigger": "cli"},
         run_config=run_config,
     )
+    raise_if_stopped()  # a signal between steps ends no Dagster run; stop here instead
+    return result
 
 
 def _metadata(result: Any, asset: str) -> dict[str, Any]:

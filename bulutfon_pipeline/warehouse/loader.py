@@ -139,6 +139,21 @@ class DetailLoadResult:
 
 
 @dataclass(frozen=True)
+class LoadProgress:
+    """Where the loads stand: what is committed since an instant and what is still to do.
+
+    Attributes:
+        loaded_since: ``cdrs`` rows written by transactions committed since the instant.
+        pending_calls: listed calls with neither a ``cdrs`` row nor a reject.
+        pending_days: the distinct local days of those calls, ascending.
+    """
+
+    loaded_since: int
+    pending_calls: int
+    pending_days: tuple[date, ...]
+
+
+@dataclass(frozen=True)
 class ReplayResult:
     """What :meth:`Warehouse.replay_raw` did: payloads read, and the load it made."""
 
@@ -960,6 +975,33 @@ class Warehouse:
                 """
             ).fetchall()
         return [day for (day,) in rows]
+
+    def load_progress(self, since: datetime) -> LoadProgress:
+        """What the loads committed since ``since`` and what is still pending.
+
+        Args:
+            since: an aware instant, e.g. when an interrupted sync started.
+
+        Returns:
+            The counts, read in one transaction.
+        """
+        with self.transaction() as con:
+            loaded = _scalar(
+                con, "SELECT count(*) FROM cdrs WHERE loaded_at >= ?", [_utc(since, "since")]
+            )
+            rows = con.execute(
+                """
+                SELECT l.call_date, count(*) FROM cdr_listing AS l
+                WHERE NOT EXISTS (SELECT 1 FROM cdrs AS c WHERE c.uuid = l.uuid)
+                  AND NOT EXISTS (SELECT 1 FROM load_rejects AS r WHERE r.uuid = l.uuid)
+                GROUP BY l.call_date ORDER BY l.call_date
+                """
+            ).fetchall()
+        return LoadProgress(
+            loaded_since=int(loaded),
+            pending_calls=sum(int(n) for _, n in rows),
+            pending_days=tuple(day for day, _ in rows),
+        )
 
     # --- recordings --------------------------------------------------------------------
 

@@ -68,7 +68,7 @@ def _default_interrupts() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _one_stack_at_a_time() -> int | None:
+def one_stack_at_a_time() -> int | None:
     """Under pytest-xdist, block until no other worker of this run has a `dagster dev`
     up; returns the locked file descriptor (None outside xdist)."""
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
@@ -101,7 +101,7 @@ class DagsterDev:
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> DagsterDev:
-        self._lock = _one_stack_at_a_time()
+        self._lock = one_stack_at_a_time()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._client.base_url = httpx.URL(self.url)

@@ -3,7 +3,6 @@ scenario, in the ``workspace`` fixture's teardown)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +24,23 @@ def test_make_ui_binds_the_webserver_to_loopback_by_default(
     assert "--host" not in ui_recipe and "bulutfon-pipeline ui" in ui_recipe
     launched: list[list[str]] = []
 
-    class FakePopen:
-        def __init__(self, args: list[str], **kwargs: Any) -> None:
-            launched.append(list(args))
+    class RecordingTree:
+        """Records what `ui` would start, and reports dagster dev as exited at once."""
 
-        def send_signal(self, sig: int) -> None: ...
+        signum = None
 
-        def wait(self, timeout: float | None = None) -> int:
-            return 0
+        def __enter__(self) -> RecordingTree:
+            return self
 
-    def fake_run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        launched.append(list(args))
-        return subprocess.CompletedProcess(args, 0)
+        def __exit__(self, *exc: object) -> None: ...
 
-    monkeypatch.setattr(cli_ui.subprocess, "Popen", FakePopen)
-    monkeypatch.setattr(cli_ui.subprocess, "run", fake_run)
+        def spawn(self, name: str, argv: list[str], **kwargs: Any) -> None:
+            launched.append(list(argv))
+
+        def wait(self) -> tuple[str, int]:
+            return "dagster dev", 0
+
+    monkeypatch.setattr(cli_ui, "ProcessTree", RecordingTree)
     monkeypatch.setenv("BULUTFON_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     result = CliRunner().invoke(cli_main, ["ui"])

@@ -1,0 +1,181 @@
+"""Stopping ``sync`` and ``backfill`` cleanly on SIGINT (Ctrl-C) or SIGTERM.
+
+Either signal ends the block with :class:`StoppedError`, which carries one line (what is
+committed, and that ``sync`` continues from there) and the exit status a shell reports for
+a process that a signal stopped, 128 + the signal number: 130 for SIGINT, 143 for SIGTERM.
+The CLI prints the line and exits with it.
+
+Nothing is left half-written because every write is a DuckDB transaction: the exception
+the signal raises unwinds through :meth:`Warehouse.transaction`, which rolls back the
+batch in flight and closes the file; ``sync_lock``'s ``finally`` drops the lock file.
+
+Dagster complicates the "which signal" part. While ``execute_in_process`` runs, Dagster
+installs its own SIGINT handler and points SIGTERM at it (``dagster._utils.interrupts``):
+inside an asset it raises ``DagsterExecutionInterruptedError``; between steps it only
+notes the signal, raises it at the next step, or forgets it once the run ends. Its
+handler does not say which signal came. So :func:`stop_cleanly` also sets the signal
+module's wakeup fd: CPython writes the number of every signal that has a Python handler
+to it, whichever handler that is. After the command fails (with whatever exception) or
+after each Dagster run (:func:`raise_if_stopped`), the pipe says whether SIGINT or
+SIGTERM came and which one came first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+__all__ = [
+    "STOP_SIGNALS",
+    "StopRequestedError",
+    "StoppedError",
+    "raise_if_stopped",
+    "stop_cleanly",
+]
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequestedError(BaseException):
+    """SIGINT or SIGTERM arrived (a BaseException, like KeyboardInterrupt: no ``except
+    Exception`` on the way may swallow it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StoppedError(BaseException):
+    """The block was stopped by a signal and rolled back cleanly (a BaseException: nothing
+    on the way may take it for a failure)."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.message = message
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number: 130 for SIGINT, 143 for SIGTERM."""
+        return 128 + self.signum
+
+
+class _Watch:
+    """The read end of the wakeup pipe and the first stop signal read from it."""
+
+    def __init__(self, read_fd: int) -> None:
+        self.read_fd = read_fd
+        self.signum: int | None = None
+
+    def received(self) -> int | None:
+        """The first SIGINT or SIGTERM delivered since the watch began, if any."""
+        while self.signum is None:
+            try:
+                data = os.read(self.read_fd, 256)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            self.signum = next((n for n in data if n in STOP_SIGNALS), None)
+        return self.signum
+
+
+_watch: _Watch | None = None
+
+
+def raise_if_stopped() -> None:
+    """Raise :class:`StopRequestedError` if a stop signal came (e.g. during a Dagster run
+    that finished anyway, because the signal fell between its steps)."""
+    if _watch is not None and (signum := _watch.received()) is not None:
+        raise StopRequestedError(signum)
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise StopRequestedError(signum)
+
+
+@contextlib.contextmanager
+def stop_cleanly(db_path: Path, *, command: str) -> Iterator[None]:
+    """Run the block so that SIGINT or SIGTERM ends it with :class:`StoppedError`.
+
+    Args:
+        db_path: the warehouse, read at the end for what the block committed.
+        command: the command's name, for the message (``sync`` or ``backfill``).
+    """
+    global _watch
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; nothing to do elsewhere
+        return
+    started = dt.datetime.now(dt.UTC)
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+    previous_fd = signal.set_wakeup_fd(write_fd)
+    previous = {stop_signal: signal.getsignal(stop_signal) for stop_signal in STOP_SIGNALS}
+    watch = _watch = _Watch(read_fd)
+    try:
+        # Set even when the shell started us with SIGINT ignored (a background job).
+        for stop_signal in STOP_SIGNALS:
+            signal.signal(stop_signal, _raise_stop)
+        try:
+            yield
+        except BaseException:
+            signum = watch.received()
+            if signum is None:
+                raise
+            _ignore_further_signals()  # a second Ctrl-C must not break the one line
+            raise StoppedError(
+                signum, _stopped_message(signum, db_path, started, command)
+            ) from None
+        signum = watch.received()
+        if signum is not None:  # after the last Dagster run, when nothing raised
+            _ignore_further_signals()
+            raise StoppedError(signum, _stopped_message(signum, db_path, started, command))
+    finally:
+        if watch.signum is None:  # stopping: keep ignoring a second signal until the exit
+            for stop_signal, handler in previous.items():
+                signal.signal(stop_signal, handler if handler is not None else signal.SIG_DFL)
+        signal.set_wakeup_fd(previous_fd)
+        _watch = None
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def _ignore_further_signals() -> None:
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_IGN)
+
+
+def _stopped_message(signum: int, db_path: Path, since: dt.datetime, command: str) -> str:
+    """One line: what is committed and how to continue."""
+    name = signal.Signals(signum).name
+    resume = "run `bulutfon-pipeline sync` again to continue"
+    if command != "sync":
+        resume += f" (or run the same `{command}` again)"
+    return f"stopped by {name}: {_committed(db_path, since)}; {resume}"
+
+
+def _committed(db_path: Path, since: dt.datetime) -> str:
+    from bulutfon_pipeline.warehouse import Warehouse
+
+    if not db_path.exists():
+        return "nothing was committed"
+    try:
+        # A short lock wait: the message must not hang a process that was told to stop.
+        progress = Warehouse(db_path, lock_timeout_s=5.0).load_progress(since)
+    except Exception:  # a summary must never turn a stop into a traceback
+        return "every batch loaded before the signal is committed"
+    days = progress.pending_days
+    if not days:
+        left = "no listed call is left to load"
+    else:
+        span = days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]}"
+        on = f"{len(days)} day" if len(days) == 1 else f"{len(days)} days"
+        left = f"{progress.pending_calls} listed calls on {on} ({span}) still to load"
+    return f"{progress.loaded_since} calls loaded by this run are committed, {left}"
