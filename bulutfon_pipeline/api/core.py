@@ -1,0 +1,358 @@
+"""What the sync and async clients share, with no I/O of its own.
+
+Request construction (httpx settings, URLs), response classification (a response, or a
+transport failure, becomes an :class:`~bulutfon_pipeline.api.retry.Outcome`), the retry
+bookkeeping each flavour's one retry loop drives (:class:`Retries`), and the listing's
+paginator (:class:`ListingPaginator`: which page to ask for next, and when to stop).
+
+The clients do the I/O: :mod:`~bulutfon_pipeline.api.client` (sync) and
+:mod:`~bulutfon_pipeline.api.async_client` (asyncio).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from bulutfon_pipeline import jsonio, settings
+from bulutfon_pipeline.api.auth import BulutfonAuth, TokenManager
+from bulutfon_pipeline.api.concurrency import RatePacer
+from bulutfon_pipeline.api.config import ClientConfig
+from bulutfon_pipeline.api.errors import BulutfonError, InvalidResponseError, NotFoundError
+from bulutfon_pipeline.api.errors import body_excerpt as make_excerpt
+from bulutfon_pipeline.api.models import ClientStats, ListingPage
+from bulutfon_pipeline.api.redact import install_log_redaction, redact
+from bulutfon_pipeline.api.retry import (
+    Outcome,
+    final_error,
+    parse_retry_after,
+    retry_delay,
+    should_retry,
+    transport_error,
+)
+
+__all__ = [
+    "AsyncSleep",
+    "AttemptOutcome",
+    "ClientCore",
+    "ListingPaginator",
+    "Retries",
+    "SyncSleep",
+    "evaluate",
+    "parse_detail",
+    "parse_listing",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+SyncSleep = Callable[[float], None]
+AsyncSleep = Callable[[float], Awaitable[None]]
+
+# Keep at most this much of an error body (bytes) for the error excerpt.
+_ERROR_BODY_KEEP = settings.ERROR_BODY_MAX_CHARS * 4
+
+
+# --- response shapes ------------------------------------------------------------------
+
+
+def parse_listing(data: Any) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """A listing body's items and its ``pagination`` object (None when absent)."""
+    if not isinstance(data, dict) or not isinstance(data.get("cdrs"), list):
+        raise InvalidResponseError("Listing body has no 'cdrs' list", status=200)
+    items = data["cdrs"]
+    if not all(isinstance(item, dict) for item in items):
+        raise InvalidResponseError("Listing 'cdrs' holds a non-object item", status=200)
+    pagination = data.get("pagination")
+    return items, pagination if isinstance(pagination, dict) else None
+
+
+def parse_detail(data: Any) -> dict[str, Any]:
+    """A detail body's inner ``cdr`` object."""
+    if not isinstance(data, dict) or not isinstance(data.get("cdr"), dict):
+        raise InvalidResponseError("Detail body has no 'cdr' object", status=200)
+    cdr: dict[str, Any] = data["cdr"]
+    return cdr
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+class ListingPaginator:
+    """Where one listing scan goes next: the page's query parameters, and when to stop.
+
+    The HTTP loop only asks :attr:`has_next_page` and :meth:`params`, and hands each
+    page's body to :meth:`accept`, which also drops uuids already seen in this scan
+    (the list is live: calls that end meanwhile push items onto later pages).
+    """
+
+    def __init__(self, limit: int, filters: Mapping[str, Any] | None = None) -> None:
+        self.limit = limit
+        self.filters = dict(filters or {})
+        self.page = 1
+        self.has_next_page = True
+        self.seen: set[str] = set()
+
+    def params(self) -> dict[str, Any]:
+        """The query parameters of the next page (we build its URL ourselves: the API's
+        ``next_page`` drops ``limit`` and the token)."""
+        params: dict[str, Any] = dict(self.filters)
+        params.update(page=self.page, limit=self.limit)
+        return params
+
+    def accept(self, body: tuple[list[dict[str, Any]], dict[str, Any] | None]) -> ListingPage:
+        """The page to yield for a parsed body; decides whether another page follows."""
+        items, pagination = body
+        fresh: list[dict[str, Any]] = []
+        duplicates = 0
+        for item in items:
+            uuid = item.get("uuid")
+            if uuid is None:  # no key to dedupe on; normalize will reject it
+                fresh.append(item)
+                continue
+            key = str(uuid)
+            if key in self.seen:  # pushed onto this page by calls that ended meanwhile
+                duplicates += 1
+                continue
+            self.seen.add(key)
+            fresh.append(item)
+        total_pages = _int_or_none(pagination.get("total_pages")) if pagination else None
+        total_count = _int_or_none(pagination.get("total_count")) if pagination else None
+        page = ListingPage(self.page, fresh, total_pages, total_count, duplicates)
+        self.has_next_page = (
+            pagination is not None  # no pagination object: a single page
+            and not ("next_page" in pagination and not pagination["next_page"])
+            and not (total_pages is not None and self.page >= total_pages)
+            and ("next_page" in pagination or total_pages is not None)
+            and bool(items)  # an empty page never leads anywhere; avoid looping
+        )
+        self.page += 1
+        return page
+
+
+# --- one attempt's outcome --------------------------------------------------------------
+
+
+def evaluate(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    url: str,
+    parse: Callable[[Any], T],
+    keep_text: str | None = None,
+) -> Outcome:
+    """The outcome of one response; ``keep_text``: a top-level member whose object
+    value keeps its exact JSON text (:class:`~bulutfon_pipeline.jsonio.JSONObject`)."""
+    if 200 <= status < 300:
+        try:
+            if keep_text is None:
+                data = jsonio.decode(body)
+            else:
+                data = jsonio.decode_keeping_text(body, keep_text)
+        except ValueError:
+            invalid = InvalidResponseError(
+                f"GET {redact(url)} answered {status} with a body that is not valid JSON "
+                f"({len(body)} bytes)",
+                status=status,
+                body_excerpt=make_excerpt(body),
+                url=url,
+            )
+            return Outcome(status=status, url=url, invalid=invalid)
+        try:
+            return Outcome(value=parse(data), status=status, url=url)
+        except InvalidResponseError as exc:
+            invalid = InvalidResponseError(
+                f"GET {redact(url)}: {exc.message}",
+                status=status,
+                body_excerpt=make_excerpt(body),
+                url=url,
+            )
+            return Outcome(status=status, url=url, invalid=invalid)
+    return Outcome(
+        status=status,
+        body=body[:_ERROR_BODY_KEEP],
+        url=url,
+        retry_after=parse_retry_after(headers.get("Retry-After")),
+    )
+
+
+class AttemptOutcome:
+    """Turns the failure of one attempt's I/O into its :class:`Outcome`.
+
+    Wrap an attempt in ``with AttemptOutcome(url) as attempt:`` and set
+    :attr:`outcome` inside; an httpx error (timeout, refused, reset) or a
+    :class:`BulutfonError` raised by the auth flow (refresh rejected) becomes the
+    outcome instead. The exception is swallowed here, so the error raised after the
+    last retry does not chain the httpx exception (whose text holds the full URL).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._outcome: Outcome | None = None
+
+    @property
+    def outcome(self) -> Outcome:
+        if self._outcome is None:
+            raise RuntimeError("the attempt ended without an outcome")
+        return self._outcome
+
+    @outcome.setter
+    def outcome(self, outcome: Outcome) -> None:
+        self._outcome = outcome
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if isinstance(exc, httpx.HTTPError):
+            self._outcome = Outcome(url=self.url, transport=transport_error(exc, self.url))
+            return True
+        if isinstance(exc, BulutfonError):
+            self._outcome = Outcome(url=self.url, fatal=exc)
+            return True
+        return False
+
+
+# --- retries ------------------------------------------------------------------------------
+
+
+class Retries:
+    """The bookkeeping of one request's retry loop (the policy is :mod:`.retry`'s).
+
+    Each flavour's loop hands every attempt's outcome to :meth:`after`, then either
+    returns :attr:`value` (when :attr:`done`) or sleeps the delay it returned.
+    """
+
+    def __init__(self, config: ClientConfig, stats: ClientStats, rng: random.Random) -> None:
+        self._config = config
+        self._stats = stats
+        self._rng = rng
+        self.retries = 0
+        self.done = False
+        self.value: Any = None
+
+    def after(self, outcome: Outcome) -> float:
+        """Count ``outcome``; the delay before the next attempt (0 when done).
+
+        Raises:
+            BulutfonError: the typed error of the last outcome, when not to retry.
+        """
+        if outcome.ok:
+            self.done, self.value = True, outcome.value
+            return 0.0
+        config = self._config
+        if outcome.status == 429:
+            self._stats.incr("rate_limited")
+        if not should_retry(outcome, self.retries, config.max_retries):
+            error = final_error(outcome, self.retries + 1)
+            self._stats.incr("not_found" if isinstance(error, NotFoundError) else "errors")
+            raise error
+        self._stats.incr("retries")
+        delay = retry_delay(
+            self.retries,
+            outcome.retry_after,
+            base_s=config.backoff_base_s,
+            max_s=config.backoff_max_s,
+            retry_after_cap_s=config.retry_after_cap_s,
+            rng=self._rng,
+        )
+        logger.debug(
+            "Retrying GET %s (%s) in %.2fs, retry %d of %d",
+            redact(outcome.url),
+            _describe(outcome),
+            delay,
+            self.retries + 1,
+            config.max_retries,
+        )
+        self.retries += 1
+        return delay
+
+
+def _describe(outcome: Outcome) -> str:
+    if outcome.transport is not None:
+        return outcome.transport.message
+    if outcome.invalid is not None:
+        return "unusable body"
+    return f"status {outcome.status}"
+
+
+# --- state shared by both flavours -----------------------------------------------------
+
+
+class ClientCore:
+    """Configuration, tokens, counters and RPS budget shared by the sync and async clients."""
+
+    def __init__(
+        self,
+        config: ClientConfig | None,
+        *,
+        stats: ClientStats | None,
+        tokens: TokenManager | None,
+        token_transport: httpx.BaseTransport | None,
+        pacer: RatePacer | None,
+        rng: random.Random | None,
+        clock: Callable[[], float] | None,
+        sleep: SyncSleep | None,
+    ) -> None:
+        self.config = config if config is not None else ClientConfig.from_env()
+        self.stats = stats if stats is not None else ClientStats()
+        self.tokens = tokens or TokenManager(
+            self.config,
+            stats=self.stats,
+            transport=token_transport,
+            clock=clock or time.time,
+            sleep=sleep or time.sleep,
+        )
+        if pacer is None and self.config.max_rps:
+            pacer = RatePacer(self.config.max_rps)
+        self.pacer = pacer
+        self._rng = rng or random.Random()
+        install_log_redaction()
+
+    def _httpx_kwargs(self) -> dict[str, Any]:
+        config = self.config
+        return {
+            "auth": BulutfonAuth(self.tokens),
+            "timeout": httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+            "headers": {"User-Agent": config.user_agent, "Accept": "application/json"},
+            "limits": httpx.Limits(
+                max_connections=config.max_concurrency + 4,
+                max_keepalive_connections=config.max_concurrency + 4,
+            ),
+            "follow_redirects": True,
+        }
+
+    def _count_request(self, _request: httpx.Request) -> None:
+        self.stats.incr("requests")
+
+    def _require_credentials(self) -> None:
+        """Raise ConfigError before any I/O when there are no credentials."""
+        self.tokens.mode  # noqa: B018
+
+    def _retries(self) -> Retries:
+        return Retries(self.config, self.stats, self._rng)
+
+    def _pace_delay(self) -> float:
+        """Book a start under ``max_rps``; the seconds to wait before sending."""
+        return self.pacer.reserve() if self.pacer is not None else 0.0
+
+    def _url(self, url: str, params: Mapping[str, Any] | None) -> str:
+        return str(httpx.URL(url, params=dict(params))) if params else url
