@@ -11,7 +11,6 @@ import asyncio
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
@@ -23,10 +22,7 @@ from bulutfon_pipeline.api.core import (
     AsyncSleep,
     AttemptOutcome,
     ClientCore,
-    ListingPaginator,
-    evaluate,
-    parse_detail,
-    parse_listing,
+    JsonRequest,
 )
 from bulutfon_pipeline.api.errors import BulutfonError
 from bulutfon_pipeline.api.fanout import fan_out, limited_attempt, new_limiter
@@ -69,14 +65,7 @@ class AsyncBulutfonClient(ClientCore):
         if token_transport is None and isinstance(transport, httpx.BaseTransport):
             token_transport = transport
         super().__init__(
-            config,
-            stats=stats,
-            tokens=tokens,
-            token_transport=token_transport,
-            pacer=pacer,
-            rng=rng,
-            clock=clock,
-            sleep=None,
+            config, stats, tokens, rng, clock, token_transport=token_transport, pacer=pacer
         )
         self._sleep: AsyncSleep = sleep or asyncio.sleep
         #: The limiter of the latest fan-out, for metadata and tests (limit, decreases...).
@@ -99,12 +88,7 @@ class AsyncBulutfonClient(ClientCore):
     async def __aenter__(self) -> AsyncBulutfonClient:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     # -- the retry loop
@@ -127,28 +111,14 @@ class AsyncBulutfonClient(ClientCore):
             await self._sleep(delay)
 
     async def _get_json(
-        self,
-        url: str,
-        params: Mapping[str, Any] | None,
-        parse: Callable[[Any], T],
-        keep_text: str | None = None,
-        *,
-        limiter: AdaptiveLimiter | None = None,
+        self, request: JsonRequest[T], *, limiter: AdaptiveLimiter | None = None
     ) -> T:
         self._require_credentials()
-        full_url = self._url(url, params)
 
         async def attempt_once() -> Outcome:
-            with AttemptOutcome(full_url) as attempt:
-                response = await self._http.get(url, params=params)
-                attempt.outcome = evaluate(
-                    response.status_code,
-                    response.headers,
-                    response.content,
-                    full_url,
-                    parse,
-                    keep_text,
-                )
+            with AttemptOutcome(request.full_url) as attempt:
+                response = await self._http.get(request.url, params=request.params)
+                attempt.outcome = request.outcome(response)
             return attempt.outcome
 
         value: T = await self._with_retries(attempt_once, limiter)
@@ -169,14 +139,13 @@ class AsyncBulutfonClient(ClientCore):
         self, limit: int | None = None, *, filters: Mapping[str, Any] | None = None
     ) -> AsyncGenerator[ListingPage, None]:
         """Async :meth:`BulutfonClient.iter_listing_pages`."""
-        pages = ListingPaginator(limit or self.config.page_size, filters)
+        pages = self._listing_pages(limit, filters)
         while pages.has_next_page:
-            body = await self._get_json(self.config.list_url, pages.params(), parse_listing)
-            yield pages.accept(body)
+            yield pages.accept(await self._get_json(self._listing_request(pages)))
 
     async def get_detail(self, uuid: str) -> dict[str, Any]:
         """Async :meth:`BulutfonClient.get_detail`."""
-        return await self._get_json(self.config.detail_url(uuid), None, parse_detail, "cdr")
+        return await self._get_json(self._detail_request(uuid))
 
     async def fetch_details(self, uuids: Iterable[str]) -> AsyncGenerator[DetailResult, None]:
         """Fetch many details with an adaptive (AIMD) concurrency limit.
@@ -196,9 +165,7 @@ class AsyncBulutfonClient(ClientCore):
 
         async def fetch_one(uuid: str, limiter: AdaptiveLimiter) -> DetailResult:
             try:
-                payload = await self._get_json(
-                    self.config.detail_url(uuid), None, parse_detail, "cdr", limiter=limiter
-                )
+                payload = await self._get_json(self._detail_request(uuid), limiter=limiter)
             except BulutfonError as exc:
                 return DetailResult(uuid, None, exc)
             return DetailResult(uuid, payload, None)

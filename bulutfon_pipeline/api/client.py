@@ -19,7 +19,6 @@ import random
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
@@ -31,11 +30,8 @@ from bulutfon_pipeline.api.core import (
     AsyncSleep,
     AttemptOutcome,
     ClientCore,
-    ListingPaginator,
+    JsonRequest,
     SyncSleep,
-    evaluate,
-    parse_detail,
-    parse_listing,
 )
 from bulutfon_pipeline.api.fanout import drain_in_thread
 from bulutfon_pipeline.api.models import (
@@ -82,16 +78,7 @@ class BulutfonClient(ClientCore):
         tokens: TokenManager | None = None,
         stats: ClientStats | None = None,
     ) -> None:
-        super().__init__(
-            config,
-            stats=stats,
-            tokens=tokens,
-            token_transport=transport,
-            pacer=None,
-            rng=rng,
-            clock=clock,
-            sleep=sleep,
-        )
+        super().__init__(config, stats, tokens, rng, clock, token_transport=transport, sleep=sleep)
         self._sleep: SyncSleep = sleep or time.sleep
         self._async_sleep = async_sleep
         if async_transport is None and isinstance(transport, httpx.AsyncBaseTransport):
@@ -111,12 +98,7 @@ class BulutfonClient(ClientCore):
     def __enter__(self) -> BulutfonClient:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def async_client(self) -> AsyncBulutfonClient:
@@ -149,26 +131,13 @@ class BulutfonClient(ClientCore):
                 return retries.value
             self._sleep(delay)
 
-    def _get_json(
-        self,
-        url: str,
-        params: Mapping[str, Any] | None,
-        parse: Callable[[Any], T],
-        keep_text: str | None = None,
-    ) -> T:
+    def _get_json(self, request: JsonRequest[T]) -> T:
         self._require_credentials()
-        full_url = self._url(url, params)
 
         def attempt_once() -> Outcome:
-            with AttemptOutcome(full_url) as attempt:
-                response = self._http.get(url, params=params)
-                attempt.outcome = evaluate(
-                    response.status_code,
-                    response.headers,
-                    response.content,
-                    full_url,
-                    parse,
-                    keep_text,
+            with AttemptOutcome(request.full_url) as attempt:
+                attempt.outcome = request.outcome(
+                    self._http.get(request.url, params=request.params)
                 )
             return attempt.outcome
 
@@ -206,9 +175,9 @@ class BulutfonClient(ClientCore):
             ConfigError, AuthError, RateLimitedError, ServerError, InvalidResponseError,
             TransportError: as soon as a page cannot be fetched.
         """
-        pages = ListingPaginator(limit or self.config.page_size, filters)
+        pages = self._listing_pages(limit, filters)
         while pages.has_next_page:
-            yield pages.accept(self._get_json(self.config.list_url, pages.params(), parse_listing))
+            yield pages.accept(self._get_json(self._listing_request(pages)))
 
     def get_detail(self, uuid: str) -> dict[str, Any]:
         """One call's detail: the inner ``cdr`` object, with its ``call_flow``.
@@ -218,7 +187,7 @@ class BulutfonClient(ClientCore):
             InvalidResponseError: the body has no ``cdr`` object, after every retry.
             AuthError, RateLimitedError, ServerError, TransportError, ConfigError.
         """
-        return self._get_json(self.config.detail_url(uuid), None, parse_detail, "cdr")
+        return self._get_json(self._detail_request(uuid))
 
     def fetch_details(self, uuids: Iterable[str]) -> Generator[DetailResult, None, None]:
         """Fetch many details concurrently; results stream in completion order.

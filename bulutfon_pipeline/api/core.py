@@ -15,8 +15,9 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Generic, Self, TypeVar
 
 import httpx
 
@@ -41,10 +42,12 @@ __all__ = [
     "AsyncSleep",
     "AttemptOutcome",
     "ClientCore",
+    "JsonRequest",
     "ListingPaginator",
     "Retries",
     "SyncSleep",
     "evaluate",
+    "evaluate_response",
     "parse_detail",
     "parse_listing",
 ]
@@ -189,6 +192,39 @@ def evaluate(
     )
 
 
+def evaluate_response(
+    response: httpx.Response,
+    url: str,
+    parse: Callable[[Any], T],
+    keep_text: str | None = None,
+) -> Outcome:
+    """:func:`evaluate` for a response whose body has been read."""
+    return evaluate(response.status_code, response.headers, response.content, url, parse, keep_text)
+
+
+@dataclass(frozen=True)
+class JsonRequest(Generic[T]):
+    """One JSON GET, as built before any I/O: where, with which query, and how to parse.
+
+    ``keep_text``: a top-level member whose object value keeps its exact JSON text.
+    """
+
+    url: str
+    params: Mapping[str, Any] | None
+    parse: Callable[[Any], T]
+    keep_text: str | None = None
+
+    @cached_property
+    def full_url(self) -> str:
+        """The URL with its query, as error messages show it (redacted there)."""
+        params = self.params
+        return str(httpx.URL(self.url, params=dict(params))) if params else self.url
+
+    def outcome(self, response: httpx.Response) -> Outcome:
+        """The outcome of the (read) ``response`` to this request."""
+        return evaluate_response(response, self.full_url, self.parse, self.keep_text)
+
+
 class AttemptOutcome:
     """Turns the failure of one attempt's I/O into its :class:`Outcome`.
 
@@ -216,19 +252,20 @@ class AttemptOutcome:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        if isinstance(exc, httpx.HTTPError):
-            self._outcome = Outcome(url=self.url, transport=transport_error(exc, self.url))
-            return True
-        if isinstance(exc, BulutfonError):
-            self._outcome = Outcome(url=self.url, fatal=exc)
-            return True
-        return False
+    def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> bool:
+        try:
+            if isinstance(exc, httpx.HTTPError):
+                self._outcome = Outcome(url=self.url, transport=transport_error(exc, self.url))
+                return True
+            if isinstance(exc, BulutfonError):
+                self._outcome = Outcome(url=self.url, fatal=exc)
+                return True
+            return False
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Free what the attempt holds, however it ended (a subclass's hook)."""
 
 
 # --- retries ------------------------------------------------------------------------------
@@ -303,14 +340,14 @@ class ClientCore:
     def __init__(
         self,
         config: ClientConfig | None,
-        *,
         stats: ClientStats | None,
         tokens: TokenManager | None,
-        token_transport: httpx.BaseTransport | None,
-        pacer: RatePacer | None,
         rng: random.Random | None,
         clock: Callable[[], float] | None,
-        sleep: SyncSleep | None,
+        *,
+        token_transport: httpx.BaseTransport | None,
+        pacer: RatePacer | None = None,
+        sleep: SyncSleep | None = None,
     ) -> None:
         self.config = config if config is not None else ClientConfig.from_env()
         self.stats = stats if stats is not None else ClientStats()
@@ -354,5 +391,15 @@ class ClientCore:
         """Book a start under ``max_rps``; the seconds to wait before sending."""
         return self.pacer.reserve() if self.pacer is not None else 0.0
 
-    def _url(self, url: str, params: Mapping[str, Any] | None) -> str:
-        return str(httpx.URL(url, params=dict(params))) if params else url
+    def _listing_pages(
+        self, limit: int | None, filters: Mapping[str, Any] | None
+    ) -> ListingPaginator:
+        return ListingPaginator(limit or self.config.page_size, filters)
+
+    def _listing_request(
+        self, pages: ListingPaginator
+    ) -> JsonRequest[tuple[list[dict[str, Any]], dict[str, Any] | None]]:
+        return JsonRequest(self.config.list_url, pages.params(), parse_listing)
+
+    def _detail_request(self, uuid: str) -> JsonRequest[dict[str, Any]]:
+        return JsonRequest(self.config.detail_url(uuid), None, parse_detail, "cdr")

@@ -13,7 +13,6 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -165,14 +164,6 @@ class RecordingAttempt(AttemptOutcome):
         if self.outcome.ok:
             self._audio = None  # renamed into place: nothing to clean up
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        try:
-            return super().__exit__(exc_type, exc, tb)
-        finally:
-            if self._audio is not None:
-                self._audio.discard()
+    def _release(self) -> None:
+        if self._audio is not None:
+            self._audio.discard()
