@@ -1,9 +1,10 @@
 """What the sync and async clients share, with no HTTP I/O of its own.
 
-Request construction (httpx settings, :class:`JsonRequest`), response classification (a response, or a
-transport failure, becomes an :class:`~bulutfon_pipeline.api.retry.Outcome`), the retry
-bookkeeping each flavour's one retry loop drives (:class:`Retries`), and the listing's
-paginator (:class:`ListingPaginator`: which page to ask for next, and when to stop).
+Request construction (httpx settings, :class:`JsonRequest`), response classification
+(a response, or a transport failure, becomes an
+:class:`~bulutfon_pipeline.api.retry.Outcome`), the retry bookkeeping each flavour's one
+retry loop drives (:class:`Retries`), and the listing's paginator
+(:class:`ListingPaginator`: which page to ask for next, and when to stop).
 
 The clients do the I/O: :mod:`~bulutfon_pipeline.api.client` (sync) and
 :mod:`~bulutfon_pipeline.api.async_client` (asyncio).
