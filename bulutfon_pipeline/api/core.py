@@ -3,8 +3,8 @@
 Request construction (httpx settings, :class:`JsonRequest`), response classification
 (a response, or a transport failure, becomes an
 :class:`~bulutfon_pipeline.api.retry.Outcome`), the retry bookkeeping each flavour's one
-retry loop drives (:class:`Retries`), and the listing's paginator
-(:class:`ListingPaginator`: which page to ask for next, and when to stop).
+retry loop drives (:class:`Retries`), and the detail body's parser. The listing's pager
+is :mod:`~bulutfon_pipeline.api.paging`.
 
 The clients do the I/O: :mod:`~bulutfon_pipeline.api.client` (sync) and
 :mod:`~bulutfon_pipeline.api.async_client` (asyncio).
@@ -28,7 +28,8 @@ from bulutfon_pipeline.api.concurrency import RatePacer
 from bulutfon_pipeline.api.config import ClientConfig
 from bulutfon_pipeline.api.errors import BulutfonError, InvalidResponseError, NotFoundError
 from bulutfon_pipeline.api.errors import body_excerpt as make_excerpt
-from bulutfon_pipeline.api.models import ClientStats, ListingPage
+from bulutfon_pipeline.api.models import ClientStats
+from bulutfon_pipeline.api.paging import ListingPaginator, parse_listing
 from bulutfon_pipeline.api.redact import install_log_redaction, redact
 from bulutfon_pipeline.api.retry import (
     Outcome,
@@ -44,13 +45,11 @@ __all__ = [
     "AttemptOutcome",
     "ClientCore",
     "JsonRequest",
-    "ListingPaginator",
     "Retries",
     "SyncSleep",
     "evaluate",
     "evaluate_response",
     "parse_detail",
-    "parse_listing",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,18 +62,7 @@ AsyncSleep = Callable[[float], Awaitable[None]]
 _ERROR_BODY_KEEP = settings.ERROR_BODY_MAX_CHARS * 4
 
 
-# --- response shapes ------------------------------------------------------------------
-
-
-def parse_listing(data: Any) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """A listing body's items and its ``pagination`` object (None when absent)."""
-    if not isinstance(data, dict) or not isinstance(data.get("cdrs"), list):
-        raise InvalidResponseError("Listing body has no 'cdrs' list", status=200)
-    items = data["cdrs"]
-    if not all(isinstance(item, dict) for item in items):
-        raise InvalidResponseError("Listing 'cdrs' holds a non-object item", status=200)
-    pagination = data.get("pagination")
-    return items, pagination if isinstance(pagination, dict) else None
+# --- the detail body ------------------------------------------------------------------
 
 
 def parse_detail(data: Any) -> dict[str, Any]:
@@ -83,68 +71,6 @@ def parse_detail(data: Any) -> dict[str, Any]:
         raise InvalidResponseError("Detail body has no 'cdr' object", status=200)
     cdr: dict[str, Any] = data["cdr"]
     return cdr
-
-
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
-
-
-class ListingPaginator:
-    """Where one listing scan goes next: the page's query parameters, and when to stop.
-
-    The HTTP loop only asks :attr:`has_next_page` and :meth:`params`, and hands each
-    page's body to :meth:`accept`, which also drops uuids already seen in this scan
-    (the list is live: calls that end meanwhile push items onto later pages).
-    """
-
-    def __init__(self, limit: int, filters: Mapping[str, Any] | None = None) -> None:
-        self.limit = limit
-        self.filters = dict(filters or {})
-        self.page = 1
-        self.has_next_page = True
-        self.seen: set[str] = set()
-
-    def params(self) -> dict[str, Any]:
-        """The query parameters of the next page (we build its URL ourselves: the API's
-        ``next_page`` drops ``limit`` and the token)."""
-        params: dict[str, Any] = dict(self.filters)
-        params.update(page=self.page, limit=self.limit)
-        return params
-
-    def accept(self, body: tuple[list[dict[str, Any]], dict[str, Any] | None]) -> ListingPage:
-        """The page to yield for a parsed body; decides whether another page follows."""
-        items, pagination = body
-        fresh: list[dict[str, Any]] = []
-        duplicates = 0
-        for item in items:
-            uuid = item.get("uuid")
-            if uuid is None:  # no key to dedupe on; normalize will reject it
-                fresh.append(item)
-                continue
-            key = str(uuid)
-            if key in self.seen:  # pushed onto this page by calls that ended meanwhile
-                duplicates += 1
-                continue
-            self.seen.add(key)
-            fresh.append(item)
-        total_pages = _int_or_none(pagination.get("total_pages")) if pagination else None
-        total_count = _int_or_none(pagination.get("total_count")) if pagination else None
-        page = ListingPage(self.page, fresh, total_pages, total_count, duplicates)
-        self.has_next_page = (
-            pagination is not None  # no pagination object: a single page
-            and not ("next_page" in pagination and not pagination["next_page"])
-            and not (total_pages is not None and self.page >= total_pages)
-            and ("next_page" in pagination or total_pages is not None)
-            and bool(items)  # an empty page never leads anywhere; avoid looping
-        )
-        self.page += 1
-        return page
 
 
 # --- one attempt's outcome --------------------------------------------------------------
