@@ -7,6 +7,7 @@
 ...             ...
 """
 
+from bulutfon_pipeline.api.async_client import AsyncBulutfonClient
 from bulutfon_pipeline.api.auth import (
     BulutfonAuth,
     TokenManager,
@@ -14,7 +15,7 @@ from bulutfon_pipeline.api.auth import (
     exchange_code,
     force_refresh,
 )
-from bulutfon_pipeline.api.client import AsyncBulutfonClient, BulutfonClient
+from bulutfon_pipeline.api.client import BulutfonClient
 from bulutfon_pipeline.api.concurrency import AdaptiveLimiter, RatePacer
 from bulutfon_pipeline.api.config import ClientConfig, default_user_agent
 from bulutfon_pipeline.api.errors import (

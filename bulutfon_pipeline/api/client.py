@@ -1,40 +1,39 @@
-"""The Bulutfon API client: sync :class:`BulutfonClient` and async :class:`AsyncBulutfonClient`.
+"""The synchronous Bulutfon API client, :class:`BulutfonClient`.
 
-Both share one configuration, one :class:`~bulutfon_pipeline.api.auth.TokenManager` (so
-one refresh serves both) and one :class:`~bulutfon_pipeline.api.models.ClientStats`. The
-sync client's :meth:`BulutfonClient.fetch_details` runs the async fan-out on an event loop
-in a background thread, because Dagster assets are sync code.
+It shares one configuration, one :class:`~bulutfon_pipeline.api.auth.TokenManager` (so
+one refresh serves both) and one :class:`~bulutfon_pipeline.api.models.ClientStats` with
+the :class:`~bulutfon_pipeline.api.async_client.AsyncBulutfonClient` it opens for its
+batch methods: :meth:`BulutfonClient.fetch_details` and
+:meth:`BulutfonClient.download_recordings` run the async fan-out on an event loop in a
+background thread, because Dagster assets are sync code.
 
-Every GET goes through one retry loop (:mod:`bulutfon_pipeline.api.retry`): 429 (honouring
+Every request goes through one retry loop per flavour (:meth:`BulutfonClient._with_retries`
+here), under the policy of :mod:`bulutfon_pipeline.api.retry`: 429 (honouring
 ``Retry-After``), 5xx, timeouts, connection failures and 200s with an unusable body are
 retried up to ``max_retries`` times; other 4xx are not.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
-import logging
-import os
-import queue
 import random
-import tempfile
-import threading
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
-from bulutfon_pipeline import jsonio, settings
-from bulutfon_pipeline.api.auth import BulutfonAuth, TokenManager
-from bulutfon_pipeline.api.concurrency import AdaptiveLimiter, RatePacer
+from bulutfon_pipeline.api.async_client import AsyncBulutfonClient
+from bulutfon_pipeline.api.auth import TokenManager
 from bulutfon_pipeline.api.config import ClientConfig
-from bulutfon_pipeline.api.errors import BulutfonError, InvalidResponseError, NotFoundError
-from bulutfon_pipeline.api.errors import body_excerpt as make_excerpt
+from bulutfon_pipeline.api.core import (
+    AsyncSleep,
+    AttemptOutcome,
+    ClientCore,
+    JsonRequest,
+    SyncSleep,
+)
+from bulutfon_pipeline.api.fanout import drain_in_thread
 from bulutfon_pipeline.api.models import (
     ClientStats,
     DetailResult,
@@ -42,294 +41,15 @@ from bulutfon_pipeline.api.models import (
     RecordingFile,
     RecordingResult,
 )
-from bulutfon_pipeline.api.recordings import MAGIC_BYTES_NEEDED, detect_audio_format
-from bulutfon_pipeline.api.redact import install_log_redaction, redact
-from bulutfon_pipeline.api.retry import (
-    Outcome,
-    final_error,
-    parse_retry_after,
-    retry_delay,
-    should_retry,
-    transport_error,
-)
-from bulutfon_pipeline.api.transport import fan_out_transport
+from bulutfon_pipeline.api.recordings import AUDIO_ACCEPT, RecordingAttempt
+from bulutfon_pipeline.api.retry import Outcome
 
 __all__ = ["AsyncBulutfonClient", "BulutfonClient"]
 
-logger = logging.getLogger(__name__)
-
 T = TypeVar("T")
-_Item = TypeVar("_Item")
-_Result = TypeVar("_Result")
-SyncSleep = Callable[[float], None]
-AsyncSleep = Callable[[float], Awaitable[None]]
-
-_AUDIO_ACCEPT = {"Accept": "audio/*, application/octet-stream;q=0.9, */*;q=0.5"}
-# Keep at most this much of an error body (bytes) for the error excerpt.
-_ERROR_BODY_KEEP = settings.ERROR_BODY_MAX_CHARS * 4
 
 
-# --- response shapes ------------------------------------------------------------------
-
-
-def _parse_listing(data: Any) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    if not isinstance(data, dict) or not isinstance(data.get("cdrs"), list):
-        raise InvalidResponseError("Listing body has no 'cdrs' list", status=200)
-    items = data["cdrs"]
-    if not all(isinstance(item, dict) for item in items):
-        raise InvalidResponseError("Listing 'cdrs' holds a non-object item", status=200)
-    pagination = data.get("pagination")
-    return items, pagination if isinstance(pagination, dict) else None
-
-
-def _parse_detail(data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict) or not isinstance(data.get("cdr"), dict):
-        raise InvalidResponseError("Detail body has no 'cdr' object", status=200)
-    cdr: dict[str, Any] = data["cdr"]
-    return cdr
-
-
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
-
-
-class _ListingScan:
-    """Page bookkeeping for one listing scan: dedupe by uuid, decide when to stop."""
-
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-        self.page = 1
-
-    def accept(
-        self, items: list[dict[str, Any]], pagination: dict[str, Any] | None
-    ) -> tuple[ListingPage, bool]:
-        """The page to yield, and whether another page should be fetched."""
-        fresh: list[dict[str, Any]] = []
-        duplicates = 0
-        for item in items:
-            uuid = item.get("uuid")
-            if uuid is None:  # no key to dedupe on; normalize will reject it
-                fresh.append(item)
-                continue
-            key = str(uuid)
-            if key in self.seen:  # pushed onto this page by calls that ended meanwhile
-                duplicates += 1
-                continue
-            self.seen.add(key)
-            fresh.append(item)
-        total_pages = _int_or_none(pagination.get("total_pages")) if pagination else None
-        total_count = _int_or_none(pagination.get("total_count")) if pagination else None
-        page = ListingPage(self.page, fresh, total_pages, total_count, duplicates)
-        more = (
-            pagination is not None  # no pagination object: a single page
-            and not ("next_page" in pagination and not pagination["next_page"])
-            and not (total_pages is not None and self.page >= total_pages)
-            and ("next_page" in pagination or total_pages is not None)
-            and bool(items)  # an empty page never leads anywhere; avoid looping
-        )
-        self.page += 1
-        return page, more
-
-
-def _listing_params(page: int, limit: int, filters: Mapping[str, Any] | None) -> dict[str, Any]:
-    params: dict[str, Any] = dict(filters or {})
-    params.update(page=page, limit=limit)
-    return params
-
-
-# --- shared machinery -------------------------------------------------------------------
-
-
-class _ClientCore:
-    """State and pure helpers shared by the sync and async clients."""
-
-    def __init__(
-        self,
-        config: ClientConfig | None,
-        *,
-        stats: ClientStats | None,
-        tokens: TokenManager | None,
-        token_transport: httpx.BaseTransport | None,
-        pacer: RatePacer | None,
-        rng: random.Random | None,
-        clock: Callable[[], float] | None,
-        sleep: SyncSleep | None,
-    ) -> None:
-        self.config = config if config is not None else ClientConfig.from_env()
-        self.stats = stats if stats is not None else ClientStats()
-        self.tokens = tokens or TokenManager(
-            self.config,
-            stats=self.stats,
-            transport=token_transport,
-            clock=clock or time.time,
-            sleep=sleep or time.sleep,
-        )
-        if pacer is None and self.config.max_rps:
-            pacer = RatePacer(self.config.max_rps)
-        self.pacer = pacer
-        self._rng = rng or random.Random()
-        install_log_redaction()
-
-    def _httpx_kwargs(self) -> dict[str, Any]:
-        config = self.config
-        return {
-            "auth": BulutfonAuth(self.tokens),
-            "timeout": httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
-            "headers": {"User-Agent": config.user_agent, "Accept": "application/json"},
-            "limits": httpx.Limits(
-                max_connections=config.max_concurrency + 4,
-                max_keepalive_connections=config.max_concurrency + 4,
-            ),
-            "follow_redirects": True,
-        }
-
-    def _count_request(self, _request: httpx.Request) -> None:
-        self.stats.incr("requests")
-
-    def _evaluate(
-        self,
-        response: httpx.Response,
-        url: str,
-        parse: Callable[[Any], T],
-        keep_text: str | None = None,
-    ) -> Outcome:
-        """The outcome of one response; ``keep_text``: a top-level member whose object
-        value keeps its exact JSON text (:class:`~bulutfon_pipeline.jsonio.JSONObject`)."""
-        status = response.status_code
-        if 200 <= status < 300:
-            body = response.content
-            try:
-                if keep_text is None:
-                    data = jsonio.decode(body)
-                else:
-                    data = jsonio.decode_keeping_text(body, keep_text)
-            except ValueError:
-                invalid = InvalidResponseError(
-                    f"GET {redact(url)} answered {status} with a body that is not valid JSON "
-                    f"({len(body)} bytes)",
-                    status=status,
-                    body_excerpt=make_excerpt(body),
-                    url=url,
-                )
-                return Outcome(status=status, url=url, invalid=invalid)
-            try:
-                return Outcome(value=parse(data), status=status, url=url)
-            except InvalidResponseError as exc:
-                invalid = InvalidResponseError(
-                    f"GET {redact(url)}: {exc.message}",
-                    status=status,
-                    body_excerpt=make_excerpt(body),
-                    url=url,
-                )
-                return Outcome(status=status, url=url, invalid=invalid)
-        return Outcome(
-            status=status,
-            body=response.content[:_ERROR_BODY_KEEP],
-            url=url,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-        )
-
-    def _next_delay(self, outcome: Outcome, attempt: int) -> float | None:
-        """Count the failure; the delay before the next attempt, or None to give up."""
-        if outcome.status == 429:
-            self.stats.incr("rate_limited")
-        if not should_retry(outcome, attempt, self.config.max_retries):
-            return None
-        self.stats.incr("retries")
-        delay = retry_delay(
-            attempt,
-            outcome.retry_after,
-            base_s=self.config.backoff_base_s,
-            max_s=self.config.backoff_max_s,
-            retry_after_cap_s=self.config.retry_after_cap_s,
-            rng=self._rng,
-        )
-        logger.debug(
-            "Retrying GET %s (%s) in %.2fs, retry %d of %d",
-            redact(outcome.url),
-            _describe(outcome),
-            delay,
-            attempt + 1,
-            self.config.max_retries,
-        )
-        return delay
-
-    def _give_up(self, outcome: Outcome, attempts: int) -> BulutfonError:
-        error = final_error(outcome, attempts)
-        self.stats.incr("not_found" if isinstance(error, NotFoundError) else "errors")
-        return error
-
-    def _url(self, url: str, params: Mapping[str, Any] | None) -> str:
-        return str(httpx.URL(url, params=dict(params))) if params else url
-
-
-def _describe(outcome: Outcome) -> str:
-    if outcome.transport is not None:
-        return outcome.transport.message
-    if outcome.invalid is not None:
-        return "unusable body"
-    return f"status {outcome.status}"
-
-
-class _Download:
-    """A recording being streamed into a temp file next to its destination."""
-
-    def __init__(self, dest: Path) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        self.dest = dest
-        self.tmp = Path(tmp)
-        self.file = os.fdopen(fd, "wb")
-        self.sha = hashlib.sha256()
-        self.size = 0
-        self.head = b""
-
-    def write(self, chunk: bytes) -> None:
-        if len(self.head) < MAGIC_BYTES_NEEDED:
-            self.head += chunk[: MAGIC_BYTES_NEEDED - len(self.head)]
-        self.file.write(chunk)
-        self.sha.update(chunk)
-        self.size += len(chunk)
-
-    def finish(self, content_type: str | None, url: str) -> Outcome:
-        """fsync, detect the format, rename to ``<dest>.<ext>``."""
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        ext = detect_audio_format(self.head, content_type) if self.size else None
-        if ext is None:
-            invalid = InvalidResponseError(
-                f"GET {redact(url)} answered 200 with {self.size} bytes of "
-                f"unrecognised content ({content_type or 'no Content-Type'})",
-                status=200,
-                body_excerpt=make_excerpt(self.head) if content_type else "",
-                url=url,
-            )
-            return Outcome(status=200, url=url, invalid=invalid)
-        final = Path(f"{self.dest}.{ext}")
-        os.replace(self.tmp, final)
-        return Outcome(
-            value=RecordingFile(final, content_type, self.size, self.sha.hexdigest()),
-            status=200,
-            url=url,
-        )
-
-    def discard(self) -> None:
-        if not self.file.closed:
-            self.file.close()
-        self.tmp.unlink(missing_ok=True)
-
-
-# --- sync client --------------------------------------------------------------------------
-
-
-class BulutfonClient(_ClientCore):
+class BulutfonClient(ClientCore):
     """Synchronous Bulutfon API client. Use as a context manager.
 
     Args:
@@ -358,16 +78,7 @@ class BulutfonClient(_ClientCore):
         tokens: TokenManager | None = None,
         stats: ClientStats | None = None,
     ) -> None:
-        super().__init__(
-            config,
-            stats=stats,
-            tokens=tokens,
-            token_transport=transport,
-            pacer=None,
-            rng=rng,
-            clock=clock,
-            sleep=sleep,
-        )
+        super().__init__(config, stats, tokens, rng, clock, token_transport=transport, sleep=sleep)
         self._sleep: SyncSleep = sleep or time.sleep
         self._async_sleep = async_sleep
         if async_transport is None and isinstance(transport, httpx.AsyncBaseTransport):
@@ -387,12 +98,7 @@ class BulutfonClient(_ClientCore):
     def __enter__(self) -> BulutfonClient:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def async_client(self) -> AsyncBulutfonClient:
@@ -407,44 +113,47 @@ class BulutfonClient(_ClientCore):
             pacer=self.pacer,
         )
 
-    # -- core loop
+    # -- the retry loop
 
-    def _pace(self) -> None:
-        if self.pacer is not None:
-            delay = self.pacer.reserve()
-            if delay > 0:
-                self._sleep(delay)
+    def _with_retries(self, attempt_once: Callable[[], Outcome]) -> Any:
+        """Repeat ``attempt_once`` until it succeeds or the retry policy says stop.
 
-    def _get_json(
-        self,
-        url: str,
-        params: Mapping[str, Any] | None,
-        parse: Callable[[Any], T],
-        keep_text: str | None = None,
-    ) -> T:
-        self.tokens.mode  # noqa: B018 - raise ConfigError before any I/O without credentials
-        full_url = self._url(url, params)
-        attempt = 0
+        Every attempt is paced (``max_rps``); waits honour Retry-After or back off with
+        jitter. The typed error is raised outside any ``except`` block, so the httpx
+        exception (with the full URL) is not chained as its ``__context__``.
+        """
+        retries = self._retries()
         while True:
-            self._pace()
-            try:
-                response = self._http.get(url, params=params)
-            except httpx.HTTPError as exc:
-                outcome = Outcome(url=full_url, transport=transport_error(exc, url))
-            except BulutfonError as exc:  # raised by the auth flow (refresh rejected)
-                outcome = Outcome(url=full_url, fatal=exc)
-            else:
-                outcome = self._evaluate(response, full_url, parse, keep_text)
-            if outcome.ok:
-                return outcome.value
-            delay = self._next_delay(outcome, attempt)
-            if delay is None:
-                break
+            if (wait := self._pace_delay()) > 0:
+                self._sleep(wait)
+            delay = retries.after(attempt_once())
+            if retries.done:
+                return retries.value
             self._sleep(delay)
-            attempt += 1
-        # Raised outside the except blocks: the httpx exception (with the full URL) is
-        # not chained as __context__.
-        raise self._give_up(outcome, attempt + 1)
+
+    def _get_json(self, request: JsonRequest[T]) -> T:
+        self._require_credentials()
+
+        def attempt_once() -> Outcome:
+            with AttemptOutcome(request.full_url) as attempt:
+                attempt.outcome = request.outcome(
+                    self._http.get(request.url, params=request.params)
+                )
+            return attempt.outcome
+
+        value: T = self._with_retries(attempt_once)
+        return value
+
+    def _download_once(self, url: str, dest: Path) -> Outcome:
+        with (
+            RecordingAttempt(url, dest) as attempt,
+            self._http.stream("GET", url, headers=AUDIO_ACCEPT) as response,
+        ):
+            attempt.begin(response)
+            for chunk in response.iter_bytes():
+                attempt.write(chunk)
+            attempt.end()
+        return attempt.outcome
 
     # -- endpoints
 
@@ -466,15 +175,9 @@ class BulutfonClient(_ClientCore):
             ConfigError, AuthError, RateLimitedError, ServerError, InvalidResponseError,
             TransportError: as soon as a page cannot be fetched.
         """
-        size = limit or self.config.page_size
-        scan = _ListingScan()
-        while True:
-            params = _listing_params(scan.page, size, filters)
-            items, pagination = self._get_json(self.config.list_url, params, _parse_listing)
-            page, more = scan.accept(items, pagination)
-            yield page
-            if not more:
-                return
+        pages = self._listing_pages(limit, filters)
+        while pages.has_next_page:
+            yield pages.accept(self._get_json(self._listing_request(pages)))
 
     def get_detail(self, uuid: str) -> dict[str, Any]:
         """One call's detail: the inner ``cdr`` object, with its ``call_flow``.
@@ -484,7 +187,7 @@ class BulutfonClient(_ClientCore):
             InvalidResponseError: the body has no ``cdr`` object, after every retry.
             AuthError, RateLimitedError, ServerError, TransportError, ConfigError.
         """
-        return self._get_json(self.config.detail_url(uuid), None, _parse_detail, "cdr")
+        return self._get_json(self._detail_request(uuid))
 
     def fetch_details(self, uuids: Iterable[str]) -> Generator[DetailResult, None, None]:
         """Fetch many details concurrently; results stream in completion order.
@@ -495,7 +198,7 @@ class BulutfonClient(_ClientCore):
         reported in :attr:`DetailResult.error`; closing the iterator early cancels the
         remaining requests.
         """
-        self.tokens.mode  # noqa: B018 - fail fast, in the caller's thread
+        self._require_credentials()  # fail fast, in the caller's thread
         return self._drain_async(lambda client: client.fetch_details(uuids), "fetch-details")
 
     def download_recordings(
@@ -509,7 +212,7 @@ class BulutfonClient(_ClientCore):
         consumed lazily. Per-item failures (404, unrecognisable audio, exhausted retries)
         are reported in :attr:`RecordingResult.error`.
         """
-        self.tokens.mode  # noqa: B018 - fail fast, in the caller's thread
+        self._require_credentials()  # fail fast, in the caller's thread
         return self._drain_async(
             lambda client: client.download_recordings(items), "download-recordings"
         )
@@ -517,59 +220,11 @@ class BulutfonClient(_ClientCore):
     def _drain_async(
         self, start: Callable[[AsyncBulutfonClient], AsyncGenerator[T, None]], name: str
     ) -> Generator[T, None, None]:
-        """Run ``start(async_client)`` on an event loop in a background thread and yield
-        its items here, with at most ``2 * max_concurrency`` finished items waiting."""
-        backlog = 2 * self.config.max_concurrency
-        handoff: queue.Queue[tuple[str, Any]] = queue.Queue()
-        started = threading.Event()
-        runtime: dict[str, Any] = {}
-
-        async def pump() -> None:
-            credits = asyncio.Semaphore(backlog)
-            runtime.update(
-                loop=asyncio.get_running_loop(), credits=credits, task=asyncio.current_task()
-            )
-            started.set()
-            async with (
-                self.async_client() as client,
-                contextlib.aclosing(start(client)) as results,
-            ):
-                async for result in results:
-                    await credits.acquire()  # released by the consumer, per item
-                    handoff.put(("item", result))
-
-        def run() -> None:
-            try:
-                asyncio.run(pump())
-                handoff.put(("done", None))
-            except asyncio.CancelledError:
-                handoff.put(("done", None))
-            except BaseException as exc:
-                handoff.put(("error", exc))
-            finally:
-                started.set()
-
-        thread = threading.Thread(target=run, name=f"bulutfon-{name}", daemon=True)
-        thread.start()
-        started.wait()
-        try:
-            while True:
-                kind, value = handoff.get()
-                if kind == "item":
-                    # The pump may already have finished (and its loop closed) while
-                    # items still wait here; nothing needs the credit back then.
-                    with contextlib.suppress(RuntimeError):
-                        runtime["loop"].call_soon_threadsafe(runtime["credits"].release)
-                    yield value
-                elif kind == "done":
-                    return
-                else:
-                    raise value
-        finally:
-            if thread.is_alive() and "loop" in runtime:
-                with contextlib.suppress(RuntimeError):  # the loop already closed
-                    runtime["loop"].call_soon_threadsafe(runtime["task"].cancel)
-            thread.join()
+        """Run ``start(async_client)`` on a background event loop; yield its items here,
+        with at most ``2 * max_concurrency`` finished items waiting."""
+        return drain_in_thread(
+            self.async_client, start, backlog=2 * self.config.max_concurrency, name=name
+        )
 
     def download_recording(self, uuid: str, dest_without_suffix: Path) -> RecordingFile:
         """Stream a call's recording to ``<dest_without_suffix>.<wav|ogg|mp3>``.
@@ -583,328 +238,8 @@ class BulutfonClient(_ClientCore):
             InvalidResponseError: the content is not recognisable audio, after retries.
             AuthError, RateLimitedError, ServerError, TransportError, ConfigError.
         """
-        self.tokens.mode  # noqa: B018
+        self._require_credentials()
         url = self.config.recording_url(uuid)
         dest = Path(dest_without_suffix)
-        attempt = 0
-        while True:
-            self._pace()
-            outcome = self._download_once(url, dest)
-            if outcome.ok:
-                return outcome.value
-            delay = self._next_delay(outcome, attempt)
-            if delay is None:
-                break
-            self._sleep(delay)
-            attempt += 1
-        raise self._give_up(outcome, attempt + 1)
-
-    def _download_once(self, url: str, dest: Path) -> Outcome:
-        download: _Download | None = None
-        try:
-            with self._http.stream("GET", url, headers=_AUDIO_ACCEPT) as response:
-                if response.status_code != 200:
-                    response.read()
-                    return self._evaluate(response, url, lambda data: data)
-                download = _Download(dest)
-                for chunk in response.iter_bytes():
-                    download.write(chunk)
-                outcome = download.finish(response.headers.get("Content-Type"), url)
-                if outcome.ok:
-                    download = None  # renamed into place: nothing to clean up
-                return outcome
-        except httpx.HTTPError as exc:
-            return Outcome(url=url, transport=transport_error(exc, url))
-        except BulutfonError as exc:
-            return Outcome(url=url, fatal=exc)
-        finally:
-            if download is not None:
-                download.discard()
-
-
-# --- async client ------------------------------------------------------------------------
-
-
-class AsyncBulutfonClient(_ClientCore):
-    """Asynchronous Bulutfon API client (asyncio). Use as an async context manager.
-
-    Arguments as for :class:`BulutfonClient`; ``sleep`` is an async sleep, and ``pacer``
-    shares an RPS budget with another client.
-    """
-
-    def __init__(
-        self,
-        config: ClientConfig | None = None,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        token_transport: httpx.BaseTransport | None = None,
-        sleep: AsyncSleep | None = None,
-        rng: random.Random | None = None,
-        clock: Callable[[], float] | None = None,
-        tokens: TokenManager | None = None,
-        stats: ClientStats | None = None,
-        pacer: RatePacer | None = None,
-    ) -> None:
-        if token_transport is None and isinstance(transport, httpx.BaseTransport):
-            token_transport = transport
-        super().__init__(
-            config,
-            stats=stats,
-            tokens=tokens,
-            token_transport=token_transport,
-            pacer=pacer,
-            rng=rng,
-            clock=clock,
-            sleep=None,
-        )
-        self._sleep: AsyncSleep = sleep or asyncio.sleep
-        #: The limiter of the latest fan-out, for metadata and tests (limit, decreases...).
-        self.last_limiter: AdaptiveLimiter | None = None
-        kwargs = self._httpx_kwargs()
-        if transport is None:  # httpx over aiohttp's engine: half the CPU per request
-            transport = fan_out_transport(kwargs["limits"])
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            event_hooks={"request": [self._count_request_async]},
-            **kwargs,
-        )
-
-    async def _count_request_async(self, request: httpx.Request) -> None:
-        self._count_request(request)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> AsyncBulutfonClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def _pace(self) -> None:
-        if self.pacer is not None:
-            delay = self.pacer.reserve()
-            if delay > 0:
-                await self._sleep(delay)
-
-    async def _get_json(
-        self,
-        url: str,
-        params: Mapping[str, Any] | None,
-        parse: Callable[[Any], T],
-        keep_text: str | None = None,
-        *,
-        limiter: AdaptiveLimiter | None = None,
-    ) -> T:
-        self.tokens.mode  # noqa: B018
-        full_url = self._url(url, params)
-
-        async def attempt_once() -> Outcome:
-            try:
-                response = await self._http.get(url, params=params)
-            except httpx.HTTPError as exc:
-                return Outcome(url=full_url, transport=transport_error(exc, url))
-            except BulutfonError as exc:
-                return Outcome(url=full_url, fatal=exc)
-            return self._evaluate(response, full_url, parse, keep_text)
-
-        value: T = await self._with_retries(attempt_once, limiter)
-        return value
-
-    async def _with_retries(
-        self, attempt_once: Callable[[], Awaitable[Outcome]], limiter: AdaptiveLimiter | None
-    ) -> Any:
-        """Repeat ``attempt_once`` until it succeeds or :func:`should_retry` says stop.
-
-        Every attempt is paced (``max_rps`` and, after a 429, the limiter's rate) and
-        reports to the adaptive limiter; waits honour Retry-After or back off with jitter.
-        """
-        attempt = 0
-        while True:
-            await self._pace()
-            if limiter is not None and (wait := limiter.pace()) > 0:
-                await self._sleep(wait)
-            mark = limiter.start_attempt() if limiter is not None else None
-            outcome = await attempt_once()
-            if limiter is not None and mark is not None:
-                if outcome.status == 429:
-                    await limiter.on_rate_limited(mark)
-                elif outcome.ok:
-                    await limiter.on_success()
-            if outcome.ok:
-                return outcome.value
-            delay = self._next_delay(outcome, attempt)
-            if delay is None:
-                break
-            await self._sleep(delay)
-            attempt += 1
-        raise self._give_up(outcome, attempt + 1)
-
-    async def iter_listing_pages(
-        self, limit: int | None = None, *, filters: Mapping[str, Any] | None = None
-    ) -> AsyncGenerator[ListingPage, None]:
-        """Async :meth:`BulutfonClient.iter_listing_pages`."""
-        size = limit or self.config.page_size
-        scan = _ListingScan()
-        while True:
-            params = _listing_params(scan.page, size, filters)
-            items, pagination = await self._get_json(self.config.list_url, params, _parse_listing)
-            page, more = scan.accept(items, pagination)
-            yield page
-            if not more:
-                return
-
-    async def get_detail(self, uuid: str) -> dict[str, Any]:
-        """Async :meth:`BulutfonClient.get_detail`."""
-        return await self._get_json(self.config.detail_url(uuid), None, _parse_detail, "cdr")
-
-    async def fetch_details(self, uuids: Iterable[str]) -> AsyncGenerator[DetailResult, None]:
-        """Fetch many details with an adaptive (AIMD) concurrency limit.
-
-        ``max_concurrency`` workers pull uuids lazily from ``uuids``; an
-        :class:`~bulutfon_pipeline.api.concurrency.AdaptiveLimiter` decides how many may
-        be in flight (halved on a 429, +1 after a run of successes), and ``max_rps``, when
-        set, spaces request starts on top. Results are yielded as they complete through
-        a queue of ``max_concurrency`` entries, so memory is bounded by the concurrency,
-        not by the number of uuids. A failure (404, bad body, exhausted retries) is
-        reported in that item's :attr:`DetailResult.error` and never stops the batch.
-
-        Raises:
-            ConfigError: no credentials (before any request).
-        """
-        self.tokens.mode  # noqa: B018
-
-        async def fetch_one(uuid: str, limiter: AdaptiveLimiter) -> DetailResult:
-            try:
-                payload = await self._get_json(
-                    self.config.detail_url(uuid), None, _parse_detail, "cdr", limiter=limiter
-                )
-            except BulutfonError as exc:
-                return DetailResult(uuid, None, exc)
-            return DetailResult(uuid, payload, None)
-
-        async for result in self._fan_out(uuids, fetch_one):
-            yield result
-
-    async def _fan_out(
-        self,
-        items: Iterable[_Item],
-        fetch_one: Callable[[_Item, AdaptiveLimiter], Awaitable[_Result]],
-    ) -> AsyncGenerator[_Result, None]:
-        """Run ``fetch_one`` over ``items`` under one adaptive (AIMD) concurrency limit.
-
-        ``max_concurrency`` workers pull items lazily from a shared iterator, so each item
-        goes to one worker and nothing is materialized up front; results come back through
-        a queue of ``max_concurrency`` entries as they complete. ``fetch_one`` reports a
-        per-item failure in its result; any other exception (a bug, a failing item
-        source) is re-raised here after the workers are cancelled.
-        """
-        workers = self.config.max_concurrency
-        limiter = AdaptiveLimiter(workers)
-        self.last_limiter = limiter
-        source = iter(items)
-        done = object()
-        results: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers)
-
-        async def worker() -> None:
-            try:
-                for item in source:
-                    async with limiter.slot():
-                        result = await fetch_one(item, limiter)
-                    await results.put(result)
-            except Exception as exc:  # a bug or a failing item source: surface it
-                await results.put(_Crash(exc))
-            await results.put(done)
-
-        tasks = [asyncio.create_task(worker()) for _ in range(workers)]
-        finished = 0
-        try:
-            while finished < workers:
-                got = await results.get()
-                if got is done:
-                    finished += 1
-                elif isinstance(got, _Crash):
-                    raise got.error
-                else:
-                    yield got
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def download_recording(
-        self,
-        uuid: str,
-        dest_without_suffix: Path,
-        *,
-        limiter: AdaptiveLimiter | None = None,
-    ) -> RecordingFile:
-        """Async :meth:`BulutfonClient.download_recording` (file writes are small, sync)."""
-        self.tokens.mode  # noqa: B018
-        url = self.config.recording_url(uuid)
-        dest = Path(dest_without_suffix)
-        file: RecordingFile = await self._with_retries(
-            lambda: self._download_once(url, dest), limiter
-        )
+        file: RecordingFile = self._with_retries(lambda: self._download_once(url, dest))
         return file
-
-    async def download_recordings(
-        self, items: Iterable[tuple[str, Path]]
-    ) -> AsyncGenerator[RecordingResult, None]:
-        """Download many recordings with the adaptive limit of :meth:`fetch_details`.
-
-        ``max_concurrency`` workers pull ``(uuid, dest_without_suffix)`` pairs lazily;
-        the :class:`~bulutfon_pipeline.api.concurrency.AdaptiveLimiter` halves the
-        in-flight limit on a 429 and grows it back. Each body streams to its own file,
-        so memory is bounded by the concurrency. A failure is reported in that item's
-        :attr:`RecordingResult.error` and never stops the batch.
-
-        Raises:
-            ConfigError: no credentials (before any request).
-        """
-        self.tokens.mode  # noqa: B018
-
-        async def download_one(item: tuple[str, Path], limiter: AdaptiveLimiter) -> RecordingResult:
-            uuid, dest = item
-            try:
-                file = await self.download_recording(uuid, dest, limiter=limiter)
-            except BulutfonError as exc:
-                return RecordingResult(uuid, None, exc)
-            return RecordingResult(uuid, file, None)
-
-        async for result in self._fan_out(items, download_one):
-            yield result
-
-    async def _download_once(self, url: str, dest: Path) -> Outcome:
-        download: _Download | None = None
-        try:
-            async with self._http.stream("GET", url, headers=_AUDIO_ACCEPT) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    return self._evaluate(response, url, lambda data: data)
-                download = _Download(dest)
-                async for chunk in response.aiter_bytes():
-                    download.write(chunk)
-                outcome = download.finish(response.headers.get("Content-Type"), url)
-                if outcome.ok:
-                    download = None
-                return outcome
-        except httpx.HTTPError as exc:
-            return Outcome(url=url, transport=transport_error(exc, url))
-        except BulutfonError as exc:
-            return Outcome(url=url, fatal=exc)
-        finally:
-            if download is not None:
-                download.discard()
-
-
-class _Crash:
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error

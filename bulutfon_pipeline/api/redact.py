@@ -47,6 +47,8 @@ REDACTED_LOGGERS = (
     "bulutfon_pipeline.api",
     "bulutfon_pipeline.api.auth",
     "bulutfon_pipeline.api.client",
+    "bulutfon_pipeline.api.async_client",
+    "bulutfon_pipeline.api.core",
 )
 
 # Shorter strings are not treated as secrets: masking them would mangle ordinary text.

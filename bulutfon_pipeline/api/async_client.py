@@ -1,0 +1,228 @@
+"""The asyncio Bulutfon API client, :class:`AsyncBulutfonClient`.
+
+Every request it makes (listing pages, details, recordings) goes through its one retry
+loop, :meth:`AsyncBulutfonClient._with_retries`; the batch methods run it under the
+adaptive fan-out of :mod:`~bulutfon_pipeline.api.fanout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from bulutfon_pipeline.api.auth import TokenManager
+from bulutfon_pipeline.api.concurrency import AdaptiveLimiter, RatePacer
+from bulutfon_pipeline.api.config import ClientConfig
+from bulutfon_pipeline.api.core import (
+    AsyncSleep,
+    AttemptOutcome,
+    ClientCore,
+    JsonRequest,
+)
+from bulutfon_pipeline.api.errors import BulutfonError
+from bulutfon_pipeline.api.fanout import fan_out, limited_attempt, new_limiter
+from bulutfon_pipeline.api.models import (
+    ClientStats,
+    DetailResult,
+    ListingPage,
+    RecordingFile,
+    RecordingResult,
+)
+from bulutfon_pipeline.api.recordings import AUDIO_ACCEPT, RecordingAttempt
+from bulutfon_pipeline.api.retry import Outcome
+from bulutfon_pipeline.api.transport import fan_out_transport
+
+__all__ = ["AsyncBulutfonClient"]
+
+T = TypeVar("T")
+
+
+class AsyncBulutfonClient(ClientCore):
+    """Asynchronous Bulutfon API client (asyncio). Use as an async context manager.
+
+    Arguments as for :class:`~bulutfon_pipeline.api.client.BulutfonClient`; ``sleep`` is
+    an async sleep, and ``pacer`` shares an RPS budget with another client.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        token_transport: httpx.BaseTransport | None = None,
+        sleep: AsyncSleep | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] | None = None,
+        tokens: TokenManager | None = None,
+        stats: ClientStats | None = None,
+        pacer: RatePacer | None = None,
+    ) -> None:
+        if token_transport is None and isinstance(transport, httpx.BaseTransport):
+            token_transport = transport
+        super().__init__(
+            config, stats, tokens, rng, clock, token_transport=token_transport, pacer=pacer
+        )
+        self._sleep: AsyncSleep = sleep or asyncio.sleep
+        #: The limiter of the latest fan-out, for metadata and tests (limit, decreases...).
+        self.last_limiter: AdaptiveLimiter | None = None
+        kwargs = self._httpx_kwargs()
+        if transport is None:  # httpx over aiohttp's engine: half the CPU per request
+            transport = fan_out_transport(kwargs["limits"])
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            event_hooks={"request": [self._count_request_async]},
+            **kwargs,
+        )
+
+    async def _count_request_async(self, request: httpx.Request) -> None:
+        self._count_request(request)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncBulutfonClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- the retry loop
+
+    async def _with_retries(
+        self, attempt_once: Callable[[], Awaitable[Outcome]], limiter: AdaptiveLimiter | None
+    ) -> Any:
+        """Repeat ``attempt_once`` until it succeeds or the retry policy says stop.
+
+        Every attempt is paced (``max_rps`` and, after a 429, the limiter's rate) and
+        reports to the adaptive limiter; waits honour Retry-After or back off with jitter.
+        """
+        retries = self._retries()
+        while True:
+            if (wait := self._pace_delay()) > 0:
+                await self._sleep(wait)
+            delay = retries.after(await limited_attempt(limiter, self._sleep, attempt_once))
+            if retries.done:
+                return retries.value
+            await self._sleep(delay)
+
+    async def _get_json(
+        self, request: JsonRequest[T], *, limiter: AdaptiveLimiter | None = None
+    ) -> T:
+        self._require_credentials()
+
+        async def attempt_once() -> Outcome:
+            with AttemptOutcome(request.full_url) as attempt:
+                response = await self._http.get(request.url, params=request.params)
+                attempt.outcome = request.outcome(response)
+            return attempt.outcome
+
+        value: T = await self._with_retries(attempt_once, limiter)
+        return value
+
+    async def _download_once(self, url: str, dest: Path) -> Outcome:
+        with RecordingAttempt(url, dest) as attempt:
+            async with self._http.stream("GET", url, headers=AUDIO_ACCEPT) as response:
+                attempt.begin(response)
+                async for chunk in response.aiter_bytes():
+                    attempt.write(chunk)
+                attempt.end()
+        return attempt.outcome
+
+    # -- endpoints
+
+    async def iter_listing_pages(
+        self, limit: int | None = None, *, filters: Mapping[str, Any] | None = None
+    ) -> AsyncGenerator[ListingPage, None]:
+        """Async :meth:`BulutfonClient.iter_listing_pages`."""
+        pages = self._listing_pages(limit, filters)
+        while pages.has_next_page:
+            yield pages.accept(await self._get_json(self._listing_request(pages)))
+
+    async def get_detail(self, uuid: str) -> dict[str, Any]:
+        """Async :meth:`BulutfonClient.get_detail`."""
+        return await self._get_json(self._detail_request(uuid))
+
+    async def fetch_details(self, uuids: Iterable[str]) -> AsyncGenerator[DetailResult, None]:
+        """Fetch many details with an adaptive (AIMD) concurrency limit.
+
+        ``max_concurrency`` workers pull uuids lazily from ``uuids``; an
+        :class:`~bulutfon_pipeline.api.concurrency.AdaptiveLimiter` decides how many may
+        be in flight (halved on a 429, +1 after a run of successes), and ``max_rps``, when
+        set, spaces request starts on top. Results are yielded as they complete through
+        a queue of ``max_concurrency`` entries, so memory is bounded by the concurrency,
+        not by the number of uuids. A failure (404, bad body, exhausted retries) is
+        reported in that item's :attr:`DetailResult.error` and never stops the batch.
+
+        Raises:
+            ConfigError: no credentials (before any request).
+        """
+        self._require_credentials()
+
+        async def fetch_one(uuid: str, limiter: AdaptiveLimiter) -> DetailResult:
+            try:
+                payload = await self._get_json(self._detail_request(uuid), limiter=limiter)
+            except BulutfonError as exc:
+                return DetailResult(uuid, None, exc)
+            return DetailResult(uuid, payload, None)
+
+        async for result in self._fan_out(uuids, fetch_one):
+            yield result
+
+    async def download_recording(
+        self,
+        uuid: str,
+        dest_without_suffix: Path,
+        *,
+        limiter: AdaptiveLimiter | None = None,
+    ) -> RecordingFile:
+        """Async :meth:`BulutfonClient.download_recording` (file writes are small, sync)."""
+        self._require_credentials()
+        url = self.config.recording_url(uuid)
+        dest = Path(dest_without_suffix)
+        file: RecordingFile = await self._with_retries(
+            lambda: self._download_once(url, dest), limiter
+        )
+        return file
+
+    async def download_recordings(
+        self, items: Iterable[tuple[str, Path]]
+    ) -> AsyncGenerator[RecordingResult, None]:
+        """Download many recordings with the adaptive limit of :meth:`fetch_details`.
+
+        ``max_concurrency`` workers pull ``(uuid, dest_without_suffix)`` pairs lazily;
+        the :class:`~bulutfon_pipeline.api.concurrency.AdaptiveLimiter` halves the
+        in-flight limit on a 429 and grows it back. Each body streams to its own file,
+        so memory is bounded by the concurrency. A failure is reported in that item's
+        :attr:`RecordingResult.error` and never stops the batch.
+
+        Raises:
+            ConfigError: no credentials (before any request).
+        """
+        self._require_credentials()
+
+        async def download_one(item: tuple[str, Path], limiter: AdaptiveLimiter) -> RecordingResult:
+            uuid, dest = item
+            try:
+                file = await self.download_recording(uuid, dest, limiter=limiter)
+            except BulutfonError as exc:
+                return RecordingResult(uuid, None, exc)
+            return RecordingResult(uuid, file, None)
+
+        async for result in self._fan_out(items, download_one):
+            yield result
+
+    def _fan_out(
+        self,
+        items: Iterable[T],
+        fetch_one: Callable[[T, AdaptiveLimiter], Awaitable[Any]],
+    ) -> AsyncGenerator[Any, None]:
+        """:func:`~bulutfon_pipeline.api.fanout.fan_out` under a fresh limiter, kept as
+        :attr:`last_limiter`."""
+        workers = self.config.max_concurrency
+        self.last_limiter = limiter = new_limiter(workers)
+        return fan_out(items, fetch_one, limiter, workers)

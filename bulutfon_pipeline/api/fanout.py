@@ -1,0 +1,168 @@
+"""The adaptive fan-out: many requests under one AIMD limit, and its sync bridge.
+
+:func:`fan_out` runs one coroutine per item under an
+:class:`~bulutfon_pipeline.api.concurrency.AdaptiveLimiter`; :func:`limited_attempt` is
+the limiter's part in every attempt of the async retry loop (its pace before sending,
+429s and successes after). Every use of the limiter is in this module.
+:func:`drain_in_thread` runs an async generator on an event loop in a background thread
+and yields its items to sync code (the sync client's batch methods).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar
+
+from bulutfon_pipeline.api.concurrency import AdaptiveLimiter
+from bulutfon_pipeline.api.core import AsyncSleep
+from bulutfon_pipeline.api.retry import Outcome
+
+__all__ = ["drain_in_thread", "fan_out", "limited_attempt", "new_limiter"]
+
+T = TypeVar("T")
+C = TypeVar("C")
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+
+
+def new_limiter(max_concurrency: int) -> AdaptiveLimiter:
+    """The limiter of one fan-out, starting (and capped) at ``max_concurrency``."""
+    return AdaptiveLimiter(max_concurrency)
+
+
+async def limited_attempt(
+    limiter: AdaptiveLimiter | None,
+    sleep: AsyncSleep,
+    attempt_once: Callable[[], Awaitable[Outcome]],
+) -> Outcome:
+    """One attempt, paced by ``limiter`` (after its first 429) and reported to it."""
+    if limiter is None:
+        return await attempt_once()
+    if (wait := limiter.pace()) > 0:
+        await sleep(wait)
+    mark = limiter.start_attempt()
+    outcome = await attempt_once()
+    if outcome.status == 429:
+        await limiter.on_rate_limited(mark)
+    elif outcome.ok:
+        await limiter.on_success()
+    return outcome
+
+
+async def fan_out(
+    items: Iterable[_Item],
+    fetch_one: Callable[[_Item, AdaptiveLimiter], Awaitable[_Result]],
+    limiter: AdaptiveLimiter,
+    workers: int,
+) -> AsyncGenerator[_Result, None]:
+    """Run ``fetch_one`` over ``items`` under one adaptive (AIMD) concurrency limit.
+
+    ``workers`` workers pull items lazily from a shared iterator, so each item goes to
+    one worker and nothing is materialized up front; results come back through a queue
+    of ``workers`` entries as they complete. ``fetch_one`` reports a per-item failure in
+    its result; any other exception (a bug, a failing item source) is re-raised here
+    after the workers are cancelled.
+    """
+    source = iter(items)
+    done = object()
+    results: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers)
+
+    async def worker() -> None:
+        try:
+            for item in source:
+                async with limiter.slot():
+                    result = await fetch_one(item, limiter)
+                await results.put(result)
+        except Exception as exc:  # a bug or a failing item source: surface it
+            await results.put(_Crash(exc))
+        await results.put(done)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(workers)]
+    finished = 0
+    try:
+        while finished < workers:
+            got = await results.get()
+            if got is done:
+                finished += 1
+            elif isinstance(got, _Crash):
+                raise got.error
+            else:
+                yield got
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Crash:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def drain_in_thread(
+    open_client: Callable[[], AbstractAsyncContextManager[C]],
+    start: Callable[[C], AsyncGenerator[T, None]],
+    *,
+    backlog: int,
+    name: str,
+) -> Generator[T, None, None]:
+    """Run ``start(client)`` on an event loop in a background thread and yield its items
+    here, with at most ``backlog`` finished items waiting.
+
+    ``open_client()`` is entered on that loop. Closing this generator early cancels the
+    async work and waits for the thread.
+    """
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue()
+    started = threading.Event()
+    runtime: dict[str, Any] = {}
+
+    async def pump() -> None:
+        credits = asyncio.Semaphore(backlog)
+        runtime.update(
+            loop=asyncio.get_running_loop(), credits=credits, task=asyncio.current_task()
+        )
+        started.set()
+        async with open_client() as client, contextlib.aclosing(start(client)) as results:
+            async for result in results:
+                await credits.acquire()  # released by the consumer, per item
+                handoff.put(("item", result))
+
+    def run() -> None:
+        try:
+            asyncio.run(pump())
+            handoff.put(("done", None))
+        except asyncio.CancelledError:
+            handoff.put(("done", None))
+        except BaseException as exc:
+            handoff.put(("error", exc))
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=run, name=f"bulutfon-{name}", daemon=True)
+    thread.start()
+    started.wait()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "item":
+                # The pump may already have finished (and its loop closed) while
+                # items still wait here; nothing needs the credit back then.
+                with contextlib.suppress(RuntimeError):
+                    runtime["loop"].call_soon_threadsafe(runtime["credits"].release)
+                yield value
+            elif kind == "done":
+                return
+            else:
+                raise value
+    finally:
+        if thread.is_alive() and "loop" in runtime:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                runtime["loop"].call_soon_threadsafe(runtime["task"].cancel)
+        thread.join()
