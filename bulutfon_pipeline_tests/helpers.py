@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import decimal
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,26 @@ def assert_tables_match(db: Path | str, expected: Mapping[str, list[dict]]) -> N
     want_rejects = {(r["uuid"], r["stage"]) for r in expected["load_rejects"]}
     got_rejects = {(r["uuid"], r["stage"]) for r in read_table(db, "load_rejects")}
     assert got_rejects == want_rejects
+
+
+def insert_rows(
+    con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert ``rows`` into ``table`` by column name (``INSERT INTO t (a, b) VALUES (?, ?)``).
+
+    Every row must name the same columns; columns it leaves out get their default.
+    """
+    if not rows:
+        return
+    columns = list(rows[0])
+    for row in rows:
+        assert list(row) == columns, f"{table}: {list(row)} is not {columns}"
+    names = ", ".join(f'"{c}"' for c in columns)
+    marks = ", ".join(["?"] * len(columns))
+    con.executemany(
+        f"INSERT INTO {table} ({names}) VALUES ({marks})",
+        [[row[c] for c in columns] for row in rows],
+    )
 
 
 def table_snapshot(db: Path | str) -> dict[str, list[dict]]:

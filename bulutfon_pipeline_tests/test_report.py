@@ -13,24 +13,17 @@ from bulutfon_pipeline.assets import call_report
 from bulutfon_pipeline.report import SECTIONS, build_report
 from bulutfon_pipeline.resources import SettingsResource, WarehouseResource
 from bulutfon_pipeline.warehouse import Warehouse
-from bulutfon_pipeline_tests.warehouse.test_marts import CALLS, ORIGINATIONS, STEPS
+from bulutfon_pipeline_tests.fixtures.marts import insert_calls
 
 NOW = dt.datetime(2024, 5, 8, 9, 0, tzinfo=dt.UTC)  # 12:00 in Istanbul
 
 
 @pytest.fixture
 def marts(tmp_path: Path) -> Warehouse:
-    """The ten hand-made calls of ``test_marts`` (see its docstring for the table)."""
+    """The nine hand-made calls of ``fixtures/marts.py`` (its docstring has the table)."""
     wh = Warehouse(tmp_path / "warehouse.duckdb")
     wh.ensure_schema()
-    with wh.transaction() as con:
-        con.executemany(f"INSERT INTO cdrs VALUES ({', '.join(['?'] * 22)})", CALLS)
-        con.executemany(f"INSERT INTO call_flow_steps VALUES ({', '.join(['?'] * 9)})", STEPS)
-        con.executemany(
-            "INSERT INTO originations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(*row, row[-1] == "ANSWERED") for row in ORIGINATIONS],
-        )
-    return wh
+    return insert_calls(wh)
 
 
 def test_report_is_self_contained_with_every_section(marts: Warehouse, tmp_path: Path) -> None:

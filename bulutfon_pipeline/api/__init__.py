@@ -11,7 +11,6 @@ from bulutfon_pipeline.api.async_client import AsyncBulutfonClient
 from bulutfon_pipeline.api.auth import (
     BulutfonAuth,
     TokenManager,
-    TokenStore,
     exchange_code,
     force_refresh,
 )
@@ -42,6 +41,7 @@ from bulutfon_pipeline.api.models import (
 from bulutfon_pipeline.api.recordings import detect_audio_format
 from bulutfon_pipeline.api.redact import install_log_redaction, redact, register_secret
 from bulutfon_pipeline.api.retry import backoff_delay, parse_retry_after
+from bulutfon_pipeline.api.token_store import TokenStore
 
 __all__ = [
     "APIError",

@@ -17,10 +17,12 @@ requests that hit an expired token therefore cause exactly one refresh, whether 
 from threads, coroutines, or both.
 
 Refresh tokens rotate: every new pair is written atomically (temp file in the same
-directory, mode 0600, fsync, ``os.replace``) to ``<data_dir>/bulutfon_token.json``. Once
+directory, mode 0600, fsync, ``os.replace``; see ``token_store.py``) to
+``<data_dir>/bulutfon_token.json``. Once
 that file exists it wins over ``BULUTFON_REFRESH_TOKEN`` from the environment, and it is
 re-read before each refresh, so another client or process that rotated the pair first is
-followed instead of being raced with a now-invalid refresh token.
+followed instead of being raced with a now-invalid refresh token. The POST to the token
+endpoint and its retries live in ``token_endpoint.py``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 import weakref
@@ -40,99 +40,21 @@ from pathlib import Path
 import httpx
 
 from bulutfon_pipeline.api.config import ClientConfig
-from bulutfon_pipeline.api.errors import (
-    APIError,
-    AuthError,
-    BulutfonError,
-    ConfigError,
-    ServerError,
-    body_excerpt,
-)
+from bulutfon_pipeline.api.errors import ConfigError
 from bulutfon_pipeline.api.models import ClientStats, Token
 from bulutfon_pipeline.api.redact import install_log_redaction, register_secret
-from bulutfon_pipeline.api.retry import backoff_delay, parse_retry_after, transport_error
+from bulutfon_pipeline.api.token_endpoint import request_token
+from bulutfon_pipeline.api.token_store import TokenStore
 
 __all__ = [
     "BulutfonAuth",
     "TokenManager",
-    "TokenStore",
     "exchange_code",
     "force_refresh",
     "is_token_expired_response",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Token endpoint statuses that mean "not processed, try again"; a 500 is not retried
-#: because the server may have rotated the refresh token before failing.
-_TOKEN_RETRY_STATUSES = frozenset({429, 502, 503, 504})
-
-
-class TokenStore:
-    """The token file: read it, and replace it atomically with mode 0600."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def load(self) -> Token | None:
-        """The stored token, or ``None`` when there is no file.
-
-        Raises:
-            ConfigError: the file exists but is unreadable or not a token.
-        """
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise ConfigError(f"Cannot read token file {self.path}: {exc.strerror}") from None
-        try:
-            data = json.loads(text)
-            token = Token.from_response(data)
-        except (ValueError, AuthError, AttributeError):
-            token = None
-        if token is None:
-            raise ConfigError(
-                f"Token file {self.path} is not a valid token; delete it and run "
-                "`bulutfon-pipeline auth` again"
-            )
-        register_secret(token.access_token, token.refresh_token)
-        return token
-
-    def save(self, token: Token) -> None:
-        """Write ``token`` atomically: temp file (0600) in the same dir, fsync, replace."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = json.dumps(token.to_json(), indent=2).encode("utf-8")
-        # mkstemp creates the file with mode 0600, so the secret is never world-readable.
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                os.fchmod(fh.fileno(), 0o600)
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Make the rename itself durable; not every platform/filesystem allows it.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
 
 # One lock per token file for the whole process, shared by every TokenManager using it.
 _FILE_LOCKS: dict[str, threading.Lock] = {}
@@ -296,44 +218,7 @@ class TokenManager:
         return token
 
     def _token_request(self, fields: dict[str, str]) -> Token:
-        """POST the form to the token URL, retrying only answers that mean "not processed"."""
-        config = self.config
-        data = {
-            "client_id": config.client_id or "",
-            "client_secret": config.client_secret or "",
-            "redirect_uri": config.redirect_uri,
-            **fields,
-        }
-        headers = {"User-Agent": config.user_agent, "Accept": "application/json"}
-        timeout = httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s)
-        attempt = 0
-        with httpx.Client(transport=self._transport, timeout=timeout, headers=headers) as http:
-            while True:
-                error: BulutfonError | None = None
-                retry_after: float | None = None
-                try:
-                    response = http.post(config.token_url, data=data)
-                except httpx.HTTPError as exc:
-                    error = transport_error(exc, config.token_url, "BULUTFON_TOKEN_URL")
-                    # Only a failed connect surely left the refresh token unused.
-                    retryable = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-                else:
-                    if response.status_code == 200:
-                        token = _parse_token(response)
-                        register_secret(token.access_token, token.refresh_token)
-                        return token
-                    retryable = response.status_code in _TOKEN_RETRY_STATUSES
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                    error = _token_error(response, fields["grant_type"])
-                if not retryable or attempt >= config.max_retries:
-                    raise error
-                delay = (
-                    min(retry_after, config.retry_after_cap_s)
-                    if retry_after is not None
-                    else backoff_delay(attempt, config.backoff_base_s, config.backoff_max_s)
-                )
-                attempt += 1
-                self._sleep(delay)
+        return request_token(self.config, fields, transport=self._transport, sleep=self._sleep)
 
     # -- async --------------------------------------------------------------------------
 
@@ -364,46 +249,6 @@ class TokenManager:
             if self._usable(self._token, stale):
                 return self._token  # type: ignore[return-value]
             return await asyncio.to_thread(self.refresh, stale)
-
-
-def _parse_token(response: httpx.Response) -> Token:
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise AuthError(
-            "Token endpoint answered 200 with a body that is not a JSON object",
-            status=200,
-            body_excerpt=body_excerpt(response.content),
-        )
-    return Token.from_response(data)
-
-
-def _token_error(response: httpx.Response, grant_type: str) -> APIError:
-    excerpt = body_excerpt(response.content)
-    status = response.status_code
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    code = str(data.get("error", "")) if isinstance(data, dict) else ""
-    if status >= 500 or status == 429:
-        return ServerError(
-            f"Token endpoint answered {status}: {excerpt}", status=status, body_excerpt=excerpt
-        )
-    what = "authorization code" if grant_type == "authorization_code" else "refresh token"
-    hint = (
-        "get a new code and run `bulutfon-pipeline auth` again"
-        if grant_type == "authorization_code"
-        else "run `bulutfon-pipeline auth` to authorize again"
-    )
-    reason = f" ({code})" if code else ""
-    return AuthError(
-        f"The token endpoint rejected the {what}{reason} with {status}: {hint}",
-        status=status,
-        body_excerpt=excerpt,
-    )
 
 
 def is_token_expired_response(status: int, body: bytes) -> bool:

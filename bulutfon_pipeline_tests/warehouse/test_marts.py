@@ -1,94 +1,19 @@
-"""The five marts against values computed by hand from nine calls inserted below.
-
-The calls (times UTC; Istanbul is UTC+3 all year since 2016, so local = UTC + 3 h):
-
-| call | dir   | caller       | local start     | ring | talk | flow                        |
-|------|-------|--------------|-----------------|------|------|-----------------------------|
-| c1   | IN    | 905321110000 | Mon 05-06 09:00 | 20   | 300  | grp 101: 1004 ANS, 1008 LR  |
-| c2   | IN    | 905321110000 | Mon 05-06 09:30 | 40   | -    | grp 101: 1004, 1008 no ans  |
-| c3   | IN    | 90532xxxxxxx | Mon 05-06 10:10 | 15   | -    | none (masked caller)        |
-| c4   | OUT   | 902120000000 | Mon 05-06 11:00 | 10   | 120  | ext 1004 calls c2 back      |
-| c5   | IN    | 905559990000 | Tue 05-07 00:30 | 30   | -    | none (Mon 21:30 UTC!)       |
-| c6   | LOCAL | 1008         | Tue 05-07 09:15 | 5    | 60   | connecting to ext 1004, ans |
-| c9   | IN    | 905441234567 | Tue 05-07 09:50 | 20   | -    | none                        |
-| c7   | IN    | 905441234567 | Tue 05-07 10:00 | 10   | 90   | grp 102: 1015 ANS, 1004 LR  |
-| c8   | IN    | 905559990000 | Tue 05-07 15:00 | 25   | -    | none                        |
-
-(ANS = ANSWERED with the call's talk time, LR = LOSE_RACE.)
-"""
+"""The five marts against values computed by hand from the nine calls of
+``fixtures/marts.py`` (its docstring has them as a table)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 
 import pytest
 
 from bulutfon_pipeline.warehouse import Warehouse
-
-DAY1 = datetime(2024, 5, 6, tzinfo=UTC)  # a Monday
-DID = "902120000000"
-
-
-def at(hours: float, day: int = 0) -> datetime:
-    return DAY1 + timedelta(days=day, hours=hours)
-
-
-def _call(uuid, direction, caller, callee, start, ring, talk, extension=None):
-    """A cdrs row: ring seconds until the answer (or hang-up), then talk seconds."""
-    answer = start + timedelta(seconds=ring) if talk is not None else None
-    hangup = (answer + timedelta(seconds=talk)) if answer else start + timedelta(seconds=ring)
-    local_date = (start + timedelta(hours=3)).date()
-    return (uuid, "voice", direction, caller, callee, extension, start, answer, hangup,
-            local_date, answer is not None, ring, talk or 0, "NO", False, None,
-            "NORMAL_CLEARING" if answer else "NO_ANSWER", None, None,
-            direction == "IN" and answer is None, None, DAY1)  # fmt: skip
-
-
-CALLS = [
-    _call("c1", "IN", "905321110000", DID, at(6), 20, 300),
-    _call("c2", "IN", "905321110000", DID, at(6.5), 40, None),
-    _call("c3", "IN", "90532xxxxxxx", DID, at(7 + 10 / 60), 15, None),
-    _call("c4", "OUT", DID, "905321110000", at(8), 10, 120, extension="1004"),
-    _call("c5", "IN", "905559990000", DID, at(21.5), 30, None),
-    _call("c6", "LOCAL", "1008", "1004", at(6.25, 1), 5, 60),
-    _call("c9", "IN", "905441234567", DID, at(6 + 50 / 60, 1), 20, None),
-    _call("c7", "IN", "905441234567", DID, at(7, 1), 10, 90),
-    _call("c8", "IN", "905559990000", DID, at(12, 1), 25, None),
-]
-
-S = timedelta(seconds=1)
-STEPS = [  # cdr_uuid, step_index, callee, start, answer, hangup, redirection, kind, target
-    ("c1", 0, "11", at(6), None, None, None, "REDIRECTED_TO_GROUP", "101"),
-    ("c1", 1, "101", at(6), at(6) + 20 * S, at(6) + 320 * S, None, "CONNECTING_TO_GROUP", None),
-    ("c2", 0, "101", at(6.5), None, at(6.5) + 40 * S, None, "CONNECTING_TO_GROUP", None),
-    ("c6", 0, "1004", at(6.25, 1), at(6.25, 1) + 5 * S, at(6.25, 1) + 65 * S, None,
-     "CONNECTING_TO_EXTENSION", None),
-    ("c7", 0, "11", at(7, 1), None, None, None, "REDIRECTED_TO_GROUP", "102"),
-    ("c7", 1, "102", at(7, 1), at(7, 1) + 10 * S, at(7, 1) + 100 * S, None,
-     "CONNECTING_TO_GROUP", None),
-]  # fmt: skip
-
-ORIGINATIONS = [  # cdr_uuid, step, attempt, destination, start, answer, hangup, result, outcome
-    ("c1", 1, 0, "1004", at(6), at(6) + 20 * S, at(6) + 320 * S, "ANSWERED", "ANSWERED"),
-    ("c1", 1, 1, "1008", at(6), None, at(6) + 20 * S, "LOSE_RACE", "LOSE_RACE"),
-    ("c2", 0, 0, "1004", at(6.5), None, at(6.5) + 40 * S, "NO_ANSWER", "OTHER"),
-    ("c2", 0, 1, "1008", at(6.5), None, at(6.5) + 40 * S, "NO_ANSWER", "OTHER"),
-    ("c7", 1, 0, "1015", at(7, 1), at(7, 1) + 10 * S, at(7, 1) + 100 * S, "ANSWERED",
-     "ANSWERED"),
-    ("c7", 1, 1, "1004", at(7, 1), None, at(7, 1) + 10 * S, "LOSE_RACE", "LOSE_RACE"),
-]  # fmt: skip
+from bulutfon_pipeline_tests.fixtures.marts import at, insert_calls
 
 
 @pytest.fixture
 def marts(warehouse: Warehouse) -> Warehouse:
-    with warehouse.transaction() as con:
-        con.executemany(f"INSERT INTO cdrs VALUES ({', '.join(['?'] * 22)})", CALLS)
-        con.executemany(f"INSERT INTO call_flow_steps VALUES ({', '.join(['?'] * 9)})", STEPS)
-        con.executemany(
-            "INSERT INTO originations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(*row, row[-1] == "ANSWERED") for row in ORIGINATIONS],
-        )
-    return warehouse
+    return insert_calls(warehouse)
 
 
 def rows(wh: Warehouse, sql: str) -> list[tuple]:

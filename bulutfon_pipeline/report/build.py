@@ -1,0 +1,56 @@
+"""Build the report: read the marts, render the page, write the dated file and its copy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bulutfon_pipeline.report.data import ReportSummary, read_marts, summarize
+from bulutfon_pipeline.report.page import SECTIONS, render_html
+from bulutfon_pipeline.settings import LOCAL_TZ
+from bulutfon_pipeline.warehouse import Warehouse
+
+__all__ = ["REPORTS_DIR", "CallReport", "build_report"]
+
+#: Folder under BULUTFON_DATA_DIR that holds the reports.
+REPORTS_DIR = "reports"
+
+
+@dataclass(frozen=True)
+class CallReport:
+    """A written report: the dated file, the ``latest`` copy and its numbers."""
+
+    path: Path
+    latest_path: Path
+    summary: ReportSummary
+    sections: list[str] = field(default_factory=list)
+
+
+def build_report(
+    warehouse: Warehouse, *, out_dir: Path, now: dt.datetime | None = None
+) -> CallReport:
+    """Write ``call_report_<local date>.html`` and ``call_report_latest.html`` to ``out_dir``.
+
+    Args:
+        warehouse: the warehouse (schema and views in place).
+        out_dir: the reports folder (created if missing), normally
+            ``BULUTFON_DATA_DIR/reports``.
+        now: the generation time (default: now).
+
+    Returns:
+        The paths written and the headline numbers.
+    """
+    moment = (now or dt.datetime.now(dt.UTC)).astimezone(LOCAL_TZ)
+    frames = read_marts(warehouse)
+    summary = summarize(frames)
+    page = render_html(frames, summary, f"{moment:%Y-%m-%d %H:%M}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"call_report_{moment:%Y-%m-%d}.html"
+    tmp = path.with_suffix(".html.part")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    latest = out_dir / "call_report_latest.html"
+    shutil.copyfile(path, latest)
+    return CallReport(path=path, latest_path=latest, summary=summary, sections=list(SECTIONS))
