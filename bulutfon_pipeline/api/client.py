@@ -67,6 +67,9 @@ AsyncSleep = Callable[[float], Awaitable[None]]
 _AUDIO_ACCEPT = {"Accept": "audio/*, application/octet-stream;q=0.9, */*;q=0.5"}
 # Keep at most this much of an error body (bytes) for the error excerpt.
 _ERROR_BODY_KEEP = settings.ERROR_BODY_MAX_CHARS * 4
+#: Fan-out workers per in-flight slot: items waiting out a Retry-After (1 s) or a backoff
+#: hold a worker but no slot. 20 % of 600 req/s answered ``Retry-After: 1`` parks ~120.
+_WORKERS_PER_SLOT = 16
 
 
 # --- response shapes ------------------------------------------------------------------
@@ -721,21 +724,27 @@ class AsyncBulutfonClient(_ClientCore):
     ) -> Any:
         """Repeat ``attempt_once`` until it succeeds or :func:`should_retry` says stop.
 
-        Every attempt is paced (``max_rps`` and, after a 429, the limiter's rate) and
-        reports to the adaptive limiter; waits honour Retry-After or back off with jitter.
+        Every attempt holds a limiter slot, is paced (``max_rps`` and the limiter's pace)
+        and reports to the limiter; waits honour Retry-After or back off with jitter.
         """
         attempt = 0
         while True:
-            await self._pace()
-            if limiter is not None and (wait := limiter.pace()) > 0:
-                await self._sleep(wait)
-            mark = limiter.start_attempt() if limiter is not None else None
-            outcome = await attempt_once()
-            if limiter is not None and mark is not None:
+            if limiter is None:
+                await self._pace()
+                outcome = await attempt_once()
+            else:
+                # The slot is held for the attempt only: a request waiting out its
+                # Retry-After or backoff is re-queued and leaves its slot to others.
+                async with limiter.slot():
+                    await self._pace()
+                    if (wait := limiter.pace()) > 0:
+                        await self._sleep(wait)
+                    mark = limiter.start_attempt()
+                    outcome = await attempt_once()
                 if outcome.status == 429:
                     await limiter.on_rate_limited(mark)
                 elif outcome.ok:
-                    await limiter.on_success()
+                    await limiter.on_success(mark)
             if outcome.ok:
                 return outcome.value
             delay = self._next_delay(outcome, attempt)
@@ -764,15 +773,18 @@ class AsyncBulutfonClient(_ClientCore):
         return await self._get_json(self.config.detail_url(uuid), None, _parse_detail, "cdr")
 
     async def fetch_details(self, uuids: Iterable[str]) -> AsyncGenerator[DetailResult, None]:
-        """Fetch many details with an adaptive (AIMD) concurrency limit.
+        """Fetch many details under adaptive flow control.
 
-        ``max_concurrency`` workers pull uuids lazily from ``uuids``; an
-        :class:`~bulutfon_pipeline.api.concurrency.AdaptiveLimiter` decides how many may
-        be in flight (halved on a 429, +1 after a run of successes), and ``max_rps``, when
-        set, spaces request starts on top. Results are yielded as they complete through
-        a queue of ``max_concurrency`` entries, so memory is bounded by the concurrency,
-        not by the number of uuids. A failure (404, bad body, exhausted retries) is
-        reported in that item's :attr:`DetailResult.error` and never stops the batch.
+        Workers pull uuids lazily from ``uuids``; at most ``max_concurrency`` requests
+        are in flight, and an :class:`~bulutfon_pipeline.api.concurrency.AdaptiveLimiter`
+        paces their starts once the API's 429s show a rate limit (sporadic 429s do not
+        slow it down). A request answered 429 or 5xx waits out its ``Retry-After`` or
+        backoff without holding a slot, then goes again. ``max_rps``, when set, spaces
+        request starts on top. Results are yielded as they complete through a queue of
+        ``max_concurrency`` entries, so memory is bounded by the concurrency (times
+        ``_WORKERS_PER_SLOT`` items being worked on), not by the number of uuids. A
+        failure (404, bad body, exhausted retries) is reported in that item's
+        :attr:`DetailResult.error` and never stops the batch.
 
         Raises:
             ConfigError: no credentials (before any request).
@@ -796,26 +808,27 @@ class AsyncBulutfonClient(_ClientCore):
         items: Iterable[_Item],
         fetch_one: Callable[[_Item, AdaptiveLimiter], Awaitable[_Result]],
     ) -> AsyncGenerator[_Result, None]:
-        """Run ``fetch_one`` over ``items`` under one adaptive (AIMD) concurrency limit.
+        """Run ``fetch_one`` over ``items`` under one adaptive flow-control limiter.
 
-        ``max_concurrency`` workers pull items lazily from a shared iterator, so each item
+        Workers pull items lazily from a shared iterator, so each item
         goes to one worker and nothing is materialized up front; results come back through
         a queue of ``max_concurrency`` entries as they complete. ``fetch_one`` reports a
         per-item failure in its result; any other exception (a bug, a failing item
         source) is re-raised here after the workers are cancelled.
         """
-        workers = self.config.max_concurrency
-        limiter = AdaptiveLimiter(workers)
+        limiter = AdaptiveLimiter(self.config.max_concurrency)
         self.last_limiter = limiter
+        # The limiter's slots cap the requests in flight; more workers than slots keep
+        # them busy while other items wait out a Retry-After or a backoff.
+        workers = self.config.max_concurrency * _WORKERS_PER_SLOT
         source = iter(items)
         done = object()
-        results: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers)
+        results: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.config.max_concurrency)
 
         async def worker() -> None:
             try:
                 for item in source:
-                    async with limiter.slot():
-                        result = await fetch_one(item, limiter)
+                    result = await fetch_one(item, limiter)
                     await results.put(result)
             except Exception as exc:  # a bug or a failing item source: surface it
                 await results.put(_Crash(exc))
@@ -858,11 +871,11 @@ class AsyncBulutfonClient(_ClientCore):
     ) -> AsyncGenerator[RecordingResult, None]:
         """Download many recordings with the adaptive limit of :meth:`fetch_details`.
 
-        ``max_concurrency`` workers pull ``(uuid, dest_without_suffix)`` pairs lazily;
-        the :class:`~bulutfon_pipeline.api.concurrency.AdaptiveLimiter` halves the
-        in-flight limit on a 429 and grows it back. Each body streams to its own file,
-        so memory is bounded by the concurrency. A failure is reported in that item's
-        :attr:`RecordingResult.error` and never stops the batch.
+        Workers pull ``(uuid, dest_without_suffix)`` pairs lazily under the
+        :class:`~bulutfon_pipeline.api.concurrency.AdaptiveLimiter` of :meth:`fetch_details`.
+        Each body streams to its own file, so memory is bounded by the concurrency. A
+        failure is reported in that item's :attr:`RecordingResult.error` and never stops
+        the batch.
 
         Raises:
             ConfigError: no credentials (before any request).
