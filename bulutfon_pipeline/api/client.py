@@ -750,6 +750,10 @@ class AsyncBulutfonClient(_ClientCore):
             delay = self._next_delay(outcome, attempt)
             if delay is None:
                 break
+            if limiter is not None and outcome.status == 429 and outcome.retry_after is None:
+                # The limiter's pace, not this request's backoff, keeps the rate under the
+                # limit: a long backoff would only leave the request behind for the tail.
+                delay = min(delay, limiter.RETRY_429_MAX_S)
             await self._sleep(delay)
             attempt += 1
         raise self._give_up(outcome, attempt + 1)

@@ -90,6 +90,9 @@ class AdaptiveLimiter:
     MIN_TOLERANCE = 0.02
     #: Weight of a calm interval's share in the running ``noise`` estimate.
     NOISE_WEIGHT = 0.2
+    #: A 429 without Retry-After waits at most this long (s) before it goes again: the
+    #: pace keeps the rate, so the request need not back off on its own.
+    RETRY_429_MAX_S = 0.5
     #: ``noise`` never exceeds this: an API refusing more than a third is limiting, not noisy.
     MAX_NOISE = 0.35
 
