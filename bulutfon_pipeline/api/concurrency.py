@@ -30,7 +30,8 @@ pace, and compares it with ``noise``, the share of 429s that did not respond to 
   grants exactly its refill rate), and the pace is set to ``CUT`` × that.
 
 An interval ends early on a burst of 429s (``EARLY_429S``), so a limit that drops is
-followed within a fraction of a second. Answers to requests sent before a change of pace
+followed within a fraction of a second; the interval right after a cut, which tests it,
+ends early only if most answers are refused. Answers to requests sent before a change of pace
 (an *epoch*) are not counted for the new pace. Until the first congested interval nothing
 is paced, so an unlimited API is not slowed down. 5xx answers and timeouts say nothing
 about the rate; the caller retries them with backoff.
@@ -83,8 +84,8 @@ class AdaptiveLimiter:
     #: Growth per second beyond it: the limit moved up, find it fast.
     FAST_GROWTH = 2.0
     BEYOND = 1.0
-    #: After a cut, 429s whose share stays within this factor of the cut interval's are
-    #: sporadic (a limit's share falls to about zero; a limit that fell makes it grow).
+    #: After a cut, 429s that keep at least this share of the cut interval's are sporadic
+    #: (a limit's share falls to about zero; a limit that fell makes it grow).
     SPORADIC_SHARE = 0.5
     #: The smallest excess of the 429 share over ``noise`` that counts as congestion.
     MIN_TOLERANCE = 0.02
@@ -198,8 +199,12 @@ class AdaptiveLimiter:
         if now - self._first_429 < self.EARLY_MIN_S:
             return False
         since = self._ok_after + self._limited
-        # Checked on every answer, so a stricter bar than the interval's own judgement.
         share = self._limited / since
+        if self._cut is not None:
+            # The interval after a cut tests that cut and runs full, unless the limit
+            # plainly fell meanwhile: most answers refused, twice the cut's share.
+            return since >= self.MIN_SAMPLES and share >= max(0.5, 2.0 * self._cut[0])
+        # Checked on every answer, so a stricter bar than the interval's own judgement.
         return since >= self.MIN_SAMPLES and self._congested(share, since, 4.0, self.BURST_EXCESS)
 
     def _congested(
@@ -225,7 +230,7 @@ class AdaptiveLimiter:
             weight = 0.5 if share < self.noise else self.NOISE_WEIGHT
             self.noise += weight * (min(share, self.MAX_NOISE) - self.noise)
             self._grow(elapsed, sent, clear=not self._congested(share, samples, 1.0, 0.0))
-        elif cut is not None and self._sporadic(cut, share):
+        elif cut is not None and not burst and self._sporadic(cut, share, samples):
             # The pace was cut to what the API accepted, which ends a rate limit's 429s;
             # these kept their share: they do not depend on the rate.
             self.noise = min(self.MAX_NOISE, (share + cut[0]) / 2)
@@ -233,6 +238,8 @@ class AdaptiveLimiter:
             self.sporadic += 1
             self._new_epoch(now)
         else:
+            if burst:  # the share that triggered it: since the interval's first 429
+                share = self._limited / (self._ok_after + self._limited)
             self._cut = (share, self.rate)
             self.estimate = accepted
             paced = max(self.CUT * accepted, 1.0 / self.INTERVAL_S)
@@ -244,14 +251,16 @@ class AdaptiveLimiter:
         self._ok = self._limited = self._ok_after = 0
         self._first_429 = None
 
-    def _sporadic(self, cut: tuple[float, float | None], share: float) -> bool:
+    def _sporadic(self, cut: tuple[float, float | None], share: float, samples: int) -> bool:
         """After a cut: did the 429s keep their share (sporadic) or not (a limit)?
 
         The cut paced us at what the API accepted, so a limit's 429 share falls to about
         zero; a limit that fell at the same time makes it grow. Sporadic 429s keep their
-        share within a factor of ``1 / SPORADIC_SHARE``.
+        share: no lower than ``SPORADIC_SHARE`` of it, no higher than binomial noise
+        (3 standard deviations and ``MIN_TOLERANCE``) allows.
         """
-        return self.SPORADIC_SHARE * cut[0] <= share <= cut[0] / self.SPORADIC_SHARE
+        spread = 3.0 * math.sqrt(cut[0] * (1.0 - cut[0]) / samples) + self.MIN_TOLERANCE
+        return self.SPORADIC_SHARE * cut[0] <= share <= cut[0] + spread
 
     def _grow(self, elapsed: float, sent: float, *, clear: bool) -> None:
         if self.rate is None:
