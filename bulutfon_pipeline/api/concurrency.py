@@ -63,7 +63,7 @@ class AdaptiveLimiter:
 
     Args:
         max_limit: requests in flight at most (``max_concurrency``).
-        initial: unused by this design beyond validation; kept for compatibility.
+        initial: a lower in-flight cap, if given (kept from the AIMD design's signature).
         clock: monotonic seconds (a fake clock in tests).
     """
 
