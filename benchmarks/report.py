@@ -364,13 +364,14 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                 "DuckDB settings, as the pipeline commits "
                 "(the ceiling under the pipeline's constraints).", "",
                 *_load(results)]  # fmt: skip
-        out += ["### 6. Flow control under every way the API says slow down (issue 12)", "",
-                "The product's `AsyncBulutfonClient.fetch_details` (`max_concurrency` 16) "
-                "against the simulator in its own process, latency 20-30 ms unless said; "
-                "behaviour 1 alternates ours with main's flow control "
-                "(`benchmarks/legacy_concurrency.py`), the other ratios are against the "
-                "ideal or the clean run of the same run (`benchmarks/flow.py`).", "",
-                *_flow(results), ""]  # fmt: skip
+        if results.get("flow"):
+            out += ["### 6. Flow control under every way the API says slow down (issue 12)", "",
+                    "The product's `AsyncBulutfonClient.fetch_details` (`max_concurrency` 16) "
+                    "against the simulator in its own process, latency 20-30 ms unless said; "
+                    "behaviour 1 alternates ours with main's flow control "
+                    "(`benchmarks/legacy_concurrency.py`), the other ratios are against the "
+                    "ideal or the clean run of the same run (`benchmarks/flow.py`).", "",
+                    *_flow(results), ""]  # fmt: skip
         out += ["### 3–5. Sync memory, no-op sync, start-up", "",
                 "`bulutfon-pipeline sync --no-progress` in a subprocess (peak RSS from "
                 "`wait4`), against the simulator in another process.", "",

@@ -89,7 +89,7 @@ class AdaptiveLimiter:
     SPORADIC_SHARE = 0.5
     #: The smallest excess of the 429 share over ``noise`` that counts as congestion.
     MIN_TOLERANCE = 0.02
-    #: Weight of a calm interval's share in the running ``noise`` estimate.
+    #: Weight of a calm interval's lower share in the running ``noise`` estimate.
     NOISE_WEIGHT = 0.2
     #: A 429 without Retry-After waits at most this long (s) before it goes again: the
     #: pace keeps the rate, so the request need not back off on its own.
@@ -226,9 +226,11 @@ class AdaptiveLimiter:
         sent = samples / elapsed
         cut, self._cut = self._cut, None
         if not burst and not self._congested(share, samples):
-            # Calm: the noise follows the share, quickly down and slowly up.
-            weight = 0.5 if share < self.noise else self.NOISE_WEIGHT
-            self.noise += weight * (min(share, self.MAX_NOISE) - self.noise)
+            # Calm: the noise follows a lower share down. It never creeps up here: 429s
+            # that grow with a pace probing a limit would become "noise" that way; only a
+            # sporadic verdict (a cut that left the share unchanged) raises it.
+            if share < self.noise:
+                self.noise += self.NOISE_WEIGHT * (share - self.noise)
             self._grow(elapsed, sent, clear=not self._congested(share, samples, 1.0, 0.0))
         elif cut is not None and not burst and self._sporadic(cut, share, samples):
             # The pace was cut to what the API accepted, which ends a rate limit's 429s;

@@ -136,7 +136,7 @@ def test_3_sporadic_429s_do_not_slow_the_pace(share: float) -> None:
     run = drive(ModelAPI(random_429=share), 30)
     limiter = run.limiter
     assert limiter.rate is None  # judged sporadic: the cut was undone
-    assert limiter.sporadic == 1 and limiter.decreases <= 4  # one verdict; rare false cuts
+    assert 1 <= limiter.sporadic <= 2 and limiter.decreases <= 4  # a second verdict refines
     assert limiter.noise == pytest.approx(share, abs=0.02)
     assert sum(p is None for p in run.paces) >= 20  # unpaced all but a few seconds
     # all the capacity is used; (1 - share) of it is accepted
