@@ -70,7 +70,130 @@ def targets(results: dict[str, Any]) -> list[Row]:
         rows.append(("no-op sync: listing pages", str(noop["listing_pages"]),
                      f"<= {noop['allowed_pages']} (lookback + 1)",
                      _ok(noop["listing_pages"] <= noop["allowed_pages"])))  # fmt: skip
+    rows += flow_targets(results)
     return rows
+
+
+def _clean_run(run: dict[str, Any]) -> bool:
+    """Exact data, no failure, nothing fetched twice: what every flow case must show."""
+    return bool(run["exact"]) and run["failures"] == 0 and run["fetched_twice"] == 0
+
+
+def flow_targets(results: dict[str, Any]) -> list[Row]:
+    """(what, figure, target, verdict) for the seven behaviours of issue 12."""
+    flow = results.get("flow")
+    if not flow:
+        return []
+    rows: list[Row] = []
+    clean = flow["clean"]
+    rows.append(("flow 1 clean 20-30 ms: main's time / ours (median of 2)",
+                 _fmt(clean["ratio"], 3, "x"), ">= 1.0x", _ok(clean["ratio"] >= 1.0)))  # fmt: skip
+    for run in flow["fixed"]:
+        what = (
+            f"flow 2 R={run['limit_rps']:.0f} {'with' if run['retry_after'] else 'no'} Retry-After"
+        )
+        verdict = _ok(run["ratio"] >= 0.9)
+        capacity = run.get("capacity_rps") or 0
+        if run["ratio"] < 0.9 and capacity < 0.9 * run["limit_rps"]:
+            verdict = (f"**missed**; beyond this machine: unlimited, it reached {capacity:.0f} "
+                       f"req/s = {capacity / run['limit_rps']:.2f} R in this run")  # fmt: skip
+        rows.append((f"{what}: achieved / R", _fmt(run["ratio"], 3), ">= 0.90", verdict))
+        rows.append((f"{what}: share of 429s", _fmt(100 * run["share_429"], 2, " %"), "< 5 %",
+                     _ok(run["share_429"] < 0.05)))  # fmt: skip
+    for run in flow["random"]:
+        share = run["share"]
+        want = 1.5 if share <= 0.05 else 3.0
+        what = (f"flow 3 random {100 * share:.0f} % 429s "
+                f"{'with' if run['retry_after'] else 'no'} Retry-After")  # fmt: skip
+        rows.append((f"{what}: time / clean", _fmt(run["ratio"], 2, "x"), f"<= {want}x",
+                     _ok(run["ratio"] <= want)))  # fmt: skip
+    shared = flow["shared"]
+    recovery = shared["recovery_s"]
+    rows.append(("flow 4 shared R=60: seconds to 0.85 R after the other client stops",
+                 _fmt(recovery, 0, " s"), "<= 5 s",
+                 _ok(recovery is not None and recovery <= 5)))  # fmt: skip
+    rows.append(("flow 4 shared R=60: detail time / ideal", _fmt(shared["ratio"], 3, "x"),
+                 "<= 1.2x", _ok(shared["ratio"] <= 1.2)))  # fmt: skip
+    changing = flow["changing"]
+    rows.append(("flow 5 R 200 -> 50 -> 200: accepted / available", _fmt(changing["ratio"], 3),
+                 ">= 0.85", _ok(changing["ratio"] >= 0.85)))  # fmt: skip
+    if "reachable_ratio" in changing:
+        rows.append((f"flow 5: accepted / available capped at the unlimited rate "
+                     f"({changing['capacity_rps']:.0f} req/s)",
+                     _fmt(changing["reachable_ratio"], 3), ">= 0.85 (context)",
+                     _ok(changing["reachable_ratio"] >= 0.85)))  # fmt: skip
+    rows.append(("flow 5 R 200 -> 50 -> 200: share of 429s",
+                 _fmt(100 * changing["share_429"], 2, " %"), "< 5 %",
+                 _ok(changing["share_429"] < 0.05)))  # fmt: skip
+    outage = flow["outage"]
+    rows.append(("flow 6 503 for 5 s: end after the ideal (clean + 5 s)",
+                 _fmt(outage["excess_s"], 1, " s"), "<= 10 s, no failure",
+                 _ok(outage["excess_s"] <= 10 and outage["failures"] == 0)))  # fmt: skip
+    slow = flow["slow"]
+    rows.append(("flow 7 300 ± 200 ms: achieved / (max_concurrency / latency)",
+                 _fmt(slow["ratio"], 3), ">= 0.90", _ok(slow["ratio"] >= 0.9)))  # fmt: skip
+    every = [*clean["runs"], *flow["fixed"], *flow["random"], shared, changing, outage, slow]
+    bad = [r for r in every if not _clean_run(r)]
+    rows.append(("flow, every case: exact data, 0 failed, 0 fetched twice",
+                 f"{len(every) - len(bad)} of {len(every)} runs", "all", _ok(not bad)))  # fmt: skip
+    return rows
+
+
+def _flow(results: dict[str, Any]) -> list[str]:
+    flow = results.get("flow")
+    if not flow:
+        return []
+    out = [
+        "| behaviour | details | seconds | figure | 429 share | failures | exact | "
+        "fetched twice | limiter (cuts / sporadic / noise / estimate) | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def row(name: str, run: dict[str, Any], figure: str) -> str:
+        lim = run.get("limiter") or {}
+        limiter = (f"{lim.get('decreases', 'n/a')} / {lim.get('sporadic', 'n/a')} / "
+                   f"{lim.get('noise', 'n/a')} / {lim.get('estimate', 'n/a')}")  # fmt: skip
+        return (f"| {name} | {run['details']:,} | {run['seconds']} | {figure} | "
+                f"{100 * run['share_429']:.2f} % | {run['failures']} | {run['exact']} | "
+                f"{run['fetched_twice']} | {limiter} | {run['load']} |")  # fmt: skip
+
+    for run in flow["clean"]["runs"]:
+        who = "main's flow control" if run["legacy"] else "ours"
+        out.append(
+            row(f"1 clean 20-30 ms ({who})", run, f"{run['details'] / run['seconds']:.0f} req/s")
+        )
+    for run in flow["fixed"]:
+        ra = "with" if run["retry_after"] else "no"
+        best = run["best_possible_ratio"]
+        out.append(row(f"2 R={run['limit_rps']:.0f}, {ra} Retry-After", run,
+                       f"{run['ratio']:.3f} R (best possible {best})"))  # fmt: skip
+    for run in flow["random"]:
+        ra = "with" if run["retry_after"] else "no"
+        out.append(row(f"3 {100 * run['share']:.0f} % random 429s, {ra} Retry-After: 1", run,
+                       f"{run['ratio']:.2f}x the clean run"))  # fmt: skip
+    s = flow["shared"]
+    out.append(row("4 R=60 shared with a 50 req/s client (5-25 s)", s,
+                   f"{s['ratio']:.3f}x ideal ({s['ideal_s']} s); 0.85 R {s['recovery_s']} s "
+                   f"after it stopped"))  # fmt: skip
+    c = flow["changing"]
+    out.append(row("5 R 200, 50 at 8-28 s, 200", c,
+                   f"{c['ratio']:.3f} of {c['available']:,} available"))  # fmt: skip
+    o = flow["outage"]
+    out.append(row("6 503 for 5 s from 1.5 s", o,
+                   f"ended {o['excess_s']} s after the ideal ({o['ideal_s']} s)"))  # fmt: skip
+    w = flow["slow"]
+    slow = f"{w['achieved_rps']} req/s = {w['ratio']:.3f} of {w['ceiling_rps']}"
+    out.append(row("7 latency 300 ± 200 ms", w, slow))
+    s_ours = " ".join(str(x) for x in s["per_second"])
+    s_other = " ".join(str(x) for x in s["other"]["ok_per_second"])
+    out += [
+        "",
+        f"Behaviour 4, requests accepted per second — ours: {s_ours}; the other client's: "
+        f"{s_other}.",
+        "",
+        f"Behaviour 5, ours per second: {' '.join(str(x) for x in c['per_second'])}.",
+    ]
+    return out
 
 
 def summary(results: dict[str, Any]) -> str:
@@ -218,7 +341,7 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
         "make bench                        # .venv/bin/pip install -e '.[bench]'; "
         ".venv/bin/python benchmarks/run.py",
         "make bench BENCH_ARGS=--quick     # the smoke run, under 5 minutes",
-        ".venv/bin/python benchmarks/run.py --only fanout   # one section (fanout, load, sync)",
+        ".venv/bin/python benchmarks/run.py --only flow   # one section (fanout, flow, load, sync)",
         "```",
         "",
     ]
@@ -241,6 +364,14 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                 "DuckDB settings, as the pipeline commits "
                 "(the ceiling under the pipeline's constraints).", "",
                 *_load(results)]  # fmt: skip
+        if results.get("flow"):
+            out += ["### 6. Flow control under every way the API says slow down (issue 12)", "",
+                    "The product's `AsyncBulutfonClient.fetch_details` (`max_concurrency` 16) "
+                    "against the simulator in its own process, latency 20-30 ms unless said; "
+                    "behaviour 1 alternates ours with main's flow control "
+                    "(`benchmarks/legacy_concurrency.py`), the other ratios are against the "
+                    "ideal or the clean run of the same run (`benchmarks/flow.py`).", "",
+                    *_flow(results), ""]  # fmt: skip
         out += ["### 3–5. Sync memory, no-op sync, start-up", "",
                 "`bulutfon-pipeline sync --no-progress` in a subprocess (peak RSS from "
                 "`wait4`), against the simulator in another process.", "",

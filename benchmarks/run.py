@@ -1,6 +1,6 @@
 """``make bench``: every benchmark of issue 4 in one run, results into BENCHMARKS.md.
 
-    .venv/bin/python benchmarks/run.py [--quick] [--only fanout,load,sync]
+    .venv/bin/python benchmarks/run.py [--quick] [--only fanout,flow,load,sync]
 
 Each figure is a ratio against a peer measured in the same run (the machine is shared,
 so absolute timings are noisy); the load average is recorded next to each measurement.
@@ -21,6 +21,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fanout
+import flow
 import report
 import syncbench
 from common import PYTHON, ROOT, WORK, load_now, machine, run_child_rss
@@ -72,7 +73,7 @@ def write_report() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under 5 minutes")
-    parser.add_argument("--only", default="fanout,load,sync", help="sections to run")
+    parser.add_argument("--only", default="fanout,flow,load,sync", help="sections to run")
     parser.add_argument("--render", action="store_true", help="only rebuild BENCHMARKS.md")
     args = parser.parse_args()
     if args.render:
@@ -90,6 +91,9 @@ def main() -> None:
     if "fanout" in only:
         print("1. fan-out against the rate limit", flush=True)
         results["fanout"] = fanout.run(quick)
+    if "flow" in only:
+        print("6. flow control under every way the API says slow down", flush=True)
+        results["flow"] = flow.run(quick)
     if "load" in only:
         print("2. normalize + load throughput", flush=True)
         sizes = (2_000, 5_000) if quick else (20_000, 100_000)

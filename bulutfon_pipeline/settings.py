@@ -33,7 +33,7 @@ DEFAULT_CONNECT_TIMEOUT_S = 10.0  # BULUTFON_CONNECT_TIMEOUT_S
 DEFAULT_MAX_CONCURRENCY = 16  # BULUTFON_MAX_CONCURRENCY (in-flight detail requests)
 DEFAULT_MAX_RETRIES = 8  # BULUTFON_MAX_RETRIES (per request)
 DEFAULT_RETRY_AFTER_CAP_S = 60.0  # BULUTFON_RETRY_AFTER_CAP_S
-DEFAULT_BACKOFF_BASE_S = 0.25  # first backoff step; doubles per attempt (full jitter)
+DEFAULT_BACKOFF_BASE_S = 0.25  # first backoff step; doubles per attempt (equal jitter)
 DEFAULT_BACKOFF_MAX_S = 20.0
 DEFAULT_MAX_RPS: float | None = None  # BULUTFON_MAX_RPS (optional fixed cap)
 #: Refresh the access token this many seconds before it expires.

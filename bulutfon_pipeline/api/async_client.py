@@ -25,7 +25,13 @@ from bulutfon_pipeline.api.core import (
     JsonRequest,
 )
 from bulutfon_pipeline.api.errors import BulutfonError
-from bulutfon_pipeline.api.fanout import fan_out, limited_attempt, new_limiter
+from bulutfon_pipeline.api.fanout import (
+    WORKERS_PER_SLOT,
+    fan_out,
+    limited_attempt,
+    new_limiter,
+    retry_wait,
+)
 from bulutfon_pipeline.api.models import (
     ClientStats,
     DetailResult,
@@ -98,17 +104,16 @@ class AsyncBulutfonClient(ClientCore):
     ) -> Any:
         """Repeat ``attempt_once`` until it succeeds or the retry policy says stop.
 
-        Every attempt is paced (``max_rps`` and, after a 429, the limiter's rate) and
-        reports to the adaptive limiter; waits honour Retry-After or back off with jitter.
+        Every attempt holds a limiter slot, is paced (``max_rps`` and the limiter's pace)
+        and reports to the limiter; waits honour Retry-After or back off with jitter.
         """
         retries = self._retries()
         while True:
-            if (wait := self._pace_delay()) > 0:
-                await self._sleep(wait)
-            delay = retries.after(await limited_attempt(limiter, self._sleep, attempt_once))
+            outcome = await limited_attempt(limiter, self._sleep, attempt_once, self._pace_delay)
+            delay = retries.after(outcome)
             if retries.done:
                 return retries.value
-            await self._sleep(delay)
+            await self._sleep(retry_wait(limiter, outcome, delay))
 
     async def _get_json(
         self, request: JsonRequest[T], *, limiter: AdaptiveLimiter | None = None
@@ -148,15 +153,18 @@ class AsyncBulutfonClient(ClientCore):
         return await self._get_json(self._detail_request(uuid))
 
     async def fetch_details(self, uuids: Iterable[str]) -> AsyncGenerator[DetailResult, None]:
-        """Fetch many details with an adaptive (AIMD) concurrency limit.
+        """Fetch many details under adaptive flow control.
 
-        ``max_concurrency`` workers pull uuids lazily from ``uuids``; an
-        :class:`~bulutfon_pipeline.api.concurrency.AdaptiveLimiter` decides how many may
-        be in flight (halved on a 429, +1 after a run of successes), and ``max_rps``, when
-        set, spaces request starts on top. Results are yielded as they complete through
-        a queue of ``max_concurrency`` entries, so memory is bounded by the concurrency,
-        not by the number of uuids. A failure (404, bad body, exhausted retries) is
-        reported in that item's :attr:`DetailResult.error` and never stops the batch.
+        Workers pull uuids lazily from ``uuids``; at most ``max_concurrency`` requests
+        are in flight, and an :class:`~bulutfon_pipeline.api.concurrency.AdaptiveLimiter`
+        paces their starts once the API's 429s show a rate limit (sporadic 429s do not
+        slow it down). A request answered 429 or 5xx waits out its ``Retry-After`` or
+        backoff without holding a slot, then goes again. ``max_rps``, when set, spaces
+        request starts on top. Results are yielded as they complete through a queue of
+        ``max_concurrency`` entries, so memory is bounded by the concurrency (times
+        ``WORKERS_PER_SLOT`` items being worked on), not by the number of uuids. A
+        failure (404, bad body, exhausted retries) is reported in that item's
+        :attr:`DetailResult.error` and never stops the batch.
 
         Raises:
             ConfigError: no credentials (before any request).
@@ -194,11 +202,11 @@ class AsyncBulutfonClient(ClientCore):
     ) -> AsyncGenerator[RecordingResult, None]:
         """Download many recordings with the adaptive limit of :meth:`fetch_details`.
 
-        ``max_concurrency`` workers pull ``(uuid, dest_without_suffix)`` pairs lazily;
-        the :class:`~bulutfon_pipeline.api.concurrency.AdaptiveLimiter` halves the
-        in-flight limit on a 429 and grows it back. Each body streams to its own file,
-        so memory is bounded by the concurrency. A failure is reported in that item's
-        :attr:`RecordingResult.error` and never stops the batch.
+        Workers pull ``(uuid, dest_without_suffix)`` pairs lazily under the
+        :class:`~bulutfon_pipeline.api.concurrency.AdaptiveLimiter` of :meth:`fetch_details`.
+        Each body streams to its own file, so memory is bounded by the concurrency. A
+        failure is reported in that item's :attr:`RecordingResult.error` and never stops
+        the batch.
 
         Raises:
             ConfigError: no credentials (before any request).
@@ -223,6 +231,7 @@ class AsyncBulutfonClient(ClientCore):
     ) -> AsyncGenerator[Any, None]:
         """:func:`~bulutfon_pipeline.api.fanout.fan_out` under a fresh limiter, kept as
         :attr:`last_limiter`."""
-        workers = self.config.max_concurrency
-        self.last_limiter = limiter = new_limiter(workers)
-        return fan_out(items, fetch_one, limiter, workers)
+        self.last_limiter = limiter = new_limiter(self.config.max_concurrency)
+        # The limiter's slots cap the requests in flight; more workers than slots keep
+        # them busy while other items wait out a Retry-After or a backoff.
+        return fan_out(items, fetch_one, limiter, self.config.max_concurrency * WORKERS_PER_SLOT)

@@ -1,29 +1,48 @@
-"""Flow control for the detail fan-out: an AIMD concurrency limit and a fixed RPS pacer.
+"""Flow control for the detail fan-out: an in-flight cap and a rate pacer that learns the
+API's limit from the share of 429s, and a fixed RPS pacer.
 
-AIMD (additive increase, multiplicative decrease, as in TCP congestion control): the
-limit on in-flight requests starts at ``max_concurrency``; a 429 halves it, and each run
-of successes as long as the current limit raises it by one, up to ``max_concurrency``.
+The API answers "slow down" (429) for two kinds of reasons, and only one of them is about
+our rate:
 
-A burst of 429s answers requests that were all sent under the same limit, and should
-cut the limit once, not once per request. Every cut therefore starts a new *epoch*; an
-attempt remembers the epoch it was sent in, and a 429 only cuts the limit if its attempt
-was sent in the current epoch.
+* a **rate limit** (a token bucket per token, maybe shared with another client): its
+  429s keep coming as long as we send faster than it refills, and their share grows with
+  our rate;
+* **sporadic** 429s (a proxy, a brief overload, another integration): a share of requests
+  that stays the same whatever our rate.
 
-A concurrency limit alone cannot hold a *rate* limit: with 30 ms responses one request in
-flight is already 33 req/s, and between limits 3 and 4 lie 100 and 133 req/s, so near the
-API's limit it oscillates and earns a 429 every few seconds (24 % of responses were 429s
-at R = 30 req/s, BENCHMARKS.md). So the first cut also starts *rate pacing*: request
-starts are spaced at 90 % of the success rate the API granted over the last second (a
-measure of R), and the pace then probes upwards by 2 % per second without a 429. Until
-the first 429 nothing is paced, so an unlimited API is not slowed down.
+So a single 429 is not a verdict on the rate, and ``Retry-After`` is a wait for *that*
+request, not for the whole fan-out: the caller re-queues the request after the wait and
+frees its in-flight slot meanwhile (see ``AsyncBulutfonClient._with_retries``).
+
+The limiter measures, per *interval* (about a second, at least ``MIN_SAMPLES``
+responses), the share ``q`` of 429s among the answers to requests sent under the current
+pace, and compares it with ``noise``, the share of 429s that did not respond to the rate:
+
+* ``q <= noise + tolerance`` (binomial: three standard deviations): not limited. The
+  pace, if any, grows: by ``NEAR_GROWTH`` per second up to ``BEYOND`` × the last
+  estimate of the limit (where the limit probably is, like TCP's congestion avoidance
+  near the last loss), then by ``FAST_GROWTH`` per second (TCP's slow start: the limit
+  was freed, find it fast). Once the pace no longer binds, pacing stops.
+* otherwise the interval is *congested*. If the previous interval was a cut and the
+  share did not change although the rate did, the 429s are **sporadic**: ``noise``
+  takes the share and the cut is undone. Otherwise it is a **rate limit**: what the API
+  accepted over the interval is its rate (token-bucket estimation: a drained bucket
+  grants exactly its refill rate), and the pace is set to ``CUT`` × that.
+
+An interval ends early on a burst of 429s (``EARLY_429S``), so a limit that drops is
+followed within a fraction of a second; the interval right after a cut, which tests it,
+ends early only if most answers are refused. Answers to requests sent before a change of pace
+(an *epoch*) are not counted for the new pace. Until the first congested interval nothing
+is paced, so an unlimited API is not slowed down. 5xx answers and timeouts say nothing
+about the rate; the caller retries them with backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -31,7 +50,7 @@ __all__ = ["AdaptiveLimiter", "Attempt", "RatePacer"]
 
 
 class Attempt:
-    """What the limiter needs to know about one request attempt: its epoch."""
+    """One request attempt as the limiter sees it: the epoch (pace) it was sent under."""
 
     __slots__ = ("epoch",)
 
@@ -40,19 +59,43 @@ class Attempt:
 
 
 class AdaptiveLimiter:
-    """An asyncio concurrency limit that adapts to 429s (AIMD). Single event loop only.
+    """In-flight cap plus an adaptive rate pacer for one fan-out. Single event loop only.
 
     Args:
-        max_limit: the ceiling (``max_concurrency``).
-        initial: the starting limit; ``max_limit`` by default.
+        max_limit: requests in flight at most (``max_concurrency``).
+        initial: a lower in-flight cap, if given (kept from the AIMD design's signature).
+        clock: monotonic seconds (a fake clock in tests).
     """
 
-    #: Pace at this share of the success rate measured when a 429 arrives.
-    PACE_BACKOFF = 0.9
-    #: Without 429s, raise the pace by this factor once per second.
-    PACE_PROBE = 1.02
-    #: The window over which the granted success rate is measured (seconds).
-    RATE_WINDOW_S = 1.0
+    #: An interval lasts this long (seconds) ...
+    INTERVAL_S = 1.0
+    #: ... and holds at least this many answers before it is judged.
+    MIN_SAMPLES = 12
+    #: End an interval early after this many 429s (a limit that just dropped) ...
+    EARLY_429S = 8
+    #: ... this long (seconds) after its first 429, so the accepted rate means something.
+    EARLY_MIN_S = 0.05
+    #: A burst's 429 share exceeds ``noise`` by this much at least.
+    BURST_EXCESS = 0.1
+    #: Pace at this share of the rate the API accepted in a congested interval.
+    CUT = 0.95
+    #: Growth per second of the pace below ``BEYOND`` x the limit's last estimate.
+    NEAR_GROWTH = 1.05
+    #: Growth per second beyond it: the limit moved up, find it fast.
+    FAST_GROWTH = 2.0
+    BEYOND = 1.0
+    #: After a cut, 429s that keep at least this share of the cut interval's are sporadic
+    #: (a limit's share falls to about zero; a limit that fell makes it grow).
+    SPORADIC_SHARE = 0.5
+    #: The smallest excess of the 429 share over ``noise`` that counts as congestion.
+    MIN_TOLERANCE = 0.02
+    #: Weight of a calm interval's lower share in the running ``noise`` estimate.
+    NOISE_WEIGHT = 0.2
+    #: A 429 without Retry-After waits at most this long (s) before it goes again: the
+    #: pace keeps the rate, so the request need not back off on its own.
+    RETRY_429_MAX_S = 0.5
+    #: ``noise`` never exceeds this: an API refusing more than a third is limiting, not noisy.
+    MAX_NOISE = 0.35
 
     def __init__(
         self,
@@ -64,33 +107,49 @@ class AdaptiveLimiter:
         if max_limit < 1:
             raise ValueError("max_limit must be >= 1")
         self.max_limit = max_limit
+        #: The in-flight cap; this design keeps it at ``max_limit`` (the pace does the work).
         self.limit = min(max_limit, initial or max_limit)
         self.in_flight = 0
-        self.epoch = 0
-        self.decreases = 0
-        self.increases = 0
-        self.min_limit_seen = self.limit
-        self._streak = 0
-        self._cond = asyncio.Condition()
+        self._slots = asyncio.Semaphore(self.limit)
         self._clock = clock
-        #: Requests/s the starts are paced at; None until the first 429.
+        #: Requests/s the starts are paced at; None while unpaced.
         self.rate: float | None = None
+        #: The latest estimate of the API's rate limit (accepted req/s when congested).
+        self.estimate: float | None = None
+        #: The share of 429s that does not depend on our rate (sporadic 429s).
+        self.noise = 0.0
+        self.epoch = 0
+        #: Pace cuts (rate limit seen), sporadic verdicts (cut undone), pace raises.
+        self.decreases = 0
+        self.sporadic = 0
+        self.increases = 0
+        self.min_rate_seen: float | None = None
         self._next_start = 0.0
-        self._last_probe = 0.0
-        self._successes: deque[float] = deque()
+        self._t0 = clock()
+        self._ok = 0
+        self._limited = 0
+        #: When the interval's first 429 came, and the successes since: a drained bucket
+        #: grants its refill rate, so these measure the limit without the bucket's burst.
+        self._first_429: float | None = None
+        self._ok_after = 0
+        #: (429 share, pace before the cut) of the interval that caused the latest cut,
+        #: until the next interval is judged.
+        self._cut: tuple[float, float | None] | None = None
+
+    @property
+    def min_limit_seen(self) -> int:
+        """The lowest in-flight cap (constant in this design; kept for metadata)."""
+        return self.limit
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        """Hold one of the ``limit`` in-flight slots for the duration of the block."""
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.in_flight < self.limit)
+        """Hold one of the ``limit`` in-flight slots (FIFO) for the duration of the block."""
+        async with self._slots:
             self.in_flight += 1
-        try:
-            yield
-        finally:
-            async with self._cond:
+            try:
+                yield
+            finally:
                 self.in_flight -= 1
-                self._cond.notify_all()
 
     def pace(self) -> float:
         """Book the next start under the current pace; seconds to wait before sending."""
@@ -101,53 +160,124 @@ class AdaptiveLimiter:
         self._next_start = start + 1.0 / self.rate
         return start - now
 
-    def _granted_rate(self, now: float) -> float:
-        window = self._successes
-        while window and window[0] < now - self.RATE_WINDOW_S:
-            window.popleft()
-        return len(window) / self.RATE_WINDOW_S
-
     def start_attempt(self) -> Attempt:
-        """Mark an attempt as sent under the current limit."""
+        """Mark an attempt as sent under the current pace."""
         return Attempt(self.epoch)
 
     async def on_rate_limited(self, attempt: Attempt) -> None:
-        """Multiplicative decrease: halve the limit, once per epoch."""
-        if attempt.epoch != self.epoch:
-            return  # sent before the last cut; that cut already accounted for it
-        now = self._clock()
-        granted = self._granted_rate(now)
-        if granted > 0:
-            paced = self.PACE_BACKOFF * granted
-            self.rate = paced if self.rate is None else min(self.rate, paced)
-        elif self.rate is not None:
-            self.rate *= self.PACE_BACKOFF
-        self._last_probe = now
-        async with self._cond:
-            self.limit = max(1, self.limit // 2)
-            self.epoch += 1
-            self.decreases += 1
-            self._streak = 0
-            self.min_limit_seen = min(self.min_limit_seen, self.limit)
+        """Count a 429 answer to ``attempt`` (judged with its interval)."""
+        self.record(attempt, limited=True)
 
-    async def on_success(self) -> None:
-        """Additive increase: +1 after a run of ``limit`` successes; the pace (if any)
-        grows by ``PACE_PROBE`` per second."""
+    async def on_success(self, attempt: Attempt | None = None) -> None:
+        """Count a successful answer to ``attempt`` (judged with its interval)."""
+        self.record(attempt, limited=False)
+
+    def record(self, attempt: Attempt | None, *, limited: bool) -> None:
+        """Count one answer and judge the interval when it is complete."""
+        if attempt is not None and attempt.epoch != self.epoch:
+            return  # sent under an older pace: it says nothing about the current one
         now = self._clock()
-        self._successes.append(now)
-        if len(self._successes) > 4096:  # bound the window's memory at any rate
-            self._granted_rate(now)
-        if self.rate is not None and now - self._last_probe >= 1.0:
-            self.rate *= self.PACE_PROBE
-            self._last_probe = now
-        self._streak += 1
-        if self._streak < self.limit or self.limit >= self.max_limit:
+        if limited:
+            self._limited += 1
+            if self._first_429 is None:
+                self._first_429 = now
+        else:
+            self._ok += 1
+            if self._first_429 is not None:
+                self._ok_after += 1
+        elapsed = now - self._t0
+        if self._ok + self._limited < self.MIN_SAMPLES:
             return
-        async with self._cond:
-            self._streak = 0
-            self.limit += 1
-            self.increases += 1
-            self._cond.notify_all()
+        if elapsed < self.INTERVAL_S and not self._burst(now):
+            return
+        self._judge(now, elapsed)
+
+    def _burst(self, now: float) -> bool:
+        """Whether the 429s since the interval's first one already show congestion."""
+        if self._first_429 is None or self._limited < self.EARLY_429S:
+            return False
+        if now - self._first_429 < self.EARLY_MIN_S:
+            return False
+        since = self._ok_after + self._limited
+        share = self._limited / since
+        if self._cut is not None:
+            # The interval after a cut tests that cut and runs full, unless the limit
+            # plainly fell meanwhile: most answers refused, twice the cut's share.
+            return since >= self.MIN_SAMPLES and share >= max(0.5, 2.0 * self._cut[0])
+        # Checked on every answer, so a stricter bar than the interval's own judgement.
+        return since >= self.MIN_SAMPLES and self._congested(share, since, 4.0, self.BURST_EXCESS)
+
+    def _congested(
+        self, share: float, samples: int, deviations: float = 3.0, floor: float = MIN_TOLERANCE
+    ) -> bool:
+        """Whether ``share`` is above what ``noise`` explains: by more than ``deviations``
+        binomial standard deviations and more than ``floor``."""
+        spread = max(self.noise, 0.01) * (1.0 - self.noise)
+        tolerance = max(floor, deviations * math.sqrt(spread / samples))
+        return share > self.noise + tolerance
+
+    def _judge(self, now: float, elapsed: float) -> None:
+        samples = self._ok + self._limited
+        share = self._limited / samples  # over the whole interval
+        accepted = self._ok / elapsed
+        if self._first_429 is not None and now - self._first_429 >= self.EARLY_MIN_S:
+            accepted = self._ok_after / (now - self._first_429)
+        burst = elapsed < self.INTERVAL_S  # ended early by a burst: congested
+        sent = samples / elapsed
+        cut, self._cut = self._cut, None
+        if not burst and not self._congested(share, samples):
+            # Calm: the noise follows a lower share down. It never creeps up here: 429s
+            # that grow with a pace probing a limit would become "noise" that way; only a
+            # sporadic verdict (a cut that left the share unchanged) raises it.
+            if share < self.noise:
+                self.noise += self.NOISE_WEIGHT * (share - self.noise)
+            self._grow(elapsed, sent, clear=not self._congested(share, samples, 1.0, 0.0))
+        elif cut is not None and not burst and self._sporadic(cut, share, samples):
+            # The pace was cut to what the API accepted, which ends a rate limit's 429s;
+            # these kept their share: they do not depend on the rate.
+            self.noise = min(self.MAX_NOISE, (share + cut[0]) / 2)
+            self.rate = cut[1]
+            self.sporadic += 1
+            self._new_epoch(now)
+        else:
+            if burst:  # the share that triggered it: since the interval's first 429
+                share = self._limited / (self._ok_after + self._limited)
+            self._cut = (share, self.rate)
+            self.estimate = accepted
+            paced = max(self.CUT * accepted, 1.0 / self.INTERVAL_S)
+            self.rate = paced if self.rate is None else min(self.rate, paced)
+            self.min_rate_seen = min(self.min_rate_seen or self.rate, self.rate)
+            self.decreases += 1
+            self._new_epoch(now)
+        self._t0 = now
+        self._ok = self._limited = self._ok_after = 0
+        self._first_429 = None
+
+    def _sporadic(self, cut: tuple[float, float | None], share: float, samples: int) -> bool:
+        """After a cut: did the 429s keep their share (sporadic) or not (a limit)?
+
+        The cut paced us at what the API accepted, so a limit's 429 share falls to about
+        zero; a limit that fell at the same time makes it grow. Sporadic 429s keep their
+        share: no lower than ``SPORADIC_SHARE`` of it, no higher than binomial noise
+        (3 standard deviations and ``MIN_TOLERANCE``) allows.
+        """
+        spread = 3.0 * math.sqrt(cut[0] * (1.0 - cut[0]) / samples) + self.MIN_TOLERANCE
+        return self.SPORADIC_SHARE * cut[0] <= share <= cut[0] + spread
+
+    def _grow(self, elapsed: float, sent: float, *, clear: bool) -> None:
+        if self.rate is None:
+            return
+        # Fast only above the last estimate and with no 429 beyond the noise at all.
+        fast = clear and (self.estimate is None or self.rate >= self.BEYOND * self.estimate)
+        if fast and sent < 0.8 * self.rate:
+            self.rate = None  # the pace no longer binds: the API takes all we can send
+            return
+        self.rate *= (self.FAST_GROWTH if fast else self.NEAR_GROWTH) ** elapsed
+        self.increases += 1
+
+    def _new_epoch(self, now: float) -> None:
+        self.epoch += 1
+        self._next_start = now
 
 
 class RatePacer:

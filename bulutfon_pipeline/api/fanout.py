@@ -1,4 +1,4 @@
-"""The adaptive fan-out: many requests under one AIMD limit, and its sync bridge.
+"""The adaptive fan-out: many requests under one flow-control limiter, and its sync bridge.
 
 :func:`fan_out` runs one coroutine per item under an
 :class:`~bulutfon_pipeline.api.concurrency.AdaptiveLimiter`; :func:`limited_attempt` is
@@ -22,7 +22,14 @@ from bulutfon_pipeline.api.concurrency import AdaptiveLimiter
 from bulutfon_pipeline.api.core import AsyncSleep
 from bulutfon_pipeline.api.retry import Outcome
 
-__all__ = ["drain_in_thread", "fan_out", "limited_attempt", "new_limiter"]
+__all__ = [
+    "WORKERS_PER_SLOT",
+    "drain_in_thread",
+    "fan_out",
+    "limited_attempt",
+    "new_limiter",
+    "retry_wait",
+]
 
 T = TypeVar("T")
 C = TypeVar("C")
@@ -35,23 +42,49 @@ def new_limiter(max_concurrency: int) -> AdaptiveLimiter:
     return AdaptiveLimiter(max_concurrency)
 
 
+#: Fan-out workers per in-flight slot: items waiting out a Retry-After (1 s) or a backoff
+#: hold a worker but no slot. 20 % of 600 req/s answered ``Retry-After: 1`` parks ~120.
+WORKERS_PER_SLOT = 16
+
+
 async def limited_attempt(
     limiter: AdaptiveLimiter | None,
     sleep: AsyncSleep,
     attempt_once: Callable[[], Awaitable[Outcome]],
+    pace_delay: Callable[[], float],
 ) -> Outcome:
-    """One attempt, paced by ``limiter`` (after its first 429) and reported to it."""
+    """One attempt: it holds one of the limiter's slots, is paced (``pace_delay``, the fixed
+    ``max_rps`` cap, then the limiter's pace) and reports its answer to the limiter.
+
+    The slot is held for the attempt only: a request that then waits out its Retry-After
+    or backoff is re-queued and leaves its slot to others.
+    """
     if limiter is None:
+        if (wait := pace_delay()) > 0:
+            await sleep(wait)
         return await attempt_once()
-    if (wait := limiter.pace()) > 0:
-        await sleep(wait)
-    mark = limiter.start_attempt()
-    outcome = await attempt_once()
+    async with limiter.slot():
+        if (wait := pace_delay()) > 0:
+            await sleep(wait)
+        if (wait := limiter.pace()) > 0:
+            await sleep(wait)
+        mark = limiter.start_attempt()
+        outcome = await attempt_once()
     if outcome.status == 429:
         await limiter.on_rate_limited(mark)
     elif outcome.ok:
-        await limiter.on_success()
+        await limiter.on_success(mark)
     return outcome
+
+
+def retry_wait(limiter: AdaptiveLimiter | None, outcome: Outcome, delay: float) -> float:
+    """The wait before retrying ``outcome``: a 429 without ``Retry-After`` under a limiter
+    waits at most ``RETRY_429_MAX_S``, because the limiter's pace, not this request's
+    backoff, keeps the rate under the limit (a long backoff would only leave the request
+    behind for the tail)."""
+    if limiter is not None and outcome.status == 429 and outcome.retry_after is None:
+        return min(delay, limiter.RETRY_429_MAX_S)
+    return delay
 
 
 async def fan_out(
@@ -60,23 +93,24 @@ async def fan_out(
     limiter: AdaptiveLimiter,
     workers: int,
 ) -> AsyncGenerator[_Result, None]:
-    """Run ``fetch_one`` over ``items`` under one adaptive (AIMD) concurrency limit.
+    """Run ``fetch_one`` over ``items`` under one adaptive flow-control limiter.
 
     ``workers`` workers pull items lazily from a shared iterator, so each item goes to
-    one worker and nothing is materialized up front; results come back through a queue
-    of ``workers`` entries as they complete. ``fetch_one`` reports a per-item failure in
-    its result; any other exception (a bug, a failing item source) is re-raised here
-    after the workers are cancelled.
+    one worker and nothing is materialized up front; the limiter's slots (taken per
+    attempt, in :func:`limited_attempt`) cap the requests in flight, and the extra workers
+    keep them busy while other items wait out a Retry-After or a backoff. Results come
+    back through a queue of ``limiter.max_limit`` entries as they complete. ``fetch_one``
+    reports a per-item failure in its result; any other exception (a bug, a failing item
+    source) is re-raised here after the workers are cancelled.
     """
     source = iter(items)
     done = object()
-    results: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers)
+    results: asyncio.Queue[Any] = asyncio.Queue(maxsize=limiter.max_limit)
 
     async def worker() -> None:
         try:
             for item in source:
-                async with limiter.slot():
-                    result = await fetch_one(item, limiter)
+                result = await fetch_one(item, limiter)
                 await results.put(result)
         except Exception as exc:  # a bug or a failing item source: surface it
             await results.put(_Crash(exc))

@@ -2,7 +2,7 @@
 
 One attempt ends in an :class:`Outcome`; :func:`should_retry` decides whether to try
 again, and :func:`retry_delay` how long to wait: ``Retry-After`` (seconds or an HTTP
-date) capped by ``retry_after_cap_s``, else exponential backoff with full jitter.
+date) capped by ``retry_after_cap_s``, else exponential backoff with equal jitter.
 """
 
 from __future__ import annotations
@@ -71,12 +71,16 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 def backoff_delay(
     attempt: int, base_s: float, max_s: float, rng: random.Random | None = None
 ) -> float:
-    """Full-jitter exponential backoff: uniform in ``[0, min(max_s, base_s * 2**attempt)]``.
+    """Equal-jitter exponential backoff: uniform in ``[c/2, c]``, ``c = min(max_s,
+    base_s * 2**attempt)``.
 
-    ``attempt`` is 0 for the first retry.
+    ``attempt`` is 0 for the first retry. Half of each step is fixed so that the retry
+    budget has a floor: with the defaults (0.25 s doubling to 20 s, 8 retries) a request
+    keeps trying for at least 25.9 s, so an API that answers 503 for a few seconds never
+    fails a request (full jitter could spend all 8 retries in under 5 s).
     """
     ceiling = min(max_s, base_s * (2 ** min(attempt, 62)))
-    return (rng or random).uniform(0.0, ceiling)
+    return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 def retry_delay(

@@ -104,6 +104,8 @@ class SimulatorState:
         self._detail_uuids: Counter[str] = Counter()
         self._recording_uuids: Counter[str] = Counter()
         self.initial_refresh_token = self._new_refresh_token()
+        self._outage_until = time.monotonic() + config.outage_s
+        self._outage_left = config.outage_requests
 
     # -- config ------------------------------------------------------------------------
     def update_config(self, **knobs: Any) -> SimulatorConfig:
@@ -117,6 +119,10 @@ class SimulatorState:
                 self._fault_rng = random.Random(new.fault_seed)
             if "rate_limit_rps" in knobs:
                 self._buckets.clear()
+            if "outage_s" in knobs:  # an outage starts when it is set
+                self._outage_until = time.monotonic() + new.outage_s
+            if "outage_requests" in knobs:
+                self._outage_left = new.outage_requests
             self.config = new
             self.dataset.config = dataclasses.replace(self.dataset.config, **knobs)
             if any(k in knobs for k in _FAULT_ASSIGNMENT_KNOBS):
@@ -222,6 +228,14 @@ class SimulatorState:
                 return True
             return False
 
+    def in_outage(self) -> bool:
+        """Whether this API request falls in an outage (``outage_s``/``outage_requests``)."""
+        with self._lock:
+            if self._outage_left > 0:
+                self._outage_left -= 1
+                return True
+            return time.monotonic() < self._outage_until
+
     def roll(self) -> float:
         with self._lock:
             return self._fault_rng.random()
@@ -277,6 +291,8 @@ async def _guarded(
         return _error(400, "User-Agent header is required")
     if cfg.latency_ms > 0 or cfg.jitter_ms > 0:
         await asyncio.sleep((cfg.latency_ms + cfg.jitter_ms * state.roll()) / 1000)
+    if state.in_outage():
+        return _error(cfg.outage_status, "Service Unavailable")
     token = request.query_params.get("access_token")
     verdict = state.check_token(token)
     if verdict == "invalid":

@@ -38,6 +38,12 @@ _HELP: dict[str, str] = {
     "error_rate": "share of requests answered 500/502/503",
     "truncate_rate": "share of JSON 200s cut in half",
     "live_calls_per_page": "new calls inserted at the head before each listing page > 1",
+    "latency_ms": "fixed latency of every API answer (ms)",
+    "jitter_ms": "extra latency, uniform in [0, jitter] ms (300 +- 200 ms: 100 and 400)",
+    "random_429_rate": "share of requests answered 429 whatever the rate",
+    "random_429_retry_after_share": "share of those random 429s that carry Retry-After: 1",
+    "outage_s": "answer every API request --outage-status for this many seconds",
+    "outage_requests": "answer the next N API requests --outage-status",
 }
 
 

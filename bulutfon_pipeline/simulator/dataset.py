@@ -89,6 +89,10 @@ class SimulatorConfig:
     missing_detail_count: int = 0
     malformed_count: int = 0
     unknown_field_count: int = 0
+    # --- outages: every API request answered ``outage_status`` (an overloaded API) -----
+    outage_s: float = 0.0  # for this many seconds from when the knob is set
+    outage_requests: int = 0  # for the next this many API requests
+    outage_status: int = 503
 
     def __post_init__(self) -> None:
         if self.dialect not in DIALECTS:

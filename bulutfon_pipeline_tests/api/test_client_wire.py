@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -391,41 +390,47 @@ def test_fetch_details_sync_iterator_can_stop_early(tmp_path: Path) -> None:
     assert len(consumed) < 100  # bounded read-ahead, not the whole input
 
 
-def test_fan_out_halves_concurrency_on_429_and_grows_back(tmp_path: Path) -> None:
-    lock = threading.Lock()
-    state = {"in_flight": 0, "max_in_flight": 0, "calls": 0}
-    gate: dict[str, asyncio.Event] = {}
+def test_fan_out_requeues_a_retry_after_429_without_holding_its_slot(tmp_path: Path) -> None:
+    # One slot; u0's first answer is 429 with Retry-After: 1. Its wait lasts until every
+    # other uuid is done: with the slot held during the wait, nothing else could be fetched.
+    state = {"in_flight": 0, "max_in_flight": 0}
+    answered: list[str] = []
+    others_done = asyncio.Event()
 
     async def handler(request: httpx.Request) -> httpx.Response:
-        with lock:
-            state["calls"] += 1
-            call = state["calls"]
-        # The first 8 requests are answered 429 together, once all are in flight.
-        if call <= 8:
-            state["in_flight"] += 1
-            if state["in_flight"] == 8:
-                gate["all"].set()
-            await gate["all"].wait()
-            state["in_flight"] -= 1
-            return httpx.Response(429)
+        state["in_flight"] += 1
+        state["max_in_flight"] = max(state["max_in_flight"], state["in_flight"])
+        await asyncio.sleep(0)
+        state["in_flight"] -= 1
         uuid = request.url.path.split("/")[-1].removesuffix(".json")
+        if uuid == "u0" and "u0" not in answered:
+            answered.append(uuid)
+            return httpx.Response(429, headers={"Retry-After": "1"}, json={"error": "slow"})
+        answered.append(uuid)
+        if len(set(answered)) == 10:
+            others_done.set()
         return httpx.Response(200, json={"cdr": cdr(uuid)})
 
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await others_done.wait()
+
     async def run() -> tuple[list[str], Any]:
-        gate["all"] = asyncio.Event()
-        sleeps = Sleeps()
-        config = fast_config(tmp_path, max_concurrency=8)
+        config = fast_config(tmp_path, max_concurrency=1)
         async with AsyncBulutfonClient(
-            config, transport=httpx.MockTransport(handler), sleep=sleeps.asleep
+            config, transport=httpx.MockTransport(handler), sleep=sleep
         ) as client:
-            done = [r.uuid async for r in client.fetch_details(f"u{i}" for i in range(200)) if r.ok]
+            done = [r.uuid async for r in client.fetch_details(f"u{i}" for i in range(10)) if r.ok]
             return done, client.last_limiter
 
-    done, limiter = asyncio.run(run())
-    assert len(done) == 200
-    assert limiter.decreases == 1  # eight simultaneous 429s cut the limit once, not 8 times
-    assert limiter.min_limit_seen == 4
-    assert limiter.increases >= 4 and limiter.limit == 8  # grew back to the ceiling
+    done, limiter = asyncio.run(asyncio.wait_for(run(), timeout=30))
+    assert done == [f"u{i}" for i in range(1, 10)] + ["u0"]  # u0 re-queued behind the rest
+    assert answered == ["u0", *(f"u{i}" for i in range(1, 10)), "u0"]
+    assert waits == [1.0]  # the server's Retry-After, for that request only
+    assert state["max_in_flight"] == 1
+    assert limiter.decreases == 0 and limiter.rate is None  # one 429 is no rate limit
 
 
 # --- recordings ----------------------------------------------------------------------------
