@@ -404,6 +404,7 @@ def print_summary(outcome: RunOutcome, *, title: str = "sync") -> None:
         table.add_row("listing pages read", str(outcome.listing.get("pages", 0)))
         table.add_row("calls in listing scan", str(outcome.listing.get("calls_listed", 0)))
         table.add_row("new calls listed", str(outcome.listing.get("new", 0)))
+        table.add_row("calls changed at the source", str(outcome.listing.get("changed", 0)))
     ranges = ", ".join(
         a.isoformat() if a == b else f"{a.isoformat()}..{b.isoformat()}" for a, b in outcome.ranges
     )
@@ -497,6 +498,54 @@ def backfill(
         show_progress=not no_progress,
     )
     print_summary(outcome, title="backfill")
+
+
+@main.command()
+@click.option("--start", required=True, type=DATE, help="First local day, YYYY-MM-DD.")
+@click.option("--end", type=DATE, help="Last local day (inclusive, default today), YYYY-MM-DD.")
+@click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
+@friendly_errors
+def reconcile(start: dt.datetime, end: dt.datetime | None, no_progress: bool) -> None:
+    """Re-read the listing back to START and load the calls that changed at the source."""
+    from bulutfon_pipeline.reconcile import run_reconcile
+    from bulutfon_pipeline.recordings import downloads_enabled
+
+    today = dt.datetime.now(LOCAL_TZ).date()
+    first, last = start.date(), end.date() if end is not None else today
+    if first > today:
+        raise CLIError(f"--start {first} is in the future (today is {today})")
+    if last < first:
+        raise CLIError(f"--end {last} is before --start {first}; swap them")
+    db_path, settings = _preflight()
+    if first < settings.start_date:
+        raise CLIError(
+            f"--start {first} is before BULUTFON_START_DATE ({settings.start_date}); "
+            "nothing before it is loaded"
+        )
+    with sync_lock(db_path), _progress_bars(not no_progress):
+        outcome = run_reconcile(
+            db_path,
+            start=first,
+            end=min(last, today),
+            download_recordings=downloads_enabled(),
+            run_config=_quiet_dagster(),
+            instance=_instance(),
+        )
+    table = Table(title=f"bulutfon-pipeline reconcile {first}..{last}", header_style="bold")
+    table.add_column("call date", no_wrap=True)
+    table.add_column("uuid", no_wrap=True, min_width=36)  # whole, to copy into a query
+    for column in ("field", "old value", "new value"):
+        table.add_column(column, overflow="fold")
+    for change in outcome.changes:
+        table.add_row(str(change.call_date), change.uuid, change.field,
+                      change.old_value or "", change.new_value or "")  # fmt: skip
+    console.print(table)
+    console.print(
+        f"{outcome.listing_pages} listing pages, {outcome.calls_changed} calls changed, "
+        f"{outcome.details_fetched} details fetched, {len(outcome.changes)} changes, "
+        f"{outcome.recordings_deleted} recordings deleted",
+        highlight=False,
+    )
 
 
 @main.command("purge-recordings")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bulutfon_pipeline import progress
+from bulutfon_pipeline.api.errors import ConfigError
 from bulutfon_pipeline.normalize import Reject
 from bulutfon_pipeline.settings import DEFAULT_DATA_DIR
 from bulutfon_pipeline.warehouse import RecordingCandidate, RecordingRow, Warehouse
@@ -51,6 +52,7 @@ MEDIA_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg"}
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _DAY_FOLDER = re.compile(r"(\d{4})/(\d{2})/(\d{2})")
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 class RecordingClient(Protocol):
@@ -87,6 +89,24 @@ def downloads_enabled(env: Mapping[str, str] | None = None) -> bool:
     """``BULUTFON_DOWNLOAD_RECORDINGS`` is on (``1``/``true``/``yes``/``on``); off by default."""
     env = os.environ if env is None else env
     return env.get("BULUTFON_DOWNLOAD_RECORDINGS", "").strip().lower() in _TRUE
+
+
+def mirror_deletes_dir(env: Mapping[str, str] | None = None) -> Path | None:
+    """BULUTFON_DATA_DIR when recordings removed at the source are deleted here too
+    (``BULUTFON_MIRROR_RECORDING_DELETES``, on by default), else None.
+
+    Raises:
+        ConfigError: the variable is not one of 1/true/yes/on/0/false/no/off.
+    """
+    env = os.environ if env is None else env
+    raw = env.get("BULUTFON_MIRROR_RECORDING_DELETES", "").strip().lower()
+    if raw in _FALSE:
+        return None
+    if raw and raw not in _TRUE:
+        raise ConfigError(
+            f"BULUTFON_MIRROR_RECORDING_DELETES={raw!r} must be 1/true/yes/on or 0/false/no/off"
+        )
+    return data_dir_from_env(env)
 
 
 def data_dir_from_env(env: Mapping[str, str] | None = None) -> Path:

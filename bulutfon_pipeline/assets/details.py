@@ -9,6 +9,7 @@ from bulutfon_pipeline import checks
 from bulutfon_pipeline.assets.listing import GROUP
 from bulutfon_pipeline.loads import load_details
 from bulutfon_pipeline.partitions import daily_partitions
+from bulutfon_pipeline.recordings import mirror_deletes_dir
 from bulutfon_pipeline.resources import BulutfonResource, LoadSettings, WarehouseResource
 
 #: A run tag that makes any run (a UI backfill included) fetch loaded calls again.
@@ -85,6 +86,7 @@ def cdr_details(
             end=end,
             refetch=refetch,
             batch_size=settings.detail_batch_size,
+            mirror_recording_deletes=mirror_deletes_dir(),
         )
         stats = client.stats.as_dict()
     with wh.transaction() as con:
@@ -111,6 +113,8 @@ def cdr_details(
         "calls_new": summary.new,
         "calls_updated": summary.updated,
         "calls_rejected": summary.rejected,
+        "changes": summary.changes,
+        "recordings_deleted": summary.recordings_deleted,
         "batches": summary.batches,
         "duration_s": round(summary.seconds, 3),
         **{f"api_{name}": value for name, value in stats.items()},
