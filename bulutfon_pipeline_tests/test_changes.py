@@ -256,3 +256,27 @@ def test_the_reconcile_command_prints_the_changes_and_rejects_bad_arguments(
             bad = runner.invoke(main, ["reconcile", *args, "--no-progress"])
             assert bad.exit_code == 2, (args, bad.output)
             assert message in bad.output, (args, bad.output)
+
+
+def test_the_weekly_reconcile_schedule_is_stopped_and_asks_for_90_days() -> None:
+    import dagster as dg
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    from bulutfon_pipeline.definitions import defs
+
+    schedule = defs.resolve_schedule_def("bulutfon_reconcile_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.cron_schedule == "30 3 * * 0"
+    when = dt.datetime(2015, 4, 19, 3, 30, tzinfo=LOCAL_TZ)
+    context = dg.build_schedule_context(scheduled_execution_time=when)
+    (request,) = schedule.evaluate_tick(context).run_requests or []
+    assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == "2015-01-20"
+    assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == "2015-04-19"
+    config = request.run_config["ops"]["cdr_listing"]["config"]
+    assert config == {"reconcile_start": "2015-01-20", "reconcile_end": "2015-04-19"}
+    # The job accepts that config as it is.
+    job = defs.resolve_job_def(schedule.job_name)
+    assert dg.validate_run_config(job, request.run_config)
