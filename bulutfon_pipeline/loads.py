@@ -184,12 +184,13 @@ def scan_listing(
     bar.finish("listing pages")
     if chunk_items:
         changed += changes.detect(warehouse, chunk_items, last_day=reconcile_end)
+    changed = _unique(changed)
     if changed:
         # Committed before the listing (and the mark): a crash in between leaves marks
         # whose re-fetch is harmless, never a change that no later scan would look at.
-        changes.mark_for_refetch(warehouse, _unique(changed), detected_at=seen_at)
-        log.info("%d loaded calls changed at the source; their details are due again", len(changed))
-    result.changed = len(_unique(changed))
+        changes.mark_for_refetch(warehouse, changed, detected_at=seen_at)
+        log.info("%d loaded calls changed at the source; details due again", len(changed))
+    result.changed = len(changed)
     rest = pd.concat(chunk, ignore_index=True) if chunk else None
     loaded = warehouse.finish_listing_scan(stage, rest, rejects=rejects, seen_at=seen_at)
     result.new, result.updated, result.rejected = loaded.new, loaded.updated, len(rejects)
