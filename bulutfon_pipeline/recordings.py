@@ -91,22 +91,20 @@ def downloads_enabled(env: Mapping[str, str] | None = None) -> bool:
     return env.get("BULUTFON_DOWNLOAD_RECORDINGS", "").strip().lower() in _TRUE
 
 
-def mirror_deletes_dir(env: Mapping[str, str] | None = None) -> Path | None:
-    """BULUTFON_DATA_DIR when recordings removed at the source are deleted here too
-    (``BULUTFON_MIRROR_RECORDING_DELETES``, on by default), else None.
+def mirror_deletes_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """``BULUTFON_MIRROR_RECORDING_DELETES``: delete our copy of a recording the source
+    removed (on by default; ``0``/``false``/``no``/``off`` keeps copies).
 
     Raises:
         ConfigError: the variable is not one of 1/true/yes/on/0/false/no/off.
     """
     env = os.environ if env is None else env
     raw = env.get("BULUTFON_MIRROR_RECORDING_DELETES", "").strip().lower()
-    if raw in _FALSE:
-        return None
-    if raw and raw not in _TRUE:
+    if raw and raw not in _TRUE | _FALSE:
         raise ConfigError(
             f"BULUTFON_MIRROR_RECORDING_DELETES={raw!r} must be 1/true/yes/on or 0/false/no/off"
         )
-    return data_dir_from_env(env)
+    return raw not in _FALSE
 
 
 def data_dir_from_env(env: Mapping[str, str] | None = None) -> Path:

@@ -22,6 +22,7 @@ from pydantic import Field
 from bulutfon_pipeline.api import BulutfonClient, ClientConfig
 from bulutfon_pipeline.api.errors import ConfigError
 from bulutfon_pipeline.partitions import start_date_from_env
+from bulutfon_pipeline.recordings import mirror_deletes_enabled
 from bulutfon_pipeline.settings import (
     DEFAULT_DETAIL_BATCH_SIZE,
     DEFAULT_DUCKDB_PATH,
@@ -111,11 +112,13 @@ class LoadSettings:
     start_date: dt.date
     detail_batch_size: int
     listing_chunk_rows: int = DEFAULT_LISTING_CHUNK_ROWS
+    #: Delete our copy of a recording the source removed (BULUTFON_MIRROR_RECORDING_DELETES).
+    mirror_recording_deletes: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LoadSettings:
         """Read BULUTFON_LOOKBACK_HOURS, BULUTFON_START_DATE, BULUTFON_DETAIL_BATCH_SIZE,
-        BULUTFON_LISTING_CHUNK_ROWS.
+        BULUTFON_LISTING_CHUNK_ROWS, BULUTFON_MIRROR_RECORDING_DELETES.
 
         Raises:
             ConfigError: a value is malformed (one line naming the variable).
@@ -136,6 +139,7 @@ class LoadSettings:
             listing_chunk_rows=int(
                 _positive_number(env, "BULUTFON_LISTING_CHUNK_ROWS", DEFAULT_LISTING_CHUNK_ROWS)
             ),
+            mirror_recording_deletes=mirror_deletes_enabled(env),
         )
 
 

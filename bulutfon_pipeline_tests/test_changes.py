@@ -256,6 +256,10 @@ def test_the_reconcile_command_prints_the_changes_and_rejects_bad_arguments(
             bad = runner.invoke(main, ["reconcile", *args, "--no-progress"])
             assert bad.exit_code == 2, (args, bad.output)
             assert message in bad.output, (args, bad.output)
+        with environment({"BULUTFON_MIRROR_RECORDING_DELETES": "sometimes"}):
+            bad = runner.invoke(main, ["reconcile", "--start", first.isoformat()])
+        assert bad.exit_code == 2, bad.output
+        assert "BULUTFON_MIRROR_RECORDING_DELETES='sometimes' must be" in bad.output
 
 
 def test_the_weekly_reconcile_schedule_is_stopped_and_asks_for_90_days() -> None:

@@ -9,7 +9,7 @@ from bulutfon_pipeline import checks
 from bulutfon_pipeline.assets.listing import GROUP
 from bulutfon_pipeline.loads import load_details
 from bulutfon_pipeline.partitions import daily_partitions
-from bulutfon_pipeline.recordings import mirror_deletes_dir
+from bulutfon_pipeline.recordings import data_dir_from_env
 from bulutfon_pipeline.resources import BulutfonResource, LoadSettings, WarehouseResource
 
 #: A run tag that makes any run (a UI backfill included) fetch loaded calls again.
@@ -86,7 +86,9 @@ def cdr_details(
             end=end,
             refetch=refetch,
             batch_size=settings.detail_batch_size,
-            mirror_recording_deletes=mirror_deletes_dir(),
+            mirror_recording_deletes=(
+                data_dir_from_env() if settings.mirror_recording_deletes else None
+            ),
         )
         stats = client.stats.as_dict()
     with wh.transaction() as con:
