@@ -3,8 +3,12 @@
 * :func:`scan_listing` pages the CDR listing newest-first until it reaches data it already
   holds (the high-water mark minus a lookback window), staging it in chunks, then upserts
   it and moves the mark in one transaction.
+  On the way it compares each listed call that is loaded already with its ``cdrs`` row
+  and marks the calls that changed at the source for a new detail fetch
+  (:mod:`bulutfon_pipeline.warehouse.changes`); with ``reconcile_start`` it pages back to
+  that day instead, whatever the mark.
 * :func:`load_details` fetches, normalizes and loads the detail of every listed call of a
-  date range that is not loaded yet, one transaction per batch.
+  date range that is not loaded yet, or that changed, one transaction per batch.
 
 The assets, the CLI and the benchmarks all call these functions, so there is one code path.
 """
@@ -17,6 +21,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pandas as pd
@@ -29,7 +34,7 @@ from bulutfon_pipeline.settings import (
     DEFAULT_LISTING_CHUNK_ROWS,
     LOCAL_TZ,
 )
-from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline.warehouse import Warehouse, changes
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,8 @@ class ListingScanResult:
     new: int = 0
     updated: int = 0
     rejected: int = 0
+    #: Loaded calls whose listing differs from their ``cdrs`` row (marked for re-fetch).
+    changed: int = 0
     stop_before: dt.datetime | None = None
     high_water_mark: dt.datetime | None = None
     days_touched: list[dt.date] = field(default_factory=list)
@@ -74,6 +81,7 @@ class ListingScanResult:
             "calls_listed": self.items,
             "new": self.new,
             "updated": self.updated,
+            "changed": self.changed,
             "rejected": self.rejected,
             "days_touched": len(self.days_touched),
             "days": [day.isoformat() for day in self.days_touched[:400]],
@@ -91,6 +99,7 @@ class ListingScanResult:
             items=int(meta.get("calls_listed", 0)),
             new=int(meta.get("new", 0)),
             updated=int(meta.get("updated", 0)),
+            changed=int(meta.get("changed", 0)),
             rejected=int(meta.get("rejected", 0)),
             stop_before=_instant(meta.get("stopped_before")),
             high_water_mark=_instant(meta.get("high_water_mark")),
@@ -123,6 +132,9 @@ class DetailLoadSummary:
     batches: int = 0
     flow_steps: int = 0
     originations: int = 0
+    #: ``cdr_changes`` rows written, and recordings deleted because the source removed them.
+    changes: int = 0
+    recordings_deleted: int = 0
     seconds: float = 0.0
     preview: pd.DataFrame | None = None
 
@@ -131,6 +143,8 @@ class DetailLoadSummary:
         return {
             "range": f"{self.start.isoformat()}..{self.end.isoformat()}",
             **{f"calls_{name}": getattr(self, name) for name in _DETAIL_COUNTS},
+            "changes": self.changes,
+            "recordings_deleted": self.recordings_deleted,
             "batches": self.batches,
             "duration_s": round(self.seconds, 3),
         }
@@ -143,6 +157,8 @@ class DetailLoadSummary:
             start=dt.date.fromisoformat(first),
             end=dt.date.fromisoformat(last),
             batches=int(meta.get("batches", 0)),
+            changes=int(meta.get("changes", 0)),
+            recordings_deleted=int(meta.get("recordings_deleted", 0)),
             seconds=float(meta.get("duration_s", 0.0)),
         )
         for name in _DETAIL_COUNTS:
@@ -163,6 +179,8 @@ def scan_listing(
     start_date: dt.date,
     now: dt.datetime | None = None,
     chunk_rows: int = DEFAULT_LISTING_CHUNK_ROWS,
+    reconcile_start: dt.date | None = None,
+    reconcile_end: dt.date | None = None,
 ) -> ListingScanResult:
     """Page the listing back to known data and upsert it.
 
@@ -177,6 +195,11 @@ def scan_listing(
     COMMIT leaves ``cdr_listing`` and the mark as they were, and the rerun scans the same
     range again (clearing what the crashed scan had staged).
 
+    Each chunk's items of calls loaded already are compared with their ``cdrs`` rows
+    (:func:`~bulutfon_pipeline.warehouse.changes.detect`, no request); the calls that
+    changed are marked for a new detail fetch in a transaction of their own, before the
+    last one.
+
     Args:
         client: anything with ``iter_listing_pages()`` (the Bulutfon client).
         warehouse: the target warehouse (schema must exist).
@@ -184,6 +207,9 @@ def scan_listing(
         start_date: the earliest local day to load.
         now: the scan time stamped on rows (default: now).
         chunk_rows: stage the pages read so far once they hold this many rows.
+        reconcile_start: page back to this local day (not before ``start_date``) instead
+            of to the mark minus the lookback: finds changes older than the lookback.
+        reconcile_end: mark only changed calls up to this local day.
 
     Returns:
         The counts of the scan.
@@ -196,9 +222,15 @@ def scan_listing(
     hwm = stage.high_water_mark
     floor = local_midnight(start_date)
     stop_before = max(hwm - lookback, floor) if hwm is not None else floor
+    if reconcile_start is not None:
+        stop_before = max(local_midnight(reconcile_start), floor)
     result = ListingScanResult(stop_before=stop_before)
     chunk: list[pd.DataFrame] = []
     chunk_size = 0
+    # The items of the chunk, for change detection; nothing is loaded before a first scan.
+    detect_changes = hwm is not None
+    chunk_items: list[Any] = []
+    changed: list[changes.ChangedCall] = []
     rejects: list[Reject] = []
     bar = progress.reporter()
     bar.start("listing pages", None)
@@ -213,15 +245,29 @@ def scan_listing(
         if len(kept):
             chunk.append(kept)
             chunk_size += len(kept)
+            if detect_changes:
+                chunk_items.extend(_items_of(page.items, kept))
         if chunk_size >= chunk_rows:
             warehouse.stage_listing(stage, pd.concat(chunk, ignore_index=True))
             chunk, chunk_size = [], 0
+            if chunk_items:
+                changed += changes.detect(warehouse, chunk_items, last_day=reconcile_end)
+                chunk_items = []
         bar.advance("listing pages")
         crash_point("listing_page")
         if len(frame) and bool((frame["call_time"] < stop_before).all()):
             log.info("listing page %d is wholly older than %s; stopping", page.page, stop_before)
             break
     bar.finish("listing pages")
+    if chunk_items:
+        changed += changes.detect(warehouse, chunk_items, last_day=reconcile_end)
+    changed = _unique(changed)
+    if changed:
+        # Committed before the listing (and the mark): a crash in between leaves marks
+        # whose re-fetch is harmless, never a change that no later scan would look at.
+        changes.mark_for_refetch(warehouse, changed, detected_at=seen_at)
+        log.info("%d loaded calls changed at the source; details due again", len(changed))
+    result.changed = len(changed)
     rest = pd.concat(chunk, ignore_index=True) if chunk else None
     loaded = warehouse.finish_listing_scan(stage, rest, rejects=rejects, seen_at=seen_at)
     result.new, result.updated, result.rejected = loaded.new, loaded.updated, len(rejects)
@@ -230,6 +276,20 @@ def scan_listing(
     result.days_touched = list(loaded.days_touched)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _items_of(items: Sequence[Any], kept: pd.DataFrame) -> list[Any]:
+    """The page's items whose uuid the scan kept (in range, normalised)."""
+    uuids = set(kept["uuid"])
+    return [item for item in items if isinstance(item, dict) and str(item.get("uuid")) in uuids]
+
+
+def _unique(changed: list[changes.ChangedCall]) -> list[changes.ChangedCall]:
+    """One entry per uuid (a call on two pages of a live listing): the first, newest."""
+    seen: dict[str, changes.ChangedCall] = {}
+    for call in changed:
+        seen.setdefault(call.uuid, call)
+    return list(seen.values())
 
 
 def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -246,10 +306,12 @@ def load_details(
     end: dt.date,
     refetch: bool = False,
     batch_size: int = DEFAULT_DETAIL_BATCH_SIZE,
+    mirror_recording_deletes: Path | None = None,
 ) -> DetailLoadSummary:
     """Fetch and load the details of the listed calls of local days ``start..end``.
 
-    Only calls with neither a ``cdrs`` row nor a reject are fetched, unless ``refetch``.
+    Only calls with neither a ``cdrs`` row nor a reject are fetched, and calls whose
+    listing changed since they were loaded, unless ``refetch``.
     Each batch of ``batch_size`` details is normalized and written in one transaction, so
     memory is bounded by the batch and a crash loses at most the batch in flight.
 
@@ -260,6 +322,9 @@ def load_details(
         end: last local day (inclusive).
         refetch: fetch every listed call of the range again.
         batch_size: details per transaction.
+        mirror_recording_deletes: BULUTFON_DATA_DIR, to delete the recordings (file and
+            ``call_recordings`` row) of re-fetched calls the source removed them from;
+            None keeps them.
 
     Returns:
         The counts of the load, with a small preview of loaded rows.
@@ -272,7 +337,7 @@ def load_details(
     bar = progress.reporter()
     bar.start("call details", len(uuids))
     with warehouse.session():
-        _load_batches(client, warehouse, uuids, batch_size, summary, bar)
+        _load_batches(client, warehouse, uuids, batch_size, summary, bar, mirror_recording_deletes)
     bar.finish("call details")
     summary.seconds = time.monotonic() - started
     return summary
@@ -285,6 +350,7 @@ def _load_batches(
     batch_size: int,
     summary: DetailLoadSummary,
     bar: Any,
+    mirror_recording_deletes: Path | None = None,
 ) -> None:
     for batch in _batched(client.fetch_details(uuids), batch_size):
         fetched_at = dt.datetime.now(dt.UTC)
@@ -297,7 +363,11 @@ def _load_batches(
         normalized = normalize_details([payload for _, payload in raw])
         crash_point("detail_batch")
         loaded = warehouse.load_details(
-            raw, normalized, fetched_at=fetched_at, detail_rejects=detail_rejects
+            raw,
+            normalized,
+            fetched_at=fetched_at,
+            detail_rejects=detail_rejects,
+            mirror_recording_deletes=mirror_recording_deletes,
         )
         summary.batches += 1
         summary.fetched += len(raw)
@@ -306,6 +376,8 @@ def _load_batches(
         summary.rejected += loaded.rejected
         summary.flow_steps += len(normalized.call_flow_steps)
         summary.originations += len(normalized.originations)
+        summary.changes += loaded.changes
+        summary.recordings_deleted += loaded.recordings_deleted
         if summary.preview is None and len(normalized.cdrs):
             summary.preview = normalized.cdrs.head(5)
         bar.advance("call details", len(batch))

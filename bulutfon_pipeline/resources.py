@@ -125,6 +125,9 @@ class SettingsResource(dg.ConfigurableResource):
     reject_rate_warn: float = Field(
         default=DEFAULT_REJECT_RATE_WARN, description="BULUTFON_REJECT_RATE_WARN"
     )
+    mirror_recording_deletes: bool = Field(
+        default=True, description="BULUTFON_MIRROR_RECORDING_DELETES"
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SettingsResource:
@@ -136,6 +139,7 @@ class SettingsResource(dg.ConfigurableResource):
             detail_batch_size=settings.detail_batch_size,
             listing_chunk_rows=settings.listing_chunk_rows,
             reject_rate_warn=settings.reject_rate_warn,
+            mirror_recording_deletes=settings.mirror_recording_deletes,
         )
 
     def get(self) -> Settings:
@@ -154,6 +158,7 @@ class SettingsResource(dg.ConfigurableResource):
                 "BULUTFON_DETAIL_BATCH_SIZE": str(self.detail_batch_size),
                 "BULUTFON_LISTING_CHUNK_ROWS": str(self.listing_chunk_rows),
                 "BULUTFON_REJECT_RATE_WARN": repr(self.reject_rate_warn),
+                "BULUTFON_MIRROR_RECORDING_DELETES": str(self.mirror_recording_deletes).lower(),
             }
         )
 

@@ -64,6 +64,9 @@ DUCKDB_MEMORY_LIMIT = "64MB"
 #: load's 44 s and bought nothing: the WAL is as durable (BENCHMARKS.md).
 DUCKDB_CHECKPOINT_THRESHOLD = "256MB"
 DEFAULT_SCHEDULE_CRON = "*/15 * * * *"  # BULUTFON_SCHEDULE_CRON
+#: The weekly reconcile: Sundays 03:30 local (BULUTFON_RECONCILE_CRON), over these days.
+DEFAULT_RECONCILE_CRON = "30 3 * * 0"
+RECONCILE_DAYS = 90
 DEFAULT_REJECT_RATE_WARN = 0.01  # BULUTFON_REJECT_RATE_WARN
 
 
@@ -75,6 +78,7 @@ DEFAULT_REJECT_RATE_WARN = 0.01  # BULUTFON_REJECT_RATE_WARN
 # the launchpad shows them and a run can override them.
 
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 class SettingsError(ValueError):
@@ -96,7 +100,10 @@ class Settings:
     listing_chunk_rows: int = DEFAULT_LISTING_CHUNK_ROWS
     reject_rate_warn: float = DEFAULT_REJECT_RATE_WARN
     download_recordings: bool = False
+    #: Delete our copy of a recording the source removed (BULUTFON_MIRROR_RECORDING_DELETES).
+    mirror_recording_deletes: bool = True
     schedule_cron: str = DEFAULT_SCHEDULE_CRON
+    reconcile_cron: str = DEFAULT_RECONCILE_CRON
 
     @property
     def lookback(self) -> dt.timedelta:
@@ -130,7 +137,9 @@ class Settings:
                 env, "BULUTFON_REJECT_RATE_WARN", DEFAULT_REJECT_RATE_WARN, zero_ok=True
             ),
             download_recordings=raw("BULUTFON_DOWNLOAD_RECORDINGS").lower() in _TRUE,
+            mirror_recording_deletes=_switch(env, "BULUTFON_MIRROR_RECORDING_DELETES", True),
             schedule_cron=raw("BULUTFON_SCHEDULE_CRON") or DEFAULT_SCHEDULE_CRON,
+            reconcile_cron=raw("BULUTFON_RECONCILE_CRON") or DEFAULT_RECONCILE_CRON,
         )
 
     @classmethod
@@ -160,6 +169,15 @@ def parse_start_date(raw: str) -> dt.date:
         raise SettingsError(
             f"BULUTFON_START_DATE={raw!r} is not a date; use YYYY-MM-DD, e.g. 2015-01-01"
         ) from None
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in _TRUE | _FALSE:
+        raise SettingsError(f"{name}={raw!r} must be 1/true/yes/on or 0/false/no/off")
+    return raw in _TRUE
 
 
 def _positive(env: Mapping[str, str], name: str, default: float, *, zero_ok: bool = False) -> float:

@@ -84,6 +84,7 @@ def cdr_details(
             end=end,
             refetch=refetch_requested(context, config.refetch),
             batch_size=knobs.detail_batch_size,
+            mirror_recording_deletes=knobs.data_dir if knobs.mirror_recording_deletes else None,
         )
         stats = client.stats.as_dict()
     context.log.info(

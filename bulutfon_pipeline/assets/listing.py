@@ -1,5 +1,8 @@
 """The ``cdr_listing`` asset: the incremental scan of the CDR listing."""
 
+import datetime as dt
+from typing import Any
+
 import dagster as dg
 
 from bulutfon_pipeline.assets._common import GROUP, api_metadata
@@ -7,9 +10,32 @@ from bulutfon_pipeline.loads import scan_listing
 from bulutfon_pipeline.resources import BulutfonResource, SettingsResource, WarehouseResource
 
 
+class ListingConfig(dg.Config):
+    """Run configuration of the listing scan."""
+
+    reconcile_start: str = ""
+    """YYYY-MM-DD: page back to this local day, not just the lookback, and compare every
+    loaded call on the way with the listing (changes older than the lookback)."""
+    reconcile_end: str = ""
+    """YYYY-MM-DD: with reconcile_start, the last local day whose changes are taken."""
+
+
+def _day(value: str) -> dt.date | None:
+    return dt.date.fromisoformat(value) if value.strip() else None
+
+
+def reconcile_config(start: dt.date, end: dt.date | None) -> dict[str, Any]:
+    """The run config that makes ``cdr_listing`` reconcile the local days ``start..end``."""
+    config = {"reconcile_start": start.isoformat(), "reconcile_end": ""}
+    if end is not None:
+        config["reconcile_end"] = end.isoformat()
+    return {"ops": {"cdr_listing": {"config": config}}}
+
+
 @dg.asset(group_name=GROUP, pool="duckdb", kinds={"duckdb", "python"})
 def cdr_listing(
     context: dg.AssetExecutionContext,
+    config: ListingConfig,
     bulutfon: BulutfonResource,
     warehouse: WarehouseResource,
     settings: SettingsResource,
@@ -24,14 +50,17 @@ def cdr_listing(
             lookback=knobs.lookback,
             start_date=knobs.start_date,
             chunk_rows=knobs.listing_chunk_rows,
+            reconcile_start=_day(config.reconcile_start),
+            reconcile_end=_day(config.reconcile_end),
         )
         stats = client.stats.as_dict()
     context.log.info(
-        "listing: %d pages, %d items, %d new, %d updated, %d rejected, %d days touched",
+        "listing: %d pages, %d items, %d new, %d updated, %d changed, %d rejected, %d days touched",
         result.pages,
         result.items,
         result.new,
         result.updated,
+        result.changed,
         result.rejected,
         len(result.days_touched),
     )

@@ -19,7 +19,13 @@ import click
 
 from bulutfon_pipeline import runner
 from bulutfon_pipeline.cli.errors import CLIError, friendly_errors
-from bulutfon_pipeline.cli.output import console, err_console, print_summary, progress_bars
+from bulutfon_pipeline.cli.output import (
+    console,
+    err_console,
+    print_reconcile,
+    print_summary,
+    progress_bars,
+)
 from bulutfon_pipeline.settings import LOCAL_TZ
 
 DATE = click.DateTime(formats=["%Y-%m-%d"])
@@ -101,6 +107,19 @@ def backfill(
             reporter=reporter,
         )
     print_summary(result, title="backfill")
+
+
+@main.command()
+@click.option("--start", required=True, type=DATE, help="First local day, YYYY-MM-DD.")
+@click.option("--end", type=DATE, help="Last local day (inclusive, default today), YYYY-MM-DD.")
+@click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
+@friendly_errors
+def reconcile(start: dt.datetime, end: dt.datetime | None, no_progress: bool) -> None:
+    """Re-read the listing back to START and load the calls that changed at the source."""
+    last = end.date() if end is not None else dt.datetime.now(LOCAL_TZ).date()
+    with _stop_cleanly("reconcile"), progress_bars(not no_progress) as reporter:
+        result = runner.run_reconcile(start.date(), last, reporter=reporter)
+    print_reconcile(result)
 
 
 @main.command("purge-recordings")

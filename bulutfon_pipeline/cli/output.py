@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bulutfon_pipeline.runner import SyncResult
+from bulutfon_pipeline.runner import ReconcileResult, SyncResult
 
 console = Console(stderr=False)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -75,6 +75,7 @@ def print_summary(result: SyncResult, *, title: str = "sync") -> None:
         table.add_row("listing pages read", str(result.listing.pages))
         table.add_row("calls in listing scan", str(result.listing.items))
         table.add_row("new calls listed", str(result.listing.new))
+        table.add_row("calls changed at the source", str(result.listing.changed))
     ranges = ", ".join(
         a.isoformat() if a == b else f"{a.isoformat()}..{b.isoformat()}" for a, b in result.ranges
     )
@@ -111,3 +112,26 @@ def print_rows(
     if sql is not None:
         console.print(f"[dim]{sql}[/]", highlight=False)
     console.print(table)
+
+
+def print_reconcile(result: ReconcileResult) -> None:
+    """The changes a reconcile found, one row per changed field, and a summary line."""
+    title = f"bulutfon-pipeline reconcile {result.start}..{result.end}"
+    table = Table(title=title, header_style="bold")
+    table.add_column("call date", no_wrap=True)
+    table.add_column("uuid", no_wrap=True, min_width=36)  # whole, to copy into a query
+    for column in ("field", "old value", "new value"):
+        table.add_column(column, overflow="fold")
+    for change in result.changes:
+        table.add_row(str(change.call_date), change.uuid, change.field,
+                      change.old_value or "", change.new_value or "")  # fmt: skip
+    console.print(table)
+    sync = result.sync
+    pages = sync.listing.pages if sync.listing is not None else 0
+    changed = sync.listing.changed if sync.listing is not None else 0
+    console.print(
+        f"{pages} listing pages, {changed} calls changed, "
+        f"{sync.detail_total('fetched')} details fetched, {len(result.changes)} changes, "
+        f"{sync.detail_total('recordings_deleted')} recordings deleted",
+        highlight=False,
+    )

@@ -36,8 +36,10 @@ from bulutfon_pipeline.runner.preflight import (
 )
 from bulutfon_pipeline.runner.sync import (
     DETAIL_ASSETS,
+    ReconcileResult,
     SyncResult,
     run_purge,
+    run_reconcile,
     run_report,
     run_sync,
 )
@@ -46,6 +48,7 @@ __all__ = [
     "DETAIL_ASSETS",
     "BusyError",
     "DemoResult",
+    "ReconcileResult",
     "RunFailedError",
     "RunnerError",
     "SetupError",
@@ -57,6 +60,7 @@ __all__ = [
     "read_settings",
     "run_demo",
     "run_purge",
+    "run_reconcile",
     "run_report",
     "run_sync",
     "stop_cleanly",

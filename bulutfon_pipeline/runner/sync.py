@@ -20,6 +20,7 @@ from typing import Any
 from bulutfon_pipeline import progress
 from bulutfon_pipeline.loads import DetailLoadSummary, ListingScanResult, group_dates
 from bulutfon_pipeline.recordings import PurgeSummary, RecordingsSummary
+from bulutfon_pipeline.runner.errors import SetupError
 from bulutfon_pipeline.runner.interrupts import raise_if_stopped
 from bulutfon_pipeline.runner.preflight import (
     check_warehouse_path,
@@ -29,6 +30,7 @@ from bulutfon_pipeline.runner.preflight import (
 )
 from bulutfon_pipeline.settings import LOCAL_TZ, Settings
 from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline.warehouse.change_log import ChangeRow, changes_since
 
 #: The assets one detail run materializes (the ``cdr_details`` multi-asset).
 DETAIL_ASSETS = ("cdrs", "raw_cdr_details", "call_flow_steps", "originations")
@@ -117,13 +119,16 @@ def _plan_ranges(
     settings: Settings,
     start: dt.date | None,
     end: dt.date | None,
+    *,
+    pending_only: bool = False,
 ) -> list[tuple[dt.date, dt.date]]:
     today = dt.datetime.now(LOCAL_TZ).date()
-    if start is not None and end is not None:
+    if start is not None and end is not None and not pending_only:
         ranges = [(max(start, settings.start_date), min(end, today))]
     else:
-        pending = [d for d in warehouse.pending_dates() if settings.start_date <= d <= today]
-        ranges = group_dates(pending)
+        first = max(start or settings.start_date, settings.start_date)
+        last = min(end or today, today)
+        ranges = group_dates([d for d in warehouse.pending_dates() if first <= d <= last])
     return [(a, b) for a, b in ranges if a <= b]
 
 
@@ -133,6 +138,7 @@ def run_sync(
     start: dt.date | None = None,
     end: dt.date | None = None,
     refetch: bool = False,
+    reconcile: bool = False,
     reporter: progress.ProgressReporter | None = None,
 ) -> SyncResult:
     """Scan the listing (optional), then load every day with pending calls.
@@ -146,6 +152,9 @@ def run_sync(
         start: first local day of a backfill.
         end: last local day of a backfill (inclusive).
         refetch: fetch calls (and recordings) already loaded again.
+        reconcile: with ``start``/``end``, page the listing back to ``start`` (not just the
+            lookback), compare every loaded call of ``start..end`` with it, and load only
+            the days with changed (or missing) calls.
         reporter: where progress goes (e.g. a progress bar); nowhere by default.
 
     Raises:
@@ -155,6 +164,7 @@ def run_sync(
     started = time.monotonic()
     run_config = _quiet_dagster()  # before the assets are imported: they warn on import
     from bulutfon_pipeline.assets._common import api_counts
+    from bulutfon_pipeline.assets.listing import reconcile_config
     from bulutfon_pipeline.partitions import range_tags
 
     settings = preflight()
@@ -174,11 +184,14 @@ def run_sync(
 
     with sync_lock(settings.duckdb_path), installed:
         if listing:
-            meta = run(["cdr_listing"], "cdr_listing", tags={}, run_config=run_config)
+            listing_config = run_config
+            if reconcile and start is not None:
+                listing_config = {**run_config, **reconcile_config(start, end)}
+            meta = run(["cdr_listing"], "cdr_listing", tags={}, run_config=listing_config)
             result.listing = ListingScanResult.from_metadata(meta)
         warehouse = Warehouse(settings.duckdb_path)
         warehouse.ensure_schema()
-        result.ranges = _plan_ranges(warehouse, settings, start, end)
+        result.ranges = _plan_ranges(warehouse, settings, start, end, pending_only=reconcile)
         for first, last in result.ranges:
             meta = run(
                 DETAIL_ASSETS,
@@ -225,3 +238,46 @@ def run_purge(before: dt.date) -> tuple[PurgeSummary, Path]:
         warehouse.ensure_schema()
         summary = purge_recordings(warehouse, data_dir=settings.data_dir, before=before)
     return summary, settings.data_dir
+
+
+@dataclass
+class ReconcileResult:
+    """What a reconcile did: the sync it ran and the ``cdr_changes`` rows it wrote."""
+
+    start: dt.date
+    end: dt.date
+    sync: SyncResult
+    changes: list[ChangeRow]
+
+
+def run_reconcile(
+    start: dt.date, end: dt.date, *, reporter: progress.ProgressReporter | None = None
+) -> ReconcileResult:
+    """Re-read the listing back to ``start`` (listing requests only), compare every loaded
+    call of ``start..end`` with it, and re-fetch the calls that changed at the source.
+
+    Raises:
+        SetupError: ``start`` is in the future, after ``end``, or before
+            BULUTFON_START_DATE; or a preflight problem.
+        BusyError: another sync holds the warehouse.
+    """
+    today = dt.datetime.now(LOCAL_TZ).date()
+    if start > today:
+        raise SetupError(f"--start {start} is in the future (today is {today})")
+    if end < start:
+        raise SetupError(f"--end {end} is before --start {start}; swap them")
+    settings = read_settings()
+    if start < settings.start_date:
+        raise SetupError(
+            f"--start {start} is before BULUTFON_START_DATE ({settings.start_date}); "
+            "nothing before it is loaded"
+        )
+    end = min(end, today)
+    since = dt.datetime.now(dt.UTC)
+    sync = run_sync(start=start, end=end, reconcile=True, reporter=reporter)
+    return ReconcileResult(
+        start=start,
+        end=end,
+        sync=sync,
+        changes=changes_since(Warehouse(settings.duckdb_path), since),
+    )

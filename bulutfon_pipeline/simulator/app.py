@@ -462,6 +462,20 @@ def create_app(state: SimulatorState) -> Starlette:
             return _error(400, str(exc))
         return _json({"uuids": uuids})
 
+    async def admin_change_call(request: Request) -> Response:
+        # {"uuid": ..., "call_record": "REMOVED", "call_price": "0.05", "hangup_time": ...}
+        try:
+            data = json.loads(await request.body() or b"{}")
+            if not isinstance(data, dict) or not isinstance(data.get("uuid"), str):
+                raise ValueError("body must be an object with a string 'uuid'")
+            call_uuid = data.pop("uuid")
+            call = state.dataset.change_call(call_uuid, **data)
+        except KeyError:
+            return _error(404, "no such call")
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            return _error(400, str(exc))
+        return _json(to_jsonable(render.listing_item(call, state.config.dialect)))
+
     async def admin_config(request: Request) -> Response:
         if request.method == "GET":
             return _json(to_jsonable(_public_config(state.config)))
@@ -493,6 +507,7 @@ def create_app(state: SimulatorState) -> Starlette:
         Route("/_admin/stats", admin(admin_stats)),
         Route("/_admin/stats/reset", admin(admin_stats_reset), methods=["POST"]),
         Route("/_admin/calls", admin(admin_calls), methods=["POST"]),
+        Route("/_admin/change", admin(admin_change_call), methods=["POST"]),
         Route("/_admin/config", admin(admin_config), methods=["GET", "POST"]),
         Route("/_admin/expected", admin(admin_expected)),
         Route("/_admin/auth-code", admin(admin_auth_code), methods=["POST"]),

@@ -200,6 +200,11 @@ P_TRANSFER = 0.2
 P_LOCAL_TO_GROUP = 0.5
 
 
+#: What :meth:`Dataset.change_call` may change.
+_CHANGEABLE = frozenset(
+    {"call_record", "call_price", "answer_time", "hangup_time", "hangup_cause", "hangup_state"}
+)
+
 _SECONDS = tuple(dt.timedelta(seconds=i) for i in range(4000))
 
 
@@ -532,6 +537,63 @@ class Dataset:
                 self._calls.insert(index, call)
                 self._by_uuid[call.uuid] = call
             return [c.uuid for c in new]
+
+    def change_call(self, call_uuid: str, **changes: Any) -> Call:
+        """Change a call after the fact, as the PBX does once a call has ended.
+
+        Allowed keys: ``call_record`` (``YES``/``NO``/``REMOVED``), ``call_price`` (a
+        :class:`~decimal.Decimal`, a decimal string or None), ``answer_time`` and
+        ``hangup_time`` (aware datetimes or ISO-8601 strings with an offset, or None;
+        floored to the whole minute like every top-level time), ``hangup_cause`` (a
+        canonical Q.850 name) and ``hangup_state`` (canonical, or None). The listing, the
+        detail, the recording endpoint and :meth:`expected_tables` all follow.
+
+        Returns:
+            The changed call.
+
+        Raises:
+            KeyError: no such call.
+            ValueError: an unknown key or a bad value.
+        """
+        unknown = set(changes) - _CHANGEABLE
+        if unknown:
+            raise ValueError(f"cannot change {sorted(unknown)}; changeable: {sorted(_CHANGEABLE)}")
+        values: dict[str, Any] = {}
+        for name, value in changes.items():
+            if name == "call_record":
+                if value not in ("YES", "NO", "REMOVED"):
+                    raise ValueError(f"call_record must be YES, NO or REMOVED, got {value!r}")
+            elif name == "call_price":
+                try:
+                    value = None if value is None else Decimal(str(value)).quantize(_Q4)
+                except ArithmeticError:
+                    raise ValueError(f"call_price: not a decimal {value!r}") from None
+            elif name in ("answer_time", "hangup_time"):
+                if isinstance(value, str):
+                    value = dt.datetime.fromisoformat(value)
+                if value is not None and (
+                    not isinstance(value, dt.datetime) or value.tzinfo is None
+                ):
+                    raise ValueError(f"{name}: expected an aware time, got {value!r}")
+                value = _floor_minute_opt(value.astimezone(UTC) if value else None)
+            elif name == "hangup_cause" and value not in vocab.HANGUP_CAUSE_SEED:
+                raise ValueError(f"hangup_cause must be one of {sorted(vocab.HANGUP_CAUSE_SEED)}")
+            elif (
+                name == "hangup_state"
+                and value is not None
+                and (value not in vocab.HANGUP_STATE_SEED)
+            ):
+                raise ValueError(f"hangup_state must be one of {sorted(vocab.HANGUP_STATE_SEED)}")
+            values[name] = value
+        with self._lock:
+            call = self._by_uuid[call_uuid]
+            if values.get("call_record") == "YES" and call.recording_format is None:
+                values["recording_format"] = "wav"
+            changed = dataclasses.replace(call, **values)
+            self._by_uuid[call_uuid] = changed
+            index = self._calls.index(call)
+            self._calls[index] = changed  # call_time is not changeable: the order holds
+            return changed
 
     def set_recording_share(self, share: float) -> None:
         """Share of answered calls with a recording, for calls generated from now on."""

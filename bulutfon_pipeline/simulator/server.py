@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import threading
+from decimal import Decimal
 from types import TracebackType
 from typing import Any, Literal
 
+import httpx
 import uvicorn
 
 from bulutfon_pipeline.settings import DEFAULT_RECORDING_PATH, DEFAULT_REDIRECT_URI
@@ -219,5 +222,30 @@ class SimulatorServer:
     def add_calls(self, count: int, where: str = "head", hours_ago: float = 6) -> list[str]:
         return self.state.dataset.add_calls(count, where, hours_ago)
 
+    def change_call(self, call_uuid: str, **changes: Any) -> dict[str, Any]:
+        """Change a call after the fact through ``POST /_admin/change`` (over HTTP, as a
+        test or a script outside the process would); returns its new listing item.
+
+        Keys as for :meth:`Dataset.change_call`; times as ISO-8601 text with an offset,
+        prices as decimal text.
+
+        Raises:
+            httpx.HTTPStatusError: an unknown call (404) or a bad value (400).
+        """
+        body = {"uuid": call_uuid, **{k: _wire(v) for k, v in changes.items()}}
+        response = httpx.post(self.url + "/_admin/change", json=body, timeout=10)
+        response.raise_for_status()
+        item: dict[str, Any] = response.json()
+        return item
+
     def update_config(self, **knobs: Any) -> SimulatorConfig:
         return self.state.update_config(**knobs)
+
+
+def _wire(value: Any) -> Any:
+    """A change's value as JSON: times as ISO-8601 text, decimals as text."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value

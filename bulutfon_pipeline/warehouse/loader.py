@@ -41,7 +41,7 @@ from bulutfon_pipeline.normalize import (
     normalize_details,
 )
 from bulutfon_pipeline.settings import DUCKDB_CHECKPOINT_THRESHOLD, DUCKDB_MEMORY_LIMIT
-from bulutfon_pipeline.warehouse import schema
+from bulutfon_pipeline.warehouse import changes, schema
 from bulutfon_pipeline.warehouse.views import create_views
 
 __all__ = [
@@ -128,6 +128,9 @@ class DetailLoadResult:
         raw_stored: raw payloads upserted into ``raw_cdr_details``.
         call_flow_steps: step rows inserted.
         originations: origination rows inserted.
+        changes: ``cdr_changes`` rows written (fields of stored calls that changed,
+            recording files deleted).
+        recordings_deleted: recording files (and rows) deleted, removed at the source.
     """
 
     new: int
@@ -136,6 +139,8 @@ class DetailLoadResult:
     raw_stored: int
     call_flow_steps: int
     originations: int
+    changes: int = 0
+    recordings_deleted: int = 0
 
 
 @dataclass(frozen=True)
@@ -709,6 +714,7 @@ class Warehouse:
         *,
         fetched_at: datetime,
         detail_rejects: Sequence[Reject] = (),
+        mirror_recording_deletes: Path | None = None,
     ) -> DetailLoadResult:
         """Load one batch of fetched details in ONE transaction.
 
@@ -716,7 +722,9 @@ class Warehouse:
         the ``call_flow_steps``/``originations`` rows of the loaded calls, writes the
         ``normalize`` and ``detail`` rejects and drops earlier such rejects of the calls
         that now loaded. Loading the same batch twice leaves the same tables (bar
-        ``cdrs.loaded_at``).
+        ``cdrs.loaded_at``). Calls that had a ``cdrs`` row get a ``cdr_changes`` row per
+        field that changed, and lose their ``_cdr_refetch`` mark
+        (:mod:`~bulutfon_pipeline.warehouse.changes`), in the same transaction.
 
         Args:
             raw: ``(uuid, payload)`` per fetched detail; the payload as decoded JSON or as
@@ -724,6 +732,8 @@ class Warehouse:
             normalized: :func:`~bulutfon_pipeline.normalize.normalize_details` of them.
             fetched_at: when the batch was fetched (aware).
             detail_rejects: failures of the fetch itself (stage ``detail``).
+            mirror_recording_deletes: BULUTFON_DATA_DIR, to delete the ``call_recordings``
+                row and file of a stored call that no longer has a recording; None keeps them.
 
         Returns:
             Counts of new/updated calls, rejects and rows written.
@@ -763,7 +773,19 @@ class Warehouse:
             # raw payloads are never deleted: no raw row stored means no cdrs row either,
             # which spares a scan of cdrs per batch (about 3 % of a first load).
             none_stored = stored == 0 and set(normalized.cdrs["uuid"]) <= raw_rows.keys()
+            audit = not none_stored and changes.snapshot_before_write(
+                con, list(normalized.cdrs["uuid"])
+            )
             result = self._write_details(con, normalized, detail_rejects, none_stored=none_stored)
+            audited = changes.AuditResult()
+            if audit:
+                audited = changes.record_changes(
+                    con, seen_at=fetched_at, recordings_dir=mirror_recording_deletes
+                )
+            if not none_stored or detail_rejects:
+                changes.clear_refetch(
+                    con, [*raw_rows, *(r.uuid for r in detail_rejects if r.uuid is not None)]
+                )
             crash_point("details_write", duckdb.IOException)
         return DetailLoadResult(
             new=result.new,
@@ -772,6 +794,8 @@ class Warehouse:
             raw_stored=len(raw_rows),
             call_flow_steps=result.call_flow_steps,
             originations=result.originations,
+            changes=audited.changes,
+            recordings_deleted=audited.recordings_deleted,
         )
 
     def _write_details(
@@ -927,7 +951,8 @@ class Warehouse:
     def pending_uuids(self, start: date, end: date, *, refetch: bool = False) -> list[str]:
         """Listed uuids with ``call_date`` in ``[start, end]`` that still need their detail.
 
-        Pending means: no ``cdrs`` row and no ``load_rejects`` row.
+        Pending means: no ``cdrs`` row and no ``load_rejects`` row, or marked in
+        ``_cdr_refetch`` (its listing changed since it was loaded).
 
         Args:
             start: first local call date (inclusive).
@@ -944,7 +969,8 @@ class Warehouse:
                 WHERE l.call_date BETWEEN $start AND $end
                   AND ($refetch OR (
                       NOT EXISTS (SELECT 1 FROM cdrs AS c WHERE c.uuid = l.uuid)
-                      AND NOT EXISTS (SELECT 1 FROM load_rejects AS r WHERE r.uuid = l.uuid)))
+                      AND NOT EXISTS (SELECT 1 FROM load_rejects AS r WHERE r.uuid = l.uuid))
+                    OR l.uuid IN (SELECT uuid FROM _cdr_refetch))
                 ORDER BY l.call_time, l.uuid
                 """,
                 {"start": start, "end": end, "refetch": refetch},
@@ -969,8 +995,9 @@ class Warehouse:
             rows = con.execute(
                 """
                 SELECT DISTINCT l.call_date FROM cdr_listing AS l
-                WHERE NOT EXISTS (SELECT 1 FROM cdrs AS c WHERE c.uuid = l.uuid)
-                  AND NOT EXISTS (SELECT 1 FROM load_rejects AS r WHERE r.uuid = l.uuid)
+                WHERE (NOT EXISTS (SELECT 1 FROM cdrs AS c WHERE c.uuid = l.uuid)
+                  AND NOT EXISTS (SELECT 1 FROM load_rejects AS r WHERE r.uuid = l.uuid))
+                  OR l.uuid IN (SELECT uuid FROM _cdr_refetch)
                 ORDER BY l.call_date
                 """
             ).fetchall()

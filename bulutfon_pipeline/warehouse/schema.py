@@ -30,8 +30,10 @@ __all__ = [
     "UNENFORCED_KEY_TABLES",
     "call_flow_steps",
     "call_recordings",
+    "cdr_changes",
     "cdr_listing",
     "cdr_listing_stage",
+    "cdr_refetch",
     "cdrs",
     "create_table_statements",
     "key_columns",
@@ -173,6 +175,36 @@ call_recordings = Table(
     Column("bytes", BigInteger, nullable=False),
     Column("sha256", String, nullable=False),
     _instant("downloaded_at", nullable=False),
+)
+
+# One row per field of a loaded call that a later detail changed (a recording removed, a
+# price set or corrected, a time corrected), and one per recording file deleted because
+# the source removed it. Written in the transaction that updates the call. Values are
+# text: times as UTC ISO-8601 (``2015-04-16T13:17:00Z``), prices as decimals, booleans
+# as ``true``/``false``; NULL is NULL.
+cdr_changes = Table(
+    "cdr_changes",
+    metadata,
+    Column("uuid", String, nullable=False),
+    Column("call_date", Date, nullable=False),
+    Column("field", String, nullable=False),
+    Column("old_value", String),
+    Column("new_value", String),
+    _instant("detected_at"),
+    _instant("seen_at", nullable=False),
+    PrimaryKeyConstraint("uuid", "field", "seen_at"),
+)
+
+# Internal: loaded calls whose listing differs from their ``cdrs`` row, waiting for their
+# detail to be fetched again. Written before the listing scan's last transaction; the
+# detail load that re-fetches a call deletes its row in the same transaction.
+cdr_refetch = Table(
+    "_cdr_refetch",
+    metadata,
+    Column("uuid", String, primary_key=True),
+    Column("call_date", Date, nullable=False),
+    Column("fields", String, nullable=False),
+    _instant("detected_at", nullable=False),
 )
 
 pipeline_state = Table(

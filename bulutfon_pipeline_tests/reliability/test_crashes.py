@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
+from collections import Counter
 
 import pytest
 
@@ -101,3 +103,59 @@ def test_disk_full_mid_load_fails_cleanly_and_the_rerun_completes(
     ws.sync()
     assert_tables_match(ws.db, sim.expected_tables())
     assert first <= {row["uuid"] for row in read_table(ws.db, "cdrs")}
+
+
+def test_sigkill_between_the_refetch_of_changed_calls_and_its_commit(
+    simulator_factory, workspace: WorkspaceFactory
+) -> None:
+    """Two calls change at the source (a recording removed, a price corrected); the sync
+    that follows them is killed inside the re-fetch's write transaction. Nothing of the
+    re-fetch is committed and both calls stay marked; the next sync fetches exactly those
+    two and makes every table, the audit and the recordings exact."""
+    sim = simulator_factory(days=2, calls_per_day=25, seed=3, dialect="v1", recording_share=0.5)
+    ws = workspace(sim, BULUTFON_DOWNLOAD_RECORDINGS="1", BULUTFON_MAX_CONCURRENCY="2")
+    ws.sync()
+    newest = sim.dataset.calls[0].call_time
+    recent = [c for c in sim.dataset.calls if c.call_time >= newest - dt.timedelta(hours=24)]
+    removed = next(c for c in recent if c.call_record == "YES")
+    priced = next(c for c in recent if c.call_price is not None and c.uuid != removed.uuid)
+    recordings = {r["cdr_uuid"]: r["path"] for r in read_table(ws.db, "call_recordings")}
+    path = ws.data / recordings[removed.uuid]
+    assert path.is_file()
+    sim.change_call(removed.uuid, call_record="REMOVED")
+    sim.change_call(priced.uuid, call_price="0.7777")
+    cdrs_before = read_table(ws.db, "cdrs")
+
+    crashed = ws.run(extra={CRASH_ENV: "details_write"})
+    assert crashed.returncode == -signal.SIGKILL, (crashed.returncode, crashed.stderr)
+    assert read_table(ws.db, "cdrs") == cdrs_before
+    assert read_table(ws.db, "cdr_changes") == []
+    marked = {r["uuid"] for r in read_table(ws.db, "_cdr_refetch")}
+    assert marked == {removed.uuid, priced.uuid}
+    # The file goes before the COMMIT, so no crash can leave it behind; its row stays
+    # until the re-fetch commits.
+    assert not path.exists()
+    assert removed.uuid in {r["cdr_uuid"] for r in read_table(ws.db, "call_recordings")}
+
+    sim.reset_stats()
+    ws.sync()
+    assert Counter(sim.stats()["detail_uuids"]) == Counter([removed.uuid, priced.uuid])
+    expected = sim.expected_tables()
+    expected["load_rejects"] += [
+        {"uuid": c.uuid, "stage": "recording"}
+        for c in sim.dataset.calls
+        if c.call_record == "REMOVED"
+    ]
+    assert_tables_match(ws.db, expected)
+    audit = {
+        (r["uuid"], r["field"], r["old_value"], r["new_value"])
+        for r in read_table(ws.db, "cdr_changes")
+    }
+    assert audit == {
+        (removed.uuid, "call_record", "YES", "REMOVED"),
+        (removed.uuid, "recording_file", recordings[removed.uuid], None),
+        (priced.uuid, "call_price", f"{priced.call_price:.4f}", "0.7777"),
+    }
+    left = {r["cdr_uuid"] for r in read_table(ws.db, "call_recordings")}
+    assert left == set(recordings) - {removed.uuid}
+    assert read_table(ws.db, "_cdr_refetch") == []

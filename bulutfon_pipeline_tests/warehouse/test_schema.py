@@ -63,6 +63,15 @@ EXPECTED_TYPES = {
         "call_time": "TIMESTAMP WITH TIME ZONE", "call_date": "DATE", "direction": "VARCHAR",
         "caller": "VARCHAR", "callee": "VARCHAR",
     },
+    "cdr_changes": {
+        "uuid": "VARCHAR", "call_date": "DATE", "field": "VARCHAR", "old_value": "VARCHAR",
+        "new_value": "VARCHAR", "detected_at": "TIMESTAMP WITH TIME ZONE",
+        "seen_at": "TIMESTAMP WITH TIME ZONE",
+    },
+    "_cdr_refetch": {
+        "uuid": "VARCHAR", "call_date": "DATE", "fields": "VARCHAR",
+        "detected_at": "TIMESTAMP WITH TIME ZONE",
+    },
 }  # fmt: skip
 
 EXPECTED_KEYS = {
@@ -75,6 +84,8 @@ EXPECTED_KEYS = {
     "_pipeline_state": ["key"],
     "call_recordings": ["cdr_uuid"],
     "_cdr_listing_stage": [],
+    "cdr_changes": ["uuid", "field", "seen_at"],
+    "_cdr_refetch": ["uuid"],
 }
 
 
