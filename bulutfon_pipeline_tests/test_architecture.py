@@ -25,6 +25,7 @@ FLOORS: dict[str, int] = {
     "bulutfon_pipeline.simulator": 2,
     "bulutfon_pipeline.loads": 3,
     "bulutfon_pipeline.recordings": 3,
+    "bulutfon_pipeline.replay": 3,
     "bulutfon_pipeline.report": 3,
     "bulutfon_pipeline.resources": 4,
     "bulutfon_pipeline.partitions": 4,
@@ -149,5 +150,4 @@ ALLOWED_BIG: tuple[str, ...] = (
     "bulutfon_pipeline.report",
     "bulutfon_pipeline.simulator.app",
     "bulutfon_pipeline.simulator.dataset",
-    "bulutfon_pipeline.warehouse.loader",
 )

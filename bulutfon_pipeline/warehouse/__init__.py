@@ -1,19 +1,15 @@
-"""The DuckDB warehouse: SQLAlchemy Core schema (one source of truth), loader, views.
+"""The warehouse: SQLAlchemy Core schema (one source of truth), the loads' storage, views.
 
-Plain Python, no dagster.
+Plain Python, no dagster. :class:`Warehouse` (``facade.py``) is what callers hold; each
+concern owns a module (``listing``, ``details``, ``rejects``, ``recordings``,
+``integrity``), and everything DuckDB-specific is in ``duckdb_backend``.
 """
 
-from bulutfon_pipeline.warehouse.loader import (
-    DetailLoadResult,
-    ListingLoadResult,
-    ListingStage,
-    RecordingCandidate,
-    RecordingRow,
-    ReplayResult,
-    Warehouse,
-    WarehouseError,
-    WarehouseLockedError,
-)
+from bulutfon_pipeline.warehouse.details import DetailLoadResult
+from bulutfon_pipeline.warehouse.errors import WarehouseError, WarehouseLockedError
+from bulutfon_pipeline.warehouse.facade import Warehouse
+from bulutfon_pipeline.warehouse.listing import ListingLoadResult, ListingStage
+from bulutfon_pipeline.warehouse.recordings import RecordingCandidate, RecordingRow
 from bulutfon_pipeline.warehouse.schema import metadata
 from bulutfon_pipeline.warehouse.views import VIEWS, ViewDefinition
 
@@ -24,7 +20,6 @@ __all__ = [
     "ListingStage",
     "RecordingCandidate",
     "RecordingRow",
-    "ReplayResult",
     "ViewDefinition",
     "Warehouse",
     "WarehouseError",
