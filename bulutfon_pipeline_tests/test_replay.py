@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from bulutfon_pipeline.cli.main import main
 from bulutfon_pipeline.normalize import Reject, normalize_details
 from bulutfon_pipeline.replay import ReplaySummary, replay_details
+from bulutfon_pipeline.runner import sync_lock
 from bulutfon_pipeline.warehouse import Warehouse
 from bulutfon_pipeline_tests.fixtures import load_fixture
 from bulutfon_pipeline_tests.fixtures.synthetic import make_details
@@ -123,11 +124,17 @@ def test_the_replay_command(tmp_path: Path) -> None:
     before = snapshot(wh)
     uuids = sorted(c["uuid"] for c in calls)
     damage(wh, *uuids)
+    damaged = snapshot(wh)
 
     env = {"BULUTFON_DUCKDB_PATH": str(db), "BULUTFON_DATA_DIR": str(tmp_path / "data")}
     with environment(env):
+        with sync_lock(db):  # a sync is running: the replay waits for nothing, writes nothing
+            busy = CliRunner().invoke(main, ["replay"])
+        assert snapshot(wh) == damaged
         one = CliRunner().invoke(main, ["replay", "--uuid", uuids[0]])
         every = CliRunner().invoke(main, ["replay"])
+
+    assert busy.exit_code == 3 and "another sync" in busy.output, busy.output
 
     assert one.exit_code == 0, one.output
     assert one.output == (

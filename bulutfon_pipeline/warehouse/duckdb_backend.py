@@ -1,8 +1,8 @@
 """Everything DuckDB-specific, behind one module: connections and their settings, the
-file lock, sessions and transactions, Arrow bulk writes and the upsert SQL.
+file lock, sessions and transactions, the DDL, Arrow bulk writes and the upsert SQL.
 
-The concern modules (``listing``, ``details``, ``rejects``, ``recordings``,
-``integrity``) write their queries once, above this module: they open transactions with
+The concern modules (``listing``, ``details``, ``rejects``, ``recordings``, ``integrity``)
+write their queries once, above this module: they open transactions with
 :meth:`DuckDB.transaction`, hand batches over as Arrow tables (:func:`registered`,
 :func:`to_arrow`) and write them with :func:`insert`, :func:`upsert` and
 :func:`replace_row`. A PostgreSQL backend is a second module with the same surface.
@@ -26,13 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import duckdb_engine
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
+from sqlalchemy.schema import CreateTable
 
 from bulutfon_pipeline.settings import DUCKDB_CHECKPOINT_THRESHOLD, DUCKDB_MEMORY_LIMIT
 from bulutfon_pipeline.warehouse import schema
 from bulutfon_pipeline.warehouse.errors import WarehouseError, WarehouseLockedError
+from bulutfon_pipeline.warehouse.views import VIEWS
 
 Connection = duckdb.DuckDBPyConnection
 Connect = Callable[[], AbstractContextManager[Connection]]
@@ -44,6 +47,8 @@ __all__ = [
     "Connect",
     "Connection",
     "DuckDB",
+    "create_schema",
+    "create_table_statements",
     "fetch_frame",
     "insert",
     "json_array",
@@ -226,6 +231,27 @@ class DuckDB:
                 raise WarehouseError(
                     f"warehouse {self.path}: commit failed: {_one_line(exc)}"
                 ) from exc
+
+
+# --- schema -------------------------------------------------------------------------------
+
+
+def create_table_statements() -> list[str]:
+    """``CREATE TABLE IF NOT EXISTS`` DDL for every table of the schema, compiled for DuckDB."""
+    dialect = duckdb_engine.Dialect()
+    return [
+        str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip()
+        for table in schema.metadata.sorted_tables
+    ]
+
+
+def create_schema(con: Connection) -> None:
+    """Create the missing tables and create or replace every view, in the caller's
+    transaction."""
+    for statement in create_table_statements():
+        con.execute(statement)
+    for view in VIEWS:
+        con.execute(view.ddl())
 
 
 # --- reading ------------------------------------------------------------------------------

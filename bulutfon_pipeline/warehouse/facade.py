@@ -23,13 +23,17 @@ from bulutfon_pipeline.warehouse import details as _details
 from bulutfon_pipeline.warehouse import listing as _listing
 from bulutfon_pipeline.warehouse import recordings as _recordings
 from bulutfon_pipeline.warehouse import rejects as _rejects
-from bulutfon_pipeline.warehouse import schema
 from bulutfon_pipeline.warehouse.details import DetailLoadResult, RawPayload
-from bulutfon_pipeline.warehouse.duckdb_backend import Connect, Connection, DuckDB, fetch_frame
+from bulutfon_pipeline.warehouse.duckdb_backend import (
+    Connect,
+    Connection,
+    DuckDB,
+    create_schema,
+    fetch_frame,
+)
 from bulutfon_pipeline.warehouse.errors import WarehouseError
 from bulutfon_pipeline.warehouse.listing import ListingLoadResult, ListingStage
 from bulutfon_pipeline.warehouse.recordings import RecordingCandidate, RecordingRow
-from bulutfon_pipeline.warehouse.views import create_views
 
 __all__ = ["Warehouse"]
 
@@ -81,9 +85,7 @@ class Warehouse:
                 f"warehouse folder {self.path.parent} does not exist (for {self.path})"
             )
         with self.transaction() as con:
-            for statement in schema.create_table_statements():
-                con.execute(statement)
-            create_views(con)
+            create_schema(con)
 
     # --- listing and the high-water mark (listing.py) ----------------------------------
 

@@ -20,6 +20,7 @@ import pytest
 from bulutfon_pipeline import checks
 from bulutfon_pipeline.normalize import Reject, normalize_details, normalize_listing
 from bulutfon_pipeline.warehouse import Warehouse, WarehouseError, WarehouseLockedError, schema
+from bulutfon_pipeline.warehouse.duckdb_backend import create_table_statements
 from bulutfon_pipeline_tests.fixtures import load_fixture
 
 UUID = "dd3b3506-e40e-11e4-9880-17aee3ce4e7b"
@@ -156,7 +157,7 @@ def _enforced_key_warehouse(path: Path) -> Warehouse:
     con = duckdb.connect(str(path))
     try:
         for table in schema.UNENFORCED_KEY_TABLES:
-            (ddl,) = [s for s in schema.create_table_statements() if f" {table.name} (" in s]
+            (ddl,) = [s for s in create_table_statements() if f" {table.name} (" in s]
             keys = ", ".join(schema.key_columns(table))
             con.execute(ddl.removesuffix(")").rstrip() + f",\n\tPRIMARY KEY ({keys})\n)")
     finally:
