@@ -1,5 +1,5 @@
-"""The ``bulutfon-pipeline`` commands: sync, backfill, purge-recordings, auth, demo, ui,
-simulator.
+"""The ``bulutfon-pipeline`` commands: sync, backfill, purge-recordings, replay, auth, demo,
+ui, simulator.
 
 Each command parses its arguments, calls :mod:`bulutfon_pipeline.runner` and renders the
 result. Problems a user can fix (configuration, credentials, an unreachable API, a bad
@@ -139,6 +139,29 @@ def purge_recordings_command(before: dt.datetime) -> None:
         f"purged recordings before {summary.before.isoformat()}: {summary.rows} rows, "
         f"{summary.files} files, {summary.stray_files} stray files, "
         f"{len(summary.folders)} day folders under {data_dir / 'recordings'}",
+        highlight=False,
+    )
+
+
+@main.command()
+@click.option(
+    "--uuid",
+    "uuids",
+    multiple=True,
+    help="Only this call (repeatable); default every stored payload.",
+)
+@friendly_errors
+def replay(uuids: tuple[str, ...]) -> None:
+    """Re-normalise the stored raw payloads and rewrite the tables, without the API.
+
+    Run it after a fix to the normaliser: cdrs, call_flow_steps, originations and the
+    normalize rejects are rewritten from raw_cdr_details, one transaction per batch.
+    """
+    summary = runner.run_replay(list(uuids) or None)
+    console.print(
+        f"replayed {summary.payloads} stored payloads in {summary.batches} batches: "
+        f"{summary.updated} calls rewritten, {summary.new} new, "
+        f"{summary.rejected} rejected",
         highlight=False,
     )
 

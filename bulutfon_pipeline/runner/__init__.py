@@ -1,4 +1,4 @@
-"""Running the pipeline: sync, backfill, report, purge and demo, with typed results.
+"""Running the pipeline: sync, backfill, report, purge, replay and demo, with typed results.
 
 The CLI parses arguments and renders what this module returns; the tests call it directly.
 It imports neither click nor rich. ``sync`` and ``backfill`` run the same Dagster assets as
@@ -7,8 +7,9 @@ and read their counts back from the materializations through the summaries' own
 ``from_metadata``.
 
 Modules: ``preflight`` (settings, credentials, path, the sync lock), ``sync`` (sync,
-backfill, report, purge), ``interrupts`` (SIGINT/SIGTERM during a sync or backfill: a clean
-stop with one line), ``demo``, ``errors``. Errors (the CLI maps each to an exit code):
+backfill, reconcile, report, purge, replay), ``interrupts`` (SIGINT/SIGTERM during a sync
+or backfill: a clean stop with one line), ``demo``, ``errors``. Errors (the CLI maps each
+to an exit code):
 
 * :class:`SetupError` - something the user can fix: settings, credentials, a bad path;
 * :class:`BusyError` - another sync holds the warehouse;
@@ -40,6 +41,7 @@ from bulutfon_pipeline.runner.sync import (
     SyncResult,
     run_purge,
     run_reconcile,
+    run_replay,
     run_report,
     run_sync,
 )
@@ -61,6 +63,7 @@ __all__ = [
     "run_demo",
     "run_purge",
     "run_reconcile",
+    "run_replay",
     "run_report",
     "run_sync",
     "stop_cleanly",

@@ -1,4 +1,4 @@
-"""Sync, backfill, report and purge: the same Dagster assets as the UI, run in-process.
+"""Sync, backfill, report, purge and replay: the same Dagster assets as the UI, run in-process.
 
 Runs are recorded in ``DAGSTER_HOME`` when it is set. Each run's counts come back from its
 materializations through the summaries' own ``from_metadata``.
@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from bulutfon_pipeline import progress
 from bulutfon_pipeline.loads import DetailLoadSummary, ListingScanResult, group_dates
 from bulutfon_pipeline.recordings import PurgeSummary, RecordingsSummary
+from bulutfon_pipeline.replay import ReplaySummary, replay_details
 from bulutfon_pipeline.runner.errors import SetupError
 from bulutfon_pipeline.runner.interrupts import raise_if_stopped
 from bulutfon_pipeline.runner.preflight import (
@@ -232,12 +233,34 @@ def run_purge(before: dt.date) -> tuple[PurgeSummary, Path]:
     from bulutfon_pipeline.recordings import purge_recordings
 
     settings = read_settings()
+    with _locked_warehouse(settings) as warehouse:
+        summary = purge_recordings(warehouse, data_dir=settings.data_dir, before=before)
+    return summary, settings.data_dir
+
+
+def run_replay(uuids: Sequence[str] | None = None) -> ReplaySummary:
+    """Re-normalise the stored raw payloads (of ``uuids``, default all) into the tables.
+
+    Raises:
+        SetupError, BusyError: before anything is written.
+    """
+    settings = read_settings()
+    with _locked_warehouse(settings) as warehouse:
+        return replay_details(warehouse, uuids, batch_size=settings.detail_batch_size)
+
+
+@contextlib.contextmanager
+def _locked_warehouse(settings: Settings) -> Iterator[Warehouse]:
+    """The warehouse, schema in place, under the sync lock (no sync runs meanwhile).
+
+    Raises:
+        SetupError, BusyError: before anything is written.
+    """
     check_warehouse_path(settings.duckdb_path)
     with sync_lock(settings.duckdb_path):
         warehouse = Warehouse(settings.duckdb_path)
         warehouse.ensure_schema()
-        summary = purge_recordings(warehouse, data_dir=settings.data_dir, before=before)
-    return summary, settings.data_dir
+        yield warehouse
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from bulutfon_pipeline.warehouse.loader import Warehouse
+from bulutfon_pipeline.warehouse.facade import Warehouse
 
 
 @dataclass(frozen=True)

@@ -37,15 +37,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pandas as pd
 import pyarrow as pa
 
 from bulutfon_pipeline.normalize import normalize_details
 from bulutfon_pipeline.warehouse import schema
+from bulutfon_pipeline.warehouse.duckdb_backend import Connection, registered
 
 if TYPE_CHECKING:
-    from bulutfon_pipeline.warehouse.loader import Warehouse
+    from bulutfon_pipeline.warehouse.facade import Warehouse
 
 __all__ = [
     "AUDITED_FIELDS",
@@ -176,13 +176,12 @@ def detect(
     if not by_uuid:
         return []
     columns = ", ".join(TRACKED_FIELDS)
-    with warehouse.transaction() as con:
-        con.register("listed_uuids", pa.table({"uuid": pa.array(list(by_uuid), pa.string())}))
+    listed_uuids = pa.table({"uuid": pa.array(list(by_uuid), pa.string())})
+    with warehouse.transaction() as con, registered(con, listed_uuids=listed_uuids):
         rows = con.execute(
             f"SELECT uuid, call_date, {columns} FROM cdrs "  # noqa: S608 - constant columns
             "WHERE uuid IN (SELECT uuid FROM listed_uuids)"
         ).fetchall()
-        con.unregister("listed_uuids")
     stored = {row[0]: row for row in rows}
     if not stored:
         return []
@@ -227,8 +226,7 @@ def mark_for_refetch(
             ),
         }
     )
-    with warehouse.transaction() as con:
-        con.register("refetch_batch", batch)
+    with warehouse.transaction() as con, registered(con, refetch_batch=batch):
         con.execute(
             f"""
             INSERT INTO {schema.cdr_refetch.name} BY NAME
@@ -237,7 +235,6 @@ def mark_for_refetch(
                 call_date = excluded.call_date
             """  # noqa: S608 - table name from the schema
         )
-        con.unregister("refetch_batch")
     return len(changed)
 
 
@@ -251,23 +248,23 @@ def _text_sql(column: str, alias: str) -> str:
     return f"CAST({alias}.{column} AS VARCHAR)"
 
 
-def snapshot_before_write(con: duckdb.DuckDBPyConnection, uuids: Sequence[str]) -> bool:
+def snapshot_before_write(con: Connection, uuids: Sequence[str]) -> bool:
     """Keep the stored ``cdrs`` values of ``uuids`` in a temporary table, for
     :func:`record_changes` after the batch is written.
 
     Returns:
         Whether any of them had a ``cdrs`` row (nothing to audit otherwise).
     """
-    con.register("audit_uuids", pa.table({"uuid": pa.array(list(uuids), pa.string())}))
     columns = ", ".join(AUDITED_FIELDS)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE cdrs_before AS
-        SELECT uuid, call_date, has_recording, {columns} FROM cdrs
-        WHERE uuid IN (SELECT uuid FROM audit_uuids)
-        """  # noqa: S608 - constant columns
-    )
-    con.unregister("audit_uuids")
+    audit_uuids = pa.table({"uuid": pa.array(list(uuids), pa.string())})
+    with registered(con, audit_uuids=audit_uuids):
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE cdrs_before AS
+            SELECT uuid, call_date, has_recording, {columns} FROM cdrs
+            WHERE uuid IN (SELECT uuid FROM audit_uuids)
+            """  # noqa: S608 - constant columns
+        )
     (count,) = con.execute("SELECT count(*) FROM cdrs_before").fetchall()[0]
     if not count:
         con.execute("DROP TABLE cdrs_before")
@@ -276,7 +273,7 @@ def snapshot_before_write(con: duckdb.DuckDBPyConnection, uuids: Sequence[str]) 
 
 
 def record_changes(
-    con: duckdb.DuckDBPyConnection,
+    con: Connection,
     *,
     seen_at: dt.datetime,
     recordings_dir: Path | None,
@@ -327,27 +324,24 @@ def record_changes(
         for uuid, path in removed:
             _delete_recording_file(recordings_dir, path, uuid)
         if removed:
-            con.register(
-                "removed_recordings",
-                pa.table(
-                    {
-                        "uuid": pa.array([u for u, _ in removed], pa.string()),
-                        "path": pa.array([p for _, p in removed], pa.string()),
-                    }
-                ),
+            removed_recordings = pa.table(
+                {
+                    "uuid": pa.array([u for u, _ in removed], pa.string()),
+                    "path": pa.array([p for _, p in removed], pa.string()),
+                }
             )
-            con.execute(
-                f"""
-                INSERT INTO {schema.cdr_changes.name} BY NAME
-                SELECT r.uuid, c.call_date, '{RECORDING_FILE_FIELD}' AS field,
-                       r.path AS old_value, NULL AS new_value,
-                       f.detected_at, $seen_at AS seen_at
-                FROM removed_recordings AS r JOIN cdrs AS c ON c.uuid = r.uuid
-                LEFT JOIN {schema.cdr_refetch.name} AS f ON f.uuid = r.uuid
-                """,  # noqa: S608 - identifiers from the constants above
-                {"seen_at": seen_at},
-            )
-            con.unregister("removed_recordings")
+            with registered(con, removed_recordings=removed_recordings):
+                con.execute(
+                    f"""
+                    INSERT INTO {schema.cdr_changes.name} BY NAME
+                    SELECT r.uuid, c.call_date, '{RECORDING_FILE_FIELD}' AS field,
+                           r.path AS old_value, NULL AS new_value,
+                           f.detected_at, $seen_at AS seen_at
+                    FROM removed_recordings AS r JOIN cdrs AS c ON c.uuid = r.uuid
+                    LEFT JOIN {schema.cdr_refetch.name} AS f ON f.uuid = r.uuid
+                    """,  # noqa: S608 - identifiers from the constants above
+                    {"seen_at": seen_at},
+                )
             changes += len(removed)
             deleted = len(removed)
     con.execute("DROP TABLE cdrs_before")
@@ -368,15 +362,15 @@ def _delete_recording_file(data_dir: Path, relative: str, uuid: str) -> None:
     log.info("deleted the recording of %s, removed at the source", uuid)
 
 
-def clear_refetch(con: duckdb.DuckDBPyConnection, uuids: Iterable[str]) -> None:
+def clear_refetch(con: Connection, uuids: Iterable[str]) -> None:
     """Delete the ``_cdr_refetch`` marks of calls whose detail this transaction wrote
     (or rejected: a call whose detail now fails is not fetched again on every sync)."""
     values = list(uuids)
     if not values:
         return
-    con.register("fetched_uuids", pa.table({"uuid": pa.array(values, pa.string())}))
-    con.execute(
-        f"DELETE FROM {schema.cdr_refetch.name} "  # noqa: S608 - table name from the schema
-        "WHERE uuid IN (SELECT uuid FROM fetched_uuids)"
-    )
-    con.unregister("fetched_uuids")
+    fetched_uuids = pa.table({"uuid": pa.array(values, pa.string())})
+    with registered(con, fetched_uuids=fetched_uuids):
+        con.execute(
+            f"DELETE FROM {schema.cdr_refetch.name} "  # noqa: S608 - table name from the schema
+            "WHERE uuid IN (SELECT uuid FROM fetched_uuids)"
+        )

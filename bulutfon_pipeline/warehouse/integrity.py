@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from bulutfon_pipeline.warehouse.loader import Warehouse
+from bulutfon_pipeline.warehouse.facade import Warehouse
 
 #: The bulk tables and their keys. Their keys are not DuckDB constraints
 #: (``schema.UNENFORCED_KEY_TABLES``): the loader keeps them unique, and the checks prove it.

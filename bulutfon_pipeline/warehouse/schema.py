@@ -1,13 +1,12 @@
 """The warehouse schema: one SQLAlchemy Core ``MetaData``, the single source of truth.
 
-DuckDB DDL is generated from it (:func:`create_table_statements`); the loader inserts
-frames ``BY NAME`` in the column order declared here. Tables and columns are those of
-``docs/architecture.md``.
+The backend compiles its DDL from it (``duckdb_backend.create_table_statements``) and
+types its bulk writes by it. Declarative: no database is touched here. Tables and columns
+are those of ``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
-import duckdb_engine
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -22,7 +21,6 @@ from sqlalchemy import (
     String,
     Table,
 )
-from sqlalchemy.schema import CreateTable
 
 __all__ = [
     "HIGH_WATER_MARK_KEY",
@@ -35,7 +33,6 @@ __all__ = [
     "cdr_listing_stage",
     "cdr_refetch",
     "cdrs",
-    "create_table_statements",
     "key_columns",
     "load_rejects",
     "metadata",
@@ -238,12 +235,3 @@ for _table in UNENFORCED_KEY_TABLES:
 def key_columns(table: Table) -> list[str]:
     """The columns of ``table``'s key, enforced by DuckDB or not."""
     return [column.name for column in table.primary_key.columns]
-
-
-def create_table_statements() -> list[str]:
-    """``CREATE TABLE IF NOT EXISTS`` DDL for every table, compiled for DuckDB."""
-    dialect = duckdb_engine.Dialect()
-    return [
-        str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip()
-        for table in metadata.sorted_tables
-    ]

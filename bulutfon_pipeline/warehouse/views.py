@@ -1,17 +1,15 @@
 """Reporting marts: SQL views over the warehouse tables.
 
 Each view is one :class:`ViewDefinition` in :data:`VIEWS`; add a mart by appending one
-(``create_views`` issues ``CREATE OR REPLACE VIEW`` for all, in list order, so a view may
-build on an earlier one).
+(the backend issues each one's :meth:`ViewDefinition.ddl`, ``CREATE OR REPLACE VIEW``, in
+list order, so a view may build on an earlier one).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
-
-__all__ = ["VIEWS", "ViewDefinition", "create_views", "view_names"]
+__all__ = ["VIEWS", "ViewDefinition", "view_names"]
 
 
 @dataclass(frozen=True)
@@ -196,9 +194,3 @@ VIEWS: list[ViewDefinition] = [
 def view_names() -> list[str]:
     """Names of all views, in creation order."""
     return [view.name for view in VIEWS]
-
-
-def create_views(con: duckdb.DuckDBPyConnection) -> None:
-    """Create or replace every view of :data:`VIEWS` on ``con``."""
-    for view in VIEWS:
-        con.execute(view.ddl())

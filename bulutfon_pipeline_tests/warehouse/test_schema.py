@@ -8,9 +8,9 @@ import duckdb
 import pytest
 
 from bulutfon_pipeline.warehouse import Warehouse, WarehouseError
+from bulutfon_pipeline.warehouse.duckdb_backend import create_table_statements
 from bulutfon_pipeline.warehouse.schema import (
     UNENFORCED_KEY_TABLES,
-    create_table_statements,
     key_columns,
     metadata,
 )

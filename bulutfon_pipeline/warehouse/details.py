@@ -1,0 +1,301 @@
+"""Call details: ``raw_cdr_details``, ``cdrs``, ``call_flow_steps``, ``originations``, and
+which listed calls still wait for theirs.
+
+One batch of fetched details is written in ONE transaction (:func:`load_details`): the raw
+payloads, the normalised rows, the batch's rejects, and the deletion of rejects that the
+batch supersedes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from bulutfon_pipeline import jsonio
+from bulutfon_pipeline.faults import crash_point
+from bulutfon_pipeline.normalize import NormalizedDetails, Reject
+from bulutfon_pipeline.warehouse import changes, schema
+from bulutfon_pipeline.warehouse._common import utc
+from bulutfon_pipeline.warehouse.duckdb_backend import (
+    WRITE_FAILURE,
+    Connection,
+    DuckDB,
+    insert,
+    json_array,
+    registered,
+    scalar,
+    to_arrow,
+    upsert,
+)
+from bulutfon_pipeline.warehouse.errors import WarehouseError
+from bulutfon_pipeline.warehouse.rejects import DETAIL_STAGES, delete_superseded, write_rejects
+
+__all__ = [
+    "DetailLoadResult",
+    "RawPayload",
+    "load_details",
+    "raw_payloads",
+    "rewrite_details",
+]
+
+RawPayload = Mapping[str, Any] | str | bytes
+
+
+@dataclass(frozen=True)
+class DetailLoadResult:
+    """What :meth:`Warehouse.load_details` did.
+
+    Attributes:
+        new: calls without a ``cdrs`` row before.
+        updated: calls whose ``cdrs`` row (and child rows) were replaced.
+        rejected: rejects written (``normalize`` and ``detail`` stages).
+        raw_stored: raw payloads upserted into ``raw_cdr_details``.
+        call_flow_steps: step rows inserted.
+        originations: origination rows inserted.
+        changes: ``cdr_changes`` rows written (fields of stored calls that changed,
+            recording files deleted).
+        recordings_deleted: recording files (and rows) deleted, removed at the source.
+    """
+
+    new: int
+    updated: int
+    rejected: int
+    raw_stored: int
+    call_flow_steps: int
+    originations: int
+    changes: int = 0
+    recordings_deleted: int = 0
+
+
+def _payload_text(payload: RawPayload) -> str:
+    """The payload's JSON text, known valid: stored as the JSON type without the
+    database parsing it again (``json_array``)."""
+    if isinstance(payload, jsonio.JSONObject):  # the exact text the client received
+        return payload.text
+    if isinstance(payload, bytes | str):
+        jsonio.decode(payload)  # JSONDecodeError (a ValueError) if it is not JSON
+        return payload.decode("utf-8") if isinstance(payload, bytes) else payload
+    return jsonio.encode_text(payload)
+
+
+def load_details(
+    db: DuckDB,
+    raw: Sequence[tuple[str, RawPayload]],
+    normalized: NormalizedDetails,
+    *,
+    fetched_at: datetime,
+    detail_rejects: Sequence[Reject] = (),
+    mirror_recording_deletes: Path | None = None,
+) -> DetailLoadResult:
+    """Load one batch of fetched details in ONE transaction.
+
+    Upserts ``raw_cdr_details`` for every fetched payload, upserts ``cdrs``, replaces the
+    ``call_flow_steps``/``originations`` rows of the loaded calls, writes the
+    ``normalize`` and ``detail`` rejects and drops earlier such rejects of the calls that
+    now loaded. Loading the same batch twice leaves the same tables (bar
+    ``cdrs.loaded_at``). Calls that had a ``cdrs`` row get a ``cdr_changes`` row per field
+    that changed, and lose their ``_cdr_refetch`` mark
+    (:mod:`~bulutfon_pipeline.warehouse.changes`), in the same transaction.
+
+    Args:
+        raw: ``(uuid, payload)`` per fetched detail; the payload as decoded JSON or as its
+            JSON text (text avoids re-encoding).
+        normalized: :func:`~bulutfon_pipeline.normalize.normalize_details` of them.
+        fetched_at: when the batch was fetched (aware).
+        detail_rejects: failures of the fetch itself (stage ``detail``).
+        mirror_recording_deletes: BULUTFON_DATA_DIR, to delete the ``call_recordings`` row
+            and file of a stored call that no longer has a recording; None keeps them.
+
+    Returns:
+        Counts of new/updated calls, rejects and rows written.
+
+    Raises:
+        WarehouseError: the load failed and was rolled back.
+    """
+    fetched_at = utc(fetched_at, "fetched_at")
+    raw_rows: dict[str, str] = {}
+    for uuid, payload in raw:
+        try:
+            raw_rows[uuid] = _payload_text(payload)
+        except ValueError as exc:
+            raise WarehouseError(f"raw payload of {uuid} is not JSON: {exc}") from exc
+    raw_batch = pa.table(
+        {
+            "uuid": pa.array(list(raw_rows), pa.string()),
+            "fetched_at": pa.array([fetched_at] * len(raw_rows), pa.timestamp("us", "UTC")),
+            "payload": json_array(list(raw_rows.values())),
+        }
+    )
+    stored = None
+    with db.transaction() as con:
+        if raw_rows:
+            with registered(con, raw_batch=raw_batch):
+                stored = scalar(
+                    con,
+                    "SELECT count(*) FROM raw_cdr_details "
+                    "WHERE uuid IN (SELECT uuid FROM raw_batch)",
+                )
+                if stored:
+                    upsert(con, schema.raw_cdr_details, "raw_batch")
+                else:  # first fetch of every call in the batch: no update, no anti-join
+                    insert(con, schema.raw_cdr_details, "raw_batch")
+        # A cdrs row is only ever written with, or after, its call's raw payload, and
+        # raw payloads are never deleted: no raw row stored means no cdrs row either,
+        # which spares a scan of cdrs per batch (about 3 % of a first load).
+        none_stored = stored == 0 and set(normalized.cdrs["uuid"]) <= raw_rows.keys()
+        audit = not none_stored and changes.snapshot_before_write(
+            con, list(normalized.cdrs["uuid"])
+        )
+        result = write_details(con, normalized, detail_rejects, none_stored=none_stored)
+        audited = changes.AuditResult()
+        if audit:
+            audited = changes.record_changes(
+                con, seen_at=fetched_at, recordings_dir=mirror_recording_deletes
+            )
+        if not none_stored or detail_rejects:
+            changes.clear_refetch(
+                con, [*raw_rows, *(r.uuid for r in detail_rejects if r.uuid is not None)]
+            )
+        crash_point("details_write", WRITE_FAILURE)
+    return DetailLoadResult(
+        new=result.new,
+        updated=result.updated,
+        rejected=result.rejected,
+        raw_stored=len(raw_rows),
+        call_flow_steps=result.call_flow_steps,
+        originations=result.originations,
+        changes=audited.changes,
+        recordings_deleted=audited.recordings_deleted,
+    )
+
+
+def rewrite_details(db: DuckDB, normalized: NormalizedDetails) -> DetailLoadResult:
+    """Write re-normalised details of stored payloads, in one transaction.
+
+    ``raw_cdr_details`` stays as it is; ``cdrs``, their child rows and the ``normalize``
+    rejects are rewritten as :func:`load_details` writes them (``raw_stored`` is 0).
+    """
+    with db.transaction() as con:
+        return write_details(con, normalized, ())
+
+
+def write_details(
+    con: Connection,
+    normalized: NormalizedDetails,
+    detail_rejects: Sequence[Reject],
+    *,
+    none_stored: bool = False,
+) -> DetailLoadResult:
+    """Write the batch's rows in the caller's transaction; ``none_stored``: the caller
+    knows none of its calls has a ``cdrs`` row yet."""
+    loaded_at = datetime.now(UTC)
+    cdrs = normalized.cdrs
+    steps = normalized.call_flow_steps
+    originations = normalized.originations
+    if cdrs["uuid"].duplicated().any():  # normalize dedupes; guard hand-made batches
+        cdrs = cdrs.drop_duplicates("uuid", keep="last")
+        steps = steps.drop_duplicates(["cdr_uuid", "step_index"], keep="last")
+        originations = originations.drop_duplicates(
+            ["cdr_uuid", "step_index", "attempt_index"], keep="last"
+        )
+    new = updated = 0
+    with ExitStack() as batches:
+        if len(cdrs):
+            batches.enter_context(
+                registered(
+                    con,
+                    cdr_batch=to_arrow(cdrs.assign(loaded_at=loaded_at), schema.cdrs),
+                    step_batch=to_arrow(steps, schema.call_flow_steps),
+                    origination_batch=to_arrow(originations, schema.originations),
+                )
+            )
+            existing = 0
+            if not none_stored:
+                existing = scalar(
+                    con, "SELECT count(*) FROM cdrs WHERE uuid IN (SELECT uuid FROM cdr_batch)"
+                )
+            new, updated = len(cdrs) - existing, existing
+            if not existing:
+                # None of these calls is stored, so neither are their child rows (they
+                # are only ever written with their cdrs row, in one transaction): the
+                # upserts reduce to inserts, and their anti-joins against the whole table
+                # were most of a batch's write time (BENCHMARKS.md).
+                insert(con, schema.cdrs, "cdr_batch")
+                insert(con, schema.call_flow_steps, "step_batch")
+                insert(con, schema.originations, "origination_batch")
+            else:
+                _replace_calls(con)
+            delete_superseded(con, "cdr_batch", DETAIL_STAGES)
+    rejected = write_rejects(con, [*normalized.rejects, *detail_rejects])
+    return DetailLoadResult(
+        new=new,
+        updated=updated,
+        rejected=rejected,
+        raw_stored=0,
+        call_flow_steps=len(steps),
+        originations=len(originations),
+    )
+
+
+def _replace_calls(con: Connection) -> None:
+    """Upsert the registered batches of calls that may be stored already."""
+    upsert(con, schema.cdrs, "cdr_batch")
+    # The child rows of each loaded call become exactly the batch's rows. Same effect as
+    # delete-all + insert, but DuckDB makes a COMMIT that re-inserts deleted primary keys
+    # very slow (~10 s per 1M rows), so: delete the rows the new flow no longer has,
+    # then upsert the others.
+    con.execute(
+        """
+        DELETE FROM originations AS o
+        WHERE o.cdr_uuid IN (SELECT uuid FROM cdr_batch)
+          AND NOT EXISTS (
+              SELECT 1 FROM origination_batch AS b
+              WHERE b.cdr_uuid = o.cdr_uuid AND b.step_index = o.step_index
+                AND b.attempt_index = o.attempt_index)
+        """
+    )
+    con.execute(
+        """
+        DELETE FROM call_flow_steps AS s
+        WHERE s.cdr_uuid IN (SELECT uuid FROM cdr_batch)
+          AND NOT EXISTS (
+              SELECT 1 FROM step_batch AS b
+              WHERE b.cdr_uuid = s.cdr_uuid AND b.step_index = s.step_index)
+        """
+    )
+    upsert(con, schema.call_flow_steps, "step_batch")
+    upsert(con, schema.originations, "origination_batch")
+
+
+def raw_payloads(
+    db: DuckDB, uuids: Sequence[str] | None = None, *, after: str | None = None, limit: int
+) -> list[tuple[str, str]]:
+    """Stored raw payloads as ``(uuid, JSON text)``, by uuid, at most ``limit`` of them.
+
+    Args:
+        uuids: only these calls; default every stored payload.
+        after: only uuids after this one (to page through them).
+    """
+    with (
+        db.transaction() as con,
+        registered(con, wanted=pa.table({"uuid": pa.array(list(uuids or ()), pa.string())})),
+    ):
+        rows = con.execute(
+            """
+            SELECT uuid, CAST(payload AS VARCHAR) FROM raw_cdr_details
+            WHERE ($all OR uuid IN (SELECT uuid FROM wanted))
+              AND ($after IS NULL OR uuid > $after)
+            ORDER BY uuid LIMIT $limit
+            """,
+            {"all": uuids is None, "after": after, "limit": limit},
+        ).fetchall()
+    return [(uuid, text) for uuid, text in rows]
+
+
+# --- what is left to fetch ---------------------------------------------------------------

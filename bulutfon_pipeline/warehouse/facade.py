@@ -1,0 +1,193 @@
+"""``Warehouse``: the one object the loads, checks and tests hold, over the concern modules.
+
+Each method is one operation, in one transaction of its own, and delegates to the module
+that owns its tables (``listing``, ``details``, ``rejects``, ``recordings``); the
+database itself (connections, the file lock, transactions) is a backend object,
+:class:`~bulutfon_pipeline.warehouse.duckdb_backend.DuckDB`. Composition rather than
+mixins: the concern modules are plain functions over a backend, so a second backend
+(PostgreSQL) is a second object with the same surface, not a second class tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bulutfon_pipeline.normalize import NormalizedDetails, NormalizedListing, Reject
+from bulutfon_pipeline.warehouse import details as _details
+from bulutfon_pipeline.warehouse import listing as _listing
+from bulutfon_pipeline.warehouse import pending as _pending
+from bulutfon_pipeline.warehouse import recordings as _recordings
+from bulutfon_pipeline.warehouse import rejects as _rejects
+from bulutfon_pipeline.warehouse.details import DetailLoadResult, RawPayload
+from bulutfon_pipeline.warehouse.duckdb_backend import (
+    Connect,
+    Connection,
+    DuckDB,
+    create_schema,
+    fetch_frame,
+)
+from bulutfon_pipeline.warehouse.errors import WarehouseError
+from bulutfon_pipeline.warehouse.listing import ListingLoadResult, ListingStage
+from bulutfon_pipeline.warehouse.pending import LoadProgress
+from bulutfon_pipeline.warehouse.recordings import RecordingCandidate, RecordingRow
+
+__all__ = ["Warehouse"]
+
+
+class Warehouse:
+    """The DuckDB warehouse file and every write the pipeline makes to it.
+
+    Args:
+        path: the DuckDB database file. Its folder must exist.
+        connect: optional factory of a context manager yielding a connection (e.g. a
+            dagster-duckdb resource's ``get_connection``); default ``duckdb.connect(path)``,
+            closed at the end of each transaction.
+        lock_timeout_s: how long to wait while another process holds the file lock.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        connect: Connect | None = None,
+        lock_timeout_s: float = 120.0,
+    ) -> None:
+        self.path = Path(path)
+        self.db = DuckDB(self.path, connect=connect, lock_timeout_s=lock_timeout_s)
+
+    def __repr__(self) -> str:
+        return f"Warehouse({str(self.path)!r})"
+
+    # --- transactions and schema -------------------------------------------------------
+
+    def session(self, max_hold_s: float = 5.0) -> AbstractContextManager[None]:
+        """Reuse one connection for the transactions inside the block (``DuckDB.session``)."""
+        return self.db.session(max_hold_s)
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """One transaction: COMMIT after the block, ROLLBACK on error (``DuckDB.transaction``)."""
+        return self.db.transaction()
+
+    def ensure_schema(self) -> None:
+        """Create missing tables (from the SQLAlchemy metadata) and (re)create the views.
+
+        Idempotent.
+
+        Raises:
+            WarehouseError: the file's folder does not exist, or DuckDB failed.
+        """
+        if not self.path.parent.is_dir():
+            raise WarehouseError(
+                f"warehouse folder {self.path.parent} does not exist (for {self.path})"
+            )
+        with self.transaction() as con:
+            create_schema(con)
+
+    # --- listing and the high-water mark (listing.py) ----------------------------------
+
+    def begin_listing_scan(self) -> ListingStage:
+        """See :func:`.listing.begin_listing_scan`."""
+        return _listing.begin_listing_scan(self.db)
+
+    def stage_listing(self, stage: ListingStage, frame: pd.DataFrame) -> int:
+        """See :func:`.listing.stage_listing`."""
+        return _listing.stage_listing(self.db, stage, frame)
+
+    def finish_listing_scan(
+        self,
+        stage: ListingStage,
+        rest: pd.DataFrame | None = None,
+        *,
+        rejects: Sequence[Reject] = (),
+        seen_at: datetime,
+    ) -> ListingLoadResult:
+        """See :func:`.listing.finish_listing_scan`."""
+        return _listing.finish_listing_scan(self.db, stage, rest, rejects=rejects, seen_at=seen_at)
+
+    def upsert_listing(self, listing: NormalizedListing, *, seen_at: datetime) -> ListingLoadResult:
+        """See :func:`.listing.upsert_listing`."""
+        return _listing.upsert_listing(self.db, listing, seen_at=seen_at)
+
+    def high_water_mark(self) -> datetime | None:
+        """See :func:`.listing.high_water_mark`."""
+        return _listing.high_water_mark(self.db)
+
+    # --- details (details.py) ------------------------------------------------------------
+
+    def load_details(
+        self,
+        raw: Sequence[tuple[str, RawPayload]],
+        normalized: NormalizedDetails,
+        *,
+        fetched_at: datetime,
+        detail_rejects: Sequence[Reject] = (),
+        mirror_recording_deletes: Path | None = None,
+    ) -> DetailLoadResult:
+        """See :func:`.details.load_details`."""
+        return _details.load_details(
+            self.db,
+            raw,
+            normalized,
+            fetched_at=fetched_at,
+            detail_rejects=detail_rejects,
+            mirror_recording_deletes=mirror_recording_deletes,
+        )
+
+    def raw_payloads(
+        self, uuids: Sequence[str] | None = None, *, after: str | None = None, limit: int
+    ) -> list[tuple[str, str]]:
+        """See :func:`.details.raw_payloads`."""
+        return _details.raw_payloads(self.db, uuids, after=after, limit=limit)
+
+    def rewrite_details(self, normalized: NormalizedDetails) -> DetailLoadResult:
+        """See :func:`.details.rewrite_details`."""
+        return _details.rewrite_details(self.db, normalized)
+
+    def pending_uuids(self, start: date, end: date, *, refetch: bool = False) -> list[str]:
+        """See :func:`.pending.pending_uuids`."""
+        return _pending.pending_uuids(self.db, start, end, refetch=refetch)
+
+    def listed_count(self, start: date, end: date) -> int:
+        """See :func:`.pending.listed_count`."""
+        return _pending.listed_count(self.db, start, end)
+
+    def pending_dates(self) -> list[date]:
+        """See :func:`.pending.pending_dates`."""
+        return _pending.pending_dates(self.db)
+
+    def load_progress(self, since: datetime) -> LoadProgress:
+        """See :func:`.pending.load_progress`."""
+        return _pending.load_progress(self.db, since)
+
+    # --- rejects and recordings (rejects.py, recordings.py) ------------------------------
+
+    def add_rejects(self, rejects: Sequence[Reject]) -> None:
+        """See :func:`.rejects.add_rejects`."""
+        _rejects.add_rejects(self.db, rejects)
+
+    def recording_candidates(
+        self, start: date, end: date, *, refetch: bool = False
+    ) -> list[RecordingCandidate]:
+        """See :func:`.recordings.recording_candidates`."""
+        return _recordings.recording_candidates(self.db, start, end, refetch=refetch)
+
+    def save_recordings(self, rows: Sequence[RecordingRow], rejects: Sequence[Reject]) -> None:
+        """See :func:`.recordings.save_recordings`."""
+        _recordings.save_recordings(self.db, rows, rejects)
+
+    def delete_recordings_before(self, before: date) -> list[str]:
+        """See :func:`.recordings.delete_recordings_before`."""
+        return _recordings.delete_recordings_before(self.db, before)
+
+    # --- reading (tests, checks, CLI) ----------------------------------------------------
+
+    def fetch_frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Run a read query (constant SQL, values as parameters) and return a DataFrame."""
+        with self.transaction() as con:
+            return fetch_frame(con, sql, params)

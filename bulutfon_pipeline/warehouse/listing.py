@@ -1,0 +1,300 @@
+"""``cdr_listing`` and the high-water mark: staging a scan, merging it, moving the mark.
+
+A scan stages its pages in chunks (:func:`stage_listing`, one short transaction each, so
+the file is not held while the API is paged) and merges them in one last transaction
+(:func:`finish_listing_scan`) that also moves the high-water mark and deletes the staged
+rows: until that COMMIT, ``cdr_listing`` and the mark are exactly as before the scan, and
+the scan's memory is bounded by a chunk, not the listing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from uuid import uuid4
+
+import pandas as pd
+
+from bulutfon_pipeline.faults import crash_point
+from bulutfon_pipeline.normalize import NormalizedListing, Reject
+from bulutfon_pipeline.warehouse import schema
+from bulutfon_pipeline.warehouse._common import utc
+from bulutfon_pipeline.warehouse.duckdb_backend import (
+    WRITE_FAILURE,
+    Connection,
+    DuckDB,
+    insert,
+    registered,
+    replace_row,
+    scalar,
+    to_arrow,
+    upsert,
+)
+from bulutfon_pipeline.warehouse.errors import WarehouseError
+from bulutfon_pipeline.warehouse.rejects import write_rejects
+
+__all__ = [
+    "ListingLoadResult",
+    "ListingStage",
+    "begin_listing_scan",
+    "finish_listing_scan",
+    "high_water_mark",
+    "read_high_water_mark",
+    "stage_listing",
+    "upsert_listing",
+]
+
+
+@dataclass(frozen=True)
+class ListingLoadResult:
+    """What :meth:`Warehouse.finish_listing_scan` (or :meth:`~Warehouse.upsert_listing`) did.
+
+    Attributes:
+        new: uuids not listed before.
+        updated: uuids listed before whose listed fields changed.
+        unchanged: uuids listed before, unchanged (only ``last_seen_at`` moved).
+        rejected: listing rejects written.
+        high_water_mark: the committed ``listing_high_water_mark`` after the load.
+        days_touched: the distinct local ``call_date`` of the rows loaded, ascending.
+    """
+
+    new: int
+    updated: int
+    unchanged: int
+    rejected: int
+    high_water_mark: datetime | None
+    days_touched: tuple[date, ...] = ()
+
+
+@dataclass
+class ListingStage:
+    """A listing scan in progress, whose rows wait in ``_cdr_listing_stage``.
+
+    Made by :meth:`Warehouse.begin_listing_scan`; :meth:`Warehouse.stage_listing` counts
+    what it stages here, and :meth:`Warehouse.finish_listing_scan` checks the count.
+
+    Attributes:
+        scan_id: keys this scan's staged rows.
+        high_water_mark: the committed mark when the scan began.
+        cleared: staged rows of earlier scans (killed mid-scan) deleted at the start.
+        staged_rows: rows staged so far.
+        chunks: staging transactions so far.
+    """
+
+    scan_id: str
+    high_water_mark: datetime | None
+    cleared: int = 0
+    staged_rows: int = 0
+    chunks: int = 0
+
+
+def begin_listing_scan(db: DuckDB) -> ListingStage:
+    """Start a listing scan: delete what earlier scans left staged; read the mark.
+
+    Staged rows of another scan are those of a scan killed before its last transaction:
+    nothing of them was committed to ``cdr_listing``. (Were that scan still running, its
+    :func:`finish_listing_scan` would find its rows gone and fail, committing nothing.)
+
+    Returns:
+        The new scan, with the committed high-water mark.
+    """
+    with db.transaction() as con:
+        cleared = scalar(con, f"DELETE FROM {schema.cdr_listing_stage.name}") or 0  # noqa: S608
+        mark = read_high_water_mark(con)
+    return ListingStage(scan_id=uuid4().hex, high_water_mark=mark, cleared=int(cleared))
+
+
+def stage_listing(db: DuckDB, stage: ListingStage, frame: pd.DataFrame) -> int:
+    """Stage one chunk of a scan's listing rows, in its own transaction.
+
+    Args:
+        stage: the scan (:func:`begin_listing_scan`); its counts are updated.
+        frame: :data:`~bulutfon_pipeline.normalize.LISTING_COLUMNS` plus ``page``, the
+            page's 1-based position in the scan; unique uuids within a page. A uuid
+            staged from two pages keeps the row of the lower ``page``.
+
+    Returns:
+        Rows staged.
+
+    Raises:
+        WarehouseError: the write failed and was rolled back.
+    """
+    if not len(frame):
+        return 0
+    with db.transaction() as con:
+        staged = _stage_rows(con, stage, frame)
+    stage.staged_rows += staged
+    stage.chunks += 1
+    return staged
+
+
+def _stage_rows(con: Connection, stage: ListingStage, frame: pd.DataFrame) -> int:
+    table = schema.cdr_listing_stage
+    with registered(con, stage_batch=to_arrow(frame.assign(scan_id=stage.scan_id), table)):
+        insert(con, table, "stage_batch")
+    return len(frame)
+
+
+def finish_listing_scan(
+    db: DuckDB,
+    stage: ListingStage,
+    rest: pd.DataFrame | None = None,
+    *,
+    rejects: Sequence[Reject] = (),
+    seen_at: datetime,
+) -> ListingLoadResult:
+    """Merge a scan's staged rows into ``cdr_listing`` and move the mark, in ONE transaction.
+
+    Stages ``rest`` (the last, partial chunk) first, in the same transaction. A uuid
+    staged from two pages keeps its row from the first (newest) page. New uuids get
+    ``first_seen_at = last_seen_at = seen_at``; known ones keep ``first_seen_at`` and move
+    ``last_seen_at`` forward. ``listing_high_water_mark`` becomes the newest ``call_time``
+    ever listed; the listing rejects are written; the scan's staged rows are deleted.
+
+    Args:
+        stage: the scan (:func:`begin_listing_scan`).
+        rest: rows not staged yet, as for :func:`stage_listing`.
+        rejects: the scan's listing rejects.
+        seen_at: when the listing was read (aware).
+
+    Returns:
+        Counts, the committed high-water mark and the local days of the rows.
+
+    Raises:
+        WarehouseError: the load failed and was rolled back, e.g. because another scan
+            cleared this scan's staged rows meanwhile.
+    """
+    seen_at = utc(seen_at, "seen_at")
+    with db.transaction() as con:
+        expected = stage.staged_rows
+        if rest is not None and len(rest):
+            expected += _stage_rows(con, stage, rest)
+        result = _merge_listing_stage(db, con, stage.scan_id, expected, seen_at)
+        rejected = write_rejects(con, rejects)
+        crash_point("before_watermark_commit", WRITE_FAILURE)
+    crash_point("after_watermark_commit")
+    return dataclasses.replace(result, rejected=rejected)
+
+
+_CHANGED = """(
+    l.call_time IS DISTINCT FROM b.call_time
+    OR l.call_date IS DISTINCT FROM b.call_date
+    OR l.direction IS DISTINCT FROM b.direction
+    OR l.caller IS DISTINCT FROM b.caller
+    OR l.callee IS DISTINCT FROM b.callee)"""
+
+
+def _merge_listing_stage(
+    db: DuckDB, con: Connection, scan_id: str, expected: int, seen_at: datetime
+) -> ListingLoadResult:
+    staged = scalar(con, "SELECT count(*) FROM _cdr_listing_stage WHERE scan_id = ?", [scan_id])
+    if staged != expected:
+        raise WarehouseError(
+            f"warehouse {db.path}: {expected - staged} of the {expected} listing rows "
+            "this scan staged are gone (another listing scan started meanwhile); "
+            "nothing was committed, run the scan again"
+        )
+    # One row per uuid: the copy from the first (newest) page the scan saw it on.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE listing_scan AS
+        SELECT uuid, call_time, call_date, direction, caller, callee,
+               $seen_at AS first_seen_at, $seen_at AS last_seen_at
+        FROM _cdr_listing_stage WHERE scan_id = $scan_id
+        QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY page) = 1
+        """,
+        {"scan_id": scan_id, "seen_at": seen_at},
+    )
+    new, updated, unchanged = con.execute(
+        f"""
+        SELECT
+            count(*) FILTER (WHERE l.uuid IS NULL),
+            count(*) FILTER (WHERE l.uuid IS NOT NULL AND {_CHANGED}),
+            count(*) FILTER (WHERE l.uuid IS NOT NULL AND NOT {_CHANGED})
+        FROM listing_scan AS b
+        LEFT JOIN cdr_listing AS l ON l.uuid = b.uuid
+        """  # noqa: S608 (constant SQL)
+    ).fetchone() or (0, 0, 0)
+    if new + updated + unchanged:
+        upsert(
+            con,
+            schema.cdr_listing,
+            "listing_scan",
+            keep=("first_seen_at",),
+            set_sql={"last_seen_at": "greatest(t.last_seen_at, b.last_seen_at)"},
+        )
+    newest = scalar(con, "SELECT max(call_time) FROM listing_scan")
+    days = [day for (day,) in con.execute(
+        "SELECT DISTINCT call_date FROM listing_scan ORDER BY call_date"
+    ).fetchall()]  # fmt: skip
+    con.execute("DROP TABLE listing_scan")
+    con.execute("DELETE FROM _cdr_listing_stage WHERE scan_id = ?", [scan_id])
+    mark = _advance_high_water_mark(con, newest, seen_at)
+    return ListingLoadResult(
+        new=new,
+        updated=updated,
+        unchanged=unchanged,
+        rejected=0,
+        high_water_mark=mark,
+        days_touched=tuple(days),
+    )
+
+
+def upsert_listing(
+    db: DuckDB, listing: NormalizedListing, *, seen_at: datetime
+) -> ListingLoadResult:
+    """Upsert listed calls, advance the high-water mark and write the listing rejects.
+
+    A whole scan of one frame, in one transaction: the same merge as
+    :func:`finish_listing_scan`. A uuid twice in the frame keeps its last row.
+
+    Args:
+        listing: output of :func:`~bulutfon_pipeline.normalize.normalize_listing`.
+        seen_at: when the listing was read (aware).
+
+    Returns:
+        Counts and the committed high-water mark.
+
+    Raises:
+        WarehouseError: the load failed and was rolled back.
+    """
+    seen_at = utc(seen_at, "seen_at")
+    frame = listing.frame.drop_duplicates("uuid", keep="last").assign(page=1)
+    stage = ListingStage(scan_id=uuid4().hex, high_water_mark=None)
+    return finish_listing_scan(db, stage, frame, rejects=listing.rejects, seen_at=seen_at)
+
+
+# --- the high-water mark ----------------------------------------------------------------
+
+
+def read_high_water_mark(con: Connection) -> datetime | None:
+    """The mark as committed (or as this transaction moved it)."""
+    value = scalar(
+        con, "SELECT value FROM _pipeline_state WHERE key = ?", [schema.HIGH_WATER_MARK_KEY]
+    )
+    return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
+
+
+def _advance_high_water_mark(
+    con: Connection, newest: datetime | None, now: datetime
+) -> datetime | None:
+    current = read_high_water_mark(con)
+    if newest is None:
+        return current
+    newest = newest.astimezone(UTC)
+    if current is not None and newest <= current:
+        return current
+    replace_row(
+        con,
+        schema.pipeline_state,
+        {"key": schema.HIGH_WATER_MARK_KEY, "value": newest.isoformat(), "updated_at": now},
+    )
+    return newest
+
+
+def high_water_mark(db: DuckDB) -> datetime | None:
+    """The newest ``call_time`` ever listed (aware UTC), or ``None`` before any listing."""
+    with db.transaction() as con:
+        return read_high_water_mark(con)

@@ -1,0 +1,101 @@
+"""What is left to load: the listed calls still waiting for their detail, and where an
+interrupted load stands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from bulutfon_pipeline.warehouse._common import utc
+from bulutfon_pipeline.warehouse.duckdb_backend import DuckDB, scalar
+
+__all__ = ["LoadProgress", "listed_count", "load_progress", "pending_dates", "pending_uuids"]
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """Where the loads stand: what is committed since an instant and what is still to do.
+
+    Attributes:
+        loaded_since: ``cdrs`` rows written by transactions committed since the instant.
+        pending_calls: listed calls with neither a ``cdrs`` row nor a reject.
+        pending_days: the distinct local days of those calls, ascending.
+    """
+
+    loaded_since: int
+    pending_calls: int
+    pending_days: tuple[date, ...]
+
+
+def pending_uuids(db: DuckDB, start: date, end: date, *, refetch: bool = False) -> list[str]:
+    """Listed uuids with ``call_date`` in ``[start, end]`` that still need their detail.
+
+    Pending means: no ``cdrs`` row and no ``load_rejects`` row, or marked in
+    ``_cdr_refetch`` (its listing changed since it was loaded).
+
+    Args:
+        start: first local call date (inclusive).
+        end: last local call date (inclusive).
+        refetch: every listed uuid of the range, loaded or rejected or not.
+
+    Returns:
+        uuids, oldest call first.
+    """
+    with db.transaction() as con:
+        rows = con.execute(
+            """
+            SELECT l.uuid FROM cdr_listing AS l
+            WHERE l.call_date BETWEEN $start AND $end
+              AND ($refetch OR (
+                  NOT EXISTS (SELECT 1 FROM cdrs AS c WHERE c.uuid = l.uuid)
+                  AND NOT EXISTS (SELECT 1 FROM load_rejects AS r WHERE r.uuid = l.uuid))
+                OR l.uuid IN (SELECT uuid FROM _cdr_refetch))
+            ORDER BY l.call_time, l.uuid
+            """,
+            {"start": start, "end": end, "refetch": refetch},
+        ).fetchall()
+    return [uuid for (uuid,) in rows]
+
+
+def listed_count(db: DuckDB, start: date, end: date) -> int:
+    """Listed calls with ``call_date`` in ``[start, end]``."""
+    with db.transaction() as con:
+        sql = "SELECT count(*) FROM cdr_listing WHERE call_date BETWEEN ? AND ?"
+        return int(scalar(con, sql, [start, end]) or 0)
+
+
+def pending_dates(db: DuckDB) -> list[date]:
+    """Distinct local call dates that have pending uuids, ascending."""
+    with db.transaction() as con:
+        rows = con.execute(
+            """
+            SELECT DISTINCT l.call_date FROM cdr_listing AS l
+            WHERE (NOT EXISTS (SELECT 1 FROM cdrs AS c WHERE c.uuid = l.uuid)
+              AND NOT EXISTS (SELECT 1 FROM load_rejects AS r WHERE r.uuid = l.uuid))
+              OR l.uuid IN (SELECT uuid FROM _cdr_refetch)
+            ORDER BY l.call_date
+            """
+        ).fetchall()
+    return [day for (day,) in rows]
+
+
+def load_progress(db: DuckDB, since: datetime) -> LoadProgress:
+    """What the loads committed since ``since`` and what is still pending, read in one
+    transaction (``since``: an aware instant, e.g. when an interrupted sync started)."""
+    with db.transaction() as con:
+        loaded = scalar(
+            con, "SELECT count(*) FROM cdrs WHERE loaded_at >= ?", [utc(since, "since")]
+        )
+        rows = con.execute(
+            """
+            SELECT l.call_date, count(*) FROM cdr_listing AS l
+            WHERE NOT EXISTS (SELECT 1 FROM cdrs AS c WHERE c.uuid = l.uuid)
+              AND NOT EXISTS (SELECT 1 FROM load_rejects AS r WHERE r.uuid = l.uuid)
+            GROUP BY l.call_date ORDER BY l.call_date
+            """
+        ).fetchall()
+    return LoadProgress(
+        loaded_since=int(loaded),
+        pending_calls=sum(int(n) for _, n in rows),
+        pending_days=tuple(day for day, _ in rows),
+    )

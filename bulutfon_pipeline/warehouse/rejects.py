@@ -1,0 +1,96 @@
+"""``load_rejects``: records that could not be loaded, with the stage and the reason.
+
+A uuid keeps one reject per stage; the stages are ``schema.REJECT_STAGES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from bulutfon_pipeline.normalize import Reject
+from bulutfon_pipeline.warehouse import schema
+from bulutfon_pipeline.warehouse.duckdb_backend import Connection, DuckDB, registered
+
+__all__ = ["DETAIL_STAGES", "add_rejects", "delete_superseded", "write_rejects"]
+
+#: Stages whose rejects a successful detail load of the same uuid supersedes.
+DETAIL_STAGES = ("detail", "normalize")
+
+
+def add_rejects(db: DuckDB, rejects: Sequence[Reject]) -> None:
+    """Record rejects (any stage) in their own transaction. Idempotent."""
+    with db.transaction() as con:
+        write_rejects(con, rejects)
+
+
+def write_rejects(con: Connection, rejects: Sequence[Reject]) -> int:
+    """Write rejects idempotently, in the caller's transaction.
+
+    A uuid keeps one reject per stage: an identical one already stored is left as is
+    (its ``rejected_at`` too), a different one replaces it. Rejects without a uuid are
+    kept once per identical (stage, reason, payload).
+
+    Returns:
+        How many were given (after dedupe).
+
+    Raises:
+        ValueError: a reject's stage is not one of ``schema.REJECT_STAGES``.
+    """
+    unique: dict[tuple[str | None, str, str | None, str | None], Reject] = {}
+    for reject in rejects:
+        if reject.stage not in schema.REJECT_STAGES:
+            raise ValueError(f"unknown reject stage {reject.stage!r}")
+        key = (
+            (reject.uuid, reject.stage, None, None)
+            if reject.uuid is not None
+            else (None, reject.stage, reject.reason, reject.payload)
+        )
+        unique[key] = reject
+    if not unique:
+        return 0
+    batch = pa.table(
+        {
+            "uuid": pa.array([r.uuid for r in unique.values()], pa.string()),
+            "stage": pa.array([r.stage for r in unique.values()], pa.string()),
+            "reason": pa.array([r.reason for r in unique.values()], pa.string()),
+            "payload": pa.array([r.payload for r in unique.values()], pa.string()),
+        }
+    )
+    with registered(con, reject_batch=batch):
+        con.execute(
+            """
+            DELETE FROM load_rejects AS r
+            USING reject_batch AS b
+            WHERE r.uuid = b.uuid AND r.stage = b.stage
+              AND (r.reason IS DISTINCT FROM b.reason OR r.payload IS DISTINCT FROM b.payload)
+            """
+        )
+        con.execute(
+            """
+            INSERT INTO load_rejects (uuid, stage, reason, payload, rejected_at)
+            SELECT b.uuid, b.stage, b.reason, b.payload, ? FROM reject_batch AS b
+            WHERE NOT EXISTS (
+                SELECT 1 FROM load_rejects AS r
+                WHERE r.uuid IS NOT DISTINCT FROM b.uuid AND r.stage = b.stage
+                  AND r.reason = b.reason AND r.payload IS NOT DISTINCT FROM b.payload
+            )
+            """,
+            [datetime.now(UTC)],
+        )
+    return len(unique)
+
+
+def delete_superseded(
+    con: Connection, batch: str, stages: Sequence[str], *, column: str = "uuid"
+) -> None:
+    """Delete the ``stages`` rejects of the calls in the registered ``batch`` (their
+    uuid in ``column``): those calls have loaded since."""
+    marks = ", ".join("?" for _ in stages)
+    con.execute(
+        f"DELETE FROM load_rejects WHERE stage IN ({marks}) "  # noqa: S608 (our identifiers)
+        f"AND uuid IN (SELECT {column} FROM {batch})",
+        list(stages),
+    )

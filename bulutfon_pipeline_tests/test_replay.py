@@ -1,0 +1,147 @@
+"""Replaying stored raw payloads through the normaliser: exact rows, batches, the command."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from bulutfon_pipeline.cli.main import main
+from bulutfon_pipeline.normalize import Reject, normalize_details
+from bulutfon_pipeline.replay import ReplaySummary, replay_details
+from bulutfon_pipeline.runner import sync_lock
+from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline_tests.fixtures import load_fixture
+from bulutfon_pipeline_tests.fixtures.synthetic import make_details
+from bulutfon_pipeline_tests.helpers import environment
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+#: Every table a replay may rewrite, minus ``cdrs.loaded_at`` (the time of the write).
+TABLES = {
+    "cdrs": "* EXCLUDE (loaded_at)",
+    "call_flow_steps": "*",
+    "originations": "*",
+    "raw_cdr_details": "uuid, fetched_at, CAST(payload AS VARCHAR)",
+    "load_rejects": "uuid, stage, reason",
+}
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Warehouse:
+    wh = Warehouse(tmp_path / "warehouse.duckdb", lock_timeout_s=10.0)
+    wh.ensure_schema()
+    return wh
+
+
+def load(wh: Warehouse, payloads: list[dict[str, Any]]) -> None:
+    raw = [(p["uuid"], p) for p in payloads]
+    wh.load_details(raw, normalize_details(payloads), fetched_at=T0)
+
+
+def snapshot(wh: Warehouse) -> dict[str, list[tuple[Any, ...]]]:
+    with wh.transaction() as con:
+        return {
+            table: con.execute(f"SELECT {columns} FROM {table} ORDER BY ALL").fetchall()
+            for table, columns in TABLES.items()
+        }
+
+
+def damage(wh: Warehouse, *uuids: str) -> None:
+    """What an older, wrong normaliser could have left: lost originations, a lost code."""
+    with wh.transaction() as con:
+        for uuid in uuids:
+            con.execute("DELETE FROM originations WHERE cdr_uuid = ?", [uuid])
+            con.execute("UPDATE cdrs SET hangup_cause_code = NULL WHERE uuid = ?", [uuid])
+
+
+def test_replay_rewrites_exactly_what_the_payloads_load(warehouse: Warehouse) -> None:
+    calls = make_details(5)
+    load(warehouse, calls)
+    before = snapshot(warehouse)
+    assert len(before["originations"]) > 0
+    uuids = sorted(c["uuid"] for c in calls)
+    damage(warehouse, *uuids)
+    assert snapshot(warehouse) != before
+
+    summary = replay_details(warehouse, batch_size=2)
+
+    # sorted by uuid in batches of 2: 2 + 2 + 1
+    assert summary == ReplaySummary(
+        payloads=5, updated=5, new=0, rejected=0, batches=3, seconds=summary.seconds
+    )
+    assert snapshot(warehouse) == before  # raw_cdr_details untouched, the rest restored
+
+
+def test_replay_of_some_uuids_leaves_the_others_alone(warehouse: Warehouse) -> None:
+    calls = make_details(3)
+    load(warehouse, calls)
+    first, second, third = sorted(c["uuid"] for c in calls)
+    damage(warehouse, first, second, third)
+    damaged = snapshot(warehouse)
+
+    summary = replay_details(warehouse, [third, "not-stored"])
+
+    assert (summary.payloads, summary.updated, summary.batches) == (1, 1, 1)
+    after = snapshot(warehouse)
+    assert [r for r in after["originations"] if r[0] != third] == damaged["originations"]
+    assert {r[0] for r in after["originations"]} == {third}
+    codes = {r[0]: r[16] for r in after["cdrs"]}  # hangup_cause_code
+    assert codes[first] is None and codes[second] is None and codes[third] is not None
+
+
+def test_a_call_an_older_normaliser_rejected_loads_and_loses_its_reject(
+    warehouse: Warehouse,
+) -> None:
+    payload = load_fixture("seed_cdr_detail.json")["cdr"]
+    uuid = payload["uuid"]
+    # stored as the API sent it (a whole response), rejected by "the older normaliser"
+    text = json.dumps({"cdr": payload}, ensure_ascii=False)
+    rejected = Reject(uuid, "normalize", "call_time: unparseable (old bug)", text)
+    empty = normalize_details([])
+    warehouse.load_details([(uuid, text)], empty, fetched_at=T0, detail_rejects=())
+    warehouse.add_rejects([rejected])
+    assert snapshot(warehouse)["cdrs"] == []
+
+    summary = replay_details(warehouse)
+
+    assert (summary.payloads, summary.new, summary.updated, summary.rejected) == (1, 1, 0, 0)
+    after = snapshot(warehouse)
+    assert after["load_rejects"] == []
+    assert [r[:3] for r in after["cdrs"]] == [(uuid, "voice", "IN")]
+    assert len(after["call_flow_steps"]) == 4 and len(after["originations"]) == 4
+
+
+def test_the_replay_command(tmp_path: Path) -> None:
+    db = tmp_path / "warehouse.duckdb"
+    wh = Warehouse(db)
+    wh.ensure_schema()
+    calls = make_details(3)
+    load(wh, calls)
+    before = snapshot(wh)
+    uuids = sorted(c["uuid"] for c in calls)
+    damage(wh, *uuids)
+    damaged = snapshot(wh)
+
+    env = {"BULUTFON_DUCKDB_PATH": str(db), "BULUTFON_DATA_DIR": str(tmp_path / "data")}
+    with environment(env):
+        with sync_lock(db):  # a sync is running: the replay waits for nothing, writes nothing
+            busy = CliRunner().invoke(main, ["replay"])
+        assert snapshot(wh) == damaged
+        one = CliRunner().invoke(main, ["replay", "--uuid", uuids[0]])
+        every = CliRunner().invoke(main, ["replay"])
+
+    assert busy.exit_code == 3 and "another sync" in busy.output, busy.output
+
+    assert one.exit_code == 0, one.output
+    assert one.output == (
+        "replayed 1 stored payloads in 1 batches: 1 calls rewritten, 0 new, 0 rejected\n"
+    )
+    assert every.exit_code == 0, every.output
+    assert every.output == (
+        "replayed 3 stored payloads in 1 batches: 3 calls rewritten, 0 new, 0 rejected\n"
+    )
+    assert snapshot(wh) == before
