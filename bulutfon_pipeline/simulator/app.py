@@ -24,12 +24,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bulutfon_pipeline.simulator import render
-from bulutfon_pipeline.simulator.dataset import (
-    NON_JSON_KINDS,
-    Dataset,
-    SimulatorConfig,
-    generate_dataset,
-)
+from bulutfon_pipeline.simulator.dataset import Dataset, generate_dataset
+from bulutfon_pipeline.simulator.faults import NON_JSON_KINDS
+from bulutfon_pipeline.simulator.model import SimulatorConfig
 
 __all__ = ["ENDPOINTS", "RUNTIME_KNOBS", "SimulatorState", "create_app", "to_jsonable"]
 
