@@ -5,14 +5,8 @@
 """
 
 from bulutfon_pipeline.simulator.app import SimulatorState, create_app
-from bulutfon_pipeline.simulator.dataset import (
-    Call,
-    Dataset,
-    FlowStep,
-    Origination,
-    SimulatorConfig,
-    generate_dataset,
-)
+from bulutfon_pipeline.simulator.dataset import Dataset, generate_dataset
+from bulutfon_pipeline.simulator.model import Call, FlowStep, Origination, SimulatorConfig
 from bulutfon_pipeline.simulator.server import DIALECT_PATHS, SimulatorServer
 
 __all__ = [

@@ -19,10 +19,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bulutfon_pipeline.simulator import render
-from bulutfon_pipeline.simulator.dataset import (
-    NON_JSON_KINDS,
-    SimulatorConfig,
-)
+from bulutfon_pipeline.simulator.faults import NON_JSON_KINDS
+from bulutfon_pipeline.simulator.model import SimulatorConfig
 from bulutfon_pipeline.simulator.state import ENDPOINTS, RUNTIME_KNOBS, SimulatorState
 
 __all__ = ["ENDPOINTS", "RUNTIME_KNOBS", "SimulatorState", "create_app", "to_jsonable"]

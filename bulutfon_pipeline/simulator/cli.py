@@ -18,7 +18,7 @@ import click
 import uvicorn
 
 from bulutfon_pipeline.simulator.app import SimulatorState, create_app
-from bulutfon_pipeline.simulator.dataset import DIALECTS, SimulatorConfig
+from bulutfon_pipeline.simulator.model import DIALECTS, SimulatorConfig
 from bulutfon_pipeline.simulator.server import DIALECT_PATHS, bind_socket, uvicorn_config
 
 __all__ = ["simulator_command"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from bulutfon_pipeline.settings import LOCAL_TZ
 from bulutfon_pipeline.simulator import vocab
-from bulutfon_pipeline.simulator.dataset import Call, FlowStep, Origination
+from bulutfon_pipeline.simulator.model import Call, FlowStep, Origination
 
 __all__ = ["detail_object", "listing_item", "number", "time_flow", "time_top"]
 

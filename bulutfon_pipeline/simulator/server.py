@@ -14,7 +14,8 @@ import uvicorn
 
 from bulutfon_pipeline.settings import DEFAULT_RECORDING_PATH, DEFAULT_REDIRECT_URI
 from bulutfon_pipeline.simulator.app import SimulatorState, create_app
-from bulutfon_pipeline.simulator.dataset import Dataset, SimulatorConfig
+from bulutfon_pipeline.simulator.dataset import Dataset
+from bulutfon_pipeline.simulator.model import SimulatorConfig
 
 __all__ = ["DIALECT_PATHS", "SimulatorServer"]
 

@@ -11,7 +11,8 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
-from bulutfon_pipeline.simulator.dataset import Dataset, SimulatorConfig, generate_dataset
+from bulutfon_pipeline.simulator.dataset import Dataset, generate_dataset
+from bulutfon_pipeline.simulator.model import SimulatorConfig
 
 __all__ = ["ENDPOINTS", "RUNTIME_KNOBS", "SimulatorState"]
 

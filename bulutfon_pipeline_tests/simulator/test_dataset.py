@@ -10,7 +10,7 @@ import pytest
 
 from bulutfon_pipeline.settings import LOCAL_TZ
 from bulutfon_pipeline.simulator import SimulatorConfig, generate_dataset
-from bulutfon_pipeline.simulator.dataset import EXTENSIONS, GROUPS
+from bulutfon_pipeline.simulator.generator import EXTENSIONS, GROUPS
 
 CDR_COLUMNS = {
     "uuid", "call_type", "direction", "caller", "callee", "extension", "call_time",
