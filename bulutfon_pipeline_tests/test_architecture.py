@@ -176,3 +176,18 @@ def test_no_module_is_over_the_size_limit(limit: int) -> None:
 
 #: Modules over 400 lines, until their split lands (see docs/architecture.md).
 ALLOWED_BIG: tuple[str, ...] = ()
+
+
+def test_the_runner_imports_neither_click_nor_rich() -> None:
+    # The runner returns typed results; parsing and rendering belong to the CLI.
+    offenders = {
+        _module_name(path)
+        for path in (PACKAGE / "runner").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for name in (
+            [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+        )
+        if name.split(".")[0] in ("click", "rich")
+    }
+    assert offenders == set()
