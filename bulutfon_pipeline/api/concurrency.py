@@ -19,10 +19,13 @@ responses), the share ``q`` of 429s among the answers to requests sent under the
 pace, and compares it with ``noise``, the share of 429s that did not respond to the rate:
 
 * ``q <= noise + tolerance`` (binomial: three standard deviations): not limited. The
-  pace, if any, grows: by ``NEAR_GROWTH`` per second up to ``BEYOND`` × the last
-  estimate of the limit (where the limit probably is, like TCP's congestion avoidance
-  near the last loss), then by ``FAST_GROWTH`` per second (TCP's slow start: the limit
-  was freed, find it fast). Once the pace no longer binds, pacing stops.
+  pace, if any, grows: by ``FAST_GROWTH`` per second while under ``SLOW_START`` × the
+  last estimate of the limit (TCP's slow start below ssthresh: a pace left far under the
+  limit, e.g. by a competing client that has gone, comes back within seconds), by
+  ``NEAR_GROWTH`` per second up to ``BEYOND`` × the estimate (where the limit probably
+  is, like TCP's congestion avoidance near the last loss), then by ``FAST_GROWTH`` per
+  second again (the limit was freed, find it fast). Once the pace no longer binds,
+  pacing stops.
 * otherwise the interval is *congested*. If the previous interval was a cut and the
   share did not change although the rate did, the 429s are **sporadic**: ``noise``
   takes the share and the cut is undone. Otherwise it is a **rate limit**: what the API
@@ -84,6 +87,10 @@ class AdaptiveLimiter:
     #: Growth per second beyond it: the limit moved up, find it fast.
     FAST_GROWTH = 2.0
     BEYOND = 1.0
+    #: Below this share of the estimate the pace grows by ``FAST_GROWTH`` (TCP's slow
+    #: start below ssthresh): a pace left far under the limit (a competing client that
+    #: has gone, a cut measured over a short burst) gets back within seconds.
+    SLOW_START = 0.5
     #: After a cut, 429s that keep at least this share of the cut interval's are sporadic
     #: (a limit's share falls to about zero; a limit that fell makes it grow).
     SPORADIC_SHARE = 0.5
@@ -272,7 +279,12 @@ class AdaptiveLimiter:
         if fast and sent < 0.8 * self.rate:
             self.rate = None  # the pace no longer binds: the API takes all we can send
             return
-        self.rate *= (self.FAST_GROWTH if fast else self.NEAR_GROWTH) ** elapsed
+        if self.estimate is not None and self.rate < self.SLOW_START * self.estimate:
+            # Far below where the limit was: slow start up to SLOW_START x the estimate.
+            grown = self.rate * self.FAST_GROWTH**elapsed
+            self.rate = max(min(grown, self.SLOW_START * self.estimate), self.rate)
+        else:
+            self.rate *= (self.FAST_GROWTH if fast else self.NEAR_GROWTH) ** elapsed
         self.increases += 1
 
     def _new_epoch(self, now: float) -> None:
