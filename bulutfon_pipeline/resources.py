@@ -125,6 +125,10 @@ class SettingsResource(dg.ConfigurableResource):
     reject_rate_warn: float = Field(
         default=DEFAULT_REJECT_RATE_WARN, description="BULUTFON_REJECT_RATE_WARN"
     )
+    analytics_path: str = Field(
+        default="",
+        description="BULUTFON_ANALYTICS_PATH (empty: <warehouse>.analytics.duckdb beside it)",
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SettingsResource:
@@ -136,6 +140,7 @@ class SettingsResource(dg.ConfigurableResource):
             detail_batch_size=settings.detail_batch_size,
             listing_chunk_rows=settings.listing_chunk_rows,
             reject_rate_warn=settings.reject_rate_warn,
+            analytics_path=str(settings.analytics_path_setting or ""),
         )
 
     def get(self) -> Settings:
@@ -154,6 +159,7 @@ class SettingsResource(dg.ConfigurableResource):
                 "BULUTFON_DETAIL_BATCH_SIZE": str(self.detail_batch_size),
                 "BULUTFON_LISTING_CHUNK_ROWS": str(self.listing_chunk_rows),
                 "BULUTFON_REJECT_RATE_WARN": repr(self.reject_rate_warn),
+                "BULUTFON_ANALYTICS_PATH": self.analytics_path,
             }
         )
 

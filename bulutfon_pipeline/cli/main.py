@@ -1,5 +1,5 @@
-"""The ``bulutfon-pipeline`` commands: sync, backfill, purge-recordings, auth, demo, ui,
-simulator.
+"""The ``bulutfon-pipeline`` commands: sync, backfill, sql, purge-recordings, auth, demo,
+ui, simulator.
 
 Each command parses its arguments, calls :mod:`bulutfon_pipeline.runner` and renders the
 result. Problems a user can fix (configuration, credentials, an unreachable API, a bad
@@ -63,8 +63,13 @@ def main() -> None:
 def sync(no_progress: bool) -> None:
     """Scan the listing, then load every day that has calls not loaded yet."""
     with _stop_cleanly("sync"), progress_bars(not no_progress) as reporter:
-        result = runner.run_sync(reporter=reporter)
+        result = runner.run_sync(reporter=reporter, on_wait=_say_waiting)
     print_summary(result)
+
+
+def _say_waiting(line: str) -> None:
+    """The one line a sync prints while another sync holds the lock."""
+    err_console.print(line, highlight=False, markup=False)
 
 
 @contextlib.contextmanager
@@ -99,8 +104,29 @@ def backfill(
             end=end.date(),
             refetch=refetch,
             reporter=reporter,
+            on_wait=_say_waiting,
         )
     print_summary(result, title="backfill")
+
+
+_FORMATS = ("table", "csv", "json", "parquet")
+
+
+@main.command()
+@click.argument("query")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(_FORMATS),
+    help="Output format (default: table; with --output, from its extension).",
+)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the result here.")
+@friendly_errors
+def sql(query: str, fmt: str | None, output: str | None) -> None:
+    """Run QUERY on the analysts' read-only copy (never waits for a load)."""
+    from bulutfon_pipeline.cli.query import run_sql
+
+    run_sql(runner.read_settings().analytics_path, query, fmt=fmt, output=output)
 
 
 @main.command("purge-recordings")

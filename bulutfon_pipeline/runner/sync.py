@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from bulutfon_pipeline.runner.preflight import (
 )
 from bulutfon_pipeline.settings import LOCAL_TZ, Settings
 from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline.warehouse.publish import PublishResult, publish_analytics
 
 #: The assets one detail run materializes (the ``cdr_details`` multi-asset).
 DETAIL_ASSETS = ("cdrs", "raw_cdr_details", "call_flow_steps", "originations")
@@ -46,6 +47,8 @@ class SyncResult:
     #: the API client's counters summed over every run (requests, retries, rate_limited…)
     api: dict[str, int] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
+    #: the analysts' copy published at the end (``None`` if the sync stopped before)
+    published: PublishResult | None = None
     seconds: float = 0.0
 
     def detail_total(self, name: str) -> int:
@@ -85,6 +88,7 @@ def _materialize(
     import dagster as dg
 
     from bulutfon_pipeline.assets import ASSETS
+    from bulutfon_pipeline.assets._common import PUBLISH_DEFERRED, PUBLISH_TAG
     from bulutfon_pipeline.resources import default_resources
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
@@ -93,7 +97,8 @@ def _materialize(
         selection=list(selection),
         resources=default_resources(settings),
         instance=instance,
-        tags={**tags, "bulutfon/trigger": "cli"},
+        # The runner publishes the analysts' copy once, at the end, not after each run.
+        tags={**tags, "bulutfon/trigger": "cli", PUBLISH_TAG: PUBLISH_DEFERRED},
         run_config=run_config,
     )
     raise_if_stopped()  # a signal between steps ends no Dagster run; stop here instead
@@ -134,6 +139,7 @@ def run_sync(
     end: dt.date | None = None,
     refetch: bool = False,
     reporter: progress.ProgressReporter | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> SyncResult:
     """Scan the listing (optional), then load every day with pending calls.
 
@@ -147,6 +153,8 @@ def run_sync(
         end: last local day of a backfill (inclusive).
         refetch: fetch calls (and recordings) already loaded again.
         reporter: where progress goes (e.g. a progress bar); nowhere by default.
+        on_wait: gets one line if another sync holds the lock (this one waits up to
+            ``BULUTFON_LOCK_TIMEOUT_S``).
 
     Raises:
         SetupError, BusyError: before anything runs.
@@ -172,7 +180,8 @@ def run_sync(
     def config(op: str) -> dict[str, Any]:
         return {**run_config, "ops": {op: {"config": {"refetch": refetch}}}}
 
-    with sync_lock(settings.duckdb_path), installed:
+    lock = sync_lock(settings.duckdb_path, timeout_s=settings.lock_timeout_s, on_wait=on_wait)
+    with lock, installed:
         if listing:
             meta = run(["cdr_listing"], "cdr_listing", tags={}, run_config=run_config)
             result.listing = ListingScanResult.from_metadata(meta)
@@ -198,6 +207,8 @@ def run_sync(
                     run_config=config("call_recordings"),
                 )
                 result.recordings.append(RecordingsSummary.from_metadata(meta))
+        # Under the lock, so no other sync writes while the copy is taken.
+        result.published = publish_analytics(warehouse, settings.analytics_path)
     result.seconds = time.monotonic() - started
     return result
 
@@ -220,8 +231,9 @@ def run_purge(before: dt.date) -> tuple[PurgeSummary, Path]:
 
     settings = read_settings()
     check_warehouse_path(settings.duckdb_path)
-    with sync_lock(settings.duckdb_path):
+    with sync_lock(settings.duckdb_path, timeout_s=settings.lock_timeout_s):
         warehouse = Warehouse(settings.duckdb_path)
         warehouse.ensure_schema()
         summary = purge_recordings(warehouse, data_dir=settings.data_dir, before=before)
+        publish_analytics(warehouse, settings.analytics_path)
     return summary, settings.data_dir
