@@ -95,6 +95,11 @@ def print_summary(result: SyncResult, *, title: str = "sync") -> None:
         f"{api.get('requests', 0)} / {api.get('retries', 0)} / "
         f"{api.get('rate_limited', 0)} / {api.get('refreshes', 0)}",
     )
+    if result.published is not None:
+        table.add_row(
+            "analysts' copy published (bulutfon-pipeline sql)",
+            f"{result.published.path} in {result.published.seconds:.2f} s",
+        )
     table.add_row("duration", f"{result.seconds:.1f} s")
     console.print(table)
 
