@@ -103,6 +103,7 @@ def _incremental(base: Path, *, hold: bool, name: str) -> dict[str, Any]:
     result = {
         "held": hold,
         "seconds": round(run.seconds, 2),
+        "cpu_seconds": round(run.cpu_seconds, 2),
         "after_startup_seconds": _duration(run.stdout),
         "publish_seconds": _published_seconds(run.stdout),
         "published_calls": published[0] if published else 0,
@@ -147,7 +148,7 @@ def run(quick: bool) -> dict[str, Any]:
     """Both measurements; ``quick`` uses smaller warehouses (said in the results)."""
     reader_calls = 2_000 if quick else 10_000
     large_calls = 10_000 if quick else 100_000
-    pairs = 1 if quick else 3
+    pairs = 2 if quick else 5
     out: dict[str, Any] = {"quick": quick, "new_calls": NEW_CALLS}
 
     base = _base(reader_calls)
@@ -165,6 +166,11 @@ def run(quick: bool) -> dict[str, Any]:
         "held_seconds": held,
         "free_seconds": free,
         "ratio": round(held / free, 3),
+        "cpu_ratio": round(
+            statistics.median(r["cpu_seconds"] for r in runs if r["held"])
+            / statistics.median(r["cpu_seconds"] for r in runs if not r["held"]),
+            3,
+        ),
         "exact": all(r["published_calls"] == r["expected_calls"] for r in runs),
     }
 

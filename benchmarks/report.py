@@ -85,6 +85,9 @@ def analysts_targets(results: dict[str, Any]) -> list[Row]:
         (f"analysts: sync of {analysts['new_calls']:,} new calls into "
          f"{reader['warehouse_calls']:,}, reader held / none (median)",
          _fmt(reader["ratio"], 3, "x"), "<= 1.05x", _ok(reader["ratio"] <= 1.05)),
+        ("analysts: the same syncs' CPU seconds, reader held / none (median)",
+         _fmt(reader.get("cpu_ratio"), 3, "x"), "<= 1.05x (context)",
+         _ok(reader.get("cpu_ratio") is not None and reader["cpu_ratio"] <= 1.05)),
         ("analysts: every published copy holds every loaded call", str(reader["exact"]),
          "True", _ok(reader["exact"])),
     ]  # fmt: skip
@@ -106,10 +109,11 @@ def _analysts(results: dict[str, Any]) -> list[str]:
     if not analysts:
         return []
     reader, publish = analysts["reader"], analysts["publish"]
-    out = ["| run | reader held | process s | after start-up s | publish s | published calls "
-           "| load |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    out = ["| run | reader held | process s | CPU s | after start-up s | publish s "
+           "| published calls | load |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for index, run in enumerate(reader["runs"], 1):
         out.append(f"| {index} | {run['held']} | {run['seconds']:.2f} | "
+                   f"{_fmt(run.get('cpu_seconds'))} | "
                    f"{_fmt(run['after_startup_seconds'], 1)} | {_fmt(run['publish_seconds'])} | "
                    f"{run['published_calls']:,} / {run['expected_calls']:,} | "
                    f"{run['load']:.2f} |")  # fmt: skip
