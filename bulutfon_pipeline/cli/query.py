@@ -49,7 +49,7 @@ def run_sql(analytics_path: Path, query: str, *, fmt: str | None, output: str | 
             result = run_query(analytics_path, query)
             count = len(result.rows)
             title = f"{count} row" if count == 1 else f"{count} rows"
-            print_rows(title, result.columns, result.rows)
+            print_rows(title, result.columns, result.rows, full_width_when_piped=True)
             return
         export = cast(ExportFormat, chosen)
         if output is not None:
