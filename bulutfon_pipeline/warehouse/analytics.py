@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import duckdb
 
-from bulutfon_pipeline.warehouse.loader import Warehouse
+from bulutfon_pipeline.warehouse import Warehouse
 
 __all__ = [
     "EXPORT_FORMATS",

@@ -5,8 +5,8 @@ so an analyst (a notebook, a BI tool) holding a read-only connection on the ware
 would stop every load for as long as it held it. Analysts read a copy instead, which a
 load never opens:
 
-1. open the warehouse (waiting, like any write, while another process holds it) and
-   ``CHECKPOINT``, so the file alone holds every committed row and no WAL is needed;
+1. open the warehouse in a transaction (waiting, like any write, while another process
+   holds it) and ``CHECKPOINT``, so the file alone holds every committed row and no WAL is needed;
 2. while that connection is still held (no other process can write meanwhile), copy the
    file to ``<analytics>.tmp`` beside the analysts' file and ``fsync`` it;
 3. ``os.replace`` the temporary file over the analysts' file, then ``fsync`` the folder.
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bulutfon_pipeline.faults import crash_point
-from bulutfon_pipeline.warehouse.loader import Warehouse, WarehouseError
+from bulutfon_pipeline.warehouse import Warehouse, WarehouseError
 
 __all__ = ["PublishResult", "publish_analytics"]
 
@@ -84,8 +84,9 @@ def publish_analytics(warehouse: Warehouse, target: Path) -> PublishResult:
     try:
         temporary.unlink(missing_ok=True)  # a crashed publish's leftover
         # The connection is held through the copy so that no other process writes the
-        # file meanwhile (DuckDB admits one read-write process at a time).
-        with warehouse._open_connection() as con:
+        # file meanwhile (DuckDB admits one read-write process at a time). CHECKPOINT
+        # runs inside the (empty) transaction and empties the WAL into the file.
+        with warehouse.transaction() as con:
             con.execute("CHECKPOINT")
             shutil.copyfile(warehouse.path, temporary)
         with temporary.open("rb+") as handle:
