@@ -128,6 +128,10 @@ class SettingsResource(dg.ConfigurableResource):
     mirror_recording_deletes: bool = Field(
         default=True, description="BULUTFON_MIRROR_RECORDING_DELETES"
     )
+    analytics_path: str = Field(
+        default="",
+        description="BULUTFON_ANALYTICS_PATH (empty: <warehouse>.analytics.duckdb beside it)",
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SettingsResource:
@@ -140,6 +144,7 @@ class SettingsResource(dg.ConfigurableResource):
             listing_chunk_rows=settings.listing_chunk_rows,
             reject_rate_warn=settings.reject_rate_warn,
             mirror_recording_deletes=settings.mirror_recording_deletes,
+            analytics_path=str(settings.analytics_path_setting or ""),
         )
 
     def get(self) -> Settings:
@@ -159,6 +164,7 @@ class SettingsResource(dg.ConfigurableResource):
                 "BULUTFON_LISTING_CHUNK_ROWS": str(self.listing_chunk_rows),
                 "BULUTFON_REJECT_RATE_WARN": repr(self.reject_rate_warn),
                 "BULUTFON_MIRROR_RECORDING_DELETES": str(self.mirror_recording_deletes).lower(),
+                "BULUTFON_ANALYTICS_PATH": self.analytics_path,
             }
         )
 

@@ -44,6 +44,12 @@ ERROR_BODY_MAX_CHARS = 500
 # --- Pipeline -------------------------------------------------------------------------
 DEFAULT_DATA_DIR = "data"  # BULUTFON_DATA_DIR
 DEFAULT_DUCKDB_PATH = "data/bulutfon.duckdb"  # BULUTFON_DUCKDB_PATH
+#: The analysts' read-only copy (BULUTFON_ANALYTICS_PATH); empty: beside the warehouse,
+#: ``<name>.analytics.duckdb`` (``analytics_path_for``).
+ANALYTICS_SUFFIX = ".analytics.duckdb"
+#: How long a sync waits for another sync's writer lock before it exits 3
+#: (BULUTFON_LOCK_TIMEOUT_S).
+DEFAULT_LOCK_TIMEOUT_S = 600.0
 DEFAULT_LOOKBACK_HOURS = 48  # BULUTFON_LOOKBACK_HOURS
 DEFAULT_START_DATE = dt.date(2015, 1, 1)  # BULUTFON_START_DATE
 #: Details per DuckDB transaction (BULUTFON_DETAIL_BATCH_SIZE). Each batch pays fixed costs
@@ -104,6 +110,16 @@ class Settings:
     mirror_recording_deletes: bool = True
     schedule_cron: str = DEFAULT_SCHEDULE_CRON
     reconcile_cron: str = DEFAULT_RECONCILE_CRON
+    #: ``None``: beside the warehouse (:func:`analytics_path_for`).
+    analytics_path_setting: Path | None = None
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+
+    @property
+    def analytics_path(self) -> Path:
+        """The analysts' read-only copy of the warehouse, published after each load."""
+        if self.analytics_path_setting is not None:
+            return self.analytics_path_setting
+        return analytics_path_for(self.duckdb_path)
 
     @property
     def lookback(self) -> dt.timedelta:
@@ -140,6 +156,12 @@ class Settings:
             mirror_recording_deletes=_switch(env, "BULUTFON_MIRROR_RECORDING_DELETES", True),
             schedule_cron=raw("BULUTFON_SCHEDULE_CRON") or DEFAULT_SCHEDULE_CRON,
             reconcile_cron=raw("BULUTFON_RECONCILE_CRON") or DEFAULT_RECONCILE_CRON,
+            analytics_path_setting=(
+                Path(raw("BULUTFON_ANALYTICS_PATH")) if raw("BULUTFON_ANALYTICS_PATH") else None
+            ),
+            lock_timeout_s=_positive(
+                env, "BULUTFON_LOCK_TIMEOUT_S", DEFAULT_LOCK_TIMEOUT_S, zero_ok=True
+            ),
         )
 
     @classmethod
@@ -153,6 +175,13 @@ class Settings:
             return cls.from_env(env)
         except SettingsError:
             return cls()
+
+
+def analytics_path_for(duckdb_path: Path) -> Path:
+    """The default analysts' file beside a warehouse: ``bulutfon.duckdb`` ->
+    ``bulutfon.analytics.duckdb``."""
+    stem = duckdb_path.name.removesuffix(".duckdb")
+    return duckdb_path.with_name(stem + ANALYTICS_SUFFIX)
 
 
 def parse_start_date(raw: str) -> dt.date:

@@ -57,5 +57,5 @@ def test_auth_needs_exactly_one_action(tmp_path: Path) -> None:
 def test_help_lists_every_command() -> None:
     result = _cli(["--help"], {})
     assert result.returncode == 0
-    for command in ("sync", "backfill", "demo", "auth", "simulator", "ui"):
+    for command in ("sync", "backfill", "sql", "demo", "auth", "simulator", "ui"):
         assert f"  {command}" in result.stdout

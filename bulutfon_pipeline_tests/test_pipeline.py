@@ -285,7 +285,7 @@ def test_bad_token_is_reported_in_one_line(simulator_factory, tmp_path: Path) ->
     assert "wrong-token-abcdef" not in result.stderr + result.stdout
 
 
-def test_a_second_sync_exits_with_one_line_while_one_runs(tmp_path: Path) -> None:
+def test_a_second_sync_says_it_waits_then_exits_3_after_the_lock_timeout(tmp_path: Path) -> None:
     from bulutfon_pipeline.runner import sync_lock
 
     db = tmp_path / "w.duckdb"
@@ -293,9 +293,13 @@ def test_a_second_sync_exits_with_one_line_while_one_runs(tmp_path: Path) -> Non
         "BULUTFON_ACCESS_TOKEN": "x" * 20,
         "BULUTFON_DUCKDB_PATH": str(db),
         "BULUTFON_DATA_DIR": str(tmp_path),
+        # It waits for the lock this long (default 600 s), saying so in one line first.
+        "BULUTFON_LOCK_TIMEOUT_S": "0.2",
     }
     with sync_lock(db):
         result = _cli(["sync", "--no-progress"], env)
     assert result.returncode == 3
-    assert f"pid {os.getpid()}" in result.stderr
+    waiting, gave_up = result.stderr.strip().splitlines()
+    assert waiting.startswith(f"waiting for another sync (pid {os.getpid()})")
+    assert f"another sync (pid {os.getpid()}) is loading" in gave_up
     assert "Traceback" not in result.stderr

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+
+from bulutfon_pipeline.resources import SettingsResource
+from bulutfon_pipeline.settings import analytics_path_for
+from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline.warehouse.publish import publish_analytics
 
 #: The asset group of the loads (the refresh job selects it).
 GROUP = "bulutfon"
 #: A run tag that makes any run (a UI backfill included) fetch loaded calls again.
 REFETCH_TAG = "bulutfon/refetch"
+#: A run tag: ``deferred`` makes the writing assets skip publishing the analysts' copy
+#: (``sync`` and ``backfill`` publish once, after their last run).
+PUBLISH_TAG = "bulutfon/publish"
+PUBLISH_DEFERRED = "deferred"
 #: Metadata keys of the API client's counters start with this.
 _API_PREFIX = "api_"
 
@@ -39,3 +49,17 @@ def api_counts(metadata: Mapping[str, Any]) -> dict[str, int]:
         for key, value in metadata.items()
         if key.startswith(_API_PREFIX)
     }
+
+
+def publish_after_load(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SettingsResource
+) -> dict[str, Any]:
+    """Publish the analysts' copy after a committed load (unless the run defers it, see
+    ``PUBLISH_TAG``); its metadata, or none."""
+    if context.run.tags.get(PUBLISH_TAG) == PUBLISH_DEFERRED:
+        return {}
+    configured = settings.analytics_path
+    target = Path(configured) if configured else analytics_path_for(warehouse.path)
+    published = publish_analytics(warehouse, target)
+    context.log.info("analysts' copy published to %s in %.2f s", target, published.seconds)
+    return published.to_metadata()

@@ -9,6 +9,7 @@ from bulutfon_pipeline.assets._common import (
     GROUP,
     api_metadata,
     partition_days,
+    publish_after_load,
     refetch_requested,
 )
 from bulutfon_pipeline.loads import load_details
@@ -98,7 +99,8 @@ def cdr_details(
         summary.updated,
         summary.rejected,
     )
-    common: dict[str, Any] = {**summary.to_metadata(), **api_metadata(stats)}
+    published = publish_after_load(context, wh, settings)
+    common: dict[str, Any] = {**summary.to_metadata(), **api_metadata(stats), **published}
     preview = (
         summary.preview.to_markdown(index=False)
         if summary.preview is not None

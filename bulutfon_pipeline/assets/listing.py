@@ -5,7 +5,7 @@ from typing import Any
 
 import dagster as dg
 
-from bulutfon_pipeline.assets._common import GROUP, api_metadata
+from bulutfon_pipeline.assets._common import GROUP, api_metadata, publish_after_load
 from bulutfon_pipeline.loads import scan_listing
 from bulutfon_pipeline.resources import BulutfonResource, SettingsResource, WarehouseResource
 
@@ -64,4 +64,7 @@ def cdr_listing(
         result.rejected,
         len(result.days_touched),
     )
-    return dg.MaterializeResult(metadata={**result.to_metadata(), **api_metadata(stats)})
+    published = publish_after_load(context, wh, settings)
+    return dg.MaterializeResult(
+        metadata={**result.to_metadata(), **api_metadata(stats), **published}
+    )

@@ -7,6 +7,7 @@ from bulutfon_pipeline.assets._common import (
     GROUP,
     api_metadata,
     partition_days,
+    publish_after_load,
     refetch_requested,
 )
 from bulutfon_pipeline.partitions import daily_partitions
@@ -58,4 +59,7 @@ def call_recordings(
         summary.skipped,
         summary.rejected,
     )
-    return dg.MaterializeResult(metadata={**summary.to_metadata(), **api_metadata(stats)})
+    published = publish_after_load(context, wh, settings)
+    return dg.MaterializeResult(
+        metadata={**summary.to_metadata(), **api_metadata(stats), **published}
+    )

@@ -21,9 +21,16 @@ def call_report(
     # Imported here: matplotlib costs every process that loads the definitions (each
     # `sync`, each run worker) most of a second, and only this asset draws.
     from bulutfon_pipeline.report import REPORTS_DIR, build_report
+    from bulutfon_pipeline.settings import analytics_path_for
+    from bulutfon_pipeline.warehouse.duckdb_analytics import read_only_warehouse
 
-    out_dir = settings.get().data_dir / REPORTS_DIR
-    report = build_report(warehouse.warehouse(), out_dir=out_dir)
+    knobs = settings.get()
+    out_dir = knobs.data_dir / REPORTS_DIR
+    # The analysts' copy when one is published (a load never waits for it); else the
+    # warehouse itself (nothing loaded yet, or the copy's folder was cleaned).
+    wh = warehouse.warehouse()
+    copy = knobs.analytics_path_setting or analytics_path_for(wh.path)
+    report = build_report(read_only_warehouse(copy) if copy.is_file() else wh, out_dir=out_dir)
     context.log.info("call report written to %s", report.path)
     summary = report.summary
     return dg.MaterializeResult(

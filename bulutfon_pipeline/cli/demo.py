@@ -47,7 +47,8 @@ def demo(*, days: int, calls_per_day: int, database: Path, show_progress: bool) 
             announce=lambda line: console.print(line, highlight=False),
         )
     print_summary(result.sync, title="demo sync")
-    con = duckdb.connect(str(database), read_only=True)
+    # The analysts' copy, as an analyst would: a load never waits for it.
+    con = duckdb.connect(str(result.analytics), read_only=True)
     try:
         for title, sql in EXAMPLE_QUERIES:
             cursor = con.execute(sql)
@@ -57,9 +58,13 @@ def demo(*, days: int, calls_per_day: int, database: Path, show_progress: bool) 
         con.close()
     console.print(
         f"\nDone in {result.seconds:.1f} s; the simulator served "
-        f"{result.detail_requests} detail requests. Warehouse: [bold]{database}[/]\n"
-        f'Query it:  .venv/bin/python -c "import duckdb; '
-        f"print(duckdb.connect('{database}', read_only=True).sql('FROM daily_call_summary'))\"\n"
+        f"{result.detail_requests} detail requests. Warehouse (loads): [bold]{database}[/]; "
+        f"analysts' copy (queries): [bold]{result.analytics}[/]\n"
+        f"Query it:  BULUTFON_DUCKDB_PATH={database} .venv/bin/bulutfon-pipeline sql "
+        '"FROM daily_call_summary"\n'
+        f'      or:  .venv/bin/python -c "import duckdb; '
+        f"print(duckdb.connect('{result.analytics}', read_only=True)"
+        ".sql('FROM daily_call_summary'))\"\n"
         "Open the Dagster UI on the simulator: [bold]make ui[/] then http://127.0.0.1:3000\n"
         f"Recordings: [bold]{result.recordings_dir}[/]\n"
         f"Call report (open it in a browser): [bold]{result.report_path or '?'}[/]"

@@ -1,4 +1,5 @@
-"""The ``bulutfon-pipeline`` commands: sync, backfill, purge-recordings, replay, auth, demo,
+"""The ``bulutfon-pipeline`` commands: sync, backfill, reconcile, sql, purge-recordings,
+replay, auth, demo,
 ui, simulator.
 
 Each command parses its arguments, calls :mod:`bulutfon_pipeline.runner` and renders the
@@ -69,8 +70,13 @@ def main() -> None:
 def sync(no_progress: bool) -> None:
     """Scan the listing, then load every day that has calls not loaded yet."""
     with _stop_cleanly("sync"), progress_bars(not no_progress) as reporter:
-        result = runner.run_sync(reporter=reporter)
+        result = runner.run_sync(reporter=reporter, on_wait=_say_waiting)
     print_summary(result)
+
+
+def _say_waiting(line: str) -> None:
+    """The one line a sync prints while another sync holds the lock."""
+    err_console.print(line, highlight=False, markup=False)
 
 
 @contextlib.contextmanager
@@ -105,6 +111,7 @@ def backfill(
             end=end.date(),
             refetch=refetch,
             reporter=reporter,
+            on_wait=_say_waiting,
         )
     print_summary(result, title="backfill")
 
@@ -122,6 +129,26 @@ def reconcile(start: dt.datetime, end: dt.datetime | None, no_progress: bool) ->
     print_reconcile(result)
 
 
+_FORMATS = ("table", "csv", "json", "parquet")
+
+
+@main.command()
+@click.argument("query")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(_FORMATS),
+    help="Output format (default: table; with --output, from its extension).",
+)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the result here.")
+@friendly_errors
+def sql(query: str, fmt: str | None, output: str | None) -> None:
+    """Run QUERY on the analysts' read-only copy (never waits for a load)."""
+    from bulutfon_pipeline.cli.query import run_sql
+
+    run_sql(runner.read_settings().analytics_path, query, fmt=fmt, output=output)
+
+
 @main.command("purge-recordings")
 @click.option(
     "--before", required=True, type=DATE, help="Delete recordings of calls before this local day."
@@ -134,7 +161,7 @@ def purge_recordings_command(before: dt.datetime) -> None:
     between, the files are left without rows; run it again with the same date and it
     deletes them (it sweeps every file in the day folders before BEFORE).
     """
-    summary, data_dir = runner.run_purge(before.date())
+    summary, data_dir = runner.run_purge(before.date(), on_wait=_say_waiting)
     console.print(
         f"purged recordings before {summary.before.isoformat()}: {summary.rows} rows, "
         f"{summary.files} files, {summary.stray_files} stray files, "
@@ -157,7 +184,7 @@ def replay(uuids: tuple[str, ...]) -> None:
     Run it after a fix to the normaliser: cdrs, call_flow_steps, originations and the
     normalize rejects are rewritten from raw_cdr_details, one transaction per batch.
     """
-    summary = runner.run_replay(list(uuids) or None)
+    summary = runner.run_replay(list(uuids) or None, on_wait=_say_waiting)
     console.print(
         f"replayed {summary.payloads} stored payloads in {summary.batches} batches: "
         f"{summary.updated} calls rewritten, {summary.new} new, "

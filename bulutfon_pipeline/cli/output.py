@@ -96,22 +96,39 @@ def print_summary(result: SyncResult, *, title: str = "sync") -> None:
         f"{api.get('requests', 0)} / {api.get('retries', 0)} / "
         f"{api.get('rate_limited', 0)} / {api.get('refreshes', 0)}",
     )
+    if result.published is not None:
+        table.add_row(
+            "analysts' copy published (bulutfon-pipeline sql)",
+            f"{result.published.path} in {result.published.seconds:.2f} s",
+        )
     table.add_row("duration", f"{result.seconds:.1f} s")
     console.print(table)
 
 
 def print_rows(
-    title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, sql: str | None = None
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    sql: str | None = None,
+    full_width_when_piped: bool = False,
 ) -> None:
-    """A query's result as a table (``None`` shown empty), after the SQL when given."""
+    """A query's result as a table (``None`` shown empty), after the SQL when given.
+
+    With ``full_width_when_piped``, output that is not a terminal is not cut to 80
+    columns: every cell is printed whole (``sql … > file``).
+    """
+    out = console
+    if full_width_when_piped and not console.is_terminal:
+        out = Console(stderr=False, width=100_000)
     table = Table(title=title, title_justify="left", show_header=True, header_style="bold")
     for column in columns:
         table.add_column(column)
     for row in rows:
         table.add_row(*("" if value is None else str(value) for value in row))
     if sql is not None:
-        console.print(f"[dim]{sql}[/]", highlight=False)
-    console.print(table)
+        out.print(f"[dim]{sql}[/]", highlight=False)
+    out.print(table)
 
 
 def print_reconcile(result: ReconcileResult) -> None:

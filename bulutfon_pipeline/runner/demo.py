@@ -10,6 +10,7 @@ from pathlib import Path
 from bulutfon_pipeline import progress
 from bulutfon_pipeline.runner.preflight import temporary_environment
 from bulutfon_pipeline.runner.sync import SyncResult, run_report, run_sync
+from bulutfon_pipeline.settings import analytics_path_for
 
 
 @dataclass
@@ -18,6 +19,8 @@ class DemoResult:
 
     sync: SyncResult
     database: Path
+    #: the analysts' read-only copy, where the demo's queries go
+    analytics: Path
     recordings_dir: Path
     report_path: Path | None
     detail_requests: int
@@ -47,7 +50,8 @@ def run_demo(
     from bulutfon_pipeline.simulator import SimulatorConfig, SimulatorServer
 
     database.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (database, database.with_name(database.name + ".wal")):
+    analytics = analytics_path_for(database)
+    for stale in (database, database.with_name(database.name + ".wal"), analytics):
         stale.unlink(missing_ok=True)
     demo_data = database.parent / "demo"
     demo_data.mkdir(exist_ok=True)
@@ -61,6 +65,7 @@ def run_demo(
         env = {
             **sim.env(auth="master"),
             "BULUTFON_DUCKDB_PATH": str(database),
+            "BULUTFON_ANALYTICS_PATH": str(analytics),
             "BULUTFON_DATA_DIR": str(demo_data),
             # The simulator's recordings are synthetic tones, not personal data.
             "BULUTFON_DOWNLOAD_RECORDINGS": "1",
@@ -73,6 +78,7 @@ def run_demo(
     return DemoResult(
         sync=sync,
         database=database,
+        analytics=analytics,
         recordings_dir=demo_data / "recordings",
         report_path=report_path,
         detail_requests=detail_requests,

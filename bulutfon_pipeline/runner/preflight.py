@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import IO
 
 from bulutfon_pipeline.api.errors import ConfigError
 from bulutfon_pipeline.runner.errors import BusyError, SetupError
@@ -72,24 +74,52 @@ def preflight(env: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+#: How often a sync waiting for another sync's lock tries again.
+LOCK_POLL_S = 0.2
+
+
 @contextlib.contextmanager
-def sync_lock(db_path: Path) -> Iterator[None]:
+def sync_lock(
+    db_path: Path,
+    *,
+    timeout_s: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[None]:
     """Hold an exclusive lock next to the warehouse for the block.
 
+    When another process holds it, ``on_wait`` gets one line at once (who holds it, how
+    long this one waits) and the lock is tried again every :data:`LOCK_POLL_S` until
+    ``timeout_s`` (``BULUTFON_LOCK_TIMEOUT_S``) has passed. ``flock`` is released by the
+    kernel when its holder dies, so a killed sync never leaves it held.
+
     Raises:
-        BusyError: another process holds it (the message names its pid).
+        BusyError: another process still holds it after ``timeout_s`` (the message names
+            its pid).
     """
     lock_path = db_path.with_name(db_path.name + ".sync.lock")
     handle = lock_path.open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise BusyError(
-            f"another sync (pid {holder}) is loading {db_path}; wait for it to finish"
-        ) from None
+    deadline = time.monotonic() + timeout_s
+    announced = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            holder = _holder(handle)
+            if time.monotonic() >= deadline:
+                handle.close()
+                waited = f" after waiting {timeout_s:g} s" if timeout_s > 0 else ""
+                raise BusyError(
+                    f"another sync (pid {holder}) is loading {db_path}; gave up{waited} "
+                    "(BULUTFON_LOCK_TIMEOUT_S); wait for it to finish"
+                ) from None
+            if not announced and on_wait is not None:
+                on_wait(
+                    f"waiting for another sync (pid {holder}) to finish loading {db_path}; "
+                    f"giving up after {timeout_s:g} s (BULUTFON_LOCK_TIMEOUT_S)"
+                )
+            announced = True
+            time.sleep(min(LOCK_POLL_S, max(deadline - time.monotonic(), 0.0)))
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))
@@ -99,6 +129,12 @@ def sync_lock(db_path: Path) -> Iterator[None]:
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def _holder(handle: IO[str]) -> str:
+    """The pid the lock's holder wrote into the lock file, or a stand-in."""
+    handle.seek(0)
+    return handle.read().strip() or "another process"
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from bulutfon_pipeline.runner.preflight import (
 from bulutfon_pipeline.settings import LOCAL_TZ, Settings
 from bulutfon_pipeline.warehouse import Warehouse
 from bulutfon_pipeline.warehouse.change_log import ChangeRow, changes_since
+from bulutfon_pipeline.warehouse.publish import PublishResult, publish_analytics
 
 #: The assets one detail run materializes (the ``cdr_details`` multi-asset).
 DETAIL_ASSETS = ("cdrs", "raw_cdr_details", "call_flow_steps", "originations")
@@ -49,6 +50,8 @@ class SyncResult:
     #: the API client's counters summed over every run (requests, retries, rate_limited…)
     api: dict[str, int] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
+    #: the analysts' copy published at the end (``None`` if the sync stopped before)
+    published: PublishResult | None = None
     seconds: float = 0.0
 
     def detail_total(self, name: str) -> int:
@@ -88,6 +91,7 @@ def _materialize(
     import dagster as dg
 
     from bulutfon_pipeline.assets import ASSETS
+    from bulutfon_pipeline.assets._common import PUBLISH_DEFERRED, PUBLISH_TAG
     from bulutfon_pipeline.resources import default_resources
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
@@ -96,7 +100,8 @@ def _materialize(
         selection=list(selection),
         resources=default_resources(settings),
         instance=instance,
-        tags={**tags, "bulutfon/trigger": "cli"},
+        # The runner publishes the analysts' copy once, at the end, not after each run.
+        tags={**tags, "bulutfon/trigger": "cli", PUBLISH_TAG: PUBLISH_DEFERRED},
         run_config=run_config,
     )
     raise_if_stopped()  # a signal between steps ends no Dagster run; stop here instead
@@ -141,6 +146,7 @@ def run_sync(
     refetch: bool = False,
     reconcile: bool = False,
     reporter: progress.ProgressReporter | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> SyncResult:
     """Scan the listing (optional), then load every day with pending calls.
 
@@ -157,6 +163,8 @@ def run_sync(
             lookback), compare every loaded call of ``start..end`` with it, and load only
             the days with changed (or missing) calls.
         reporter: where progress goes (e.g. a progress bar); nowhere by default.
+        on_wait: gets one line if another sync holds the lock (this one waits up to
+            ``BULUTFON_LOCK_TIMEOUT_S``).
 
     Raises:
         SetupError, BusyError: before anything runs.
@@ -183,7 +191,8 @@ def run_sync(
     def config(op: str) -> dict[str, Any]:
         return {**run_config, "ops": {op: {"config": {"refetch": refetch}}}}
 
-    with sync_lock(settings.duckdb_path), installed:
+    lock = sync_lock(settings.duckdb_path, timeout_s=settings.lock_timeout_s, on_wait=on_wait)
+    with lock, installed:
         if listing:
             listing_config = run_config
             if reconcile and start is not None:
@@ -212,6 +221,8 @@ def run_sync(
                     run_config=config("call_recordings"),
                 )
                 result.recordings.append(RecordingsSummary.from_metadata(meta))
+        # Under the lock, so no other sync writes while the copy is taken.
+        result.published = publish_analytics(warehouse, settings.analytics_path)
     result.seconds = time.monotonic() - started
     return result
 
@@ -224,7 +235,9 @@ def run_report() -> Path | None:
     return Path(path) if path else None
 
 
-def run_purge(before: dt.date) -> tuple[PurgeSummary, Path]:
+def run_purge(
+    before: dt.date, *, on_wait: Callable[[str], None] | None = None
+) -> tuple[PurgeSummary, Path]:
     """Delete the recordings of calls before ``before``; the summary and the data folder.
 
     Raises:
@@ -233,34 +246,40 @@ def run_purge(before: dt.date) -> tuple[PurgeSummary, Path]:
     from bulutfon_pipeline.recordings import purge_recordings
 
     settings = read_settings()
-    with _locked_warehouse(settings) as warehouse:
+    with _locked_warehouse(settings, on_wait) as warehouse:
         summary = purge_recordings(warehouse, data_dir=settings.data_dir, before=before)
     return summary, settings.data_dir
 
 
-def run_replay(uuids: Sequence[str] | None = None) -> ReplaySummary:
+def run_replay(
+    uuids: Sequence[str] | None = None, *, on_wait: Callable[[str], None] | None = None
+) -> ReplaySummary:
     """Re-normalise the stored raw payloads (of ``uuids``, default all) into the tables.
 
     Raises:
         SetupError, BusyError: before anything is written.
     """
     settings = read_settings()
-    with _locked_warehouse(settings) as warehouse:
+    with _locked_warehouse(settings, on_wait) as warehouse:
         return replay_details(warehouse, uuids, batch_size=settings.detail_batch_size)
 
 
 @contextlib.contextmanager
-def _locked_warehouse(settings: Settings) -> Iterator[Warehouse]:
-    """The warehouse, schema in place, under the sync lock (no sync runs meanwhile).
+def _locked_warehouse(
+    settings: Settings, on_wait: Callable[[str], None] | None = None
+) -> Iterator[Warehouse]:
+    """The warehouse, schema in place, under the sync lock (no sync runs meanwhile); the
+    analysts' copy is published when the block succeeds.
 
     Raises:
         SetupError, BusyError: before anything is written.
     """
     check_warehouse_path(settings.duckdb_path)
-    with sync_lock(settings.duckdb_path):
+    with sync_lock(settings.duckdb_path, timeout_s=settings.lock_timeout_s, on_wait=on_wait):
         warehouse = Warehouse(settings.duckdb_path)
         warehouse.ensure_schema()
         yield warehouse
+        publish_analytics(warehouse, settings.analytics_path)
 
 
 @dataclass

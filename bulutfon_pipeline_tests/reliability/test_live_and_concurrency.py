@@ -53,10 +53,13 @@ def test_two_syncs_at_once_one_waits_its_turn_out(
     # warehouse however long the second's imports take on a busy machine (the suite runs
     # on parallel workers): its 25 rounds of two detail requests now take 25 s.
     sim.update_config(latency_ms=1000)
-    code, _, stderr = ws.finish(ws.start())
+    # The second waits for the lock up to BULUTFON_LOCK_TIMEOUT_S (here 1 s), saying so.
+    code, _, stderr = ws.finish(ws.start(extra={"BULUTFON_LOCK_TIMEOUT_S": "1"}))
     sim.update_config(latency_ms=30)
     assert code == 3, stderr
-    assert len(stderr.strip().splitlines()) == 1 and f"pid {first.pid}" in stderr
+    waiting, gave_up = stderr.strip().splitlines()
+    assert waiting.startswith(f"waiting for another sync (pid {first.pid})")
+    assert f"another sync (pid {first.pid}) is loading" in gave_up
     assert "Traceback" not in stderr
     code, _, stderr = ws.finish(first)
     assert code == 0 and "Traceback" not in stderr, stderr
