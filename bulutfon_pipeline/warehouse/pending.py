@@ -18,13 +18,22 @@ class LoadProgress:
 
     Attributes:
         loaded_since: ``cdrs`` rows written by transactions committed since the instant.
-        pending_calls: listed calls with neither a ``cdrs`` row nor a reject.
+        pending_calls: listed calls still to load (as :func:`pending_uuids` counts them).
         pending_days: the distinct local days of those calls, ascending.
     """
 
     loaded_since: int
     pending_calls: int
     pending_days: tuple[date, ...]
+
+
+#: A listed call ``l`` is pending: neither a ``cdrs`` row nor a reject, or marked for a
+#: new fetch in ``_cdr_refetch`` (its listing changed since it was loaded). The one
+#: definition for the uuids to fetch, the days to load and an interrupted run's summary.
+_PENDING = """(
+    (NOT EXISTS (SELECT 1 FROM cdrs AS c WHERE c.uuid = l.uuid)
+     AND NOT EXISTS (SELECT 1 FROM load_rejects AS r WHERE r.uuid = l.uuid))
+    OR l.uuid IN (SELECT uuid FROM _cdr_refetch))"""
 
 
 def pending_uuids(db: DuckDB, start: date, end: date, *, refetch: bool = False) -> list[str]:
@@ -43,15 +52,11 @@ def pending_uuids(db: DuckDB, start: date, end: date, *, refetch: bool = False) 
     """
     with db.transaction() as con:
         rows = con.execute(
-            """
+            f"""
             SELECT l.uuid FROM cdr_listing AS l
-            WHERE l.call_date BETWEEN $start AND $end
-              AND ($refetch OR (
-                  NOT EXISTS (SELECT 1 FROM cdrs AS c WHERE c.uuid = l.uuid)
-                  AND NOT EXISTS (SELECT 1 FROM load_rejects AS r WHERE r.uuid = l.uuid))
-                OR l.uuid IN (SELECT uuid FROM _cdr_refetch))
+            WHERE l.call_date BETWEEN $start AND $end AND ($refetch OR {_PENDING})
             ORDER BY l.call_time, l.uuid
-            """,
+            """,  # noqa: S608 - a constant predicate
             {"start": start, "end": end, "refetch": refetch},
         ).fetchall()
     return [uuid for (uuid,) in rows]
@@ -68,13 +73,8 @@ def pending_dates(db: DuckDB) -> list[date]:
     """Distinct local call dates that have pending uuids, ascending."""
     with db.transaction() as con:
         rows = con.execute(
-            """
-            SELECT DISTINCT l.call_date FROM cdr_listing AS l
-            WHERE (NOT EXISTS (SELECT 1 FROM cdrs AS c WHERE c.uuid = l.uuid)
-              AND NOT EXISTS (SELECT 1 FROM load_rejects AS r WHERE r.uuid = l.uuid))
-              OR l.uuid IN (SELECT uuid FROM _cdr_refetch)
-            ORDER BY l.call_date
-            """
+            f"SELECT DISTINCT l.call_date FROM cdr_listing AS l WHERE {_PENDING} "  # noqa: S608
+            "ORDER BY l.call_date"
         ).fetchall()
     return [day for (day,) in rows]
 
@@ -87,12 +87,8 @@ def load_progress(db: DuckDB, since: datetime) -> LoadProgress:
             con, "SELECT count(*) FROM cdrs WHERE loaded_at >= ?", [utc(since, "since")]
         )
         rows = con.execute(
-            """
-            SELECT l.call_date, count(*) FROM cdr_listing AS l
-            WHERE NOT EXISTS (SELECT 1 FROM cdrs AS c WHERE c.uuid = l.uuid)
-              AND NOT EXISTS (SELECT 1 FROM load_rejects AS r WHERE r.uuid = l.uuid)
-            GROUP BY l.call_date ORDER BY l.call_date
-            """
+            f"SELECT l.call_date, count(*) FROM cdr_listing AS l WHERE {_PENDING} "  # noqa: S608
+            "GROUP BY l.call_date ORDER BY l.call_date"
         ).fetchall()
     return LoadProgress(
         loaded_since=int(loaded),

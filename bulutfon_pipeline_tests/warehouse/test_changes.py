@@ -167,3 +167,25 @@ def test_a_warehouse_from_before_gets_the_new_tables_on_the_next_sync(tmp_path: 
     assert _rows(wh, "SELECT count(*) FROM cdr_changes") == [(0,)]
     assert _rows(wh, "SELECT count(*) FROM _cdr_refetch") == [(0,)]
     assert _rows(wh, "SELECT count(*) FROM cdrs") == [(1,)]
+
+
+def test_a_call_marked_for_refetch_is_pending_everywhere(warehouse: Warehouse) -> None:
+    # The uuids to fetch, the days to load and a stopped sync's "still to load" agree.
+    detail = _detail("v1_cdr_detail.json")
+    _load(warehouse, detail)
+    uuid, day = detail["uuid"], date(2015, 4, 16)
+    with warehouse.transaction() as con:
+        con.execute(
+            "INSERT INTO cdr_listing (uuid, call_time, call_date, first_seen_at, last_seen_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [uuid, datetime(2015, 4, 16, 8, 0, tzinfo=UTC), day, FETCHED, FETCHED],
+        )
+    assert warehouse.pending_dates() == []
+    assert warehouse.load_progress(FETCHED).pending_calls == 0
+    changes.mark_for_refetch(
+        warehouse, [ChangedCall(uuid, day, ("call_price",))], detected_at=FETCHED
+    )
+    assert warehouse.pending_uuids(day, day) == [uuid]
+    assert warehouse.pending_dates() == [day]
+    progress = warehouse.load_progress(FETCHED)
+    assert (progress.pending_calls, progress.pending_days) == (1, (day,))
