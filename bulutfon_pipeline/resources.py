@@ -148,7 +148,11 @@ class SettingsResource(dg.ConfigurableResource):
         )
 
     def get(self) -> Settings:
-        """The validated settings.
+        """The validated settings of this resource's fields.
+
+        The other ``Settings`` fields (the warehouse path, the lock timeout, the schedule's
+        crons, the recordings switch) keep their defaults here: they belong to the other
+        resources or to the code location, not to a run.
 
         Raises:
             SettingsError: a value given in run config is malformed.
