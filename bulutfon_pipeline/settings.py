@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import url as sa_url
+from sqlalchemy.exc import ArgumentError
 
 #: The PBX's clock. API times without an offset are local time here (DST until 2016).
 LOCAL_TZ_NAME = "Europe/Istanbul"
@@ -50,6 +54,9 @@ ANALYTICS_SUFFIX = ".analytics.duckdb"
 #: How long a sync waits for another sync's writer lock before it exits 3
 #: (BULUTFON_LOCK_TIMEOUT_S).
 DEFAULT_LOCK_TIMEOUT_S = 600.0
+#: BULUTFON_WAREHOUSE_URL unset: the DuckDB file. BULUTFON_WAREHOUSE_SCHEMA's default:
+DEFAULT_WAREHOUSE_SCHEMA = "public"
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 DEFAULT_LOOKBACK_HOURS = 48  # BULUTFON_LOOKBACK_HOURS
 DEFAULT_START_DATE = dt.date(2015, 1, 1)  # BULUTFON_START_DATE
 #: Details per DuckDB transaction (BULUTFON_DETAIL_BATCH_SIZE). Each batch pays fixed costs
@@ -113,6 +120,20 @@ class Settings:
     #: ``None``: beside the warehouse (:func:`analytics_path_for`).
     analytics_path_setting: Path | None = None
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+    #: A SQLAlchemy URL of a PostgreSQL warehouse (BULUTFON_WAREHOUSE_URL); ``None``: the
+    #: DuckDB file at ``duckdb_path``. May hold a password: never print it, use
+    #: :meth:`warehouse_location`.
+    warehouse_url: str | None = None
+    #: The PostgreSQL schema of the warehouse's tables (BULUTFON_WAREHOUSE_SCHEMA).
+    warehouse_schema: str = DEFAULT_WAREHOUSE_SCHEMA
+
+    @property
+    def warehouse_location(self) -> str:
+        """Where the warehouse is, fit for messages: the DuckDB path, or the URL with its
+        password hidden."""
+        if self.warehouse_url is None:
+            return str(self.duckdb_path)
+        return redact_url(self.warehouse_url)
 
     @property
     def analytics_path(self) -> Path:
@@ -162,6 +183,8 @@ class Settings:
             lock_timeout_s=_positive(
                 env, "BULUTFON_LOCK_TIMEOUT_S", DEFAULT_LOCK_TIMEOUT_S, zero_ok=True
             ),
+            warehouse_url=parse_warehouse_url(raw("BULUTFON_WAREHOUSE_URL")),
+            warehouse_schema=parse_schema_name(raw("BULUTFON_WAREHOUSE_SCHEMA")),
         )
 
     @classmethod
@@ -175,6 +198,60 @@ class Settings:
             return cls.from_env(env)
         except SettingsError:
             return cls()
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and metadata)."""
+    try:
+        return sa_url.make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "<malformed URL>"
+
+
+def parse_warehouse_url(raw: str) -> str | None:
+    """``BULUTFON_WAREHOUSE_URL``: a SQLAlchemy URL of a PostgreSQL database, or unset.
+
+    Raises:
+        SettingsError: not a URL, or not a PostgreSQL one (the message never shows the
+            URL's password).
+    """
+    if not raw:
+        return None
+    try:
+        url = sa_url.make_url(raw)
+    except (ArgumentError, ValueError):
+        raise SettingsError(
+            "BULUTFON_WAREHOUSE_URL is not a SQLAlchemy URL; use e.g. "
+            "postgresql+psycopg://loader@db.internal/calls"
+        ) from None
+    if url.get_backend_name() != "postgresql":
+        raise SettingsError(
+            f"BULUTFON_WAREHOUSE_URL names a {url.get_backend_name()!r} database; only "
+            "PostgreSQL is supported there (postgresql+psycopg://...); unset it to use "
+            "the DuckDB file at BULUTFON_DUCKDB_PATH"
+        )
+    if url.get_driver_name() not in ("psycopg", "postgresql"):
+        raise SettingsError(
+            f"BULUTFON_WAREHOUSE_URL uses the {url.get_driver_name()!r} driver; the "
+            "warehouse loads through psycopg 3's COPY: use postgresql+psycopg://..."
+        )
+    return raw
+
+
+def parse_schema_name(raw: str) -> str:
+    """``BULUTFON_WAREHOUSE_SCHEMA`` (default ``public``): a plain SQL identifier.
+
+    Raises:
+        SettingsError: not a plain identifier (letters, digits, underscores).
+    """
+    if not raw:
+        return DEFAULT_WAREHOUSE_SCHEMA
+    if not _IDENTIFIER.fullmatch(raw):
+        raise SettingsError(
+            f"BULUTFON_WAREHOUSE_SCHEMA={raw!r} is not a plain SQL identifier "
+            "(lower-case letters, digits and underscores, not starting with a digit)"
+        )
+    return raw
 
 
 def analytics_path_for(duckdb_path: Path) -> Path:

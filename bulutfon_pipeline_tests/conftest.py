@@ -1,4 +1,4 @@
-"""Shared fixtures: the Bulutfon API simulator on a real socket."""
+"""Shared fixtures: the Bulutfon API simulator on a real socket, a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bulutfon_pipeline.simulator import SimulatorConfig, SimulatorServer
+from bulutfon_pipeline_tests.postgres import PostgresServer
 
 SimulatorFactory = Callable[..., SimulatorServer]
 
@@ -34,3 +35,19 @@ def simulator_factory() -> Iterator[SimulatorFactory]:
 def simulator(simulator_factory: SimulatorFactory) -> SimulatorServer:
     """A small default simulator: seed dialect, 3 days of 40 calls."""
     return simulator_factory(days=3, calls_per_day=40)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throw-away PostgreSQL cluster per test process (each xdist worker has its own)."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A SQLAlchemy URL (psycopg 3) of a fresh, empty database, dropped after the test."""
+    name = postgres_server.create_database()
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
