@@ -82,9 +82,9 @@ def _say_waiting(line: str) -> None:
 @contextlib.contextmanager
 def _stop_cleanly(command: str) -> Iterator[None]:
     """SIGINT/SIGTERM during the block: one line on stderr and exit 130/143."""
-    path = runner.read_settings().duckdb_path
+    settings = runner.read_settings()
     try:
-        with runner.stop_cleanly(path, command=command):
+        with runner.stop_cleanly(settings, command=command):
             yield
     except runner.StoppedError as stopped:
         print(stopped.message, file=sys.stderr)

@@ -19,6 +19,7 @@ built from API values: they travel as parameters or registered Arrow tables.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -34,7 +35,11 @@ from sqlalchemy.schema import CreateTable
 
 from bulutfon_pipeline.settings import DUCKDB_CHECKPOINT_THRESHOLD, DUCKDB_MEMORY_LIMIT
 from bulutfon_pipeline.warehouse import schema
-from bulutfon_pipeline.warehouse.errors import WarehouseError, WarehouseLockedError
+from bulutfon_pipeline.warehouse.errors import (
+    LOCK_WAIT_LOGGER,
+    WarehouseError,
+    WarehouseLockedError,
+)
 from bulutfon_pipeline.warehouse.views import VIEWS
 
 Connection = duckdb.DuckDBPyConnection
@@ -60,6 +65,7 @@ __all__ = [
 ]
 
 _LOCK_MESSAGES = ("could not set lock", "conflicting lock")
+_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 _BACKOFF_FIRST_S = 0.02
 _BACKOFF_MAX_S = 1.0
 
@@ -67,6 +73,11 @@ _BACKOFF_MAX_S = 1.0
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _holder(exc: duckdb.Error) -> str:  # who holds the file lock, as DuckDB's error says
+    found = _HOLDER.search(str(exc))
+    return "another process" if found is None else f"pid {found['pid']} ({found['program']})"
 
 
 def _is_lock_error(exc: duckdb.Error) -> bool:
@@ -183,9 +194,18 @@ class DuckDB:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise WarehouseLockedError(
-                        f"warehouse {self.path} is locked by another process; "
-                        f"gave up after {self.lock_timeout_s:g}s"
+                        f"warehouse {self.path} is locked by another process "
+                        f"({_holder(exc)}); gave up after {self.lock_timeout_s:g}s "
+                        "(BULUTFON_LOCK_TIMEOUT_S)"
                     ) from exc
+                if delay == _BACKOFF_FIRST_S:  # the first wait: say so, once
+                    LOCK_WAIT_LOGGER.warning(
+                        "waiting for %s: another process holds its lock (%s); giving up "
+                        "after %g s (BULUTFON_LOCK_TIMEOUT_S)",
+                        self.path,
+                        _holder(exc),
+                        self.lock_timeout_s,
+                    )
                 self.sleep(min(delay * (0.5 + random.random() / 2), remaining))
                 delay = min(delay * 2, _BACKOFF_MAX_S)
                 continue

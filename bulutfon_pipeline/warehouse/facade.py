@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from bulutfon_pipeline.normalize import NormalizedDetails, NormalizedListing, Reject
+from bulutfon_pipeline.settings import Settings
 from bulutfon_pipeline.warehouse import details as _details
 from bulutfon_pipeline.warehouse import listing as _listing
 from bulutfon_pipeline.warehouse import pending as _pending
@@ -60,6 +61,16 @@ class Warehouse:
     ) -> None:
         self.path = Path(path)
         self.db = DuckDB(self.path, connect=connect, lock_timeout_s=lock_timeout_s)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Warehouse:
+        """The warehouse ``settings`` name (the DuckDB file; PostgreSQL comes next)."""
+        return cls(settings.duckdb_path, lock_timeout_s=settings.lock_timeout_s)
+
+    @property
+    def is_server(self) -> bool:
+        """True for a server warehouse (PostgreSQL), whose readers never block a load."""
+        return False
 
     def __repr__(self) -> str:
         return f"Warehouse({str(self.path)!r})"
