@@ -66,16 +66,16 @@ def roles(postgres_server: PostgresServer) -> Iterator[Roles]:
         # CREATE DATABASE cannot run in a transaction: one statement at a time, autocommit.
         with psycopg.connect(postgres_server.conninfo(), autocommit=True) as con:
             for statement in statements(server_block, names):
-                con.execute(statement)  # type: ignore[arg-type]  # the page's own SQL
+                con.execute(statement)
         with psycopg.connect(postgres_server.conninfo(names["calls"]), autocommit=True) as con:
             for statement in statements(database_block, names):
-                con.execute(statement)  # type: ignore[arg-type]
+                con.execute(statement)
         yield Roles(postgres_server, names)
     finally:
         postgres_server.drop_database(names["calls"])
         with psycopg.connect(postgres_server.conninfo(), autocommit=True) as con:
             for role in ("alice", "analysts", "loader"):
-                con.execute(f'DROP ROLE IF EXISTS "{names[role]}"')  # type: ignore[arg-type]
+                con.execute(f'DROP ROLE IF EXISTS "{names[role]}"')
 
 
 def test_the_page_has_the_two_blocks_it_describes() -> None:
@@ -112,7 +112,7 @@ def test_loader_owns_neither_the_database_nor_other_schemas(roles: Roles) -> Non
         with pytest.raises(errors.InsufficientPrivilege):
             con.execute("CREATE SCHEMA elsewhere")
         with pytest.raises(errors.InsufficientPrivilege):
-            con.execute(f'DROP DATABASE "{roles.names["calls"]}"')  # type: ignore[arg-type]
+            con.execute(f'DROP DATABASE "{roles.names["calls"]}"')
 
 
 def test_analysts_read_every_table_and_change_nothing(roles: Roles) -> None:
@@ -136,7 +136,7 @@ def test_analysts_read_every_table_and_change_nothing(roles: Roles) -> None:
         ]
         for statement in refused:
             with pytest.raises(errors.InsufficientPrivilege):
-                con.execute(statement)  # type: ignore[arg-type]
+                con.execute(statement)
         con.execute("CREATE TEMP TABLE scratch AS SELECT * FROM public.cdrs")  # BI tools do
     with roles.connect("loader") as con:
         assert con.execute("SELECT uuid, status FROM public.cdrs ORDER BY uuid").fetchall() == ROWS
@@ -145,10 +145,10 @@ def test_analysts_read_every_table_and_change_nothing(roles: Roles) -> None:
 def test_a_role_outside_both_cannot_connect(roles: Roles, postgres_server: PostgresServer) -> None:
     stranger = f"stranger_{uuid4().hex[:8]}"
     with psycopg.connect(postgres_server.conninfo(), autocommit=True) as con:
-        con.execute(f'CREATE ROLE "{stranger}" LOGIN')  # type: ignore[arg-type]
+        con.execute(f'CREATE ROLE "{stranger}" LOGIN')
     try:
         with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
             roles.connect(stranger)
     finally:
         with psycopg.connect(postgres_server.conninfo(), autocommit=True) as con:
-            con.execute(f'DROP ROLE "{stranger}"')  # type: ignore[arg-type]
+            con.execute(f'DROP ROLE "{stranger}"')
