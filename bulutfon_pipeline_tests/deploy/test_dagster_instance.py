@@ -36,6 +36,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), DAGSTER_DEV_GROUP]
 INSTANCE_YAML = REPO_ROOT / "deploy" / "dagster.yaml"
 JOB = "bulutfon_refresh"
 MATERIALIZED = {"cdr_listing", "cdrs", "raw_cdr_details", "call_flow_steps", "originations"}
+CHECKS = {
+    "cdrs_uuid_unique",
+    "cdrs_complete",
+    "cdrs_reject_rate",
+    "raw_cdr_details_uuid_unique",
+    "call_flow_steps_key_unique",
+    "call_flow_steps_has_parent",
+    "originations_key_unique",
+    "originations_has_parent",
+}
+STRICT_CHECKS = CHECKS - {"cdrs_complete", "cdrs_reject_rate"}
 RUN_TIMEOUT_S = 240.0
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
@@ -139,13 +150,33 @@ def test_dagster_dev_keeps_runs_and_events_in_postgres(
             run_id,
         )
         kinds = Counter(kind for kind, _ in events)
-        assert kinds["PIPELINE_START"] + kinds["RUN_START"] == 1, kinds
-        assert kinds["PIPELINE_SUCCESS"] + kinds["RUN_SUCCESS"] == 1, kinds
-        assert kinds["PIPELINE_FAILURE"] + kinds["RUN_FAILURE"] + kinds["STEP_FAILURE"] == 0
+        # Stored under their old names: RUN_START is PIPELINE_START, and so on.
+        assert kinds["PIPELINE_START"] == kinds["PIPELINE_SUCCESS"] == 1, kinds
+        assert kinds["PIPELINE_FAILURE"] == kinds["STEP_FAILURE"] == 0, kinds
         materialized = Counter(
             key for kind, key in events if kind == "ASSET_MATERIALIZATION"
         )  # asset keys as Dagster stores them: JSON arrays
         assert materialized == Counter(f'["{asset}"]' for asset in MATERIALIZED), materialized
+        # Queued by the webserver, launched by the daemon's run coordinator.
+        assert kinds["PIPELINE_ENQUEUED"] == kinds["PIPELINE_STARTING"] == 1, kinds
+        # The checks ran; those of keys and parents held (the others depend on the days
+        # that this one-day run left unloaded).
+        checks = dict(
+            _query(
+                postgres_server,
+                database,
+                "SELECT check_name, execution_status FROM asset_check_executions WHERE run_id = %s",
+                run_id,
+            )
+        )
+        assert set(checks) == CHECKS, checks
+        assert {checks[name] for name in STRICT_CHECKS} == {"SUCCEEDED"}, checks
+        assert set(checks.values()) <= {"SUCCEEDED", "FAILED"}, checks
+        # The pool of the writing steps, with the file's default limit, lives here too.
+        pools = _query(
+            postgres_server, database, 'SELECT concurrency_key, "limit" FROM concurrency_limits'
+        )
+        assert pools == [("duckdb", 1)]
         # The daemon ran against the same database (it dequeued the run).
         heartbeats = _query(postgres_server, database, "SELECT daemon_type FROM daemon_heartbeats")
         daemons = {daemon for (daemon,) in heartbeats}
