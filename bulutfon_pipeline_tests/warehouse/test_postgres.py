@@ -20,6 +20,7 @@ from bulutfon_pipeline.warehouse import Warehouse, WarehouseError, WarehouseLock
 from bulutfon_pipeline.warehouse.change_log import changes_since
 from bulutfon_pipeline.warehouse.integrity import integrity_counts
 from bulutfon_pipeline.warehouse.postgres_backend import Postgres
+from bulutfon_pipeline.warehouse.postgres_text import to_pyformat
 from bulutfon_pipeline_tests.fixtures import load_fixture
 from bulutfon_pipeline_tests.helpers import read_table
 from bulutfon_pipeline_tests.postgres import PostgresServer
@@ -278,3 +279,20 @@ def test_an_unreachable_server_is_one_line_without_the_password(tmp_path: Path) 
         Warehouse.on(Postgres(url)).ensure_schema()
     message = str(info.value)
     assert "s3cret-pw" not in message and "\n" not in message and "***" in message
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        # a placeholder becomes psycopg's, a literal % is doubled
+        ("SELECT ? WHERE a LIKE '%x'", "SELECT %s WHERE a LIKE '%%x'"),
+        # a ? inside quoted text or an identifier is not a placeholder
+        ("SELECT '?', \"a?\" FROM t WHERE b = ?", "SELECT '?', \"a?\" FROM t WHERE b = %s"),
+        # nor inside a comment
+        ("SELECT 1 -- why?\nWHERE c = ?", "SELECT 1 -- why?\nWHERE c = %s"),
+        # a doubled quote inside text stays text
+        ("SELECT 'it''s ?' , ?", "SELECT 'it''s ?' , %s"),
+    ],
+)
+def test_placeholders_become_psycopgs(sql: str, expected: str) -> None:
+    assert to_pyformat(sql) == expected
