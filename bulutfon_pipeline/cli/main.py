@@ -143,10 +143,11 @@ _FORMATS = ("table", "csv", "json", "parquet")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the result here.")
 @friendly_errors
 def sql(query: str, fmt: str | None, output: str | None) -> None:
-    """Run QUERY on the analysts' read-only copy (never waits for a load)."""
+    """Run QUERY on the analysts' read-only copy, or read-only on a PostgreSQL warehouse
+    (never waits for a load)."""
     from bulutfon_pipeline.cli.query import run_sql
 
-    run_sql(runner.read_settings().analytics_path, query, fmt=fmt, output=output)
+    run_sql(runner.read_settings(), query, fmt=fmt, output=output)
 
 
 @main.command("purge-recordings")
