@@ -14,8 +14,8 @@ connection of either backend. Three kinds of warehouse meet it:
   ``CREATE TABLE IF NOT EXISTS`` would have completed) are created first.
 
 Only tables are migrated: the views (``warehouse/views.py``) are recreated on every
-``ensure_schema``. ``docs/migrations.md`` says how to add a migration;
-``python -m bulutfon_pipeline.warehouse.migrate revision -m "..."`` writes its file.
+``ensure_schema``. ``docs/migrations.md`` says how to add a migration; :func:`main` has
+the commands that write one and upgrade a warehouse by URL.
 """
 
 from __future__ import annotations
@@ -437,21 +437,36 @@ def _next_revision_id() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m bulutfon_pipeline.warehouse.migrate revision -m MESSAGE [--autogenerate
-    URL]``: write the next revision's file (``versions/NNNN_<message>.py``), empty or, with
-    ``--autogenerate``, with the operations that take the database at URL (a warehouse at
-    the newest revision) to the live metadata of ``warehouse/schema.py``. Read and finish
-    it by hand: autogenerate misses primary key changes and sees renames as drop + add."""
+    """The developer's commands, ``python -m bulutfon_pipeline.warehouse.migrate ...``:
+
+    * ``upgrade URL [--schema S]``: :func:`upgrade` the warehouse at a SQLAlchemy URL
+      (``duckdb:///path`` or ``postgresql+psycopg://...``) and print what it did.
+    * ``revision -m MESSAGE [--autogenerate URL]``: write the next revision's file
+      (``versions/NNNN_<message>.py``), empty or, with ``--autogenerate``, with the
+      operations that take the database at URL (a PostgreSQL warehouse at the newest
+      revision, in ``public``; duckdb-engine cannot reflect columns for Alembic) to the
+      live metadata of ``warehouse/schema.py``. Read and finish it by hand: autogenerate
+      misses primary key changes and sees a rename as a drop and an add.
+    """
     parser = argparse.ArgumentParser(prog="python -m bulutfon_pipeline.warehouse.migrate")
     commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("upgrade", help="upgrade the warehouse at URL to the newest revision")
+    up.add_argument("url")
+    up.add_argument("--schema", help="PostgreSQL schema of the warehouse (default: current)")
     revision = commands.add_parser("revision", help="write the next revision's file")
     revision.add_argument("-m", "--message", required=True)
     revision.add_argument("--autogenerate", metavar="URL", help="compare the database at URL")
-    revision.add_argument("--schema", help="PostgreSQL schema of the warehouse")
     args = parser.parse_args(argv)
-    config = _config(url=args.autogenerate, schema=args.schema)
+    if args.command == "upgrade":
+        engine = sa.create_engine(args.url)
+        try:
+            with engine.connect() as connection:
+                print(upgrade(connection, args.schema))
+        finally:
+            engine.dispose()
+        return
     command.revision(
-        config,
+        _config(url=args.autogenerate),
         message=args.message,
         autogenerate=args.autogenerate is not None,
         rev_id=_next_revision_id(),

@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from bulutfon_pipeline.warehouse import duckdb_backend, migrate
+from bulutfon_pipeline.warehouse import schema as schema_module
 from bulutfon_pipeline.warehouse.duckdb_migrate import upgrade_duckdb
 from bulutfon_pipeline.warehouse.migrate import (
     MigrationResult,
@@ -437,3 +438,48 @@ def test_previous_release_upgrades_through_a_later_revision(
         "kept 0d9c2a4e-0001-4b1a-9c1e-000000000002",
     ]
     assert target.upgrade().action == "none"
+
+
+# --- writing a revision ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def scratch_scripts(tmp_path: Path) -> Iterator[Path]:
+    """A copy of the migrations folder that the commands read and write."""
+    folder = tmp_path / "migrations"
+    shutil.copytree(migrate.SCRIPT_LOCATION, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    original = migrate.script_location
+    migrate.script_location = folder
+    migrate._scripts.cache_clear()
+    try:
+        yield folder
+    finally:
+        migrate.script_location = original
+        migrate._scripts.cache_clear()
+
+
+def test_revision_command_autogenerates_a_metadata_change(
+    scratch_scripts: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrate.main(["upgrade", postgres_url])
+    head = head_revision()
+    # The live metadata with one more column, as a developer would have edited schema.py.
+    changed = sa.MetaData()
+    for table in metadata.sorted_tables:
+        table.to_metadata(changed)
+    changed.tables["cdrs"].append_column(sa.Column("note", sa.String))
+    monkeypatch.setattr(schema_module, "metadata", changed)
+
+    migrate.main(["revision", "-m", "add cdrs.note", "--autogenerate", postgres_url])
+
+    new = sorted((scratch_scripts / "versions").glob("0*.py"))[-1]
+    assert new.name == f"{int(head) + 1:04d}_add_cdrs_note.py"
+    text = new.read_text()
+    assert f"down_revision: str | Sequence[str] | None = {head!r}" in text
+    # Exactly the one change: the database at head equals the rest of the metadata.
+    assert re.findall(r"^    op\.\w+\(.*$", text, flags=re.MULTILINE) == [
+        "    op.add_column('cdrs', sa.Column('note', sa.String(), nullable=True))",
+        "    op.drop_column('cdrs', 'note')",
+    ]
+    migrate._scripts.cache_clear()
+    assert head_revision() == f"{int(head) + 1:04d}"
