@@ -44,14 +44,13 @@ class _LentConnection(ConnectionWrapper):
 
 
 def upgrade_duckdb(con: duckdb.DuckDBPyConnection) -> MigrationResult:
-    """:func:`.migrate.upgrade` on a raw DuckDB connection, inside the caller's transaction.
+    """:func:`.migrate.upgrade` on a raw DuckDB connection.
 
-    The caller must have begun a transaction (``BEGIN TRANSACTION``, as
-    ``DuckDB.transaction`` does) and commits it: this function never begins, commits or
-    rolls back, so the migration and the caller's own statements (the views) commit
-    together, and on an error the caller's rollback undoes the migration too. (Without a
-    transaction each statement would commit on its own and a failed migration could stop
-    halfway.)
+    Inside the caller's transaction when one is open (``BEGIN TRANSACTION``, as
+    ``DuckDB.transaction`` does): it then never begins, commits or rolls back, so the
+    migration and the caller's own statements (the views) commit together, and the
+    caller's rollback undoes the migration too. Without one, it runs in a transaction of
+    its own, committed at the end (rolled back on error).
 
     At the newest revision it costs two queries on the connection: a catalog lookup and a
     read of ``alembic_version``.
@@ -62,13 +61,31 @@ def upgrade_duckdb(con: duckdb.DuckDBPyConnection) -> MigrationResult:
     head = head_revision()
     if _raw_revision(con) == head:
         return MigrationResult(head, head, "none")
+    owned = not _in_transaction(con)
+    if owned:
+        con.begin()
     token = _LENT.set(_LentConnection(con))
     try:
-        # The begin() is SQLAlchemy's marker over the caller's transaction (a no-op here).
+        # The begin() is SQLAlchemy's marker over the transaction (a no-op here).
         with _engine().connect() as connection, connection.begin():
-            return upgrade(connection)
+            result = upgrade(connection)
+    except BaseException:
+        if owned:
+            con.rollback()
+        raise
     finally:
         _LENT.reset(token)
+    if owned:
+        con.commit()
+    return result
+
+
+def _in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a transaction is open on ``con``: outside one, every statement runs in a
+    transaction of its own, with an id of its own. (A probing ``BEGIN`` would fail and
+    abort the open transaction.)"""
+    first, second = (con.execute("SELECT txid_current()").fetchone() for _ in range(2))
+    return first == second
 
 
 def _raw_revision(con: duckdb.DuckDBPyConnection) -> str | None:

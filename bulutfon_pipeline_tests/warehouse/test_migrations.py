@@ -483,3 +483,36 @@ def test_revision_command_autogenerates_a_metadata_change(
     ]
     migrate._scripts.cache_clear()
     assert head_revision() == f"{int(head) + 1:04d}"
+
+
+def test_duckdb_upgrade_outside_a_transaction_commits_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "bulutfon.duckdb"
+    con = duckdb.connect(str(path))
+    try:
+        assert upgrade_duckdb(con).action == "created"
+    finally:
+        con.close()
+    assert DuckDBTarget(tmp_path).revision() == head_revision()
+
+
+FAILING_REVISION = LATER_REVISION.replace(
+    "op.execute(\"UPDATE cdrs SET note = 'kept ' || uuid\")",
+    'op.execute("UPDATE cdrs SET note = no_such_column")',
+)
+
+
+def test_failed_migration_leaves_the_previous_schema(target: Target, later_revision: str) -> None:
+    # The later revision adds a column, then fails: nothing of it stays, on either backend.
+    (migrate.script_location / "versions" / f"{later_revision}_add_note.py").write_text(
+        FAILING_REVISION.format(rev=later_revision, down=migrate.BASELINE_REVISION)
+    )
+    migrate._scripts.cache_clear()
+    target.run(previous_release(target))
+    before_tables, before_rows = target.describe(), target.rows()
+
+    with pytest.raises(sa.exc.DBAPIError, match="no_such_column"):
+        target.upgrade()
+
+    assert target.revision() is None
+    assert target.describe() == before_tables
+    assert target.rows() == before_rows
