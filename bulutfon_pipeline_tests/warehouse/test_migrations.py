@@ -20,13 +20,12 @@ import sqlalchemy as sa
 
 from bulutfon_pipeline.warehouse import duckdb_backend, migrate
 from bulutfon_pipeline.warehouse import schema as schema_module
+from bulutfon_pipeline.warehouse.catalog import TableShape, describe_tables
 from bulutfon_pipeline.warehouse.duckdb_migrate import upgrade_duckdb
 from bulutfon_pipeline.warehouse.migrate import (
     MigrationResult,
     SchemaMismatchError,
-    TableShape,
     current_revision,
-    describe_tables,
     head_revision,
 )
 from bulutfon_pipeline.warehouse.schema import metadata
