@@ -219,8 +219,8 @@ def upgrade(connection: sa.Connection, schema: str | None = None) -> MigrationRe
         connection: a SQLAlchemy connection (``duckdb`` or ``postgresql`` dialect);
             :func:`bulutfon_pipeline.warehouse.duckdb_migrate.upgrade_duckdb` wraps a raw
             DuckDB connection.
-        schema: where the tables and ``alembic_version`` live (PostgreSQL's
-            ``BULUTFON_WAREHOUSE_SCHEMA``, created when missing); default the connection's
+        schema: PostgreSQL only: where the tables and ``alembic_version`` live
+            (``BULUTFON_WAREHOUSE_SCHEMA``, created when missing); default the connection's
             current schema. On PostgreSQL the transaction's ``search_path`` is set to it
             (``SET LOCAL``), so the migrations create their tables there.
 
@@ -232,7 +232,10 @@ def upgrade(connection: sa.Connection, schema: str | None = None) -> MigrationRe
             are not the baseline's (the message names each difference; nothing changed).
         WarehouseError: the warehouse is at a revision this release does not know (made by
             a newer release).
+        ValueError: ``schema`` given on DuckDB.
     """
+    if schema is not None and connection.dialect.name != "postgresql":
+        raise ValueError(f"a warehouse schema is PostgreSQL's, not {connection.dialect.name}'s")
     head = head_revision()
     with _transaction(connection):
         current = current_revision(connection, schema)
