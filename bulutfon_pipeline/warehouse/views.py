@@ -224,7 +224,8 @@ WITH missed AS (
         m.callee,
         m.ring_seconds,
         m.hangup_cause_code,
-        coalesce(m.caller LIKE '%x%', true) AS caller_masked,
+        -- contains an x (no LIKE pattern: a percent sign is a placeholder to psycopg)
+        coalesce(position('x' IN m.caller) > 0, true) AS caller_masked,
         count(*) OVER (PARTITION BY m.caller) AS caller_missed_calls
     FROM cdrs AS m
     WHERE m.direction = 'IN' AND NOT m.answered
