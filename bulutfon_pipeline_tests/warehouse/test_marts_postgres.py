@@ -86,8 +86,8 @@ def simulator_tables(end_date: dt.date, days: int, dialect: str) -> Tables:
     }
 
 
-def _utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=UTC)
+def _utc(year: int, month: int, day: int, hour: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, tzinfo=UTC)
 
 
 #: Istanbul's clock changes of 2015-2016 (UTC): DST start 2015 (delayed a day), DST end
@@ -173,9 +173,7 @@ def edge_tables(seed: int = 13) -> Tables:
                 })  # fmt: skip
         elif kind == "extension":
             callee = rng.choice(EXTENSIONS)
-            steps.append(
-                _step(uuid, 0, callee, start, answer, hangup, "CONNECTING_TO_EXTENSION")
-            )
+            steps.append(_step(uuid, 0, callee, start, answer, hangup, "CONNECTING_TO_EXTENSION"))
     return {"cdrs": cdrs, "call_flow_steps": steps, "originations": origs}
 
 
@@ -237,7 +235,7 @@ def build_both(warehouse: Warehouse, engine: sa.Engine, tables: Tables) -> None:
 
 def duckdb_view(warehouse: Warehouse, view: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     with warehouse.transaction() as con:
-        cursor = con.execute(f"SELECT * FROM {view}")  # noqa: S608 - a known view name
+        cursor = con.execute(f"SELECT * FROM {view}")
         return [d[0] for d in cursor.description or []], cursor.fetchall()
 
 
@@ -246,7 +244,7 @@ def postgres_view(
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     with engine.connect() as conn:
         conn.exec_driver_sql(f"SET TIME ZONE '{time_zone}'")
-        result = conn.exec_driver_sql(f"SELECT * FROM {view}")  # noqa: S608
+        result = conn.exec_driver_sql(f"SELECT * FROM {view}")
         return list(result.keys()), [tuple(row) for row in result]
 
 
@@ -351,7 +349,9 @@ def test_mart_column_types_map_between_engines(warehouse: Warehouse, pg_engine: 
             for column, column_type, *_ in con.execute(f"DESCRIBE {view}").fetchall():
                 duck_types[view, column] = column_type
     assert set(pg_types) == set(duck_types)
-    mapped = {key: TYPE_MAP.get(column_type, column_type) for key, column_type in duck_types.items()}
+    mapped = {
+        key: TYPE_MAP.get(column_type, column_type) for key, column_type in duck_types.items()
+    }
     assert pg_types == mapped
 
 
