@@ -24,10 +24,12 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from bulutfon_pipeline.report.data import read_marts, summarize, top_missed_callers
 from bulutfon_pipeline.simulator.dataset import generate_dataset
 from bulutfon_pipeline.simulator.model import SimulatorConfig
 from bulutfon_pipeline.warehouse import Warehouse, schema
@@ -369,3 +371,38 @@ def test_hourly_call_load_on_postgres(warehouse: Warehouse, pg_engine: sa.Engine
         (2, "Tuesday", 10, 1, 1, 0, 1, 0),
         (2, "Tuesday", 15, 1, 1, 0, 0, 1),
     ]
+
+
+class PostgresFrames:
+    """The one method of ``Warehouse`` the report reads through, over PostgreSQL."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def fetch_frame(self, sql: str) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            return pd.read_sql_query(sa.text(sql), conn)
+
+
+@pytest.mark.parametrize("dataset", ["marts fixture", "edges"])
+def test_the_report_reads_the_same_from_both_engines(
+    dataset: str, warehouse: Warehouse, pg_engine: sa.Engine
+) -> None:
+    # report/data.py's own queries, run on PostgreSQL: the same summary and call-back list
+    build_both(warehouse, pg_engine, DATASETS[dataset]())
+    duck = read_marts(warehouse)
+    pg = read_marts(PostgresFrames(pg_engine))  # type: ignore[arg-type]
+    assert summarize(pg) == summarize(duck)
+    assert summarize(duck).calls == len(DATASETS[dataset]()["cdrs"])
+    duck_top, pg_top = top_missed_callers(duck["missed"]), top_missed_callers(pg["missed"])
+    assert len(duck_top) > 0
+    pd.testing.assert_frame_equal(pg_top, duck_top, check_dtype=False)
+    # the same rows in the same order (the queries' ORDER BY); a DATE is a datetime64
+    # column from DuckDB and one of dates from psycopg, so both are made datetime64
+    for frame in ("daily", "hourly", "groups"):
+        got, want = pg[frame], duck[frame]
+        if "call_date" in want:
+            got = got.assign(call_date=pd.to_datetime(got["call_date"]))
+            want = want.assign(call_date=pd.to_datetime(want["call_date"]))
+        assert len(want) > 0
+        pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=FLOAT_TOLERANCE)
