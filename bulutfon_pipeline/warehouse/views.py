@@ -230,19 +230,26 @@ WITH missed AS (
     FROM cdrs AS m
     WHERE m.direction = 'IN' AND NOT m.answered
 ),
+-- answered calls with a number: calls from it (IN) and calls to it (OUT)
+contacts AS (
+    SELECT caller AS number, call_time FROM cdrs WHERE answered AND direction = 'IN'
+    UNION ALL
+    SELECT callee, call_time FROM cdrs WHERE answered AND direction = 'OUT'
+),
+-- the first later contact per (caller, time): an equi-join on the number, because
+-- PostgreSQL runs a correlated subquery once per missed call (DuckDB decorrelates it)
 reached AS (
-    SELECT
-        missed.*,
-        (
-            SELECT min(c.call_time) FROM cdrs AS c
-            WHERE NOT missed.caller_masked AND c.answered AND c.call_time > missed.call_time
-              AND ((c.direction = 'IN' AND c.caller = missed.caller)
-                   OR (c.direction = 'OUT' AND c.callee = missed.caller))
-        ) AS reached_at
-    FROM missed
+    SELECT m.caller, m.call_time, min(k.call_time) AS reached_at
+    FROM (SELECT DISTINCT caller, call_time FROM missed WHERE NOT caller_masked) AS m
+    JOIN contacts AS k ON k.number = m.caller AND k.call_time > m.call_time
+    GROUP BY m.caller, m.call_time
 )
-SELECT *, NOT caller_masked AND reached_at IS NULL AS needs_call_back
-FROM reached
+SELECT
+    missed.*,
+    r.reached_at,
+    NOT missed.caller_masked AND r.reached_at IS NULL AS needs_call_back
+FROM missed
+LEFT JOIN reached AS r ON r.caller = missed.caller AND r.call_time = missed.call_time
 """,
 )
 
