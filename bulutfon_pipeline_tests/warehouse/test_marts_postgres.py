@@ -7,6 +7,9 @@ view on both. Rows must be equal cell by cell and of the same Python type; float
 differ by a relative 1e-12 (``FLOAT_TOLERANCE``), nothing else may differ at all. Instants
 (``timestamptz``) are compared as instants, whatever time zone each session shows them in.
 
+It also runs the report's own queries (``report/data.py``) and the demo's example queries
+on both, and checks that PostgreSQL plans ``missed_calls`` as a join.
+
 Data: the nine hand-made calls of ``fixtures/marts.py``; simulator datasets across the
 Istanbul DST changes of 2015 and 2016 (their ground truth, not a load); and generated rows
 at the edges: the instants around every Istanbul clock change of 2015-2016 (and the 2016
@@ -40,8 +43,9 @@ from bulutfon_pipeline_tests.helpers import insert_rows
 
 Tables = dict[str, list[dict[str, Any]]]
 
-#: Floats of the two engines may differ by this much (relative); both print the same
-#: digits today, the tolerance only allows for a different summation order.
+#: Floats of the two engines may differ by this much (relative). They do differ in the
+#: last bit: the percentiles interpolate in a different order (the fixture's Tuesday p90
+#: ring time is 28.500000000000004 in DuckDB and 28.5 in PostgreSQL).
 FLOAT_TOLERANCE = 1e-12
 
 #: DuckDB's ``DESCRIBE`` type of a mart column -> PostgreSQL's ``information_schema`` one.
@@ -308,7 +312,7 @@ def test_every_mart_has_the_same_rows_on_both_engines(
     build_both(warehouse, pg_engine, tables)
     counts = {view: len(duckdb_view(warehouse, view)[1]) for view in view_names()}
     # every mart has rows to compare (a view that is empty on both proves nothing)
-    assert all(counts.values()) or dataset == "simulator seed, DST end 2015", counts
+    assert all(counts.values()), counts
     assert assert_marts_equal(warehouse, pg_engine) == sum(counts.values())
 
 
