@@ -39,7 +39,6 @@ from bulutfon_pipeline.warehouse.errors import (
     WarehouseError,
     WarehouseLockedError,
 )
-from bulutfon_pipeline.warehouse.views import VIEWS
 
 Connection = duckdb.DuckDBPyConnection
 Connect = Callable[[], AbstractContextManager[Connection]]
@@ -248,20 +247,23 @@ class DuckDB:
                 ) from exc
 
     def create_schema(self) -> None:
-        """Create the missing tables and create or replace every view, in one transaction.
+        """Bring the tables to the newest migration and the views to this release's SQL,
+        in one transaction (:mod:`.schema_setup`).
 
         Raises:
-            WarehouseError: the file's folder does not exist, or DuckDB failed.
+            WarehouseError: the file's folder does not exist, its tables are not this
+                project's (``SchemaMismatchError``), or DuckDB failed.
         """
+        from bulutfon_pipeline.warehouse.duckdb_migrate import upgrade_duckdb
+        from bulutfon_pipeline.warehouse.schema_setup import ensure_views
+
         if not self.path.parent.is_dir():
             raise WarehouseError(
                 f"warehouse folder {self.path.parent} does not exist (for {self.path})"
             )
         with self.transaction() as tx:
-            for statement in create_table_statements():
-                tx.execute(statement)
-            for view in VIEWS:
-                tx.execute(view.ddl())
+            upgrade_duckdb(tx.con)
+            ensure_views(tx, "duckdb")
 
 
 def create_table_statements() -> list[str]:

@@ -213,6 +213,12 @@ DATASETS = {
 
 
 @pytest.fixture
+def warehouse(duckdb_warehouse: Warehouse) -> Warehouse:
+    """The DuckDB side of each comparison (the PostgreSQL side is ``pg_engine``)."""
+    return duckdb_warehouse
+
+
+@pytest.fixture
 def pg_engine(postgres_url: str) -> Iterator[sa.Engine]:
     """The warehouse tables (from the SQLAlchemy metadata) in a fresh PostgreSQL database."""
     engine = sa.create_engine(postgres_url)
@@ -228,10 +234,10 @@ def build_both(warehouse: Warehouse, engine: sa.Engine, tables: Tables) -> None:
         for name in TABLE_ORDER:
             if tables[name]:
                 # through Arrow: DuckDB's executemany takes seconds for a few thousand rows
-                con.register("new_rows", pa.Table.from_pylist(tables[name]))
+                con.con.register("new_rows", pa.Table.from_pylist(tables[name]))
                 columns = ", ".join(f'"{column}"' for column in tables[name][0])
                 con.execute(f"INSERT INTO {name} ({columns}) SELECT {columns} FROM new_rows")
-                con.unregister("new_rows")
+                con.con.unregister("new_rows")
     with engine.begin() as conn:
         for name in TABLE_ORDER:
             if tables[name]:
