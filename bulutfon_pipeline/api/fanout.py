@@ -66,8 +66,7 @@ async def limited_attempt(
     async with limiter.slot():
         if (wait := pace_delay()) > 0:
             await sleep(wait)
-        if (wait := limiter.pace()) > 0:
-            await sleep(wait)
+        await limiter.turn(sleep)
         mark = limiter.start_attempt()
         outcome = await attempt_once()
     if outcome.status == 429:
