@@ -135,6 +135,10 @@ class AdaptiveLimiter:
         self.limit = min(max_limit, initial or max_limit)
         self.in_flight = 0
         self._slots = asyncio.Semaphore(self.limit)
+        #: Released once per attempt that did not succeed: its item now waits out a
+        #: Retry-After or a backoff without a slot, and the fan-out starts a spare worker
+        #: to keep the slot busy (see ``fanout.fan_out``).
+        self.spares = asyncio.Semaphore(0)
         self._clock = clock
         #: Requests/s the starts are paced at; None while unpaced.
         self.rate: float | None = None

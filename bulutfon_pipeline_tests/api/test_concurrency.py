@@ -446,3 +446,39 @@ def test_a_429_late_in_an_interval_is_measured_before_it_is_judged() -> None:
     assert clock.now >= 1.0 + limiter.MEASURE_S - 0.01
     assert limiter.estimate == pytest.approx(100.0, rel=0.1)
     assert limiter.rate == pytest.approx(limiter.CUT * limiter.estimate)
+
+
+@pytest.mark.parametrize(("refused", "peak"), [(0, 16), (40, 56)])
+def test_spare_workers_start_only_for_items_waiting_without_a_slot(refused: int, peak: int) -> None:
+    # 16 slots, 16 x WORKERS_PER_SLOT workers. In a clean run only 16 work (no worker
+    # queues on a slot); each attempt answered 429 (Retry-After: 1, the wait without a
+    # slot) starts a spare, so the slots stay busy meanwhile.
+    clock = FakeClock()
+    time = VirtualTime(clock)
+    limiter = AdaptiveLimiter(16, clock=clock)
+    answered = 0
+    active = highest = 0
+
+    async def attempt_once() -> Outcome:
+        nonlocal answered
+        await time.sleep(0.01)
+        answered += 1
+        status = 429 if answered <= refused else 200
+        return Outcome(value=1, status=status, retry_after=1.0 if status == 429 else None)
+
+    async def fetch_one(item: int, lim: AdaptiveLimiter) -> int:
+        nonlocal active, highest
+        active += 1
+        highest = max(highest, active)
+        while not (await limited_attempt(lim, time.sleep, attempt_once, lambda: 0.0)).ok:
+            await time.sleep(1.0)
+        active -= 1
+        return item
+
+    async def main() -> list[int]:
+        fanned = fan_out(range(400), fetch_one, limiter, 16 * WORKERS_PER_SLOT)
+        return sorted([item async for item in fanned])
+
+    assert time.run(main()) == list(range(400))
+    assert highest == peak
+    assert answered == 400 + refused
