@@ -99,7 +99,8 @@ class AdaptiveLimiter:
     #: Growth per second beyond it: the limit moved up, find it fast.
     FAST_GROWTH = 2.0
     BEYOND = 1.0
-    #: The first step of growth beyond the estimate; each clear interval triples its excess.
+    #: The first step of growth beyond the estimate (per second) is ``1 + PROBE_STEP``;
+    #: each clear interval multiplies its excess by ``PROBE_ACCEL`` (1.1, then 2.0).
     PROBE_STEP = 0.1
     PROBE_ACCEL = 10.0
     #: A cut's estimate within this share of the previous one finds the limit unmoved.
@@ -313,8 +314,8 @@ class AdaptiveLimiter:
                 share = self._limited / (self._ok_after + self._limited)
             self._cut = (share, self.rate if cut is None else cut[1])
             # A limit found again where it was (within ``STABLE``) is probed gently; one
-            # that moved (a limit that changes, a client that shares it) from the third
-            # step on, so a limit that moves back up is found within seconds.
+            # that moved (a limit that changes, a client that shares it) from the fast
+            # steps on, so a limit that moves back up is found within seconds.
             stable = self.estimate is not None and (
                 abs(accepted - self.estimate) <= self.STABLE * self.estimate
             )
@@ -356,10 +357,10 @@ class AdaptiveLimiter:
             grown = self.rate * self.FAST_GROWTH**elapsed
             self.rate = max(min(grown, self.SLOW_START * self.estimate), self.rate)
         elif probing:
-            # Beyond the estimate, a step that grows with each clear interval (1.1, 1.3,
-            # 1.9, then FAST_GROWTH): a limit that has not moved is met a little above it,
-            # where its 429s are few (a doubling right away cost a burst of them every
-            # few seconds); a limit that has moved up is found within a few seconds.
+            # Beyond the estimate, a step that grows with each clear interval (1.1, then
+            # FAST_GROWTH): a limit that has not moved is met a little above it, where its
+            # 429s are few (a doubling right away cost a burst of them every few
+            # seconds); a limit that has moved up is found within a few seconds.
             step = min(self.FAST_GROWTH, 1.0 + self.PROBE_STEP * self.PROBE_ACCEL**self._probes)
             self.rate *= step**elapsed
             self._probes += 1
