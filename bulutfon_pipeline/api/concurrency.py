@@ -20,24 +20,33 @@ pace, and compares it with ``noise``, the share of 429s that did not respond to 
 
 * ``q <= noise + tolerance`` (binomial: three standard deviations): not limited. The
   pace, if any, grows: by ``FAST_GROWTH`` per second while under ``SLOW_START`` × the
-  last estimate of the limit (TCP's slow start below ssthresh: a pace left far under the
-  limit, e.g. by a competing client that has gone, comes back within seconds), by
-  ``NEAR_GROWTH`` per second up to ``BEYOND`` × the estimate (where the limit probably
-  is, like TCP's congestion avoidance near the last loss), then by ``FAST_GROWTH`` per
-  second again (the limit was freed, find it fast). Once the pace no longer binds,
-  pacing stops.
+  last estimate of the limit (TCP's slow start below ssthresh), by ``NEAR_GROWTH`` per
+  second up to ``BEYOND`` × the estimate (where the limit probably is, like TCP's
+  congestion avoidance near the last loss), then it *probes* beyond: a first step of
+  ``1 + PROBE_STEP`` per second, then ``FAST_GROWTH`` for each clear interval after it.
+  A limit that has not moved is met on the gentle first step, where its 429s are few; a
+  limit found where it was before (``STABLE``) is probed that way, one that moved (a
+  limit that changes, a client sharing it) from the fast steps on, so it is found
+  within seconds when it comes back up. A pace that does not bind (we sent less than it
+  allows: the machine, the tail, retries waiting) is held, neither grown nor dropped
+  (TCP's congestion window validation, RFC 7661). A calm interval right after a cut
+  that kept the share of known sporadic 429s undoes the cut.
 * otherwise the interval is *congested*. If the previous interval was a cut and the
   share did not change although the rate did, the 429s are **sporadic**: ``noise``
-  takes the share and the cut is undone. Otherwise it is a **rate limit**: what the API
-  accepted over the interval is its rate (token-bucket estimation: a drained bucket
-  grants exactly its refill rate), and the pace is set to ``CUT`` × that.
+  takes the share and the cut (or the cuts in a row) is undone. Otherwise it is a
+  **rate limit**: what the API accepted since the interval's first 429 is its rate
+  (token-bucket estimation: a drained bucket grants exactly its refill rate; an interval
+  whose first 429 came late runs on ``MEASURE_S`` to measure it), and the pace is set to
+  ``CUT`` × that.
 
 An interval ends early on a burst of 429s (``EARLY_429S``), so a limit that drops is
 followed within a fraction of a second; the interval right after a cut, which tests it,
-ends early only if most answers are refused. Answers to requests sent before a change of pace
-(an *epoch*) are not counted for the new pace. Until the first congested interval nothing
-is paced, so an unlimited API is not slowed down. 5xx answers and timeouts say nothing
-about the rate; the caller retries them with backoff.
+ends early only if most answers are refused. Answers to requests sent before a change of
+pace (an *epoch*) are not counted for the new pace, and the starts take their turns
+(:meth:`AdaptiveLimiter.turn`) with the spacing of the pace when the turn comes, not a
+time booked under an older pace. Until the first congested interval nothing is paced,
+so an unlimited API is not slowed down. 5xx answers and timeouts say nothing about the
+rate; the caller retries them with backoff.
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 __all__ = ["AdaptiveLimiter", "Attempt", "RatePacer"]
@@ -75,9 +84,12 @@ class AdaptiveLimiter:
     #: ... and holds at least this many answers before it is judged.
     MIN_SAMPLES = 12
     #: End an interval early after this many 429s (a limit that just dropped) ...
-    EARLY_429S = 8
+    EARLY_429S = 5
     #: ... this long (seconds) after its first 429, so the accepted rate means something.
-    EARLY_MIN_S = 0.05
+    EARLY_MIN_S = 0.025
+    #: An interval whose first 429 came late runs on until this long (s) after it, so the
+    #: rate the API accepted since then is measured over enough answers.
+    MEASURE_S = 0.25
     #: A burst's 429 share exceeds ``noise`` by this much at least.
     BURST_EXCESS = 0.1
     #: Pace at this share of the rate the API accepted in a congested interval.
@@ -87,6 +99,12 @@ class AdaptiveLimiter:
     #: Growth per second beyond it: the limit moved up, find it fast.
     FAST_GROWTH = 2.0
     BEYOND = 1.0
+    #: The first step of growth beyond the estimate (per second) is ``1 + PROBE_STEP``;
+    #: each clear interval multiplies its excess by ``PROBE_ACCEL`` (1.1, then 2.0).
+    PROBE_STEP = 0.1
+    PROBE_ACCEL = 10.0
+    #: A cut's estimate within this share of the previous one finds the limit unmoved.
+    STABLE = 0.15
     #: Below this share of the estimate the pace grows by ``FAST_GROWTH`` (TCP's slow
     #: start below ssthresh): a pace left far under the limit (a competing client that
     #: has gone, a cut measured over a short burst) gets back within seconds.
@@ -118,6 +136,10 @@ class AdaptiveLimiter:
         self.limit = min(max_limit, initial or max_limit)
         self.in_flight = 0
         self._slots = asyncio.Semaphore(self.limit)
+        #: Released once per attempt that did not succeed: its item now waits out a
+        #: Retry-After or a backoff without a slot, and the fan-out starts a spare worker
+        #: to keep the slot busy (see ``fanout.fan_out``).
+        self.spares = asyncio.Semaphore(0)
         self._clock = clock
         #: Requests/s the starts are paced at; None while unpaced.
         self.rate: float | None = None
@@ -132,6 +154,9 @@ class AdaptiveLimiter:
         self.increases = 0
         self.min_rate_seen: float | None = None
         self._next_start = 0.0
+        #: When the latest paced start went (:meth:`turn`); the starts take turns.
+        self._last_start = -math.inf
+        self._turns = asyncio.Lock()
         self._t0 = clock()
         self._ok = 0
         self._limited = 0
@@ -139,9 +164,12 @@ class AdaptiveLimiter:
         #: grants its refill rate, so these measure the limit without the bucket's burst.
         self._first_429: float | None = None
         self._ok_after = 0
-        #: (429 share, pace before the cut) of the interval that caused the latest cut,
-        #: until the next interval is judged.
+        #: (429 share, pace before the cuts) of the interval that caused the latest cut,
+        #: until the next interval is judged; the pace is the one before a run of cuts in
+        #: a row (a burst's cut and the one after it, both on the same sporadic 429s).
         self._cut: tuple[float, float | None] | None = None
+        #: Clear intervals in a row beyond the estimate (the probe's step grows with them).
+        self._probes = 0
 
     @property
     def min_limit_seen(self) -> int:
@@ -159,13 +187,34 @@ class AdaptiveLimiter:
                 self.in_flight -= 1
 
     def pace(self) -> float:
-        """Book the next start under the current pace; seconds to wait before sending."""
+        """Book the next start under the current pace; seconds to wait before sending
+        (a booking keeps the pace it was made at; the fan-out waits with :meth:`turn`)."""
         if self.rate is None:
             return 0.0
         now = self._clock()
         start = max(now, self._next_start)
         self._next_start = start + 1.0 / self.rate
         return start - now
+
+    async def turn(self, sleep: Callable[[float], Awaitable[None]]) -> None:
+        """Wait for this request's start under the current pace: one start every
+        ``1 / rate`` seconds, the spacing taken from the pace when the start's turn
+        comes, so a cut or a rise applies from the next start on.
+
+        The starts wait their turn one after another instead of each booking a time
+        ahead (:meth:`pace`): booked times keep the pace they were booked at, so after a
+        cut up to ``limit`` of them would go at the old pace into a drained bucket (and
+        count as the new pace's 429s), and after a rise they would hold the new pace back
+        by up to ``limit / rate`` seconds, over a second at a low pace.
+        """
+        if self.rate is None:
+            return  # unpaced: no waiting, no lock
+        async with self._turns:
+            if self.rate is not None:
+                wait = self._last_start + 1.0 / self.rate - self._clock()
+                if wait > 0:
+                    await sleep(wait)
+            self._last_start = self._clock()
 
     def start_attempt(self) -> Attempt:
         """Mark an attempt as sent under the current pace."""
@@ -197,6 +246,13 @@ class AdaptiveLimiter:
             return
         if elapsed < self.INTERVAL_S and not self._burst(now):
             return
+        if (
+            self._first_429 is not None
+            and now - self._first_429 < self.MEASURE_S
+            and elapsed < self.INTERVAL_S + self.MEASURE_S
+            and elapsed >= self.INTERVAL_S
+        ):
+            return  # 429s came late: measure what the API accepts before judging
         self._judge(now, elapsed)
 
     def _burst(self, now: float) -> bool:
@@ -233,12 +289,19 @@ class AdaptiveLimiter:
         sent = samples / elapsed
         cut, self._cut = self._cut, None
         if not burst and not self._congested(share, samples):
-            # Calm: the noise follows a lower share down. It never creeps up here: 429s
-            # that grow with a pace probing a limit would become "noise" that way; only a
-            # sporadic verdict (a cut that left the share unchanged) raises it.
-            if share < self.noise:
+            # Calm: the noise follows a lower share down. It never creeps up while paced:
+            # 429s that grow with a pace probing a limit would become "noise" that way;
+            # only a sporadic verdict (a cut that left the share unchanged) or an unpaced
+            # interval (no limit in sight) raises it.
+            if share < self.noise or (self.rate is None and self.noise > 0):
                 self.noise += self.NOISE_WEIGHT * (share - self.noise)
-            self._grow(elapsed, sent, clear=not self._congested(share, samples, 1.0, 0.0))
+            if cut is not None and self.noise > 0 and share >= self.SPORADIC_SHARE * self.noise:
+                # A cut on a random excess of known sporadic 429s: they kept their share,
+                # a rate limit's would have gone (to about zero). Undo it.
+                self.rate = cut[1]
+                self._new_epoch(now)
+            else:
+                self._grow(elapsed, sent, clear=not self._congested(share, samples, 1.0, 0.0))
         elif cut is not None and not burst and self._sporadic(cut, share, samples):
             # The pace was cut to what the API accepted, which ends a rate limit's 429s;
             # these kept their share: they do not depend on the rate.
@@ -249,7 +312,14 @@ class AdaptiveLimiter:
         else:
             if burst:  # the share that triggered it: since the interval's first 429
                 share = self._limited / (self._ok_after + self._limited)
-            self._cut = (share, self.rate)
+            self._cut = (share, self.rate if cut is None else cut[1])
+            # A limit found again where it was (within ``STABLE``) is probed gently; one
+            # that moved (a limit that changes, a client that shares it) from the fast
+            # steps on, so a limit that moves back up is found within seconds.
+            stable = self.estimate is not None and (
+                abs(accepted - self.estimate) <= self.STABLE * self.estimate
+            )
+            self._probes = 0 if stable else 2
             self.estimate = accepted
             paced = max(self.CUT * accepted, 1.0 / self.INTERVAL_S)
             self.rate = paced if self.rate is None else min(self.rate, paced)
@@ -274,17 +344,28 @@ class AdaptiveLimiter:
     def _grow(self, elapsed: float, sent: float, *, clear: bool) -> None:
         if self.rate is None:
             return
-        # Fast only above the last estimate and with no 429 beyond the noise at all.
-        fast = clear and (self.estimate is None or self.rate >= self.BEYOND * self.estimate)
-        if fast and sent < 0.8 * self.rate:
-            self.rate = None  # the pace no longer binds: the API takes all we can send
+        # Probing only above the last estimate and with no 429 beyond the noise at all.
+        probing = clear and (self.estimate is None or self.rate >= self.BEYOND * self.estimate)
+        if sent < 0.8 * self.rate:
+            # The pace does not bind (we send less: the machine, the tail, retries
+            # waiting): it has shown nothing above what we sent, so it stays (TCP's
+            # congestion window validation, RFC 7661). Dropping it, or letting it grow,
+            # would send the next surge of our own capacity into the limit unpaced.
             return
         if self.estimate is not None and self.rate < self.SLOW_START * self.estimate:
             # Far below where the limit was: slow start up to SLOW_START x the estimate.
             grown = self.rate * self.FAST_GROWTH**elapsed
             self.rate = max(min(grown, self.SLOW_START * self.estimate), self.rate)
+        elif probing:
+            # Beyond the estimate, a step that grows with each clear interval (1.1, then
+            # FAST_GROWTH): a limit that has not moved is met a little above it, where its
+            # 429s are few (a doubling right away cost a burst of them every few
+            # seconds); a limit that has moved up is found within a few seconds.
+            step = min(self.FAST_GROWTH, 1.0 + self.PROBE_STEP * self.PROBE_ACCEL**self._probes)
+            self.rate *= step**elapsed
+            self._probes += 1
         else:
-            self.rate *= (self.FAST_GROWTH if fast else self.NEAR_GROWTH) ** elapsed
+            self.rate *= self.NEAR_GROWTH**elapsed
         self.increases += 1
 
     def _new_epoch(self, now: float) -> None:

@@ -66,14 +66,15 @@ async def limited_attempt(
     async with limiter.slot():
         if (wait := pace_delay()) > 0:
             await sleep(wait)
-        if (wait := limiter.pace()) > 0:
-            await sleep(wait)
+        await limiter.turn(sleep)
         mark = limiter.start_attempt()
         outcome = await attempt_once()
     if outcome.status == 429:
         await limiter.on_rate_limited(mark)
     elif outcome.ok:
         await limiter.on_success(mark)
+    if not outcome.ok:
+        limiter.spares.release()  # this item now waits (or ends) without a slot
     return outcome
 
 
@@ -98,7 +99,10 @@ async def fan_out(
     ``workers`` workers pull items lazily from a shared iterator, so each item goes to
     one worker and nothing is materialized up front; the limiter's slots (taken per
     attempt, in :func:`limited_attempt`) cap the requests in flight, and the extra workers
-    keep them busy while other items wait out a Retry-After or a backoff. Results come
+    keep them busy while other items wait out a Retry-After or a backoff. Only
+    ``limiter.max_limit`` workers start at once; each spare starts when an attempt fails
+    (``limiter.spares``), so a clean run has no worker queued on a slot (a handoff per
+    request that cost ~10 us each). Results come
     back through a queue of ``limiter.max_limit`` entries as they complete. ``fetch_one``
     reports a per-item failure in its result; any other exception (a bug, a failing item
     source) is re-raised here after the workers are cancelled.
@@ -107,7 +111,14 @@ async def fan_out(
     done = object()
     results: asyncio.Queue[Any] = asyncio.Queue(maxsize=limiter.max_limit)
 
-    async def worker() -> None:
+    primary = min(workers, limiter.max_limit)
+    started = primary
+
+    async def worker(spare: bool) -> None:
+        nonlocal started
+        if spare:
+            await limiter.spares.acquire()
+            started += 1
         try:
             for item in source:
                 result = await fetch_one(item, limiter)
@@ -116,10 +127,12 @@ async def fan_out(
             await results.put(_Crash(exc))
         await results.put(done)
 
-    tasks = [asyncio.create_task(worker()) for _ in range(workers)]
+    tasks = [asyncio.create_task(worker(spare=i >= primary)) for i in range(workers)]
     finished = 0
     try:
-        while finished < workers:
+        # Once every started worker is done, the items are exhausted: a spare still
+        # waiting to start has nothing left to pull.
+        while finished < started:
             got = await results.get()
             if got is done:
                 finished += 1
