@@ -12,6 +12,13 @@ from typing import Any
 import duckdb
 import pytest
 
+from bulutfon_pipeline.warehouse.backend import Transaction
+from bulutfon_pipeline.warehouse.postgres_backend import Postgres
+
+#: What the readers below take: a DuckDB file (path), or a PostgreSQL warehouse as a
+#: SQLAlchemy URL (``postgresql+psycopg://...``, schema ``public``) or ``(url, schema)``.
+Database = Path | str | tuple[str, str]
+
 KEYS = {
     "cdrs": ("uuid",),
     "call_flow_steps": ("cdr_uuid", "step_index"),
@@ -30,16 +37,33 @@ def _normal(value: Any) -> Any:
     return value
 
 
-def read_table(db: Path | str, table: str, columns: Iterable[str] | None = None) -> list[dict]:
-    """Every row of ``table`` as dicts (instants as aware UTC datetimes), sorted by key."""
+def _is_postgres(db: Database) -> bool:
+    return isinstance(db, tuple) or (isinstance(db, str) and db.startswith("postgresql"))
+
+
+def _fetch(db: Database, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Column names and rows of ``sql`` on a DuckDB file (read-only) or PostgreSQL."""
+    if _is_postgres(db):
+        url, schema = db if isinstance(db, tuple) else (str(db), "public")
+        with Postgres(url, schema=schema).connect() as pg:
+            cursor = pg.execute(sql)
+            return [d.name for d in cursor.description or []], cursor.fetchall()
     con = duckdb.connect(str(db), read_only=True)
     try:
         con.execute("SET TimeZone = 'UTC'")
-        cursor = con.execute(f"SELECT * FROM {table}")
-        names = [d[0] for d in cursor.description or []]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        cursor = con.execute(sql)
+        return [d[0] for d in cursor.description or []], cursor.fetchall()
     finally:
         con.close()
+
+
+def read_table(db: Database, table: str, columns: Iterable[str] | None = None) -> list[dict]:
+    """Every row of ``table`` as dicts (instants as aware UTC datetimes), sorted by key.
+
+    ``db``: a DuckDB file, or a PostgreSQL URL (or ``(url, schema)``).
+    """
+    names, fetched = _fetch(db, f"SELECT * FROM {table}")
+    rows = [dict(zip(names, row, strict=True)) for row in fetched]
     wanted = list(columns) if columns is not None else names
     result = [{name: _normal(row[name]) for name in wanted} for row in rows]
     key = KEYS.get(table, tuple(wanted[:1]))
@@ -53,7 +77,7 @@ def expected_rows(expected: Mapping[str, list[dict]], table: str) -> list[dict]:
     return sorted(rows, key=lambda r: tuple(str(r[k]) for k in key))
 
 
-def assert_tables_match(db: Path | str, expected: Mapping[str, list[dict]]) -> None:
+def assert_tables_match(db: Database, expected: Mapping[str, list[dict]]) -> None:
     """Every row of cdrs, call_flow_steps and originations equals the ground truth."""
     for table in ("cdrs", "call_flow_steps", "originations"):
         want = expected_rows(expected, table)
@@ -67,9 +91,7 @@ def assert_tables_match(db: Path | str, expected: Mapping[str, list[dict]]) -> N
     assert got_rejects == want_rejects
 
 
-def insert_rows(
-    con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Mapping[str, Any]]
-) -> None:
+def insert_rows(con: Transaction, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``rows`` into ``table`` by column name (``INSERT INTO t (a, b) VALUES (?, ?)``).
 
     Every row must name the same columns; columns it leaves out get their default.
@@ -87,7 +109,7 @@ def insert_rows(
     )
 
 
-def table_snapshot(db: Path | str) -> dict[str, list[dict]]:
+def table_snapshot(db: Database) -> dict[str, list[dict]]:
     """All data tables except load-time columns, for before/after comparisons."""
     skip = {"loaded_at", "fetched_at", "last_seen_at", "rejected_at", "updated_at"}
     snapshot = {}

@@ -146,9 +146,8 @@ def test_the_import_graph_has_no_cycle() -> None:
     assert cycles == []
 
 
-def test_only_the_backend_module_of_the_warehouse_imports_duckdb() -> None:
-    # duckdb_analytics.py reads the analysts' copy, a DuckDB file by definition (a server
-    # warehouse needs no copy: its readers never block a load).
+def _warehouse_importers(drivers: tuple[str, ...]) -> set[str]:
+    """The ``warehouse/`` modules that import any of ``drivers`` (at any depth)."""
     importers = set()
     for path in (PACKAGE / "warehouse").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -159,9 +158,22 @@ def test_only_the_backend_module_of_the_warehouse_imports_duckdb() -> None:
                 if isinstance(node, ast.ImportFrom)
                 else []
             )
-            if any(name.split(".")[0] in ("duckdb", "duckdb_engine") for name in names):
+            if any(name.split(".")[0] in drivers for name in names):
                 importers.add(path.name)
-    assert importers == {"duckdb_backend.py", "duckdb_analytics.py"}
+    return importers
+
+
+def test_only_the_backend_module_of_the_warehouse_imports_duckdb() -> None:
+    # duckdb_analytics.py reads the analysts' copy, a DuckDB file by definition (a server
+    # warehouse needs no copy: its readers never block a load).
+    assert _warehouse_importers(("duckdb", "duckdb_engine")) == {
+        "duckdb_backend.py",
+        "duckdb_analytics.py",
+    }
+
+
+def test_only_the_postgres_backend_imports_psycopg() -> None:
+    assert _warehouse_importers(("psycopg", "psycopg2")) == {"postgres_backend.py"}
 
 
 @pytest.mark.parametrize("limit", [400])

@@ -42,7 +42,7 @@ import pyarrow as pa
 
 from bulutfon_pipeline.normalize import normalize_details
 from bulutfon_pipeline.warehouse import schema
-from bulutfon_pipeline.warehouse.duckdb_backend import Connection, registered
+from bulutfon_pipeline.warehouse.backend import Transaction
 
 if TYPE_CHECKING:
     from bulutfon_pipeline.warehouse.facade import Warehouse
@@ -177,8 +177,8 @@ def detect(
         return []
     columns = ", ".join(TRACKED_FIELDS)
     listed_uuids = pa.table({"uuid": pa.array(list(by_uuid), pa.string())})
-    with warehouse.transaction() as con, registered(con, listed_uuids=listed_uuids):
-        rows = con.execute(
+    with warehouse.transaction() as tx, tx.batches(listed_uuids=listed_uuids):
+        rows = tx.execute(
             f"SELECT uuid, call_date, {columns} FROM cdrs "  # noqa: S608 - constant columns
             "WHERE uuid IN (SELECT uuid FROM listed_uuids)"
         ).fetchall()
@@ -226,29 +226,22 @@ def mark_for_refetch(
             ),
         }
     )
-    with warehouse.transaction() as con, registered(con, refetch_batch=batch):
-        con.execute(
-            f"""
-            INSERT INTO {schema.cdr_refetch.name} BY NAME
-            SELECT * FROM refetch_batch
-            ON CONFLICT (uuid) DO UPDATE SET fields = excluded.fields,
-                call_date = excluded.call_date
-            """  # noqa: S608 - table name from the schema
-        )
+    with warehouse.transaction() as tx, tx.batches(refetch_batch=batch):
+        tx.upsert(schema.cdr_refetch, "refetch_batch", keep=("detected_at",))
     return len(changed)
 
 
 # --- the audit, inside a detail load's transaction ----------------------------------------
 
 
-def _text_sql(column: str, alias: str) -> str:
+def _text_sql(tx: Transaction, column: str, alias: str) -> str:
     """SQL rendering ``alias.column`` as the text ``cdr_changes`` stores."""
     if column in _INSTANTS:
-        return f"strftime({alias}.{column} AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ')"
+        return tx.iso_instant_sql(f"{alias}.{column}")
     return f"CAST({alias}.{column} AS VARCHAR)"
 
 
-def snapshot_before_write(con: Connection, uuids: Sequence[str]) -> bool:
+def snapshot_before_write(tx: Transaction, uuids: Sequence[str]) -> bool:
     """Keep the stored ``cdrs`` values of ``uuids`` in a temporary table, for
     :func:`record_changes` after the batch is written.
 
@@ -257,23 +250,22 @@ def snapshot_before_write(con: Connection, uuids: Sequence[str]) -> bool:
     """
     columns = ", ".join(AUDITED_FIELDS)
     audit_uuids = pa.table({"uuid": pa.array(list(uuids), pa.string())})
-    with registered(con, audit_uuids=audit_uuids):
-        con.execute(
+    with tx.batches(audit_uuids=audit_uuids):
+        tx.create_temp_table(
+            "cdrs_before",
             f"""
-            CREATE OR REPLACE TEMP TABLE cdrs_before AS
             SELECT uuid, call_date, has_recording, {columns} FROM cdrs
             WHERE uuid IN (SELECT uuid FROM audit_uuids)
-            """  # noqa: S608 - constant columns
+            """,  # noqa: S608 - constant columns
         )
-    (count,) = con.execute("SELECT count(*) FROM cdrs_before").fetchall()[0]
-    if not count:
-        con.execute("DROP TABLE cdrs_before")
+    if not tx.scalar("SELECT count(*) FROM cdrs_before"):
+        tx.drop_temp_table("cdrs_before")
         return False
     return True
 
 
 def record_changes(
-    con: Connection,
+    tx: Transaction,
     *,
     seen_at: dt.datetime,
     recordings_dir: Path | None,
@@ -293,26 +285,27 @@ def record_changes(
     selects = [
         f"""
         SELECT c.uuid, c.call_date, '{name}' AS field,
-               {_text_sql(name, "b")} AS old_value, {_text_sql(name, "c")} AS new_value
+               {_text_sql(tx, name, "b")} AS old_value,
+               {_text_sql(tx, name, "c")} AS new_value
         FROM cdrs_before AS b JOIN cdrs AS c ON c.uuid = b.uuid
         WHERE b.{name} IS DISTINCT FROM c.{name}
         """  # noqa: S608 - identifiers from AUDITED_FIELDS
         for name in AUDITED_FIELDS
     ]
-    row = con.execute(
+    columns = "uuid, call_date, field, old_value, new_value, detected_at, seen_at"
+    changes = tx.write(
         f"""
-        INSERT INTO {schema.cdr_changes.name} BY NAME
+        INSERT INTO {schema.cdr_changes.name} ({columns})
         SELECT d.uuid, d.call_date, d.field, d.old_value, d.new_value,
-               f.detected_at, $seen_at AS seen_at
+               f.detected_at, CAST(? AS TIMESTAMPTZ) AS seen_at
         FROM ({" UNION ALL ".join(selects)}) AS d
         LEFT JOIN {schema.cdr_refetch.name} AS f ON f.uuid = d.uuid
         """,  # noqa: S608 - identifiers from the constants above
-        {"seen_at": seen_at},
-    ).fetchall()
-    changes = int(row[0][0]) if row else 0
+        [seen_at],
+    )
     deleted = 0
     if recordings_dir is not None:
-        removed = con.execute(
+        removed = tx.execute(
             f"""
             DELETE FROM {schema.call_recordings.name}
             WHERE cdr_uuid IN (
@@ -330,21 +323,21 @@ def record_changes(
                     "path": pa.array([p for _, p in removed], pa.string()),
                 }
             )
-            with registered(con, removed_recordings=removed_recordings):
-                con.execute(
+            with tx.batches(removed_recordings=removed_recordings):
+                tx.execute(
                     f"""
-                    INSERT INTO {schema.cdr_changes.name} BY NAME
+                    INSERT INTO {schema.cdr_changes.name} ({columns})
                     SELECT r.uuid, c.call_date, '{RECORDING_FILE_FIELD}' AS field,
                            r.path AS old_value, NULL AS new_value,
-                           f.detected_at, $seen_at AS seen_at
+                           f.detected_at, CAST(? AS TIMESTAMPTZ) AS seen_at
                     FROM removed_recordings AS r JOIN cdrs AS c ON c.uuid = r.uuid
                     LEFT JOIN {schema.cdr_refetch.name} AS f ON f.uuid = r.uuid
                     """,  # noqa: S608 - identifiers from the constants above
-                    {"seen_at": seen_at},
+                    [seen_at],
                 )
             changes += len(removed)
             deleted = len(removed)
-    con.execute("DROP TABLE cdrs_before")
+    tx.drop_temp_table("cdrs_before")
     return AuditResult(changes=changes, recordings_deleted=deleted)
 
 
@@ -362,15 +355,15 @@ def _delete_recording_file(data_dir: Path, relative: str, uuid: str) -> None:
     log.info("deleted the recording of %s, removed at the source", uuid)
 
 
-def clear_refetch(con: Connection, uuids: Iterable[str]) -> None:
+def clear_refetch(tx: Transaction, uuids: Iterable[str]) -> None:
     """Delete the ``_cdr_refetch`` marks of calls whose detail this transaction wrote
     (or rejected: a call whose detail now fails is not fetched again on every sync)."""
     values = list(uuids)
     if not values:
         return
     fetched_uuids = pa.table({"uuid": pa.array(values, pa.string())})
-    with registered(con, fetched_uuids=fetched_uuids):
-        con.execute(
+    with tx.batches(fetched_uuids=fetched_uuids):
+        tx.execute(
             f"DELETE FROM {schema.cdr_refetch.name} "  # noqa: S608 - table name from the schema
             "WHERE uuid IN (SELECT uuid FROM fetched_uuids)"
         )

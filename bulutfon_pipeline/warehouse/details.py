@@ -22,17 +22,7 @@ from bulutfon_pipeline.faults import crash_point
 from bulutfon_pipeline.normalize import NormalizedDetails, Reject
 from bulutfon_pipeline.warehouse import changes, schema
 from bulutfon_pipeline.warehouse._common import utc
-from bulutfon_pipeline.warehouse.duckdb_backend import (
-    WRITE_FAILURE,
-    Connection,
-    DuckDB,
-    insert,
-    json_array,
-    registered,
-    scalar,
-    to_arrow,
-    upsert,
-)
+from bulutfon_pipeline.warehouse.backend import Backend, Transaction, json_array, to_arrow
 from bulutfon_pipeline.warehouse.errors import WarehouseError
 from bulutfon_pipeline.warehouse.rejects import DETAIL_STAGES, delete_superseded, write_rejects
 
@@ -85,7 +75,7 @@ def _payload_text(payload: RawPayload) -> str:
 
 
 def load_details(
-    db: DuckDB,
+    db: Backend,
     raw: Sequence[tuple[str, RawPayload]],
     normalized: NormalizedDetails,
     *,
@@ -133,36 +123,33 @@ def load_details(
         }
     )
     stored = None
-    with db.transaction() as con:
+    with db.transaction() as tx:
         if raw_rows:
-            with registered(con, raw_batch=raw_batch):
-                stored = scalar(
-                    con,
+            with tx.batches(raw_batch=raw_batch):
+                stored = tx.scalar(
                     "SELECT count(*) FROM raw_cdr_details "
                     "WHERE uuid IN (SELECT uuid FROM raw_batch)",
                 )
                 if stored:
-                    upsert(con, schema.raw_cdr_details, "raw_batch")
+                    tx.upsert(schema.raw_cdr_details, "raw_batch")
                 else:  # first fetch of every call in the batch: no update, no anti-join
-                    insert(con, schema.raw_cdr_details, "raw_batch")
+                    tx.insert(schema.raw_cdr_details, "raw_batch")
         # A cdrs row is only ever written with, or after, its call's raw payload, and
         # raw payloads are never deleted: no raw row stored means no cdrs row either,
         # which spares a scan of cdrs per batch (about 3 % of a first load).
         none_stored = stored == 0 and set(normalized.cdrs["uuid"]) <= raw_rows.keys()
-        audit = not none_stored and changes.snapshot_before_write(
-            con, list(normalized.cdrs["uuid"])
-        )
-        result = write_details(con, normalized, detail_rejects, none_stored=none_stored)
+        audit = not none_stored and changes.snapshot_before_write(tx, list(normalized.cdrs["uuid"]))
+        result = write_details(tx, normalized, detail_rejects, none_stored=none_stored)
         audited = changes.AuditResult()
         if audit:
             audited = changes.record_changes(
-                con, seen_at=fetched_at, recordings_dir=mirror_recording_deletes
+                tx, seen_at=fetched_at, recordings_dir=mirror_recording_deletes
             )
         if not none_stored or detail_rejects:
             changes.clear_refetch(
-                con, [*raw_rows, *(r.uuid for r in detail_rejects if r.uuid is not None)]
+                tx, [*raw_rows, *(r.uuid for r in detail_rejects if r.uuid is not None)]
             )
-        crash_point("details_write", WRITE_FAILURE)
+        crash_point("details_write", tx.write_failure)
     return DetailLoadResult(
         new=result.new,
         updated=result.updated,
@@ -175,18 +162,18 @@ def load_details(
     )
 
 
-def rewrite_details(db: DuckDB, normalized: NormalizedDetails) -> DetailLoadResult:
+def rewrite_details(db: Backend, normalized: NormalizedDetails) -> DetailLoadResult:
     """Write re-normalised details of stored payloads, in one transaction.
 
     ``raw_cdr_details`` stays as it is; ``cdrs``, their child rows and the ``normalize``
     rejects are rewritten as :func:`load_details` writes them (``raw_stored`` is 0).
     """
-    with db.transaction() as con:
-        return write_details(con, normalized, ())
+    with db.transaction() as tx:
+        return write_details(tx, normalized, ())
 
 
 def write_details(
-    con: Connection,
+    tx: Transaction,
     normalized: NormalizedDetails,
     detail_rejects: Sequence[Reject],
     *,
@@ -208,8 +195,7 @@ def write_details(
     with ExitStack() as batches:
         if len(cdrs):
             batches.enter_context(
-                registered(
-                    con,
+                tx.batches(
                     cdr_batch=to_arrow(cdrs.assign(loaded_at=loaded_at), schema.cdrs),
                     step_batch=to_arrow(steps, schema.call_flow_steps),
                     origination_batch=to_arrow(originations, schema.originations),
@@ -217,8 +203,8 @@ def write_details(
             )
             existing = 0
             if not none_stored:
-                existing = scalar(
-                    con, "SELECT count(*) FROM cdrs WHERE uuid IN (SELECT uuid FROM cdr_batch)"
+                existing = tx.scalar(
+                    "SELECT count(*) FROM cdrs WHERE uuid IN (SELECT uuid FROM cdr_batch)"
                 )
             new, updated = len(cdrs) - existing, existing
             if not existing:
@@ -226,13 +212,13 @@ def write_details(
                 # are only ever written with their cdrs row, in one transaction): the
                 # upserts reduce to inserts, and their anti-joins against the whole table
                 # were most of a batch's write time (BENCHMARKS.md).
-                insert(con, schema.cdrs, "cdr_batch")
-                insert(con, schema.call_flow_steps, "step_batch")
-                insert(con, schema.originations, "origination_batch")
+                tx.insert(schema.cdrs, "cdr_batch")
+                tx.insert(schema.call_flow_steps, "step_batch")
+                tx.insert(schema.originations, "origination_batch")
             else:
-                _replace_calls(con)
-            delete_superseded(con, "cdr_batch", DETAIL_STAGES)
-    rejected = write_rejects(con, [*normalized.rejects, *detail_rejects])
+                _replace_calls(tx)
+            delete_superseded(tx, "cdr_batch", DETAIL_STAGES)
+    rejected = write_rejects(tx, [*normalized.rejects, *detail_rejects])
     return DetailLoadResult(
         new=new,
         updated=updated,
@@ -243,14 +229,14 @@ def write_details(
     )
 
 
-def _replace_calls(con: Connection) -> None:
+def _replace_calls(tx: Transaction) -> None:
     """Upsert the registered batches of calls that may be stored already."""
-    upsert(con, schema.cdrs, "cdr_batch")
+    tx.upsert(schema.cdrs, "cdr_batch")
     # The child rows of each loaded call become exactly the batch's rows. Same effect as
     # delete-all + insert, but DuckDB makes a COMMIT that re-inserts deleted primary keys
     # very slow (~10 s per 1M rows), so: delete the rows the new flow no longer has,
     # then upsert the others.
-    con.execute(
+    tx.execute(
         """
         DELETE FROM originations AS o
         WHERE o.cdr_uuid IN (SELECT uuid FROM cdr_batch)
@@ -260,7 +246,7 @@ def _replace_calls(con: Connection) -> None:
                 AND b.attempt_index = o.attempt_index)
         """
     )
-    con.execute(
+    tx.execute(
         """
         DELETE FROM call_flow_steps AS s
         WHERE s.cdr_uuid IN (SELECT uuid FROM cdr_batch)
@@ -269,12 +255,12 @@ def _replace_calls(con: Connection) -> None:
               WHERE b.cdr_uuid = s.cdr_uuid AND b.step_index = s.step_index)
         """
     )
-    upsert(con, schema.call_flow_steps, "step_batch")
-    upsert(con, schema.originations, "origination_batch")
+    tx.upsert(schema.call_flow_steps, "step_batch")
+    tx.upsert(schema.originations, "origination_batch")
 
 
 def raw_payloads(
-    db: DuckDB, uuids: Sequence[str] | None = None, *, after: str | None = None, limit: int
+    db: Backend, uuids: Sequence[str] | None = None, *, after: str | None = None, limit: int
 ) -> list[tuple[str, str]]:
     """Stored raw payloads as ``(uuid, JSON text)``, by uuid, at most ``limit`` of them.
 
@@ -282,18 +268,18 @@ def raw_payloads(
         uuids: only these calls; default every stored payload.
         after: only uuids after this one (to page through them).
     """
-    with (
-        db.transaction() as con,
-        registered(con, wanted=pa.table({"uuid": pa.array(list(uuids or ()), pa.string())})),
-    ):
-        rows = con.execute(
-            """
-            SELECT uuid, CAST(payload AS VARCHAR) FROM raw_cdr_details
-            WHERE ($all OR uuid IN (SELECT uuid FROM wanted))
-              AND ($after IS NULL OR uuid > $after)
-            ORDER BY uuid LIMIT $limit
-            """,
-            {"all": uuids is None, "after": after, "limit": limit},
+    where = ["uuid IN (SELECT uuid FROM wanted)"] if uuids is not None else []
+    params: list[Any] = []
+    if after is not None:
+        where.append("uuid > ?")
+        params.append(after)
+    condition = f"WHERE {' AND '.join(where)}" if where else ""
+    wanted = pa.table({"uuid": pa.array(list(uuids or ()), pa.string())})
+    with db.transaction() as tx, tx.batches(wanted=wanted):
+        rows = tx.execute(
+            f"SELECT uuid, CAST(payload AS VARCHAR) FROM raw_cdr_details {condition} "  # noqa: S608
+            "ORDER BY uuid LIMIT ?",
+            [*params, limit],
         ).fetchall()
     return [(uuid, text) for uuid, text in rows]
 

@@ -1,11 +1,10 @@
 """Everything DuckDB-specific, behind one module: connections and their settings, the
 file lock, sessions and transactions, the DDL, Arrow bulk writes and the upsert SQL.
 
-The concern modules (``listing``, ``details``, ``rejects``, ``recordings``, ``integrity``)
-write their queries once, above this module: they open transactions with
-:meth:`DuckDB.transaction`, hand batches over as Arrow tables (:func:`registered`,
-:func:`to_arrow`) and write them with :func:`insert`, :func:`upsert` and
-:func:`replace_row`. A PostgreSQL backend is a second module with the same surface.
+:class:`DuckDB` implements :class:`~bulutfon_pipeline.warehouse.backend.Backend` and its
+transactions :class:`~bulutfon_pipeline.warehouse.backend.Transaction`, the interface the
+concern modules (``listing``, ``details``, ``rejects``, ``recordings``, ``changes``) are
+written over; ``postgres_backend`` is the other implementation.
 
 Every transaction runs on a connection opened for it (or the :meth:`DuckDB.session`'s),
 so several processes can take turns on the file: DuckDB admits one writer process at a
@@ -52,16 +51,8 @@ __all__ = [
     "Connect",
     "Connection",
     "DuckDB",
-    "create_schema",
+    "DuckDBTransaction",
     "create_table_statements",
-    "fetch_frame",
-    "insert",
-    "json_array",
-    "registered",
-    "replace_row",
-    "scalar",
-    "to_arrow",
-    "upsert",
 ]
 
 _LOCK_MESSAGES = ("could not set lock", "conflicting lock")
@@ -114,10 +105,14 @@ class DuckDB:
         lock_timeout_s: how long to wait while another process holds the file lock.
     """
 
+    is_server = False
+    write_failure: type[Exception] = WRITE_FAILURE
+
     def __init__(
         self, path: Path, *, connect: Connect | None = None, lock_timeout_s: float = 120.0
     ) -> None:
         self.path = path
+        self.name = str(path)
         self.lock_timeout_s = lock_timeout_s
         self._connect: Connect = connect or self._default_connect
         self._session: _Session | None = None
@@ -219,8 +214,8 @@ class DuckDB:
             manager.__exit__(None, None, None)
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """Open the file, ``BEGIN``, yield the connection, ``COMMIT`` (``ROLLBACK`` on error).
+    def transaction(self) -> Iterator[DuckDBTransaction]:
+        """Open the file, ``BEGIN``, yield the transaction, ``COMMIT`` (``ROLLBACK`` on error).
 
         The session time zone is UTC so TIMESTAMPTZ values round-trip exactly.
 
@@ -236,7 +231,7 @@ class DuckDB:
             except duckdb.Error as exc:
                 raise WarehouseError(f"warehouse {self.path}: {_one_line(exc)}") from exc
             try:
-                yield con
+                yield DuckDBTransaction(con, self.name)
             except BaseException as exc:
                 with suppress(duckdb.Error):  # a failed statement may have aborted it already
                     con.execute("ROLLBACK")
@@ -252,8 +247,21 @@ class DuckDB:
                     f"warehouse {self.path}: commit failed: {_one_line(exc)}"
                 ) from exc
 
+    def create_schema(self) -> None:
+        """Create the missing tables and create or replace every view, in one transaction.
 
-# --- schema -------------------------------------------------------------------------------
+        Raises:
+            WarehouseError: the file's folder does not exist, or DuckDB failed.
+        """
+        if not self.path.parent.is_dir():
+            raise WarehouseError(
+                f"warehouse folder {self.path.parent} does not exist (for {self.path})"
+            )
+        with self.transaction() as tx:
+            for statement in create_table_statements():
+                tx.execute(statement)
+            for view in VIEWS:
+                tx.execute(view.ddl())
 
 
 def create_table_statements() -> list[str]:
@@ -265,136 +273,118 @@ def create_table_statements() -> list[str]:
     ]
 
 
-def create_schema(con: Connection) -> None:
-    """Create the missing tables and create or replace every view, in the caller's
-    transaction."""
-    for statement in create_table_statements():
-        con.execute(statement)
-    for view in VIEWS:
-        con.execute(view.ddl())
+# --- a transaction: SQL, Arrow bulk writes, upserts ----------------------------------------
 
 
-# --- reading ------------------------------------------------------------------------------
+class DuckDBTransaction:
+    """An open DuckDB transaction (:class:`~bulutfon_pipeline.warehouse.backend.Transaction`).
 
-
-def scalar(con: Connection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
-    """The first column of the first row (``None`` without a row)."""
-    row = con.execute(sql, params if isinstance(params, Mapping) else list(params)).fetchone()
-    return None if row is None else row[0]
-
-
-def fetch_frame(con: Connection, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-    """A read query's rows as a DataFrame."""
-    return con.execute(sql, list(params)).df()
-
-
-# --- Arrow bulk writes, typed by the SQLAlchemy schema -----------------------------------
-
-
-def _arrow_type(column: sa.Column[Any]) -> pa.DataType:
-    kind = column.type
-    if isinstance(kind, sa.DateTime):
-        return pa.timestamp("us", tz="UTC")
-    if isinstance(kind, sa.Date):
-        return pa.date32()
-    if isinstance(kind, sa.Boolean):
-        return pa.bool_()
-    if isinstance(kind, sa.Integer):
-        return pa.int64()  # widened on purpose; DuckDB casts to the column's INTEGER
-    if isinstance(kind, sa.Numeric):
-        return pa.decimal128(kind.precision or 18, kind.scale or 0)
-    return pa.string()  # String, JSON (as text)
-
-
-def to_arrow(frame: pd.DataFrame, table: sa.Table) -> pa.Table:
-    """``frame``'s columns that belong to ``table``, typed exactly as the table.
-
-    Column by column: ``pa.Table.from_pandas`` spent half of this conversion's time on
-    its per-frame bookkeeping (pandas metadata, a thread pool), 600 times per 100,000
-    calls.
+    Batches are Arrow tables registered on the connection (DuckDB scans them in place,
+    no copy) and written with ``INSERT ... BY NAME``. ``con`` is the DuckDB connection,
+    for what only DuckDB does (``CHECKPOINT``).
     """
-    fields = [pa.field(c.name, _arrow_type(c)) for c in table.columns if c.name in frame]
-    arrays = [pa.Array.from_pandas(frame[f.name], type=f.type) for f in fields]
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
+    write_failure: type[Exception] = WRITE_FAILURE
 
-def json_array(texts: list[str]) -> pa.Array:
-    """Valid JSON texts as an Arrow ``arrow.json`` array, which DuckDB takes as its JSON
-    type as it is: a plain string column would be parsed once more to validate it, 0.7 s
-    per 20,000 payloads."""
-    return pa.ExtensionArray.from_storage(pa.json_(), pa.array(texts, pa.string()))
+    def __init__(self, con: Connection, name: str) -> None:
+        self.con = con
+        self.name = name
 
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Connection:
+        """Run one statement (``?`` placeholders); the connection is its cursor."""
+        return self.con.execute(sql, list(params))
 
-@contextmanager
-def registered(con: Connection, **batches: pa.Table) -> Iterator[None]:
-    """Make Arrow tables queryable by name (``FROM <name>``) inside the block.
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once per row of parameters."""
+        self.con.executemany(sql, [list(row) for row in rows])
 
-    Unregistered when the block succeeds. Not after an error: the aborted transaction
-    would refuse that too, hiding the real error, and the connection is closed anyway
-    (a session drops its connection on any error).
-    """
-    for name, batch in batches.items():
-        con.register(name, batch)
-    yield
-    for name in batches:
-        con.unregister(name)
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row (``None`` without a row).
 
+        ``fetchall``: a result left half-read makes DuckDB refuse the next ``register``.
+        """
+        rows = self.con.execute(sql, list(params)).fetchall()
+        return rows[0][0] if rows else None
 
-def insert(con: Connection, table: sa.Table | str, batch: str) -> None:
-    """Append the registered ``batch`` to ``table``, matching columns by name."""
-    name = table if isinstance(table, str) else table.name
-    con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM {batch}")  # noqa: S608
+    def write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run an INSERT/UPDATE/DELETE; DuckDB returns the affected rows as a row."""
+        rows = self.con.execute(sql, list(params)).fetchall()
+        return int(rows[0][0]) if rows else 0
 
+    def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """A read query's rows as a DataFrame."""
+        return self.con.execute(sql, list(params)).df()
 
-def upsert(
-    con: Connection,
-    table: sa.Table,
-    batch: str,
-    *,
-    keep: Sequence[str] = (),
-    set_sql: Mapping[str, str] | None = None,
-) -> None:
-    """Upsert the registered ``batch`` (unique keys) into ``table`` by its key.
+    @contextmanager
+    def batches(self, **tables: pa.Table) -> Iterator[None]:
+        """Make Arrow tables queryable by name (``FROM <name>``) inside the block.
 
-    The key is the metadata's primary key, whether or not the DDL enforces it
-    (:data:`~bulutfon_pipeline.warehouse.schema.UNENFORCED_KEY_TABLES`).
+        Unregistered when the block succeeds. Not after an error: the aborted transaction
+        would refuse that too, hiding the real error, and the connection is closed anyway
+        (a session drops its connection on any error).
+        """
+        for name, batch in tables.items():
+            self.con.register(name, batch)
+        yield
+        for name in tables:
+            self.con.unregister(name)
 
-    ``UPDATE ... FROM`` the rows that exist, then ``INSERT ... BY NAME`` the others.
-    DuckDB's ``INSERT OR REPLACE`` / ``ON CONFLICT`` is pathologically slow on
-    composite keys arriving out of storage order (20 s for 350k rows), and delete +
-    re-insert of the same keys makes its COMMIT slow; this form takes well under 1 s.
+    def insert(self, table: sa.Table, batch: str) -> None:
+        """Append the batch to ``table``, matching columns by name."""
+        self.con.execute(f"INSERT INTO {table.name} BY NAME SELECT * FROM {batch}")  # noqa: S608
 
-    Args:
-        keep: non-key columns an update leaves alone (e.g. ``first_seen_at``).
-        set_sql: SQL expressions (over ``t`` = stored row, ``b`` = batch row) for some
-            updated columns; default ``b.<column>``.
+    def upsert(
+        self,
+        table: sa.Table,
+        batch: str,
+        *,
+        keep: Sequence[str] = (),
+        set_sql: Mapping[str, str] | None = None,
+    ) -> None:
+        """Upsert the batch (unique keys) into ``table`` by its key.
 
-    Identifiers come from the schema metadata, never from data; values travel only in
-    the registered batch.
-    """
-    keys = schema.key_columns(table)
-    expressions = dict(set_sql or {})
-    assignments = ", ".join(
-        f"{column.name} = {expressions.get(column.name, 'b.' + column.name)}"
-        for column in table.columns
-        if column.name not in keys and column.name not in keep
-    )
-    match = " AND ".join(f"t.{key} = b.{key}" for key in keys)
-    con.execute(
-        f"UPDATE {table.name} AS t SET {assignments} FROM {batch} AS b WHERE {match}"  # noqa: S608
-    )
-    con.execute(
-        f"INSERT INTO {table.name} BY NAME SELECT b.* FROM {batch} AS b "  # noqa: S608
-        f"WHERE NOT EXISTS (SELECT 1 FROM {table.name} AS t WHERE {match})"
-    )
+        The key is the metadata's primary key, whether or not the DDL enforces it
+        (:data:`~bulutfon_pipeline.warehouse.schema.UNENFORCED_KEY_TABLES`).
 
+        ``UPDATE ... FROM`` the rows that exist, then ``INSERT ... BY NAME`` the others.
+        DuckDB's ``INSERT OR REPLACE`` / ``ON CONFLICT`` is pathologically slow on
+        composite keys arriving out of storage order (20 s for 350k rows), and delete +
+        re-insert of the same keys makes its COMMIT slow; this form takes well under 1 s.
+        Identifiers come from the schema metadata, never from data.
+        """
+        keys = schema.key_columns(table)
+        expressions = {k: v.replace("{new}", "b") for k, v in (set_sql or {}).items()}
+        assignments = ", ".join(
+            f"{column.name} = {expressions.get(column.name, 'b.' + column.name)}"
+            for column in table.columns
+            if column.name not in keys and column.name not in keep
+        )
+        match = " AND ".join(f"t.{key} = b.{key}" for key in keys)
+        self.con.execute(
+            f"UPDATE {table.name} AS t SET {assignments} FROM {batch} AS b WHERE {match}"  # noqa: S608
+        )
+        self.con.execute(
+            f"INSERT INTO {table.name} BY NAME SELECT b.* FROM {batch} AS b "  # noqa: S608
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table.name} AS t WHERE {match})"
+        )
 
-def replace_row(con: Connection, table: sa.Table, values: Mapping[str, Any]) -> None:
-    """Insert one row, replacing the row with the same primary key (a small table's
-    upsert: ``_pipeline_state``)."""
-    columns = ", ".join(values)
-    marks = ", ".join("?" for _ in values)
-    con.execute(
-        f"INSERT OR REPLACE INTO {table.name} ({columns}) VALUES ({marks})",  # noqa: S608
-        list(values.values()),
-    )
+    def replace_row(self, table: sa.Table, values: Mapping[str, Any]) -> None:
+        """Insert one row, replacing the row with the same primary key."""
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        self.con.execute(
+            f"INSERT OR REPLACE INTO {table.name} ({columns}) VALUES ({marks})",  # noqa: S608
+            list(values.values()),
+        )
+
+    def create_temp_table(self, name: str, select_sql: str, params: Sequence[Any] = ()) -> None:
+        """``CREATE OR REPLACE TEMP TABLE name AS select_sql``."""
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {select_sql}", list(params))
+
+    def drop_temp_table(self, name: str) -> None:
+        """Drop a table made by :meth:`create_temp_table`."""
+        self.con.execute(f"DROP TABLE {name}")
+
+    def iso_instant_sql(self, expression: str) -> str:
+        """``expression`` (TIMESTAMPTZ) as ``YYYY-MM-DDTHH:MM:SSZ`` text."""
+        return f"strftime({expression} AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ')"

@@ -2,10 +2,13 @@
 
 Each method is one operation, in one transaction of its own, and delegates to the module
 that owns its tables (``listing``, ``details``, ``rejects``, ``recordings``); the
-database itself (connections, the file lock, transactions) is a backend object,
-:class:`~bulutfon_pipeline.warehouse.duckdb_backend.DuckDB`. Composition rather than
-mixins: the concern modules are plain functions over a backend, so a second backend
-(PostgreSQL) is a second object with the same surface, not a second class tree.
+database itself (connections, locks, transactions, bulk writes) is a backend object
+(:class:`~bulutfon_pipeline.warehouse.backend.Backend`):
+:class:`~bulutfon_pipeline.warehouse.duckdb_backend.DuckDB` for a file, or
+:class:`~bulutfon_pipeline.warehouse.postgres_backend.Postgres` for a server
+(:meth:`Warehouse.from_settings` picks by ``BULUTFON_WAREHOUSE_URL``). Composition rather
+than mixins: the concern modules are plain functions over a backend, so a backend is one
+object with the same surface, not a class tree.
 """
 
 from __future__ import annotations
@@ -25,14 +28,9 @@ from bulutfon_pipeline.warehouse import listing as _listing
 from bulutfon_pipeline.warehouse import pending as _pending
 from bulutfon_pipeline.warehouse import recordings as _recordings
 from bulutfon_pipeline.warehouse import rejects as _rejects
+from bulutfon_pipeline.warehouse.backend import Backend, Transaction
 from bulutfon_pipeline.warehouse.details import DetailLoadResult, RawPayload
-from bulutfon_pipeline.warehouse.duckdb_backend import (
-    Connect,
-    Connection,
-    DuckDB,
-    create_schema,
-    fetch_frame,
-)
+from bulutfon_pipeline.warehouse.duckdb_backend import Connect, DuckDB
 from bulutfon_pipeline.warehouse.errors import WarehouseError
 from bulutfon_pipeline.warehouse.listing import ListingLoadResult, ListingStage
 from bulutfon_pipeline.warehouse.pending import LoadProgress
@@ -42,7 +40,11 @@ __all__ = ["Warehouse"]
 
 
 class Warehouse:
-    """The DuckDB warehouse file and every write the pipeline makes to it.
+    """The warehouse (a DuckDB file or a PostgreSQL schema) and every write the pipeline
+    makes to it.
+
+    ``Warehouse(path)`` is the DuckDB file at ``path``; :meth:`from_settings` picks the
+    backend the settings name; :meth:`on` wraps any backend.
 
     Args:
         path: the DuckDB database file. Its folder must exist.
@@ -52,6 +54,8 @@ class Warehouse:
         lock_timeout_s: how long to wait while another process holds the file lock.
     """
 
+    db: Backend
+
     def __init__(
         self,
         path: str | Path,
@@ -59,30 +63,78 @@ class Warehouse:
         connect: Connect | None = None,
         lock_timeout_s: float = 120.0,
     ) -> None:
-        self.path = Path(path)
-        self.db = DuckDB(self.path, connect=connect, lock_timeout_s=lock_timeout_s)
+        self._path: Path | None = Path(path)
+        self.db = DuckDB(self._path, connect=connect, lock_timeout_s=lock_timeout_s)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Warehouse:
-        """The warehouse ``settings`` name (the DuckDB file; PostgreSQL comes next)."""
-        return cls(settings.duckdb_path, lock_timeout_s=settings.lock_timeout_s)
+    def on(cls, db: Backend) -> Warehouse:
+        """A warehouse over an existing backend object."""
+        warehouse = cls.__new__(cls)
+        warehouse.db = db
+        warehouse._path = db.path if isinstance(db, DuckDB) else None
+        return warehouse
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, lock_timeout_s: float | None = None
+    ) -> Warehouse:
+        """The warehouse ``settings`` name: PostgreSQL at ``settings.warehouse_url`` (in
+        ``settings.warehouse_schema``) when it is set, else the DuckDB file at
+        ``settings.duckdb_path``.
+
+        Args:
+            lock_timeout_s: how long a statement waits for a lock another writer holds
+                (default ``settings.lock_timeout_s``).
+        """
+        if lock_timeout_s is None:
+            lock_timeout_s = settings.lock_timeout_s
+        if settings.warehouse_url is None:
+            return cls(settings.duckdb_path, lock_timeout_s=lock_timeout_s)
+        # Imported here: psycopg is loaded only by those who use a server.
+        from bulutfon_pipeline.warehouse.postgres_backend import Postgres
+
+        return cls.on(
+            Postgres(
+                settings.warehouse_url,
+                schema=settings.warehouse_schema,
+                lock_timeout_s=lock_timeout_s,
+            )
+        )
+
+    @property
+    def path(self) -> Path:
+        """The DuckDB file.
+
+        Raises:
+            WarehouseError: the warehouse is a PostgreSQL server, not a file.
+        """
+        if self._path is None:
+            raise WarehouseError(f"warehouse {self.location} is a server, not a DuckDB file")
+        return self._path
+
+    @property
+    def location(self) -> str:
+        """Where the warehouse is, fit for messages: the file, or the URL without its
+        password (and the schema)."""
+        return self.db.name
 
     @property
     def is_server(self) -> bool:
-        """True for a server warehouse (PostgreSQL), whose readers never block a load."""
-        return False
+        """True on PostgreSQL (readers never block a load; no analysts' copy needed)."""
+        return self.db.is_server
 
     def __repr__(self) -> str:
-        return f"Warehouse({str(self.path)!r})"
+        return f"Warehouse({self.location!r})"
 
     # --- transactions and schema -------------------------------------------------------
 
     def session(self, max_hold_s: float = 5.0) -> AbstractContextManager[None]:
-        """Reuse one connection for the transactions inside the block (``DuckDB.session``)."""
+        """Reuse one connection for the transactions inside the block (``Backend.session``)."""
         return self.db.session(max_hold_s)
 
-    def transaction(self) -> AbstractContextManager[Connection]:
-        """One transaction: COMMIT after the block, ROLLBACK on error (``DuckDB.transaction``)."""
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """One transaction: COMMIT after the block, ROLLBACK on error
+        (``Backend.transaction``)."""
         return self.db.transaction()
 
     def ensure_schema(self) -> None:
@@ -91,14 +143,9 @@ class Warehouse:
         Idempotent.
 
         Raises:
-            WarehouseError: the file's folder does not exist, or DuckDB failed.
+            WarehouseError: the file's folder does not exist, or the database failed.
         """
-        if not self.path.parent.is_dir():
-            raise WarehouseError(
-                f"warehouse folder {self.path.parent} does not exist (for {self.path})"
-            )
-        with self.transaction() as con:
-            create_schema(con)
+        self.db.create_schema()
 
     # --- listing and the high-water mark (listing.py) ----------------------------------
 
@@ -200,5 +247,5 @@ class Warehouse:
 
     def fetch_frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """Run a read query (constant SQL, values as parameters) and return a DataFrame."""
-        with self.transaction() as con:
-            return fetch_frame(con, sql, params)
+        with self.transaction() as tx:
+            return tx.frame(sql, params)

@@ -66,16 +66,16 @@ def integrity_counts(warehouse: Warehouse, *, lookback: dt.timedelta) -> Integri
             their detail, and are not counted as missing.
     """
     hwm = warehouse.high_water_mark()
-    with warehouse.transaction() as con:
+    with warehouse.transaction() as tx:
 
         def scalar(sql: str, params: list[object] | None = None) -> int:
-            row = con.execute(sql, params or []).fetchone()
-            return int(row[0]) if row and row[0] is not None else 0
+            value = tx.scalar(sql, params or [])
+            return int(value) if value is not None else 0
 
         duplicates = {
             table: scalar(
                 f"SELECT count(*) FROM (SELECT 1 FROM {table} "  # noqa: S608 (our identifiers)
-                f"GROUP BY {', '.join(keys)} HAVING count(*) > 1)"
+                f"GROUP BY {', '.join(keys)} HAVING count(*) > 1) AS repeated"
             )
             for table, keys in KEYED_TABLES.items()
         }

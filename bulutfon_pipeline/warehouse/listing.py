@@ -21,17 +21,7 @@ from bulutfon_pipeline.faults import crash_point
 from bulutfon_pipeline.normalize import NormalizedListing, Reject
 from bulutfon_pipeline.warehouse import schema
 from bulutfon_pipeline.warehouse._common import utc
-from bulutfon_pipeline.warehouse.duckdb_backend import (
-    WRITE_FAILURE,
-    Connection,
-    DuckDB,
-    insert,
-    registered,
-    replace_row,
-    scalar,
-    to_arrow,
-    upsert,
-)
+from bulutfon_pipeline.warehouse.backend import Backend, Transaction, to_arrow
 from bulutfon_pipeline.warehouse.errors import WarehouseError
 from bulutfon_pipeline.warehouse.rejects import write_rejects
 
@@ -90,7 +80,7 @@ class ListingStage:
     chunks: int = 0
 
 
-def begin_listing_scan(db: DuckDB) -> ListingStage:
+def begin_listing_scan(db: Backend) -> ListingStage:
     """Start a listing scan: delete what earlier scans left staged; read the mark.
 
     Staged rows of another scan are those of a scan killed before its last transaction:
@@ -100,13 +90,13 @@ def begin_listing_scan(db: DuckDB) -> ListingStage:
     Returns:
         The new scan, with the committed high-water mark.
     """
-    with db.transaction() as con:
-        cleared = scalar(con, f"DELETE FROM {schema.cdr_listing_stage.name}") or 0  # noqa: S608
-        mark = read_high_water_mark(con)
+    with db.transaction() as tx:
+        cleared = tx.write(f"DELETE FROM {schema.cdr_listing_stage.name}")  # noqa: S608
+        mark = read_high_water_mark(tx)
     return ListingStage(scan_id=uuid4().hex, high_water_mark=mark, cleared=int(cleared))
 
 
-def stage_listing(db: DuckDB, stage: ListingStage, frame: pd.DataFrame) -> int:
+def stage_listing(db: Backend, stage: ListingStage, frame: pd.DataFrame) -> int:
     """Stage one chunk of a scan's listing rows, in its own transaction.
 
     Args:
@@ -123,22 +113,22 @@ def stage_listing(db: DuckDB, stage: ListingStage, frame: pd.DataFrame) -> int:
     """
     if not len(frame):
         return 0
-    with db.transaction() as con:
-        staged = _stage_rows(con, stage, frame)
+    with db.transaction() as tx:
+        staged = _stage_rows(tx, stage, frame)
     stage.staged_rows += staged
     stage.chunks += 1
     return staged
 
 
-def _stage_rows(con: Connection, stage: ListingStage, frame: pd.DataFrame) -> int:
+def _stage_rows(tx: Transaction, stage: ListingStage, frame: pd.DataFrame) -> int:
     table = schema.cdr_listing_stage
-    with registered(con, stage_batch=to_arrow(frame.assign(scan_id=stage.scan_id), table)):
-        insert(con, table, "stage_batch")
+    with tx.batches(stage_batch=to_arrow(frame.assign(scan_id=stage.scan_id), table)):
+        tx.insert(table, "stage_batch")
     return len(frame)
 
 
 def finish_listing_scan(
-    db: DuckDB,
+    db: Backend,
     stage: ListingStage,
     rest: pd.DataFrame | None = None,
     *,
@@ -167,13 +157,13 @@ def finish_listing_scan(
             cleared this scan's staged rows meanwhile.
     """
     seen_at = utc(seen_at, "seen_at")
-    with db.transaction() as con:
+    with db.transaction() as tx:
         expected = stage.staged_rows
         if rest is not None and len(rest):
-            expected += _stage_rows(con, stage, rest)
-        result = _merge_listing_stage(db, con, stage.scan_id, expected, seen_at)
-        rejected = write_rejects(con, rejects)
-        crash_point("before_watermark_commit", WRITE_FAILURE)
+            expected += _stage_rows(tx, stage, rest)
+        result = _merge_listing_stage(tx, stage.scan_id, expected, seen_at)
+        rejected = write_rejects(tx, rejects)
+        crash_point("before_watermark_commit", tx.write_failure)
     crash_point("after_watermark_commit")
     return dataclasses.replace(result, rejected=rejected)
 
@@ -187,27 +177,33 @@ _CHANGED = """(
 
 
 def _merge_listing_stage(
-    db: DuckDB, con: Connection, scan_id: str, expected: int, seen_at: datetime
+    tx: Transaction, scan_id: str, expected: int, seen_at: datetime
 ) -> ListingLoadResult:
-    staged = scalar(con, "SELECT count(*) FROM _cdr_listing_stage WHERE scan_id = ?", [scan_id])
+    staged = tx.scalar("SELECT count(*) FROM _cdr_listing_stage WHERE scan_id = ?", [scan_id])
     if staged != expected:
         raise WarehouseError(
-            f"warehouse {db.path}: {expected - staged} of the {expected} listing rows "
+            f"warehouse {tx.name}: {expected - staged} of the {expected} listing rows "
             "this scan staged are gone (another listing scan started meanwhile); "
             "nothing was committed, run the scan again"
         )
     # One row per uuid: the copy from the first (newest) page the scan saw it on.
-    con.execute(
+    tx.create_temp_table(
+        "listing_scan",
         """
-        CREATE OR REPLACE TEMP TABLE listing_scan AS
         SELECT uuid, call_time, call_date, direction, caller, callee,
-               $seen_at AS first_seen_at, $seen_at AS last_seen_at
-        FROM _cdr_listing_stage WHERE scan_id = $scan_id
-        QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY page) = 1
+               first_seen_at, last_seen_at
+        FROM (
+            SELECT uuid, call_time, call_date, direction, caller, callee,
+                   CAST(? AS TIMESTAMPTZ) AS first_seen_at,
+                   CAST(? AS TIMESTAMPTZ) AS last_seen_at,
+                   row_number() OVER (PARTITION BY uuid ORDER BY page) AS position
+            FROM _cdr_listing_stage WHERE scan_id = ?
+        ) AS staged
+        WHERE position = 1
         """,
-        {"scan_id": scan_id, "seen_at": seen_at},
+        [seen_at, seen_at, scan_id],
     )
-    new, updated, unchanged = con.execute(
+    new, updated, unchanged = tx.execute(
         f"""
         SELECT
             count(*) FILTER (WHERE l.uuid IS NULL),
@@ -218,20 +214,19 @@ def _merge_listing_stage(
         """  # noqa: S608 (constant SQL)
     ).fetchone() or (0, 0, 0)
     if new + updated + unchanged:
-        upsert(
-            con,
+        tx.upsert(
             schema.cdr_listing,
             "listing_scan",
             keep=("first_seen_at",),
-            set_sql={"last_seen_at": "greatest(t.last_seen_at, b.last_seen_at)"},
+            set_sql={"last_seen_at": "greatest(t.last_seen_at, {new}.last_seen_at)"},
         )
-    newest = scalar(con, "SELECT max(call_time) FROM listing_scan")
-    days = [day for (day,) in con.execute(
+    newest = tx.scalar("SELECT max(call_time) FROM listing_scan")
+    days = [day for (day,) in tx.execute(
         "SELECT DISTINCT call_date FROM listing_scan ORDER BY call_date"
     ).fetchall()]  # fmt: skip
-    con.execute("DROP TABLE listing_scan")
-    con.execute("DELETE FROM _cdr_listing_stage WHERE scan_id = ?", [scan_id])
-    mark = _advance_high_water_mark(con, newest, seen_at)
+    tx.drop_temp_table("listing_scan")
+    tx.execute("DELETE FROM _cdr_listing_stage WHERE scan_id = ?", [scan_id])
+    mark = _advance_high_water_mark(tx, newest, seen_at)
     return ListingLoadResult(
         new=new,
         updated=updated,
@@ -243,7 +238,7 @@ def _merge_listing_stage(
 
 
 def upsert_listing(
-    db: DuckDB, listing: NormalizedListing, *, seen_at: datetime
+    db: Backend, listing: NormalizedListing, *, seen_at: datetime
 ) -> ListingLoadResult:
     """Upsert listed calls, advance the high-water mark and write the listing rejects.
 
@@ -269,32 +264,31 @@ def upsert_listing(
 # --- the high-water mark ----------------------------------------------------------------
 
 
-def read_high_water_mark(con: Connection) -> datetime | None:
+def read_high_water_mark(tx: Transaction) -> datetime | None:
     """The mark as committed (or as this transaction moved it)."""
-    value = scalar(
-        con, "SELECT value FROM _pipeline_state WHERE key = ?", [schema.HIGH_WATER_MARK_KEY]
+    value = tx.scalar(
+        "SELECT value FROM _pipeline_state WHERE key = ?", [schema.HIGH_WATER_MARK_KEY]
     )
     return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
 
 
 def _advance_high_water_mark(
-    con: Connection, newest: datetime | None, now: datetime
+    tx: Transaction, newest: datetime | None, now: datetime
 ) -> datetime | None:
-    current = read_high_water_mark(con)
+    current = read_high_water_mark(tx)
     if newest is None:
         return current
     newest = newest.astimezone(UTC)
     if current is not None and newest <= current:
         return current
-    replace_row(
-        con,
+    tx.replace_row(
         schema.pipeline_state,
         {"key": schema.HIGH_WATER_MARK_KEY, "value": newest.isoformat(), "updated_at": now},
     )
     return newest
 
 
-def high_water_mark(db: DuckDB) -> datetime | None:
+def high_water_mark(db: Backend) -> datetime | None:
     """The newest ``call_time`` ever listed (aware UTC), or ``None`` before any listing."""
-    with db.transaction() as con:
-        return read_high_water_mark(con)
+    with db.transaction() as tx:
+        return read_high_water_mark(tx)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from bulutfon_pipeline.warehouse._common import utc
-from bulutfon_pipeline.warehouse.duckdb_backend import DuckDB, scalar
+from bulutfon_pipeline.warehouse.backend import Backend
 
 __all__ = ["LoadProgress", "listed_count", "load_progress", "pending_dates", "pending_uuids"]
 
@@ -36,7 +36,7 @@ _PENDING = """(
     OR l.uuid IN (SELECT uuid FROM _cdr_refetch))"""
 
 
-def pending_uuids(db: DuckDB, start: date, end: date, *, refetch: bool = False) -> list[str]:
+def pending_uuids(db: Backend, start: date, end: date, *, refetch: bool = False) -> list[str]:
     """Listed uuids with ``call_date`` in ``[start, end]`` that still need their detail.
 
     Pending means: no ``cdrs`` row and no ``load_rejects`` row, or marked in
@@ -50,43 +50,42 @@ def pending_uuids(db: DuckDB, start: date, end: date, *, refetch: bool = False) 
     Returns:
         uuids, oldest call first.
     """
-    with db.transaction() as con:
-        rows = con.execute(
+    pending = "" if refetch else f"AND {_PENDING}"
+    with db.transaction() as tx:
+        rows = tx.execute(
             f"""
             SELECT l.uuid FROM cdr_listing AS l
-            WHERE l.call_date BETWEEN $start AND $end AND ($refetch OR {_PENDING})
+            WHERE l.call_date BETWEEN ? AND ? {pending}
             ORDER BY l.call_time, l.uuid
             """,  # noqa: S608 - a constant predicate
-            {"start": start, "end": end, "refetch": refetch},
+            [start, end],
         ).fetchall()
     return [uuid for (uuid,) in rows]
 
 
-def listed_count(db: DuckDB, start: date, end: date) -> int:
+def listed_count(db: Backend, start: date, end: date) -> int:
     """Listed calls with ``call_date`` in ``[start, end]``."""
-    with db.transaction() as con:
+    with db.transaction() as tx:
         sql = "SELECT count(*) FROM cdr_listing WHERE call_date BETWEEN ? AND ?"
-        return int(scalar(con, sql, [start, end]) or 0)
+        return int(tx.scalar(sql, [start, end]) or 0)
 
 
-def pending_dates(db: DuckDB) -> list[date]:
+def pending_dates(db: Backend) -> list[date]:
     """Distinct local call dates that have pending uuids, ascending."""
-    with db.transaction() as con:
-        rows = con.execute(
+    with db.transaction() as tx:
+        rows = tx.execute(
             f"SELECT DISTINCT l.call_date FROM cdr_listing AS l WHERE {_PENDING} "  # noqa: S608
             "ORDER BY l.call_date"
         ).fetchall()
     return [day for (day,) in rows]
 
 
-def load_progress(db: DuckDB, since: datetime) -> LoadProgress:
+def load_progress(db: Backend, since: datetime) -> LoadProgress:
     """What the loads committed since ``since`` and what is still pending, read in one
     transaction (``since``: an aware instant, e.g. when an interrupted sync started)."""
-    with db.transaction() as con:
-        loaded = scalar(
-            con, "SELECT count(*) FROM cdrs WHERE loaded_at >= ?", [utc(since, "since")]
-        )
-        rows = con.execute(
+    with db.transaction() as tx:
+        loaded = tx.scalar("SELECT count(*) FROM cdrs WHERE loaded_at >= ?", [utc(since, "since")])
+        rows = tx.execute(
             f"SELECT l.call_date, count(*) FROM cdr_listing AS l WHERE {_PENDING} "  # noqa: S608
             "GROUP BY l.call_date ORDER BY l.call_date"
         ).fetchall()

@@ -15,7 +15,7 @@ import pyarrow as pa
 from bulutfon_pipeline.normalize import Reject
 from bulutfon_pipeline.warehouse import schema
 from bulutfon_pipeline.warehouse._common import utc
-from bulutfon_pipeline.warehouse.duckdb_backend import DuckDB, registered, upsert
+from bulutfon_pipeline.warehouse.backend import Backend
 from bulutfon_pipeline.warehouse.rejects import delete_superseded, write_rejects
 
 __all__ = [
@@ -55,7 +55,7 @@ class RecordingCandidate:
 
 
 def recording_candidates(
-    db: DuckDB, start: date, end: date, *, refetch: bool = False
+    db: Backend, start: date, end: date, *, refetch: bool = False
 ) -> list[RecordingCandidate]:
     """Calls of local days ``start..end`` that have, or had, a recording.
 
@@ -66,21 +66,27 @@ def recording_candidates(
     Returns:
         Candidates, oldest call first.
     """
-    with db.transaction() as con:
-        rows = con.execute(
-            """
+    rejected = (
+        ""
+        if refetch
+        else (
+            "AND NOT EXISTS (SELECT 1 FROM load_rejects AS x "
+            "WHERE x.uuid = c.uuid AND x.stage = 'recording')"
+        )
+    )
+    with db.transaction() as tx:
+        rows = tx.execute(
+            f"""
             SELECT c.uuid, c.call_date, c.call_record, c.has_recording,
                    r.path, r.content_type, r.bytes, r.sha256, r.downloaded_at
             FROM cdrs AS c
             LEFT JOIN call_recordings AS r ON r.cdr_uuid = c.uuid
-            WHERE c.call_date BETWEEN $start AND $end
+            WHERE c.call_date BETWEEN ? AND ?
               AND (c.has_recording OR c.call_record = 'REMOVED')
-              AND ($refetch OR NOT EXISTS (
-                  SELECT 1 FROM load_rejects AS x
-                  WHERE x.uuid = c.uuid AND x.stage = 'recording'))
+              {rejected}
             ORDER BY c.call_time, c.uuid
-            """,
-            {"start": start, "end": end, "refetch": refetch},
+            """,  # noqa: S608 - a constant predicate
+            [start, end],
         ).fetchall()
     return [
         RecordingCandidate(
@@ -97,7 +103,7 @@ def recording_candidates(
     ]  # fmt: skip
 
 
-def save_recordings(db: DuckDB, rows: Sequence[RecordingRow], rejects: Sequence[Reject]) -> None:
+def save_recordings(db: Backend, rows: Sequence[RecordingRow], rejects: Sequence[Reject]) -> None:
     """Upsert ``call_recordings`` rows and write ``recording`` rejects, in one transaction.
 
     A saved recording drops an earlier ``recording`` reject of the same call.
@@ -118,19 +124,19 @@ def save_recordings(db: DuckDB, rows: Sequence[RecordingRow], rejects: Sequence[
             ),
         }
     )
-    with db.transaction() as con:
+    with db.transaction() as tx:
         if rows:
-            with registered(con, recording_batch=batch):
-                upsert(con, schema.call_recordings, "recording_batch")
-                delete_superseded(con, "recording_batch", ("recording",), column="cdr_uuid")
-        write_rejects(con, rejects)
+            with tx.batches(recording_batch=batch):
+                tx.upsert(schema.call_recordings, "recording_batch")
+                delete_superseded(tx, "recording_batch", ("recording",), column="cdr_uuid")
+        write_rejects(tx, rejects)
 
 
-def delete_recordings_before(db: DuckDB, before: date) -> list[str]:
+def delete_recordings_before(db: Backend, before: date) -> list[str]:
     """Delete the ``call_recordings`` rows of calls dated before ``before``, in one
     transaction; returns their paths (relative to BULUTFON_DATA_DIR), sorted."""
-    with db.transaction() as con:
-        rows = con.execute(
+    with db.transaction() as tx:
+        rows = tx.execute(
             """
             DELETE FROM call_recordings
             WHERE cdr_uuid IN (SELECT uuid FROM cdrs WHERE call_date < ?)

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from bulutfon_pipeline.normalize import Reject
 from bulutfon_pipeline.warehouse import schema
-from bulutfon_pipeline.warehouse.duckdb_backend import Connection, DuckDB, registered
+from bulutfon_pipeline.warehouse.backend import Backend, Transaction
 
 __all__ = ["DETAIL_STAGES", "add_rejects", "delete_superseded", "write_rejects"]
 
@@ -20,13 +20,13 @@ __all__ = ["DETAIL_STAGES", "add_rejects", "delete_superseded", "write_rejects"]
 DETAIL_STAGES = ("detail", "normalize")
 
 
-def add_rejects(db: DuckDB, rejects: Sequence[Reject]) -> None:
+def add_rejects(db: Backend, rejects: Sequence[Reject]) -> None:
     """Record rejects (any stage) in their own transaction. Idempotent."""
-    with db.transaction() as con:
-        write_rejects(con, rejects)
+    with db.transaction() as tx:
+        write_rejects(tx, rejects)
 
 
-def write_rejects(con: Connection, rejects: Sequence[Reject]) -> int:
+def write_rejects(tx: Transaction, rejects: Sequence[Reject]) -> int:
     """Write rejects idempotently, in the caller's transaction.
 
     A uuid keeps one reject per stage: an identical one already stored is left as is
@@ -59,8 +59,8 @@ def write_rejects(con: Connection, rejects: Sequence[Reject]) -> int:
             "payload": pa.array([r.payload for r in unique.values()], pa.string()),
         }
     )
-    with registered(con, reject_batch=batch):
-        con.execute(
+    with tx.batches(reject_batch=batch):
+        tx.execute(
             """
             DELETE FROM load_rejects AS r
             USING reject_batch AS b
@@ -68,7 +68,7 @@ def write_rejects(con: Connection, rejects: Sequence[Reject]) -> int:
               AND (r.reason IS DISTINCT FROM b.reason OR r.payload IS DISTINCT FROM b.payload)
             """
         )
-        con.execute(
+        tx.execute(
             """
             INSERT INTO load_rejects (uuid, stage, reason, payload, rejected_at)
             SELECT b.uuid, b.stage, b.reason, b.payload, ? FROM reject_batch AS b
@@ -84,12 +84,12 @@ def write_rejects(con: Connection, rejects: Sequence[Reject]) -> int:
 
 
 def delete_superseded(
-    con: Connection, batch: str, stages: Sequence[str], *, column: str = "uuid"
+    tx: Transaction, batch: str, stages: Sequence[str], *, column: str = "uuid"
 ) -> None:
     """Delete the ``stages`` rejects of the calls in the registered ``batch`` (their
     uuid in ``column``): those calls have loaded since."""
     marks = ", ".join("?" for _ in stages)
-    con.execute(
+    tx.execute(
         f"DELETE FROM load_rejects WHERE stage IN ({marks}) "  # noqa: S608 (our identifiers)
         f"AND uuid IN (SELECT {column} FROM {batch})",
         list(stages),

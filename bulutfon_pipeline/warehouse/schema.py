@@ -1,7 +1,8 @@
 """The warehouse schema: one SQLAlchemy Core ``MetaData``, the single source of truth.
 
-The backend compiles its DDL from it (``duckdb_backend.create_table_statements``) and
-types its bulk writes by it. Declarative: no database is touched here. Tables and columns
+Each backend compiles its DDL from it (``duckdb_backend.create_table_statements``,
+``postgres_backend.create_table_statements``) and types its bulk writes by it
+(``backend.to_arrow``). Declarative: no database is touched here. Tables and columns
 are those of ``docs/architecture.md``.
 """
 
@@ -214,24 +215,26 @@ pipeline_state = Table(
 
 
 # The four tables a detail load writes keep their primary key in this metadata (the
-# loader upserts by it and the docs name it) but not in the DDL: DuckDB checks a key
+# loader upserts by it and the docs name it) but not in DuckDB's DDL: DuckDB checks a key
 # through an ART index that every COMMIT updates, and with the index outgrowing the
 # memory limit a batch's commit cost grew with the table (100,000 calls: 38 s of load
 # CPU with the keys, 28 s without; benchmarks/ANALYSIS.md). The loader keeps the keys
 # unique itself (one writer at a time holds the file, every batch is deduplicated and
 # upserted by key) and the ``*_unique`` asset checks verify it after every load.
-# Warehouses created before keep their constraints, which stay correct, only slower.
+# DuckDB files created before keep their constraints, which stay correct, only slower.
+# PostgreSQL declares and enforces them: its B-tree indexes cost little, its upserts
+# (``INSERT ... ON CONFLICT``) need them, and concurrent loads rely on them.
 UNENFORCED_KEY_TABLES = (cdrs, call_flow_steps, originations, raw_cdr_details)
 
 
-def _never(*_args: object, **_kwargs: object) -> bool:
-    return False
+def _not_on_duckdb(*_args: object, dialect: object = None, **_kwargs: object) -> bool:
+    return getattr(dialect, "name", None) != "duckdb"
 
 
 for _table in UNENFORCED_KEY_TABLES:
-    _table.primary_key.ddl_if(callable_=_never)
+    _table.primary_key.ddl_if(callable_=_not_on_duckdb)
 
 
 def key_columns(table: Table) -> list[str]:
-    """The columns of ``table``'s key, enforced by DuckDB or not."""
+    """The columns of ``table``'s key, enforced by the DDL or not."""
     return [column.name for column in table.primary_key.columns]

@@ -1,4 +1,4 @@
-"""Change detection and the ``cdr_changes`` audit, on a real DuckDB file."""
+"""Change detection and the ``cdr_changes`` audit, on a DuckDB file and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -156,9 +156,10 @@ def test_a_first_load_audits_nothing(warehouse: Warehouse) -> None:
     assert _rows(warehouse, "SELECT count(*) FROM cdr_changes") == [(0,)]
 
 
-def test_a_warehouse_from_before_gets_the_new_tables_on_the_next_sync(tmp_path: Path) -> None:
-    wh = Warehouse(tmp_path / "old.duckdb")
-    wh.ensure_schema()
+def test_a_warehouse_from_before_gets_the_new_tables_on_the_next_sync(
+    warehouse: Warehouse,
+) -> None:
+    wh = warehouse
     _load(wh, _detail("v1_cdr_detail.json"))
     with wh.transaction() as con:  # as a file written by the version before this one
         con.execute("DROP TABLE cdr_changes")

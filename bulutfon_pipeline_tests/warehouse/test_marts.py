@@ -12,6 +12,12 @@ from bulutfon_pipeline_tests.fixtures.marts import at, insert_calls
 
 
 @pytest.fixture
+def warehouse(duckdb_warehouse: Warehouse) -> Warehouse:
+    """DuckDB only until the marts' SQL is portable (views.py)."""
+    return duckdb_warehouse
+
+
+@pytest.fixture
 def marts(warehouse: Warehouse) -> Warehouse:
     return insert_calls(warehouse)
 

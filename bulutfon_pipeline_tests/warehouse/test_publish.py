@@ -54,6 +54,12 @@ def _sql(args: list[str], db: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
+def warehouse(duckdb_warehouse: Warehouse) -> Warehouse:
+    """The analysts' copy is a DuckDB file's (a server needs none)."""
+    return duckdb_warehouse
+
+
+@pytest.fixture
 def published(warehouse: Warehouse) -> Path:
     """The warehouse with ``samples`` rows, published beside it; the warehouse's path."""
     _fill(warehouse)

@@ -1,4 +1,5 @@
-"""The DuckDB schema is generated from the SQLAlchemy metadata and matches it."""
+"""The DuckDB schema is generated from the SQLAlchemy metadata and matches it (PostgreSQL's:
+``test_postgres.py``)."""
 
 from __future__ import annotations
 
@@ -102,6 +103,12 @@ def describe(path: Path) -> dict[str, dict[str, str]]:
     for table, column, data_type in rows:
         out.setdefault(table, {})[column] = data_type
     return out
+
+
+@pytest.fixture
+def warehouse(duckdb_warehouse: Warehouse) -> Warehouse:
+    """The DuckDB catalog (``describe``) is read here."""
+    return duckdb_warehouse
 
 
 def test_schema_created_from_metadata_matches(warehouse: Warehouse) -> None:

@@ -1,0 +1,116 @@
+"""The PostgreSQL sync lock: a session-level advisory lock, so two syncs never write at
+once (the file lock's role on DuckDB).
+
+The lock (``pg_try_advisory_lock``) is keyed by the warehouse schema (:func:`lock_key`)
+and lives on a connection of its own, so it is held whatever the sync's transactions
+do, and the server releases it when that connection ends (the process died, or the block
+ended). Driver-free: it runs over the connection ``Postgres.connect`` gives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, Protocol
+
+from bulutfon_pipeline.warehouse.errors import WarehouseLockedError
+
+__all__ = ["LOCK_POLL_S", "advisory_lock", "holder", "lock_key"]
+
+#: How often :func:`advisory_lock` asks again for a lock another session holds.
+LOCK_POLL_S = 0.2
+
+
+class _Cursor(Protocol):
+    def fetchone(self) -> Any: ...
+
+
+class _Connection(Protocol):
+    def execute(self, query: Any, params: Sequence[Any] = ...) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+def lock_key(schema_name: str) -> int:
+    """The advisory-lock key of a warehouse schema (a signed 64-bit integer)."""
+    digest = hashlib.sha256(f"bulutfon_pipeline:{schema_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _try_lock(con: _Connection, key: int) -> bool:
+    row = con.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()
+    return bool(row and row[0])
+
+
+def holder(con: _Connection, key: int) -> str:
+    """Who holds the advisory lock ``key``: backend pid, application, client, since when
+    (as far as this role may see ``pg_stat_activity``)."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    row = con.execute(
+        """
+        SELECT a.pid, a.application_name, a.client_addr, a.backend_start
+        FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND l.classid = %s::oid AND l.objid = %s::oid
+        LIMIT 1
+        """,
+        [unsigned >> 32, unsigned & 0xFFFFFFFF],
+    ).fetchone()
+    if row is None:
+        return "holder not visible"
+    pid, application, address, started = row
+    where = f" from {address}" if address else ""
+    since = f", connected {started:%Y-%m-%d %H:%M:%S}Z" if started is not None else ""
+    return f"pid {pid} {application or 'unnamed'}{where}{since}"
+
+
+@contextmanager
+def advisory_lock(
+    connect: Callable[[], _Connection],
+    *,
+    key: int,
+    name: str,
+    timeout_s: float,
+    on_wait: Callable[[str], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[None]:
+    """Hold the advisory lock ``key`` for the block, on a connection of its own.
+
+    While another session holds it, asks again every :data:`LOCK_POLL_S`; ``on_wait``
+    gets one line (who holds it) the first time.
+
+    Args:
+        connect: a new autocommit connection (``Postgres.connect``).
+        name: the warehouse, for messages (no password).
+
+    Raises:
+        WarehouseLockedError: still held by another session after ``timeout_s``.
+        WarehouseError: the server could not be reached.
+    """
+    con = connect()
+    try:
+        deadline = time.monotonic() + timeout_s
+        waited = False
+        while not _try_lock(con, key):
+            if not waited and on_wait is not None:
+                on_wait(
+                    f"waiting for another sync to finish on {name} ({holder(con, key)}); "
+                    f"giving up after {timeout_s:g}s"
+                )
+            waited = True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WarehouseLockedError(
+                    f"warehouse {name} is locked by another sync ({holder(con, key)}); "
+                    f"gave up after {timeout_s:g}s"
+                )
+            sleep(min(LOCK_POLL_S, remaining))
+        try:
+            yield
+        finally:
+            with suppress(Exception):  # the connection may be gone; closing releases it
+                con.execute("SELECT pg_advisory_unlock(%s)", [key])
+    finally:
+        con.close()

@@ -1,0 +1,271 @@
+"""What only the PostgreSQL backend has, on a real server: its catalog (types, keys,
+schema), payloads byte-exact as received, the advisory sync lock, the URL's password kept
+out of every message, and the same data as DuckDB for the same loads."""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from bulutfon_pipeline.faults import FAIL_ENV
+from bulutfon_pipeline.normalize import Reject, normalize_details, normalize_listing
+from bulutfon_pipeline.settings import Settings
+from bulutfon_pipeline.warehouse import Warehouse, WarehouseError, WarehouseLockedError, schema
+from bulutfon_pipeline.warehouse.postgres_backend import Postgres
+from bulutfon_pipeline_tests.fixtures import load_fixture
+from bulutfon_pipeline_tests.helpers import read_table
+from bulutfon_pipeline_tests.postgres import PostgresServer
+from bulutfon_pipeline_tests.warehouse.test_loader import snapshot
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+T1 = datetime(2024, 5, 1, 12, 15, tzinfo=UTC)
+TZ = "timestamp with time zone"
+VC = "character varying"
+
+#: information_schema.columns.data_type of every column, as the issue asks: numbers as
+#: text, timestamptz, date, boolean, raw payloads as json (never jsonb).
+EXPECTED_TYPES = {
+    "cdr_listing": [VC, TZ, "date", VC, VC, VC, TZ, TZ],
+    "_cdr_listing_stage": [VC, "integer", VC, TZ, "date", VC, VC, VC],
+    "cdrs": [VC, VC, VC, VC, VC, VC, TZ, TZ, TZ, "date", "boolean", "integer", "integer", VC,
+             "boolean", VC, VC, VC, VC, "boolean", "numeric", TZ],
+    "call_flow_steps": ["character varying", "integer", VC, TZ, TZ, TZ, VC, VC, VC],
+    "originations": [VC, "integer", "integer", VC, TZ, TZ, TZ, VC, VC, "boolean"],
+    "raw_cdr_details": [VC, TZ, "json"],
+    "load_rejects": [VC, VC, VC, VC, TZ],
+    "call_recordings": [VC, VC, VC, "bigint", VC, TZ],
+    "cdr_changes": [VC, "date", VC, VC, VC, TZ, TZ],
+    "_cdr_refetch": [VC, "date", VC, TZ],
+    "_pipeline_state": [VC, VC, TZ],
+}  # fmt: skip
+
+
+def _catalog(server: PostgresServer, url: str, sql: str) -> list[tuple[Any, ...]]:
+    database = url.split("/")[3].split("?")[0]
+    with psycopg.connect(server.conninfo(database)) as con:
+        return con.execute(sql).fetchall()  # type: ignore[arg-type]
+
+
+def test_tables_types_and_keys_come_from_the_metadata(
+    postgres_server: PostgresServer, postgres_warehouse: Warehouse, postgres_url: str
+) -> None:
+    columns = _catalog(
+        postgres_server,
+        postgres_url,
+        "SELECT table_name, column_name, data_type, numeric_precision, numeric_scale "
+        "FROM information_schema.columns WHERE table_schema = 'warehouse' "
+        "AND table_name IN (SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = 'warehouse' AND table_type = 'BASE TABLE') "
+        "ORDER BY table_name, ordinal_position",
+    )
+    described: dict[str, list[str]] = {}
+    for table, column, data_type, precision, scale in columns:
+        described.setdefault(table, []).append(data_type)
+        if data_type == "numeric":
+            assert (table, column, precision, scale) == ("cdrs", "call_price", 12, 4)
+    assert described == EXPECTED_TYPES
+    names = {t.name: [c.name for c in t.columns] for t in schema.metadata.sorted_tables}
+    assert {t: [c for (tt, c, *_) in columns if tt == t] for t in names} == names
+    # Every declared key is a PRIMARY KEY constraint here (DuckDB leaves four out).
+    keys = _catalog(
+        postgres_server,
+        postgres_url,
+        "SELECT tc.table_name, array_agg(k.column_name::text ORDER BY k.ordinal_position) "
+        "FROM information_schema.table_constraints AS tc "
+        "JOIN information_schema.key_column_usage AS k "
+        "  ON k.constraint_name = tc.constraint_name AND k.table_schema = tc.table_schema "
+        "WHERE tc.table_schema = 'warehouse' AND tc.constraint_type = 'PRIMARY KEY' "
+        "GROUP BY tc.table_name",
+    )
+    declared = {t.name: schema.key_columns(t) for t in schema.metadata.sorted_tables}
+    assert dict(keys) == {t: k for t, k in declared.items() if k}
+    # Nothing in the public schema: the tables live in BULUTFON_WAREHOUSE_SCHEMA.
+    public = "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+    assert _catalog(postgres_server, postgres_url, public) == [(0,)]
+
+
+def test_ensure_schema_is_idempotent(postgres_warehouse: Warehouse) -> None:
+    postgres_warehouse.upsert_listing(
+        normalize_listing(load_fixture("seed_cdr_list.json")["cdrs"]), seen_at=T0
+    )
+    before = snapshot(postgres_warehouse)
+    postgres_warehouse.ensure_schema()
+    assert snapshot(postgres_warehouse) == before
+
+
+def test_raw_payload_text_is_byte_exact_after_a_round_trip(
+    postgres_server: PostgresServer, postgres_warehouse: Warehouse, postgres_url: str
+) -> None:
+    detail = load_fixture("seed_cdr_detail.json")["cdr"]
+    # Unordered keys, odd spacing, escapes, a repeated key: jsonb would change all four.
+    text = (
+        '{"z": 1,  "a" : [1, 2.50, 1e3], "cdr": '
+        + json.dumps(detail, ensure_ascii=False)
+        + ', "esc": "\\u00e7\\n", "z": 2}'
+    )
+    postgres_warehouse.load_details(
+        [(detail["uuid"], text)], normalize_details([detail]), fetched_at=T0
+    )
+    assert postgres_warehouse.raw_payloads(limit=5) == [(detail["uuid"], text)]
+    stored = _catalog(
+        postgres_server,
+        postgres_url,
+        "SELECT payload::text, pg_typeof(payload)::text FROM warehouse.raw_cdr_details",
+    )
+    assert stored == [(text, "json")]
+
+
+def test_the_same_loads_give_the_same_rows_as_duckdb(
+    postgres_warehouse: Warehouse, postgres_url: str, tmp_path: Path
+) -> None:
+    duck = Warehouse(tmp_path / "w.duckdb")
+    duck.ensure_schema()
+    listing = load_fixture("seed_cdr_list.json")["cdrs"]
+    detail = load_fixture("seed_cdr_detail.json")["cdr"]
+    v1 = load_fixture("v1_cdr_detail.json")["cdr"]
+    changed = {**v1, "call_record": "REMOVED", "call_price": "0.0300"}
+    payloads = [detail, *listing, {"uuid": "broken", "call_time": "31-02-2015 10:00"}]
+    for wh in (duck, postgres_warehouse):
+        wh.upsert_listing(normalize_listing(listing), seen_at=T0)
+        gone = [Reject("gone", "detail", "404", None)]
+        raw = [(p["uuid"], p) for p in payloads]
+        wh.load_details(raw, normalize_details(payloads), fetched_at=T0, detail_rejects=gone)
+        wh.load_details([(v1["uuid"], v1)], normalize_details([v1]), fetched_at=T0)
+        wh.load_details([(v1["uuid"], changed)], normalize_details([changed]), fetched_at=T1)
+    skip = ("cdrs.loaded_at", "load_rejects.rejected_at", "_pipeline_state.updated_at")
+    got, want = snapshot(postgres_warehouse, skip=skip), snapshot(duck, skip=skip)
+    assert got == want
+    assert len(got["cdrs"]) == 6 and len(got["load_rejects"]) == 2
+    audit = "SELECT uuid, field, old_value, new_value, seen_at FROM cdr_changes ORDER BY 1, 2, 3"
+    changes = [duck_rows(wh, audit) for wh in (postgres_warehouse, duck)]
+    assert changes[0] == changes[1] and len(changes[0]) >= 3
+    assert postgres_warehouse.pending_dates() == duck.pending_dates()
+    # The test helpers read either backend.
+    for table in (schema.cdrs, schema.call_flow_steps, schema.originations, schema.load_rejects):
+        columns = [c.name for c in table.columns if c.name not in ("loaded_at", "rejected_at")]
+        got_rows = read_table((postgres_url, "warehouse"), table.name, columns)
+        assert got_rows == read_table(duck.path, table.name, columns) and got_rows
+
+
+def duck_rows(wh: Warehouse, sql: str) -> list[tuple[Any, ...]]:
+    with wh.transaction() as tx:
+        return tx.execute(sql).fetchall()
+
+
+def test_the_keys_are_enforced(postgres_warehouse: Warehouse) -> None:
+    detail = load_fixture("seed_cdr_detail.json")["cdr"]
+    postgres_warehouse.load_details(
+        [(detail["uuid"], detail)], normalize_details([detail]), fetched_at=T0
+    )
+    with (
+        pytest.raises(WarehouseError, match="duplicate key"),
+        postgres_warehouse.transaction() as tx,
+    ):
+        tx.execute("INSERT INTO call_flow_steps SELECT * FROM call_flow_steps WHERE step_index = 1")
+
+
+@pytest.mark.parametrize("point", ["before_watermark_commit"])
+def test_a_write_failure_leaves_the_last_committed_state(
+    postgres_warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch, point: str
+) -> None:
+    listing = load_fixture("seed_cdr_list.json")["cdrs"]
+    postgres_warehouse.upsert_listing(normalize_listing(listing[:2]), seen_at=T0)
+    before = snapshot(postgres_warehouse)
+    mark = postgres_warehouse.high_water_mark()
+    monkeypatch.setenv(FAIL_ENV, point)
+    with pytest.raises(WarehouseError, match="No space left on device"):
+        postgres_warehouse.upsert_listing(normalize_listing(listing), seen_at=T1)
+    monkeypatch.delenv(FAIL_ENV)
+    # Rows and the high-water mark were one transaction: neither moved.
+    assert snapshot(postgres_warehouse) == before
+    assert postgres_warehouse.high_water_mark() == mark
+    result = postgres_warehouse.upsert_listing(normalize_listing(listing), seen_at=T1)
+    assert (result.new, result.unchanged) == (3, 2)
+
+
+def test_a_detail_write_failure_loses_and_duplicates_nothing(
+    postgres_warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detail = load_fixture("seed_cdr_detail.json")["cdr"]
+    raw, normalized = [(detail["uuid"], detail)], normalize_details([detail])
+    monkeypatch.setenv(FAIL_ENV, "details_write")
+    with pytest.raises(WarehouseError, match="No space left on device"):
+        postgres_warehouse.load_details(raw, normalized, fetched_at=T0)
+    monkeypatch.delenv(FAIL_ENV)
+    assert all(rows == [] for rows in snapshot(postgres_warehouse).values())
+    assert postgres_warehouse.load_details(raw, normalized, fetched_at=T0).new == 1
+
+
+# --- the advisory sync lock ------------------------------------------------------------------
+
+
+def test_a_second_holder_waits_then_gives_up(postgres_url: str) -> None:
+    first, second = Postgres(postgres_url, schema="a"), Postgres(postgres_url, schema="a")
+    waits: list[str] = []
+    slept: list[float] = []
+    second.sleep = slept.append  # no real waiting: the deadline passes on the clock
+    with (
+        first.advisory_lock(5.0),
+        pytest.raises(WarehouseLockedError, match="locked by another sync") as info,
+        second.advisory_lock(0.0, waits.append),
+    ):
+        pytest.fail("the lock was held by another session")
+    assert len(waits) == 1
+    assert waits[0].startswith("waiting for another sync to finish on ")
+    assert "pid " in waits[0] and "bulutfon_pipeline" in waits[0]
+    assert "pid " in str(info.value)
+    # Released with the block: the second gets it at once, without waiting.
+    with second.advisory_lock(0.0, waits.append):
+        pass
+    assert len(waits) == 1
+
+
+def test_a_waiting_holder_gets_the_lock_when_the_first_lets_go(postgres_url: str) -> None:
+    first, second = Postgres(postgres_url, schema="a"), Postgres(postgres_url, schema="a")
+    other_schema = Postgres(postgres_url, schema="b")
+    held = ExitStack()
+    held.enter_context(first.advisory_lock(5.0))
+    waits: list[str] = []
+    second.sleep = lambda _s: held.close()  # the first sync ends while the second waits
+    with other_schema.advisory_lock(0.0), second.advisory_lock(30.0, waits.append):
+        entered = True
+    assert entered and len(waits) == 1  # another schema's lock is another lock
+
+
+# --- settings, names, secrets -----------------------------------------------------------------
+
+
+def test_from_settings_picks_the_backend_and_hides_the_password(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    duck = Warehouse.from_settings(Settings(duckdb_path=tmp_path / "w.duckdb"))
+    assert (duck.is_server, duck.location, duck.path) == (False, str(tmp_path / "w.duckdb"),
+                                                         tmp_path / "w.duckdb")  # fmt: skip
+    with_password = postgres_url.replace("postgres@", "postgres:s3cret-pw@")
+    wh = Warehouse.from_settings(Settings(warehouse_url=with_password, warehouse_schema="calls"))
+    assert wh.is_server
+    wh.ensure_schema()  # trust authentication: the password is not checked
+    wh.upsert_listing(normalize_listing(load_fixture("seed_cdr_list.json")["cdrs"]), seen_at=T0)
+    assert wh.high_water_mark() == datetime(2015, 4, 16, 13, 17, tzinfo=UTC)
+    assert "s3cret-pw" not in wh.location and "***" in wh.location
+    assert "schema calls" in wh.location and "s3cret-pw" not in repr(wh)
+    with pytest.raises(WarehouseError, match="is a server") as info:
+        _ = wh.path
+    assert "s3cret-pw" not in str(info.value)
+    with pytest.raises(WarehouseError) as failed, wh.transaction() as tx:
+        tx.execute("SELECT no_such_column FROM cdrs")
+    assert "s3cret-pw" not in str(failed.value) and "no_such_column" in str(failed.value)
+
+
+def test_an_unreachable_server_is_one_line_without_the_password(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://loader:s3cret-pw@/calls?host={tmp_path}&port=1"
+    with pytest.raises(WarehouseError, match="cannot open warehouse") as info:
+        Warehouse.on(Postgres(url)).ensure_schema()
+    message = str(info.value)
+    assert "s3cret-pw" not in message and "\n" not in message and "***" in message
