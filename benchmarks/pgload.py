@@ -35,7 +35,7 @@ from datasets import details_file
 from bulutfon_pipeline.settings import DEFAULT_DETAIL_BATCH_SIZE
 
 sys.path.insert(0, str(ROOT))
-from bulutfon_pipeline_tests.postgres import PostgresServer  # noqa: E402
+from bulutfon_pipeline_tests.postgres import PostgresServer
 
 KINDS = ("ours", "ours-pg", "dlt-pg")
 #: What the server was started with, read back from the server itself.

@@ -75,7 +75,9 @@ def write_report() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under 5 minutes")
-    parser.add_argument("--only", default="fanout,flow,load,sync,analysts,pgload", help="sections to run")
+    parser.add_argument(
+        "--only", default="fanout,flow,load,sync,analysts,pgload", help="sections to run"
+    )
     parser.add_argument("--render", action="store_true", help="only rebuild BENCHMARKS.md")
     args = parser.parse_args()
     if args.render:

@@ -75,9 +75,7 @@ class Warehouse:
         return warehouse
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, *, lock_timeout_s: float | None = None
-    ) -> Warehouse:
+    def from_settings(cls, settings: Settings, *, lock_timeout_s: float | None = None) -> Warehouse:
         """The warehouse ``settings`` name: PostgreSQL at ``settings.warehouse_url`` (in
         ``settings.warehouse_schema``) when it is set, else the DuckDB file at
         ``settings.duckdb_path``.
