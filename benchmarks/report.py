@@ -93,10 +93,21 @@ def pgload_targets(results: dict[str, Any]) -> list[Row]:
         name = "dlt-pg" if peer == "dlt-pg" else "ours (DuckDB)"
         rows.append((f"pgload {n}{note}: ours-pg / {name} rows/s", _fmt(ratio, 2, "x"), label,
                      "n/a" if ratio is None else _ok(ratio >= want)))  # fmt: skip
+    cpu = _ratio(_cpu_rate(pg.get("ours-pg", {})), _cpu_rate(pg.get("dlt-pg", {})))
+    rows.append((f"pgload {n}: ours-pg / dlt-pg rows per CPU second (client + server)",
+                 _fmt(cpu, 2, "x"), ">= 3x (context)",
+                 "n/a" if cpu is None else _ok(cpu >= 3)))  # fmt: skip
     rows.append((f"pgload {n}: ours-pg's tables hold what ours (DuckDB) holds "
                  "(rows of cdrs, call_flow_steps, originations, raw_cdr_details; sums)",
                  str(pg.get("exact")), "True", _ok(bool(pg.get("exact")))))  # fmt: skip
     return rows
+
+
+def _cpu_rate(r: dict[str, Any]) -> float | None:
+    """Rows per CPU second of a contender, its own process and the server's together."""
+    if "rows" not in r:
+        return None
+    return _ratio(r["rows"], r.get("cpu_seconds", 0) + r.get("server_cpu_seconds", 0))
 
 
 def _pgload(results: dict[str, Any]) -> list[str]:
@@ -115,25 +126,29 @@ def _pgload(results: dict[str, Any]) -> list[str]:
         f"max_wal_size={server.get('max_wal_size')}; Unix socket, same machine.",
         "",
         "| contender | calls loaded | rows | wall s | rows/s (wall) | ours-pg is × faster "
-        "(wall) | client CPU s | server CPU s | peak RSS MB | load |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "(wall) | client CPU s | server CPU s | rows per CPU s | ours-pg is × faster (CPU) "
+        "| peak RSS MB | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for kind in ("ours-pg", "ours", "dlt-pg"):
         r = pg.get(kind, {})
         if "error" in r:
             out.append(f"| {kind} | failed ({r['error']}) after {r['seconds']} s | | | | | | | "
-                       f"| {r['load']} |")  # fmt: skip
+                       f"| | | {r['load']} |")  # fmt: skip
             continue
         if not r:
             continue
         capped = "" if r.get("complete", True) else " (time-capped)"
         name = "ours (DuckDB)" if kind == "ours" else kind
         server_cpu = "n/a (no server)" if kind == "ours" else f"{r['server_cpu_seconds']:.1f}"
+        rate = _cpu_rate(r if kind != "ours" else {**r, "server_cpu_seconds": 0})
+        per_cpu = "n/a" if rate is None else f"{rate:,.0f}"
         out.append(
             f"| {name} | {r['calls']:,}{capped} | {r['rows']:,} | {r['seconds']:.1f} | "
             f"{r['rows_per_s']:,.0f} | "
             f"{_fmt(_ratio(ours.get('rows_per_s'), r.get('rows_per_s')), 2, '×')} | "
-            f"{r.get('cpu_seconds', 0):.1f} | {server_cpu} | "
+            f"{r.get('cpu_seconds', 0):.1f} | {server_cpu} | {per_cpu} | "
+            f"{_fmt(_ratio(_cpu_rate(ours), rate), 2, '×')} | "
             f"{r['process_peak_rss_mb']:.0f} | {r['load']} |"
         )
     duck, pgt = pg.get("ours", {}).get("tables"), ours.get("tables")
