@@ -2,7 +2,9 @@
 
 Plain Python, no dagster. :class:`Warehouse` (``facade.py``) is what callers hold; each
 concern owns a module (``listing``, ``details``, ``rejects``, ``recordings``,
-``pending``, ``changes``, ``integrity``), and everything DuckDB-specific is in ``duckdb_backend``.
+``pending``, ``changes``, ``integrity``), written over the ``backend`` protocols; everything
+DuckDB-specific is in ``duckdb_backend``, everything PostgreSQL-specific in
+``postgres_backend``.
 """
 
 from bulutfon_pipeline.warehouse.details import DetailLoadResult

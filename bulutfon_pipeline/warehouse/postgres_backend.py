@@ -355,12 +355,19 @@ class PostgresTransaction:
         keys = schema.key_columns(table)
         columns = self._columns(table, batch)
         expressions = {k: v.replace("{new}", "excluded") for k, v in (set_sql or {}).items()}
-        assignments = ", ".join(
-            f"{name} = {expressions.get(name, 'excluded.' + name)}"
-            for name in columns
-            if name not in keys and name not in keep
+        updated = [name for name in columns if name not in keys and name not in keep]
+        values = {name: expressions.get(name, f"excluded.{name}") for name in updated}
+        assignments = ", ".join(f"{name} = {value}" for name, value in values.items())
+        # Unchanged rows are left alone: no new row version, no index update (a reload
+        # of the same details rewrites only what changed). json has no equality: as text.
+        text = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
+        changed = " OR ".join(
+            f"t.{name}::text IS DISTINCT FROM ({value})::text"
+            if name in text
+            else f"t.{name} IS DISTINCT FROM {value}"
+            for name, value in values.items()
         )
-        action = f"DO UPDATE SET {assignments}" if assignments else "DO NOTHING"
+        action = f"DO UPDATE SET {assignments} WHERE {changed}" if assignments else "DO NOTHING"
         names = ", ".join(columns)
         self.con.execute(
             f"INSERT INTO {table.name} AS t ({names}) SELECT {names} FROM {batch} "  # noqa: S608

@@ -24,7 +24,13 @@ import pytest
 
 from bulutfon_pipeline import checks
 from bulutfon_pipeline.normalize import Reject, normalize_details, normalize_listing
-from bulutfon_pipeline.warehouse import Warehouse, WarehouseError, WarehouseLockedError, schema
+from bulutfon_pipeline.warehouse import (
+    RecordingRow,
+    Warehouse,
+    WarehouseError,
+    WarehouseLockedError,
+    schema,
+)
 from bulutfon_pipeline.warehouse.duckdb_backend import DuckDB, create_table_statements
 from bulutfon_pipeline_tests.fixtures import load_fixture
 
@@ -577,3 +583,44 @@ def test_unchanged_copy_of_payload_is_not_mutated(warehouse: Warehouse) -> None:
     original = copy.deepcopy(payload)
     load(warehouse, [payload])
     assert payload == original
+
+
+# --- recordings ----------------------------------------------------------------------------
+
+
+def test_recording_rows_candidates_rejects_and_purge(warehouse: Warehouse) -> None:
+    load(warehouse, [seed_detail()])  # has a recording ("Var"), 16 April 2015
+    day = date(2015, 4, 16)
+    (candidate,) = warehouse.recording_candidates(day, day)
+    assert (candidate.uuid, candidate.call_record, candidate.has_recording) == (UUID, "Var", True)
+    assert candidate.stored is None
+
+    warehouse.save_recordings([], [Reject(UUID, "recording", "HTTP 500", None)])
+    assert warehouse.recording_candidates(day, day) == []  # a reject leaves it out...
+    assert len(warehouse.recording_candidates(day, day, refetch=True)) == 1  # ...but refetch
+
+    row = RecordingRow(UUID, f"recordings/2015/04/16/{UUID}.wav", "audio/wav", 12, "ab", T0)
+    warehouse.save_recordings([row], [])
+    (candidate,) = warehouse.recording_candidates(day, day)
+    assert candidate.stored == row  # and the reject is gone
+    assert rows(warehouse, "SELECT count(*) FROM load_rejects") == [(0,)]
+    warehouse.save_recordings([row], [])  # idempotent
+    assert rows(warehouse, "SELECT count(*) FROM call_recordings") == [(1,)]
+
+    assert warehouse.delete_recordings_before(day) == []
+    assert warehouse.delete_recordings_before(date(2015, 4, 17)) == [row.path]
+    assert rows(warehouse, "SELECT count(*) FROM call_recordings") == [(0,)]
+
+
+def test_raw_payloads_pages_through_by_uuid(warehouse: Warehouse) -> None:
+    payloads = [seed_detail(), *seed_listing()]
+    load(warehouse, payloads)
+    uuids = sorted(p["uuid"] for p in payloads)
+    first = warehouse.raw_payloads(limit=2)
+    assert [u for u, _ in first] == uuids[:2]
+    rest = warehouse.raw_payloads(after=first[-1][0], limit=10)
+    assert [u for u, _ in rest] == uuids[2:]
+    chosen = warehouse.raw_payloads([uuids[3], uuids[1], "missing"], limit=10)
+    assert [u for u, _ in chosen] == [uuids[1], uuids[3]]
+    assert json.loads(chosen[0][1])["uuid"] == uuids[1]
+    assert warehouse.raw_payloads([uuids[3], uuids[1]], after=uuids[1], limit=10)[0][0] == uuids[3]

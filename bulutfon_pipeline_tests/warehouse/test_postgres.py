@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from contextlib import ExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,10 @@ from bulutfon_pipeline.faults import FAIL_ENV
 from bulutfon_pipeline.normalize import Reject, normalize_details, normalize_listing
 from bulutfon_pipeline.settings import Settings
 from bulutfon_pipeline.warehouse import Warehouse, WarehouseError, WarehouseLockedError, schema
+from bulutfon_pipeline.warehouse.change_log import changes_since
+from bulutfon_pipeline.warehouse.integrity import integrity_counts
 from bulutfon_pipeline.warehouse.postgres_backend import Postgres
+from bulutfon_pipeline.warehouse.postgres_text import to_pyformat
 from bulutfon_pipeline_tests.fixtures import load_fixture
 from bulutfon_pipeline_tests.helpers import read_table
 from bulutfon_pipeline_tests.postgres import PostgresServer
@@ -146,6 +149,13 @@ def test_the_same_loads_give_the_same_rows_as_duckdb(
     changes = [duck_rows(wh, audit) for wh in (postgres_warehouse, duck)]
     assert changes[0] == changes[1] and len(changes[0]) >= 3
     assert postgres_warehouse.pending_dates() == duck.pending_dates()
+    # The checks' integrity counts, and the change log, agree too.
+    lookback = timedelta(hours=1)
+    counts = integrity_counts(postgres_warehouse, lookback=lookback)
+    assert counts == integrity_counts(duck, lookback=lookback)
+    assert counts.duplicate_keys == dict.fromkeys(counts.duplicate_keys, 0)
+    assert counts.rejected_calls == 2
+    assert changes_since(postgres_warehouse, T1) == changes_since(duck, T1) != []
     # The test helpers read either backend.
     for table in (schema.cdrs, schema.call_flow_steps, schema.originations, schema.load_rejects):
         columns = [c.name for c in table.columns if c.name not in ("loaded_at", "rejected_at")]
@@ -269,3 +279,20 @@ def test_an_unreachable_server_is_one_line_without_the_password(tmp_path: Path) 
         Warehouse.on(Postgres(url)).ensure_schema()
     message = str(info.value)
     assert "s3cret-pw" not in message and "\n" not in message and "***" in message
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        # a placeholder becomes psycopg's, a literal % is doubled
+        ("SELECT ? WHERE a LIKE '%x'", "SELECT %s WHERE a LIKE '%%x'"),
+        # a ? inside quoted text or an identifier is not a placeholder
+        ("SELECT '?', \"a?\" FROM t WHERE b = ?", "SELECT '?', \"a?\" FROM t WHERE b = %s"),
+        # nor inside a comment
+        ("SELECT 1 -- why?\nWHERE c = ?", "SELECT 1 -- why?\nWHERE c = %s"),
+        # a doubled quote inside text stays text
+        ("SELECT 'it''s ?' , ?", "SELECT 'it''s ?' , %s"),
+    ],
+)
+def test_placeholders_become_psycopgs(sql: str, expected: str) -> None:
+    assert to_pyformat(sql) == expected
