@@ -155,7 +155,7 @@ def machine() -> dict[str, Any]:
         mem_gb = int(first.split()[1]) / 1024 / 1024
     versions = {}
     names = "bulutfon_pipeline dagster duckdb pandas pyarrow httpx httpcore uvicorn uvloop"
-    for name in (names + " httptools sqlalchemy duckdb_engine dlt").split():
+    for name in (names + " httptools sqlalchemy duckdb_engine dlt psycopg psycopg2-binary").split():
         try:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:

@@ -1,9 +1,11 @@
 """Benchmark 2: normalize + load, raw NDJSON in -> tables committed in DuckDB.
 
-``python benchmarks/loaders.py KIND NDJSON DB [--max-seconds S]`` runs one contender in
-its own process (the harness reads its peak RSS with ``wait4``) and prints one JSON line.
-KIND is ``ours``, ``naive``, ``dlt``, ``duckdb`` or ``duckdb-batched``. One NDJSON line is
-one call's detail (the ``cdr`` object), as the simulator serves it.
+``python benchmarks/loaders.py KIND NDJSON DB [--max-seconds S] [--url URL]`` runs one
+contender in its own process (the harness reads its peak RSS with ``wait4``) and prints one
+JSON line. KIND is ``ours``, ``naive``, ``dlt``, ``duckdb``, ``duckdb-batched``, or, into the
+PostgreSQL database at ``--url`` (a SQLAlchemy URL; DB's folder then holds only dlt's
+working files), ``ours-pg`` or ``dlt-pg``. One NDJSON line is one call's detail (the ``cdr``
+object), as the simulator serves it.
 
 * ``ours``: read lines -> each as the API's body ``{"cdr": <line>}`` through the API
   client's decoder (``jsonio.decode_keeping_text``) -> ``normalize_details`` ->
@@ -19,6 +21,14 @@ one call's detail (the ``cdr`` object), as the simulator serves it.
   with the same canonical columns (the ceiling), all calls in one transaction.
 * ``duckdb-batched``: the same SQL, one transaction per pipeline batch, with the pipeline's
   DuckDB settings: the ceiling under the pipeline's constraints.
+
+* ``ours-pg``: ``ours`` into PostgreSQL: ``Warehouse.from_settings`` on a
+  ``Settings(warehouse_url=URL, warehouse_schema="public")``, the same batches and calls.
+* ``dlt-pg``: ``dlt`` with its ``postgres`` destination (psycopg2, its default loader
+  file format), ``append``.
+
+After the clock stops, ``ours``, ``ours-pg`` and ``dlt-pg`` count what their tables hold
+(``tables``, plus a few sums over ``cdrs`` for ours: the harness compares the two backends).
 
 ``naive`` and ``dlt`` can take very long at 100,000 calls, so they stop taking records
 after ``--max-seconds`` (naive) or a quarter of it (dlt's extract step, which precedes
@@ -73,11 +83,24 @@ def _count(con: Any, table: str) -> int:
 
 
 def ours(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
-    from bulutfon_pipeline.jsonio import decode_keeping_text as decode
-    from bulutfon_pipeline.normalize import normalize_details
     from bulutfon_pipeline.warehouse import Warehouse
 
-    warehouse = Warehouse(db)
+    return _ours_into(Warehouse(db), path)
+
+
+def ours_pg(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
+    from bulutfon_pipeline.settings import Settings
+    from bulutfon_pipeline.warehouse import Warehouse
+
+    settings = Settings(warehouse_url=_url(), warehouse_schema="public")
+    return _ours_into(Warehouse.from_settings(settings), path)
+
+
+def _ours_into(warehouse: Any, path: Path) -> dict[str, Any]:
+    """The pipeline's own load: ``ensure_schema``, then ``load_details`` per batch."""
+    from bulutfon_pipeline.jsonio import decode_keeping_text as decode
+    from bulutfon_pipeline.normalize import normalize_details
+
     warehouse.ensure_schema()
     calls = steps = origs = 0
     with warehouse.session():  # as loads.load_details does
@@ -172,6 +195,40 @@ def dlt_load(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
     con.close()
     return {"calls": counts["cdrs"], "rows": sum(counts.values()), "complete": complete[0],
             "tables": counts}  # fmt: skip
+
+
+def dlt_pg(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
+    """``dlt`` into PostgreSQL (its ``postgres`` destination), time-capped the same way."""
+    from urllib.parse import quote
+
+    import dlt
+    from sqlalchemy.engine import make_url
+
+    started = time.perf_counter()
+    complete = [True]
+
+    def records() -> Iterator[dict[str, Any]]:
+        for line in _lines(path):
+            if time.perf_counter() - started > max_seconds / 4:
+                complete[0] = False
+                return
+            yield json.loads(line)
+
+    # dlt's credentials require a host and a password. The host is the socket's folder,
+    # percent-encoded in the URL's host (libpq decodes it: a host starting with "/" is a
+    # Unix socket folder); the password is unused (the server trusts local connections).
+    url = make_url(_url())
+    host = quote(str(url.query["host"]), safe="")
+    credentials = (f"postgresql://{url.username}:unused@{host}:{url.query['port']}/"
+                   f"{url.database}")  # fmt: skip
+    pipeline = dlt.pipeline(
+        pipeline_name="bench_pg_" + db.stem,
+        destination=dlt.destinations.postgres(credentials=credentials),
+        dataset_name="bench",
+        pipelines_dir=str(db.parent / ("dlt_" + db.stem)),
+    )
+    pipeline.run(records(), table_name="cdrs", write_disposition="append")
+    return {"complete": complete[0]}
 
 
 # The canonical vocabulary of docs/architecture.md, in SQL.
@@ -299,12 +356,82 @@ def duckdb_batched(path: Path, db: Path, max_seconds: float) -> dict[str, Any]:
     return {"calls": counts[0], "rows": sum(counts), "complete": True}
 
 
+_URL: list[str] = []
+
+
+def _url() -> str:
+    """``--url``: the PostgreSQL database of the ``-pg`` contenders."""
+    if not _URL:
+        raise SystemExit("this contender needs --url postgresql+psycopg://...")
+    return _URL[0]
+
+
+#: What the warehouse holds, the same SQL on both backends: row counts and a few sums
+#: that depend on every parsed instant (ring and talk seconds, answered calls).
+_CHECK_SQL = {
+    "cdrs": "SELECT count(*) FROM cdrs",
+    "call_flow_steps": "SELECT count(*) FROM call_flow_steps",
+    "originations": "SELECT count(*) FROM originations",
+    "raw_cdr_details": "SELECT count(*) FROM raw_cdr_details",
+    "distinct_uuids": "SELECT count(DISTINCT uuid) FROM cdrs",
+    "ring_seconds": "SELECT sum(ring_seconds) FROM cdrs",
+    "talk_seconds": "SELECT sum(talk_seconds) FROM cdrs",
+    "answered": "SELECT count(*) FROM cdrs WHERE answered",
+    "answered_originations": "SELECT count(*) FROM originations WHERE answered",
+}
+#: dlt's own tables (its nested tables for the call flow), in its dataset.
+_DLT_TABLES = ("cdrs", "cdrs__call_flow", "cdrs__call_flow__origination")
+
+
+def check_duckdb(db: Path) -> dict[str, Any]:
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {name: int(con.execute(sql).fetchone()[0] or 0) for name, sql in _CHECK_SQL.items()}
+    finally:
+        con.close()
+
+
+def _pg_values(queries: dict[str, str]) -> dict[str, int]:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(_url())
+    con = psycopg.connect(dbname=url.database, user=url.username, **url.query)  # type: ignore[arg-type]
+    try:
+        out = {}
+        for name, sql in queries.items():
+            row = con.execute(sql).fetchone()  # type: ignore[arg-type]
+            out[name] = int(row[0] or 0) if row else 0
+        return out
+    finally:
+        con.close()
+
+
+def check_pg(db: Path) -> dict[str, Any]:
+    return _pg_values(_CHECK_SQL)
+
+
+def check_dlt_pg(db: Path) -> dict[str, Any]:
+    counts = _pg_values({t: f"SELECT count(*) FROM bench.{t}" for t in _DLT_TABLES})  # noqa: S608
+    return {"calls": counts["cdrs"], "rows": sum(counts.values()), "tables": counts}
+
+
 KINDS = {
     "ours": ours,
     "naive": naive,
     "dlt": dlt_load,
     "duckdb": duckdb_native,
     "duckdb-batched": duckdb_batched,
+    "ours-pg": ours_pg,
+    "dlt-pg": dlt_pg,
+}
+#: Run after the clock stops: what the contender's tables hold.
+CHECKS = {
+    "ours": lambda db: {"tables": check_duckdb(db)},
+    "ours-pg": lambda db: {"tables": check_pg(db)},
+    "dlt-pg": check_dlt_pg,
 }
 #: Imported before the clock starts: import time is start-up, not load throughput.
 PRELOAD = {
@@ -313,6 +440,12 @@ PRELOAD = {
     "dlt": ("dlt", "dlt.destinations", "duckdb"),
     "duckdb": ("duckdb", "bulutfon_pipeline.warehouse"),
     "duckdb-batched": ("duckdb", "bulutfon_pipeline.warehouse"),
+    "ours-pg": (
+        "bulutfon_pipeline.normalize",
+        "bulutfon_pipeline.warehouse",
+        "bulutfon_pipeline.warehouse.postgres_backend",
+    ),
+    "dlt-pg": ("dlt", "dlt.destinations", "psycopg2"),
 }
 
 
@@ -321,12 +454,16 @@ def main() -> None:
     max_seconds = (
         float(sys.argv[sys.argv.index("--max-seconds") + 1]) if "--max-seconds" in sys.argv else 1e9
     )
+    if "--url" in sys.argv:
+        _URL.append(sys.argv[sys.argv.index("--url") + 1])
     for module in PRELOAD[kind]:
         importlib.import_module(module)
     started = time.perf_counter()
     result = KINDS[kind](path, db, max_seconds)
     result["seconds"] = time.perf_counter() - started
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if kind in CHECKS:
+        result.update(CHECKS[kind](db))
     print(json.dumps(result))
 
 

@@ -72,7 +72,97 @@ def targets(results: dict[str, Any]) -> list[Row]:
                      _ok(noop["listing_pages"] <= noop["allowed_pages"])))  # fmt: skip
     rows += flow_targets(results)
     rows += analysts_targets(results)
+    rows += pgload_targets(results)
     return rows
+
+
+def pgload_targets(results: dict[str, Any]) -> list[Row]:
+    """Issue 13 section 2: ``COPY`` loads into PostgreSQL against dlt's and our DuckDB's."""
+    pg = results.get("pgload")
+    if not pg:
+        return []
+    n = f"{pg['calls']:,}"
+    note = " (quick: smaller than the 100,000 of the target)" if pg.get("quick") else ""
+    ours = pg.get("ours-pg", {}).get("rows_per_s")
+    rows: list[Row] = []
+    for peer, want, label in (
+        ("dlt-pg", 3.0, ">= 3x"),
+        ("ours", 1 / 3, ">= 0.333x (within 3x)"),
+    ):
+        ratio = _ratio(ours, pg.get(peer, {}).get("rows_per_s"))
+        name = "dlt-pg" if peer == "dlt-pg" else "ours (DuckDB)"
+        rows.append((f"pgload {n}{note}: ours-pg / {name} rows/s", _fmt(ratio, 2, "x"), label,
+                     "n/a" if ratio is None else _ok(ratio >= want)))  # fmt: skip
+    cpu = _ratio(_cpu_rate(pg.get("ours-pg", {})), _cpu_rate(pg.get("dlt-pg", {})))
+    rows.append((f"pgload {n}: ours-pg / dlt-pg rows per CPU second (client + server)",
+                 _fmt(cpu, 2, "x"), ">= 3x (context)",
+                 "n/a" if cpu is None else _ok(cpu >= 3)))  # fmt: skip
+    rows.append((f"pgload {n}: ours-pg's tables hold what ours (DuckDB) holds "
+                 "(rows of cdrs, call_flow_steps, originations, raw_cdr_details; sums)",
+                 str(pg.get("exact")), "True", _ok(bool(pg.get("exact")))))  # fmt: skip
+    return rows
+
+
+def _cpu_rate(r: dict[str, Any]) -> float | None:
+    """Rows per CPU second of a contender, its own process and the server's together."""
+    if "rows" not in r:
+        return None
+    return _ratio(r["rows"], r.get("cpu_seconds", 0) + r.get("server_cpu_seconds", 0))
+
+
+def _pgload(results: dict[str, Any]) -> list[str]:
+    pg = results.get("pgload")
+    if not pg:
+        return []
+    server = pg.get("server", {})
+    ours = pg.get("ours-pg", {})
+    out = [
+        f"**{pg['calls']:,} calls** ({pg['bytes'] / 1e6:.0f} MB of NDJSON, the pipeline's detail "
+        f"batch: {pg['batch']:,} calls). PostgreSQL {server.get('server_version', '?')} started "
+        "by the benchmark with the server's defaults (durable): "
+        f"fsync={server.get('fsync')}, synchronous_commit={server.get('synchronous_commit')}, "
+        f"full_page_writes={server.get('full_page_writes')}, wal_level="
+        f"{server.get('wal_level')}, shared_buffers={server.get('shared_buffers')}, "
+        f"max_wal_size={server.get('max_wal_size')}; Unix socket, same machine.",
+        "",
+        "| contender | calls loaded | rows | wall s | rows/s (wall) | ours-pg is × faster "
+        "(wall) | client CPU s | server CPU s | rows per CPU s | ours-pg is × faster (CPU) "
+        "| peak RSS MB | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for kind in ("ours-pg", "ours", "dlt-pg"):
+        r = pg.get(kind, {})
+        if "error" in r:
+            out.append(f"| {kind} | failed ({r['error']}) after {r['seconds']} s | | | | | | | "
+                       f"| | | {r['load']} |")  # fmt: skip
+            continue
+        if not r:
+            continue
+        capped = "" if r.get("complete", True) else " (time-capped)"
+        name = "ours (DuckDB)" if kind == "ours" else kind
+        server_cpu = "n/a (no server)" if kind == "ours" else f"{r['server_cpu_seconds']:.1f}"
+        rate = _cpu_rate(r if kind != "ours" else {**r, "server_cpu_seconds": 0})
+        per_cpu = "n/a" if rate is None else f"{rate:,.0f}"
+        out.append(
+            f"| {name} | {r['calls']:,}{capped} | {r['rows']:,} | {r['seconds']:.1f} | "
+            f"{r['rows_per_s']:,.0f} | "
+            f"{_fmt(_ratio(ours.get('rows_per_s'), r.get('rows_per_s')), 2, '×')} | "
+            f"{r.get('cpu_seconds', 0):.1f} | {server_cpu} | {per_cpu} | "
+            f"{_fmt(_ratio(_cpu_rate(ours), rate), 2, '×')} | "
+            f"{r['process_peak_rss_mb']:.0f} | {r['load']} |"
+        )
+    duck, pgt = pg.get("ours", {}).get("tables"), ours.get("tables")
+    if duck and pgt:
+        out += ["", "What ours' tables hold after the load, on each backend:", "",
+                "| figure | ours (DuckDB) | ours-pg | equal |", "|---|---|---|---|"]  # fmt: skip
+        for name in duck:
+            out.append(f"| {name} | {duck[name]:,} | {pgt.get(name, 0):,} | "
+                       f"{duck[name] == pgt.get(name)} |")  # fmt: skip
+    dlt = pg.get("dlt-pg", {}).get("tables")
+    if dlt:
+        out += ["", "dlt-pg's tables: " + ", ".join(f"{k} {v:,}" for k, v in dlt.items()) + "."]
+    out.append("")
+    return out
 
 
 def analysts_targets(results: dict[str, Any]) -> list[Row]:
@@ -400,7 +490,7 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
         ".venv/bin/python benchmarks/run.py",
         "make bench BENCH_ARGS=--quick     # the smoke run, under 5 minutes",
         ".venv/bin/python benchmarks/run.py --only flow   # one section (fanout, flow, load, sync, "
-        "analysts)",
+        "analysts, pgload)",
         "```",
         "",
     ]
@@ -438,6 +528,19 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                     "read-only DuckDB connection on the analysts' file for the whole run "
                     "(`benchmarks/analytics.py`); runs alternate.", "",
                     *_analysts(results)]  # fmt: skip
+        if results.get("pgload"):
+            out += ["### 8. Bulk load into PostgreSQL (issue 13)", "",
+                    "The NDJSON of section 2 loaded into a PostgreSQL server the benchmark "
+                    "starts itself (`benchmarks/pgload.py`), each contender in its own "
+                    "process into a fresh database: `ours-pg` is the pipeline's own load "
+                    "(`Warehouse.from_settings` with a `warehouse_url`, `ensure_schema`, "
+                    "`load_details` per detail batch: `COPY` through psycopg 3), `dlt-pg` "
+                    "dlt's `postgres` destination (`append`, time-capped as in section 2), "
+                    "`ours` the same load into DuckDB in the same run. rows = cdrs + "
+                    "call_flow_steps + originations (dlt: its three nested tables). The "
+                    "server's CPU is its processes' own, read from `/proc` around each "
+                    "contender.", "",
+                    *_pgload(results)]  # fmt: skip
         out += ["### 3–5. Sync memory, no-op sync, start-up", "",
                 "`bulutfon-pipeline sync --no-progress` in a subprocess (peak RSS from "
                 "`wait4`), against the simulator in another process.", "",

@@ -1,6 +1,6 @@
 """``make bench``: every benchmark of issue 4 in one run, results into BENCHMARKS.md.
 
-    .venv/bin/python benchmarks/run.py [--quick] [--only fanout,flow,load,sync,analysts]
+    .venv/bin/python benchmarks/run.py [--quick] [--only fanout,flow,load,sync,analysts,pgload]
 
 Each figure is a ratio against a peer measured in the same run (the machine is shared,
 so absolute timings are noisy); the load average is recorded next to each measurement.
@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import analytics
 import fanout
 import flow
+import pgload
 import report
 import syncbench
 from common import PYTHON, ROOT, WORK, load_now, machine, run_child_rss
@@ -74,7 +75,9 @@ def write_report() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under 5 minutes")
-    parser.add_argument("--only", default="fanout,flow,load,sync,analysts", help="sections to run")
+    parser.add_argument(
+        "--only", default="fanout,flow,load,sync,analysts,pgload", help="sections to run"
+    )
     parser.add_argument("--render", action="store_true", help="only rebuild BENCHMARKS.md")
     args = parser.parse_args()
     if args.render:
@@ -110,6 +113,9 @@ def main() -> None:
     if "analysts" in only:
         print("7. analysts never block a load (issue 13)", flush=True)
         results["analysts"] = analytics.run(quick)
+    if "pgload" in only:
+        print("8. bulk load into PostgreSQL (issue 13)", flush=True)
+        results["pgload"] = pgload.run(quick)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["loadavg_end"] = load_now()
     target.write_text(json.dumps(results, indent=2, default=str))

@@ -73,8 +73,15 @@ class PostgresServer:
                 f"{args[0]} failed ({result.returncode}): {result.stderr.strip()[-2000:]}"
             )
 
-    def start(self) -> PostgresServer:
-        """``initdb`` (trust authentication, UTF-8) and ``pg_ctl start`` on the socket."""
+    def start(self, *, durable: bool = False) -> PostgresServer:
+        """``initdb`` (trust authentication, UTF-8) and ``pg_ctl start`` on the socket.
+
+        Args:
+            durable: keep the server's own defaults (``fsync``, ``synchronous_commit``,
+                ``full_page_writes`` on, default ``shared_buffers`` and connections), as a
+                production server runs; the benchmarks use it. By default (the tests) the
+                server trades durability for speed: ``fsync=off`` and the like.
+        """
         self.root.chmod(0o755)
         self.socket_dir.mkdir()
         if self._as_root:
@@ -84,16 +91,22 @@ class PostgresServer:
             "initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
             "--no-locale", "--no-sync",
         )  # fmt: skip
-        options = (
-            f"-k {self.socket_dir} -p {self.port} -c listen_addresses='' "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200 -c shared_buffers=64MB"
-        )
+        options = f"-k {self.socket_dir} -p {self.port} -c listen_addresses=''"
+        if not durable:
+            options += (
+                " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+                " -c max_connections=200 -c shared_buffers=64MB"
+            )
         self._run(
             "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"),
             "-w", "-t", "60", "start",
         )  # fmt: skip
         return self
+
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id (the first line of ``postmaster.pid``)."""
+        return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove its folder."""

@@ -293,8 +293,11 @@ class DuckDBTransaction:
         self.name = name
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Connection:
-        """Run one statement (``?`` placeholders); the connection is its cursor."""
-        return self.con.execute(sql, list(params))
+        """Run one statement (``?`` placeholders); the connection is its cursor.
+
+        DuckDB's own ``$name`` parameters (a mapping) pass through, for DuckDB-only SQL.
+        """
+        return self.con.execute(sql, params if isinstance(params, Mapping) else list(params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement once per row of parameters."""
