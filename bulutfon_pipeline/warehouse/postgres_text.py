@@ -69,15 +69,26 @@ def pg_type(kind: pa.DataType) -> str:
     raise TypeError(f"no PostgreSQL type for the Arrow type {kind}")
 
 
+def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    kind = column.type
+    if isinstance(kind, pa.BaseExtensionType):
+        return column.cast(kind.storage_type)
+    if pa.types.is_timestamp(kind) and kind.tz is not None:
+        if kind.tz not in ("UTC", "+00:00"):
+            column = column.cast(pa.timestamp(kind.unit, tz="UTC"))
+        return column.cast(pa.timestamp(kind.unit))
+    return column
+
+
 def csv_bytes(batch: pa.Table) -> bytes:
     """``batch`` as CSV without header: NULL is an empty unquoted field, strings are
-    always quoted (so an empty string stays one), JSON text is written as it is."""
-    columns = [
-        column.cast(column.type.storage_type)
-        if isinstance(column.type, pa.BaseExtensionType)
-        else column
-        for column in batch.columns
-    ]
+    always quoted (so an empty string stays one), JSON text is written as it is.
+
+    UTC instants are written without their zone: Arrow formats zoned timestamps ten times
+    slower (3 µs a value, most of a batch's CSV time), and every connection of the
+    backend runs with ``TimeZone=UTC``, so PostgreSQL reads them back as the same instants.
+    """
+    columns = [_plain(column) for column in batch.columns]
     plain = pa.Table.from_arrays(columns, names=batch.column_names)
     sink = io.BytesIO()
     pa_csv.write_csv(plain, sink, pa_csv.WriteOptions(include_header=False))
