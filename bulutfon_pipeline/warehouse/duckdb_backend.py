@@ -316,6 +316,12 @@ class DuckDBTransaction:
         """Append the batch to ``table``, matching columns by name."""
         self.con.execute(f"INSERT INTO {table.name} BY NAME SELECT * FROM {batch}")  # noqa: S608
 
+    def append(self, table: sa.Table, rows: pa.Table) -> None:
+        """Append an Arrow table to ``table`` (registered for the one ``INSERT``)."""
+        name = f"append_{table.name.lstrip('_')}"
+        with self.batches(**{name: rows}):
+            self.insert(table, name)
+
     def upsert(
         self,
         table: sa.Table,
