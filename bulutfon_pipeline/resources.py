@@ -1,4 +1,4 @@
-"""Dagster resources: the Bulutfon API client, the DuckDB warehouse and the settings.
+"""Dagster resources: the Bulutfon API client, the warehouse and the settings.
 
 Secrets come in through ``EnvVar`` (resolved at run time, never stored in run config);
 every other value falls back to the environment, then to ``settings``. Nothing reads a
@@ -8,9 +8,11 @@ that needs credentials fails at run time with one clear line.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -22,9 +24,11 @@ from bulutfon_pipeline.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_DETAIL_BATCH_SIZE,
     DEFAULT_LISTING_CHUNK_ROWS,
+    DEFAULT_LOCK_TIMEOUT_S,
     DEFAULT_LOOKBACK_HOURS,
     DEFAULT_REJECT_RATE_WARN,
     DEFAULT_START_DATE,
+    DEFAULT_WAREHOUSE_SCHEMA,
     Settings,
 )
 from bulutfon_pipeline.warehouse import Warehouse
@@ -93,11 +97,42 @@ class BulutfonResource(dg.ConfigurableResource):
 
 
 class WarehouseResource(DuckDBResource):
-    """The DuckDB warehouse file (BULUTFON_DUCKDB_PATH)."""
+    """The warehouse: the DuckDB file (BULUTFON_DUCKDB_PATH), or the PostgreSQL database
+    of BULUTFON_WAREHOUSE_URL when that is set."""
+
+    url: str = Field(
+        default="",
+        description="BULUTFON_WAREHOUSE_URL (empty: the DuckDB file); read from the "
+        "environment when the run starts, never stored, since it may hold a password",
+    )
+    schema_name: str = Field(
+        default=DEFAULT_WAREHOUSE_SCHEMA, description="BULUTFON_WAREHOUSE_SCHEMA (PostgreSQL)"
+    )
+    lock_timeout_s: float = Field(
+        default=DEFAULT_LOCK_TIMEOUT_S,
+        description="BULUTFON_LOCK_TIMEOUT_S: how long a write waits for another writer",
+    )
+
+    def settings(self) -> Settings:
+        """The warehouse's part of the settings, validated like the environment.
+
+        Raises:
+            SettingsError: a value given in run config is malformed.
+        """
+        return dataclasses.replace(
+            Settings.from_env(
+                {
+                    "BULUTFON_WAREHOUSE_URL": self.url,
+                    "BULUTFON_WAREHOUSE_SCHEMA": self.schema_name,
+                    "BULUTFON_LOCK_TIMEOUT_S": repr(self.lock_timeout_s),
+                }
+            ),
+            duckdb_path=Path(self.database),
+        )
 
     def warehouse(self) -> Warehouse:
         """The warehouse, with its schema and views in place."""
-        warehouse = Warehouse(self.database)
+        warehouse = Warehouse.from_settings(self.settings())
         warehouse.ensure_schema()
         return warehouse
 
@@ -196,6 +231,12 @@ def default_resources(settings: Settings | None = None) -> dict[str, object]:
             client_secret=_secret("BULUTFON_CLIENT_SECRET"),
             refresh_token=_secret("BULUTFON_REFRESH_TOKEN"),
         ),
-        "warehouse": WarehouseResource(database=str(settings.duckdb_path)),
+        "warehouse": WarehouseResource(
+            database=str(settings.duckdb_path),
+            # The name only: Dagster reads the URL (it may hold a password) when a run starts.
+            url=dg.EnvVar("BULUTFON_WAREHOUSE_URL") if settings.warehouse_url else "",
+            schema_name=settings.warehouse_schema,
+            lock_timeout_s=settings.lock_timeout_s,
+        ),
         "settings": SettingsResource.from_settings(settings),
     }

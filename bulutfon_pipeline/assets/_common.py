@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from bulutfon_pipeline.resources import SettingsResource
-from bulutfon_pipeline.settings import analytics_path_for
+from bulutfon_pipeline.settings import Settings, analytics_path_for
 from bulutfon_pipeline.warehouse import Warehouse
 from bulutfon_pipeline.warehouse.publish import publish_analytics
 
@@ -22,6 +22,12 @@ REFETCH_TAG = "bulutfon/refetch"
 #: (``sync`` and ``backfill`` publish once, after their last run).
 PUBLISH_TAG = "bulutfon/publish"
 PUBLISH_DEFERRED = "deferred"
+#: The concurrency pool of the writing assets: ``duckdb`` on a DuckDB warehouse (one
+#: writer process at a time; `bulutfon-pipeline ui` limits the pool to 1), none on
+#: PostgreSQL, where partitions load concurrently. Read when the definitions load.
+WRITER_POOL: str | None = (
+    "duckdb" if Settings.from_env_or_defaults().warehouse_url is None else None
+)
 #: Metadata keys of the API client's counters start with this.
 _API_PREFIX = "api_"
 
@@ -54,10 +60,10 @@ def api_counts(metadata: Mapping[str, Any]) -> dict[str, int]:
 def publish_after_load(
     context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SettingsResource
 ) -> dict[str, Any]:
-    """Publish the analysts' copy after a committed load (unless the run defers it, see
-    ``PUBLISH_TAG``); its metadata, or none."""
-    if context.run.tags.get(PUBLISH_TAG) == PUBLISH_DEFERRED:
-        return {}
+    """Publish the analysts' copy of a DuckDB warehouse after a committed load (unless
+    the run defers it, see ``PUBLISH_TAG``); its metadata, or none."""
+    if context.run.tags.get(PUBLISH_TAG) == PUBLISH_DEFERRED or warehouse.is_server:
+        return {}  # a server warehouse has no copy: its readers never block a load
     configured = settings.analytics_path
     target = Path(configured) if configured else analytics_path_for(warehouse.path)
     published = publish_analytics(warehouse, target)

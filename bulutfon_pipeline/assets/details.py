@@ -7,6 +7,7 @@ import dagster as dg
 from bulutfon_pipeline import checks
 from bulutfon_pipeline.assets._common import (
     GROUP,
+    WRITER_POOL,
     api_metadata,
     partition_days,
     publish_after_load,
@@ -64,7 +65,7 @@ SPECS = [
     # A backfill of a long range becomes runs of up to 31 days each: few runs, each
     # writing in short transactions, all serialized on the DuckDB file by the pool.
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
-    pool="duckdb",
+    pool=WRITER_POOL,
 )
 def cdr_details(
     context: dg.AssetExecutionContext,

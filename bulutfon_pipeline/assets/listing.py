@@ -5,7 +5,12 @@ from typing import Any
 
 import dagster as dg
 
-from bulutfon_pipeline.assets._common import GROUP, api_metadata, publish_after_load
+from bulutfon_pipeline.assets._common import (
+    GROUP,
+    WRITER_POOL,
+    api_metadata,
+    publish_after_load,
+)
 from bulutfon_pipeline.loads import scan_listing
 from bulutfon_pipeline.resources import BulutfonResource, SettingsResource, WarehouseResource
 
@@ -32,7 +37,7 @@ def reconcile_config(start: dt.date, end: dt.date | None) -> dict[str, Any]:
     return {"ops": {"cdr_listing": {"config": config}}}
 
 
-@dg.asset(group_name=GROUP, pool="duckdb", kinds={"duckdb", "python"})
+@dg.asset(group_name=GROUP, pool=WRITER_POOL, kinds={"duckdb", "python"})
 def cdr_listing(
     context: dg.AssetExecutionContext,
     config: ListingConfig,

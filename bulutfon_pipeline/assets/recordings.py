@@ -5,6 +5,7 @@ import dagster as dg
 
 from bulutfon_pipeline.assets._common import (
     GROUP,
+    WRITER_POOL,
     api_metadata,
     partition_days,
     publish_after_load,
@@ -27,7 +28,7 @@ class RecordingsConfig(dg.Config):
     group_name=GROUP,
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
-    pool="duckdb",
+    pool=WRITER_POOL,
     kinds={"duckdb", "python"},
 )
 def call_recordings(

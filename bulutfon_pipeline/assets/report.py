@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from bulutfon_pipeline.assets._common import WRITER_POOL
 from bulutfon_pipeline.resources import SettingsResource, WarehouseResource
 
 #: Its own group, so the 15-minute refresh job (group ``bulutfon``) does not redraw it.
@@ -11,7 +12,7 @@ REPORT_GROUP = "bulutfon_reports"
 @dg.asset(
     deps=["cdrs", "call_flow_steps", "originations"],
     group_name=REPORT_GROUP,
-    pool="duckdb",
+    pool=WRITER_POOL,
     kinds={"html", "python"},
 )
 def call_report(
@@ -29,8 +30,11 @@ def call_report(
     # The analysts' copy when one is published (a load never waits for it); else the
     # warehouse itself (nothing loaded yet, or the copy's folder was cleaned).
     wh = warehouse.warehouse()
-    copy = knobs.analytics_path_setting or analytics_path_for(wh.path)
-    report = build_report(read_only_warehouse(copy) if copy.is_file() else wh, out_dir=out_dir)
+    source = wh
+    if not wh.is_server:  # a server warehouse is read directly: readers never block loads
+        copy = knobs.analytics_path_setting or analytics_path_for(wh.path)
+        source = read_only_warehouse(copy) if copy.is_file() else wh
+    report = build_report(source, out_dir=out_dir)
     context.log.info("call report written to %s", report.path)
     summary = report.summary
     return dg.MaterializeResult(

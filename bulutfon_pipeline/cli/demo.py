@@ -13,25 +13,29 @@ import duckdb
 from bulutfon_pipeline import runner
 from bulutfon_pipeline.cli.output import console, print_rows, print_summary, progress_bars
 
+# Written in SQL that DuckDB and PostgreSQL both run (see warehouse/views.py): FILTER with
+# WHERE, no hour(), round() of a numeric (PostgreSQL has no round(double, digits)), and an
+# ORDER BY that breaks ties, so a LIMIT picks the same rows on either.
 EXAMPLE_QUERIES: list[tuple[str, str]] = [
     (
         "Calls per direction, with the answer rate",
-        """SELECT direction, count(*) AS calls, count(*) FILTER (answered) AS answered,
-       round(100.0 * count(*) FILTER (answered) / count(*), 1) AS answer_rate_pct
-FROM cdrs GROUP BY direction ORDER BY calls DESC""",
+        """SELECT direction, count(*) AS calls, count(*) FILTER (WHERE answered) AS answered,
+       round(100.0 * count(*) FILTER (WHERE answered) / count(*), 1) AS answer_rate_pct
+FROM cdrs GROUP BY direction ORDER BY calls DESC, direction""",
     ),
     (
         "Ring-group members: who answers, who loses the race",
         """SELECT ring_group, destination, rings, answers, lost_races,
-       round(answer_share, 2) AS answer_share
-FROM ring_group_performance ORDER BY ring_group, answers DESC LIMIT 8""",
+       CAST(answer_share AS NUMERIC(3, 2)) AS answer_share
+FROM ring_group_performance ORDER BY ring_group, answers DESC, destination LIMIT 8""",
     ),
     (
         "Calls per local hour (Europe/Istanbul; the month crosses the 2015 DST change)",
-        """SELECT hour(timezone('Europe/Istanbul', call_time)) AS local_hour,
-       count(*) AS calls, count(*) FILTER (answered) AS answered,
-       round(avg(talk_seconds) FILTER (answered), 1) AS avg_talk_s
-FROM cdrs GROUP BY local_hour ORDER BY calls DESC LIMIT 5""",
+        """SELECT CAST(extract(hour FROM timezone('Europe/Istanbul', call_time)) AS INTEGER)
+           AS local_hour,
+       count(*) AS calls, count(*) FILTER (WHERE answered) AS answered,
+       round(avg(talk_seconds) FILTER (WHERE answered), 1) AS avg_talk_s
+FROM cdrs GROUP BY local_hour ORDER BY calls DESC, local_hour LIMIT 5""",
     ),
 ]
 

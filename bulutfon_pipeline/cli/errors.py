@@ -10,10 +10,11 @@ from typing import Any, TypeVar
 import click
 
 from bulutfon_pipeline.cli.output import err_console
+from bulutfon_pipeline.warehouse.errors import WarehouseLockedError
 
 EXIT_FAILED = 1  # the run failed for another reason (details in the message)
 EXIT_CONFIG = 2  # a problem the user can fix: configuration, input, credentials
-EXIT_BUSY = 3  # another sync holds the warehouse
+EXIT_BUSY = 3  # another sync (or another writer of the DuckDB file) holds the warehouse
 EXIT_SIGINT = 130  # interrupted by Ctrl-C (128 + SIGINT)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,7 +46,7 @@ def as_cli_error(error: BaseException) -> CLIError | None:
     found = runner.user_error(error)
     if found is None:
         return None
-    if isinstance(found, runner.BusyError):
+    if isinstance(found, runner.BusyError | WarehouseLockedError):
         return BusyError(str(found))
     if runner.is_runtime_failure(found):
         return RunFailedError(str(found))

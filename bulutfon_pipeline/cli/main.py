@@ -82,9 +82,9 @@ def _say_waiting(line: str) -> None:
 @contextlib.contextmanager
 def _stop_cleanly(command: str) -> Iterator[None]:
     """SIGINT/SIGTERM during the block: one line on stderr and exit 130/143."""
-    path = runner.read_settings().duckdb_path
+    settings = runner.read_settings()
     try:
-        with runner.stop_cleanly(path, command=command):
+        with runner.stop_cleanly(settings, command=command):
             yield
     except runner.StoppedError as stopped:
         print(stopped.message, file=sys.stderr)
@@ -143,10 +143,11 @@ _FORMATS = ("table", "csv", "json", "parquet")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the result here.")
 @friendly_errors
 def sql(query: str, fmt: str | None, output: str | None) -> None:
-    """Run QUERY on the analysts' read-only copy (never waits for a load)."""
+    """Run QUERY on the analysts' read-only copy, or read-only on a PostgreSQL warehouse
+    (never waits for a load)."""
     from bulutfon_pipeline.cli.query import run_sql
 
-    run_sql(runner.read_settings().analytics_path, query, fmt=fmt, output=output)
+    run_sql(runner.read_settings(), query, fmt=fmt, output=output)
 
 
 @main.command("purge-recordings")

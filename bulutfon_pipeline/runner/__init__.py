@@ -29,11 +29,13 @@ from bulutfon_pipeline.runner.errors import (
 )
 from bulutfon_pipeline.runner.interrupts import StoppedError, stop_cleanly
 from bulutfon_pipeline.runner.preflight import (
+    check_warehouse,
     check_warehouse_path,
     preflight,
     read_settings,
     sync_lock,
     temporary_environment,
+    writer_lock,
 )
 from bulutfon_pipeline.runner.sync import (
     DETAIL_ASSETS,
@@ -56,6 +58,7 @@ __all__ = [
     "SetupError",
     "StoppedError",
     "SyncResult",
+    "check_warehouse",
     "check_warehouse_path",
     "is_runtime_failure",
     "preflight",
@@ -70,4 +73,5 @@ __all__ = [
     "sync_lock",
     "temporary_environment",
     "user_error",
+    "writer_lock",
 ]

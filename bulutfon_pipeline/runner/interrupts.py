@@ -23,13 +23,15 @@ SIGTERM came and which one came first.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import signal
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from types import FrameType
+
+from bulutfon_pipeline.settings import Settings
 
 __all__ = [
     "STOP_SIGNALS",
@@ -101,11 +103,11 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def stop_cleanly(db_path: Path, *, command: str) -> Iterator[None]:
+def stop_cleanly(settings: Settings, *, command: str) -> Iterator[None]:
     """Run the block so that SIGINT or SIGTERM ends it with :class:`StoppedError`.
 
     Args:
-        db_path: the warehouse, read at the end for what the block committed.
+        settings: names the warehouse, read at the end for what the block committed.
         command: the command's name, for the message (``sync`` or ``backfill``).
     """
     global _watch
@@ -131,12 +133,12 @@ def stop_cleanly(db_path: Path, *, command: str) -> Iterator[None]:
                 raise
             _ignore_further_signals()  # a second Ctrl-C must not break the one line
             raise StoppedError(
-                signum, _stopped_message(signum, db_path, started, command)
+                signum, _stopped_message(signum, settings, started, command)
             ) from None
         signum = watch.received()
         if signum is not None:  # after the last Dagster run, when nothing raised
             _ignore_further_signals()
-            raise StoppedError(signum, _stopped_message(signum, db_path, started, command))
+            raise StoppedError(signum, _stopped_message(signum, settings, started, command))
     finally:
         if watch.signum is None:  # stopping: keep ignoring a second signal until the exit
             for stop_signal, handler in previous.items():
@@ -152,23 +154,24 @@ def _ignore_further_signals() -> None:
         signal.signal(stop_signal, signal.SIG_IGN)
 
 
-def _stopped_message(signum: int, db_path: Path, since: dt.datetime, command: str) -> str:
+def _stopped_message(signum: int, settings: Settings, since: dt.datetime, command: str) -> str:
     """One line: what is committed and how to continue."""
     name = signal.Signals(signum).name
     resume = "run `bulutfon-pipeline sync` again to continue"
     if command != "sync":
         resume += f" (or run the same `{command}` again)"
-    return f"stopped by {name}: {_committed(db_path, since)}; {resume}"
+    return f"stopped by {name}: {_committed(settings, since)}; {resume}"
 
 
-def _committed(db_path: Path, since: dt.datetime) -> str:
+def _committed(settings: Settings, since: dt.datetime) -> str:
     from bulutfon_pipeline.warehouse import Warehouse
 
-    if not db_path.exists():
+    if settings.warehouse_url is None and not settings.duckdb_path.exists():
         return "nothing was committed"
     try:
         # A short lock wait: the message must not hang a process that was told to stop.
-        progress = Warehouse(db_path, lock_timeout_s=5.0).load_progress(since)
+        warehouse = Warehouse.from_settings(dataclasses.replace(settings, lock_timeout_s=5.0))
+        progress = warehouse.load_progress(since)
     except Exception:  # a summary must never turn a stop into a traceback
         return "every batch loaded before the signal is committed"
     days = progress.pending_days

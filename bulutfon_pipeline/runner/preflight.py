@@ -1,4 +1,9 @@
-"""Before a run: the settings, the credentials, the warehouse path and the sync lock."""
+"""Before a run: the settings, the credentials, the warehouse path and the sync lock.
+
+The sync lock keeps two syncs from loading one warehouse at once: a ``flock`` on a file
+beside a DuckDB warehouse, a PostgreSQL advisory lock for a server warehouse
+(:func:`writer_lock` picks).
+"""
 
 from __future__ import annotations
 
@@ -70,8 +75,48 @@ def preflight(env: Mapping[str, str] | None = None) -> Settings:
             "no Bulutfon credentials: set BULUTFON_ACCESS_TOKEN, or BULUTFON_CLIENT_ID, "
             "BULUTFON_CLIENT_SECRET and BULUTFON_REFRESH_TOKEN (see .env.example)"
         )
-    check_warehouse_path(settings.duckdb_path)
+    check_warehouse(settings)
     return settings
+
+
+def check_warehouse(settings: Settings) -> None:
+    """:func:`check_warehouse_path` for a DuckDB warehouse; a PostgreSQL one is checked
+    when the run first connects (the error then names the server, never its password).
+
+    Raises:
+        SetupError: the DuckDB path cannot be used.
+    """
+    if settings.warehouse_url is None:
+        check_warehouse_path(settings.duckdb_path)
+
+
+@contextlib.contextmanager
+def writer_lock(
+    settings: Settings, *, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """The sync lock of ``settings``' warehouse for the block, waiting up to
+    ``BULUTFON_LOCK_TIMEOUT_S`` (``on_wait`` gets one line when it has to wait).
+
+    DuckDB: :func:`sync_lock`, a ``flock`` beside the file. PostgreSQL: a session-level
+    advisory lock of the warehouse's schema, on a connection of its own; the server
+    drops it when that connection ends, so a killed sync never leaves it held.
+
+    Raises:
+        BusyError: another sync still holds it after the timeout.
+    """
+    if settings.warehouse_url is None:
+        with sync_lock(settings.duckdb_path, timeout_s=settings.lock_timeout_s, on_wait=on_wait):
+            yield
+        return
+    from bulutfon_pipeline.warehouse import Warehouse, WarehouseLockedError
+
+    warehouse = Warehouse.from_settings(settings)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(warehouse.advisory_lock(settings.lock_timeout_s, on_wait))
+        except WarehouseLockedError as error:
+            raise BusyError(str(error)) from None
+        yield
 
 
 #: How often a sync waiting for another sync's lock tries again.

@@ -24,14 +24,15 @@ from bulutfon_pipeline.replay import ReplaySummary, replay_details
 from bulutfon_pipeline.runner.errors import SetupError
 from bulutfon_pipeline.runner.interrupts import raise_if_stopped
 from bulutfon_pipeline.runner.preflight import (
-    check_warehouse_path,
+    check_warehouse,
     preflight,
     read_settings,
-    sync_lock,
+    writer_lock,
 )
 from bulutfon_pipeline.settings import LOCAL_TZ, Settings
 from bulutfon_pipeline.warehouse import Warehouse
 from bulutfon_pipeline.warehouse.change_log import ChangeRow, changes_since
+from bulutfon_pipeline.warehouse.errors import LOCK_WAIT_LOGGER
 from bulutfon_pipeline.warehouse.publish import PublishResult, publish_analytics
 
 #: The assets one detail run materializes (the ``cdr_details`` multi-asset).
@@ -191,15 +192,14 @@ def run_sync(
     def config(op: str) -> dict[str, Any]:
         return {**run_config, "ops": {op: {"config": {"refetch": refetch}}}}
 
-    lock = sync_lock(settings.duckdb_path, timeout_s=settings.lock_timeout_s, on_wait=on_wait)
-    with lock, installed:
+    with writer_lock(settings, on_wait=on_wait), _lock_wait_lines(on_wait), installed:
         if listing:
             listing_config = run_config
             if reconcile and start is not None:
                 listing_config = {**run_config, **reconcile_config(start, end)}
             meta = run(["cdr_listing"], "cdr_listing", tags={}, run_config=listing_config)
             result.listing = ListingScanResult.from_metadata(meta)
-        warehouse = Warehouse(settings.duckdb_path)
+        warehouse = Warehouse.from_settings(settings)
         warehouse.ensure_schema()
         result.ranges = _plan_ranges(warehouse, settings, start, end, pending_only=reconcile)
         for first, last in result.ranges:
@@ -222,7 +222,7 @@ def run_sync(
                 )
                 result.recordings.append(RecordingsSummary.from_metadata(meta))
         # Under the lock, so no other sync writes while the copy is taken.
-        result.published = publish_analytics(warehouse, settings.analytics_path)
+        result.published = _publish(warehouse, settings)
     result.seconds = time.monotonic() - started
     return result
 
@@ -274,12 +274,42 @@ def _locked_warehouse(
     Raises:
         SetupError, BusyError: before anything is written.
     """
-    check_warehouse_path(settings.duckdb_path)
-    with sync_lock(settings.duckdb_path, timeout_s=settings.lock_timeout_s, on_wait=on_wait):
-        warehouse = Warehouse(settings.duckdb_path)
+    check_warehouse(settings)
+    with writer_lock(settings, on_wait=on_wait), _lock_wait_lines(on_wait):
+        warehouse = Warehouse.from_settings(settings)
         warehouse.ensure_schema()
         yield warehouse
-        publish_analytics(warehouse, settings.analytics_path)
+        _publish(warehouse, settings)
+
+
+@contextlib.contextmanager
+def _lock_wait_lines(on_wait: Callable[[str], None] | None) -> Iterator[None]:
+    """Pass the warehouse's "waiting for another writer's lock" lines to ``on_wait`` for
+    the block (another process, not a sync, holds the DuckDB file: an analyst's
+    read-write connection, a DuckDB shell)."""
+    if on_wait is None:
+        yield
+        return
+    say = on_wait
+
+    class _Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            say(record.getMessage())
+
+    handler = _Forward(logging.WARNING)
+    LOCK_WAIT_LOGGER.addHandler(handler)
+    try:
+        yield
+    finally:
+        LOCK_WAIT_LOGGER.removeHandler(handler)
+
+
+def _publish(warehouse: Warehouse, settings: Settings) -> PublishResult | None:
+    """Publish the analysts' copy of a DuckDB warehouse; ``None`` for a server warehouse,
+    which analysts query directly (its readers never block a load)."""
+    if warehouse.is_server:
+        return None
+    return publish_analytics(warehouse, settings.analytics_path)
 
 
 @dataclass
@@ -321,5 +351,5 @@ def run_reconcile(
         start=start,
         end=end,
         sync=sync,
-        changes=changes_since(Warehouse(settings.duckdb_path), since),
+        changes=changes_since(Warehouse.from_settings(settings), since),
     )

@@ -18,6 +18,7 @@ built from API values: they travel as parameters or registered Arrow tables.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -33,8 +34,11 @@ from sqlalchemy.schema import CreateTable
 
 from bulutfon_pipeline.settings import DUCKDB_CHECKPOINT_THRESHOLD, DUCKDB_MEMORY_LIMIT
 from bulutfon_pipeline.warehouse import schema
-from bulutfon_pipeline.warehouse.errors import WarehouseError, WarehouseLockedError
-from bulutfon_pipeline.warehouse.views import VIEWS
+from bulutfon_pipeline.warehouse.errors import (
+    LOCK_WAIT_LOGGER,
+    WarehouseError,
+    WarehouseLockedError,
+)
 
 Connection = duckdb.DuckDBPyConnection
 Connect = Callable[[], AbstractContextManager[Connection]]
@@ -51,6 +55,7 @@ __all__ = [
 ]
 
 _LOCK_MESSAGES = ("could not set lock", "conflicting lock")
+_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 _BACKOFF_FIRST_S = 0.02
 _BACKOFF_MAX_S = 1.0
 
@@ -58,6 +63,11 @@ _BACKOFF_MAX_S = 1.0
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _holder(exc: duckdb.Error) -> str:  # who holds the file lock, as DuckDB's error says
+    found = _HOLDER.search(str(exc))
+    return "another process" if found is None else f"pid {found['pid']} ({found['program']})"
 
 
 def _is_lock_error(exc: duckdb.Error) -> bool:
@@ -178,9 +188,18 @@ class DuckDB:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise WarehouseLockedError(
-                        f"warehouse {self.path} is locked by another process; "
-                        f"gave up after {self.lock_timeout_s:g}s"
+                        f"warehouse {self.path} is locked by another process "
+                        f"({_holder(exc)}); gave up after {self.lock_timeout_s:g}s "
+                        "(BULUTFON_LOCK_TIMEOUT_S)"
                     ) from exc
+                if delay == _BACKOFF_FIRST_S:  # the first wait: say so, once
+                    LOCK_WAIT_LOGGER.warning(
+                        "waiting for %s: another process holds its lock (%s); giving up "
+                        "after %g s (BULUTFON_LOCK_TIMEOUT_S)",
+                        self.path,
+                        _holder(exc),
+                        self.lock_timeout_s,
+                    )
                 self.sleep(min(delay * (0.5 + random.random() / 2), remaining))
                 delay = min(delay * 2, _BACKOFF_MAX_S)
                 continue
@@ -228,20 +247,23 @@ class DuckDB:
                 ) from exc
 
     def create_schema(self) -> None:
-        """Create the missing tables and create or replace every view, in one transaction.
+        """Bring the tables to the newest migration and the views to this release's SQL,
+        in one transaction (:mod:`.schema_setup`).
 
         Raises:
-            WarehouseError: the file's folder does not exist, or DuckDB failed.
+            WarehouseError: the file's folder does not exist, its tables are not this
+                project's (``SchemaMismatchError``), or DuckDB failed.
         """
+        from bulutfon_pipeline.warehouse.duckdb_migrate import upgrade_duckdb
+        from bulutfon_pipeline.warehouse.schema_setup import ensure_views
+
         if not self.path.parent.is_dir():
             raise WarehouseError(
                 f"warehouse folder {self.path.parent} does not exist (for {self.path})"
             )
         with self.transaction() as tx:
-            for statement in create_table_statements():
-                tx.execute(statement)
-            for view in VIEWS:
-                tx.execute(view.ddl())
+            upgrade_duckdb(tx.con)
+            ensure_views(tx, "duckdb")
 
 
 def create_table_statements() -> list[str]:

@@ -8,7 +8,9 @@ Exceptions::
 
 from __future__ import annotations
 
-__all__ = ["WarehouseError", "WarehouseLockedError"]
+import logging
+
+__all__ = ["LOCK_WAIT_LOGGER", "WarehouseError", "WarehouseLockedError"]
 
 
 class WarehouseError(Exception):
@@ -17,3 +19,8 @@ class WarehouseError(Exception):
 
 class WarehouseLockedError(WarehouseError):
     """Another process held the DuckDB file lock for longer than ``lock_timeout_s``."""
+
+
+#: Where a write waiting for another process's lock on the warehouse says so, once per
+#: wait: the runner shows these lines to the user; the UI's run logs get them as warnings.
+LOCK_WAIT_LOGGER = logging.getLogger("bulutfon_pipeline.warehouse.lock_wait")

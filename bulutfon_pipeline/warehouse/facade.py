@@ -13,11 +13,11 @@ object with the same surface, not a class tree.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -75,14 +75,17 @@ class Warehouse:
         return warehouse
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, lock_timeout_s: float = 120.0) -> Warehouse:
+    def from_settings(cls, settings: Settings, *, lock_timeout_s: float | None = None) -> Warehouse:
         """The warehouse ``settings`` name: PostgreSQL at ``settings.warehouse_url`` (in
         ``settings.warehouse_schema``) when it is set, else the DuckDB file at
         ``settings.duckdb_path``.
 
         Args:
-            lock_timeout_s: how long a statement waits for a lock another writer holds.
+            lock_timeout_s: how long a statement waits for a lock another writer holds;
+                default ``settings.lock_timeout_s`` (BULUTFON_LOCK_TIMEOUT_S).
         """
+        if lock_timeout_s is None:
+            lock_timeout_s = settings.lock_timeout_s
         if settings.warehouse_url is None:
             return cls(settings.duckdb_path, lock_timeout_s=lock_timeout_s)
         # Imported here: psycopg is loaded only by those who use a server.
@@ -120,6 +123,36 @@ class Warehouse:
 
     def __repr__(self) -> str:
         return f"Warehouse({self.location!r})"
+
+    def advisory_lock(
+        self, timeout_s: float, on_wait: Callable[[str], None] | None = None
+    ) -> AbstractContextManager[None]:
+        """A server warehouse's sync lock for the block (``Postgres.advisory_lock``).
+
+        Raises:
+            WarehouseError: the warehouse is a DuckDB file (its sync lock is a file lock
+                beside it, ``runner.preflight.sync_lock``).
+            WarehouseLockedError: another session still holds it after ``timeout_s``.
+        """
+        lock = getattr(self.db, "advisory_lock", None)
+        if lock is None:
+            raise WarehouseError(f"warehouse {self.location} has no advisory lock")
+        return cast(AbstractContextManager[None], lock(timeout_s, on_wait))
+
+    def read_only_query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run an analyst's query (``bulutfon-pipeline sql``) in a READ ONLY transaction
+        and return its column names and rows: the server refuses any write.
+
+        Raises:
+            WarehouseError: the query failed or tried to write (one line).
+        """
+        with self.transaction() as tx:
+            tx.execute("SET TRANSACTION READ ONLY")
+            cursor = tx.execute(sql)
+            if cursor.description is None:
+                raise WarehouseError("the query returned no rows to show; give a SELECT")
+            columns = [str(column[0]) for column in cursor.description]
+            return columns, [tuple(row) for row in cursor.fetchall()]
 
     # --- transactions and schema -------------------------------------------------------
 

@@ -37,20 +37,16 @@ import psycopg.errors
 import pyarrow as pa
 import sqlalchemy as sa
 from psycopg.types.string import TextLoader
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.schema import CreateTable
 
 from bulutfon_pipeline.settings import redact_url
 from bulutfon_pipeline.warehouse import postgres_lock, schema
 from bulutfon_pipeline.warehouse.errors import WarehouseError, WarehouseLockedError
 from bulutfon_pipeline.warehouse.postgres_text import conninfo, csv_bytes, pg_type, to_pyformat
-from bulutfon_pipeline.warehouse.views import VIEWS
 
 __all__ = [
     "WRITE_FAILURE",
     "Postgres",
     "PostgresTransaction",
-    "create_table_statements",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,15 +58,6 @@ WRITE_FAILURE: type[Exception] = psycopg.errors.DiskFull
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def create_table_statements() -> list[str]:
-    """``CREATE TABLE IF NOT EXISTS`` DDL for every table, compiled for PostgreSQL."""
-    dialect = postgresql.dialect()
-    return [
-        str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)).strip()
-        for table in schema.metadata.sorted_tables
-    ]
 
 
 class _Session:
@@ -209,28 +196,34 @@ class Postgres:
     # --- schema ----------------------------------------------------------------------------
 
     def create_schema(self) -> None:
-        """Create the schema and the missing tables, and (re)create the views, in one
-        transaction under a transaction-level advisory lock (concurrent loads may call
-        it at once; ``CREATE TABLE IF NOT EXISTS`` alone races on the catalog).
+        """Bring the tables to the newest migration (:func:`.migrate.upgrade`, in the
+        schema, which it creates) and the views to this release's SQL
+        (:func:`.schema_setup.ensure_views`, under a transaction-level advisory lock, since
+        concurrent loads may call it at once). At head with the views in place it writes
+        nothing and takes no lock a reader holds.
 
-        A view PostgreSQL refuses is skipped with a warning (its SQL is DuckDB's until
-        ``views.py`` is made portable); the tables are created regardless.
+        Raises:
+            WarehouseError: the tables are not this project's (``SchemaMismatchError``),
+                or PostgreSQL failed.
         """
+        from bulutfon_pipeline.warehouse import migrate
+        from bulutfon_pipeline.warehouse.schema_setup import ensure_views
+
+        engine = sa.create_engine(
+            "postgresql+psycopg://",
+            creator=lambda: self.connect(autocommit=False),
+            poolclass=sa.pool.NullPool,
+        )
+        try:
+            with engine.connect() as connection:
+                migrate.upgrade(connection, self.schema)
+        except sa.exc.DBAPIError as exc:
+            raise WarehouseError(f"warehouse {self.name}: {_one_line(exc.orig or exc)}") from None
+        finally:
+            engine.dispose()
         with self.transaction() as tx:
             tx.execute("SELECT pg_advisory_xact_lock(?)", [postgres_lock.lock_key(self.schema) ^ 1])
-            tx.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            for statement in create_table_statements():
-                tx.execute(statement)
-            for view in VIEWS:
-                tx.execute("SAVEPOINT view_ddl")
-                try:
-                    tx.execute(f"DROP VIEW IF EXISTS {view.name} CASCADE")
-                    tx.execute(view.ddl())
-                except psycopg.Error as exc:
-                    tx.execute("ROLLBACK TO SAVEPOINT view_ddl")
-                    log.warning("view %s not created on PostgreSQL: %s", view.name, _one_line(exc))
-                else:
-                    tx.execute("RELEASE SAVEPOINT view_ddl")
+            ensure_views(tx, "postgresql")
 
     # --- the sync lock -------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """The warehouse schema: one SQLAlchemy Core ``MetaData``, the single source of truth.
 
-Each backend compiles its DDL from it (``duckdb_backend.create_table_statements``,
-``postgres_backend.create_table_statements``) and types its bulk writes by it
+The migrations (``warehouse/migrations``) bring a database to it, a guard test keeps
+them equal, and each backend types its bulk writes by it
 (``backend.to_arrow``). Declarative: no database is touched here. Tables and columns
 are those of ``docs/architecture.md``.
 """
@@ -40,6 +40,7 @@ __all__ = [
     "originations",
     "pipeline_state",
     "raw_cdr_details",
+    "views_state",
 ]
 
 #: ``_pipeline_state`` key holding the ISO instant of the newest listed ``call_time``.
@@ -210,6 +211,16 @@ pipeline_state = Table(
     metadata,
     Column("key", String, primary_key=True),
     Column("value", String),
+    _instant("updated_at", nullable=False),
+)
+
+# Internal: the fingerprint of the views in place (``schema_setup.ensure_views``), so that
+# they are recreated only when their SQL changes. Migration 0002.
+views_state = Table(
+    "_views_state",
+    metadata,
+    Column("key", String, primary_key=True),
+    Column("fingerprint", String, nullable=False),
     _instant("updated_at", nullable=False),
 )
 

@@ -170,3 +170,47 @@ def test_a_sync_gives_up_on_the_lock_after_the_timeout_with_exit_3(
     assert "gave up after waiting 0.5 s" in lines[1]
     assert "Traceback" not in result.stderr
     assert not ws.db.exists()  # nothing was written
+
+
+#: Another writer of the warehouse file itself (a DuckDB shell, a notebook opened
+#: read-write): it holds DuckDB's own file lock until it reads a line on stdin.
+WRITER = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+sys.stdin.readline()
+con.close()
+"""
+
+
+def test_a_sync_blocked_by_duckdbs_own_file_lock_says_who_and_exits_3(
+    simulator_factory, workspace: WorkspaceFactory
+) -> None:
+    sim = simulator_factory(days=2, calls_per_day=10, seed=9)
+    ws = workspace(sim, BULUTFON_LOCK_TIMEOUT_S="3")
+    ws.sync()
+    before = table_snapshot(ws.db)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(ws.db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        result = ws.run()
+    finally:
+        holder.communicate("\n", timeout=CLI_TIMEOUT_S)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    waiting = [line for line in result.stderr.splitlines() if line.startswith("waiting for")]
+    assert len(waiting) == 1, result.stderr
+    assert f"pid {holder.pid}" in waiting[0], waiting[0]
+    assert "BULUTFON_LOCK_TIMEOUT_S" in waiting[0]
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"pid {holder.pid}" in last and "gave up after 3s" in last, last
+    # Nothing changed, and the next sync (the lock free again) loads as usual.
+    assert table_snapshot(ws.db) == before
+    sim.add_calls(4, where="head")
+    ws.sync()
+    assert_tables_match(ws.db, sim.expected_tables())

@@ -161,9 +161,12 @@ def test_a_warehouse_from_before_gets_the_new_tables_on_the_next_sync(
 ) -> None:
     wh = warehouse
     _load(wh, _detail("v1_cdr_detail.json"))
-    with wh.transaction() as con:  # as a file written by the version before this one
+    with wh.transaction() as con:  # as written by a release before change detection
         con.execute("DROP TABLE cdr_changes")
         con.execute("DROP TABLE _cdr_refetch")
+        # ... and before migrations (and the views' fingerprint, migration 0002)
+        con.execute("DROP TABLE alembic_version")
+        con.execute("DROP TABLE _views_state")
     wh.ensure_schema()
     assert _rows(wh, "SELECT count(*) FROM cdr_changes") == [(0,)]
     assert _rows(wh, "SELECT count(*) FROM _cdr_refetch") == [(0,)]

@@ -105,3 +105,25 @@ def test_views_list_is_extensible(warehouse: Warehouse) -> None:
         "extension_activity",
         "missed_calls",
     ]
+
+
+def test_ddl_per_dialect() -> None:
+    portable = ViewDefinition("v", "test", "SELECT 1 AS one")
+    assert (
+        portable.ddl() == portable.ddl("duckdb") == "CREATE OR REPLACE VIEW v AS\nSELECT 1 AS one"
+    )
+    assert portable.ddl("postgresql") == portable.ddl("duckdb")
+    # a view that cannot be written in common SQL gives PostgreSQL its own query
+    variant = ViewDefinition("v", "test", "SELECT 1 AS one", postgres_select="SELECT 2 AS one")
+    assert variant.ddl() == "CREATE OR REPLACE VIEW v AS\nSELECT 1 AS one"
+    assert variant.ddl("postgresql") == "CREATE OR REPLACE VIEW v AS\nSELECT 2 AS one"
+    with pytest.raises(ValueError, match="unknown SQL dialect 'sqlite'"):
+        variant.ddl("sqlite")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "postgresql"])
+def test_view_ddl_has_no_percent_sign(dialect: str) -> None:
+    # psycopg reads a percent sign as a placeholder when a statement is sent with
+    # parameters (SQLAlchemy's exec_driver_sql does), even inside a comment or a string
+    for view in VIEWS:
+        assert "%" not in view.ddl(dialect), view.name  # type: ignore[arg-type]
