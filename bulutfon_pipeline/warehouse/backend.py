@@ -80,6 +80,11 @@ class Transaction(Protocol):
         """Append the batch ``batch`` to ``table``, matching columns by name."""
         ...
 
+    def append(self, table: sa.Table, rows: pa.Table) -> None:
+        """Append an Arrow table's rows to ``table`` (matching columns by name), without
+        making them queryable: the cheapest bulk write."""
+        ...
+
     def upsert(
         self,
         table: sa.Table,

@@ -9,7 +9,6 @@ batch supersedes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -192,15 +191,10 @@ def write_details(
             ["cdr_uuid", "step_index", "attempt_index"], keep="last"
         )
     new = updated = 0
-    with ExitStack() as batches:
-        if len(cdrs):
-            batches.enter_context(
-                tx.batches(
-                    cdr_batch=to_arrow(cdrs.assign(loaded_at=loaded_at), schema.cdrs),
-                    step_batch=to_arrow(steps, schema.call_flow_steps),
-                    origination_batch=to_arrow(originations, schema.originations),
-                )
-            )
+    if len(cdrs):
+        step_rows = to_arrow(steps, schema.call_flow_steps)
+        origination_rows = to_arrow(originations, schema.originations)
+        with tx.batches(cdr_batch=to_arrow(cdrs.assign(loaded_at=loaded_at), schema.cdrs)):
             existing = 0
             if not none_stored:
                 existing = tx.scalar(
@@ -213,10 +207,11 @@ def write_details(
                 # upserts reduce to inserts, and their anti-joins against the whole table
                 # were most of a batch's write time (BENCHMARKS.md).
                 tx.insert(schema.cdrs, "cdr_batch")
-                tx.insert(schema.call_flow_steps, "step_batch")
-                tx.insert(schema.originations, "origination_batch")
+                tx.append(schema.call_flow_steps, step_rows)
+                tx.append(schema.originations, origination_rows)
             else:
-                _replace_calls(tx)
+                with tx.batches(step_batch=step_rows, origination_batch=origination_rows):
+                    _replace_calls(tx)
             delete_superseded(tx, "cdr_batch", DETAIL_STAGES)
     rejected = write_rejects(tx, [*normalized.rejects, *detail_rejects])
     return DetailLoadResult(

@@ -293,10 +293,8 @@ class DuckDBTransaction:
         self.name = name
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Connection:
-        """Run one statement (``?`` placeholders); the connection is its cursor.
-
-        DuckDB's own ``$name`` parameters (a mapping) pass through, for DuckDB-only SQL.
-        """
+        """Run one statement (``?``, or DuckDB's ``$name`` with a mapping); returns the
+        connection, which is its cursor."""
         return self.con.execute(sql, params if isinstance(params, Mapping) else list(params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -322,9 +320,8 @@ class DuckDBTransaction:
 
     @contextmanager
     def batches(self, **tables: pa.Table) -> Iterator[None]:
-        """Make Arrow tables queryable by name (``FROM <name>``) inside the block.
-
-        Unregistered when the block succeeds. Not after an error: the aborted transaction
+        """Make Arrow tables queryable by name (``FROM <name>``) inside the block;
+        unregistered when the block succeeds. Not after an error: the aborted transaction
         would refuse that too, hiding the real error, and the connection is closed anyway
         (a session drops its connection on any error).
         """
@@ -337,6 +334,12 @@ class DuckDBTransaction:
     def insert(self, table: sa.Table, batch: str) -> None:
         """Append the batch to ``table``, matching columns by name."""
         self.con.execute(f"INSERT INTO {table.name} BY NAME SELECT * FROM {batch}")  # noqa: S608
+
+    def append(self, table: sa.Table, rows: pa.Table) -> None:
+        """Append an Arrow table to ``table`` (registered for the one ``INSERT``)."""
+        name = f"append_{table.name.lstrip('_')}"
+        with self.batches(**{name: rows}):
+            self.insert(table, name)
 
     def upsert(
         self,

@@ -37,12 +37,11 @@ import psycopg.errors
 import pyarrow as pa
 import sqlalchemy as sa
 from psycopg.types.string import TextLoader
-from sqlalchemy.engine import make_url
 
 from bulutfon_pipeline.settings import redact_url
 from bulutfon_pipeline.warehouse import postgres_lock, schema
 from bulutfon_pipeline.warehouse.errors import WarehouseError, WarehouseLockedError
-from bulutfon_pipeline.warehouse.postgres_text import csv_bytes, pg_type, to_pyformat
+from bulutfon_pipeline.warehouse.postgres_text import conninfo, csv_bytes, pg_type, to_pyformat
 
 __all__ = [
     "WRITE_FAILURE",
@@ -59,15 +58,6 @@ WRITE_FAILURE: type[Exception] = psycopg.errors.DiskFull
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def _conninfo(url: str) -> dict[str, Any]:
-    """libpq connection parameters of a SQLAlchemy URL (``?host=/socket`` included)."""
-    parsed = make_url(url)
-    params: dict[str, Any] = parsed.translate_connect_args(username="user", database="dbname")
-    for key, value in parsed.query.items():
-        params[key] = value[-1] if isinstance(value, tuple) else value
-    return params
 
 
 class _Session:
@@ -100,7 +90,7 @@ class Postgres:
         self.schema = schema
         self.name = f"{redact_url(url)} (schema {schema})"
         self.lock_timeout_s = lock_timeout_s
-        self._params = _conninfo(url)
+        self._params = conninfo(url)
         self._session: _Session | None = None
         #: Seam for tests: how to wait between advisory-lock attempts.
         self.sleep: Callable[[float], None] = time.sleep
@@ -334,6 +324,14 @@ class PostgresTransaction:
         self.con.execute(
             f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {batch}"  # noqa: S608
         )
+
+    def append(self, table: sa.Table, rows: pa.Table) -> None:
+        """``COPY`` an Arrow table straight into ``table`` (no temporary table)."""
+        if rows.num_rows:
+            with self.con.cursor().copy(
+                f"COPY {table.name} ({', '.join(rows.column_names)}) FROM STDIN (FORMAT csv)"
+            ) as copy:
+                copy.write(csv_bytes(rows))
 
     def upsert(
         self,

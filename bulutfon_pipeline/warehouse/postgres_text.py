@@ -1,5 +1,6 @@
-"""The text the PostgreSQL backend sends, without the driver: ``?`` placeholders as
-psycopg's ``%s``, and Arrow batches as the column types and CSV of a ``COPY``.
+"""The text the PostgreSQL backend sends, without the driver: the connection parameters
+of a URL, ``?`` placeholders as psycopg's ``%s``, and Arrow batches as the column types
+and CSV of a ``COPY``.
 
 Pure functions; ``postgres_backend`` is the only module that talks to the server.
 """
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import io
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+from sqlalchemy.engine import make_url
 
-__all__ = ["csv_bytes", "pg_type", "to_pyformat"]
+__all__ = ["conninfo", "csv_bytes", "pg_type", "to_pyformat"]
 
 
 @functools.lru_cache(maxsize=512)
@@ -93,3 +96,12 @@ def csv_bytes(batch: pa.Table) -> bytes:
     sink = io.BytesIO()
     pa_csv.write_csv(plain, sink, pa_csv.WriteOptions(include_header=False))
     return sink.getvalue()
+
+
+def conninfo(url: str) -> dict[str, Any]:
+    """libpq connection parameters of a SQLAlchemy URL (``?host=/socket`` included)."""
+    parsed = make_url(url)
+    params: dict[str, Any] = parsed.translate_connect_args(username="user", database="dbname")
+    for key, value in parsed.query.items():
+        params[key] = value[-1] if isinstance(value, tuple) else value
+    return params
