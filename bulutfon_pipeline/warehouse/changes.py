@@ -282,34 +282,42 @@ def record_changes(
     Returns:
         What was written and deleted.
     """
-    selects = [
+    # The batch's rows as written, once: joining each audited field's select with the
+    # whole of cdrs (no index on DuckDB) built one hash table per field over every stored
+    # call, which ran out of DuckDB's memory limit on a refetch into a 20,000-call table.
+    columns_after = ", ".join(AUDITED_FIELDS)
+    tx.create_temp_table(
+        "cdrs_after",
         f"""
-        SELECT c.uuid, c.call_date, '{name}' AS field,
-               {_text_sql(tx, name, "b")} AS old_value,
-               {_text_sql(tx, name, "c")} AS new_value
-        FROM cdrs_before AS b JOIN cdrs AS c ON c.uuid = b.uuid
-        WHERE b.{name} IS DISTINCT FROM c.{name}
-        """  # noqa: S608 - identifiers from AUDITED_FIELDS
-        for name in AUDITED_FIELDS
-    ]
-    columns = "uuid, call_date, field, old_value, new_value, detected_at, seen_at"
-    changes = tx.write(
-        f"""
-        INSERT INTO {schema.cdr_changes.name} ({columns})
-        SELECT d.uuid, d.call_date, d.field, d.old_value, d.new_value,
-               f.detected_at, CAST(? AS TIMESTAMPTZ) AS seen_at
-        FROM ({" UNION ALL ".join(selects)}) AS d
-        LEFT JOIN {schema.cdr_refetch.name} AS f ON f.uuid = d.uuid
-        """,  # noqa: S608 - identifiers from the constants above
-        [seen_at],
+        SELECT uuid, call_date, has_recording, {columns_after} FROM cdrs
+        WHERE uuid IN (SELECT uuid FROM cdrs_before)
+        """,  # noqa: S608 - constant columns
     )
+    # One statement per field: a UNION ALL of them all held every branch's hash table at
+    # once, past DuckDB's memory limit next to a big batch's pending writes.
+    columns = "uuid, call_date, field, old_value, new_value, detected_at, seen_at"
+    changes = 0
+    for name in AUDITED_FIELDS:
+        changes += tx.write(
+            f"""
+            INSERT INTO {schema.cdr_changes.name} ({columns})
+            SELECT c.uuid, c.call_date, '{name}' AS field,
+                   {_text_sql(tx, name, "b")} AS old_value,
+                   {_text_sql(tx, name, "c")} AS new_value,
+                   f.detected_at, CAST(? AS TIMESTAMPTZ) AS seen_at
+            FROM cdrs_before AS b JOIN cdrs_after AS c ON c.uuid = b.uuid
+            LEFT JOIN {schema.cdr_refetch.name} AS f ON f.uuid = c.uuid
+            WHERE b.{name} IS DISTINCT FROM c.{name}
+            """,  # noqa: S608 - identifiers from AUDITED_FIELDS and the schema
+            [seen_at],
+        )
     deleted = 0
     if recordings_dir is not None:
         removed = tx.execute(
             f"""
             DELETE FROM {schema.call_recordings.name}
             WHERE cdr_uuid IN (
-                SELECT c.uuid FROM cdrs_before AS b JOIN cdrs AS c ON c.uuid = b.uuid
+                SELECT c.uuid FROM cdrs_before AS b JOIN cdrs_after AS c ON c.uuid = b.uuid
                 WHERE NOT c.has_recording)
             RETURNING cdr_uuid, path
             """  # noqa: S608 - table name from the schema
@@ -338,6 +346,7 @@ def record_changes(
             changes += len(removed)
             deleted = len(removed)
     tx.drop_temp_table("cdrs_before")
+    tx.drop_temp_table("cdrs_after")
     return AuditResult(changes=changes, recordings_deleted=deleted)
 
 
