@@ -4,8 +4,10 @@ held while paging), and nothing of a scan that dies mid-way reaches ``cdr_listin
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from bulutfon_pipeline.loads import scan_listing
 from bulutfon_pipeline.normalize import normalize_listing
 from bulutfon_pipeline.settings import LOCAL_TZ
 from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline.warehouse.postgres_backend import Postgres
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 START = dt.date(2015, 4, 1)
@@ -144,3 +147,61 @@ def test_the_file_is_not_held_while_the_listing_is_paged(warehouse: Warehouse) -
     scan(warehouse, Listing(ITEMS, size=10, on_page=open_from_another_process), chunk_rows=25)
 
     assert opened and opened[0].returncode == 0, opened[0].stderr
+
+
+def test_listing_scans_of_concurrent_runs_take_turns_on_postgres(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No pool keeps runs apart on PostgreSQL: a scan that begins while another one is
+    paging waits for it (``listing_scan_lock``, which the cdr_listing asset takes) instead
+    of clearing what it staged, which made the first one fail ("listing rows this scan
+    staged are gone")."""
+    first_wh = Warehouse.on(Postgres(postgres_url, lock_timeout_s=30.0))
+    first_wh.ensure_schema()
+    second_wh = Warehouse.on(Postgres(postgres_url, lock_timeout_s=30.0))
+    staged, second_waits_or_ended = threading.Event(), threading.Event()
+    waits: list[str] = []
+
+    class Waits(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "waiting for another listing scan" in record.getMessage():
+                waits.append(record.getMessage())
+                second_waits_or_ended.set()
+
+    def pause_on_page_3(number: int) -> None:
+        if number == 3:  # pages 1 and 2 are staged (20 rows, chunks of 15)
+            staged.set()
+            assert second_waits_or_ended.wait(30), "the second scan neither waited nor ended"
+
+    outcome: dict[str, Any] = {}
+
+    def second() -> None:
+        try:
+            assert staged.wait(30), "the first scan staged nothing"
+            with second_wh.listing_scan_lock(log.info):
+                outcome["result"] = scan(second_wh, Listing(ITEMS, size=10), chunk_rows=15)
+        except Exception as exc:  # reported by the assertion below
+            outcome["error"] = exc
+        finally:
+            second_waits_or_ended.set()
+
+    log = logging.getLogger("bulutfon_pipeline.assets.listing")
+    caplog.set_level(logging.INFO, logger=log.name)
+    handler = Waits()
+    log.addHandler(handler)
+    try:
+        thread = threading.Thread(target=second)
+        thread.start()
+        with first_wh.listing_scan_lock(log.info):  # as the cdr_listing asset does
+            first = scan(first_wh, Listing(ITEMS, size=10, on_page=pause_on_page_3), 15)
+        thread.join(60)
+    finally:
+        log.removeHandler(handler)
+
+    assert "error" not in outcome, outcome
+    assert first.new == 100
+    assert outcome["result"].new == 0  # it scanned after the first had committed
+    assert len(waits) == 1 and "listing scan" in waits[0], waits
+    with first_wh.transaction() as tx:
+        assert tx.scalar("SELECT count(*) FROM cdr_listing") == 100
+        assert tx.scalar("SELECT count(*) FROM _cdr_listing_stage") == 0

@@ -22,12 +22,18 @@ REFETCH_TAG = "bulutfon/refetch"
 #: (``sync`` and ``backfill`` publish once, after their last run).
 PUBLISH_TAG = "bulutfon/publish"
 PUBLISH_DEFERRED = "deferred"
+_ON_DUCKDB = Settings.from_env_or_defaults().warehouse_url is None
 #: The concurrency pool of the writing assets: ``duckdb`` on a DuckDB warehouse (one
 #: writer process at a time; `bulutfon-pipeline ui` limits the pool to 1), none on
 #: PostgreSQL, where partitions load concurrently. Read when the definitions load.
-WRITER_POOL: str | None = (
-    "duckdb" if Settings.from_env_or_defaults().warehouse_url is None else None
-)
+WRITER_POOL: str | None = "duckdb" if _ON_DUCKDB else None
+#: The most days one run of a UI or daemon backfill covers (the partitioned assets'
+#: backfill policy). DuckDB: 31, few runs, which take turns on the file anyway.
+#: PostgreSQL: 3, so that a backfill of a week or two becomes several runs that the run
+#: queue (3 at once in the shipped dagster.yaml) loads at the same time.
+DAYS_PER_BACKFILL_RUN = 31 if _ON_DUCKDB else 3
+#: That policy, for ``backfill_policy=``.
+BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=DAYS_PER_BACKFILL_RUN)
 #: Metadata keys of the API client's counters start with this.
 _API_PREFIX = "api_"
 

@@ -6,6 +6,7 @@ import dagster as dg
 
 from bulutfon_pipeline import checks
 from bulutfon_pipeline.assets._common import (
+    BACKFILL_POLICY,
     GROUP,
     WRITER_POOL,
     api_metadata,
@@ -62,9 +63,10 @@ SPECS = [
     specs=SPECS,
     check_specs=checks.CHECK_SPECS,
     partitions_def=daily_partitions,
-    # A backfill of a long range becomes runs of up to 31 days each: few runs, each
-    # writing in short transactions, all serialized on the DuckDB file by the pool.
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
+    # A backfill of a long range becomes runs of up to 31 days each on DuckDB (few runs,
+    # each writing in short transactions, serialized on the file by the pool), of up to
+    # 3 days on PostgreSQL (several runs that load at the same time).
+    backfill_policy=BACKFILL_POLICY,
     pool=WRITER_POOL,
 )
 def cdr_details(

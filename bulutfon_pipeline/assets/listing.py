@@ -48,7 +48,9 @@ def cdr_listing(
     """Every call seen in the Bulutfon CDR listing, scanned newest-first back to known data."""
     knobs = settings.get()
     wh = warehouse.warehouse()
-    with bulutfon.client() as client:
+    # On PostgreSQL no pool keeps runs apart: scans take turns on an advisory lock (a
+    # scan that begins clears what others staged, which would make them fail).
+    with bulutfon.client() as client, wh.listing_scan_lock(context.log.info):
         result = scan_listing(
             client,
             wh,

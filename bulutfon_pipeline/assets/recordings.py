@@ -4,6 +4,7 @@
 import dagster as dg
 
 from bulutfon_pipeline.assets._common import (
+    BACKFILL_POLICY,
     GROUP,
     WRITER_POOL,
     api_metadata,
@@ -27,7 +28,7 @@ class RecordingsConfig(dg.Config):
     deps=["cdrs"],
     group_name=GROUP,
     partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
+    backfill_policy=BACKFILL_POLICY,
     pool=WRITER_POOL,
     kinds={"duckdb", "python"},
 )

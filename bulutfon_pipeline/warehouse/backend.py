@@ -128,6 +128,8 @@ class Backend(Protocol):
     name: str
     #: A server (many writers and readers at once) rather than an embedded file.
     is_server: bool
+    #: How long a write waits for a lock another writer holds.
+    lock_timeout_s: float
 
     def transaction(self) -> AbstractContextManager[Transaction]:
         """``BEGIN``, yield, ``COMMIT`` (``ROLLBACK`` on error); database errors become

@@ -14,7 +14,7 @@ object with the same surface, not a class tree.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -138,6 +138,23 @@ class Warehouse:
         if lock is None:
             raise WarehouseError(f"warehouse {self.location} has no advisory lock")
         return cast(AbstractContextManager[None], lock(timeout_s, on_wait))
+
+    def listing_scan_lock(
+        self, on_wait: Callable[[str], None] | None = None
+    ) -> AbstractContextManager[None]:
+        """Listing scans take turns for the block: on a server warehouse an advisory lock
+        of their own (a scan that begins clears what others staged), waited for up to the
+        lock timeout; on DuckDB nothing (the `duckdb` pool and the sync's file lock keep
+        writers apart).
+
+        Raises:
+            WarehouseLockedError: another scan still held it after the lock timeout.
+        """
+        lock = getattr(self.db, "advisory_lock", None)
+        if lock is None:
+            return nullcontext()
+        scan_lock = lock(self.db.lock_timeout_s, on_wait, purpose="listing scan")
+        return cast(AbstractContextManager[None], scan_lock)
 
     def read_only_query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run an analyst's query (``bulutfon-pipeline sql``) in a READ ONLY transaction

@@ -228,21 +228,23 @@ class Postgres:
     # --- the sync lock -------------------------------------------------------------------
 
     def advisory_lock(
-        self, timeout_s: float, on_wait: Callable[[str], None] | None = None
+        self, timeout_s: float, on_wait: Callable[[str], None] | None = None, purpose: str = "sync"
     ) -> AbstractContextManager[None]:
-        """Hold this warehouse's session-level advisory lock for the block, on a
-        connection of its own (:func:`.postgres_lock.advisory_lock`).
+        """Hold this warehouse's session-level advisory lock of ``purpose`` (``sync``, or
+        ``listing scan``: runs' scans take turns) for the block, on a connection of its own
+        (:func:`.postgres_lock.advisory_lock`).
 
         Raises:
             WarehouseLockedError: still held by another session after ``timeout_s``.
         """
         return postgres_lock.advisory_lock(
             self.connect,
-            key=postgres_lock.lock_key(self.schema),
+            key=postgres_lock.lock_key(self.schema, purpose),
             name=self.name,
             timeout_s=timeout_s,
             on_wait=on_wait,
             sleep=self.sleep,
+            holder_kind=purpose,
         )
 
 

@@ -33,9 +33,11 @@ class _Connection(Protocol):
     def close(self) -> None: ...
 
 
-def lock_key(schema_name: str) -> int:
-    """The advisory-lock key of a warehouse schema (a signed 64-bit integer)."""
-    digest = hashlib.sha256(f"bulutfon_pipeline:{schema_name}".encode()).digest()
+def lock_key(schema_name: str, purpose: str = "sync") -> int:
+    """The advisory-lock key of a warehouse schema (a signed 64-bit integer): of its
+    syncs, or of another ``purpose`` (``listing scan``)."""
+    label = schema_name if purpose == "sync" else f"{purpose}:{schema_name}"
+    digest = hashlib.sha256(f"bulutfon_pipeline:{label}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -75,6 +77,7 @@ def advisory_lock(
     timeout_s: float,
     on_wait: Callable[[str], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    holder_kind: str = "sync",
 ) -> Iterator[None]:
     """Hold the advisory lock ``key`` for the block, on a connection of its own.
 
@@ -84,6 +87,7 @@ def advisory_lock(
     Args:
         connect: a new autocommit connection (``Postgres.connect``).
         name: the warehouse, for messages (no password).
+        holder_kind: what holds the lock, for messages ("another sync").
 
     Raises:
         WarehouseLockedError: still held by another session after ``timeout_s``.
@@ -96,14 +100,14 @@ def advisory_lock(
         while not _try_lock(con, key):
             if not waited and on_wait is not None:
                 on_wait(
-                    f"waiting for another sync to finish on {name} ({holder(con, key)}); "
+                    f"waiting for another {holder_kind} to finish on {name} ({holder(con, key)}); "
                     f"giving up after {timeout_s:g}s"
                 )
             waited = True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WarehouseLockedError(
-                    f"warehouse {name} is locked by another sync ({holder(con, key)}); "
+                    f"warehouse {name} is locked by another {holder_kind} ({holder(con, key)}); "
                     f"gave up after {timeout_s:g}s"
                 )
             sleep(min(LOCK_POLL_S, remaining))
