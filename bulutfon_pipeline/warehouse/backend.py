@@ -120,6 +120,13 @@ class Transaction(Protocol):
         """SQL rendering a ``timestamptz`` expression as ``YYYY-MM-DDTHH:MM:SSZ`` (UTC)."""
         ...
 
+    def take_turns(self, purpose: str) -> None:
+        """Until the end of this transaction, be the only writer of ``purpose`` (e.g. the
+        detail loads): concurrent runs over the same calls then write one batch after the
+        other instead of racing (PostgreSQL: a transaction-level advisory lock; DuckDB
+        has one writer process anyway)."""
+        ...
+
 
 class Backend(Protocol):
     """A warehouse database: transactions, sessions and the schema."""

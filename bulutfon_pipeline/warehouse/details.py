@@ -123,6 +123,9 @@ def load_details(
     )
     stored = None
     with db.transaction() as tx:
+        # Overlapping runs (the weekly reconcile and the refresh on PostgreSQL) write their
+        # batches in turn: else both may find a call unstored and insert it twice.
+        tx.take_turns("details")
         if raw_rows:
             with tx.batches(raw_batch=raw_batch):
                 stored = tx.scalar(

@@ -4,11 +4,10 @@ file lock, sessions and transactions, the DDL, Arrow bulk writes and the upsert 
 :class:`DuckDB` implements :class:`~bulutfon_pipeline.warehouse.backend.Backend` and its
 transactions :class:`~bulutfon_pipeline.warehouse.backend.Transaction`, the interface the
 concern modules (``listing``, ``details``, ``rejects``, ``recordings``, ``changes``) are
-written over; ``postgres_backend`` is the other implementation.
-
-Every transaction runs on a connection opened for it (or the :meth:`DuckDB.session`'s),
-so several processes can take turns on the file: DuckDB admits one writer process at a
-time, and :meth:`DuckDB.transaction` waits, with backoff, while another holds the lock.
+written over; ``postgres_backend`` is the other implementation. Every transaction runs
+on a connection opened for it (or the :meth:`DuckDB.session`'s), so several processes can
+take turns on the file: DuckDB admits one writer process at a time, and
+:meth:`DuckDB.transaction` waits, with backoff, while another holds the lock.
 
 Frames are bulk-inserted through Arrow tables whose types come from the SQLAlchemy schema
 (:mod:`bulutfon_pipeline.warehouse.schema`), always ``INSERT ... BY NAME``. No SQL is ever
@@ -392,6 +391,9 @@ class DuckDBTransaction:
     def drop_temp_table(self, name: str) -> None:
         """Drop a table made by :meth:`create_temp_table`."""
         self.con.execute(f"DROP TABLE {name}")
+
+    def take_turns(self, purpose: str) -> None:  # DuckDB has one writer process anyway
+        """No-op."""
 
     def iso_instant_sql(self, expression: str) -> str:
         """``expression`` (TIMESTAMPTZ) as ``YYYY-MM-DDTHH:MM:SSZ`` text."""

@@ -179,7 +179,7 @@ class Postgres:
             except psycopg.Error as exc:
                 raise self._error(exc) from exc
             try:
-                yield PostgresTransaction(con, self.name)
+                yield PostgresTransaction(con, self.name, self.schema)
             except BaseException as exc:
                 with suppress(psycopg.Error):
                     con.execute("ROLLBACK")
@@ -259,9 +259,10 @@ class PostgresTransaction:
 
     write_failure: type[Exception] = WRITE_FAILURE
 
-    def __init__(self, con: psycopg.Connection[Any], name: str) -> None:
+    def __init__(self, con: psycopg.Connection[Any], name: str, schema_name: str) -> None:
         self.con = con
         self.name = name
+        self.schema_name = schema_name
         self._batch_columns: dict[str, list[str]] = {}
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
@@ -386,6 +387,12 @@ class PostgresTransaction:
     def drop_temp_table(self, name: str) -> None:
         """Drop a table made by :meth:`create_temp_table`."""
         self.con.execute(f"DROP TABLE pg_temp.{name}")
+
+    def take_turns(self, purpose: str) -> None:
+        """Hold the schema's ``purpose`` lock until the transaction ends (see ``Transaction``)."""
+        self.execute(
+            "SELECT pg_advisory_xact_lock(?)", [postgres_lock.lock_key(self.schema_name, purpose)]
+        )
 
     def iso_instant_sql(self, expression: str) -> str:
         """``expression`` (timestamptz) as ``YYYY-MM-DDTHH:MM:SSZ`` text."""
