@@ -45,7 +45,7 @@ def test_three_detail_loads_of_the_same_days_at_once_are_exact(
                         batch_size=5,  # many small write transactions, interleaved
                     )
                 into[name] = "ok"
-            except Exception as error:  # noqa: BLE001 - the test reports which run failed
+            except Exception as error:
                 into[name] = f"{type(error).__name__}: {error}"
 
         threads = [threading.Thread(target=load, args=(name,)) for name in "ABC"]
