@@ -162,27 +162,29 @@ def test_a_bad_warehouse_url_gives_one_line_without_the_password(
     ws.secrets.append(password)  # the workspace's scan: in no output, no file
     nowhere = tmp_path / "no-server-here"
     nowhere.mkdir()
+    sync, sql = ["sync", "--no-progress"], ["sql", "SELECT count(*) FROM cdrs"]
     cases = [
         # not a URL at all (a port that is not a number)
-        (f"postgresql+psycopg://loader:{password}@db.internal:port/calls", 2,
+        (f"postgresql+psycopg://loader:{password}@db.internal:port/calls", [sync, sql],
          ["BULUTFON_WAREHOUSE_URL", "not a SQLAlchemy URL"]),
         # another database
-        (f"mysql://loader:{password}@db.internal/calls", 2,
+        (f"mysql://loader:{password}@db.internal/calls", [sync],
          ["BULUTFON_WAREHOUSE_URL", "'mysql'"]),
         # PostgreSQL, but a driver without COPY
-        (f"postgresql+psycopg2://loader:{password}@db.internal/calls", 2,
+        (f"postgresql+psycopg2://loader:{password}@db.internal/calls", [sql],
          ["BULUTFON_WAREHOUSE_URL", "psycopg"]),
         # no server on that socket
-        (f"postgresql+psycopg://loader:{password}@/calls?host={nowhere}&port=5432", 2,
-         ["cannot open warehouse", "loader:***@"]),
+        (f"postgresql+psycopg://loader:{password}@/calls?host={nowhere}&port=5432", [sync, sql],
+         ["cannot open warehouse", "loader:***@", "No such file"]),
         # a running server, without that database
-        (url_with_password(postgres_server, "no_such_db", password), 2,
-         ["cannot open warehouse", "no_such_db", "postgres:***@"]),
+        (url_with_password(postgres_server, "no_such_db", password), [sync],
+         ["cannot open warehouse", "postgres:***@", '"no_such_db" does not exist']),
     ]  # fmt: skip
-    for url, code, needles in cases:
-        for args in ([], ["sql", "SELECT count(*) FROM cdrs"]):
+    for url, commands, needles in cases:
+        for args in commands:
             result = ws.run(args, extra={"BULUTFON_WAREHOUSE_URL": url})
-            assert result.returncode == code, (url, args, result.returncode, result.stderr)
+            # Exit 2, a problem the user fixes, as for a DuckDB path that cannot be used.
+            assert result.returncode == 2, (url, args, result.returncode, result.stderr)
             _one_clear_line(result, *needles)
             assert password not in result.stdout + result.stderr
     # Nothing was written: no DuckDB file either, and the API was never called.
