@@ -9,6 +9,7 @@ import time
 import pytest
 
 from bulutfon_pipeline.warehouse.postgres_backend import Postgres
+from bulutfon_pipeline.warehouse.postgres_lock import lock_key
 from bulutfon_pipeline_tests.helpers import assert_tables_match, read_table
 from bulutfon_pipeline_tests.reliability.conftest import Workspace, WorkspaceFactory
 
@@ -71,15 +72,19 @@ def test_two_syncs_at_once_one_waits_its_turn_out(
 
 
 def _advisory_lock_holders(ws: Workspace) -> list[int]:
-    """The server pids of the sessions holding an advisory lock in the workspace's database."""
+    """The server pids of the sessions holding the sync's advisory lock (of schema
+    ``public``) in the workspace's database."""
     assert ws.warehouse_url is not None
+    key = lock_key("public") & 0xFFFFFFFFFFFFFFFF
     with Postgres(ws.warehouse_url).connect() as con:
         rows = con.execute(
             """
             SELECT l.pid FROM pg_locks AS l
             JOIN pg_database AS d ON d.oid = l.database AND d.datname = current_database()
-            WHERE l.locktype = 'advisory' AND l.granted
-            """
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+              AND l.classid = %s::oid AND l.objid = %s::oid
+            """,
+            [key >> 32, key & 0xFFFFFFFF],
         ).fetchall()
     return [row[0] for row in rows]
 
