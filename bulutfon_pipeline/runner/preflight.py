@@ -103,12 +103,13 @@ def writer_lock(
 
     Raises:
         BusyError: another sync still holds it after the timeout.
+        SetupError: the PostgreSQL server cannot be reached or refuses the connection.
     """
     if settings.warehouse_url is None:
         with sync_lock(settings.duckdb_path, timeout_s=settings.lock_timeout_s, on_wait=on_wait):
             yield
         return
-    from bulutfon_pipeline.warehouse import Warehouse, WarehouseLockedError
+    from bulutfon_pipeline.warehouse import Warehouse, WarehouseError, WarehouseLockedError
 
     warehouse = Warehouse.from_settings(settings)
     with contextlib.ExitStack() as stack:
@@ -116,6 +117,11 @@ def writer_lock(
             stack.enter_context(warehouse.advisory_lock(settings.lock_timeout_s, on_wait))
         except WarehouseLockedError as error:
             raise BusyError(str(error)) from None
+        except WarehouseError as error:
+            # The run's first connection to the server: no server there, no such
+            # database or a refused login is the user's to fix (exit 2), like a DuckDB
+            # path that cannot be used. The message never shows the password.
+            raise SetupError(str(error)) from None
         yield
 
 

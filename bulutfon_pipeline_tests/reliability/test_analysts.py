@@ -1,5 +1,7 @@
 """The analysts' file: a reader never blocks a sync, `sql` works during one, a crash while
-publishing leaves the previous copy, and a sync waits for another sync's lock in one line."""
+publishing leaves the previous copy, and a sync waits for another sync's lock in one line.
+On PostgreSQL analysts read the warehouse itself: an open snapshot never blocks a sync,
+and `sql` works during one."""
 
 from __future__ import annotations
 
@@ -10,10 +12,16 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from bulutfon_pipeline.faults import CRASH_ENV
-from bulutfon_pipeline_tests.helpers import assert_tables_match, read_table, table_snapshot
+from bulutfon_pipeline_tests.helpers import (
+    Database,
+    assert_tables_match,
+    read_table,
+    table_snapshot,
+)
 from bulutfon_pipeline_tests.reliability.conftest import CLI_TIMEOUT_S, WorkspaceFactory
 
 pytestmark = pytest.mark.reliability
@@ -35,7 +43,7 @@ def _analytics(ws) -> Path:
     return ws.data / "warehouse.analytics.duckdb"
 
 
-def _uuids(db: Path) -> list[str]:
+def _uuids(db: Database) -> list[str]:
     return sorted(row["uuid"] for row in read_table(db, "cdrs"))
 
 
@@ -214,3 +222,74 @@ def test_a_sync_blocked_by_duckdbs_own_file_lock_says_who_and_exits_3(
     sim.add_calls(4, where="head")
     ws.sync()
     assert_tables_match(ws.db, sim.expected_tables())
+
+
+# --- PostgreSQL: analysts read the warehouse itself --------------------------------------
+
+
+def _libpq_url(ws) -> str:
+    """The workspace's URL as libpq (and so a BI tool or psql) takes it."""
+    assert ws.warehouse_url is not None
+    return ws.warehouse_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def test_a_sync_does_not_wait_for_an_analysts_open_snapshot_on_postgres(
+    simulator_factory, workspace: WorkspaceFactory
+) -> None:
+    sim = simulator_factory(days=2, calls_per_day=25, seed=5)
+    # A sync that had to wait for a lock would give up after 2 s and fail, not hang.
+    ws = workspace(sim, backend="postgres", BULUTFON_MAX_CONCURRENCY="2",
+                   BULUTFON_LOCK_TIMEOUT_S="2")  # fmt: skip
+    ws.sync()
+    before = _uuids(ws.warehouse)
+    assert len(before) == 50
+    summary_sql = "SELECT * FROM daily_call_summary ORDER BY 1, 2"
+    with psycopg.connect(_libpq_url(ws)) as analyst:
+        # A notebook's long transaction: one snapshot of the tables and a view over them.
+        analyst.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        seen = sorted(r[0] for r in analyst.execute("SELECT uuid FROM cdrs").fetchall())
+        summary = analyst.execute(summary_sql).fetchall()
+        assert seen == before and summary
+        added = sim.add_calls(5, where="head")
+        ws.sync()  # finishes while the analyst's transaction still holds its locks
+        # The analyst still sees its snapshot, whole.
+        again = sorted(r[0] for r in analyst.execute("SELECT uuid FROM cdrs").fetchall())
+        assert again == before
+        assert analyst.execute(summary_sql).fetchall() == summary
+        analyst.execute("COMMIT")
+        # A new transaction sees the new rows.
+        after = sorted(r[0] for r in analyst.execute("SELECT uuid FROM cdrs").fetchall())
+    assert set(added) <= set(after) and len(after) == 55
+    assert after == _uuids(ws.warehouse)
+    assert_tables_match(ws.warehouse, sim.expected_tables())
+
+
+def test_sql_works_while_a_sync_runs_on_postgres(
+    simulator_factory, workspace: WorkspaceFactory
+) -> None:
+    sim = simulator_factory(days=2, calls_per_day=25, latency_ms=30, seed=6)
+    # One detail batch for the 20 new calls: it commits only once all 20 are fetched.
+    ws = workspace(sim, backend="postgres", BULUTFON_MAX_CONCURRENCY="2",
+                   BULUTFON_DETAIL_BATCH_SIZE="100")  # fmt: skip
+    ws.sync()
+    committed = _uuids(ws.warehouse)
+    sim.add_calls(20, where="head")
+    sim.reset_stats()
+    running = ws.start()
+    try:
+        _wait_for(lambda: sim.stats()["total"] > 0 or running.poll() is not None, "the sync")
+        assert running.poll() is None, "the sync ended before the query started"
+        # Slow the API right down so the sync is still loading while `sql` runs.
+        sim.update_config(latency_ms=2000)
+        query = ws.run(["sql", "SELECT uuid FROM cdrs ORDER BY uuid", "--format", "csv"])
+        details_fetched = sum(sim.stats()["detail"].values())
+        still_running = running.poll() is None
+        sim.update_config(latency_ms=30)
+    finally:
+        code, _, stderr = ws.finish(running)
+    assert query.returncode == 0, query.stderr
+    assert still_running and details_fetched < 20, details_fetched
+    # The new batch was not committed yet: the query saw exactly the last commit.
+    assert query.stdout.splitlines() == ["uuid", *committed]
+    assert code == 0, stderr
+    assert_tables_match(ws.warehouse, sim.expected_tables())

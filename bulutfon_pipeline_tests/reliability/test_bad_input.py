@@ -12,7 +12,12 @@ import pytest
 
 from bulutfon_pipeline.simulator.render import UNKNOWN_TOP_FIELDS
 from bulutfon_pipeline_tests.helpers import assert_tables_match, read_table
-from bulutfon_pipeline_tests.reliability.conftest import WorkspaceFactory
+from bulutfon_pipeline_tests.postgres import PostgresServer
+from bulutfon_pipeline_tests.reliability.conftest import (
+    BACKENDS,
+    WorkspaceFactory,
+    url_with_password,
+)
 
 pytestmark = pytest.mark.reliability
 
@@ -34,19 +39,20 @@ def _make_hostile(sim) -> str:
     return call.uuid
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_bad_api_records_are_rejected_with_reasons_and_the_rest_is_exact(
-    simulator_factory, workspace: WorkspaceFactory
+    backend: str, simulator_factory, workspace: WorkspaceFactory
 ) -> None:
     # malformed cycles: impossible date, call_flow not a list, origination missing
     # fields, HTML with status 200, empty body; plus one 404 and three unknown fields.
     sim = simulator_factory(days=2, calls_per_day=30, malformed_count=5, missing_detail_count=1,
                             unknown_field_count=3, seed=12)  # fmt: skip
     hostile = _make_hostile(sim)
-    ws = workspace(sim, BULUTFON_MAX_RETRIES="2")
+    ws = workspace(sim, backend=backend, BULUTFON_MAX_RETRIES="2")
     ws.sync()
     expected = sim.expected_tables()
-    assert_tables_match(ws.db, expected)
-    rejects = read_table(ws.db, "load_rejects")
+    assert_tables_match(ws.warehouse, expected)
+    rejects = read_table(ws.warehouse, "load_rejects")
     faults = sim.dataset.faults
     bad = {u for u, f in faults.items() if f != "unknown_field"}
     assert {r["uuid"] for r in rejects} == bad and len(rejects) == 6
@@ -59,23 +65,23 @@ def test_bad_api_records_are_rejected_with_reasons_and_the_rest_is_exact(
             assert by_stage[uuid] == "normalize", fault
     # Unknown new fields are kept in the raw payload and ignored by the normalizer.
     unknown = [u for u, f in faults.items() if f == "unknown_field"]
-    raw = {r["uuid"]: r["payload"] for r in read_table(ws.db, "raw_cdr_details")}
+    raw = {r["uuid"]: r["payload"] for r in read_table(ws.warehouse, "raw_cdr_details")}
     assert len(unknown) == 3
     for uuid in unknown:
         stored = json.loads(raw[uuid])
         stored = stored.get("cdr", stored)
         assert set(UNKNOWN_TOP_FIELDS) <= set(stored), uuid
     # Hostile strings load verbatim (parameters, never SQL text), and nothing was dropped.
-    row = next(r for r in read_table(ws.db, "cdrs") if r["uuid"] == hostile)
+    row = next(r for r in read_table(ws.warehouse, "cdrs") if r["uuid"] == hostile)
     assert (row["caller"], row["callee"]) == (HOSTILE[0], HOSTILE[1])
-    step = next(r for r in read_table(ws.db, "call_flow_steps")
+    step = next(r for r in read_table(ws.warehouse, "call_flow_steps")
                 if r["cdr_uuid"] == hostile and r["step_index"] == 0)  # fmt: skip
     assert step["callee"] == HOSTILE[2]
     # A second run changes nothing and refetches no rejected call.
     sim.reset_stats()
     ws.sync()
     assert sum(sim.stats()["detail_uuids"].values()) == 0
-    assert_tables_match(ws.db, expected)
+    assert_tables_match(ws.warehouse, expected)
 
 
 @pytest.mark.slow
@@ -144,3 +150,43 @@ def test_bad_user_input_gives_one_line_naming_the_fix(
     today = dt.date.today().isoformat()
     backwards = ws.run(["backfill", "--start", today, "--end", "2015-01-01", "--no-progress"])
     _one_clear_line(backwards, "before --start")
+
+
+def test_a_bad_warehouse_url_gives_one_line_without_the_password(
+    simulator_factory, workspace: WorkspaceFactory, postgres_server: PostgresServer,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    sim = simulator_factory(days=1, calls_per_day=5)
+    ws = workspace(sim)
+    password = "warehouse-pw-0123456789"
+    ws.secrets.append(password)  # the workspace's scan: in no output, no file
+    nowhere = tmp_path / "no-server-here"
+    nowhere.mkdir()
+    sync, sql = ["sync", "--no-progress"], ["sql", "SELECT count(*) FROM cdrs"]
+    cases = [
+        # not a URL at all (a port that is not a number)
+        (f"postgresql+psycopg://loader:{password}@db.internal:port/calls", [sync, sql],
+         ["BULUTFON_WAREHOUSE_URL", "not a SQLAlchemy URL"]),
+        # another database
+        (f"mysql://loader:{password}@db.internal/calls", [sync],
+         ["BULUTFON_WAREHOUSE_URL", "'mysql'"]),
+        # PostgreSQL, but a driver without COPY
+        (f"postgresql+psycopg2://loader:{password}@db.internal/calls", [sql],
+         ["BULUTFON_WAREHOUSE_URL", "psycopg"]),
+        # no server on that socket
+        (f"postgresql+psycopg://loader:{password}@/calls?host={nowhere}&port=5432", [sync, sql],
+         ["cannot open warehouse", "loader:***@", "No such file"]),
+        # a running server, without that database
+        (url_with_password(postgres_server, "no_such_db", password), [sync],
+         ["cannot open warehouse", "postgres:***@", '"no_such_db" does not exist']),
+    ]  # fmt: skip
+    for url, commands, needles in cases:
+        for args in commands:
+            result = ws.run(args, extra={"BULUTFON_WAREHOUSE_URL": url})
+            # Exit 2, a problem the user fixes, as for a DuckDB path that cannot be used.
+            assert result.returncode == 2, (url, args, result.returncode, result.stderr)
+            _one_clear_line(result, *needles)
+            assert password not in result.stdout + result.stderr
+    # Nothing was written: no DuckDB file either, and the API was never called.
+    assert not ws.db.exists()
+    assert sim.stats()["total"] == 0

@@ -1,4 +1,5 @@
-"""SIGKILL at five points of a sync, and a storage failure mid-load: the rerun is exact."""
+"""SIGKILL at five points of a sync, and a storage failure mid-load: the rerun is exact
+(on DuckDB and on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -10,32 +11,34 @@ import pytest
 
 from bulutfon_pipeline.faults import CRASH_ENV, FAIL_ENV
 from bulutfon_pipeline_tests.helpers import assert_tables_match, read_table
-from bulutfon_pipeline_tests.reliability.conftest import WorkspaceFactory
+from bulutfon_pipeline_tests.reliability.conftest import BACKENDS, Workspace, WorkspaceFactory
 
 pytestmark = pytest.mark.reliability
 
 BATCH = 10
 
 
-def _state(db) -> tuple[int, int, bool]:
+def _state(ws: Workspace) -> tuple[int, int, bool]:
     """(listed calls, loaded calls, whether a high-water mark is committed)."""
-    if not db.exists():
+    if not ws.warehouse_exists():
         return 0, 0, False
+    db = ws.warehouse
     marks = read_table(db, "_pipeline_state")
     return len(read_table(db, "cdr_listing")), len(read_table(db, "cdrs")), bool(marks)
 
 
-def _rerun_gives_exact_tables(ws, sim) -> None:
+def _rerun_gives_exact_tables(ws: Workspace, sim) -> None:
     """Sync again after the crash: the simulator's exact tables, 50 listed calls once
     each, nothing left staged. The simulator's counters restart for the rerun."""
     sim.reset_stats()
     ws.sync()
-    assert_tables_match(ws.db, sim.expected_tables())
-    listing = [row["uuid"] for row in read_table(ws.db, "cdr_listing")]
+    assert_tables_match(ws.warehouse, sim.expected_tables())
+    listing = [row["uuid"] for row in read_table(ws.warehouse, "cdr_listing")]
     assert len(listing) == len(set(listing)) == 50
-    assert read_table(ws.db, "_cdr_listing_stage") == []
+    assert read_table(ws.warehouse, "_cdr_listing_stage") == []
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     ("point", "listed", "loaded", "mark"),
     [
@@ -52,21 +55,21 @@ def _rerun_gives_exact_tables(ws, sim) -> None:
     ],
 )
 def test_sigkill_then_rerun_gives_exact_tables(
-    point: str, listed: int, loaded: int, mark: bool, simulator_factory,
+    point: str, listed: int, loaded: int, mark: bool, backend: str, simulator_factory,
     workspace: WorkspaceFactory,
 ) -> None:  # fmt: skip
     sim = simulator_factory(days=2, calls_per_day=25, seed=3)
-    ws = workspace(sim, BULUTFON_PAGE_SIZE="20", BULUTFON_DETAIL_BATCH_SIZE=str(BATCH),
-                   BULUTFON_MAX_CONCURRENCY="2")  # fmt: skip
+    ws = workspace(sim, backend=backend, BULUTFON_PAGE_SIZE="20",
+                   BULUTFON_DETAIL_BATCH_SIZE=str(BATCH), BULUTFON_MAX_CONCURRENCY="2")  # fmt: skip
     crashed = ws.run(extra={CRASH_ENV: point})
     assert crashed.returncode == -signal.SIGKILL, (crashed.returncode, crashed.stderr)
-    assert _state(ws.db) == (listed, loaded, mark)
+    assert _state(ws) == (listed, loaded, mark)
     fetched_before = set(sim.stats()["detail_uuids"])
     _rerun_gives_exact_tables(ws, sim)
     # The rerun fetched exactly the calls the crash left without a committed detail.
     refetched = sim.stats()["detail_uuids"]
     assert sum(refetched.values()) == 50 - loaded
-    committed = {row["uuid"] for row in read_table(ws.db, "cdrs")} - set(refetched)
+    committed = {row["uuid"] for row in read_table(ws.warehouse, "cdrs")} - set(refetched)
     assert len(committed) == loaded and committed <= fetched_before
 
 
@@ -81,28 +84,31 @@ def test_sigkill_between_staged_listing_chunks_commits_nothing(
     assert crashed.returncode == -signal.SIGKILL, (crashed.returncode, crashed.stderr)
     # Two chunks are staged, yet neither cdr_listing nor the mark moved.
     assert len(read_table(ws.db, "_cdr_listing_stage")) == 40
-    assert _state(ws.db) == (0, 0, False)
+    assert _state(ws) == (0, 0, False)
     _rerun_gives_exact_tables(ws, sim)
     assert sum(sim.stats()["detail_uuids"].values()) == 50
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_disk_full_mid_load_fails_cleanly_and_the_rerun_completes(
-    simulator_factory, workspace: WorkspaceFactory
+    backend: str, simulator_factory, workspace: WorkspaceFactory
 ) -> None:
     sim = simulator_factory(days=2, calls_per_day=25, seed=4)
-    ws = workspace(sim, BULUTFON_DETAIL_BATCH_SIZE=str(BATCH), BULUTFON_MAX_CONCURRENCY="2")
-    # The DuckDB write of the 2nd detail batch fails as a full disk would.
+    ws = workspace(sim, backend=backend, BULUTFON_DETAIL_BATCH_SIZE=str(BATCH),
+                   BULUTFON_MAX_CONCURRENCY="2")  # fmt: skip
+    # The warehouse write of the 2nd detail batch fails as a full disk would (the error
+    # type is the backend's own: duckdb.IOException, psycopg's DiskFull).
     failed = ws.run(extra={FAIL_ENV: "details_write@2"})
     assert failed.returncode != 0
     assert "Traceback" not in failed.stderr
     assert len(failed.stderr.strip().splitlines()) == 1, failed.stderr
     assert "No space left on device" in failed.stderr
     # The last committed state: the listing with its mark, and exactly the first batch.
-    assert _state(ws.db) == (50, BATCH, True)
-    first = {row["uuid"] for row in read_table(ws.db, "cdrs")}
+    assert _state(ws) == (50, BATCH, True)
+    first = {row["uuid"] for row in read_table(ws.warehouse, "cdrs")}
     ws.sync()
-    assert_tables_match(ws.db, sim.expected_tables())
-    assert first <= {row["uuid"] for row in read_table(ws.db, "cdrs")}
+    assert_tables_match(ws.warehouse, sim.expected_tables())
+    assert first <= {row["uuid"] for row in read_table(ws.warehouse, "cdrs")}
 
 
 def test_sigkill_between_the_refetch_of_changed_calls_and_its_commit(

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from bulutfon_pipeline.cli import main as cli_main
 from bulutfon_pipeline.cli import ui as cli_ui
-from bulutfon_pipeline_tests.reliability.conftest import Workspace, find_leaks
+from bulutfon_pipeline_tests.reliability.conftest import Workspace, WorkspaceFactory, find_leaks
 
 pytestmark = pytest.mark.reliability
 
@@ -58,3 +58,38 @@ def test_the_secret_scan_finds_a_planted_secret(tmp_path: Path) -> None:
     ws.outputs.append("stderr: planted-secret-0123456789")
     leaks = find_leaks(ws)
     assert any("run.log" in leak for leak in leaks) and "process output #0" in leaks
+
+
+def test_the_secret_scan_reads_postgres_text_and_json_columns(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # The scan of a PostgreSQL warehouse asks the server, in every schema: a secret in a
+    # json column of one schema and in a text column of another are both found.
+    import psycopg
+
+    secret = "planted-secret-9876543210"
+    with psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://")) as con:
+        con.execute("CREATE TABLE payloads (id int, body json)")
+        con.execute("INSERT INTO payloads VALUES (1, %s), (2, '{}')", [f'{{"t": "{secret}"}}'])
+        con.execute("CREATE SCHEMA calls")
+        con.execute("CREATE TABLE calls.notes (id int, note text, tag varchar(40))")
+        con.execute("INSERT INTO calls.notes VALUES (1, 'clean', %s)", [f"x{secret}x"])
+    ws = Workspace(root=tmp_path, sim=None, env={}, secrets=[secret], warehouse_url=postgres_url)
+    assert find_leaks(ws) == ["warehouse calls.notes.tag", "warehouse public.payloads.body"]
+
+
+def test_a_postgres_workspace_with_a_password_in_its_url_leaks_it_nowhere(
+    simulator_factory, workspace: WorkspaceFactory
+) -> None:
+    # OAuth (client secret, rotating refresh tokens) and a password in the warehouse URL;
+    # the workspace's scan at teardown looks for all of them in every output, every file
+    # (DAGSTER_HOME, the data folder), the server's log and every text column.
+    sim = simulator_factory(days=1, calls_per_day=10, seed=2)
+    ws = workspace(sim, auth="oauth", backend="postgres")
+    assert ws.warehouse_url is not None and ws.secrets[0] in ws.warehouse_url
+    ws.sync()
+    ws.run(["sql", "SELECT count(*) AS calls FROM cdrs", "--format", "csv"])
+    assert ws.outputs[-2].splitlines() == ["calls", "10"]
+    assert find_leaks(ws) == []
+    # The warehouse really is PostgreSQL: no DuckDB file was made.
+    assert not ws.db.exists()
