@@ -191,7 +191,7 @@ class DuckDB:
                         f"({_holder(exc)}); gave up after {self.lock_timeout_s:g}s "
                         "(BULUTFON_LOCK_TIMEOUT_S)"
                     ) from exc
-                if delay == _BACKOFF_FIRST_S:  # the first wait: say so, once
+                if delay == _BACKOFF_FIRST_S * 16:  # waited ~0.2 s already: say so, once
                     LOCK_WAIT_LOGGER.warning(
                         "waiting for %s: another process holds its lock (%s); giving up "
                         "after %g s (BULUTFON_LOCK_TIMEOUT_S)",

@@ -37,7 +37,7 @@ from bulutfon_pipeline_tests.postgres import PostgresServer
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), DAGSTER_DEV_GROUP]
 
 INSTANCE_YAML = REPO_ROOT / "deploy" / "dagster.yaml"
-DAYS, CALLS_PER_DAY = 10, 30
+DAYS, CALLS_PER_DAY = 10, 12
 #: The backfill policy's batch on PostgreSQL (assets._common.DAYS_PER_BACKFILL_RUN, read
 #: by the code server with BULUTFON_WAREHOUSE_URL set; this process has it unset).
 DAYS_PER_RUN = 3
@@ -136,7 +136,7 @@ def test_ui_backfill_of_ten_days_loads_concurrently_and_exactly_on_postgres(
 ) -> None:
     # Latency and small detail batches: each run writes many short transactions.
     sim = simulator_factory(
-        days=DAYS, calls_per_day=CALLS_PER_DAY, latency_ms=30, jitter_ms=10, seed=13
+        days=DAYS, calls_per_day=CALLS_PER_DAY, latency_ms=20, jitter_ms=5, seed=13
     )
     config = sim.dataset.config
     days = [config.end_date - dt.timedelta(days=n) for n in range(DAYS - 1, -1, -1)]
