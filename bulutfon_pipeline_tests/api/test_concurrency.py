@@ -418,6 +418,33 @@ def test_turns_take_the_spacing_of_the_pace_when_they_come() -> None:
     assert starts == [0.0, 0.01, 0.11, 0.21, 0.211, 0.212]
 
 
+def test_a_sleep_that_wakes_late_does_not_lower_the_pace() -> None:
+    # An event loop wakes each sleep a millisecond or so late (its timer granularity and
+    # the loop's own work). At 200 req/s a start is due every 5 ms: counted from the late
+    # wake-ups, 200 starts would take 1.2 s; counted from their due times, 1 s.
+    clock = FakeClock()
+    time = VirtualTime(clock)
+    limiter = AdaptiveLimiter(16, clock=clock)
+    limiter.rate = 200.0
+    starts: list[float] = []
+
+    async def late_sleep(seconds: float) -> None:
+        await time.sleep(seconds + 0.001)
+
+    async def start() -> None:
+        await limiter.turn(late_sleep)
+        starts.append(clock.now)
+
+    async def main() -> None:
+        await asyncio.gather(*(start() for _ in range(201)))
+
+    time.run(main())
+    assert starts[0] == 0.0
+    assert starts[-1] == pytest.approx(1.0 + 0.001, abs=1e-9)  # one late wake-up, not 200
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) == pytest.approx(0.005, abs=1e-9) and max(gaps) == pytest.approx(0.006)
+
+
 def test_a_pace_that_does_not_bind_is_held() -> None:
     # We send 50/s under a pace of 200/s (the machine, or retries waiting): calm seconds
     # show nothing above 50/s, so the pace neither grows nor is dropped (RFC 7661).
