@@ -1,14 +1,20 @@
-"""A 10-day UI backfill on a PostgreSQL warehouse: several runs load at once, exactly.
+"""deploy/dagster.yaml and a PostgreSQL warehouse: Dagster keeps its runs and event log in
+PostgreSQL, and a 10-day UI backfill loads several runs at once, exactly.
 
-`dagster dev` runs with ``BULUTFON_WAREHOUSE_URL`` set to a fresh database of the test
-server, on an instance kept in another database of it (the shipped deploy/dagster.yaml:
-the run queue takes 3 runs at once). On PostgreSQL the writing assets have no concurrency
-pool and the backfill policy batches up to 3 days per run. The listing is materialized
-first, then the ten days of the detail assets are backfilled through the UI's GraphQL
-mutation. The backfill's runs, their ranges and their start and end times come from
-Dagster's run records: four runs, at least two of them loading at the same time, all
-successful. Then the warehouse equals the simulator's truth, each call's detail was
-requested once, and each day was materialized once.
+`dagster dev` (webserver, daemon, code server) runs with ``BULUTFON_WAREHOUSE_URL`` set
+to a fresh database of the test server, on an instance kept in another database of it:
+the shipped deploy/dagster.yaml as it is, with ``DAGSTER_POSTGRES_URL`` (psycopg2, over
+the server's Unix socket); its run queue takes 3 runs at once. One `dagster dev` serves
+both halves of the test, since each start costs tens of seconds of the suite's budget.
+On PostgreSQL the writing assets have no concurrency pool and the backfill policy
+batches up to 3 days per run. The listing is materialized first, then the ten days of
+the detail assets are backfilled through the UI's GraphQL mutation. The backfill's runs,
+their ranges and their start and end times come from Dagster's run records: four runs,
+at least two of them loading at the same time, all successful. Then the warehouse equals
+the simulator's truth, each call's detail was requested once, and each day was
+materialized once. And the instance: the runs, their tags, events and check results are
+rows of Dagster's tables in PostgreSQL, the daemon's run coordinator dequeued them, and
+nothing went to SQLite.
 """
 
 from __future__ import annotations
@@ -46,6 +52,18 @@ DETAIL_ASSETS = ["cdrs", "raw_cdr_details", "call_flow_steps", "originations"]
 RUN_TIMEOUT_S = 240.0
 BACKFILL_TIMEOUT_S = 420.0
 TERMINAL_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
+#: The detail assets' checks; those of keys and parents must hold in every run.
+CHECKS = {
+    "cdrs_uuid_unique",
+    "cdrs_complete",
+    "cdrs_reject_rate",
+    "raw_cdr_details_uuid_unique",
+    "call_flow_steps_key_unique",
+    "call_flow_steps_has_parent",
+    "originations_key_unique",
+    "originations_has_parent",
+}
+STRICT_CHECKS = CHECKS - {"cdrs_complete", "cdrs_reject_rate"}
 TERMINAL_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 LAUNCH_RUN = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
@@ -66,8 +84,9 @@ BACKFILL = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
   ... on Error { message } } }"""
 
 
-def _materialize_listing(dagster: DagsterDev) -> str:
-    """Materialize ``cdr_listing`` the way its asset page's button does; its final status."""
+def _materialize_listing(dagster: DagsterDev) -> tuple[str, str]:
+    """Materialize ``cdr_listing`` the way its asset page's button does; the run's id and
+    final status."""
     params = {
         "selector": {
             "repositoryLocationName": LOCATION,
@@ -87,7 +106,7 @@ def _materialize_listing(dagster: DagsterDev) -> str:
         return run["status"] if run["status"] in TERMINAL_RUN else None
 
     status: str = wait_for("the listing run", probe, timeout=RUN_TIMEOUT_S, every=1.0)
-    return status
+    return run_id, status
 
 
 def _backfill(dagster: DagsterDev, days: list[dt.date]) -> dict[str, Any]:
@@ -128,7 +147,31 @@ def _query(server: PostgresServer, database: str, sql: str) -> list[tuple[Any, .
         return con.execute(sql).fetchall()
 
 
-def test_ui_backfill_of_ten_days_loads_concurrently_and_exactly_on_postgres(
+def _assert_instance_in_postgres(
+    server: PostgresServer, database: str, home: Path, runs: dict[str, dict[str, str]]
+) -> None:
+    """Dagster's own records of ``runs`` (run id -> tags) live in PostgreSQL, not SQLite."""
+    stored = _query(server, database, "SELECT run_id, status FROM runs")
+    assert sorted(stored) == sorted((run_id, "SUCCESS") for run_id in runs), stored
+    tag_rows = _query(server, database, "SELECT run_id, key, value FROM run_tags")
+    for run_id, tags in runs.items():
+        stored_tags = {key: value for rid, key, value in tag_rows if rid == run_id}
+        assert {k: stored_tags.get(k) for k in tags} == tags, (run_id, stored_tags)
+    events = _query(server, database, "SELECT run_id, dagster_event_type FROM event_logs")
+    for run_id in runs:
+        kinds = Counter(kind for rid, kind in events if rid == run_id)
+        # Stored under their old names: RUN_START is PIPELINE_START, and so on. Queued by
+        # the webserver or the backfill daemon, launched by the daemon's run coordinator.
+        assert kinds["PIPELINE_START"] == kinds["PIPELINE_SUCCESS"] == 1, kinds
+        assert kinds["PIPELINE_ENQUEUED"] == kinds["PIPELINE_STARTING"] == 1, kinds
+        assert kinds["PIPELINE_FAILURE"] == kinds["STEP_FAILURE"] == 0, kinds
+    heartbeats = _query(server, database, "SELECT daemon_type FROM daemon_heartbeats")
+    assert "QUEUED_RUN_COORDINATOR" in {daemon for (daemon,) in heartbeats}, heartbeats
+    # Nothing went to SQLite: no runs.db, index.db or per-run event files.
+    assert sorted(p.name for p in home.rglob("*.db")) == []
+
+
+def test_dagster_on_postgres_and_a_ui_backfill_of_ten_days_loads_concurrently_and_exactly(
     postgres_server: PostgresServer,
     simulator_factory: Callable[..., SimulatorServer],
     tmp_path: Path,
@@ -156,12 +199,14 @@ def test_ui_backfill_of_ten_days_loads_concurrently_and_exactly_on_postgres(
         "BULUTFON_DETAIL_BATCH_SIZE": "5",
         "DAGSTER_POSTGRES_URL": postgres_server.url(instance_db, driver="psycopg2"),
     }
+    # DagsterDev writes its module's DAGSTER_YAML into DAGSTER_HOME: here, the shipped file.
     monkeypatch.setattr(stack, "DAGSTER_YAML", INSTANCE_YAML.read_text())
+    home = tmp_path / "dagster_home"
     try:
-        dagster = DagsterDev(tmp_path / "dagster_home", env, tmp_path / "dagster-dev.log")
+        dagster = DagsterDev(home, env, tmp_path / "dagster-dev.log")
         with dagster:
             try:
-                listing = _materialize_listing(dagster)
+                listing_run, listing = _materialize_listing(dagster)
                 assert listing == "SUCCESS", f"the listing run ended {listing}"
                 listed = sim.stats()["listing"]
                 backfill = _backfill(dagster, days)
@@ -213,6 +258,39 @@ def test_ui_backfill_of_ten_days_loads_concurrently_and_exactly_on_postgres(
         # No pool held the steps back, and nothing wrote a DuckDB file.
         assert _query(postgres_server, instance_db, "SELECT * FROM concurrency_limits") == []
         assert not duckdb_path.exists()
+
+        # Dagster's own instance: every run of the test, with its tags and events, in
+        # PostgreSQL; the checks of the detail assets ran in the backfill's runs, and
+        # those of keys and parents held.
+        assert (home / "dagster.yaml").read_text() == INSTANCE_YAML.read_text()
+        ranged = {
+            run["runId"]: {
+                key: value
+                for key, value in ((t["key"], t["value"]) for t in run["tags"])
+                if key.startswith("dagster/asset_partition_range_")
+            }
+            for run in runs
+        }
+        _assert_instance_in_postgres(postgres_server, instance_db, home, {
+            listing_run: {}, **ranged})  # fmt: skip
+        checks = _query(
+            postgres_server,
+            instance_db,
+            "SELECT run_id, check_name, execution_status FROM asset_check_executions",
+        )
+        assert {run_id for run_id, _, _ in checks} == set(ranged), checks
+        for run_id in ranged:
+            assert {name for rid, name, _ in checks if rid == run_id} == CHECKS, checks
+        # Planned once per day, evaluated once per run; those of keys and parents held in
+        # every run (completeness may not, while other runs still load their days).
+        outcomes = Counter((name, status) for _, name, status in checks)
+        for name in CHECKS:
+            assert outcomes[(name, "PLANNED")] == DAYS, outcomes
+            results = sum(n for (check, status), n in outcomes.items()
+                          if check == name and status != "PLANNED")  # fmt: skip
+            assert results == len(runs), outcomes
+        for name in STRICT_CHECKS:
+            assert outcomes[(name, "SUCCEEDED")] == len(runs), outcomes
     finally:
         postgres_server.drop_database(warehouse_db)
         postgres_server.drop_database(instance_db)
