@@ -61,7 +61,8 @@ class _LazySimulatorGroup(click.Group):
 @click.group(cls=_LazySimulatorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bulutfon_pipeline")
 def main() -> None:
-    """Load Bulutfon call records (CDRs, call flows, originations) into DuckDB."""
+    """Load Bulutfon call records (CDRs, call flows, originations) into DuckDB, or into
+    PostgreSQL when BULUTFON_WAREHOUSE_URL is set."""
 
 
 @main.command()
