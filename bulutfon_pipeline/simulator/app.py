@@ -54,6 +54,10 @@ def _api(endpoint: str, handler: Handler, accounts: Accounts) -> Callable[..., A
     async def endpoint_fn(request: Request) -> Response:
         call_uuid = request.path_params.get("uuid")
         account = accounts.route(request.query_params.get("access_token"))
+        if account is not None and not account.generated:
+            # A lazy account's first request: generate its dataset off the event loop, so
+            # the other accounts' requests keep being answered meanwhile.
+            await asyncio.to_thread(getattr, account, "dataset")
         response = await _guarded(endpoint, handler, account or accounts.first, request)
         accounts.record(endpoint, response.status_code, call_uuid, account)
         return response
