@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bulutfon_pipeline.simulator import SimulatorConfig, SimulatorServer
+from bulutfon_pipeline_tests.helpers import BACKENDS, WarehouseTarget, WarehouseTargetFactory
 from bulutfon_pipeline_tests.postgres import PostgresServer
 
 SimulatorFactory = Callable[..., SimulatorServer]
@@ -54,3 +56,46 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     name = postgres_server.create_database()
     yield postgres_server.url(name)
     postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def warehouse_target(request: pytest.FixtureRequest) -> Iterator[WarehouseTargetFactory]:
+    """``make(backend, folder)`` -> a :class:`WarehouseTarget`: ``folder/warehouse.duckdb``,
+    or (``backend="postgres"``) a fresh database on the session's server, dropped at
+    teardown. The server starts only when a test asks for PostgreSQL."""
+    databases: list[tuple[PostgresServer, str]] = []
+
+    def make(backend: str, folder: Path) -> WarehouseTarget:
+        assert backend in BACKENDS, backend
+        path = folder / "warehouse.duckdb"
+        if backend == "duckdb":
+            return WarehouseTarget(
+                path, {"BULUTFON_DUCKDB_PATH": str(path), "BULUTFON_WAREHOUSE_URL": ""}
+            )
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        name = server.create_database()
+        databases.append((server, name))
+        url = server.url(name)
+        return WarehouseTarget(
+            url, {"BULUTFON_DUCKDB_PATH": str(path), "BULUTFON_WAREHOUSE_URL": url}
+        )
+
+    yield make
+    for server, name in databases:
+        server.drop_database(name)
+
+
+@pytest.fixture
+def backend() -> str:
+    """The warehouse of ``target``: ``duckdb``, unless the test is parametrized with
+    ``pytest.mark.parametrize("backend", BACKENDS)``, which overrides this fixture."""
+    return "duckdb"
+
+
+@pytest.fixture
+def target(
+    backend: str, warehouse_target: WarehouseTargetFactory, tmp_path: Path
+) -> WarehouseTarget:
+    """The test's warehouse on ``backend``: ``tmp_path/warehouse.duckdb``, or a fresh
+    database on the session's PostgreSQL server."""
+    return warehouse_target(backend, tmp_path)

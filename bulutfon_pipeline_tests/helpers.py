@@ -5,19 +5,50 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import decimal
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
+from bulutfon_pipeline.warehouse import Warehouse
 from bulutfon_pipeline.warehouse.backend import Transaction
 from bulutfon_pipeline.warehouse.postgres_backend import Postgres
 
 #: What the readers below take: a DuckDB file (path), or a PostgreSQL warehouse as a
 #: SQLAlchemy URL (``postgresql+psycopg://...``, schema ``public``) or ``(url, schema)``.
 Database = Path | str | tuple[str, str]
+
+#: The warehouses an end-to-end test can load: ``pytest.mark.parametrize("backend", BACKENDS)``.
+BACKENDS = ("duckdb", "postgres")
+
+
+@dataclass(frozen=True)
+class WarehouseTarget:
+    """Where one end-to-end test loads: the variables that select the warehouse (for the
+    pipeline's environment) and what the readers below take (``db``)."""
+
+    #: The DuckDB file, or the PostgreSQL database's URL.
+    db: Database
+    #: ``BULUTFON_DUCKDB_PATH`` and ``BULUTFON_WAREHOUSE_URL`` (empty on DuckDB).
+    env: dict[str, str]
+
+    @property
+    def is_postgres(self) -> bool:
+        return _is_postgres(self.db)
+
+    def warehouse(self, lock_timeout_s: float = 10.0) -> Warehouse:
+        """The warehouse itself, for tests that call the library below the runner."""
+        if isinstance(self.db, Path):
+            return Warehouse(self.db, lock_timeout_s=lock_timeout_s)
+        assert isinstance(self.db, str), self.db
+        return Warehouse.on(Postgres(self.db, lock_timeout_s=lock_timeout_s))
+
+
+#: The ``warehouse_target`` fixture: ``make(backend, folder)`` -> a :class:`WarehouseTarget`.
+WarehouseTargetFactory = Callable[[str, Path], WarehouseTarget]
 
 KEYS = {
     "cdrs": ("uuid",),

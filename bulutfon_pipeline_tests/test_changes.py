@@ -4,6 +4,12 @@ Each test syncs a simulator, changes calls through its admin endpoint (as the PB
 after the fact), syncs or reconciles again, and compares every table with the simulator's
 ground truth, the ``cdr_changes`` rows with what was changed, and the detail requests
 with exactly the calls that changed.
+
+``target`` is the warehouse (a DuckDB file, or a PostgreSQL database for the tests
+parametrized with ``backend``). On both: every kind of change (recordings included) and
+the reconcile. DuckDB only, to keep the suite's time: k changes (the first test's path
+with fewer kinds), mirroring off (the first test with one flag turned) and the reconcile
+command (the reconcile's path, plus its output and argument errors).
 """
 
 from __future__ import annotations
@@ -21,15 +27,25 @@ from bulutfon_pipeline.cli import main
 from bulutfon_pipeline.runner import run_reconcile, run_sync
 from bulutfon_pipeline.settings import LOCAL_TZ
 from bulutfon_pipeline.warehouse.change_log import ChangeRow
-from bulutfon_pipeline_tests.helpers import assert_tables_match, environment, read_table
+from bulutfon_pipeline_tests.helpers import (
+    BACKENDS,
+    Database,
+    WarehouseTarget,
+    assert_tables_match,
+    environment,
+    read_table,
+)
 
 LOOKBACK = dt.timedelta(hours=48)
 
 
-def _env(sim, tmp_path: Path, **extra: str) -> dict[str, str]:
+def _env(
+    sim, tmp_path: Path, target: WarehouseTarget | None = None, **extra: str
+) -> dict[str, str]:
+    where = target.env if target else {"BULUTFON_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}
     return {
         **sim.env(auth="master"),
-        "BULUTFON_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        **where,
         "BULUTFON_DATA_DIR": str(tmp_path),
         "BULUTFON_START_DATE": "2015-01-01",
         "BULUTFON_MAX_RETRIES": "2",
@@ -65,7 +81,7 @@ def _expected(sim, kept: frozenset[str] = frozenset()) -> dict[str, list[dict[st
     return expected
 
 
-def _changes(db: Path) -> set[tuple[str, str, str | None, str | None]]:
+def _changes(db: Database) -> set[tuple[str, str, str | None, str | None]]:
     return {
         (r["uuid"], r["field"], r["old_value"], r["new_value"])
         for r in read_table(db, "cdr_changes")
@@ -84,12 +100,13 @@ def _pick(calls: list[Any], taken: set[str], test: Any) -> Any:
     return call
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_each_kind_of_change_is_followed_exactly_with_k_detail_requests(
-    simulator_factory, tmp_path: Path
+    simulator_factory, target: WarehouseTarget, tmp_path: Path
 ) -> None:
     sim = simulator_factory(days=3, calls_per_day=30, dialect="v1", seed=11, recording_share=0.5)
-    db = tmp_path / "warehouse.duckdb"
-    with environment(_env(sim, tmp_path, BULUTFON_DOWNLOAD_RECORDINGS="1")):
+    db = target.db
+    with environment(_env(sim, tmp_path, target, BULUTFON_DOWNLOAD_RECORDINGS="1")):
         run_sync()
         assert_tables_match(db, _expected(sim))
         # A sync with nothing changed at the source fetches no detail and audits nothing.
@@ -145,11 +162,11 @@ def test_each_kind_of_change_is_followed_exactly_with_k_detail_requests(
 
 @pytest.mark.parametrize("dialect", ["seed", "v1"])
 def test_k_changed_calls_cost_exactly_k_detail_requests(
-    dialect: str, simulator_factory, tmp_path: Path
+    dialect: str, simulator_factory, target: WarehouseTarget, tmp_path: Path
 ) -> None:
     sim = simulator_factory(days=3, calls_per_day=30, dialect=dialect, seed=5)
-    db = tmp_path / "warehouse.duckdb"
-    with environment(_env(sim, tmp_path)):
+    db = target.db
+    with environment(_env(sim, tmp_path, target)):
         run_sync()
         recent = [c for c in _recent(sim, LOOKBACK / 2) if c.answered and c.hangup_time]
         changed = recent[:3]
@@ -164,11 +181,11 @@ def test_k_changed_calls_cost_exactly_k_detail_requests(
 
 
 def test_mirroring_off_keeps_the_recording_and_still_audits_the_change(
-    simulator_factory, tmp_path: Path
+    simulator_factory, target: WarehouseTarget, tmp_path: Path
 ) -> None:
     sim = simulator_factory(days=2, calls_per_day=30, dialect="v1", seed=7, recording_share=0.5)
-    db = tmp_path / "warehouse.duckdb"
-    env = _env(sim, tmp_path, BULUTFON_DOWNLOAD_RECORDINGS="1",
+    db = target.db
+    env = _env(sim, tmp_path, target, BULUTFON_DOWNLOAD_RECORDINGS="1",
                BULUTFON_MIRROR_RECORDING_DELETES="0")  # fmt: skip
     with environment(env):
         run_sync()
@@ -183,13 +200,14 @@ def test_mirroring_off_keeps_the_recording_and_still_audits_the_change(
         assert (tmp_path / before[call.uuid]["path"]).is_file()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_reconcile_follows_changes_older_than_the_lookback(
-    simulator_factory, tmp_path: Path
+    simulator_factory, target: WarehouseTarget, tmp_path: Path
 ) -> None:
     sim = simulator_factory(days=5, calls_per_day=20, dialect="v1", seed=9)
-    db = tmp_path / "warehouse.duckdb"
+    db = target.db
     # Small pages, so a sync's scan stops well before the changed calls.
-    with environment(_env(sim, tmp_path, BULUTFON_PAGE_SIZE="10")):
+    with environment(_env(sim, tmp_path, target, BULUTFON_PAGE_SIZE="10")):
         run_sync()
         calls = sim.dataset.calls
         newest = calls[0].call_time
@@ -231,11 +249,11 @@ def test_reconcile_follows_changes_older_than_the_lookback(
 
 
 def test_the_reconcile_command_prints_the_changes_and_rejects_bad_arguments(
-    simulator_factory, tmp_path: Path
+    simulator_factory, target: WarehouseTarget, tmp_path: Path
 ) -> None:
     sim = simulator_factory(days=4, calls_per_day=15, dialect="v1", seed=13)
     runner = CliRunner()
-    with environment(_env(sim, tmp_path, BULUTFON_PAGE_SIZE="10")):
+    with environment(_env(sim, tmp_path, target, BULUTFON_PAGE_SIZE="10")):
         run_sync()
         calls = sim.dataset.calls
         old = calls[-1]

@@ -1,4 +1,14 @@
-"""End-to-end tests of the Dagster pipeline against the simulator, over real HTTP."""
+"""End-to-end tests of the Dagster pipeline against the simulator, over real HTTP.
+
+``target`` is the warehouse a test loads: a DuckDB file, or (tests parametrized with
+``backend``) a PostgreSQL database on the tests' server. On both: the assets with their
+checks, and the listing paged while calls arrive. DuckDB only, to keep the suite's time:
+the two dialects' comparison (they meet in the normaliser, before any backend), late and
+new calls (the same syncs as the paged listing's, plus a count of detail requests that
+test_changes.py also makes on PostgreSQL), the seven-day backfill (the runner's ranged
+path, which test_changes.py's reconcile runs on PostgreSQL); and the CLI's errors and file
+lock (PostgreSQL's bad URLs and advisory lock are in reliability/).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +26,8 @@ from bulutfon_pipeline.partitions import range_tags
 from bulutfon_pipeline.resources import default_resources
 from bulutfon_pipeline.runner import run_sync
 from bulutfon_pipeline_tests.helpers import (
+    BACKENDS,
+    WarehouseTarget,
     assert_tables_match,
     environment,
     read_table,
@@ -25,10 +37,15 @@ from bulutfon_pipeline_tests.helpers import (
 DETAIL_ASSETS = ["cdrs", "raw_cdr_details", "call_flow_steps", "originations"]
 
 
-def _env(sim, tmp_path: Path, **extra: str) -> dict[str, str]:
+def _env(
+    sim, tmp_path: Path, target: WarehouseTarget | None = None, **extra: str
+) -> dict[str, str]:
+    """The pipeline's environment: the simulator, ``target``'s warehouse (default: the
+    DuckDB file ``tmp_path/warehouse.duckdb``), the data folder ``tmp_path``."""
+    where = target.env if target else {"BULUTFON_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}
     return {
         **sim.env(auth="master"),
-        "BULUTFON_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        **where,
         "BULUTFON_DATA_DIR": str(tmp_path),
         "BULUTFON_START_DATE": "2015-01-01",
         # Persistently bad bodies are retried; keep that short in tests.
@@ -97,16 +114,17 @@ def test_definitions_load_with_no_environment() -> None:
     assert out[2].endswith("STOPPED")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_materialize_loads_exact_tables_and_second_run_fetches_nothing(
-    simulator_factory, tmp_path: Path
+    simulator_factory, target: WarehouseTarget, tmp_path: Path
 ) -> None:
     sim = simulator_factory(
         days=3, calls_per_day=40, missing_detail_count=2, malformed_count=5, unknown_field_count=3
     )
-    with environment(_env(sim, tmp_path)):
+    with environment(_env(sim, tmp_path, target)):
         first, last = _days(sim)
         _materialize_all(first, last)
-        db = tmp_path / "warehouse.duckdb"
+        db = target.db
         expected = sim.expected_tables()
         # Bad records (404s, impossible dates, broken flows, HTML bodies) are rejected,
         # everything else is loaded exactly as the simulator's own model says.
@@ -179,16 +197,16 @@ def test_seed_and_v1_dialects_load_identical_canonical_tables(
 
 
 def test_late_and_new_calls_are_picked_up_by_the_next_sync(
-    simulator_factory, tmp_path: Path
+    simulator_factory, target: WarehouseTarget, tmp_path: Path
 ) -> None:
     sim = simulator_factory(days=3, calls_per_day=30)
-    with environment(_env(sim, tmp_path)):
+    with environment(_env(sim, tmp_path, target)):
         run_sync()
         late = sim.add_calls(3, where="late", hours_ago=6)
         new = sim.add_calls(2, where="head")
         sim.reset_stats()
         run_sync()
-        db = tmp_path / "warehouse.duckdb"
+        db = target.db
         assert_tables_match(db, sim.expected_tables())
         loaded = {row["uuid"] for row in read_table(db, "cdrs")}
         assert set(late) | set(new) <= loaded
@@ -196,14 +214,15 @@ def test_late_and_new_calls_are_picked_up_by_the_next_sync(
         assert _detail_requests(sim) == 5
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_calls_arriving_while_the_listing_is_paged_are_not_lost_or_duplicated(
-    simulator_factory, tmp_path: Path
+    simulator_factory, target: WarehouseTarget, tmp_path: Path
 ) -> None:
     sim = simulator_factory(days=2, calls_per_day=60, live_calls_per_page=4)
     original = {row["uuid"] for row in sim.expected_tables()["cdrs"]}
-    with environment(_env(sim, tmp_path, BULUTFON_PAGE_SIZE="15")):
+    with environment(_env(sim, tmp_path, target, BULUTFON_PAGE_SIZE="15")):
         run_sync()
-        db = tmp_path / "warehouse.duckdb"
+        db = target.db
         listed = [row["uuid"] for row in read_table(db, "cdr_listing")]
         assert len(listed) == len(set(listed))
         assert original <= set(listed)
@@ -212,11 +231,13 @@ def test_calls_arriving_while_the_listing_is_paged_are_not_lost_or_duplicated(
         assert_tables_match(db, sim.expected_tables())
 
 
-def test_a_backfill_of_seven_days_runs_through_dagster(simulator_factory, tmp_path: Path) -> None:
+def test_a_backfill_of_seven_days_runs_through_dagster(
+    simulator_factory, target: WarehouseTarget, tmp_path: Path
+) -> None:
     sim = simulator_factory(days=9, calls_per_day=12)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    with environment({**_env(sim, tmp_path), "DAGSTER_HOME": str(home)}):
+    with environment({**_env(sim, tmp_path, target), "DAGSTER_HOME": str(home)}):
         first, _ = _days(sim)
         start, end = first + dt.timedelta(days=1), first + dt.timedelta(days=7)
         run_sync(start=start, end=end)
@@ -225,10 +246,10 @@ def test_a_backfill_of_seven_days_runs_through_dagster(simulator_factory, tmp_pa
         instance.dispose()
     want_days = {(start + dt.timedelta(days=i)).isoformat() for i in range(7)}
     assert done == want_days
-    loaded_days = {row["call_date"] for row in read_table(tmp_path / "warehouse.duckdb", "cdrs")}
+    loaded_days = {row["call_date"] for row in read_table(target.db, "cdrs")}
     assert {d.isoformat() for d in loaded_days} == want_days
     expected = [r for r in sim.expected_tables()["cdrs"] if start <= r["call_date"] <= end]
-    assert len(read_table(tmp_path / "warehouse.duckdb", "cdrs")) == len(expected)
+    assert len(read_table(target.db, "cdrs")) == len(expected)
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,12 @@
-"""Call recordings: download through the sync, idempotent re-runs, rejects and the purge."""
+"""Call recordings: download through the sync, idempotent re-runs, rejects and the purge.
+
+``target`` is the warehouse (a DuckDB file, or a PostgreSQL database for the tests
+parametrized with ``backend``). The purge runs on both: it downloads, rejects the removed
+recordings and deletes rows and files (test_changes.py's first test syncs recordings on
+both). DuckDB only, to keep the suite's time: the sync's re-runs and the 404 (the same
+rows through the same code). The table's DuckDB types are checked here, PostgreSQL's in
+warehouse/test_postgres.py.
+"""
 
 from __future__ import annotations
 
@@ -20,15 +28,24 @@ from bulutfon_pipeline.recordings import (
 from bulutfon_pipeline.runner import SyncResult, run_sync
 from bulutfon_pipeline.settings import Settings
 from bulutfon_pipeline.warehouse import Warehouse
-from bulutfon_pipeline_tests.helpers import environment, read_table
+from bulutfon_pipeline_tests.helpers import (
+    BACKENDS,
+    Database,
+    WarehouseTarget,
+    environment,
+    read_table,
+)
 
 MAGIC_EXT = {b"RIFF": "wav", b"\xff\xfb": "mp3"}
 
 
-def _env(sim, tmp_path: Path, **extra: str) -> dict[str, str]:
+def _env(
+    sim, tmp_path: Path, target: WarehouseTarget | None = None, **extra: str
+) -> dict[str, str]:
+    where = target.env if target else {"BULUTFON_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}
     return {
         **sim.env(auth="master"),
-        "BULUTFON_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        **where,
         "BULUTFON_DATA_DIR": str(tmp_path / "data"),
         "BULUTFON_START_DATE": "2015-01-01",
         "BULUTFON_MAX_RETRIES": "2",
@@ -54,7 +71,7 @@ def _expected_files(sim) -> dict[str, dict]:
     return out
 
 
-def _stored(db: Path) -> dict[str, dict]:
+def _stored(db: Database) -> dict[str, dict]:
     rows = read_table(db, "call_recordings", ["cdr_uuid", "path", "content_type", "bytes",
                                               "sha256"])  # fmt: skip
     return {row.pop("cdr_uuid"): row for row in rows}
@@ -100,17 +117,17 @@ def test_recording_stem_uses_the_local_call_date() -> None:
 
 
 def test_sync_downloads_every_recording_once_and_rejects_removed(
-    simulator_factory, tmp_path: Path
+    simulator_factory, target: WarehouseTarget, tmp_path: Path
 ) -> None:
     # v1 dialect: deleted recordings are sent as REMOVED (the seed just says "Yok").
     sim = simulator_factory(days=2, calls_per_day=40, dialect="v1", seed=5)
     data = tmp_path / "data"
     data.mkdir()
-    db = tmp_path / "warehouse.duckdb"
+    db = target.db
     expected = _expected_files(sim)
     removed = {r["uuid"] for r in sim.expected_tables()["cdrs"] if r["call_record"] == "REMOVED"}
     assert len(expected) >= 5 and removed, "the dataset should have both kinds"
-    with environment(_env(sim, tmp_path, BULUTFON_DOWNLOAD_RECORDINGS="1")):
+    with environment(_env(sim, tmp_path, target, BULUTFON_DOWNLOAD_RECORDINGS="1")):
         first = run_sync()
         # Exactly the recorded calls were requested, once each; REMOVED ones never.
         assert _recording_requests(sim) == dict.fromkeys(expected, 1)
@@ -157,13 +174,14 @@ def test_sync_without_the_variable_downloads_nothing(simulator_factory, tmp_path
 
 
 @pytest.fixture
-def loaded(simulator_factory, tmp_path: Path):
-    """A warehouse holding 3 days of calls (recordings not downloaded) and its simulator."""
+def loaded(simulator_factory, target: WarehouseTarget, tmp_path: Path):
+    """A warehouse (``target``) holding 3 days of calls (recordings not downloaded), its
+    simulator and where it is."""
     sim = simulator_factory(days=3, calls_per_day=40, dialect="v1", seed=9)
     (tmp_path / "data").mkdir()
-    with environment(_env(sim, tmp_path)):
+    with environment(_env(sim, tmp_path, target)):
         run_sync()
-    return sim, Warehouse(tmp_path / "warehouse.duckdb")
+    return sim, target.warehouse(), target
 
 
 def _client(sim, tmp_path: Path) -> BulutfonClient:
@@ -171,7 +189,7 @@ def _client(sim, tmp_path: Path) -> BulutfonClient:
 
 
 def test_a_404_is_rejected_and_the_others_carry_on(loaded, tmp_path: Path) -> None:
-    sim, wh = loaded
+    sim, wh, target = loaded
     data = tmp_path / "data"
     expected = _expected_files(sim)
     # The API still says YES for this call, but its file is gone: the server answers 404.
@@ -191,12 +209,12 @@ def test_a_404_is_rejected_and_the_others_carry_on(loaded, tmp_path: Path) -> No
     # the 404, plus every call still marked REMOVED (rejected without a request)
     assert summary.rejected == 1 + len(removed_left)
     assert _recording_requests(sim) == dict.fromkeys([*expected, gone], 1)
-    rejects = {r["uuid"]: r["reason"] for r in read_table(wh.path, "load_rejects")
+    rejects = {r["uuid"]: r["reason"] for r in read_table(target.db, "load_rejects")
                if r["stage"] == "recording"}  # fmt: skip
     assert set(rejects) == removed_left | {gone}
     assert "404" in rejects[gone]
     assert sim.env(auth="master")["BULUTFON_ACCESS_TOKEN"] not in rejects[gone]
-    assert _stored(wh.path) == expected
+    assert _stored(target.db) == expected
     # Rejected calls are not requested again unless refetch.
     sim.reset_stats()
     with _client(sim, tmp_path) as client:
@@ -205,10 +223,11 @@ def test_a_404_is_rejected_and_the_others_carry_on(loaded, tmp_path: Path) -> No
     assert (again.downloaded, again.skipped, again.rejected) == (0, len(expected), 0)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_purge_deletes_rows_then_files_and_a_rerun_sweeps_after_a_crash(
     loaded, tmp_path: Path
 ) -> None:
-    sim, wh = loaded
+    sim, wh, target = loaded
     data = tmp_path / "data"
     days = sorted({r["call_date"] for r in sim.expected_tables()["cdrs"]})
     with _client(sim, tmp_path) as client:
@@ -230,12 +249,12 @@ def test_purge_deletes_rows_then_files_and_a_rerun_sweeps_after_a_crash(
     assert not (data / f"recordings/{days[0]:%Y/%m/%d}").exists()
 
     # The command: rows and files of day 2 go, day 3 stays untouched.
-    env = _env(sim, tmp_path)
+    env = _env(sim, tmp_path, target)
     with environment(env):
         result = CliRunner().invoke(main, ["purge-recordings", "--before", str(days[2])])
     assert result.exit_code == 0, result.output
     assert f"{len(by_day[days[1]])} rows, {len(by_day[days[1]])} files" in result.output
-    assert set(_stored(wh.path)) == by_day[days[2]]
+    assert set(_stored(target.db)) == by_day[days[2]]
     on_disk = {p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file()}
     assert on_disk == {expected[u]["path"] for u in by_day[days[2]]}
 

@@ -1,4 +1,10 @@
-"""The call report: a self-contained page whose numbers are the marts'."""
+"""The call report: a self-contained page whose numbers are the marts'.
+
+``marts`` is in ``target``, a DuckDB file or (tests parametrized with ``backend``) a
+PostgreSQL database. The asset runs on both. The page, its numbers and its callers'
+table run on DuckDB only: the report reads the marts through queries that
+warehouse/test_marts_postgres.py runs on both engines and compares row by row.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +20,15 @@ from bulutfon_pipeline.report import SECTIONS, build_report
 from bulutfon_pipeline.resources import SettingsResource, WarehouseResource
 from bulutfon_pipeline.warehouse import Warehouse
 from bulutfon_pipeline_tests.fixtures.marts import insert_calls
+from bulutfon_pipeline_tests.helpers import BACKENDS, WarehouseTarget
 
 NOW = dt.datetime(2024, 5, 8, 9, 0, tzinfo=dt.UTC)  # 12:00 in Istanbul
 
 
 @pytest.fixture
-def marts(tmp_path: Path) -> Warehouse:
+def marts(target: WarehouseTarget) -> Warehouse:
     """The nine hand-made calls of ``fixtures/marts.py`` (its docstring has the table)."""
-    wh = Warehouse(tmp_path / "warehouse.duckdb")
+    wh = target.warehouse()
     wh.ensure_schema()
     return insert_calls(wh)
 
@@ -75,11 +82,18 @@ def test_top_missed_callers_table_shows_numbers_as_stored(marts: Warehouse, tmp_
     assert "Missed calls from masked numbers (left out, they cannot be called back): 1." in table
 
 
-def test_call_report_asset_attaches_path_and_summary(marts: Warehouse, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_call_report_asset_attaches_path_and_summary(
+    target: WarehouseTarget, marts: Warehouse, tmp_path: Path
+) -> None:
     result = dg.materialize(
         [call_report],
         resources={
-            "warehouse": WarehouseResource(database=str(marts.path)),
+            # marts' warehouse: its DuckDB file, or its PostgreSQL database's URL.
+            "warehouse": WarehouseResource(
+                database=target.env["BULUTFON_DUCKDB_PATH"],
+                url=target.env["BULUTFON_WAREHOUSE_URL"],
+            ),
             # The data folder comes from the settings resource (the launchpad's value).
             "settings": SettingsResource(data_dir=str(tmp_path / "data")),
         },
