@@ -24,14 +24,12 @@ import pytest
 from bulutfon_pipeline.settings import TOKEN_FILE_NAME
 from bulutfon_pipeline.simulator import SimulatorServer
 from bulutfon_pipeline.warehouse.postgres_backend import Postgres
-from bulutfon_pipeline_tests.helpers import Database
+from bulutfon_pipeline_tests.helpers import BACKENDS, Database
 from bulutfon_pipeline_tests.postgres import PostgresServer
 
 SYNC = [sys.executable, "-m", "bulutfon_pipeline.cli", "sync", "--no-progress"]
 #: Generous: a sync here takes seconds, a hung one must not hang the suite.
 CLI_TIMEOUT_S = 240
-#: The backends a scenario can run on: ``pytest.mark.parametrize("backend", BACKENDS)``.
-BACKENDS = ("duckdb", "postgres")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Stopping cleanly: SIGINT/SIGTERM to a sync mid-load, and to `ui` (simulator + dagster dev).
+"""Stopping cleanly: SIGINT/SIGTERM to a sync mid-load (on DuckDB and on PostgreSQL), and
+to `ui` (simulator + dagster dev; DuckDB only: `ui` starts its own DuckDB demo warehouse).
 
 A sync signalled during its detail fan-out prints one line (what is committed, how to
 continue), exits 130/143, keeps whole batches only, and the next sync is exact. `ui`
@@ -41,16 +42,25 @@ def _details_fetched(sim) -> int:
 
 
 @pytest.mark.parametrize(
-    ("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"]
+    ("signum", "status", "backend"),
+    [
+        (signal.SIGINT, 130, "duckdb"),
+        (signal.SIGTERM, 143, "duckdb"),
+        # One signal on PostgreSQL: both take the same path, and a sync subprocess costs
+        # seconds of the suite's time.
+        (signal.SIGINT, 130, "postgres"),
+    ],
+    ids=["INT", "TERM", "INT-postgres"],
 )
 def test_a_signal_during_the_detail_fan_out_stops_the_sync_cleanly(
-    signum: signal.Signals, status: int, simulator_factory, workspace: WorkspaceFactory
-) -> None:
+    signum: signal.Signals, status: int, backend: str, simulator_factory,
+    workspace: WorkspaceFactory,
+) -> None:  # fmt: skip
     # 40 ms a request and two in flight: the fan-out takes seconds, so the signal lands
     # in it; the wait below is on the simulator's own count, not on time.
     sim = simulator_factory(days=DAYS, calls_per_day=CALLS_PER_DAY, seed=7, latency_ms=40)
-    ws = workspace(sim, BULUTFON_PAGE_SIZE="50", BULUTFON_DETAIL_BATCH_SIZE=str(BATCH),
-                   BULUTFON_MAX_CONCURRENCY="2")  # fmt: skip
+    ws = workspace(sim, backend=backend, BULUTFON_PAGE_SIZE="50",
+                   BULUTFON_DETAIL_BATCH_SIZE=str(BATCH), BULUTFON_MAX_CONCURRENCY="2")  # fmt: skip
     proc = ws.start()
     # 3 batches fetched: with at most 4 results waiting for the loader, 2 are committed.
     wait_for(
@@ -66,11 +76,11 @@ def test_a_signal_during_the_detail_fan_out_stops_the_sync_cleanly(
     assert code == status, (code, stdout, stderr)
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
-    loaded = {row["uuid"] for row in read_table(ws.db, "cdrs")}
+    loaded = {row["uuid"] for row in read_table(ws.warehouse, "cdrs")}
     # Whole batches only, each with all of its rows (raw details too).
     assert 2 * BATCH <= len(loaded) < CALLS and len(loaded) % BATCH == 0
-    assert {row["uuid"] for row in read_table(ws.db, "raw_cdr_details")} == loaded
-    pending_days = len({row["call_date"] for row in read_table(ws.db, "cdr_listing")
+    assert {row["uuid"] for row in read_table(ws.warehouse, "raw_cdr_details")} == loaded
+    pending_days = len({row["call_date"] for row in read_table(ws.warehouse, "cdr_listing")
                         if row["uuid"] not in loaded})  # fmt: skip
     assert re.fullmatch(
         rf"stopped by {signum.name}: {len(loaded)} calls loaded by this run are committed, "
@@ -83,9 +93,9 @@ def test_a_signal_during_the_detail_fan_out_stops_the_sync_cleanly(
     # tables are the simulator's.
     sim.reset_stats()
     ws.sync()
-    assert_tables_match(ws.db, sim.expected_tables())
+    assert_tables_match(ws.warehouse, sim.expected_tables())
     refetched = sim.stats()["detail_uuids"]
-    assert set(refetched) == {row["uuid"] for row in read_table(ws.db, "cdrs")} - loaded
+    assert set(refetched) == {row["uuid"] for row in read_table(ws.warehouse, "cdrs")} - loaded
     assert sum(refetched.values()) == CALLS - len(loaded)
 
 

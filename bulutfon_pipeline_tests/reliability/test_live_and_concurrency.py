@@ -19,6 +19,8 @@ pytestmark = pytest.mark.reliability
 def test_live_listing_and_late_calls_land_exactly_once(
     simulator_factory, workspace: WorkspaceFactory
 ) -> None:
+    # DuckDB only (two sync processes, ~20 s of the suite): test_pipeline.py's in-process
+    # twin runs the listing paged while calls arrive on PostgreSQL too.
     # 3 calls end while each further page is read, shifting items across page boundaries.
     sim = simulator_factory(days=2, calls_per_day=30, live_calls_per_page=3, seed=8)
     ws = workspace(sim, BULUTFON_PAGE_SIZE="10")
