@@ -314,7 +314,8 @@ def load_details(
     Only calls with neither a ``cdrs`` row nor a reject are fetched, and calls whose
     listing changed since they were loaded, unless ``refetch``.
     Each batch of ``batch_size`` details is normalized and written in one transaction, so
-    memory is bounded by the batch and a crash loses at most the batch in flight.
+    memory is bounded by two batches (on a server, one is written while the next is
+    normalized) and a crash loses at most those two, which the next load fetches again.
 
     Args:
         client: anything with ``fetch_details(uuids)`` streaming results.
@@ -337,8 +338,7 @@ def load_details(
     summary.listed = warehouse.listed_count(start, end)
     bar = progress.reporter()
     bar.start("call details", len(uuids))
-    # Each batch is normalised while the previous one is written (in the background on a
-    # server: ``DetailWriter``); its counts are added once it is committed.
+    # Batch counts are added once committed (``DetailWriter``: see the docstring above).
     with warehouse.session(), warehouse.detail_writer(mirror_recording_deletes) as writer:
         for batch in _batched(client.fetch_details(uuids), batch_size):
             fetched_at = dt.datetime.now(dt.UTC)
