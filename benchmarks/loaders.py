@@ -10,8 +10,9 @@ object), as the simulator serves it.
 * ``ours``: read lines -> each as the API's body ``{"cdr": <line>}`` through the API
   client's decoder (``jsonio.decode_keeping_text``) -> ``normalize_details`` ->
   ``Warehouse.load_details`` per batch of ``PIPELINE_BATCH`` (the pipeline's batch,
-  ``settings.DEFAULT_DETAIL_BATCH_SIZE``), the payloads handed
-  over as the client hands them (each keeps its exact text for ``raw_cdr_details``).
+  ``settings.DEFAULT_DETAIL_BATCH_SIZE``) through ``Warehouse.detail_writer`` as
+  ``loads.load_details`` does, the payloads handed over as the client hands them (each
+  keeps its exact text for ``raw_cdr_details``).
 * ``naive``: ``pandas.json_normalize`` per record (call, flow steps, originations), then
   ``DataFrame.to_sql`` per batch of 500 through SQLAlchemy (duckdb-engine).
 * ``dlt``: a dlt pipeline, DuckDB destination, the parsed records; dlt builds its nested
@@ -103,13 +104,15 @@ def _ours_into(warehouse: Any, path: Path) -> dict[str, Any]:
 
     warehouse.ensure_schema()
     calls = steps = origs = 0
-    with warehouse.session():  # as loads.load_details does
+    # As loads.load_details does: one session, each batch normalised while the previous
+    # one is written (in the background on PostgreSQL, at once on DuckDB).
+    with warehouse.session(), warehouse.detail_writer() as writer:
         for batch in _body_batches(path):
             # the API's body, decoded as the client decodes it (keeping the cdr's text)
             payloads = [decode(b'{"cdr": ' + line + b"}", "cdr")["cdr"] for line in batch]
             normalized = normalize_details(payloads)
             raw = [(p["uuid"], p) for p in payloads]
-            warehouse.load_details(raw, normalized, fetched_at=dt.datetime.now(dt.UTC))
+            writer.submit(raw, normalized, fetched_at=dt.datetime.now(dt.UTC))
             calls += len(normalized.cdrs)
             steps += len(normalized.call_flow_steps)
             origs += len(normalized.originations)

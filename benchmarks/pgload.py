@@ -8,7 +8,8 @@ and ``full_page_writes`` on, as a production server runs (the tests' server turn
 off). The contenders:
 
 * ``ours-pg``: the pipeline's own load into PostgreSQL (``Warehouse.from_settings`` with
-  ``BULUTFON_WAREHOUSE_URL``'s setting, ``ensure_schema``, ``load_details`` per batch);
+  ``BULUTFON_WAREHOUSE_URL``'s setting, ``ensure_schema``, ``load_details`` per batch
+  through ``Warehouse.detail_writer``, as ``loads.load_details`` does);
 * ``dlt-pg``: dlt's ``postgres`` destination, ``append``, time-capped as in section 2;
 * ``ours``: the pipeline's own load into DuckDB, measured again in the same run: the peer
   of "within 3x", and the reference of what the tables must hold.

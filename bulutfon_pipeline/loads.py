@@ -16,6 +16,7 @@ The assets, the CLI and the benchmarks all call these functions, so there is one
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import logging
 import time
@@ -34,7 +35,7 @@ from bulutfon_pipeline.settings import (
     DEFAULT_LISTING_CHUNK_ROWS,
     LOCAL_TZ,
 )
-from bulutfon_pipeline.warehouse import Warehouse, changes
+from bulutfon_pipeline.warehouse import DetailLoadResult, Warehouse, changes
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +314,8 @@ def load_details(
     Only calls with neither a ``cdrs`` row nor a reject are fetched, and calls whose
     listing changed since they were loaded, unless ``refetch``.
     Each batch of ``batch_size`` details is normalized and written in one transaction, so
-    memory is bounded by the batch and a crash loses at most the batch in flight.
+    memory is bounded by two batches (on a server, one is written while the next is
+    normalized) and a crash loses at most those two, which the next load fetches again.
 
     Args:
         client: anything with ``fetch_details(uuids)`` streaming results.
@@ -336,51 +338,49 @@ def load_details(
     summary.listed = warehouse.listed_count(start, end)
     bar = progress.reporter()
     bar.start("call details", len(uuids))
-    with warehouse.session():
-        _load_batches(client, warehouse, uuids, batch_size, summary, bar, mirror_recording_deletes)
+    # Batch counts are added once committed (``DetailWriter``: see the docstring above).
+    with warehouse.session(), warehouse.detail_writer(mirror_recording_deletes) as writer:
+        for batch in _batched(client.fetch_details(uuids), batch_size):
+            fetched_at = dt.datetime.now(dt.UTC)
+            raw = [(r.uuid, r.payload) for r in batch if r.payload is not None]
+            detail_rejects = [
+                Reject(uuid=r.uuid, stage="detail", reason=str(r.error), payload=None)
+                for r in batch
+                if r.payload is None
+            ]
+            normalized = normalize_details([payload for _, payload in raw])
+            writer.wait()  # the previous batch is committed: a crash now loses this one only
+            crash_point("detail_batch")
+            then = functools.partial(_batch_done, summary, bar, len(raw), len(batch), normalized)
+            writer.submit(
+                raw, normalized, fetched_at=fetched_at, detail_rejects=detail_rejects, then=then
+            )
     bar.finish("call details")
     summary.seconds = time.monotonic() - started
     return summary
 
 
-def _load_batches(
-    client: DetailClient,
-    warehouse: Warehouse,
-    uuids: list[str],
-    batch_size: int,
+def _batch_done(
     summary: DetailLoadSummary,
     bar: Any,
-    mirror_recording_deletes: Path | None = None,
+    fetched: int,
+    size: int,
+    normalized: Any,
+    loaded: DetailLoadResult,
 ) -> None:
-    for batch in _batched(client.fetch_details(uuids), batch_size):
-        fetched_at = dt.datetime.now(dt.UTC)
-        raw = [(r.uuid, r.payload) for r in batch if r.payload is not None]
-        detail_rejects = [
-            Reject(uuid=r.uuid, stage="detail", reason=str(r.error), payload=None)
-            for r in batch
-            if r.payload is None
-        ]
-        normalized = normalize_details([payload for _, payload in raw])
-        crash_point("detail_batch")
-        loaded = warehouse.load_details(
-            raw,
-            normalized,
-            fetched_at=fetched_at,
-            detail_rejects=detail_rejects,
-            mirror_recording_deletes=mirror_recording_deletes,
-        )
-        summary.batches += 1
-        summary.fetched += len(raw)
-        summary.new += loaded.new
-        summary.updated += loaded.updated
-        summary.rejected += loaded.rejected
-        summary.flow_steps += len(normalized.call_flow_steps)
-        summary.originations += len(normalized.originations)
-        summary.changes += loaded.changes
-        summary.recordings_deleted += loaded.recordings_deleted
-        if summary.preview is None and len(normalized.cdrs):
-            summary.preview = normalized.cdrs.head(5)
-        bar.advance("call details", len(batch))
+    """Add a committed batch (``normalized``: its ``NormalizedDetails``) to the summary."""
+    summary.batches += 1
+    summary.fetched += fetched
+    summary.new += loaded.new
+    summary.updated += loaded.updated
+    summary.rejected += loaded.rejected
+    summary.flow_steps += len(normalized.call_flow_steps)
+    summary.originations += len(normalized.originations)
+    summary.changes += loaded.changes
+    summary.recordings_deleted += loaded.recordings_deleted
+    if summary.preview is None and len(normalized.cdrs):
+        summary.preview = normalized.cdrs.head(5)
+    bar.advance("call details", size)
 
 
 def group_dates(

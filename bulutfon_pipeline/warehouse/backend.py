@@ -30,7 +30,12 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-__all__ = ["Backend", "Cursor", "Transaction", "json_array", "to_arrow"]
+__all__ = ["KEYS_SQL", "Backend", "Cursor", "Transaction", "json_array", "to_arrow"]
+
+#: The values of one ``?`` parameter, a list of strings, as a one-column set:
+#: ``uuid IN (SELECT unnest(CAST(? AS TEXT[])))`` reads the same on both engines, without a
+#: batch table (a PostgreSQL temporary table costs its own CREATE, COPY and DROP).
+KEYS_SQL = "SELECT unnest(CAST(? AS TEXT[]))"
 
 
 class Cursor(Protocol):

@@ -21,7 +21,13 @@ from bulutfon_pipeline.faults import crash_point
 from bulutfon_pipeline.normalize import NormalizedDetails, Reject
 from bulutfon_pipeline.warehouse import changes, schema
 from bulutfon_pipeline.warehouse._common import utc
-from bulutfon_pipeline.warehouse.backend import Backend, Transaction, json_array, to_arrow
+from bulutfon_pipeline.warehouse.backend import (
+    KEYS_SQL,
+    Backend,
+    Transaction,
+    json_array,
+    to_arrow,
+)
 from bulutfon_pipeline.warehouse.errors import WarehouseError
 from bulutfon_pipeline.warehouse.rejects import DETAIL_STAGES, delete_superseded, write_rejects
 
@@ -127,15 +133,15 @@ def load_details(
         # batches in turn: else both may find a call unstored and insert it twice.
         tx.take_turns("details")
         if raw_rows:
-            with tx.batches(raw_batch=raw_batch):
-                stored = tx.scalar(
-                    "SELECT count(*) FROM raw_cdr_details "
-                    "WHERE uuid IN (SELECT uuid FROM raw_batch)",
-                )
-                if stored:
+            stored = tx.scalar(
+                f"SELECT count(*) FROM raw_cdr_details WHERE uuid IN ({KEYS_SQL})",  # noqa: S608
+                [list(raw_rows)],
+            )
+            if stored:
+                with tx.batches(raw_batch=raw_batch):
                     tx.upsert(schema.raw_cdr_details, "raw_batch")
-                else:  # first fetch of every call in the batch: no update, no anti-join
-                    tx.insert(schema.raw_cdr_details, "raw_batch")
+            else:  # first fetch of every call in the batch: straight in (COPY on PostgreSQL)
+                tx.append(schema.raw_cdr_details, raw_batch)
         # A cdrs row is only ever written with, or after, its call's raw payload, and
         # raw payloads are never deleted: no raw row stored means no cdrs row either,
         # which spares a scan of cdrs per batch (about 3 % of a first load).
@@ -195,27 +201,28 @@ def write_details(
         )
     new = updated = 0
     if len(cdrs):
+        cdr_rows = to_arrow(cdrs.assign(loaded_at=loaded_at), schema.cdrs)
         step_rows = to_arrow(steps, schema.call_flow_steps)
         origination_rows = to_arrow(originations, schema.originations)
-        with tx.batches(cdr_batch=to_arrow(cdrs.assign(loaded_at=loaded_at), schema.cdrs)):
-            existing = 0
-            if not none_stored:
+        if none_stored:
+            # None of these calls is stored, so neither are their child rows (they are only
+            # ever written with their cdrs row, in one transaction): every row goes straight
+            # into its table, without a batch table, an upsert or an anti-join.
+            new = len(cdrs)
+            _append_calls(tx, cdr_rows, step_rows, origination_rows)
+            delete_superseded(tx, KEYS_SQL, DETAIL_STAGES, [list(cdrs["uuid"])])
+        else:
+            with tx.batches(cdr_batch=cdr_rows):
                 existing = tx.scalar(
                     "SELECT count(*) FROM cdrs WHERE uuid IN (SELECT uuid FROM cdr_batch)"
                 )
-            new, updated = len(cdrs) - existing, existing
-            if not existing:
-                # None of these calls is stored, so neither are their child rows (they
-                # are only ever written with their cdrs row, in one transaction): the
-                # upserts reduce to inserts, and their anti-joins against the whole table
-                # were most of a batch's write time (BENCHMARKS.md).
-                tx.insert(schema.cdrs, "cdr_batch")
-                tx.append(schema.call_flow_steps, step_rows)
-                tx.append(schema.originations, origination_rows)
-            else:
-                with tx.batches(step_batch=step_rows, origination_batch=origination_rows):
-                    _replace_calls(tx)
-            delete_superseded(tx, "cdr_batch", DETAIL_STAGES)
+                new, updated = len(cdrs) - existing, existing
+                if not existing:  # as above: the upserts reduce to inserts
+                    _append_calls(tx, cdr_rows, step_rows, origination_rows)
+                else:
+                    with tx.batches(step_batch=step_rows, origination_batch=origination_rows):
+                        _replace_calls(tx)
+                delete_superseded(tx, "SELECT uuid FROM cdr_batch", DETAIL_STAGES)
     rejected = write_rejects(tx, [*normalized.rejects, *detail_rejects])
     return DetailLoadResult(
         new=new,
@@ -225,6 +232,14 @@ def write_details(
         call_flow_steps=len(steps),
         originations=len(originations),
     )
+
+
+def _append_calls(tx: Transaction, cdrs: pa.Table, steps: pa.Table, originations: pa.Table) -> None:
+    """Append calls none of which is stored (their upserts' anti-joins against the whole
+    tables were most of a batch's write time, BENCHMARKS.md)."""
+    tx.append(schema.cdrs, cdrs)
+    tx.append(schema.call_flow_steps, steps)
+    tx.append(schema.originations, originations)
 
 
 def _replace_calls(tx: Transaction) -> None:

@@ -29,6 +29,7 @@ from bulutfon_pipeline.warehouse import pending as _pending
 from bulutfon_pipeline.warehouse import recordings as _recordings
 from bulutfon_pipeline.warehouse import rejects as _rejects
 from bulutfon_pipeline.warehouse.backend import Backend, Transaction
+from bulutfon_pipeline.warehouse.detail_writer import DetailWriter
 from bulutfon_pipeline.warehouse.details import DetailLoadResult, RawPayload
 from bulutfon_pipeline.warehouse.duckdb_backend import Connect, DuckDB
 from bulutfon_pipeline.warehouse.errors import WarehouseError
@@ -241,6 +242,11 @@ class Warehouse:
             detail_rejects=detail_rejects,
             mirror_recording_deletes=mirror_recording_deletes,
         )
+
+    def detail_writer(self, mirror_recording_deletes: Path | None = None) -> DetailWriter:
+        """A :class:`~.detail_writer.DetailWriter`: :meth:`load_details` per batch, in the
+        background on a server (while the caller prepares the next batch)."""
+        return DetailWriter(self.db, mirror_recording_deletes=mirror_recording_deletes)
 
     def raw_payloads(
         self, uuids: Sequence[str] | None = None, *, after: str | None = None, limit: int

@@ -298,11 +298,7 @@ class PostgresTransaction:
         for name, batch in tables.items():
             columns = ", ".join(f"{field.name} {pg_type(field.type)}" for field in batch.schema)
             self.con.execute(f"CREATE TEMP TABLE {name} ({columns}) ON COMMIT DROP")
-            if batch.num_rows:
-                with self.con.cursor().copy(
-                    f"COPY {name} ({', '.join(batch.column_names)}) FROM STDIN (FORMAT csv)"
-                ) as copy:
-                    copy.write(csv_bytes(batch))
+            self._copy(name, batch)
             self._batch_columns[name] = list(batch.column_names)
         yield
         for name in tables:
@@ -330,11 +326,16 @@ class PostgresTransaction:
 
     def append(self, table: sa.Table, rows: pa.Table) -> None:
         """``COPY`` an Arrow table straight into ``table`` (no temporary table)."""
+        self._copy(table.name, rows)
+
+    def _copy(self, table: str, rows: pa.Table) -> None:
+        """One ``COPY`` of ``rows`` into ``table`` (its CSV made before the COPY starts)."""
         if rows.num_rows:
+            data = csv_bytes(rows)
             with self.con.cursor().copy(
-                f"COPY {table.name} ({', '.join(rows.column_names)}) FROM STDIN (FORMAT csv)"
+                f"COPY {table} ({', '.join(rows.column_names)}) FROM STDIN (FORMAT csv)"
             ) as copy:
-                copy.write(csv_bytes(rows))
+                copy.write(data)
 
     def upsert(
         self,

@@ -128,7 +128,7 @@ def save_recordings(db: Backend, rows: Sequence[RecordingRow], rejects: Sequence
         if rows:
             with tx.batches(recording_batch=batch):
                 tx.upsert(schema.call_recordings, "recording_batch")
-                delete_superseded(tx, "recording_batch", ("recording",), column="cdr_uuid")
+                delete_superseded(tx, "SELECT cdr_uuid FROM recording_batch", ("recording",))
         write_rejects(tx, rejects)
 
 

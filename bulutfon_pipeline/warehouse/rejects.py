@@ -84,13 +84,14 @@ def write_rejects(tx: Transaction, rejects: Sequence[Reject]) -> int:
 
 
 def delete_superseded(
-    tx: Transaction, batch: str, stages: Sequence[str], *, column: str = "uuid"
+    tx: Transaction, uuids_sql: str, stages: Sequence[str], params: Sequence[object] = ()
 ) -> None:
-    """Delete the ``stages`` rejects of the calls in the registered ``batch`` (their
-    uuid in ``column``): those calls have loaded since."""
+    """Delete the ``stages`` rejects of the calls whose uuids the query ``uuids_sql`` (over
+    a registered batch, or ``backend.KEYS_SQL`` with its ``params``) returns: those calls
+    have loaded since."""
     marks = ", ".join("?" for _ in stages)
     tx.execute(
         f"DELETE FROM load_rejects WHERE stage IN ({marks}) "  # noqa: S608 (our identifiers)
-        f"AND uuid IN (SELECT {column} FROM {batch})",
-        list(stages),
+        f"AND uuid IN ({uuids_sql})",
+        [*stages, *params],
     )
