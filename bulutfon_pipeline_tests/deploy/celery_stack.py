@@ -106,7 +106,11 @@ class RedisServer:
             "--logfile", str(self.folder / "redis.log"),
         ]  # fmt: skip
         self._process = subprocess.Popen(command, start_new_session=True)
-        wait_for("redis-server to answer PING", self._ping, timeout=START_TIMEOUT_S, every=0.1)
+        try:
+            wait_for("redis-server to answer PING", self._ping, timeout=START_TIMEOUT_S, every=0.1)
+        except BaseException:
+            _end_group(self._process, "redis-server")
+            raise
         return self
 
     def __exit__(
