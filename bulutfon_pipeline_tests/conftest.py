@@ -16,13 +16,16 @@ SimulatorFactory = Callable[..., SimulatorServer]
 @pytest.fixture
 def simulator_factory() -> Iterator[SimulatorFactory]:
     """``make(**config_kwargs)`` -> a started :class:`SimulatorServer`; all are stopped at
-    teardown. ``host``/``port`` keyword arguments go to the server, the rest to the config."""
+    teardown. ``host``/``port``/``accounts`` (a count or names) keyword arguments go to the
+    server, the rest to the config."""
     servers: list[SimulatorServer] = []
 
     def make(**kwargs: Any) -> SimulatorServer:
         host = kwargs.pop("host", "127.0.0.1")
         port = kwargs.pop("port", 0)
-        server = SimulatorServer(SimulatorConfig(**kwargs), host=host, port=port).start()
+        accounts = kwargs.pop("accounts", 1)
+        config = SimulatorConfig(**kwargs)
+        server = SimulatorServer(config, host=host, port=port, accounts=accounts).start()
         servers.append(server)
         return server
 

@@ -153,7 +153,6 @@ class AdaptiveLimiter:
         self.sporadic = 0
         self.increases = 0
         self.min_rate_seen: float | None = None
-        self._next_start = 0.0
         #: When the latest paced start went (:meth:`turn`); the starts take turns.
         self._last_start = -math.inf
         self._turns = asyncio.Lock()
@@ -186,23 +185,13 @@ class AdaptiveLimiter:
             finally:
                 self.in_flight -= 1
 
-    def pace(self) -> float:
-        """Book the next start under the current pace; seconds to wait before sending
-        (a booking keeps the pace it was made at; the fan-out waits with :meth:`turn`)."""
-        if self.rate is None:
-            return 0.0
-        now = self._clock()
-        start = max(now, self._next_start)
-        self._next_start = start + 1.0 / self.rate
-        return start - now
-
     async def turn(self, sleep: Callable[[float], Awaitable[None]]) -> None:
         """Wait for this request's start under the current pace: one start every
         ``1 / rate`` seconds, the spacing taken from the pace when the start's turn
         comes, so a cut or a rise applies from the next start on.
 
         The starts wait their turn one after another instead of each booking a time
-        ahead (:meth:`pace`): booked times keep the pace they were booked at, so after a
+        ahead (main's old design): booked times keep the pace they were booked at, so after a
         cut up to ``limit`` of them would go at the old pace into a drained bucket (and
         count as the new pace's 429s), and after a rise they would hold the new pace back
         by up to ``limit / rate`` seconds, over a second at a low pace.
@@ -215,10 +204,8 @@ class AdaptiveLimiter:
                 wait = due - self._clock()
                 if wait > 0:
                     await sleep(wait)
-                    # The start counts at its due time, not when the sleep woke: an event
-                    # loop wakes a millisecond or so late, which at 200 req/s (a start
-                    # every 5 ms) would cost the pace a fifth of its rate. The next start
-                    # makes up for it by waiting that much less.
+                    # Counted at its due time, not when the sleep woke (an event loop
+                    # wakes ~1 ms late: a fifth of a 200 req/s pace); the next waits less.
                     self._last_start = due
                     return
             self._last_start = self._clock()
@@ -377,7 +364,6 @@ class AdaptiveLimiter:
 
     def _new_epoch(self, now: float) -> None:
         self.epoch += 1
-        self._next_start = now
 
 
 class RatePacer:

@@ -27,6 +27,8 @@ _ON_DUCKDB = Settings.from_env_or_defaults().warehouse_url is None
 #: writer process at a time; `bulutfon-pipeline ui` limits the pool to 1), none on
 #: PostgreSQL, where partitions load concurrently. Read when the definitions load.
 WRITER_POOL: str | None = "duckdb" if _ON_DUCKDB else None
+#: The warehouse's kind, as the UI shows it on the writing assets (their ``kinds``).
+WAREHOUSE_KIND = "duckdb" if _ON_DUCKDB else "postgres"
 #: The most days one run of a UI or daemon backfill covers (the partitioned assets'
 #: backfill policy). DuckDB: 31, few runs, which take turns on the file anyway.
 #: PostgreSQL: 3, so that a backfill of a week or two becomes several runs that the run

@@ -7,6 +7,7 @@ import dagster as dg
 
 from bulutfon_pipeline.assets._common import (
     GROUP,
+    WAREHOUSE_KIND,
     WRITER_POOL,
     api_metadata,
     publish_after_load,
@@ -37,7 +38,7 @@ def reconcile_config(start: dt.date, end: dt.date | None) -> dict[str, Any]:
     return {"ops": {"cdr_listing": {"config": config}}}
 
 
-@dg.asset(group_name=GROUP, pool=WRITER_POOL, kinds={"duckdb", "python"})
+@dg.asset(group_name=GROUP, pool=WRITER_POOL, kinds={WAREHOUSE_KIND, "python"})
 def cdr_listing(
     context: dg.AssetExecutionContext,
     config: ListingConfig,

@@ -6,6 +6,7 @@ import dagster as dg
 from bulutfon_pipeline.assets._common import (
     BACKFILL_POLICY,
     GROUP,
+    WAREHOUSE_KIND,
     WRITER_POOL,
     api_metadata,
     partition_days,
@@ -30,7 +31,7 @@ class RecordingsConfig(dg.Config):
     partitions_def=daily_partitions,
     backfill_policy=BACKFILL_POLICY,
     pool=WRITER_POOL,
-    kinds={"duckdb", "python"},
+    kinds={WAREHOUSE_KIND, "python"},
 )
 def call_recordings(
     context: dg.AssetExecutionContext,

@@ -1,15 +1,13 @@
-"""The starlette app: Bulutfon's endpoints over a :class:`SimulatorState` (``state.py``),
-with faults, per-token rate limits, request statistics and loopback-only admin endpoints."""
+"""The starlette app: Bulutfon's endpoints over :class:`.Accounts` (each request served
+by the account its token belongs to, ``accounts.py``), with faults, per-token rate limits,
+request statistics and the loopback-only admin endpoints (``admin.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import datetime as dt
 import json
 import math
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,13 +17,23 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bulutfon_pipeline.simulator import render
+from bulutfon_pipeline.simulator.accounts import Accounts
+from bulutfon_pipeline.simulator.admin import admin_routes
 from bulutfon_pipeline.simulator.faults import NON_JSON_KINDS
-from bulutfon_pipeline.simulator.model import SimulatorConfig
 from bulutfon_pipeline.simulator.state import ENDPOINTS, RUNTIME_KNOBS, SimulatorState
+from bulutfon_pipeline.simulator.wire import error_response as _error
+from bulutfon_pipeline.simulator.wire import json_response as _json
+from bulutfon_pipeline.simulator.wire import to_jsonable
 
-__all__ = ["ENDPOINTS", "RUNTIME_KNOBS", "SimulatorState", "create_app", "to_jsonable"]
+__all__ = [
+    "ENDPOINTS",
+    "RUNTIME_KNOBS",
+    "Accounts",
+    "SimulatorState",
+    "create_app",
+    "to_jsonable",
+]
 
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost", "testclient"})
 _HTML_ERROR = (
     "<!DOCTYPE html><html><head><title>{status} Error</title></head>"
     "<body><h1>{status}</h1><p>We're sorry, but something went wrong.</p></body></html>"
@@ -33,40 +41,25 @@ _HTML_ERROR = (
 _HTML_PAGE = "<!DOCTYPE html><html><body><h1>Bulutfon</h1><p>Bakım çalışması</p></body></html>"
 
 
-def to_jsonable(value: Any) -> Any:
-    """datetimes/dates -> ISO text, Decimals -> text, recursively."""
-    if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, dt.date):  # datetime is a date too
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-    return Response(body, status, headers=headers, media_type="application/json; charset=utf-8")
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return _json({"error": message}, status, headers)
-
-
 # --- request handling ---------------------------------------------------------------------
 
 Handler = Callable[[Request, SimulatorState], Awaitable[Response]]
 
 
-def _api(endpoint: str, handler: Handler, state: SimulatorState) -> Callable[..., Any]:
-    """Wrap an API handler with the checks and faults every API request goes through."""
+def _api(endpoint: str, handler: Handler, accounts: Accounts) -> Callable[..., Any]:
+    """Wrap an API handler with the routing to the token's account and the checks and
+    faults every API request goes through. A token no account knows is answered by the
+    first account, whose check refuses it (401)."""
 
     async def endpoint_fn(request: Request) -> Response:
         call_uuid = request.path_params.get("uuid")
-        response = await _guarded(endpoint, handler, state, request)
-        state.record(endpoint, response.status_code, call_uuid)
+        account = accounts.route(request.query_params.get("access_token"))
+        if account is not None and not account.generated:
+            # A lazy account's first request: generate its dataset off the event loop, so
+            # the other accounts' requests keep being answered meanwhile.
+            await asyncio.to_thread(getattr, account, "dataset")
+        response = await _guarded(endpoint, handler, account or accounts.first, request)
+        accounts.record(endpoint, response.status_code, call_uuid, account)
         return response
 
     return endpoint_fn
@@ -214,100 +207,31 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[-1] for k, v in parsed.items()}
 
 
-def create_app(state: SimulatorState) -> Starlette:
-    """The ASGI app serving ``state``: both path sets regardless of dialect."""
+def create_app(state: Accounts | SimulatorState) -> Starlette:
+    """The ASGI app serving ``state`` (one account's state, or several accounts): both
+    path sets regardless of dialect."""
+    accounts = state if isinstance(state, Accounts) else Accounts({"account-1": state})
 
     async def token(request: Request) -> Response:
+        account = None
         if not request.headers.get("user-agent"):
             response = _error(400, "User-Agent header is required")
         else:
-            status, body = state.grant(await _form(request))
+            status, body, account = accounts.grant(await _form(request))
             response = _json(body, status, {"Cache-Control": "no-store"})
-        state.record("token", response.status_code)
+        accounts.record("token", response.status_code, account=account)
         return response
-
-    def admin(fn: Callable[[Request], Awaitable[Response]]) -> Callable[..., Any]:
-        async def wrapped(request: Request) -> Response:
-            host = request.client.host if request.client else ""
-            if host not in _LOOPBACK:
-                return _error(403, "Forbidden")
-            return await fn(request)
-
-        return wrapped
-
-    async def admin_stats(request: Request) -> Response:
-        return _json(state.stats())
-
-    async def admin_stats_reset(request: Request) -> Response:
-        state.reset_stats()
-        return _json({"ok": True})
-
-    async def admin_calls(request: Request) -> Response:
-        data = json.loads(await request.body() or b"{}")
-        try:
-            count, where = int(data.get("count", 1)), data.get("where", "head")
-            uuids = state.dataset.add_calls(count, where, float(data.get("hours_ago", 6)))
-        except ValueError as exc:
-            return _error(400, str(exc))
-        return _json({"uuids": uuids})
-
-    async def admin_change_call(request: Request) -> Response:
-        # {"uuid": ..., "call_record": "REMOVED", "call_price": "0.05", "hangup_time": ...}
-        try:
-            data = json.loads(await request.body() or b"{}")
-            if not isinstance(data, dict) or not isinstance(data.get("uuid"), str):
-                raise ValueError("body must be an object with a string 'uuid'")
-            call_uuid = data.pop("uuid")
-            call = state.dataset.change_call(call_uuid, **data)
-        except KeyError:
-            return _error(404, "no such call")
-        except ValueError as exc:  # json.JSONDecodeError is a ValueError
-            return _error(400, str(exc))
-        return _json(to_jsonable(render.listing_item(call, state.config.dialect)))
-
-    async def admin_config(request: Request) -> Response:
-        if request.method == "GET":
-            return _json(to_jsonable(_public_config(state.config)))
-        try:
-            new = state.update_config(**json.loads(await request.body() or b"{}"))
-        except (TypeError, ValueError) as exc:
-            return _error(400, str(exc))
-        return _json(to_jsonable(_public_config(new)))
-
-    async def admin_expected(request: Request) -> Response:
-        return _json(to_jsonable(state.dataset.expected_tables()))
-
-    async def admin_auth_code(request: Request) -> Response:
-        return _json({"code": state.issue_auth_code()})
-
-    async def admin_expire_tokens(request: Request) -> Response:
-        return _json({"expired": state.expire_tokens()})
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(404, "Not found")
 
     routes = [
         Route("/oauth/token", token, methods=["POST"]),
-        Route("/cdr.json", _api("listing", listing, state)),
-        Route("/cdrs", _api("listing", listing, state)),
-        Route("/cdr/{uuid}.json", _api("detail", detail, state)),
-        Route("/cdrs/{uuid}", _api("detail", detail, state)),
-        Route("/call-records/{uuid}", _api("recording", recording, state)),
-        Route("/_admin/stats", admin(admin_stats)),
-        Route("/_admin/stats/reset", admin(admin_stats_reset), methods=["POST"]),
-        Route("/_admin/calls", admin(admin_calls), methods=["POST"]),
-        Route("/_admin/change", admin(admin_change_call), methods=["POST"]),
-        Route("/_admin/config", admin(admin_config), methods=["GET", "POST"]),
-        Route("/_admin/expected", admin(admin_expected)),
-        Route("/_admin/auth-code", admin(admin_auth_code), methods=["POST"]),
-        Route("/_admin/expire-tokens", admin(admin_expire_tokens), methods=["POST"]),
+        Route("/cdr.json", _api("listing", listing, accounts)),
+        Route("/cdrs", _api("listing", listing, accounts)),
+        Route("/cdr/{uuid}.json", _api("detail", detail, accounts)),
+        Route("/cdrs/{uuid}", _api("detail", detail, accounts)),
+        Route("/call-records/{uuid}", _api("recording", recording, accounts)),
+        *admin_routes(accounts),
     ]
     return Starlette(routes=routes, exception_handlers={404: not_found})
-
-
-def _public_config(config: SimulatorConfig) -> dict[str, Any]:
-    """The config without its secrets."""
-    data = dataclasses.asdict(config)
-    for name in ("master_token", "client_secret"):
-        data.pop(name, None)
-    return data

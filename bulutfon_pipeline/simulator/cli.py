@@ -2,6 +2,10 @@
 
 Prints only the URL. Credentials go to ``--token-file`` (mode 0600), never to the terminal;
 a parent process can fix the master token with ``BULUTFON_SIMULATOR_MASTER_TOKEN``.
+``--accounts N`` serves N accounts (``account-1`` … ``account-N``, the i-th with seed
+``--seed + i``, 0-based), each with its own credentials, dataset, rate limit and stats; the
+token file's top-level credentials are the first account's, and ``accounts`` holds each
+account's (the environment variables fix the first account's only).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Any
 import click
 import uvicorn
 
-from bulutfon_pipeline.simulator.app import SimulatorState, create_app
+from bulutfon_pipeline.simulator.accounts import Accounts
+from bulutfon_pipeline.simulator.app import create_app
 from bulutfon_pipeline.simulator.model import DIALECTS, SimulatorConfig
 from bulutfon_pipeline.simulator.server import DIALECT_PATHS, bind_socket, uvicorn_config
 
@@ -87,8 +92,18 @@ def write_token_file(path: Path, data: dict[str, Any]) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="write the URL, paths and credentials here as JSON (mode 0600)",
 )
+@click.option(
+    "--accounts",
+    "account_count",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="serve N accounts, each with its own token, dataset (seed + i) and rate limit",
+)
 @_config_options
-def simulator_command(host: str, port: int, token_file: Path | None, **knobs: Any) -> None:
+def simulator_command(
+    host: str, port: int, token_file: Path | None, account_count: int, **knobs: Any
+) -> None:
     """Serve the Bulutfon API simulator until interrupted."""
     if isinstance(knobs.get("end_date"), dt.datetime):
         knobs["end_date"] = knobs["end_date"].date()
@@ -98,7 +113,8 @@ def simulator_command(host: str, port: int, token_file: Path | None, **knobs: An
         client_secret=os.environ.get(CLIENT_SECRET_ENV) or None,
         **knobs,
     )
-    state = SimulatorState(config)
+    accounts = Accounts.create(config, account_count)
+    state = accounts.first
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
     url = f"http://{f'[{host}]' if ':' in host else host}:{bound_port}"
@@ -114,8 +130,18 @@ def simulator_command(host: str, port: int, token_file: Path | None, **knobs: An
             "client_id": state.client_id,
             "client_secret": state.client_secret,
             "refresh_token": state.initial_refresh_token,
+            "accounts": {
+                name: {
+                    "seed": accounts[name].config.seed,
+                    "master_token": accounts[name].master_token,
+                    "client_id": accounts[name].client_id,
+                    "client_secret": accounts[name].client_secret,
+                    "refresh_token": accounts[name].initial_refresh_token,
+                }
+                for name in accounts
+            },
         })  # fmt: skip
-    server = _AnnouncingServer(uvicorn_config(create_app(state)), url)
+    server = _AnnouncingServer(uvicorn_config(create_app(accounts)), url)
     server.run(sockets=[sock])
 
 

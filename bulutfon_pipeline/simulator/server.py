@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import threading
+from collections.abc import Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Literal
@@ -13,6 +14,7 @@ import httpx
 import uvicorn
 
 from bulutfon_pipeline.settings import DEFAULT_RECORDING_PATH, DEFAULT_REDIRECT_URI
+from bulutfon_pipeline.simulator.accounts import Accounts
 from bulutfon_pipeline.simulator.app import SimulatorState, create_app
 from bulutfon_pipeline.simulator.dataset import Dataset
 from bulutfon_pipeline.simulator.model import SimulatorConfig
@@ -72,16 +74,28 @@ class SimulatorServer:
     ``with SimulatorServer(SimulatorConfig(days=3)) as sim: httpx.get(sim.url + ...)``.
     The dataset is generated in the constructor; :meth:`start` binds ``host:port``
     (0 = a free port) and returns once uvicorn accepts connections.
+
+    ``accounts``: how many accounts (``account-1`` … ``account-N``) or their names. Each
+    has its own credentials, dataset (``seed + i`` for the i-th, 0-based), knobs, token
+    buckets and stats (see :mod:`.accounts`); the first is the single-account simulator
+    and the one every method serves when ``account`` is None. The others generate their
+    dataset on first use.
     """
 
     def __init__(
-        self, config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0
+        self,
+        config: SimulatorConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        accounts: int | Sequence[str] = 1,
     ):
         self.config = config or SimulatorConfig()
         self.host = host
         self.port = port
-        self.state = SimulatorState(self.config)
-        self.app = create_app(self.state)
+        self.accounts = Accounts.create(self.config, accounts)
+        self.state: SimulatorState = self.accounts.first
+        self.app = create_app(self.accounts)
         self._server: _Uvicorn | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -169,24 +183,43 @@ class SimulatorServer:
         """(list, detail, recording) paths of the served dialect."""
         return DIALECT_PATHS[self.state.config.dialect]
 
-    def issue_auth_code(self) -> str:
+    @property
+    def account_names(self) -> list[str]:
+        return self.accounts.names
+
+    def account(self, name: str | None = None) -> SimulatorState:
+        """Account ``name``'s state (credentials, dataset, config, stats); None: the first.
+
+        Raises:
+            KeyError: no such account.
+        """
+        return self.accounts.get(name)
+
+    def issue_auth_code(self, account: str | None = None) -> str:
         """A one-time authorization code for ``grant_type=authorization_code``."""
-        return self.state.issue_auth_code()
+        return self.account(account).issue_auth_code()
 
     def issued_secrets(self) -> list[str]:
-        """The master token, client secret and every token and code issued so far."""
-        return self.state.issued_secrets()
+        """Every account's master token, client secret and every token and code issued."""
+        return self.accounts.issued_secrets()
 
-    def expire_tokens(self) -> int:
-        """Expire every issued access token now; returns how many there were."""
-        return self.state.expire_tokens()
+    def expire_tokens(self, account: str | None = None) -> int:
+        """Expire every issued access token now (of ``account``, or of every account);
+        returns how many there were."""
+        if account is None:
+            return self.accounts.expire_tokens()
+        return self.accounts[account].expire_tokens()
 
-    def env(self, auth: Literal["master", "oauth"] = "master") -> dict[str, str]:
-        """``BULUTFON_*`` variables pointing a client at this simulator.
+    def env(
+        self, auth: Literal["master", "oauth"] = "master", *, account: str | None = None
+    ) -> dict[str, str]:
+        """``BULUTFON_*`` variables pointing a client at this simulator, as ``account``
+        (None: the first).
 
         ``master``: ``BULUTFON_ACCESS_TOKEN`` = the master token. ``oauth``: client id,
         secret and the initial refresh token (which rotates on first use).
         """
+        state = self.account(account)
         list_path, detail_path, recording_path = self.paths
         env = {
             "BULUTFON_API_URL": self.url,
@@ -196,11 +229,11 @@ class SimulatorServer:
             "BULUTFON_RECORDING_PATH": recording_path,
         }
         if auth == "master":
-            env["BULUTFON_ACCESS_TOKEN"] = self.master_token
+            env["BULUTFON_ACCESS_TOKEN"] = state.master_token
         elif auth == "oauth":
-            env["BULUTFON_CLIENT_ID"] = self.client_id
-            env["BULUTFON_CLIENT_SECRET"] = self.client_secret
-            env["BULUTFON_REFRESH_TOKEN"] = self.initial_refresh_token
+            env["BULUTFON_CLIENT_ID"] = state.client_id
+            env["BULUTFON_CLIENT_SECRET"] = state.client_secret
+            env["BULUTFON_REFRESH_TOKEN"] = state.initial_refresh_token
             env["BULUTFON_REDIRECT_URI"] = DEFAULT_REDIRECT_URI
         else:
             raise ValueError(f"auth must be 'master' or 'oauth', got {auth!r}")
@@ -209,21 +242,35 @@ class SimulatorServer:
     # -- data, stats and knobs -----------------------------------------------------------
     @property
     def dataset(self) -> Dataset:
+        """The first account's dataset (``account(name).dataset`` for another's)."""
         return self.state.dataset
 
-    def expected_tables(self) -> dict[str, list[dict[str, Any]]]:
-        return self.state.dataset.expected_tables()
+    def expected_tables(self, account: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """The rows a correct load of ``account``'s calls (None: the first's) produces."""
+        return self.account(account).dataset.expected_tables()
 
-    def stats(self) -> dict[str, Any]:
-        return self.state.stats()
+    def stats(self, account: str | None = None) -> dict[str, Any]:
+        """Request counts of ``account``, or of the whole server when None (which also
+        counts requests no account recognized)."""
+        if account is None:
+            return self.accounts.stats()
+        return self.accounts[account].stats()
 
-    def reset_stats(self) -> None:
-        self.state.reset_stats()
+    def reset_stats(self, account: str | None = None) -> None:
+        """Reset ``account``'s stats, or the server's and every account's when None."""
+        if account is None:
+            self.accounts.reset_stats()
+        else:
+            self.accounts[account].reset_stats()
 
-    def add_calls(self, count: int, where: str = "head", hours_ago: float = 6) -> list[str]:
-        return self.state.dataset.add_calls(count, where, hours_ago)
+    def add_calls(
+        self, count: int, where: str = "head", hours_ago: float = 6, *, account: str | None = None
+    ) -> list[str]:
+        return self.account(account).dataset.add_calls(count, where, hours_ago)
 
-    def change_call(self, call_uuid: str, **changes: Any) -> dict[str, Any]:
+    def change_call(
+        self, call_uuid: str, *, account: str | None = None, **changes: Any
+    ) -> dict[str, Any]:
         """Change a call after the fact through ``POST /_admin/change`` (over HTTP, as a
         test or a script outside the process would); returns its new listing item.
 
@@ -234,13 +281,27 @@ class SimulatorServer:
             httpx.HTTPStatusError: an unknown call (404) or a bad value (400).
         """
         body = {"uuid": call_uuid, **{k: _wire(v) for k, v in changes.items()}}
-        response = httpx.post(self.url + "/_admin/change", json=body, timeout=10)
+        prefix = "/_admin" if account is None else f"/_admin/accounts/{account}"
+        response = httpx.post(self.url + prefix + "/change", json=body, timeout=10)
         response.raise_for_status()
         item: dict[str, Any] = response.json()
         return item
 
     def update_config(self, **knobs: Any) -> SimulatorConfig:
-        return self.state.update_config(**knobs)
+        """Set runtime knobs on every account; returns the first account's config."""
+        return self.accounts.update_config(**knobs)
+
+    def configure(self, account: str | None = None, **knobs: Any) -> SimulatorConfig:
+        """Set runtime knobs (``rate_limit_rps``, faults, latency, …) on ``account`` alone,
+        or on every account when None; returns that account's (the first's) config.
+
+        Raises:
+            KeyError: no such account.
+            ValueError, TypeError: an unknown knob or a bad value.
+        """
+        if account is None:
+            return self.accounts.update_config(**knobs)
+        return self.accounts[account].update_config(**knobs)
 
 
 def _wire(value: Any) -> Any:

@@ -1,5 +1,6 @@
-"""The simulator's mutable state: its dataset, the issued tokens, the per-token rate limits,
-faults drawn per request and request statistics (thread-safe; the app reads it)."""
+"""One account's mutable state: its dataset, the issued tokens, the per-token rate limits,
+faults drawn per request and request statistics (thread-safe; the app reads it).
+:mod:`.accounts` holds one per account and routes each request to its own."""
 
 from __future__ import annotations
 
@@ -8,15 +9,14 @@ import random
 import secrets
 import threading
 import time
-from collections import Counter, defaultdict
 from typing import Any
 
 from bulutfon_pipeline.simulator.dataset import Dataset, generate_dataset
 from bulutfon_pipeline.simulator.model import SimulatorConfig
+from bulutfon_pipeline.simulator.stats import ENDPOINTS, RequestStats
 
 __all__ = ["ENDPOINTS", "RUNTIME_KNOBS", "SimulatorState"]
 
-ENDPOINTS = ("token", "listing", "detail", "recording")
 #: Knobs that change generated data; updating them re-assigns faults or is rejected.
 _FAULT_ASSIGNMENT_KNOBS = ("missing_detail_count", "malformed_count", "unknown_field_count")
 _GENERATION_KNOBS = ("seed", "days", "calls_per_day", "end_date", "masked_share")
@@ -36,16 +36,22 @@ class _Bucket:
 
 
 class SimulatorState:
-    """Everything the server knows: config, dataset, credentials, rate limits, stats.
+    """Everything the server knows of one account: config, dataset, credentials, rate
+    limits, stats.
 
     Thread-safe: the server's event loop thread and the test thread share it. Secrets are
     generated with :func:`secrets.token_hex` unless the config gives them, and never logged.
+    ``lazy``: generate the dataset on first use instead of now (it is the same data).
     """
 
-    def __init__(self, config: SimulatorConfig, dataset: Dataset | None = None):
+    def __init__(
+        self, config: SimulatorConfig, dataset: Dataset | None = None, *, lazy: bool = False
+    ):
         self.config = dataclasses.replace(config)
-        self.dataset = dataset if dataset is not None else generate_dataset(self.config)
         self._lock = threading.RLock()
+        self._dataset = dataset
+        if dataset is None and not lazy:
+            self._dataset = generate_dataset(self.config)
         self.master_token = config.master_token or secrets.token_hex(32)
         self.client_id = config.client_id or secrets.token_hex(16)
         self.client_secret = config.client_secret or secrets.token_hex(32)
@@ -55,12 +61,26 @@ class SimulatorState:
         self._issued: list[str] = []  # every token and code ever handed out, for leak scans
         self._buckets: dict[str, _Bucket] = {}
         self._fault_rng = random.Random(config.fault_seed)
-        self._stats: dict[str, Counter[str]] = defaultdict(Counter)
-        self._detail_uuids: Counter[str] = Counter()
-        self._recording_uuids: Counter[str] = Counter()
+        self._stats = RequestStats()
         self.initial_refresh_token = self._new_refresh_token()
         self._outage_until = time.monotonic() + config.outage_s
         self._outage_left = config.outage_requests
+
+    @property
+    def dataset(self) -> Dataset:
+        """The calls this account serves (generated here on first use when lazy)."""
+        dataset = self._dataset
+        if dataset is None:
+            with self._lock:
+                if self._dataset is None:
+                    self._dataset = generate_dataset(self.config)
+                dataset = self._dataset
+        return dataset
+
+    @property
+    def generated(self) -> bool:
+        """Whether the dataset exists yet."""
+        return self._dataset is not None
 
     # -- config ------------------------------------------------------------------------
     def update_config(self, **knobs: Any) -> SimulatorConfig:
@@ -69,6 +89,9 @@ class SimulatorState:
         if unknown:
             raise ValueError(f"not runtime knobs: {sorted(unknown)}; runtime: {RUNTIME_KNOBS}")
         with self._lock:
+            if "recording_share" in knobs:
+                # Generation reads the share; a later share only applies to later calls.
+                _ = self.dataset
             new = dataclasses.replace(self.config, **knobs)
             if "fault_seed" in knobs:
                 self._fault_rng = random.Random(new.fault_seed)
@@ -79,13 +102,16 @@ class SimulatorState:
             if "outage_requests" in knobs:
                 self._outage_left = new.outage_requests
             self.config = new
-            self.dataset.config = dataclasses.replace(self.dataset.config, **knobs)
+            dataset = self._dataset
+            if dataset is None:  # generated later from ``self.config``: the same result
+                return new
+            dataset.config = dataclasses.replace(dataset.config, **knobs)
             if any(k in knobs for k in _FAULT_ASSIGNMENT_KNOBS):
-                self.dataset.assign_faults(
+                dataset.assign_faults(
                     new.missing_detail_count, new.malformed_count, new.unknown_field_count
                 )
             if "recording_share" in knobs:
-                self.dataset.set_recording_share(new.recording_share)
+                dataset.set_recording_share(new.recording_share)
             return new
 
     # -- credentials -------------------------------------------------------------------
@@ -197,25 +223,12 @@ class SimulatorState:
 
     # -- stats -------------------------------------------------------------------------
     def record(self, endpoint: str, status: int, call_uuid: str | None = None) -> None:
-        with self._lock:
-            self._stats[endpoint][str(status)] += 1
-            if call_uuid is not None and endpoint == "detail":
-                self._detail_uuids[call_uuid] += 1
-            elif call_uuid is not None and endpoint == "recording":
-                self._recording_uuids[call_uuid] += 1
+        self._stats.record(endpoint, status, call_uuid)
 
     def stats(self) -> dict[str, Any]:
         """``{endpoint: {status: count}}`` for every endpoint, plus ``detail_uuids`` and
         ``recording_uuids`` ({uuid: requests}) and ``total``."""
-        with self._lock:
-            out: dict[str, Any] = {e: dict(self._stats.get(e, {})) for e in ENDPOINTS}
-            out["total"] = sum(sum(c.values()) for c in self._stats.values())
-            out["detail_uuids"] = dict(self._detail_uuids)
-            out["recording_uuids"] = dict(self._recording_uuids)
-            return out
+        return self._stats.snapshot()
 
     def reset_stats(self) -> None:
-        with self._lock:
-            self._stats.clear()
-            self._detail_uuids.clear()
-            self._recording_uuids.clear()
+        self._stats.reset()

@@ -1,0 +1,253 @@
+"""The PBX accounts of one deployment: ``BULUTFON_ACCOUNTS_FILE`` (groundwork of issue 14).
+
+A TOML file with one table per account::
+
+    [accounts.izmir-office]
+    access_token_env = "BULUTFON_TOKEN_IZMIR"   # the variable that holds its master token
+    # or client_id_env / client_secret_env / refresh_token_env for OAuth
+    api_url = "https://api.bulutfon.com"         # optional: default BULUTFON_API_URL
+    start_date = "2024-01-01"                    # optional: default BULUTFON_START_DATE
+    max_rps = 20                                 # optional: this account's own cap
+
+The file never holds a secret: it names the environment variables that do, and a key
+that would hold one (``access_token``, ``client_secret``...) is refused with the name of
+the ``*_env`` key to use instead. Without the file, one account named ``default`` comes
+from today's variables (``BULUTFON_ACCESS_TOKEN``...), so a single-account setup needs
+nothing new.
+
+The file is checked as a whole when it is read (:func:`load_accounts`: one line naming the
+file, the account and the key). A variable that an account names but the environment
+lacks is not an error of the file: only that account's own work fails, when it asks for
+its client configuration (:meth:`Account.client_config`), so a bad account never stops
+the others.
+
+Nothing loads more than the ``default`` account yet: the multi-account load (issue 14)
+builds on this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bulutfon_pipeline.api.config import ClientConfig
+from bulutfon_pipeline.api.errors import ConfigError
+from bulutfon_pipeline.settings import TOKEN_FILE_NAME
+
+__all__ = [
+    "ACCOUNTS_FILE_ENV",
+    "DEFAULT_ACCOUNT",
+    "Account",
+    "AccountsError",
+    "load_accounts",
+    "parse_accounts",
+]
+
+#: The variable that names the accounts file.
+ACCOUNTS_FILE_ENV = "BULUTFON_ACCOUNTS_FILE"
+#: The one account of a deployment without the file.
+DEFAULT_ACCOUNT = "default"
+#: An account's name becomes a partition key, a file name and a column value: short,
+#: lower-case, no separators of Dagster's multi-partition keys or of paths.
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The credential keys: each names the variable that holds a ClientConfig field.
+_CREDENTIALS = {
+    "access_token_env": "access_token",
+    "client_id_env": "client_id",
+    "client_secret_env": "client_secret",
+    "refresh_token_env": "refresh_token",
+}
+_KEYS = (*_CREDENTIALS, "api_url", "start_date", "max_rps")
+#: Keys that would put a secret in the file.
+_SECRETS = {"access_token", "token", "client_secret", "refresh_token", "password", "api_key"}
+
+
+class AccountsError(ValueError):
+    """The accounts file is missing or malformed; the message is one line naming the
+    file, the account and the key."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """One PBX account: where its credentials are, and what it overrides."""
+
+    name: str
+    #: ``ClientConfig`` credential field -> the environment variable that holds it
+    #: (empty for the ``default`` account without a file: today's ``BULUTFON_*``).
+    credential_vars: Mapping[str, str]
+    api_url: str | None = None
+    start_date: dt.date | None = None
+    max_rps: float | None = None
+    #: Whether it comes from an accounts file (``False``: the ``default`` account of a
+    #: deployment without one, which keeps today's file locations).
+    from_file: bool = True
+
+    @property
+    def auth(self) -> str | None:
+        """``master`` (a master token) or ``oauth`` (an OAuth client); ``None`` for the
+        ``default`` account without a file, whose variables decide as they do today."""
+        if not self.from_file:
+            return None
+        return "master" if "access_token" in self.credential_vars else "oauth"
+
+    def token_file(self, data_dir: Path) -> Path:
+        """Where its rotated OAuth tokens go: ``<data_dir>/tokens/<name>.json``; the
+        ``default`` account without a file keeps today's ``<data_dir>/bulutfon_token.json``."""
+        if not self.from_file:
+            return data_dir / TOKEN_FILE_NAME
+        return data_dir / "tokens" / f"{self.name}.json"
+
+    def client_config(self, env: Mapping[str, str] | None = None) -> ClientConfig:
+        """The API client's configuration for this account: the shared ``BULUTFON_*``
+        variables, with this account's credentials, URL and cap. (Its ``token_file`` is
+        still the shared one; the multi-account load will point it at
+        :meth:`token_file`.)
+
+        Raises:
+            ConfigError: a variable it names is unset or empty (one line naming the
+                account and the variable, never a value).
+        """
+        env = os.environ if env is None else env
+        if not self.from_file:
+            return ClientConfig.from_env(env)  # exactly today's configuration
+        overrides: dict[str, Any] = dict.fromkeys(_CREDENTIALS.values())
+        for field_name, var in self.credential_vars.items():
+            value = env.get(var, "").strip()
+            if not value and field_name != "refresh_token":
+                raise ConfigError(
+                    f"account {self.name!r}: its {field_name}_env names {var}, which is not set"
+                )
+            overrides[field_name] = value or None
+        if self.api_url is not None:
+            overrides["api_url"] = self.api_url
+        if self.max_rps is not None:
+            overrides["max_rps"] = self.max_rps
+        return ClientConfig.from_env(env, **overrides)
+
+
+def _default_account() -> Account:
+    """Today's variables, as one account."""
+    return Account(DEFAULT_ACCOUNT, credential_vars={}, from_file=False)
+
+
+def load_accounts(env: Mapping[str, str] | None = None) -> list[Account]:
+    """The deployment's accounts: the file ``BULUTFON_ACCOUNTS_FILE`` names, in its order,
+    or the ``default`` account alone when the variable is unset or empty.
+
+    Raises:
+        AccountsError: the file cannot be read or is malformed.
+    """
+    env = os.environ if env is None else env
+    raw = env.get(ACCOUNTS_FILE_ENV, "").strip()
+    if not raw:
+        return [_default_account()]
+    path = Path(raw)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise AccountsError(f"{ACCOUNTS_FILE_ENV}={raw}: cannot read it ({reason})") from None
+    return parse_accounts(text, source=raw)
+
+
+def parse_accounts(text: str, *, source: str = "the accounts file") -> list[Account]:
+    """The accounts of a TOML document (see the module's docstring).
+
+    Raises:
+        AccountsError: malformed TOML, no account, an unknown key, a secret in the file,
+            a bad name, URL, date or cap, or credentials that are neither a master token
+            nor an OAuth client.
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise AccountsError(f"{source}: not valid TOML ({exc})") from None
+    extra = sorted(set(document) - {"accounts"})
+    if extra:
+        raise AccountsError(
+            f"{source}: unknown top-level key(s) {', '.join(extra)}; "
+            "put each account in an [accounts.<name>] table"
+        )
+    tables = document.get("accounts")
+    if not isinstance(tables, dict) or not tables:
+        raise AccountsError(f"{source}: no account; add an [accounts.<name>] table")
+    return [_account(name, table, source) for name, table in tables.items()]
+
+
+def _account(name: str, table: Any, source: str) -> Account:
+    where = f"{source}: account {name!r}"
+    if not _NAME.fullmatch(name):
+        raise AccountsError(
+            f"{where}: a name is 1-63 lower-case letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    if not isinstance(table, dict):
+        raise AccountsError(f"{where}: must be a table ([accounts.{name}])")
+    for key in table:
+        if key in _SECRETS:
+            hint = f"{key}_env" if f"{key}_env" in _KEYS else "access_token_env"
+            raise AccountsError(
+                f"{where}: {key} would put a secret in the file; "
+                f"put it in an environment variable and name that variable with {hint}"
+            )
+        if key not in _KEYS:
+            raise AccountsError(f"{where}: unknown key {key!r}; known: {', '.join(_KEYS)}")
+    credential_vars: dict[str, str] = {}
+    for key, field_name in _CREDENTIALS.items():
+        if key in table:
+            var = table[key]
+            if not isinstance(var, str) or not _ENV_NAME.fullmatch(var):
+                raise AccountsError(f"{where}: {key} must name an environment variable")
+            credential_vars[field_name] = var
+    master = "access_token" in credential_vars
+    client = {"client_id", "client_secret"} <= set(credential_vars)
+    if master == client or (master and len(credential_vars) > 1):
+        raise AccountsError(
+            f"{where}: give access_token_env (a master token), or client_id_env and "
+            "client_secret_env (an OAuth client, with refresh_token_env or a token from "
+            "`bulutfon-pipeline auth`), not both"
+        )
+    return Account(
+        name,
+        credential_vars=credential_vars,
+        api_url=_url(table.get("api_url"), where),
+        start_date=_date(table.get("start_date"), where),
+        max_rps=_rps(table.get("max_rps"), where),
+    )
+
+
+def _url(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise AccountsError(f"{where}: api_url must be an http(s) URL")
+    return value.rstrip("/")
+
+
+def _date(value: Any, where: str) -> dt.date | None:
+    if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise AccountsError(f"{where}: start_date must be a date, YYYY-MM-DD")
+
+
+def _rps(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AccountsError(f"{where}: max_rps must be a number")
+    if not (value > 0 and math.isfinite(value)):
+        raise AccountsError(f"{where}: max_rps must be a positive number")
+    return float(value)

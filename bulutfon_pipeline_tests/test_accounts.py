@@ -1,0 +1,133 @@
+"""The accounts file (``BULUTFON_ACCOUNTS_FILE``): what it yields, and every way it is refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from bulutfon_pipeline.accounts import (
+    ACCOUNTS_FILE_ENV,
+    DEFAULT_ACCOUNT,
+    AccountsError,
+    load_accounts,
+    parse_accounts,
+)
+from bulutfon_pipeline.api.errors import ConfigError
+
+TWO = """
+[accounts.izmir-office]
+access_token_env = "BULUTFON_TOKEN_IZMIR"
+api_url = "https://izmir.example/"
+start_date = "2024-01-01"
+max_rps = 20
+
+[accounts.ankara_hq]
+client_id_env = "ANKARA_ID"
+client_secret_env = "ANKARA_SECRET"
+refresh_token_env = "ANKARA_REFRESH"
+start_date = 2023-06-15
+"""
+
+
+def test_without_the_file_one_default_account_reads_todays_variables(tmp_path: Path) -> None:
+    env = {"BULUTFON_ACCESS_TOKEN": "tok-1", "BULUTFON_API_URL": "https://api.example"}
+    [account] = load_accounts(env)
+    assert (account.name, account.auth, account.from_file) == (DEFAULT_ACCOUNT, None, False)
+    assert account.token_file(tmp_path) == tmp_path / "bulutfon_token.json"  # as today
+    config = account.client_config(env)
+    assert (config.access_token, config.api_url) == ("tok-1", "https://api.example")
+    assert load_accounts({ACCOUNTS_FILE_ENV: "  "}) == [account]  # empty counts as unset
+
+
+def test_the_file_yields_each_account_in_order_with_its_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text(TWO)
+    izmir, ankara = load_accounts({ACCOUNTS_FILE_ENV: str(path)})
+    assert (izmir.name, izmir.auth, izmir.api_url) == (
+        "izmir-office",
+        "master",
+        "https://izmir.example",
+    )
+    assert (izmir.start_date, izmir.max_rps) == (dt.date(2024, 1, 1), 20.0)
+    assert (ankara.name, ankara.auth, ankara.api_url, ankara.max_rps) == (
+        "ankara_hq",
+        "oauth",
+        None,
+        None,
+    )
+    assert ankara.start_date == dt.date(2023, 6, 15)  # a TOML date as well as a string
+    assert izmir.token_file(tmp_path) == tmp_path / "tokens" / "izmir-office.json"
+    assert ankara.credential_vars == {"client_id": "ANKARA_ID", "client_secret": "ANKARA_SECRET",
+                                      "refresh_token": "ANKARA_REFRESH"}  # fmt: skip
+
+
+def test_each_account_gets_only_its_own_credentials() -> None:
+    izmir, ankara = parse_accounts(TWO)
+    env = {
+        "BULUTFON_ACCESS_TOKEN": "the-global-token",  # must not leak into either account
+        "BULUTFON_API_URL": "https://api.example",
+        "BULUTFON_MAX_RPS": "50",
+        "BULUTFON_TOKEN_IZMIR": "izmir-token",
+        "ANKARA_ID": "ankara-id",
+        "ANKARA_SECRET": "ankara-secret",
+    }
+    one = izmir.client_config(env)
+    assert (one.access_token, one.client_id, one.client_secret) == ("izmir-token", None, None)
+    assert (one.api_url, one.max_rps) == ("https://izmir.example", 20.0)
+    two = ankara.client_config(env)
+    assert (two.access_token, two.client_id, two.client_secret, two.refresh_token) == (
+        None, "ankara-id", "ankara-secret", None)  # fmt: skip
+    assert (two.api_url, two.max_rps) == ("https://api.example", 50.0)  # the shared ones
+
+
+def test_a_variable_the_environment_lacks_fails_only_that_account() -> None:
+    izmir, ankara = parse_accounts(TWO)
+    env = {"ANKARA_ID": "id", "ANKARA_SECRET": "secret"}
+    with pytest.raises(ConfigError) as caught:
+        izmir.client_config(env)
+    assert str(caught.value) == (
+        "account 'izmir-office': its access_token_env names BULUTFON_TOKEN_IZMIR, which is not set"
+    )
+    assert ankara.client_config(env).client_id == "id"
+
+
+A = "[accounts.a]\naccess_token_env = 'X'\n"  # a valid account, to add a bad key to
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[accounts", "F: not valid TOML"),
+        ("", "F: no account; add an [accounts.<name>] table"),
+        ("accounts = 3", "F: no account"),
+        ("[account.a]\naccess_token_env = 'X'", "F: unknown top-level key(s) account;"),
+        ("[accounts.Izmir]\naccess_token_env = 'X'", "F: account 'Izmir': a name is 1-63"),
+        ("[accounts.a]\naccess_token = 'abc123'",
+         "F: account 'a': access_token would put a secret in the file; put it in an "
+         "environment variable and name that variable with access_token_env"),
+        ("[accounts.a]\nclient_secret = 's'", "name that variable with client_secret_env"),
+        (A + "max_rsp = 3", "F: account 'a': unknown key 'max_rsp'"),
+        ("[accounts.a]\naccess_token_env = 'a var'", "access_token_env must name an environment"),
+        ("[accounts.a]\napi_url = 'https://x'", "give access_token_env (a master token), or"),
+        (A + "client_id_env = 'I'\nclient_secret_env = 'S'", "not both"),
+        ("[accounts.a]\nclient_id_env = 'I'", "give access_token_env"),
+        (A + "api_url = 'ftp://x'", "api_url must be an http(s) URL"),
+        (A + "start_date = '2024-13-01'", "start_date must be a date, YYYY-MM-DD"),
+        (A + "max_rps = 0", "max_rps must be a positive number"),
+        (A + "max_rps = 'fast'", "max_rps must be a number"),
+    ],
+)  # fmt: skip
+def test_a_malformed_file_is_refused_in_one_line_naming_the_fix(text: str, message: str) -> None:
+    with pytest.raises(AccountsError) as caught:
+        parse_accounts(text, source="F")
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert "abc123" not in str(caught.value)  # a secret written in the file is not echoed
+
+
+def test_a_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(AccountsError, match=r"BULUTFON_ACCOUNTS_FILE=.*nope\.toml: cannot read it"):
+        load_accounts({ACCOUNTS_FILE_ENV: str(missing)})
