@@ -141,8 +141,9 @@ class CeleryWorker:
         command = [
             str(bin_dir / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
             "-y", str(self.config_yaml), "--name", self.name, "--loglevel", "INFO",
-            # Imported once, before the pool forks: a step does not pay for it.
-            "-i", LOCATION, "--", "--concurrency=1",
+            # Imported once, before the pool forks: a step does not pay for them (the report
+            # imports matplotlib).
+            "-i", LOCATION, "-i", "bulutfon_pipeline.report", "--", "--concurrency=1",
         ]  # fmt: skip
         # `dagster-celery worker start` runs `celery` from PATH: the venv's bin comes first.
         env = {**self.env, "PATH": f"{bin_dir}{os.pathsep}{self.env.get('PATH', '')}"}

@@ -1,8 +1,8 @@
 """The celery executor: a run's steps spread over two `dagster-celery` workers, exactly.
 
 Real servers on loopback: PostgreSQL (the warehouse and, in another database, Dagster's
-instance through the shipped deploy/dagster.yaml, its tables made once by ``dagster
-instance migrate``), Debian's ``redis-server`` (the broker and the result backend) on a
+instance through the shipped deploy/dagster.yaml, its tables made once before the
+workers start), Debian's ``redis-server`` (the broker and the result backend) on a
 free port, two ``dagster-celery worker start`` processes with the shipped
 deploy/celery.yaml (one pool process each, named w1 and w2) and the simulator. The code
 location runs with ``BULUTFON_EXECUTOR=celery``.
@@ -158,13 +158,12 @@ def test_a_ranged_run_spreads_its_steps_over_two_celery_workers_and_loads_exactl
     }
 
     # Dagster creates its tables on first use; two workers starting at once on an empty
-    # database both try, and one fails ("type runs already exists"). So, as docs/deploy.md
-    # says, the tables are created once first.
-    migrate = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "instance", "migrate"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    # database both try, and one fails ("type runs already exists"). So the tables are
+    # created once first, by opening the instance here: what `dagster instance migrate`
+    # (docs/deploy.md) does on an empty database, without a process start (12 s of this
+    # test on a loaded machine).
+    with environment(instance_env), dg.DagsterInstance.from_config(str(home)):
+        pass
     with RedisServer(tmp_path / "redis") as redis:
         env["BULUTFON_CELERY_BROKER_URL"] = redis.url(0)
         env["BULUTFON_CELERY_BACKEND_URL"] = redis.url(1)
