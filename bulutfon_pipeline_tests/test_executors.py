@@ -5,6 +5,9 @@ deploy/test_celery.py."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,6 +52,36 @@ def test_a_bad_executor_is_refused_in_one_line(env: dict[str, str], message: str
         with pytest.raises(SettingsError, match=message) as caught:
             read(env)
         assert "\n" not in str(caught.value)
+
+
+def test_celery_on_duckdb_stops_the_cli_and_the_code_location_in_one_line(
+    tmp_path: Path,
+) -> None:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("BULUTFON_")}
+    env = {
+        **inherited,
+        "BULUTFON_EXECUTOR": "celery",
+        "BULUTFON_ACCESS_TOKEN": "not-used",
+        "BULUTFON_DATA_DIR": str(tmp_path),
+        "BULUTFON_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+    }
+    message = "BULUTFON_EXECUTOR=celery needs a PostgreSQL warehouse: set BULUTFON_WAREHOUSE_URL"
+    sync = subprocess.run(
+        [sys.executable, "-m", "bulutfon_pipeline.cli", "sync"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert sync.returncode == 2, sync.stderr
+    lines = sync.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), sync.stderr
+    # The code location (what `dagster dev`, the daemon and every worker load) refuses too.
+    load = subprocess.run(
+        [sys.executable, "-c", "import bulutfon_pipeline.definitions"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert load.returncode != 0
+    last = load.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"bulutfon_pipeline.settings.SettingsError: {message}"), last
+    assert not (tmp_path / "warehouse.duckdb").exists()
 
 
 def test_the_default_leaves_dagsters_own_executor() -> None:
