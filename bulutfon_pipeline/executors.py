@@ -32,9 +32,9 @@ CELERY_BACKEND_ENV = "BULUTFON_CELERY_BACKEND_URL"
 CELERY_APP_SETTINGS: dict[str, Any] = {
     # A worker acknowledges a step when it has run it, not when it takes it: with
     # dagster-celery's prefetch of 1, a busy worker then holds no second step back, so the
-    # steps that are ready go to idle workers; and a step whose worker dies is handed to
-    # another one instead of being lost (every load is idempotent: rows and high-water
-    # marks commit together).
+    # steps that are ready go to idle workers; and a step whose worker dies stays in Redis
+    # and goes to another worker after the visibility timeout below, instead of being
+    # lost (every load is idempotent: rows and high-water marks commit together).
     "task_acks_late": True,
     # With late acks, Redis hands an unacknowledged task to another worker after this many
     # seconds (default 1 hour): longer than any step, so a long reconcile never runs twice.
