@@ -3,6 +3,7 @@
 import dagster as dg
 
 from bulutfon_pipeline.assets import ASSETS
+from bulutfon_pipeline.executors import executor_from_env
 from bulutfon_pipeline.resources import default_resources
 from bulutfon_pipeline.schedules import (
     bulutfon_reconcile_schedule,
@@ -15,4 +16,7 @@ defs = dg.Definitions(
     jobs=[refresh_job],
     schedules=[bulutfon_refresh_schedule, bulutfon_reconcile_schedule],
     resources=default_resources(),
+    # BULUTFON_EXECUTOR: Dagster's default (None), or celery (deploy/celery.yaml). A bad
+    # value stops the code location from loading, with its one-line reason.
+    executor=executor_from_env(),
 )

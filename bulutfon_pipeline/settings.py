@@ -81,6 +81,12 @@ DEFAULT_SCHEDULE_CRON = "*/15 * * * *"  # BULUTFON_SCHEDULE_CRON
 DEFAULT_RECONCILE_CRON = "30 3 * * 0"
 RECONCILE_DAYS = 90
 DEFAULT_REJECT_RATE_WARN = 0.01  # BULUTFON_REJECT_RATE_WARN
+#: How Dagster runs a run's steps (BULUTFON_EXECUTOR): ``multiprocess``, Dagster's default
+#: (each step in a child process of the run's worker, or in-process for ``sync``), or
+#: ``celery``: each step as a task of a Celery queue, run by `dagster-celery worker`
+#: processes on any machine (deploy/celery.yaml; docs/deploy.md).
+EXECUTORS = ("multiprocess", "celery")
+DEFAULT_EXECUTOR = "multiprocess"
 
 
 # --- The pipeline's settings object -----------------------------------------------------
@@ -126,6 +132,8 @@ class Settings:
     warehouse_url: str | None = None
     #: The PostgreSQL schema of the warehouse's tables (BULUTFON_WAREHOUSE_SCHEMA).
     warehouse_schema: str = DEFAULT_WAREHOUSE_SCHEMA
+    #: Dagster's executor for the code location's jobs (BULUTFON_EXECUTOR, ``EXECUTORS``).
+    executor: str = DEFAULT_EXECUTOR
 
     @property
     def warehouse_location(self) -> str:
@@ -185,6 +193,7 @@ class Settings:
             ),
             warehouse_url=parse_warehouse_url(raw("BULUTFON_WAREHOUSE_URL")),
             warehouse_schema=parse_schema_name(raw("BULUTFON_WAREHOUSE_SCHEMA")),
+            executor=parse_executor(env),
         )
 
     @classmethod
@@ -234,6 +243,34 @@ def parse_warehouse_url(raw: str) -> str | None:
         raise SettingsError(
             f"BULUTFON_WAREHOUSE_URL uses the {url.get_driver_name()!r} driver; the "
             "warehouse loads through psycopg 3's COPY: use postgresql+psycopg://..."
+        )
+    return raw
+
+
+def parse_executor(env: Mapping[str, str]) -> str:
+    """``BULUTFON_EXECUTOR`` (default ``multiprocess``), checked against the warehouse.
+
+    Reads only BULUTFON_EXECUTOR and whether BULUTFON_WAREHOUSE_URL is set, so the
+    definitions can check it alone (another malformed variable must not hide it).
+
+    Raises:
+        SettingsError: an unknown executor, or ``celery`` on a DuckDB warehouse.
+    """
+    raw = env.get("BULUTFON_EXECUTOR", "").strip().lower()
+    if not raw:
+        return DEFAULT_EXECUTOR
+    if raw not in EXECUTORS:
+        raise SettingsError(
+            f"BULUTFON_EXECUTOR={raw!r} is not one of {', '.join(EXECUTORS)} (unset: "
+            f"{DEFAULT_EXECUTOR})"
+        )
+    if raw == "celery" and not env.get("BULUTFON_WAREHOUSE_URL", "").strip():
+        # Celery runs steps in worker processes, possibly on several machines at once; a
+        # DuckDB file takes one writing process and lives on one machine's disk.
+        raise SettingsError(
+            "BULUTFON_EXECUTOR=celery needs a PostgreSQL warehouse: set "
+            "BULUTFON_WAREHOUSE_URL (a DuckDB file takes one writing process, and Celery "
+            "runs steps in several)"
         )
     return raw
 
