@@ -462,8 +462,9 @@ def _machine(results: dict[str, Any]) -> list[str]:
     m = results["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     return [
-        f"- started {results['started']}, took {results.get('seconds', '?')} s; "
-        f"command `{results['command']}`",
+        f"- the latest run: started {results['started']}, took {results.get('seconds', '?')} "
+        f"s; command `{results['command']}`; a section it did not run keeps the figures of "
+        "the run that last measured it (each table gives the load average of its own runs)",
         f"- {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, {m['os']}, "
         f"Python {m['python']}",
         f"- load average at start {tuple(round(x, 2) for x in m['loadavg'])}, at end "
