@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # tests that start `dagster dev` take turns). TEST_WORKERS=0: one process. See README.
 TEST_WORKERS ?= 2
 
-.PHONY: install demo test test-fast test-browser lint ui sync clean bench
+.PHONY: install demo test test-all test-fast test-browser lint ui sync clean bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,10 @@ install: $(STAMP) ## create .venv and install the project with its dev tools
 demo: $(STAMP) ## run the main job against the embedded simulator into data/demo.duckdb
 	$(BIN)/bulutfon-pipeline demo
 
-test: $(STAMP) ## the whole suite, on $(TEST_WORKERS) pytest-xdist workers
+test: $(STAMP) ## the suite but its `extended` variants, on $(TEST_WORKERS) pytest-xdist workers
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not extended" $(PYTEST_ARGS)
+
+test-all: $(STAMP) ## every test, the `extended` variants too
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the inner loop: skips the slow end-to-end scenarios
