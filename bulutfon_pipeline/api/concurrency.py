@@ -293,7 +293,7 @@ class AdaptiveLimiter:
                 # A cut on a random excess of known sporadic 429s: they kept their share,
                 # a rate limit's would have gone (to about zero). Undo it.
                 self.rate = cut[1]
-                self._new_epoch(now)
+                self._new_epoch()
             else:
                 self._grow(elapsed, sent, clear=not self._congested(share, samples, 1.0, 0.0))
         elif cut is not None and not burst and self._sporadic(cut, share, samples):
@@ -302,7 +302,7 @@ class AdaptiveLimiter:
             self.noise = min(self.MAX_NOISE, (share + cut[0]) / 2)
             self.rate = cut[1]
             self.sporadic += 1
-            self._new_epoch(now)
+            self._new_epoch()
         else:
             if burst:  # the share that triggered it: since the interval's first 429
                 share = self._limited / (self._ok_after + self._limited)
@@ -319,7 +319,7 @@ class AdaptiveLimiter:
             self.rate = paced if self.rate is None else min(self.rate, paced)
             self.min_rate_seen = min(self.min_rate_seen or self.rate, self.rate)
             self.decreases += 1
-            self._new_epoch(now)
+            self._new_epoch()
         self._t0 = now
         self._ok = self._limited = self._ok_after = 0
         self._first_429 = None
@@ -362,7 +362,7 @@ class AdaptiveLimiter:
             self.rate *= self.NEAR_GROWTH**elapsed
         self.increases += 1
 
-    def _new_epoch(self, now: float) -> None:
+    def _new_epoch(self) -> None:
         self.epoch += 1
 
 
