@@ -39,7 +39,7 @@ from typing import Any
 
 from bulutfon_pipeline.api.config import ClientConfig
 from bulutfon_pipeline.api.errors import ConfigError
-from bulutfon_pipeline.settings import TOKEN_FILE_NAME
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNT, TOKEN_FILE_NAME
 
 __all__ = [
     "ACCOUNTS_FILE_ENV",
@@ -52,8 +52,6 @@ __all__ = [
 
 #: The variable that names the accounts file.
 ACCOUNTS_FILE_ENV = "BULUTFON_ACCOUNTS_FILE"
-#: The one account of a deployment without the file.
-DEFAULT_ACCOUNT = "default"
 #: An account's name becomes a partition key, a file name and a column value: short,
 #: lower-case, no separators of Dagster's multi-partition keys or of paths.
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")

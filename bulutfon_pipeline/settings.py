@@ -42,6 +42,9 @@ DEFAULT_BACKOFF_MAX_S = 20.0
 DEFAULT_MAX_RPS: float | None = None  # BULUTFON_MAX_RPS (optional fixed cap)
 #: Refresh the access token this many seconds before it expires.
 TOKEN_REFRESH_MARGIN_S = 60.0
+#: The one PBX account of a deployment without ``BULUTFON_ACCOUNTS_FILE`` (issue 14); the
+#: ``account`` of every row it loads.
+DEFAULT_ACCOUNT = "default"
 TOKEN_FILE_NAME = "bulutfon_token.json"
 ERROR_BODY_MAX_CHARS = 500
 

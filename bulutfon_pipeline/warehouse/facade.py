@@ -22,7 +22,7 @@ from typing import Any, cast
 import pandas as pd
 
 from bulutfon_pipeline.normalize import NormalizedDetails, NormalizedListing, Reject
-from bulutfon_pipeline.settings import Settings
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNT, Settings
 from bulutfon_pipeline.warehouse import details as _details
 from bulutfon_pipeline.warehouse import listing as _listing
 from bulutfon_pipeline.warehouse import pending as _pending
@@ -53,9 +53,13 @@ class Warehouse:
             dagster-duckdb resource's ``get_connection``); default ``duckdb.connect(path)``,
             closed at the end of each transaction.
         lock_timeout_s: how long to wait while another process holds the file lock.
+        account: the PBX account (``BULUTFON_ACCOUNTS_FILE``) whose rows this object reads
+            and writes; ``default`` for a single-account deployment.
     """
 
     db: Backend
+    #: The PBX account this object reads and writes (issue 14).
+    account: str
 
     def __init__(
         self,
@@ -63,20 +67,29 @@ class Warehouse:
         *,
         connect: Connect | None = None,
         lock_timeout_s: float = 120.0,
+        account: str = DEFAULT_ACCOUNT,
     ) -> None:
+        self.account = account
         self._path: Path | None = Path(path)
         self.db = DuckDB(self._path, connect=connect, lock_timeout_s=lock_timeout_s)
 
     @classmethod
-    def on(cls, db: Backend) -> Warehouse:
+    def on(cls, db: Backend, *, account: str = DEFAULT_ACCOUNT) -> Warehouse:
         """A warehouse over an existing backend object."""
         warehouse = cls.__new__(cls)
+        warehouse.account = account
         warehouse.db = db
         warehouse._path = db.path if isinstance(db, DuckDB) else None
         return warehouse
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, lock_timeout_s: float | None = None) -> Warehouse:
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        lock_timeout_s: float | None = None,
+        account: str = DEFAULT_ACCOUNT,
+    ) -> Warehouse:
         """The warehouse ``settings`` name: PostgreSQL at ``settings.warehouse_url`` (in
         ``settings.warehouse_schema``) when it is set, else the DuckDB file at
         ``settings.duckdb_path``.
@@ -84,11 +97,12 @@ class Warehouse:
         Args:
             lock_timeout_s: how long a statement waits for a lock another writer holds;
                 default ``settings.lock_timeout_s`` (BULUTFON_LOCK_TIMEOUT_S).
+            account: the PBX account whose rows it reads and writes.
         """
         if lock_timeout_s is None:
             lock_timeout_s = settings.lock_timeout_s
         if settings.warehouse_url is None:
-            return cls(settings.duckdb_path, lock_timeout_s=lock_timeout_s)
+            return cls(settings.duckdb_path, lock_timeout_s=lock_timeout_s, account=account)
         # Imported here: psycopg is loaded only by those who use a server.
         from bulutfon_pipeline.warehouse.postgres_backend import Postgres
 
@@ -97,7 +111,8 @@ class Warehouse:
                 settings.warehouse_url,
                 schema=settings.warehouse_schema,
                 lock_timeout_s=lock_timeout_s,
-            )
+            ),
+            account=account,
         )
 
     @property
@@ -123,7 +138,7 @@ class Warehouse:
         return self.db.is_server
 
     def __repr__(self) -> str:
-        return f"Warehouse({self.location!r})"
+        return f"Warehouse({self.location!r}, account={self.account!r})"
 
     def advisory_lock(
         self, timeout_s: float, on_wait: Callable[[str], None] | None = None
