@@ -264,18 +264,22 @@ def test_accounts_after_the_first_are_generated_on_first_use(simulator_factory):
     assert sum(sim.account(n).generated for n in sim.account_names) == 2
 
 
-def test_cli_serves_several_accounts_with_their_credentials_in_the_token_file(tmp_path):
+def test_cli_prints_only_the_url_and_serves_accounts_from_a_private_token_file(tmp_path):
+    """The simulator's command line: one line with the URL, the credentials of every
+    account in a 0600 token file, none of them in its output."""
     token_file = tmp_path / "creds.json"
     env = {**os.environ, "BULUTFON_SIMULATOR_MASTER_TOKEN": "parent-chosen-token"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "bulutfon_pipeline.simulator", "--port", "0", "--days", "1",
-         "--calls-per-day", "7", "--accounts", "3", "--token-file", str(token_file)],
+         "--calls-per-day", "7", "--accounts", "3", "--dialect", "v1",
+         "--token-file", str(token_file)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # blocks until the server accepts connections
         url = line.strip().rsplit(" ", 1)[-1]
+        assert url.startswith("http://127.0.0.1:")
         creds = json.loads(token_file.read_text())
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         accounts = creds["accounts"]
@@ -299,3 +303,4 @@ def test_cli_serves_several_accounts_with_their_credentials_in_the_token_file(tm
     for account in accounts.values():
         for secret in (account["master_token"], account["client_secret"]):
             assert secret not in text
+    assert creds["refresh_token"] not in text

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import stat
-import subprocess
-import sys
 
 import httpx
 import pytest
@@ -269,29 +265,3 @@ def test_env_points_a_client_at_the_simulator(simulator_factory):
     assert oauth["BULUTFON_REFRESH_TOKEN"] == sim.initial_refresh_token
     assert "BULUTFON_ACCESS_TOKEN" not in oauth
     assert sim.master_token not in repr(sim)
-
-
-def test_cli_prints_only_the_url_and_writes_a_private_token_file(tmp_path):
-    token_file = tmp_path / "creds.json"
-    env = {**os.environ, "BULUTFON_SIMULATOR_MASTER_TOKEN": "parent-chosen-token"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bulutfon_pipeline.simulator", "--port", "0", "--days", "1",
-         "--calls-per-day", "7", "--dialect", "v1", "--token-file", str(token_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # blocks until the server accepts connections
-        url = line.strip().rsplit(" ", 1)[-1]
-        assert url.startswith("http://127.0.0.1:")
-        creds = json.loads(token_file.read_text())
-        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-        assert creds["master_token"] == "parent-chosen-token"
-        r = httpx.get(url + "/cdrs", params={"access_token": "parent-chosen-token"}, headers=UA)
-        assert r.json()["pagination"]["total_count"] == 7
-    finally:
-        proc.terminate()
-        output, _ = proc.communicate(timeout=20)
-    text = line + output
-    for secret in (creds["master_token"], creds["client_secret"], creds["refresh_token"]):
-        assert secret not in text
