@@ -33,9 +33,10 @@ START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 90.0
 
 #: Mark of every test that starts `dagster dev`. `make test` runs the suite on two
-#: pytest-xdist workers with ``--dist loadgroup``, which sends a group to one worker, first.
-#: Two stacks (webserver, daemon, code server, run workers) plus Chromium at once would
-#: starve a 2-core machine. The grouping is lost with pytest 9.2 (pytest-xdist#1386), so
+#: pytest-xdist workers with ``--dist loadgroup``, which sends a group to one worker as one
+#: unit of work, while the other worker runs the rest. Two stacks (webserver, daemon, code
+#: server, run workers) plus Chromium at once would starve a 2-core machine. pytest 9.2
+#: loses the grouping (pytest-xdist#1386; pyproject keeps pytest below it), so
 #: :meth:`DagsterDev.start` also waits for a lock shared by the run's workers.
 DAGSTER_DEV_GROUP = pytest.mark.xdist_group("dagster_dev")
 
