@@ -1,0 +1,224 @@
+"""Benchmark 10 (issue 14): many PBX accounts in one deployment.
+
+The simulator serves N accounts in its own process, each with its own token, dataset and
+rate limit (``--accounts N --rate-limit-rps 20 --latency-ms 20``); ``bulutfon-pipeline
+sync`` loads them from a ``BULUTFON_ACCOUNTS_FILE`` in a child process. Measured in one
+run:
+
+* ``peer``: what one process's CPU allows: one account holding the same number of calls,
+  with no rate limit (same latency), calls per second;
+* ``one``: 50 accounts x 400 calls, each limited to 20 req/s, in one process: calls per
+  second against min(the sum of the accounts' limits, ``peer``), and its peak RSS;
+* ``few``: 10 accounts x 400 calls, the same way: one worker's memory must stay flat as
+  the number of accounts grows (``one`` / ``few`` peak RSS);
+* ``pg-one`` and ``pg-two``: the 50 accounts into PostgreSQL by one process, then by two
+  processes at once (``sync --account`` with half the accounts each): the aggregate
+  throughput of two workers against one.
+
+Every run starts from an empty warehouse, and its tables are checked: each account holds
+exactly its own calls.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+from common import BIN, WORK, ChildRun, load_now, run_child_rss, simulator
+
+from bulutfon_pipeline_tests.postgres import PostgresServer
+
+END_DATE = dt.date(2015, 4, 16)  # the simulator's default end date
+CLI = str(BIN / "bulutfon-pipeline")
+LIMIT_RPS = 20.0
+LATENCY_MS = 20
+
+
+def _accounts_file(folder: Path, names: Sequence[str]) -> Path:
+    path = folder / "accounts.toml"
+    path.write_text(
+        "".join(
+            f'[accounts.{name}]\naccess_token_env = "BENCH_TOKEN_{i}"\n\n'
+            for i, name in enumerate(names)
+        )
+    )
+    return path
+
+
+def _env(
+    sim_url: str,
+    tokens: Mapping[str, str],
+    folder: Path,
+    *,
+    days: int,
+    warehouse_url: str | None = None,
+) -> dict[str, str]:
+    """The child's environment: the accounts file, one token variable per account."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BULUTFON_", "DAGSTER_"))}
+    names = list(tokens)
+    env.update(
+        BULUTFON_API_URL=sim_url,
+        BULUTFON_TOKEN_URL=sim_url + "/oauth/token",
+        BULUTFON_CDR_LIST_PATH="/cdr.json",
+        BULUTFON_CDR_DETAIL_PATH="/cdr/{uuid}.json",
+        BULUTFON_ACCOUNTS_FILE=str(_accounts_file(folder, names)),
+        BULUTFON_DUCKDB_PATH=str(folder / "warehouse.duckdb"),
+        BULUTFON_DATA_DIR=str(folder),
+        BULUTFON_START_DATE=(END_DATE - dt.timedelta(days=days - 1)).isoformat(),
+        COLUMNS="120",
+    )
+    for i, name in enumerate(names):
+        env[f"BENCH_TOKEN_{i}"] = tokens[name]
+    if warehouse_url is not None:
+        env["BULUTFON_WAREHOUSE_URL"] = warehouse_url
+    return env
+
+
+def _counts_duckdb(folder: Path) -> dict[str, int]:
+    con = duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True)
+    try:
+        rows = con.execute("SELECT account, count(*) FROM cdrs GROUP BY account").fetchall()
+    finally:
+        con.close()
+    return {str(a): int(n) for a, n in rows}
+
+
+def _counts_pg(conninfo: str) -> dict[str, int]:
+    with psycopg.connect(conninfo) as con:
+        rows = con.execute("SELECT account, count(*) FROM cdrs GROUP BY account").fetchall()
+    return {str(a): int(n) for a, n in rows}
+
+
+def _run_children(cmds: Sequence[Sequence[str]], env: Mapping[str, str]) -> list[ChildRun]:
+    """Start every command at once; wait for all (each one's own peak RSS and CPU)."""
+    if len(cmds) == 1:
+        return [run_child_rss(cmds[0], env=env)]
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            cmd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for cmd in cmds
+    ]
+    runs = []
+    for proc in procs:
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out = proc.stdout.read() if proc.stdout else ""
+        err = proc.stderr.read() if proc.stderr else ""
+        runs.append(ChildRun(
+            seconds=time.perf_counter() - started,
+            peak_rss_mb=usage.ru_maxrss / 1024,
+            returncode=proc.returncode,
+            stdout=out,
+            stderr=err,
+            cpu_seconds=usage.ru_utime + usage.ru_stime,
+        ))  # fmt: skip
+    return runs
+
+
+def _case(
+    name: str,
+    *,
+    accounts: int,
+    days: int,
+    calls_per_day: int,
+    limited: bool,
+    processes: int = 1,
+    server: PostgresServer | None = None,
+) -> dict[str, Any]:
+    """One sync (or ``processes`` at once) of ``accounts`` accounts from an empty warehouse."""
+    folder = WORK / f"accounts_{name}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    extra = ["--accounts", str(accounts), "--latency-ms", str(LATENCY_MS),
+             "--token-file", str(folder / "simulator.json")]  # fmt: skip
+    if limited:
+        extra += ["--rate-limit-rps", str(LIMIT_RPS)]
+    database = None
+    with simulator(days=days, calls_per_day=calls_per_day, extra=extra) as sim:
+        creds = json.loads((folder / "simulator.json").read_text())
+        tokens = {n: a["master_token"] for n, a in creds["accounts"].items()}
+        url = None
+        if server is not None:
+            database = server.create_database(f"bench_accounts_{name.replace('-', '_')}")
+            url = server.url(database)
+        env = _env(sim.url, tokens, folder, days=days, warehouse_url=url)
+        names = list(tokens)
+        groups = [names[i::processes] for i in range(processes)]
+        cmds = [
+            [CLI, "sync", "--no-progress", *(a for n in group for a in ("--account", n))]
+            if processes > 1
+            else [CLI, "sync", "--no-progress"]
+            for group in groups
+        ]
+        load = load_now()
+        started = time.perf_counter()
+        runs = _run_children(cmds, env)
+        seconds = time.perf_counter() - started
+        stats = sim.stats()
+    try:
+        failed = [r for r in runs if r.returncode != 0]
+        if failed:
+            raise RuntimeError(
+                f"accounts {name}: sync exited {failed[0].returncode}: {failed[0].stderr[-1500:]}"
+            )
+        counts = (
+            _counts_pg(server.conninfo(database))
+            if server and database
+            else (_counts_duckdb(folder))
+        )
+    finally:
+        if server is not None and database is not None:
+            server.drop_database(database)
+        shutil.rmtree(folder, ignore_errors=True)
+    calls = accounts * days * calls_per_day
+    exact = counts == {n: days * calls_per_day for n in tokens}
+    out = {
+        "accounts": accounts,
+        "calls": calls,
+        "processes": processes,
+        "limited_rps": LIMIT_RPS if limited else None,
+        "latency_ms": LATENCY_MS,
+        "seconds": round(seconds, 2),
+        "calls_per_s": round(calls / seconds, 1),
+        "peak_rss_mb": round(max(r.peak_rss_mb for r in runs), 1),
+        "cpu_seconds": round(sum(r.cpu_seconds for r in runs), 2),
+        "exact": exact,
+        "rejected_429": int(stats.get("detail", {}).get("429", 0)),
+        "load": load,
+        "backend": "postgres" if server is not None else "duckdb",
+    }
+    print(f"  accounts {name}: {accounts} x {calls // accounts} calls in {seconds:.1f} s, "
+          f"{out['calls_per_s']:.0f} calls/s, peak RSS {out['peak_rss_mb']:.0f} MB, "
+          f"exact {exact}", flush=True)  # fmt: skip
+    return out
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """Every case of the section; ratios computed by the report."""
+    many, few = (10, 3) if quick else (50, 10)
+    days, per_day = (2, 20) if quick else (4, 100)  # 400 calls an account in full
+    out: dict[str, Any] = {"limit_rps": LIMIT_RPS, "latency_ms": LATENCY_MS}
+    out["peer"] = _case("peer", accounts=1, days=days, calls_per_day=per_day * many,
+                        limited=False)  # fmt: skip
+    out["one"] = _case("one", accounts=many, days=days, calls_per_day=per_day, limited=True)
+    out["few"] = _case("few", accounts=few, days=days, calls_per_day=per_day, limited=True)
+    server = PostgresServer().start(durable=True)
+    try:
+        out["pg_one"] = _case("pg-one", accounts=many, days=days, calls_per_day=per_day,
+                              limited=True, server=server)  # fmt: skip
+        out["pg_two"] = _case("pg-two", accounts=many, days=days, calls_per_day=per_day,
+                              limited=True, processes=2, server=server)  # fmt: skip
+    finally:
+        server.stop()
+    return out
