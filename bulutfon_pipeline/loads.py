@@ -43,11 +43,17 @@ T = TypeVar("T")
 
 
 class ListingClient(Protocol):
+    """``iter_listing_pages()``; a client whose ``filters_listing_by_time`` is true (the
+    v2 API) also takes ``since=`` and then lists only the calls from that instant on."""
+
     def iter_listing_pages(self) -> Iterator[Any]: ...
 
 
 class DetailClient(Protocol):
-    def fetch_details(self, uuids: Iterable[str]) -> Iterator[Any]: ...
+    """``fetch_details(uuids)``; a client whose ``details_need_call_date`` is true (the
+    v2 API, whose detail path holds the local date) gets ``(uuid, date)`` pairs."""
+
+    def fetch_details(self, uuids: Iterable[Any]) -> Iterator[Any]: ...
 
 
 def _instant(value: Any) -> dt.datetime | None:
@@ -187,7 +193,9 @@ def scan_listing(
 
     The listing has no date filter and is newest first, so the scan stops once a whole
     page is older than ``high-water mark - lookback`` (first run: older than
-    ``start_date``). Calls that arrive late, inside the lookback, are caught.
+    ``start_date``). Calls that arrive late, inside the lookback, are caught. On the v2
+    API (``client.filters_listing_by_time``) the listing is asked for the calls from that
+    instant on only, so the scan reads just the pages of those calls.
 
     The pages are staged in the warehouse whenever ``chunk_rows`` rows have gathered, each
     chunk in its own short transaction, so memory is bounded by a chunk, not by the
@@ -235,7 +243,11 @@ def scan_listing(
     rejects: list[Reject] = []
     bar = progress.reporter()
     bar.start("listing pages", None)
-    for page in client.iter_listing_pages():
+    if getattr(client, "filters_listing_by_time", False):
+        pages: Iterable[Any] = client.iter_listing_pages(since=stop_before)  # type: ignore[call-arg]
+    else:
+        pages = client.iter_listing_pages()
+    for page in pages:
         result.pages += 1
         result.items += len(page.items)
         normalized = normalize_listing(page.items)
@@ -333,7 +345,7 @@ def load_details(
     """
     started = time.monotonic()
     summary = DetailLoadSummary(start=start, end=end)
-    uuids = warehouse.pending_uuids(start, end, refetch=refetch)
+    uuids = _pending(client, warehouse, start, end, refetch)
     summary.pending = len(uuids)
     summary.listed = warehouse.listed_count(start, end)
     bar = progress.reporter()
@@ -358,6 +370,23 @@ def load_details(
     bar.finish("call details")
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _pending(
+    client: DetailClient, warehouse: Warehouse, start: dt.date, end: dt.date, refetch: bool
+) -> list[str] | list[tuple[str, dt.date]]:
+    """The calls to fetch: uuids, or ``(uuid, local date)`` pairs for a client whose
+    detail path holds the date (v2), read day by day (only the days with pending calls,
+    unless ``refetch``)."""
+    if not getattr(client, "details_need_call_date", False):
+        return warehouse.pending_uuids(start, end, refetch=refetch)
+    if refetch:
+        days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    else:
+        days = [day for day in warehouse.pending_dates() if start <= day <= end]
+    return [
+        (uuid, day) for day in days for uuid in warehouse.pending_uuids(day, day, refetch=refetch)
+    ]
 
 
 def _batch_done(

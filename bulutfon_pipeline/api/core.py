@@ -316,6 +316,18 @@ class ClientCore:
             "follow_redirects": True,
         }
 
+    @property
+    def filters_listing_by_time(self) -> bool:
+        """Whether ``iter_listing_pages(since=...)`` asks the API for newer calls only
+        (v2 with ``v2_time_field``); v1 has no time filter."""
+        return self.config.is_v2 and bool(self.config.v2_time_field)
+
+    @property
+    def details_need_call_date(self) -> bool:
+        """Whether a detail's path holds the call's local date (v2): pass
+        ``(uuid, date)`` pairs to ``fetch_details`` to spare a look-up per call."""
+        return self.config.is_v2
+
     def _count_request(self, _request: httpx.Request) -> None:
         self.stats.incr("requests")
 
