@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeVar
 
 import pandas as pd
 
-from bulutfon_pipeline import progress
+from bulutfon_pipeline import progress, versions
 from bulutfon_pipeline.faults import crash_point
 from bulutfon_pipeline.normalize import Reject, normalize_details, normalize_listing
 from bulutfon_pipeline.settings import (
@@ -43,16 +43,10 @@ T = TypeVar("T")
 
 
 class ListingClient(Protocol):
-    """``iter_listing_pages()``; a client whose ``filters_listing_by_time`` is true (the
-    v2 API) also takes ``since=`` and then lists only the calls from that instant on."""
-
     def iter_listing_pages(self) -> Iterator[Any]: ...
 
 
 class DetailClient(Protocol):
-    """``fetch_details(uuids)``; a client whose ``details_need_call_date`` is true (the
-    v2 API, whose detail path holds the local date) gets ``(uuid, date)`` pairs."""
-
     def fetch_details(self, uuids: Iterable[Any]) -> Iterator[Any]: ...
 
 
@@ -191,11 +185,9 @@ def scan_listing(
 ) -> ListingScanResult:
     """Page the listing back to known data and upsert it.
 
-    The listing has no date filter and is newest first, so the scan stops once a whole
-    page is older than ``high-water mark - lookback`` (first run: older than
-    ``start_date``). Calls that arrive late, inside the lookback, are caught. On the v2
-    API (``client.filters_listing_by_time``) the listing is asked for the calls from that
-    instant on only, so the scan reads just the pages of those calls.
+    The listing is newest first with no date filter (v2 has one: :mod:`.versions` asks it
+    for calls from that instant on), so the scan stops once a whole page is older than
+    ``high-water mark - lookback`` (first run: ``start_date``). Late calls are caught.
 
     The pages are staged in the warehouse whenever ``chunk_rows`` rows have gathered, each
     chunk in its own short transaction, so memory is bounded by a chunk, not by the
@@ -243,11 +235,7 @@ def scan_listing(
     rejects: list[Reject] = []
     bar = progress.reporter()
     bar.start("listing pages", None)
-    if getattr(client, "filters_listing_by_time", False):
-        pages: Iterable[Any] = client.iter_listing_pages(since=stop_before)  # type: ignore[call-arg]
-    else:
-        pages = client.iter_listing_pages()
-    for page in pages:
+    for page in versions.listing_pages(client, since=stop_before):
         result.pages += 1
         result.items += len(page.items)
         normalized = normalize_listing(page.items)
@@ -345,7 +333,7 @@ def load_details(
     """
     started = time.monotonic()
     summary = DetailLoadSummary(start=start, end=end)
-    uuids = _pending(client, warehouse, start, end, refetch)
+    uuids = versions.pending_details(client, warehouse, start, end, refetch=refetch)
     summary.pending = len(uuids)
     summary.listed = warehouse.listed_count(start, end)
     bar = progress.reporter()
@@ -370,23 +358,6 @@ def load_details(
     bar.finish("call details")
     summary.seconds = time.monotonic() - started
     return summary
-
-
-def _pending(
-    client: DetailClient, warehouse: Warehouse, start: dt.date, end: dt.date, refetch: bool
-) -> list[str] | list[tuple[str, dt.date]]:
-    """The calls to fetch: uuids, or ``(uuid, local date)`` pairs for a client whose
-    detail path holds the date (v2), read day by day (only the days with pending calls,
-    unless ``refetch``)."""
-    if not getattr(client, "details_need_call_date", False):
-        return warehouse.pending_uuids(start, end, refetch=refetch)
-    if refetch:
-        days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    else:
-        days = [day for day in warehouse.pending_dates() if start <= day <= end]
-    return [
-        (uuid, day) for day in days for uuid in warehouse.pending_uuids(day, day, refetch=refetch)
-    ]
 
 
 def _batch_done(

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bulutfon_pipeline import jsonio
+from bulutfon_pipeline.api.v2 import DEFAULT_FIELD_MAP, rename_v2_fields
 from bulutfon_pipeline.normalize import normalize_details
-from bulutfon_pipeline.normalize.v2 import DEFAULT_FIELD_MAP, rename_v2_fields
 from bulutfon_pipeline.settings import DEFAULT_DETAIL_BATCH_SIZE
 from bulutfon_pipeline.warehouse import Warehouse
 

@@ -16,8 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from bulutfon_pipeline.cli import main
+from bulutfon_pipeline.replay import replay_details
 from bulutfon_pipeline.runner import run_sync
 from bulutfon_pipeline.settings import LOCAL_TZ
+from bulutfon_pipeline.warehouse import Warehouse
 from bulutfon_pipeline_tests.helpers import (
     assert_tables_match,
     environment,
@@ -102,6 +104,12 @@ def test_v2_loads_exact_tables_and_recordings_and_its_no_op_sync_reads_fewer_pag
         assert hashlib.sha256((v2 / row["path"]).read_bytes()).hexdigest() == row["sha256"]
         assert hashlib.sha256(body).hexdigest() == row["sha256"]
         assert row["path"].startswith(f"recordings/{loaded[uuid]['call_date']:%Y/%m/%d}/")
+    # The stored payloads are v2's own text; a replay reads them as v2 again.
+    raw = {r["uuid"]: r["payload"] for r in read_table(db, "raw_cdr_details")}
+    assert any('"caller_extension"' in str(text) for text in raw.values())
+    replayed = replay_details(Warehouse(db))
+    assert replayed.payloads == len(raw) and replayed.rejected == 2
+    assert_tables_match(db, expected)
 
     # The same calls on v1 (same seed): its no-op sync pages from the newest until a page
     # is wholly older than the mark minus the lookback; v2 asks for the recent calls only.

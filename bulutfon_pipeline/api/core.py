@@ -42,7 +42,8 @@ from bulutfon_pipeline.api.retry import (
 )
 from bulutfon_pipeline.api.v2 import (
     ApiKeyAuth,
-    call_date_of,
+    call_date_lookup,
+    recording_location,
     since_filter,
     strip_key_off_origin,
     v2_detail_parser,
@@ -318,14 +319,12 @@ class ClientCore:
 
     @property
     def filters_listing_by_time(self) -> bool:
-        """Whether ``iter_listing_pages(since=...)`` asks the API for newer calls only
-        (v2 with ``v2_time_field``); v1 has no time filter."""
+        """Whether ``iter_listing_pages(since=...)`` lists only newer calls (v2)."""
         return self.config.is_v2 and bool(self.config.v2_time_field)
 
     @property
     def details_need_call_date(self) -> bool:
-        """Whether a detail's path holds the call's local date (v2): pass
-        ``(uuid, date)`` pairs to ``fetch_details`` to spare a look-up per call."""
+        """Whether a detail's path holds the local date (v2): pass ``(uuid, date)``."""
         return self.config.is_v2
 
     def _count_request(self, _request: httpx.Request) -> None:
@@ -382,36 +381,10 @@ class ClientCore:
         return JsonRequest(config.detail_url(uuid), None, parse_detail, "cdr")
 
     def _recording_url(self, uuid: str, url: str | None) -> str:
-        """Where a recording is: ``url`` (v2: its call's ``call_record``), else the v1 path.
-
-        Raises:
-            NotFoundError: v2 without a URL (the call has no recording).
-        """
-        if url:
-            return url
-        if self.config.is_v2:
-            raise NotFoundError(
-                f"no recording URL for call {uuid}: v2 serves a recording at the URL "
-                "its call_record holds",
-                status=404,
-            )
-        return self.config.recording_url(uuid)
+        """Where a recording is: ``url`` (v2: its ``call_record``), else the v1 path."""
+        return recording_location(self.config, uuid, url)
 
     def _call_date_request(self, uuid: str) -> JsonRequest[dt.date]:
         """v2: the listing filtered to one uuid, for a detail asked for without its date."""
-        config = self.config
-        params = {
-            "uuid[eq]": uuid,
-            config.v2_page_param: 1,
-            config.v2_limit_param: 1,
-        }
-        parse = v2_listing_parser(config)
-
-        def call_date(data: Any) -> dt.date:
-            items, _ = parse(data)
-            for item in items:
-                if str(item.get("uuid")) == uuid:
-                    return call_date_of(item)
-            raise NotFoundError(f"the v2 listing holds no call {uuid}", status=404)
-
-        return JsonRequest(config.list_url, params, call_date)
+        params, parse = call_date_lookup(self.config, uuid)
+        return JsonRequest(self.config.list_url, params, parse)

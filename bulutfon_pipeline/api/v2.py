@@ -6,8 +6,10 @@ as a header or a query parameter, ``GET /v2/cdr/list?page&limit`` answering
 ``/v2/cdr/{YYYY}/{MM}/{DD}/{uuid}``, ``call_record`` being ``"NO"`` or the recording's URL,
 and ``field[op]=value`` filters. Everything else is inferred and configurable
 (:class:`~bulutfon_pipeline.api.config.ClientConfig`'s ``v2_*`` fields): the detail's body
-``{"data": {...}}``, the items being v1's but for the names of ``v2_field_map``, and the
-listing's time filter.
+``{"data": {...}}``, the items being v1's (ISO-8601 times with an offset, English codes)
+but for the names of ``v2_field_map`` (by default ``caller_extension`` for ``extension``),
+which :func:`rename_v2_fields` gives their v1 names so that the normaliser reads v2 as
+v1 (``call_record``'s URL counts as a recording there), and the listing's time filter.
 
 The key goes in a header by default: a query parameter ends up in the access logs of
 every proxy and server on the way. In either form it is sent only to the API's own origin
@@ -18,19 +20,24 @@ recording URL or a redirect to another host never receives it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any
 
 import httpx
 
 from bulutfon_pipeline.api.config import ClientConfig
-from bulutfon_pipeline.api.errors import InvalidResponseError
-from bulutfon_pipeline.normalize.v2 import rename_v2_fields
-from bulutfon_pipeline.settings import LOCAL_TZ
+from bulutfon_pipeline.api.errors import InvalidResponseError, NotFoundError
+from bulutfon_pipeline.jsonio import JSONObject
+from bulutfon_pipeline.settings import DEFAULT_V2_FIELD_MAP, LOCAL_TZ
 
 __all__ = [
+    "DEFAULT_FIELD_MAP",
     "ApiKeyAuth",
+    "call_date_lookup",
     "call_date_of",
+    "parse_field_map",
+    "recording_location",
+    "rename_v2_fields",
     "since_filter",
     "strip_key_off_origin",
     "v2_detail_parser",
@@ -38,6 +45,42 @@ __all__ = [
 ]
 
 ListingBody = tuple[list[dict[str, Any]], dict[str, Any] | None]
+
+
+def parse_field_map(text: str) -> tuple[tuple[str, str], ...]:
+    """``"a=b,c=d"`` -> ``(("a", "b"), ("c", "d"))`` (malformed entries are skipped)."""
+    pairs = []
+    for entry in text.split(","):
+        v2_name, _, v1_name = entry.partition("=")
+        if v2_name.strip() and v1_name.strip():
+            pairs.append((v2_name.strip(), v1_name.strip()))
+    return tuple(pairs)
+
+
+#: The default v2 -> v1 field names (``BULUTFON_V2_FIELD_MAP``).
+DEFAULT_FIELD_MAP = parse_field_map(DEFAULT_V2_FIELD_MAP)
+
+
+def rename_v2_fields(obj: Any, field_map: Iterable[tuple[str, str]] = DEFAULT_FIELD_MAP) -> Any:
+    """``obj`` with each v2 field named by its v1 name, for the normaliser; anything else
+    comes back as is.
+
+    A field is renamed only when the v1 name is absent, so a v1 object passes unchanged
+    (the same object). A :class:`~bulutfon_pipeline.jsonio.JSONObject` keeps its
+    ``text``: the payload is stored as the API sent it (and
+    :mod:`bulutfon_pipeline.replay` renames it again when it reads it back).
+    """
+    if not isinstance(obj, Mapping):
+        return obj
+    renames = [(a, b) for a, b in field_map if a in obj and b not in obj]
+    if not renames:
+        return obj
+    renamed = dict(obj)
+    for v2_name, v1_name in renames:
+        renamed[v1_name] = renamed.pop(v2_name)
+    if isinstance(obj, JSONObject):
+        return JSONObject(renamed, obj.text)
+    return renamed
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -135,3 +178,46 @@ def call_date_of(item: dict[str, Any]) -> dt.date:
     if instant.tzinfo is None:  # times without an offset are local (bulutfon-api.md)
         instant = instant.replace(tzinfo=LOCAL_TZ)
     return instant.astimezone(LOCAL_TZ).date()
+
+
+def call_date_lookup(
+    config: ClientConfig, uuid: str
+) -> tuple[dict[str, Any], Callable[[Any], dt.date]]:
+    """The query and the parser of a listing request that finds ``uuid``'s local date
+    (``uuid[eq]=...``), for a detail asked for without it.
+
+    The parser raises :class:`NotFoundError` when the listing does not hold the call.
+    """
+    params: dict[str, Any] = {
+        "uuid[eq]": uuid,
+        config.v2_page_param: 1,
+        config.v2_limit_param: 1,
+    }
+    parse = v2_listing_parser(config)
+
+    def call_date(data: Any) -> dt.date:
+        items, _ = parse(data)
+        for item in items:
+            if str(item.get("uuid")) == uuid:
+                return call_date_of(item)
+        raise NotFoundError(f"the v2 listing holds no call {uuid}", status=404)
+
+    return params, call_date
+
+
+def recording_location(config: ClientConfig, uuid: str, url: str | None) -> str:
+    """Where a call's recording is: ``url`` when given (v2: its ``call_record``), else
+    the v1 recording path.
+
+    Raises:
+        NotFoundError: v2 without a URL (the call has no recording there).
+    """
+    if url:
+        return url
+    if config.is_v2:
+        raise NotFoundError(
+            f"no recording URL for call {uuid}: v2 serves a recording at the URL "
+            "its call_record holds",
+            status=404,
+        )
+    return config.recording_url(uuid)

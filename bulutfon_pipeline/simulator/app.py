@@ -11,10 +11,8 @@ v2 and a v2 key on v1 (401), as the real API does.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import math
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -29,6 +27,7 @@ from bulutfon_pipeline.simulator import render
 from bulutfon_pipeline.simulator.accounts import Accounts
 from bulutfon_pipeline.simulator.admin import admin_routes
 from bulutfon_pipeline.simulator.faults import NON_JSON_KINDS
+from bulutfon_pipeline.simulator.filters import matches, needs_item, parse_filters
 from bulutfon_pipeline.simulator.model import Call
 from bulutfon_pipeline.simulator.state import ENDPOINTS, RUNTIME_KNOBS, SimulatorState
 from bulutfon_pipeline.simulator.wire import error_response as _error
@@ -165,75 +164,6 @@ def _matches(call: Any, filters: dict[str, str]) -> bool:
     return True
 
 
-# --- v2 filters: field[op]=value ---------------------------------------------------------
-
-_V2_FILTER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\[([a-z]+)\]")
-_V2_OPS = frozenset({"eq", "ne", "gt", "ge", "lt", "le", "cont"})
-_V2_TIMES = frozenset({"call_time", "answer_time", "hangup_time"})
-_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": lambda a, b: a == b,
-    "ne": lambda a, b: a != b,
-    "gt": lambda a, b: a > b,
-    "ge": lambda a, b: a >= b,
-    "lt": lambda a, b: a < b,
-    "le": lambda a, b: a <= b,
-}
-
-V2Filter = tuple[str, str, Any]
-
-
-def _v2_filters(request: Request) -> list[V2Filter]:
-    """The request's ``field[op]=value`` filters; times parsed to instants.
-
-    Raises:
-        ValueError: an unknown operator, or a time that is not ISO-8601.
-    """
-    filters: list[V2Filter] = []
-    for key, value in request.query_params.multi_items():
-        match = _V2_FILTER.fullmatch(key)
-        if match is None:
-            continue
-        name, op = match[1], match[2]
-        if op not in _V2_OPS:
-            raise ValueError(f"unknown filter operator {op!r} (eq ne gt ge lt le cont)")
-        if name in _V2_TIMES and op != "cont":
-            try:
-                instant = dt.datetime.fromisoformat(value)
-            except ValueError:
-                raise ValueError(f"{key}: not an ISO-8601 time: {value!r}") from None
-            filters.append(
-                (name, op, instant if instant.tzinfo else instant.replace(tzinfo=LOCAL_TZ))
-            )
-        else:
-            filters.append((name, op, value))
-    return filters
-
-
-def _v2_matches(call: Call, item: dict[str, Any] | None, filters: list[V2Filter]) -> bool:
-    """Whether ``call`` (rendered as ``item`` when a filter is on a non-time field) passes."""
-    for name, op, wanted in filters:
-        if name in _V2_TIMES and op != "cont":
-            value = getattr(call, name)
-            if value is None or not _COMPARE[op](value, wanted):
-                return False
-            continue
-        assert item is not None
-        sent = item.get(name)
-        text = "" if sent is None else str(sent).lower() if isinstance(sent, bool) else str(sent)
-        if op == "cont":
-            if wanted not in text:
-                return False
-        elif isinstance(sent, int | float) and not isinstance(sent, bool):
-            try:
-                if not _COMPARE[op](sent, float(wanted)):
-                    return False
-            except ValueError:
-                return False
-        elif not _COMPARE[op](text, wanted):
-            return False
-    return True
-
-
 def _base_url(request: Request) -> str:
     return f"{request.url.scheme}://{request.url.netloc}"
 
@@ -274,14 +204,14 @@ def _listing(request: Request, state: SimulatorState, version: str) -> Response:
     match: Callable[[Call], bool] | None = None
     if version == "v2":
         try:
-            v2_filters = _v2_filters(request)
+            v2_filters = parse_filters(request.query_params.multi_items())
         except ValueError as exc:
             return _error(400, str(exc))
-        rendered = any(name not in _V2_TIMES or op == "cont" for name, op, _ in v2_filters)
+        rendered = any(needs_item(f) for f in v2_filters)
         if v2_filters:
 
             def match(c: Call) -> bool:
-                return _v2_matches(c, item(c) if rendered else None, v2_filters)
+                return matches(c, item(c) if rendered else None, v2_filters)
 
     else:
         filters = {k: v for k in _FILTERS if (v := request.query_params.get(k))}
