@@ -233,18 +233,14 @@ def _listing(request: Request, state: SimulatorState, version: str) -> Response:
         calls, total = state.dataset.page(page, limit)
     total_pages = math.ceil(total / limit)
     base = f"{base_url}{request.url.path}"
-    return _json({
-        items_key: [item(c) for c in calls],
-        "pagination": {
-            "page": page,
-            "limit": limit,
-            "total_count": total,
-            "total_pages": total_pages,
-            "previous_page": f"{base}?page={page - 1}" if page > 1 else None,
-            # The real API's quirk: no limit and no token in next_page.
-            "next_page": f"{base}?page={page + 1}" if page < total_pages else None,
-        },
-    })  # fmt: skip
+    pagination: dict[str, Any] = {
+        "page": page, "limit": limit, "total_count": total, "total_pages": total_pages,
+    }  # fmt: skip
+    if version != "v2":  # v2's is only known to hold total_pages: the client needs no more
+        pagination["previous_page"] = f"{base}?page={page - 1}" if page > 1 else None
+        # The real API's quirk: no limit and no token in next_page.
+        pagination["next_page"] = f"{base}?page={page + 1}" if page < total_pages else None
+    return _json({items_key: [item(c) for c in calls], "pagination": pagination})
 
 
 def _on_its_date(request: Request, call: Call | None) -> bool:
