@@ -21,6 +21,7 @@ from bulutfon_pipeline.api import (
     NotFoundError,
     ServerError,
 )
+from bulutfon_pipeline.api.config import ENV_VARS
 from bulutfon_pipeline.settings import LOCAL_TZ
 from bulutfon_pipeline.simulator import SimulatorServer
 from bulutfon_pipeline.simulator.audio import recording_for
@@ -328,3 +329,13 @@ def test_a_recording_is_downloaded_from_the_url_of_call_record(
     body, _ = recording_for(call.uuid, call.recording_format, call.recording_octet_stream)
     assert file.path.read_bytes() == body
     assert requests_to(sim, "recording") == {"200": 1}
+
+
+def test_every_v2_variable_is_documented() -> None:
+    root = Path(__file__).parents[2]
+    example, readme = (root / ".env.example").read_text(), (root / "README.md").read_text()
+    v2 = [var for var in ENV_VARS.values() if var.startswith("BULUTFON_V2_")]
+    assert len(v2) == 11
+    for var in [*v2, "BULUTFON_API_VERSION", "BULUTFON_API_KEY"]:
+        assert f"\n{var}=" in example, var
+        assert var in readme, var
