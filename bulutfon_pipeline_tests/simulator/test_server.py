@@ -269,14 +269,20 @@ def test_env_points_a_client_at_the_simulator(simulator_factory):
     assert oauth["BULUTFON_REFRESH_TOKEN"] == sim.initial_refresh_token
     assert "BULUTFON_ACCESS_TOKEN" not in oauth
     assert sim.master_token not in repr(sim)
+    assert master["BULUTFON_API_VERSION"] == "v1" and "BULUTFON_API_KEY" not in master
+    v2_sim = simulator_factory(days=1, calls_per_day=5, dialect="v2")
+    v2 = v2_sim.env(auth="oauth")  # whatever auth: the v2 key
+    assert (v2["BULUTFON_API_VERSION"], v2["BULUTFON_API_KEY"]) == ("v2", v2_sim.api_key)
+    assert "BULUTFON_ACCESS_TOKEN" not in v2 and "BULUTFON_CLIENT_ID" not in v2
 
 
 def test_cli_prints_only_the_url_and_writes_a_private_token_file(tmp_path):
     token_file = tmp_path / "creds.json"
-    env = {**os.environ, "BULUTFON_SIMULATOR_MASTER_TOKEN": "parent-chosen-token"}
+    env = {**os.environ, "BULUTFON_SIMULATOR_MASTER_TOKEN": "parent-chosen-token",
+           "BULUTFON_SIMULATOR_API_KEY": "parent-chosen-v2-key"}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "bulutfon_pipeline.simulator", "--port", "0", "--days", "1",
-         "--calls-per-day", "7", "--dialect", "v1", "--token-file", str(token_file)],
+         "--calls-per-day", "7", "--dialect", "v2", "--token-file", str(token_file)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
     )  # fmt: skip
     try:
@@ -289,9 +295,14 @@ def test_cli_prints_only_the_url_and_writes_a_private_token_file(tmp_path):
         assert creds["master_token"] == "parent-chosen-token"
         r = httpx.get(url + "/cdrs", params={"access_token": "parent-chosen-token"}, headers=UA)
         assert r.json()["pagination"]["total_count"] == 7
+        # --dialect v2: the v1 routes stay, and the key opens /v2/
+        assert (creds["api_version"], creds["api_key"]) == ("v2", "parent-chosen-v2-key")
+        v2 = httpx.get(url + "/v2/cdr/list", headers={**UA, "apikey": "parent-chosen-v2-key"})
+        assert v2.json()["pagination"]["total_count"] == 7
     finally:
         proc.terminate()
         output, _ = proc.communicate(timeout=20)
     text = line + output
-    for secret in (creds["master_token"], creds["client_secret"], creds["refresh_token"]):
+    for secret in (creds["master_token"], creds["client_secret"], creds["refresh_token"],
+                   creds["api_key"]):  # fmt: skip
         assert secret not in text
