@@ -110,6 +110,21 @@ def test_v2_loads_exact_tables_and_recordings_and_its_no_op_sync_reads_fewer_pag
     replayed = replay_details(Warehouse(db))
     assert replayed.payloads == len(raw) and replayed.rejected == 2
     assert_tables_match(db, expected)
+    # A recording removed at the source: v2 says NO where v1 says REMOVED. The next sync
+    # re-fetches that call alone, and our copy goes too (mirrored, as on v1).
+    gone = sorted(stored)[0]
+    url = loaded[gone]["call_record"]
+    sim.change_call(gone, call_record="REMOVED")
+    with environment(_env(sim, v2, BULUTFON_DOWNLOAD_RECORDINGS="1",
+                          BULUTFON_LOOKBACK_HOURS="100")):  # fmt: skip
+        run_sync()
+    assert sim.stats()["detail_uuids"] == {gone: 1}
+    assert not (v2 / stored[gone]["path"]).exists()
+    assert {r["cdr_uuid"] for r in read_table(db, "call_recordings")} == recorded - {gone}
+    changes = {(r["uuid"], r["field"], r["old_value"], r["new_value"])
+               for r in read_table(db, "cdr_changes")}  # fmt: skip
+    assert (gone, "call_record", url, "NO") in changes
+    assert_tables_match(db, sim.expected_tables())
 
     # The same calls on v1 (same seed): its no-op sync pages from the newest until a page
     # is wholly older than the mark minus the lookback; v2 asks for the recent calls only.
