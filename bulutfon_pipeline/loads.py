@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeVar
 
 import pandas as pd
 
-from bulutfon_pipeline import progress
+from bulutfon_pipeline import progress, versions
 from bulutfon_pipeline.faults import crash_point
 from bulutfon_pipeline.normalize import Reject, normalize_details, normalize_listing
 from bulutfon_pipeline.settings import (
@@ -47,7 +47,7 @@ class ListingClient(Protocol):
 
 
 class DetailClient(Protocol):
-    def fetch_details(self, uuids: Iterable[str]) -> Iterator[Any]: ...
+    def fetch_details(self, uuids: Iterable[Any]) -> Iterator[Any]: ...
 
 
 def _instant(value: Any) -> dt.datetime | None:
@@ -185,9 +185,9 @@ def scan_listing(
 ) -> ListingScanResult:
     """Page the listing back to known data and upsert it.
 
-    The listing has no date filter and is newest first, so the scan stops once a whole
-    page is older than ``high-water mark - lookback`` (first run: older than
-    ``start_date``). Calls that arrive late, inside the lookback, are caught.
+    The listing is newest first with no date filter (v2 has one: :mod:`.versions` asks it
+    for calls from that instant on), so the scan stops once a whole page is older than
+    ``high-water mark - lookback`` (first run: ``start_date``). Late calls are caught.
 
     The pages are staged in the warehouse whenever ``chunk_rows`` rows have gathered, each
     chunk in its own short transaction, so memory is bounded by a chunk, not by the
@@ -235,7 +235,7 @@ def scan_listing(
     rejects: list[Reject] = []
     bar = progress.reporter()
     bar.start("listing pages", None)
-    for page in client.iter_listing_pages():
+    for page in versions.listing_pages(client, since=stop_before):
         result.pages += 1
         result.items += len(page.items)
         normalized = normalize_listing(page.items)
@@ -333,7 +333,7 @@ def load_details(
     """
     started = time.monotonic()
     summary = DetailLoadSummary(start=start, end=end)
-    uuids = warehouse.pending_uuids(start, end, refetch=refetch)
+    uuids = versions.pending_details(client, warehouse, start, end, refetch=refetch)
     summary.pending = len(uuids)
     summary.listed = warehouse.listed_count(start, end)
     bar = progress.reporter()

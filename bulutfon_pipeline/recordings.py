@@ -49,8 +49,13 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _DAY_FOLDER = re.compile(r"(\d{4})/(\d{2})/(\d{2})")
 
 
+#: What a download asks for: ``(uuid, dest)``, or ``(uuid, dest, url)`` when the call's
+#: ``call_record`` is the recording's URL (the v2 API).
+Download = tuple[str, Path] | tuple[str, Path, str]
+
+
 class RecordingClient(Protocol):
-    def download_recordings(self, items: Iterable[tuple[str, Path]]) -> Iterator[Any]: ...
+    def download_recordings(self, items: Iterable[Download]) -> Iterator[Any]: ...
 
 
 #: The counts of a recordings load, as named in its metadata.
@@ -139,9 +144,9 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 def _plan(
     candidates: list[RecordingCandidate], data_dir: Path, summary: RecordingsSummary
-) -> tuple[list[tuple[str, Path]], list[Reject], dict[str, RecordingRow]]:
+) -> tuple[list[Download], list[Reject], dict[str, RecordingRow]]:
     """Split candidates into downloads, rejects made without a request, and skips."""
-    downloads: list[tuple[str, Path]] = []
+    downloads: list[Download] = []
     rejects: list[Reject] = []
     previous: dict[str, RecordingRow] = {}
     for candidate in candidates:
@@ -164,7 +169,11 @@ def _plan(
             continue
         if stored is not None:
             previous[candidate.uuid] = stored
-        downloads.append((candidate.uuid, data_dir / stem))
+        url = (candidate.call_record or "").strip()
+        if url.startswith(("https://", "http://")):  # v2: call_record is the recording's URL
+            downloads.append((candidate.uuid, data_dir / stem, url))
+        else:
+            downloads.append((candidate.uuid, data_dir / stem))
     return downloads, rejects, previous
 
 

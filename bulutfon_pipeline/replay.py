@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bulutfon_pipeline import jsonio
+from bulutfon_pipeline.api.v2 import DEFAULT_FIELD_MAP, rename_v2_fields
 from bulutfon_pipeline.normalize import normalize_details
 from bulutfon_pipeline.settings import DEFAULT_DETAIL_BATCH_SIZE
 from bulutfon_pipeline.warehouse import Warehouse
@@ -62,6 +63,7 @@ def replay_details(
     uuids: Sequence[str] | None = None,
     *,
     batch_size: int = DEFAULT_DETAIL_BATCH_SIZE,
+    v2_field_map: Sequence[tuple[str, str]] = DEFAULT_FIELD_MAP,
 ) -> ReplaySummary:
     """Normalise stored raw payloads again and rewrite what they load into.
 
@@ -70,6 +72,8 @@ def replay_details(
         uuids: only these calls (those without a stored payload are skipped); default
             every stored payload.
         batch_size: payloads per transaction.
+        v2_field_map: v2 field -> v1 name, for payloads the v2 API sent (they are
+            stored as sent); a v1 payload has none of these fields and is read as is.
 
     Returns:
         Counts over every batch.
@@ -82,7 +86,10 @@ def replay_details(
     after: str | None = None
     with warehouse.session():
         while rows := warehouse.raw_payloads(uuids, after=after, limit=batch_size):
-            normalized = normalize_details([_unwrap_cdr(jsonio.decode(text)) for _, text in rows])
+            normalized = normalize_details([
+                rename_v2_fields(_unwrap_cdr(jsonio.decode(text)), v2_field_map)
+                for _, text in rows
+            ])  # fmt: skip
             result = warehouse.rewrite_details(normalized)
             payloads += len(rows)
             updated += result.updated

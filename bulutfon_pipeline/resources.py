@@ -19,7 +19,6 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from bulutfon_pipeline.api import BulutfonClient, ClientConfig
-from bulutfon_pipeline.api.errors import ConfigError
 from bulutfon_pipeline.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_DETAIL_BATCH_SIZE,
@@ -38,6 +37,7 @@ SECRET_VARIABLES = (
     "BULUTFON_CLIENT_ID",
     "BULUTFON_CLIENT_SECRET",
     "BULUTFON_REFRESH_TOKEN",
+    "BULUTFON_API_KEY",
 )
 
 
@@ -53,6 +53,7 @@ class BulutfonResource(dg.ConfigurableResource):
     client_id: str | None = Field(default=None, description="OAuth client id (EnvVar)")
     client_secret: str | None = Field(default=None, description="OAuth client secret (EnvVar)")
     refresh_token: str | None = Field(default=None, description="OAuth refresh token (EnvVar)")
+    api_key: str | None = Field(default=None, description="v2 API key (EnvVar)")
     data_dir: str | None = Field(default=None, description="BULUTFON_DATA_DIR (token file)")
     max_concurrency: int | None = Field(default=None, description="BULUTFON_MAX_CONCURRENCY")
     max_rps: float | None = Field(default=None, description="BULUTFON_MAX_RPS")
@@ -75,6 +76,7 @@ class BulutfonResource(dg.ConfigurableResource):
                 "client_id",
                 "client_secret",
                 "refresh_token",
+                "api_key",
                 "data_dir",
                 "max_concurrency",
                 "max_rps",
@@ -87,11 +89,7 @@ class BulutfonResource(dg.ConfigurableResource):
     def client(self) -> Iterator[BulutfonClient]:
         """An open client; raises ``ConfigError`` when no credentials are configured."""
         config = self.client_config()
-        if config.auth_mode is None:
-            raise ConfigError(
-                "No Bulutfon credentials: set BULUTFON_ACCESS_TOKEN, or BULUTFON_CLIENT_ID, "
-                "BULUTFON_CLIENT_SECRET and BULUTFON_REFRESH_TOKEN (see .env.example)"
-            )
+        config.require_auth_mode()  # one line: what to set (BULUTFON_API_KEY on v2)
         with BulutfonClient(config) as client:
             yield client
 
@@ -230,6 +228,7 @@ def default_resources(settings: Settings | None = None) -> dict[str, object]:
             client_id=_secret("BULUTFON_CLIENT_ID"),
             client_secret=_secret("BULUTFON_CLIENT_SECRET"),
             refresh_token=_secret("BULUTFON_REFRESH_TOKEN"),
+            api_key=_secret("BULUTFON_API_KEY"),
         ),
         "warehouse": WarehouseResource(
             database=str(settings.duckdb_path),

@@ -31,6 +31,22 @@ DEFAULT_CDR_DETAIL_PATH = "/cdr/{uuid}.json"  # BULUTFON_CDR_DETAIL_PATH
 DEFAULT_RECORDING_PATH = "/call-records/{uuid}"  # BULUTFON_RECORDING_PATH
 DEFAULT_REDIRECT_URI = "urn:ietf:wg:oauth:2.0:oob"  # BULUTFON_REDIRECT_URI
 
+# --- API v2 (BULUTFON_API_VERSION=v2; section 7 of bulutfon-api.md, the rest inferred) --
+DEFAULT_API_VERSION = "v1"  # BULUTFON_API_VERSION: v1 (seed and v1 paths) or v2
+DEFAULT_V2_LIST_PATH = "/v2/cdr/list"  # BULUTFON_V2_CDR_LIST_PATH
+#: The call's LOCAL (Europe/Istanbul) date fills {yyyy}, {mm} and {dd}.
+DEFAULT_V2_DETAIL_PATH = "/v2/cdr/{yyyy}/{mm}/{dd}/{uuid}"  # BULUTFON_V2_CDR_DETAIL_PATH
+DEFAULT_V2_AUTH = "header"  # BULUTFON_V2_AUTH: header or query (leaks into access logs)
+DEFAULT_V2_KEY_NAME = "apikey"  # BULUTFON_V2_KEY_NAME: the header / query parameter
+DEFAULT_V2_PAGE_PARAM = "page"  # BULUTFON_V2_PAGE_PARAM
+DEFAULT_V2_LIMIT_PARAM = "limit"  # BULUTFON_V2_LIMIT_PARAM
+DEFAULT_V2_DATA_KEY = "data"  # BULUTFON_V2_DATA_KEY: the listing's items, the detail's call
+DEFAULT_V2_PAGINATION_KEY = "pagination"  # BULUTFON_V2_PAGINATION_KEY
+DEFAULT_V2_TIME_FIELD = "call_time"  # BULUTFON_V2_TIME_FIELD (empty: no time filter)
+DEFAULT_V2_TIME_OP = "ge"  # BULUTFON_V2_TIME_OP: gt or ge
+#: v2 field -> the v1 name the normaliser reads (BULUTFON_V2_FIELD_MAP, "a=b,c=d").
+DEFAULT_V2_FIELD_MAP = "caller_extension=extension"
+
 DEFAULT_PAGE_SIZE = 100  # BULUTFON_PAGE_SIZE
 DEFAULT_TIMEOUT_S = 30.0  # BULUTFON_TIMEOUT_S (read/write/pool)
 DEFAULT_CONNECT_TIMEOUT_S = 10.0  # BULUTFON_CONNECT_TIMEOUT_S

@@ -27,6 +27,7 @@ FLOORS: dict[str, int] = {
     "bulutfon_pipeline.loads": 3,
     "bulutfon_pipeline.recordings": 3,
     "bulutfon_pipeline.replay": 3,
+    "bulutfon_pipeline.versions": 3,
     "bulutfon_pipeline.report": 3,
     "bulutfon_pipeline.resources": 4,
     "bulutfon_pipeline.executors": 4,

@@ -160,7 +160,7 @@ def test_each_kind_of_change_is_followed_exactly_with_k_detail_requests(
         assert len(read_table(db, "cdr_changes")) == 5
 
 
-@pytest.mark.parametrize("dialect", ["seed", "v1"])
+@pytest.mark.parametrize("dialect", ["seed", "v1", "v2"])
 def test_k_changed_calls_cost_exactly_k_detail_requests(
     dialect: str, simulator_factory, target: WarehouseTarget, tmp_path: Path
 ) -> None:

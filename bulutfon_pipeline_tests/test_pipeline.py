@@ -3,7 +3,7 @@
 ``target`` is the warehouse a test loads: a DuckDB file, or (tests parametrized with
 ``backend``) a PostgreSQL database on the tests' server. On both: the assets with their
 checks, and the listing paged while calls arrive. DuckDB only, to keep the suite's time:
-the two dialects' comparison (they meet in the normaliser, before any backend), late and
+the dialects' comparison (they meet in the normaliser, before any backend), late and
 new calls (the same syncs as the paged listing's, plus a count of detail requests that
 test_changes.py also makes on PostgreSQL), the seven-day backfill (the runner's ranged
 path, which test_changes.py's reconcile runs on PostgreSQL); and the CLI's errors and file
@@ -137,7 +137,7 @@ def test_materialize_loads_exact_tables_and_second_run_fetches_nothing(
         assert table_snapshot(db) == before
 
 
-def test_seed_and_v1_dialects_load_identical_canonical_tables(
+def test_seed_v1_and_v2_dialects_load_identical_canonical_tables(
     simulator_factory, tmp_path: Path
 ) -> None:
     canonical = {
@@ -182,7 +182,7 @@ def test_seed_and_v1_dialects_load_identical_canonical_tables(
         ],
     }
     tables = {}
-    for dialect in ("seed", "v1"):
+    for dialect in ("seed", "v1", "v2"):
         sim = simulator_factory(days=2, calls_per_day=30, dialect=dialect, seed=11)
         folder = tmp_path / dialect
         folder.mkdir()
@@ -193,7 +193,7 @@ def test_seed_and_v1_dialects_load_identical_canonical_tables(
             for name, columns in canonical.items()
         }
     assert tables["seed"]["cdrs"], "nothing loaded"
-    assert tables["seed"] == tables["v1"]
+    assert tables["seed"] == tables["v1"] == tables["v2"]
 
 
 def test_late_and_new_calls_are_picked_up_by_the_next_sync(

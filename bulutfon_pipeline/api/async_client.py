@@ -8,6 +8,7 @@ adaptive fan-out of :mod:`~bulutfon_pipeline.api.fanout`.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
@@ -76,17 +77,19 @@ class AsyncBulutfonClient(ClientCore):
         self._sleep: AsyncSleep = sleep or asyncio.sleep
         #: The limiter of the latest fan-out, for metadata and tests (limit, decreases...).
         self.last_limiter: AdaptiveLimiter | None = None
+        self._hooks = self._request_hooks()
         kwargs = self._httpx_kwargs()
         if transport is None:  # httpx over aiohttp's engine: half the CPU per request
             transport = fan_out_transport(kwargs["limits"])
         self._http = httpx.AsyncClient(
             transport=transport,
-            event_hooks={"request": [self._count_request_async]},
+            event_hooks={"request": [self._run_request_hooks]},
             **kwargs,
         )
 
-    async def _count_request_async(self, request: httpx.Request) -> None:
-        self._count_request(request)
+    async def _run_request_hooks(self, request: httpx.Request) -> None:
+        for hook in self._hooks:
+            hook(request)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -141,18 +144,32 @@ class AsyncBulutfonClient(ClientCore):
     # -- endpoints
 
     async def iter_listing_pages(
-        self, limit: int | None = None, *, filters: Mapping[str, Any] | None = None
+        self,
+        limit: int | None = None,
+        *,
+        filters: Mapping[str, Any] | None = None,
+        since: dt.datetime | None = None,
     ) -> AsyncGenerator[ListingPage, None]:
         """Async :meth:`BulutfonClient.iter_listing_pages`."""
-        pages = self._listing_pages(limit, filters)
+        pages = self._listing_pages(limit, filters, since)
         while pages.has_next_page:
             yield pages.accept(await self._get_json(self._listing_request(pages)))
 
-    async def get_detail(self, uuid: str) -> dict[str, Any]:
+    async def get_detail(
+        self,
+        uuid: str,
+        call_date: dt.date | None = None,
+        *,
+        limiter: AdaptiveLimiter | None = None,
+    ) -> dict[str, Any]:
         """Async :meth:`BulutfonClient.get_detail`."""
-        return await self._get_json(self._detail_request(uuid))
+        if self.config.is_v2 and call_date is None:
+            call_date = await self._get_json(self._call_date_request(uuid), limiter=limiter)
+        return await self._get_json(self._detail_request(uuid, call_date), limiter=limiter)
 
-    async def fetch_details(self, uuids: Iterable[str]) -> AsyncGenerator[DetailResult, None]:
+    async def fetch_details(
+        self, uuids: Iterable[str | tuple[str, dt.date]]
+    ) -> AsyncGenerator[DetailResult, None]:
         """Fetch many details under adaptive flow control.
 
         Workers pull uuids lazily from ``uuids``; at most ``max_concurrency`` requests
@@ -171,9 +188,12 @@ class AsyncBulutfonClient(ClientCore):
         """
         self._require_credentials()
 
-        async def fetch_one(uuid: str, limiter: AdaptiveLimiter) -> DetailResult:
+        async def fetch_one(
+            key: str | tuple[str, dt.date], limiter: AdaptiveLimiter
+        ) -> DetailResult:
+            uuid, call_date = (key, None) if isinstance(key, str) else key
             try:
-                payload = await self._get_json(self._detail_request(uuid), limiter=limiter)
+                payload = await self.get_detail(uuid, call_date, limiter=limiter)
             except BulutfonError as exc:
                 return DetailResult(uuid, None, exc)
             return DetailResult(uuid, payload, None)
@@ -185,20 +205,21 @@ class AsyncBulutfonClient(ClientCore):
         self,
         uuid: str,
         dest_without_suffix: Path,
+        url: str | None = None,
         *,
         limiter: AdaptiveLimiter | None = None,
     ) -> RecordingFile:
         """Async :meth:`BulutfonClient.download_recording` (file writes are small, sync)."""
         self._require_credentials()
-        url = self.config.recording_url(uuid)
+        where = self._recording_url(uuid, url)
         dest = Path(dest_without_suffix)
         file: RecordingFile = await self._with_retries(
-            lambda: self._download_once(url, dest), limiter
+            lambda: self._download_once(where, dest), limiter
         )
         return file
 
     async def download_recordings(
-        self, items: Iterable[tuple[str, Path]]
+        self, items: Iterable[tuple[str, Path] | tuple[str, Path, str | None]]
     ) -> AsyncGenerator[RecordingResult, None]:
         """Download many recordings with the adaptive limit of :meth:`fetch_details`.
 
@@ -213,10 +234,12 @@ class AsyncBulutfonClient(ClientCore):
         """
         self._require_credentials()
 
-        async def download_one(item: tuple[str, Path], limiter: AdaptiveLimiter) -> RecordingResult:
-            uuid, dest = item
+        async def download_one(
+            item: tuple[str, Path] | tuple[str, Path, str | None], limiter: AdaptiveLimiter
+        ) -> RecordingResult:
+            uuid, dest, url = (*item, None)[:3]
             try:
-                file = await self.download_recording(uuid, dest, limiter=limiter)
+                file = await self.download_recording(uuid, dest, url, limiter=limiter)
             except BulutfonError as exc:
                 return RecordingResult(uuid, None, exc)
             return RecordingResult(uuid, file, None)

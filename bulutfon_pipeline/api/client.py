@@ -15,6 +15,7 @@ retried up to ``max_retries`` times; other 4xx are not.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
@@ -86,7 +87,7 @@ class BulutfonClient(ClientCore):
         self._async_transport = async_transport
         self._http = httpx.Client(
             transport=transport,
-            event_hooks={"request": [self._count_request]},
+            event_hooks={"request": self._request_hooks()},
             **self._httpx_kwargs(),
         )
 
@@ -158,7 +159,11 @@ class BulutfonClient(ClientCore):
     # -- endpoints
 
     def iter_listing_pages(
-        self, limit: int | None = None, *, filters: Mapping[str, Any] | None = None
+        self,
+        limit: int | None = None,
+        *,
+        filters: Mapping[str, Any] | None = None,
+        since: dt.datetime | None = None,
     ) -> Generator[ListingPage, None, None]:
         """Page through the CDR listing, newest first, one :class:`ListingPage` at a time.
 
@@ -170,27 +175,40 @@ class BulutfonClient(ClientCore):
         Args:
             limit: page size; ``config.page_size`` by default.
             filters: extra documented filters (``caller``, ``missing_call``, ...).
+            since: v2 only: ask only for calls at or after this instant (the
+                ``v2_time_field[v2_time_op]`` filter). v1 has no time filter and ignores
+                it; the caller stops paging once it reaches what it holds.
 
         Raises:
             ConfigError, AuthError, RateLimitedError, ServerError, InvalidResponseError,
             TransportError: as soon as a page cannot be fetched.
         """
-        pages = self._listing_pages(limit, filters)
+        pages = self._listing_pages(limit, filters, since)
         while pages.has_next_page:
             yield pages.accept(self._get_json(self._listing_request(pages)))
 
-    def get_detail(self, uuid: str) -> dict[str, Any]:
+    def get_detail(self, uuid: str, call_date: dt.date | None = None) -> dict[str, Any]:
         """One call's detail: the inner ``cdr`` object, with its ``call_flow``.
+
+        On v2 the detail's path holds the call's local date: without ``call_date`` it is
+        looked up first (one listing request filtered on the uuid).
 
         Raises:
             NotFoundError: no such call (404).
             InvalidResponseError: the body has no ``cdr`` object, after every retry.
             AuthError, RateLimitedError, ServerError, TransportError, ConfigError.
         """
-        return self._get_json(self._detail_request(uuid))
+        if self.config.is_v2 and call_date is None:
+            call_date = self._get_json(self._call_date_request(uuid))
+        return self._get_json(self._detail_request(uuid, call_date))
 
-    def fetch_details(self, uuids: Iterable[str]) -> Generator[DetailResult, None, None]:
+    def fetch_details(
+        self, uuids: Iterable[str | tuple[str, dt.date]]
+    ) -> Generator[DetailResult, None, None]:
         """Fetch many details concurrently; results stream in completion order.
+
+        ``uuids`` are uuids or ``(uuid, local call date)`` pairs; v2 needs the date (see
+        :meth:`get_detail`), v1 ignores it.
 
         Runs :meth:`AsyncBulutfonClient.fetch_details` on an event loop in a background
         thread; at most ``2 * max_concurrency`` finished results wait for the caller.
@@ -202,15 +220,16 @@ class BulutfonClient(ClientCore):
         return self._drain_async(lambda client: client.fetch_details(uuids), "fetch-details")
 
     def download_recordings(
-        self, items: Iterable[tuple[str, Path]]
+        self, items: Iterable[tuple[str, Path] | tuple[str, Path, str | None]]
     ) -> Generator[RecordingResult, None, None]:
         """Download many recordings concurrently; results stream in completion order.
 
         The batch form of :meth:`download_recording`, with the same adaptive fan-out as
         :meth:`fetch_details` (:meth:`AsyncBulutfonClient.download_recordings` on a
-        background event loop). ``items`` are ``(uuid, dest_without_suffix)`` pairs,
-        consumed lazily. Per-item failures (404, unrecognisable audio, exhausted retries)
-        are reported in :attr:`RecordingResult.error`.
+        background event loop). ``items`` are ``(uuid, dest_without_suffix)`` pairs, or
+        ``(uuid, dest, url)`` (v2), consumed lazily. Per-item failures (404,
+        unrecognisable audio, exhausted retries) are reported in
+        :attr:`RecordingResult.error`.
         """
         self._require_credentials()  # fail fast, in the caller's thread
         return self._drain_async(
@@ -226,8 +245,13 @@ class BulutfonClient(ClientCore):
             self.async_client, start, backlog=2 * self.config.max_concurrency, name=name
         )
 
-    def download_recording(self, uuid: str, dest_without_suffix: Path) -> RecordingFile:
+    def download_recording(
+        self, uuid: str, dest_without_suffix: Path, url: str | None = None
+    ) -> RecordingFile:
         """Stream a call's recording to ``<dest_without_suffix>.<wav|ogg|mp3>``.
+
+        ``url``: where the recording is (v2: the URL its ``call_record`` holds; the key
+        is sent only if it is on the API's host); default the v1 recording path.
 
         The body is streamed into a temp file in the destination directory (never held
         in memory), hashed, its format detected from magic bytes or ``Content-Type``, and
@@ -239,7 +263,7 @@ class BulutfonClient(ClientCore):
             AuthError, RateLimitedError, ServerError, TransportError, ConfigError.
         """
         self._require_credentials()
-        url = self.config.recording_url(uuid)
+        where = self._recording_url(uuid, url)
         dest = Path(dest_without_suffix)
-        file: RecordingFile = self._with_retries(lambda: self._download_once(url, dest))
+        file: RecordingFile = self._with_retries(lambda: self._download_once(where, dest))
         return file

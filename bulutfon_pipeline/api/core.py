@@ -12,6 +12,7 @@ The clients do the I/O: :mod:`~bulutfon_pipeline.api.client` (sync) and
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import time
@@ -38,6 +39,15 @@ from bulutfon_pipeline.api.retry import (
     retry_delay,
     should_retry,
     transport_error,
+)
+from bulutfon_pipeline.api.v2 import (
+    ApiKeyAuth,
+    call_date_lookup,
+    recording_location,
+    since_filter,
+    strip_key_off_origin,
+    v2_detail_parser,
+    v2_listing_parser,
 )
 
 __all__ = [
@@ -293,8 +303,11 @@ class ClientCore:
 
     def _httpx_kwargs(self) -> dict[str, Any]:
         config = self.config
+        auth: httpx.Auth = (
+            ApiKeyAuth(config) if config.is_v2 and config.api_key else BulutfonAuth(self.tokens)
+        )
         return {
-            "auth": BulutfonAuth(self.tokens),
+            "auth": auth,
             "timeout": httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
             "headers": {"User-Agent": config.user_agent, "Accept": "application/json"},
             "limits": httpx.Limits(
@@ -304,8 +317,25 @@ class ClientCore:
             "follow_redirects": True,
         }
 
+    @property
+    def filters_listing_by_time(self) -> bool:
+        """Whether ``iter_listing_pages(since=...)`` lists only newer calls (v2)."""
+        return self.config.is_v2 and bool(self.config.v2_time_field)
+
+    @property
+    def details_need_call_date(self) -> bool:
+        """Whether a detail's path holds the local date (v2): pass ``(uuid, date)``."""
+        return self.config.is_v2
+
     def _count_request(self, _request: httpx.Request) -> None:
         self.stats.incr("requests")
+
+    def _request_hooks(self) -> list[Callable[[httpx.Request], None]]:
+        """Sync hooks run on every request sent, redirect hops included."""
+        hooks: list[Callable[[httpx.Request], None]] = [self._count_request]
+        if self.config.is_v2:
+            hooks.append(strip_key_off_origin(self.config))
+        return hooks
 
     def _require_credentials(self) -> None:
         """Raise ConfigError before any I/O when there are no credentials."""
@@ -319,14 +349,42 @@ class ClientCore:
         return self.pacer.reserve() if self.pacer is not None else 0.0
 
     def _listing_pages(
-        self, limit: int | None, filters: Mapping[str, Any] | None
+        self,
+        limit: int | None,
+        filters: Mapping[str, Any] | None,
+        since: dt.datetime | None = None,
     ) -> ListingPaginator:
-        return ListingPaginator(limit or self.config.page_size, filters)
+        config = self.config
+        limit = limit or config.page_size
+        if not config.is_v2:  # v1 has no time filter: the caller stops paging itself
+            return ListingPaginator(limit, filters)
+        return ListingPaginator(
+            limit,
+            {**(filters or {}), **since_filter(config, since)},
+            page_param=config.v2_page_param,
+            limit_param=config.v2_limit_param,
+        )
 
     def _listing_request(
         self, pages: ListingPaginator
     ) -> JsonRequest[tuple[list[dict[str, Any]], dict[str, Any] | None]]:
-        return JsonRequest(self.config.list_url, pages.params(), parse_listing)
+        parse = v2_listing_parser(self.config) if self.config.is_v2 else parse_listing
+        return JsonRequest(self.config.list_url, pages.params(), parse)
 
-    def _detail_request(self, uuid: str) -> JsonRequest[dict[str, Any]]:
-        return JsonRequest(self.config.detail_url(uuid), None, parse_detail, "cdr")
+    def _detail_request(
+        self, uuid: str, call_date: dt.date | None = None
+    ) -> JsonRequest[dict[str, Any]]:
+        config = self.config
+        if config.is_v2:
+            url = config.detail_url(uuid, call_date)
+            return JsonRequest(url, None, v2_detail_parser(config), config.v2_data_key)
+        return JsonRequest(config.detail_url(uuid), None, parse_detail, "cdr")
+
+    def _recording_url(self, uuid: str, url: str | None) -> str:
+        """Where a recording is: ``url`` (v2: its ``call_record``), else the v1 path."""
+        return recording_location(self.config, uuid, url)
+
+    def _call_date_request(self, uuid: str) -> JsonRequest[dt.date]:
+        """v2: the listing filtered to one uuid, for a detail asked for without its date."""
+        params, parse = call_date_lookup(self.config, uuid)
+        return JsonRequest(self.config.list_url, params, parse)

@@ -45,9 +45,18 @@ class ListingPaginator:
     that end meanwhile push items onto later pages).
     """
 
-    def __init__(self, limit: int, filters: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        limit: int,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        page_param: str = "page",
+        limit_param: str = "limit",
+    ) -> None:
         self.limit = limit
         self.filters = dict(filters or {})
+        self.page_param = page_param
+        self.limit_param = limit_param
         self.page = 1
         self.has_next_page = True
         self.seen: set[str] = set()
@@ -56,7 +65,8 @@ class ListingPaginator:
         """The query parameters of the next page (we build its URL ourselves: the API's
         ``next_page`` drops ``limit`` and the token)."""
         params: dict[str, Any] = dict(self.filters)
-        params.update(page=self.page, limit=self.limit)
+        params[self.page_param] = self.page
+        params[self.limit_param] = self.limit
         return params
 
     def accept(self, body: tuple[list[dict[str, Any]], dict[str, Any] | None]) -> ListingPage:

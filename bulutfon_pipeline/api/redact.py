@@ -26,7 +26,7 @@ __all__ = [
 MASK = "***"
 
 #: Parameters whose value is always a secret, in a query string, form body or JSON.
-_SECRET_KEYS = ("access_token", "refresh_token", "client_secret", "code")
+_SECRET_KEYS = ("access_token", "refresh_token", "client_secret", "code", "apikey")
 _KEYS = "|".join(_SECRET_KEYS)
 # key=value in a URL or form body. The lookbehind keeps `error_code=` or `zipcode=` intact.
 _QUERY_RE = re.compile(rf"(?<![A-Za-z0-9_])({_KEYS})=([^&\s'\"<>#,;)\]]+)")
@@ -79,7 +79,7 @@ def redact(text: str, extra_secrets: Iterable[str] = ()) -> str:
 
     Returns:
         ``text`` with ``access_token=``, ``refresh_token=``, ``client_secret=`` and
-        ``code=`` values (query/form and JSON forms) and all registered secrets
+        ``code=`` and ``apikey=`` values (query/form and JSON forms) and all registered secrets
         replaced by ``***``.
     """
     if not text:

@@ -55,8 +55,12 @@ def map_distinct(values: list[Any], func: Callable[[Any], Any]) -> list[Any]:
 
 
 def has_recording(value: str | None) -> bool:
-    """``call_record`` as sent -> whether the call has a recording."""
-    return value is not None and value.strip() in _RECORDING_PRESENT
+    """``call_record`` as sent -> whether the call has a recording (``Var``, ``YES``, or
+    on v2 the recording's URL)."""
+    if value is None:
+        return False
+    value = value.strip()
+    return value in _RECORDING_PRESENT or value.startswith(("https://", "http://"))
 
 
 def hangup_cause_code(value: str | None) -> str | None:

@@ -70,11 +70,15 @@ def preflight(env: Mapping[str, str] | None = None) -> Settings:
         config = BulutfonResource().client_config(env)
     except ConfigError as error:
         raise SetupError(str(error)) from None
-    if config.auth_mode is None:
+    if config.auth_mode is None and not config.is_v2 and not config.api_key:
         raise SetupError(
             "no Bulutfon credentials: set BULUTFON_ACCESS_TOKEN, or BULUTFON_CLIENT_ID, "
             "BULUTFON_CLIENT_SECRET and BULUTFON_REFRESH_TOKEN (see .env.example)"
         )
+    try:
+        config.require_auth_mode()  # v2 without a key, or a v2 key on v1: one line
+    except ConfigError as error:
+        raise SetupError(str(error)) from None
     check_warehouse(settings)
     return settings
 

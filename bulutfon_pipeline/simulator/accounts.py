@@ -4,9 +4,10 @@ Each account is a :class:`.SimulatorState` of its own: its credentials (master t
 OAuth client and the tokens it issues), its dataset, its knobs (so its own
 ``rate_limit_rps`` and token buckets: one account's traffic never drains another's) and
 its request statistics. An API request goes to the account whose master token or issued
-access token it carries; the token endpoint, to the account of its ``client_id``. A
-request no account recognizes is answered with the first account's latency and outage and
-then the API's 401, and is counted only in the server-wide statistics.
+access token it carries (a ``/v2/`` request: whose API key); the token endpoint, to the
+account of its ``client_id``. A request no account recognizes is answered with the first
+account's latency and outage and then the API's 401, and is counted only in the
+server-wide statistics.
 
 Account ``i`` (0-based, in the order given) is served ``config`` with ``seed + i``. The
 first account keeps the config's credentials and is generated at once, so one account is
@@ -61,7 +62,12 @@ def account_config(config: SimulatorConfig, index: int) -> SimulatorConfig:
     if index == 0:
         return dataclasses.replace(config)
     return dataclasses.replace(
-        config, seed=config.seed + index, master_token=None, client_id=None, client_secret=None
+        config,
+        seed=config.seed + index,
+        master_token=None,
+        api_key=None,
+        client_id=None,
+        client_secret=None,
     )
 
 
@@ -79,6 +85,7 @@ class Accounts:
         self._lock = threading.Lock()
         self._by_master = {s.master_token: s for s in self._states.values()}
         self._by_client = {s.client_id: s for s in self._states.values()}
+        self._by_key = {s.api_key: s for s in self._states.values()}
         if len(self._by_master) != len(self._states) or len(self._by_client) != len(self._states):
             raise ValueError("two accounts share a master token or a client id")
         self._by_access: dict[str, SimulatorState] = {}
@@ -127,6 +134,10 @@ class Accounts:
             with self._lock:
                 state = self._by_access.get(token)
         return state
+
+    def route_key(self, key: str | None) -> SimulatorState | None:
+        """The account whose v2 API key is ``key``, or None."""
+        return self._by_key.get(key) if key else None
 
     # -- the token endpoint ------------------------------------------------------------
     def grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any], SimulatorState | None]:

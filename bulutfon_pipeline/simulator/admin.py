@@ -67,7 +67,10 @@ async def _change(request: Request, state: SimulatorState) -> Response:
         return error_response(404, "no such call")
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         return error_response(400, str(exc))
-    return json_response(to_jsonable(render.listing_item(call, state.config.dialect)))
+    base_url = f"{request.url.scheme}://{request.url.netloc}"
+    return json_response(
+        to_jsonable(render.listing_item(call, state.config.dialect, False, base_url))
+    )
 
 
 async def _config(request: Request, state: SimulatorState) -> Response:
@@ -81,7 +84,8 @@ async def _config(request: Request, state: SimulatorState) -> Response:
 
 
 async def _expected(request: Request, state: SimulatorState) -> Response:
-    return json_response(to_jsonable(state.dataset.expected_tables()))
+    base_url = f"{request.url.scheme}://{request.url.netloc}"
+    return json_response(to_jsonable(state.dataset.expected_tables(base_url=base_url)))
 
 
 async def _auth_code(request: Request, state: SimulatorState) -> Response:

@@ -1,7 +1,8 @@
 """``bulutfon-pipeline simulator``: serve the Bulutfon API simulator in the foreground.
 
 Prints only the URL. Credentials go to ``--token-file`` (mode 0600), never to the terminal;
-a parent process can fix the master token with ``BULUTFON_SIMULATOR_MASTER_TOKEN``.
+a parent process can fix the master token with ``BULUTFON_SIMULATOR_MASTER_TOKEN`` (and the
+v2 API key with ``BULUTFON_SIMULATOR_API_KEY``).
 ``--accounts N`` serves N accounts (``account-1`` … ``account-N``, the i-th with seed
 ``--seed + i``, 0-based), each with its own credentials, dataset, rate limit and stats; the
 token file's top-level credentials are the first account's, and ``accounts`` holds each
@@ -31,13 +32,14 @@ __all__ = ["simulator_command"]
 MASTER_TOKEN_ENV = "BULUTFON_SIMULATOR_MASTER_TOKEN"
 CLIENT_ID_ENV = "BULUTFON_SIMULATOR_CLIENT_ID"
 CLIENT_SECRET_ENV = "BULUTFON_SIMULATOR_CLIENT_SECRET"
-_SECRET_FIELDS = ("master_token", "client_id", "client_secret")
+API_KEY_ENV = "BULUTFON_SIMULATOR_API_KEY"
+_SECRET_FIELDS = ("master_token", "api_key", "client_id", "client_secret")
 _HELP: dict[str, str] = {
     "seed": "random seed of the dataset",
     "days": "number of days of calls, ending with --end-date",
     "calls_per_day": "calls on each day",
     "end_date": "last day of calls (YYYY-MM-DD, local)",
-    "dialect": "seed (Turkish, 2015) or v1 (ISO times, English codes)",
+    "dialect": "seed (Turkish, 2015), v1 (ISO times, English codes) or v2 (/v2/, API key)",
     "paginate": "wrap listings in a pagination envelope",
     "rate_limit_rps": "per-token requests per second (0 = unlimited)",
     "error_rate": "share of requests answered 500/502/503",
@@ -109,6 +111,7 @@ def simulator_command(
         knobs["end_date"] = knobs["end_date"].date()
     config = SimulatorConfig(
         master_token=os.environ.get(MASTER_TOKEN_ENV) or None,
+        api_key=os.environ.get(API_KEY_ENV) or None,
         client_id=os.environ.get(CLIENT_ID_ENV) or None,
         client_secret=os.environ.get(CLIENT_SECRET_ENV) or None,
         **knobs,
@@ -126,7 +129,9 @@ def simulator_command(
             "cdr_list_path": list_path,
             "cdr_detail_path": detail_path,
             "recording_path": recording_path,
+            "api_version": "v2" if config.dialect == "v2" else "v1",
             "master_token": state.master_token,
+            "api_key": state.api_key,
             "client_id": state.client_id,
             "client_secret": state.client_secret,
             "refresh_token": state.initial_refresh_token,
@@ -134,6 +139,7 @@ def simulator_command(
                 name: {
                     "seed": accounts[name].config.seed,
                     "master_token": accounts[name].master_token,
+                    "api_key": accounts[name].api_key,
                     "client_id": accounts[name].client_id,
                     "client_secret": accounts[name].client_secret,
                     "refresh_token": accounts[name].initial_refresh_token,

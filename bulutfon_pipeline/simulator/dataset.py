@@ -2,7 +2,7 @@
 
 :func:`generate_dataset` builds a :class:`Dataset` from a seed through :mod:`.generator`;
 :mod:`.faults` picks the faulty calls, :mod:`.ground_truth` derives the warehouse rows a
-correct load produces, and :mod:`.render` turns calls into either dialect.
+correct load produces, and :mod:`.render` turns calls into each dialect.
 """
 
 from __future__ import annotations
@@ -186,14 +186,17 @@ class Dataset:
             )
 
     # -- ground truth ------------------------------------------------------------------
-    def expected_tables(self, dialect: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    def expected_tables(
+        self, dialect: str | None = None, base_url: str = ""
+    ) -> dict[str, list[dict[str, Any]]]:
         """The warehouse rows a correct load of this dataset produces, from the model
-        (see :func:`.ground_truth.expected_tables`); ``dialect`` defaults to the served one."""
+        (see :func:`.ground_truth.expected_tables`); ``dialect`` defaults to the served one,
+        ``base_url`` is the serving host (v2's recording URLs)."""
         dialect = dialect or self.config.dialect
         with self._lock:
             calls = list(self._calls)
             faults = dict(self._faults)
-        return ground_truth.expected_tables(calls, faults, dialect)
+        return ground_truth.expected_tables(calls, faults, dialect, base_url)
 
 
 def generate_dataset(config: SimulatorConfig | None = None) -> Dataset:

@@ -1,7 +1,7 @@
 """The simulator's dialect-neutral model: its knobs and the records a call is made of.
 
 Everything is kept in canonical codes and aware UTC datetimes; :mod:`.render` turns a
-:class:`Call` into either dialect. This module imports nothing of the project.
+:class:`Call` into any dialect. This module imports nothing of the project.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ __all__ = [
 ]
 
 UTC = dt.UTC
-Dialect = Literal["seed", "v1"]
-DIALECTS: tuple[str, ...] = ("seed", "v1")
+Dialect = Literal["seed", "v1", "v2"]
+#: ``v2``: the v1 routes answer in v1 and the ``/v2/`` routes in v2 (every route is
+#: served whatever the dialect; the dialect says which one ``SimulatorServer.env`` uses).
+DIALECTS: tuple[str, ...] = ("seed", "v1", "v2")
 
 
 @dataclass
@@ -49,6 +51,8 @@ class SimulatorConfig:
     max_page_size: int = 500
     # --- auth -------------------------------------------------------------------------
     master_token: str | None = field(default=None, repr=False)
+    #: The v2 API key (v1 tokens are refused on v2 and this key on v1).
+    api_key: str | None = field(default=None, repr=False)
     client_id: str | None = None
     client_secret: str | None = field(default=None, repr=False)
     token_ttl_s: float = 7200

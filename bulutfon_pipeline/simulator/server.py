@@ -13,18 +13,26 @@ from typing import Any, Literal
 import httpx
 import uvicorn
 
-from bulutfon_pipeline.settings import DEFAULT_RECORDING_PATH, DEFAULT_REDIRECT_URI
+from bulutfon_pipeline.settings import (
+    DEFAULT_RECORDING_PATH,
+    DEFAULT_REDIRECT_URI,
+    DEFAULT_V2_LIST_PATH,
+)
 from bulutfon_pipeline.simulator.accounts import Accounts
 from bulutfon_pipeline.simulator.app import SimulatorState, create_app
 from bulutfon_pipeline.simulator.dataset import Dataset
 from bulutfon_pipeline.simulator.model import SimulatorConfig
+from bulutfon_pipeline.simulator.render import V2_DETAIL_PATH, V2_RECORDING_PATH
 
 __all__ = ["DIALECT_PATHS", "SimulatorServer"]
 
-#: (list path, detail path, recording path) each dialect documents.
+#: (list path, detail path, recording path) each dialect documents. v2's detail and
+#: recording paths hold the call's local date ({yyyy}/{mm}/{dd}); a client takes the
+#: recording's URL from ``call_record``.
 DIALECT_PATHS: dict[str, tuple[str, str, str]] = {
     "seed": ("/cdr.json", "/cdr/{uuid}.json", DEFAULT_RECORDING_PATH),
     "v1": ("/cdrs", "/cdrs/{uuid}", DEFAULT_RECORDING_PATH),
+    "v2": (DEFAULT_V2_LIST_PATH, V2_DETAIL_PATH, V2_RECORDING_PATH),
 }
 _START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 10.0
@@ -167,6 +175,11 @@ class SimulatorServer:
         return self.state.master_token
 
     @property
+    def api_key(self) -> str:
+        """The first account's v2 API key."""
+        return self.state.api_key
+
+    @property
     def client_id(self) -> str:
         return self.state.client_id
 
@@ -217,18 +230,24 @@ class SimulatorServer:
         (None: the first).
 
         ``master``: ``BULUTFON_ACCESS_TOKEN`` = the master token. ``oauth``: client id,
-        secret and the initial refresh token (which rotates on first use).
+        secret and the initial refresh token (which rotates on first use). On the ``v2``
+        dialect, whatever ``auth``: ``BULUTFON_API_VERSION=v2`` and the account's
+        ``BULUTFON_API_KEY`` (v1 paths for the v1 variables, the v2 paths are the defaults).
         """
         state = self.account(account)
-        list_path, detail_path, recording_path = self.paths
+        dialect = self.state.config.dialect
+        list_path, detail_path, recording_path = DIALECT_PATHS["v1" if dialect == "v2" else dialect]
         env = {
             "BULUTFON_API_URL": self.url,
             "BULUTFON_TOKEN_URL": self.token_url,
             "BULUTFON_CDR_LIST_PATH": list_path,
             "BULUTFON_CDR_DETAIL_PATH": detail_path,
             "BULUTFON_RECORDING_PATH": recording_path,
+            "BULUTFON_API_VERSION": "v2" if dialect == "v2" else "v1",
         }
-        if auth == "master":
+        if dialect == "v2":
+            env["BULUTFON_API_KEY"] = state.api_key
+        elif auth == "master":
             env["BULUTFON_ACCESS_TOKEN"] = state.master_token
         elif auth == "oauth":
             env["BULUTFON_CLIENT_ID"] = state.client_id
@@ -246,8 +265,9 @@ class SimulatorServer:
         return self.state.dataset
 
     def expected_tables(self, account: str | None = None) -> dict[str, list[dict[str, Any]]]:
-        """The rows a correct load of ``account``'s calls (None: the first's) produces."""
-        return self.account(account).dataset.expected_tables()
+        """The rows a correct load of ``account``'s calls (None: the first's) produces
+        (on v2, ``call_record`` holds this server's recording URLs)."""
+        return self.account(account).dataset.expected_tables(base_url=self.url)
 
     def stats(self, account: str | None = None) -> dict[str, Any]:
         """Request counts of ``account``, or of the whole server when None (which also

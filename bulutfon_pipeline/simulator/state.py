@@ -23,7 +23,7 @@ _GENERATION_KNOBS = ("seed", "days", "calls_per_day", "end_date", "masked_share"
 RUNTIME_KNOBS = tuple(
     f.name
     for f in dataclasses.fields(SimulatorConfig)
-    if f.name not in (*_GENERATION_KNOBS, "master_token", "client_id", "client_secret")
+    if f.name not in (*_GENERATION_KNOBS, "master_token", "client_id", "client_secret", "api_key")
 )
 
 
@@ -53,6 +53,7 @@ class SimulatorState:
         if dataset is None and not lazy:
             self._dataset = generate_dataset(self.config)
         self.master_token = config.master_token or secrets.token_hex(32)
+        self.api_key = config.api_key or secrets.token_hex(24)
         self.client_id = config.client_id or secrets.token_hex(16)
         self.client_secret = config.client_secret or secrets.token_hex(32)
         self._access: dict[str, float] = {}  # access token -> expiry (epoch seconds)
@@ -130,10 +131,11 @@ class SimulatorState:
         return code
 
     def issued_secrets(self) -> list[str]:
-        """Every secret this simulator knows: master token, client secret, and each access
-        token, refresh token and authorization code it ever issued (for leak scans)."""
+        """Every secret this simulator knows: master token, v2 API key, client secret, and
+        each access token, refresh token and authorization code it ever issued (for leak
+        scans)."""
         with self._lock:
-            return [self.master_token, self.client_secret, *self._issued]
+            return [self.master_token, self.api_key, self.client_secret, *self._issued]
 
     def expire_tokens(self) -> int:
         """Make every issued access token expired now (the master token never expires)."""
@@ -191,6 +193,10 @@ class SimulatorState:
         if expires is None:
             return "invalid"
         return "ok" if time.time() < expires else "expired"
+
+    def check_key(self, key: str | None) -> str:
+        """``ok`` or ``invalid``: a v2 API key (v1 tokens are not keys)."""
+        return "ok" if key and secrets.compare_digest(key, self.api_key) else "invalid"
 
     def take(self, token: str) -> bool:
         """One request from ``token``'s bucket (capacity: one second of ``rate_limit_rps``)."""

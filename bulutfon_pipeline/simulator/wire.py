@@ -41,6 +41,6 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 def public_config(config: SimulatorConfig) -> dict[str, Any]:
     """The config without its secrets."""
     data = dataclasses.asdict(config)
-    for name in ("master_token", "client_secret"):
+    for name in ("master_token", "client_secret", "api_key"):
         data.pop(name, None)
     return data

@@ -42,7 +42,7 @@ def statuses(sim: SimulatorServer, endpoint: str) -> dict[str, int]:
     return dict(sim.stats()[endpoint])
 
 
-@pytest.mark.parametrize("dialect", ["seed", "v1"])
+@pytest.mark.parametrize("dialect", ["seed", "v1", "v2"])
 def test_paging_a_live_listing_loses_nothing_and_repeats_nothing(
     simulator_factory: Any, tmp_path: Path, dialect: str
 ) -> None:

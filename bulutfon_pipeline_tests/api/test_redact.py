@@ -32,6 +32,13 @@ from bulutfon_pipeline.api.errors import AuthError, body_excerpt
             '{"access_token": "***", "expires_in": 7200}',
         ),
         ("{'refresh_token': 'r2'}", "{'refresh_token': '***'}"),
+        # the v2 API key in a query string and in a JSON body; not a *_apikey parameter
+        (
+            "GET https://api.x/v2/cdr/list?page=1&apikey=k-123&limit=5",
+            "GET https://api.x/v2/cdr/list?page=1&apikey=***&limit=5",
+        ),
+        ('{"apikey": "k-123"}', '{"apikey": "***"}'),
+        ("old_apikey=1", "old_apikey=1"),
         # nothing to hide
         (
             "HTTP Request: GET https://api.x/cdr.json?page=1",

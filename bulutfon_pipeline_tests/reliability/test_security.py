@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from bulutfon_pipeline.cli import main as cli_main
 from bulutfon_pipeline.cli import ui as cli_ui
+from bulutfon_pipeline_tests.helpers import read_table
 from bulutfon_pipeline_tests.reliability.conftest import Workspace, WorkspaceFactory, find_leaks
 
 pytestmark = pytest.mark.reliability
@@ -93,3 +94,24 @@ def test_a_postgres_workspace_with_a_password_in_its_url_leaks_it_nowhere(
     assert find_leaks(ws) == []
     # The warehouse really is PostgreSQL: no DuckDB file was made.
     assert not ws.db.exists()
+
+
+def test_a_v2_api_key_sent_in_every_url_leaks_nowhere(
+    simulator_factory, workspace: WorkspaceFactory
+) -> None:
+    # The key's worst placement (BULUTFON_V2_AUTH=query: in every URL), server errors that
+    # make the client retry and log, recordings fetched from call_record's URL. The scan
+    # looks for the key (an issued secret) in every output, file and text column (an
+    # error's text is checked in-process: api/test_v2.py).
+    sim = simulator_factory(days=1, calls_per_day=12, seed=6, dialect="v2",
+                            recording_share=0.5, error_rate=0.2, fault_seed=4)  # fmt: skip
+    ws = workspace(sim, BULUTFON_V2_AUTH="query", BULUTFON_DOWNLOAD_RECORDINGS="1")
+    assert ws.env["BULUTFON_API_KEY"] == sim.api_key in sim.issued_secrets()
+    ws.sync()
+    loaded = read_table(ws.db, "cdrs", ["uuid", "call_record"])
+    assert sorted(row["uuid"] for row in loaded) == sorted(sim.dataset.uuids)
+    assert any(row["call_record"].startswith(sim.url) for row in loaded)
+    stats = sim.stats()
+    errors = [stats[e].get(s, 0) for e in ("listing", "detail") for s in ("500", "502", "503")]
+    assert sum(errors) > 0  # the client did retry (and log) server errors
+    assert find_leaks(ws) == []

@@ -268,10 +268,11 @@ def test_cli_prints_only_the_url_and_serves_accounts_from_a_private_token_file(t
     """The simulator's command line: one line with the URL, the credentials of every
     account in a 0600 token file, none of them in its output."""
     token_file = tmp_path / "creds.json"
-    env = {**os.environ, "BULUTFON_SIMULATOR_MASTER_TOKEN": "parent-chosen-token"}
+    env = {**os.environ, "BULUTFON_SIMULATOR_MASTER_TOKEN": "parent-chosen-token",
+           "BULUTFON_SIMULATOR_API_KEY": "parent-chosen-v2-key"}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "bulutfon_pipeline.simulator", "--port", "0", "--days", "1",
-         "--calls-per-day", "7", "--accounts", "3", "--dialect", "v1",
+         "--calls-per-day", "7", "--accounts", "3", "--dialect", "v2",
          "--token-file", str(token_file)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
     )  # fmt: skip
@@ -296,6 +297,10 @@ def test_cli_prints_only_the_url_and_serves_accounts_from_a_private_token_file(t
         assert len(set().union(*seen)) == 21
         stats = httpx.get(url + "/_admin/accounts/account-2/stats").json()
         assert stats["listing"] == {"200": 1}
+        # --dialect v2: the v1 routes stay, and the first account's key opens /v2/
+        assert (creds["api_version"], creds["api_key"]) == ("v2", "parent-chosen-v2-key")
+        v2 = httpx.get(url + "/v2/cdr/list", headers={**UA, "apikey": "parent-chosen-v2-key"})
+        assert v2.json()["pagination"]["total_count"] == 7
     finally:
         proc.terminate()
         output, _ = proc.communicate(timeout=20)
@@ -304,3 +309,4 @@ def test_cli_prints_only_the_url_and_serves_accounts_from_a_private_token_file(t
         for secret in (account["master_token"], account["client_secret"]):
             assert secret not in text
     assert creds["refresh_token"] not in text
+    assert creds["api_key"] not in text

@@ -265,3 +265,8 @@ def test_env_points_a_client_at_the_simulator(simulator_factory):
     assert oauth["BULUTFON_REFRESH_TOKEN"] == sim.initial_refresh_token
     assert "BULUTFON_ACCESS_TOKEN" not in oauth
     assert sim.master_token not in repr(sim)
+    assert master["BULUTFON_API_VERSION"] == "v1" and "BULUTFON_API_KEY" not in master
+    v2_sim = simulator_factory(days=1, calls_per_day=5, dialect="v2")
+    v2 = v2_sim.env(auth="oauth")  # whatever auth: the v2 key
+    assert (v2["BULUTFON_API_VERSION"], v2["BULUTFON_API_KEY"]) == ("v2", v2_sim.api_key)
+    assert "BULUTFON_ACCESS_TOKEN" not in v2 and "BULUTFON_CLIENT_ID" not in v2
