@@ -28,6 +28,7 @@ FLOORS: dict[str, int] = {
     "bulutfon_pipeline.recordings": 3,
     "bulutfon_pipeline.replay": 3,
     "bulutfon_pipeline.report": 3,
+    "bulutfon_pipeline.webhook": 3,
     "bulutfon_pipeline.resources": 4,
     "bulutfon_pipeline.executors": 4,
     "bulutfon_pipeline.partitions": 4,
