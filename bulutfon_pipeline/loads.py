@@ -308,6 +308,7 @@ def load_details(
     refetch: bool = False,
     batch_size: int = DEFAULT_DETAIL_BATCH_SIZE,
     mirror_recording_deletes: Path | None = None,
+    uuids: Sequence[str] | None = None,
 ) -> DetailLoadSummary:
     """Fetch and load the details of the listed calls of local days ``start..end``.
 
@@ -327,15 +328,19 @@ def load_details(
         mirror_recording_deletes: BULUTFON_DATA_DIR, to delete the recordings (file and
             ``call_recordings`` row) of re-fetched calls the source removed them from;
             None keeps them.
+        uuids: fetch exactly these calls (the calls a webhook pushed, listed or not)
+            instead of the pending listed calls of the range, which then only labels
+            the summary.
 
     Returns:
         The counts of the load, with a small preview of loaded rows.
     """
     started = time.monotonic()
     summary = DetailLoadSummary(start=start, end=end)
-    uuids = warehouse.pending_uuids(start, end, refetch=refetch)
+    if uuids is None:
+        uuids = warehouse.pending_uuids(start, end, refetch=refetch)
+        summary.listed = warehouse.listed_count(start, end)
     summary.pending = len(uuids)
-    summary.listed = warehouse.listed_count(start, end)
     bar = progress.reporter()
     bar.start("call details", len(uuids))
     # Batch counts are added once committed (``DetailWriter``: see the docstring above).
