@@ -310,10 +310,10 @@ def load_details(
     mirror_recording_deletes: Path | None = None,
     uuids: Sequence[str] | None = None,
 ) -> DetailLoadSummary:
-    """Fetch and load the details of the listed calls of local days ``start..end``.
-
-    Only calls with neither a ``cdrs`` row nor a reject are fetched, and calls whose
-    listing changed since they were loaded, unless ``refetch``.
+    """Fetch and load the details of the listed calls of local days ``start..end``, or of
+    exactly ``uuids`` when given (the calls a webhook pushed, listed or not). Of the
+    range, only calls with neither a ``cdrs`` row nor a reject are fetched, and calls
+    whose listing changed since they were loaded, unless ``refetch``.
     Each batch of ``batch_size`` details is normalized and written in one transaction, so
     memory is bounded by two batches (on a server, one is written while the next is
     normalized) and a crash loses at most those two, which the next load fetches again.
@@ -328,19 +328,14 @@ def load_details(
         mirror_recording_deletes: BULUTFON_DATA_DIR, to delete the recordings (file and
             ``call_recordings`` row) of re-fetched calls the source removed them from;
             None keeps them.
-        uuids: fetch exactly these calls (the calls a webhook pushed, listed or not)
-            instead of the pending listed calls of the range, which then only labels
-            the summary.
 
     Returns:
         The counts of the load, with a small preview of loaded rows.
     """
     started = time.monotonic()
     summary = DetailLoadSummary(start=start, end=end)
-    if uuids is None:
-        uuids = warehouse.pending_uuids(start, end, refetch=refetch)
-        summary.listed = warehouse.listed_count(start, end)
-    summary.pending = len(uuids)
+    uuids = warehouse.pending_uuids(start, end, refetch=refetch) if uuids is None else uuids
+    summary.pending, summary.listed = len(uuids), warehouse.listed_count(start, end)
     bar = progress.reporter()
     bar.start("call details", len(uuids))
     # Batch counts are added once committed (``DetailWriter``: see the docstring above).
