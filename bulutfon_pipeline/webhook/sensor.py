@@ -101,6 +101,9 @@ def load_pushed_calls_op(
     name="bulutfon_webhook_load",
     description="Load the calls whose hangup a webhook pushed (started by the webhook sensor).",
     tags={"bulutfon/trigger": "webhook"},
+    # One op: a step process of its own (the default multiprocess executor) would only add
+    # a second interpreter start-up and import to every run, and the latency is the point.
+    executor_def=dg.in_process_executor,
 )
 def webhook_load_job() -> None:
     load_pushed_calls_op()
