@@ -279,6 +279,9 @@ def webhook(host: str, port: int) -> None:
         )
     except InboxError as error:
         raise CLIError(str(error)) from None
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once in-flight posts are answered
+        err_console.print("stopped; every post answered 200 is in the inbox")
+        sys.exit(130)
 
 
 def run(argv: Sequence[str] | None = None) -> None:
