@@ -169,6 +169,11 @@ def bulutfon_webhook_sensor(context: dg.SensorEvaluationContext) -> Any:
     except (InboxError, SettingsError) as error:
         return dg.SkipReason(str(error))
     with inbox:
+        if inbox.last_seq() < max(cursor.consumed, cursor.pending.through if cursor.pending else 0):
+            # A new inbox file (its seq restarts at 1): read it from the start; the load
+            # skips the calls already in cdrs.
+            context.log.warning("the webhook inbox was replaced; reading it from the start")
+            cursor = _Cursor()
         pending = cursor.pending
         if pending is not None:
             runs = context.instance.get_runs(

@@ -299,6 +299,7 @@ def test_no_200_without_a_commit(
     assert [r["uuid"] for r in stored(receiver)] == [calls[0].uuid]
 
 
+@pytest.mark.slow
 def test_every_200_survives_a_sigkill_of_the_receiver(tmp_path: Path, calls: list[Call]) -> None:
     # The real command in its own process, killed (SIGKILL, by the fault hook) inside
     # the transaction of the 17th post, right after the 16th post's 200: the inbox holds

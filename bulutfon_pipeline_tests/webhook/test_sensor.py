@@ -24,9 +24,12 @@ from bulutfon_pipeline.simulator import SimulatorServer
 from bulutfon_pipeline.simulator.model import Call
 from bulutfon_pipeline.simulator.webhooks import (
     WebhookSender,
+    call_hangup_event,
     call_init_event,
 )
 from bulutfon_pipeline.webhook.config import WebhookConfig
+from bulutfon_pipeline.webhook.events import parse_event
+from bulutfon_pipeline.webhook.inbox import Inbox
 from bulutfon_pipeline.webhook.sensor import BATCH_TAG, bulutfon_webhook_sensor, webhook_load_job
 from bulutfon_pipeline.webhook.server import WebhookServer
 from bulutfon_pipeline_tests.helpers import (
@@ -168,7 +171,17 @@ def test_the_sensor_loads_new_hangups_and_consumes_them_only_after_a_successful_
     assert sim.stats().get("detail_uuids", {}) == {}
     assert {t: read_table(db, t) for t in before} == before
 
+    # A new inbox file (seq restarts at 1) is read from the start, not skipped.
+    (tmp_path / "webhook_inbox.sqlite3").rename(tmp_path / "old_inbox.sqlite3")
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"webhook_inbox.sqlite3{suffix}").unlink(missing_ok=True)
+    with Inbox(tmp_path / "webhook_inbox.sqlite3", create=True) as fresh:
+        fresh.store([parse_event(json.dumps(call_hangup_event(calls[6])).encode(), None)])
+    (request,), cursor = _tick(instance, cursor)
+    assert _uuids(request) == [calls[6].uuid]
 
+
+@pytest.mark.slow
 def test_lost_posts_and_deferred_details_are_loaded_by_the_next_scan(
     setup: dict[str, Any],
 ) -> None:
