@@ -90,6 +90,7 @@ def latency(quick: bool) -> dict[str, Any]:
     folder = WORK / "webhook_latency"
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "dagster_home").mkdir(parents=True)
+    (folder / "dagster_home" / "dagster.yaml").write_text("")  # SQLite storage, defaults
     duration = 90.0 if quick else 300.0
     rng = random.Random(15)
     config = SimulatorConfig(days=1, calls_per_day=5, dialect="v1", seed=15,

@@ -29,10 +29,10 @@ __all__ = [
 #: one request can make the receiver hold.
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 #: BULUTFON_WEBHOOK_SENSOR_INTERVAL_S: how often the sensor looks for new hangups. A call
-#: waits for the next tick (up to this), then for its run (a process of its own: 24 s
-#: median at a load average of 8 on 2 cores, mostly start-up), and a call arriving while
+#: waits for the next tick (up to this), then for its run (a process of its own: 12 s
+#: median at a load average of 10 on 2 cores, mostly start-up), and a call arriving while
 #: a run is in flight waits for that run too. At 10 s the 95th percentile measured was
-#: 44 s against the 60 s target (benchmarks/webhook.py); a longer interval adds to every
+#: 28 s against the 60 s target (benchmarks/webhook.py); a longer interval adds to every
 #: call's wait, a shorter one only makes more ticks that find a run in flight.
 DEFAULT_SENSOR_INTERVAL_S = 10
 #: The inbox's file name under BULUTFON_DATA_DIR (BULUTFON_WEBHOOK_INBOX overrides the path).

@@ -18,6 +18,7 @@ Tables:
   bumps ``duplicates`` and keeps its ``seq``.
 * ``rejected_posts(id, received_at, status, reason, encoding, body)``: each post answered
   400 or 413, with the reason and the start of the body, for an operator.
+* ``inbox_meta(key, value)``: ``inbox_id``, random, made with the file.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,7 @@ CREATE TABLE IF NOT EXISTS events (
     duplicates INTEGER NOT NULL DEFAULT 0,
     UNIQUE (uuid, event_type)
 );
+CREATE TABLE IF NOT EXISTS inbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rejected_posts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     received_at TEXT NOT NULL,
@@ -141,6 +144,9 @@ class Inbox:
             self._con.execute("PRAGMA synchronous=FULL")
             if create:
                 self._con.executescript(_SCHEMA)
+                self._con.execute(
+                    "INSERT OR IGNORE INTO inbox_meta VALUES ('inbox_id', ?)", (uuid.uuid4().hex,)
+                )
         except (OSError, sqlite3.Error) as error:
             raise InboxError(f"cannot open the webhook inbox {path}: {error}") from None
 
@@ -224,6 +230,13 @@ class Inbox:
         return [
             InboxHangup(int(s), str(u), int(t), dt.datetime.fromisoformat(r)) for s, u, t, r in rows
         ]
+
+    @property
+    def inbox_id(self) -> str:
+        """A random id the file got when it was created: tells a replaced inbox (whose
+        ``seq`` restarts at 1) from the one a reader's cursor points into."""
+        row = self._con.execute("SELECT value FROM inbox_meta WHERE key = 'inbox_id'").fetchone()
+        return str(row[0])
 
     def last_seq(self) -> int:
         """The newest event's ``seq`` (0 when empty)."""

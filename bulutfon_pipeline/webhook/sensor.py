@@ -1,10 +1,11 @@
 """The Dagster side of webhooks: the job that loads pushed calls, and the sensor that
 starts it for new hangups in the inbox.
 
-The sensor's cursor is ``{"consumed": seq, "pending": {...} | null}``: ``consumed`` is
-the inbox ``seq`` up to which every hangup was loaded by a run that *succeeded*;
-``pending`` names the run requested for the hangups after it (its run key and the last
-``seq`` it covers). Each tick:
+The sensor's cursor is ``{"inbox": id, "consumed": seq, "pending": {...} | null}``:
+``inbox`` is the inbox file's random id (a replaced file is read from its start);
+``consumed`` the inbox ``seq`` up to which every hangup was loaded by a run that
+*succeeded*; ``pending`` names the run requested for the hangups after it (its run key
+and the last ``seq`` it covers). Each tick:
 
 1. with a pending run: if it succeeded, its hangups become consumed; if it failed or was
    canceled, the same hangups are requested again under a new run key (a retry); while
@@ -119,6 +120,7 @@ class _Pending:
 
 @dataclass
 class _Cursor:
+    inbox: str = ""
     consumed: int = 0
     pending: _Pending | None = None
 
@@ -128,7 +130,7 @@ class _Cursor:
             return cls()
         raw = json.loads(text)
         pending = raw.get("pending")
-        return cls(int(raw["consumed"]), _Pending(**pending) if pending else None)
+        return cls(raw["inbox"], int(raw["consumed"]), _Pending(**pending) if pending else None)
 
     def dumps(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -140,13 +142,15 @@ _FAILED = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 def _run_request(
     inbox: Inbox, after: int, attempt: int, through: int | None = None
 ) -> tuple[dg.RunRequest, _Pending] | None:
+    """A run for the hangups after ``after`` (up to ``through``), keyed by the inbox, the
+    range and the attempt: a key Dagster has launched once is never launched again."""
     hangups = inbox.hangups_after(after, limit=MAX_CALLS_PER_RUN)
     if through is not None:
         hangups = [h for h in hangups if h.seq <= through]
     if not hangups:
         return None
     through = hangups[-1].seq
-    key = f"webhook-{after + 1}-{through}-{attempt}"
+    key = f"webhook-{inbox.inbox_id[:12]}-{after + 1}-{through}-{attempt}"
     request = dg.RunRequest(
         run_key=key,
         run_config={"ops": {"load_pushed_calls": {"config": {"uuids": [h.uuid for h in hangups]}}}},
@@ -169,11 +173,12 @@ def bulutfon_webhook_sensor(context: dg.SensorEvaluationContext) -> Any:
     except (InboxError, SettingsError) as error:
         return dg.SkipReason(str(error))
     with inbox:
-        if inbox.last_seq() < max(cursor.consumed, cursor.pending.through if cursor.pending else 0):
-            # A new inbox file (its seq restarts at 1): read it from the start; the load
-            # skips the calls already in cdrs.
-            context.log.warning("the webhook inbox was replaced; reading it from the start")
-            cursor = _Cursor()
+        if cursor.inbox != inbox.inbox_id:
+            if cursor.inbox:
+                # A new inbox file (its seq restarts at 1): read it from the start; the
+                # load skips the calls already in cdrs.
+                context.log.warning("the webhook inbox was replaced; reading it from the start")
+            cursor = _Cursor(inbox=inbox.inbox_id)
         pending = cursor.pending
         if pending is not None:
             runs = context.instance.get_runs(
@@ -181,7 +186,7 @@ def bulutfon_webhook_sensor(context: dg.SensorEvaluationContext) -> Any:
             )
             status = runs[0].status if runs else None
             if status == dg.DagsterRunStatus.SUCCESS:
-                cursor = _Cursor(consumed=pending.through)
+                cursor = _Cursor(cursor.inbox, consumed=pending.through)
             elif status in _FAILED or status is None:
                 # Failed: retry under a new key. Not found: the request was not launched
                 # (the same key again is harmless: Dagster launches a run key once).
@@ -190,11 +195,11 @@ def bulutfon_webhook_sensor(context: dg.SensorEvaluationContext) -> Any:
                 else:
                     made = _run_request(inbox, pending.after, pending.attempt + 1)
                 if made is None:  # cannot happen while the inbox keeps its rows
-                    context.update_cursor(_Cursor(consumed=pending.through).dumps())
+                    context.update_cursor(_Cursor(cursor.inbox, pending.through).dumps())
                     return dg.SkipReason("the pending hangups are gone from the inbox")
                 request, retry = made
                 # A retry covers the failed run's hangups and the new ones that fit.
-                context.update_cursor(_Cursor(cursor.consumed, retry).dumps())
+                context.update_cursor(_Cursor(cursor.inbox, cursor.consumed, retry).dumps())
                 return [request]
             else:
                 return dg.SkipReason(
@@ -205,5 +210,5 @@ def bulutfon_webhook_sensor(context: dg.SensorEvaluationContext) -> Any:
             context.update_cursor(cursor.dumps())
             return dg.SkipReason(f"no new hangups after #{cursor.consumed}")
         request, pending = made
-        context.update_cursor(_Cursor(cursor.consumed, pending).dumps())
+        context.update_cursor(_Cursor(cursor.inbox, cursor.consumed, pending).dumps())
         return [request]
