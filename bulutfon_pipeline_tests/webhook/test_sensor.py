@@ -3,8 +3,9 @@ a real receiver, the sensor (evaluated as the daemon would, on an in-memory Dags
 instance) requests a run, the run executes in-process, and the tables are compared with
 the simulator's ground truth; the listing scan (``run_sync``) reconciles what was lost.
 
-DuckDB only: the load goes through ``loads.load_details`` (tested on both backends by
-the pipeline's own tests); what is new here is which calls it is given, and when.
+On DuckDB; the reconcile test also on PostgreSQL in ``make test-all`` (``extended``): the
+load goes through ``loads.load_details``, tested on both backends by the pipeline's own
+tests, and what is new here is which calls it is given, and when.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from bulutfon_pipeline.webhook.inbox import Inbox
 from bulutfon_pipeline.webhook.sensor import BATCH_TAG, bulutfon_webhook_sensor, webhook_load_job
 from bulutfon_pipeline.webhook.server import WebhookServer
 from bulutfon_pipeline_tests.helpers import (
+    WarehouseTarget,
     assert_tables_match,
     environment,
     expected_rows,
@@ -42,15 +44,18 @@ from bulutfon_pipeline_tests.webhook._support import PASSWORD, USER
 
 
 @pytest.fixture
-def setup(simulator_factory: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def setup(
+    simulator_factory: Any, target: WarehouseTarget, tmp_path: Path
+) -> Iterator[dict[str, Any]]:
     """A v1 simulator (2 days of 10 calls, one whose detail 404s), a receiver writing
-    the inbox where the sensor looks for it, and the environment pointing at both."""
+    the inbox where the sensor looks for it, the warehouse (``target``) and the
+    environment pointing at all three."""
     sim: SimulatorServer = simulator_factory(
         days=2, calls_per_day=10, dialect="v1", seed=5, missing_detail_count=1
     )
     env = {
         **sim.env(auth="master"),
-        "BULUTFON_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        **target.env,
         "BULUTFON_DATA_DIR": str(tmp_path),
         "BULUTFON_START_DATE": "2015-01-01",
         "BULUTFON_MAX_RETRIES": "1",
@@ -61,7 +66,7 @@ def setup(simulator_factory: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
         receiver = WebhookServer(WebhookConfig.from_env()).start()
         try:
             with WebhookSender(receiver.url, user=USER, password=PASSWORD) as sender:
-                yield {"sim": sim, "sender": sender, "db": tmp_path / "warehouse.duckdb"}
+                yield {"sim": sim, "sender": sender, "db": target.db}
         finally:
             receiver.stop()
 
@@ -133,7 +138,7 @@ def test_the_sensor_loads_new_hangups_and_consumes_them_only_after_a_successful_
     # same hangups and those posted since, under a new key.
     monkeypatch.setenv("BULUTFON_DUCKDB_PATH", str(tmp_path))
     assert _execute(instance, request) == dg.DagsterRunStatus.FAILURE
-    monkeypatch.setenv("BULUTFON_DUCKDB_PATH", str(db))
+    monkeypatch.setenv("BULUTFON_DUCKDB_PATH", str(db))  # DuckDB: ``target``'s default
     second = [c.uuid for c in calls[4:6]]
     sender.post_calls(calls[4:6])
     result, cursor = _tick(instance, cursor)
@@ -182,6 +187,9 @@ def test_the_sensor_loads_new_hangups_and_consumes_them_only_after_a_successful_
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend", ["duckdb", pytest.param("postgres", marks=pytest.mark.extended)]
+)
 def test_lost_posts_and_deferred_details_are_loaded_by_the_next_scan(
     setup: dict[str, Any],
 ) -> None:
