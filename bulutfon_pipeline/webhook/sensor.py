@@ -8,7 +8,9 @@ The sensor's cursor is ``{"inbox": id, "consumed": seq, "pending": {...} | null}
 and the last ``seq`` it covers). Each tick:
 
 1. with a pending run: if it succeeded, its hangups become consumed; if it failed or was
-   canceled, the same hangups are requested again under a new run key (a retry); while
+   canceled, the same hangups are requested again under a new run key (a retry: at once
+   after a first failure, then after the interval doubling per failure, up to 10 min,
+   so that a run that keeps failing does not start at every tick); while
    it is queued or running, the tick skips (one load at a time: on DuckDB the runs would
    only queue behind each other on the file);
 2. with none pending: the hangups after ``consumed`` (at most :data:`MAX_CALLS_PER_RUN`)
@@ -22,6 +24,7 @@ every call whose post was lost, or whose detail a run deferred.
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -137,6 +140,22 @@ class _Cursor:
 
 
 _FAILED = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+#: The longest wait before retrying a failed run (a run that keeps failing, e.g. on bad
+#: credentials, is retried at most this often instead of at every tick).
+MAX_RETRY_WAIT_S = 600.0
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _retry_wait_s(attempt: int, ended_at: float | None) -> float:
+    """How long to wait still before retrying a run that ended at ``ended_at``: nothing
+    after a first failure, then the interval doubling per attempt, up to the cap."""
+    if attempt == 0 or ended_at is None:
+        return 0.0
+    backoff = min(SENSOR_INTERVAL_S * 2.0 ** (attempt - 1), MAX_RETRY_WAIT_S)
+    return max(0.0, ended_at + backoff - _now())
 
 
 def _run_request(
@@ -181,10 +200,16 @@ def bulutfon_webhook_sensor(context: dg.SensorEvaluationContext) -> Any:
             cursor = _Cursor(inbox=inbox.inbox_id)
         pending = cursor.pending
         if pending is not None:
-            runs = context.instance.get_runs(
+            records = context.instance.get_run_records(
                 filters=dg.RunsFilter(tags={BATCH_TAG: pending.key}), limit=1
             )
-            status = runs[0].status if runs else None
+            run = records[0].dagster_run if records else None
+            status = run.status if run else None
+            wait = _retry_wait_s(pending.attempt, records[0].end_time if records else None)
+            if status in _FAILED and wait > 0:
+                return dg.SkipReason(
+                    f"run {run.run_id if run else '?'} failed; retrying in {wait:.0f} s"
+                )
             if status == dg.DagsterRunStatus.SUCCESS:
                 cursor = _Cursor(cursor.inbox, consumed=pending.through)
             elif status in _FAILED or status is None:
@@ -203,7 +228,8 @@ def bulutfon_webhook_sensor(context: dg.SensorEvaluationContext) -> Any:
                 return [request]
             else:
                 return dg.SkipReason(
-                    f"run {runs[0].run_id} for hangups up to #{pending.through} is {status.value}"
+                    f"run {run.run_id if run else '?'} for hangups up to #{pending.through} "
+                    f"is {status.value}"
                 )
         made = _run_request(inbox, cursor.consumed, attempt=0)
         if made is None:

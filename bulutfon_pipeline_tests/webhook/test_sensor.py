@@ -11,6 +11,7 @@ tests, and what is new here is which calls it is given, and when.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,10 +29,16 @@ from bulutfon_pipeline.simulator.webhooks import (
     call_hangup_event,
     call_init_event,
 )
+from bulutfon_pipeline.webhook import sensor as sensor_module
 from bulutfon_pipeline.webhook.config import WebhookConfig
 from bulutfon_pipeline.webhook.events import parse_event
 from bulutfon_pipeline.webhook.inbox import Inbox
-from bulutfon_pipeline.webhook.sensor import BATCH_TAG, bulutfon_webhook_sensor, webhook_load_job
+from bulutfon_pipeline.webhook.sensor import (
+    BATCH_TAG,
+    SENSOR_INTERVAL_S,
+    bulutfon_webhook_sensor,
+    webhook_load_job,
+)
 from bulutfon_pipeline.webhook.server import WebhookServer
 from bulutfon_pipeline_tests.helpers import (
     WarehouseTarget,
@@ -138,7 +145,7 @@ def test_the_sensor_loads_new_hangups_and_consumes_them_only_after_a_successful_
     # same hangups and those posted since, under a new key.
     monkeypatch.setenv("BULUTFON_DUCKDB_PATH", str(tmp_path))
     assert _execute(instance, request) == dg.DagsterRunStatus.FAILURE
-    monkeypatch.setenv("BULUTFON_DUCKDB_PATH", str(db))  # DuckDB: ``target``'s default
+    monkeypatch.setenv("BULUTFON_DUCKDB_PATH", str(db))
     second = [c.uuid for c in calls[4:6]]
     sender.post_calls(calls[4:6])
     result, cursor = _tick(instance, cursor)
@@ -146,6 +153,22 @@ def test_the_sensor_loads_new_hangups_and_consumes_them_only_after_a_successful_
     assert retry.run_key != request.run_key
     assert _uuids(retry) == first + second
     assert json.loads(cursor or "")["consumed"] == 0
+
+    # The retry fails too: the next one waits for the interval (doubling after each
+    # failure) instead of starting at every tick.
+    monkeypatch.setenv("BULUTFON_DUCKDB_PATH", str(tmp_path))
+    assert _execute(instance, retry) == dg.DagsterRunStatus.FAILURE
+    monkeypatch.setenv("BULUTFON_DUCKDB_PATH", str(db))  # DuckDB: ``target``'s default
+    waiting, cursor = _tick(instance, cursor)
+    assert isinstance(waiting, dg.SkipReason)
+    assert "failed; retrying in" in (waiting.skip_message or "")
+    later = time.time() + SENSOR_INTERVAL_S + 1
+    monkeypatch.setattr(sensor_module, "_now", lambda: later)
+    result, cursor = _tick(instance, cursor)
+    (second_retry,) = result
+    assert second_retry.run_key not in (request.run_key, retry.run_key)
+    assert _uuids(second_retry) == first + second
+    retry = second_retry
 
     # While the run is queued or running, the sensor waits for it.
     queued = instance.create_run_for_job(
