@@ -37,6 +37,10 @@ DEFAULT_MAX_BODY_BYTES = 256 * 1024
 DEFAULT_SENSOR_INTERVAL_S = 10
 #: The inbox's file name under BULUTFON_DATA_DIR (BULUTFON_WEBHOOK_INBOX overrides the path).
 INBOX_FILENAME = "webhook_inbox.sqlite3"
+#: BULUTFON_WEBHOOK_RETENTION_DAYS: inbox rows older than this are deleted (0 keeps them).
+#: A call is loaded by its run within a minute, or by the listing scan within its lookback
+#: (48 h) whatever happened to its post: after that the rows are only an audit trail.
+DEFAULT_RETENTION_DAYS = 30.0
 #: BULUTFON_WEBHOOK_PATH: where the receiver accepts posts. Set an unguessable path in
 #: production (no signature scheme is documented: Basic auth and the path are the guard).
 DEFAULT_PATH = "/webhook"
@@ -70,6 +74,7 @@ class WebhookConfig:
     password: str | None = field(default=None, repr=False)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     path: str = DEFAULT_PATH
+    retention_days: float = DEFAULT_RETENTION_DAYS
 
     @property
     def requires_auth(self) -> bool:
@@ -104,6 +109,15 @@ class WebhookConfig:
                 f"BULUTFON_WEBHOOK_PATH must start with '/' and hold no '?', '#', '%' or "
                 f"space, got {path!r}"
             )
+        raw_days = env.get("BULUTFON_WEBHOOK_RETENTION_DAYS", "").strip()
+        try:
+            retention = float(raw_days) if raw_days else DEFAULT_RETENTION_DAYS
+        except ValueError:
+            retention = -1.0
+        if not 0 <= retention < float("inf"):
+            raise WebhookConfigError(
+                f"BULUTFON_WEBHOOK_RETENTION_DAYS={raw_days!r} must be a number of days >= 0"
+            )
         data_dir = Path(env.get("BULUTFON_DATA_DIR") or DEFAULT_DATA_DIR)
         inbox = env.get("BULUTFON_WEBHOOK_INBOX", "").strip()
         return cls(
@@ -112,6 +126,7 @@ class WebhookConfig:
             password=password,
             max_body_bytes=cap,
             path=path,
+            retention_days=retention,
         )
 
     def check_host(self, host: str) -> None:

@@ -19,6 +19,9 @@ Tables:
 * ``rejected_posts(id, received_at, status, reason, encoding, body)``: each post answered
   400 or 413, with the reason and the start of the body, for an operator.
 * ``inbox_meta(key, value)``: ``inbox_id``, random, made with the file.
+
+The writer deletes the rows received more than ``BULUTFON_WEBHOOK_RETENTION_DAYS`` ago
+(30 by default) at start and every hour, so the file does not grow without end.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -54,6 +58,8 @@ REJECTED_BODY_CHARS = 2000
 #: The most posts one transaction commits: bounds the time a post waits behind others.
 MAX_GROUP = 500
 _BUSY_TIMEOUT_MS = 30_000
+#: How often the writer deletes rows older than the retention (and once at start).
+PRUNE_EVERY_S = 3600.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -218,6 +224,18 @@ class Inbox:
                 (_now(), status, reason, encoding, text),
             )
 
+    def prune(self, before: dt.datetime) -> int:
+        """Delete the events and refused posts received before ``before``; returns how
+        many rows went. Their calls were long loaded by a run or by the listing scan,
+        which lists every call within its lookback whatever the webhooks did."""
+        cutoff = before.astimezone(dt.UTC).isoformat()
+        with self._transaction() as con:
+            events = con.execute("DELETE FROM events WHERE received_at < ?", (cutoff,)).rowcount
+            refused = con.execute(
+                "DELETE FROM rejected_posts WHERE received_at < ?", (cutoff,)
+            ).rowcount
+        return int(events) + int(refused)
+
     # --- reading (the sensor, the tests, an operator) -----------------------------------
 
     def hangups_after(self, seq: int, *, limit: int) -> list[InboxHangup]:
@@ -275,8 +293,10 @@ class InboxWriter:
     the latency of a post stays near one commit.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, retention_days: float = 0.0) -> None:
         self.inbox = Inbox(path, create=True)
+        self._retention = dt.timedelta(days=retention_days) if retention_days > 0 else None
+        self._next_prune = 0.0
         self._queue: queue.SimpleQueue[tuple[Any, _Done] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="webhook-inbox", daemon=True)
         self._thread.start()
@@ -295,9 +315,25 @@ class InboxWriter:
         self._thread.join()
         self.inbox.close()
 
+    def _prune_when_due(self) -> None:
+        if self._retention is None or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + PRUNE_EVERY_S
+        try:
+            pruned = self.inbox.prune(dt.datetime.now(dt.UTC) - self._retention)
+        except Exception as error:  # the next attempt is in an hour; posts go on
+            log.error("could not prune the inbox: %s", error)
+            return
+        if pruned:
+            log.info("pruned %d inbox rows older than %s", pruned, self._retention)
+
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            self._prune_when_due()
+            try:
+                first = self._queue.get(timeout=PRUNE_EVERY_S)
+            except queue.Empty:
+                continue
             if first is None:
                 return
             group = [first]

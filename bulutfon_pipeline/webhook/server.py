@@ -64,7 +64,7 @@ def serve(
         InboxError: the inbox cannot be opened.
     """
     config.check_host(host)
-    writer = InboxWriter(config.inbox_path)
+    writer = InboxWriter(config.inbox_path, retention_days=config.retention_days)
     try:
         sock = _bind(host, port)
         bound_port = sock.getsockname()[1]
@@ -107,7 +107,7 @@ class WebhookServer:
         return f"http://{self.host}:{self.port}{self.config.path}"
 
     def start(self) -> WebhookServer:
-        self.writer = InboxWriter(self.config.inbox_path)
+        self.writer = InboxWriter(self.config.inbox_path, retention_days=self.config.retention_days)
         ready = threading.Event()
         self._server = _Uvicorn(
             _uvicorn_config(create_app(self.config, self.writer), log_level="warning"), ready

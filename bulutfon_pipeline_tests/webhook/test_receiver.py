@@ -9,10 +9,12 @@ where the process boundary is the point: SIGKILL right after the 200s.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -34,7 +36,8 @@ from bulutfon_pipeline.simulator.webhooks import (
     form_pairs,
 )
 from bulutfon_pipeline.webhook.config import WebhookConfig, WebhookConfigError
-from bulutfon_pipeline.webhook.inbox import Inbox
+from bulutfon_pipeline.webhook.events import parse_event
+from bulutfon_pipeline.webhook.inbox import Inbox, InboxWriter
 from bulutfon_pipeline.webhook.server import WebhookServer
 from bulutfon_pipeline_tests.webhook._support import PASSWORD, USER, stored
 
@@ -256,12 +259,37 @@ def test_concurrent_posts_are_all_stored_once(
     assert sum(r["duplicates"] for r in rows) == 2 * len(calls)
 
 
+def test_the_writer_prunes_rows_older_than_the_retention(tmp_path: Path, calls: list[Call]) -> None:
+    path = tmp_path / "inbox.sqlite3"
+    with Inbox(path, create=True) as inbox:
+        events = [call_hangup_event(call) for call in calls[:3]]
+        inbox.store([parse_event(json.dumps(event).encode(), None) for event in events])
+        inbox.record_rejected(status=400, reason="x", encoding=None, body=b"{")
+    con = sqlite3.connect(path)
+    with con:  # two of them arrived 40 days ago
+        old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=40)).isoformat()
+        con.execute("UPDATE events SET received_at = ? WHERE seq <= 2", (old,))
+        con.execute("UPDATE rejected_posts SET received_at = ?", (old,))
+    con.close()
+    writer = InboxWriter(path, retention_days=30)  # prunes when it starts
+    writer.close()
+    with Inbox(path) as inbox:
+        assert [r["uuid"] for r in inbox.events()] == [calls[2].uuid]
+        assert inbox.rejected() == []
+        kept = InboxWriter(path, retention_days=0)  # 0 keeps everything
+        kept.close()
+        assert inbox.prune(dt.datetime.now(dt.UTC) - dt.timedelta(days=1)) == 0
+        assert len(inbox.events()) == 1
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
         ({"BULUTFON_WEBHOOK_USER": "u"}, "set both BULUTFON_WEBHOOK_USER"),
         ({"BULUTFON_WEBHOOK_MAX_BYTES": "12"}, "BULUTFON_WEBHOOK_MAX_BYTES='12'"),
         ({"BULUTFON_WEBHOOK_PATH": "hook"}, "must start with '/'"),
+        ({"BULUTFON_WEBHOOK_RETENTION_DAYS": "-1"}, "must be a number of days >= 0"),
+        ({"BULUTFON_WEBHOOK_RETENTION_DAYS": "nan"}, "must be a number of days >= 0"),
     ],
 )
 def test_bad_configuration_is_one_line(env: dict[str, str], message: str) -> None:
