@@ -73,6 +73,8 @@ CREATE TABLE IF NOT EXISTS events (
     duplicates INTEGER NOT NULL DEFAULT 0,
     UNIQUE (uuid, event_type)
 );
+-- The hourly prune deletes by age without reading the whole table.
+CREATE INDEX IF NOT EXISTS events_received_at ON events (received_at);
 CREATE TABLE IF NOT EXISTS inbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rejected_posts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
