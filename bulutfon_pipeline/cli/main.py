@@ -263,8 +263,14 @@ def webhook(host: str, port: int) -> None:
     from bulutfon_pipeline.webhook.inbox import InboxError
     from bulutfon_pipeline.webhook.server import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = WebhookConfig.from_env()
+    config.check_host(host)  # before any side effect: a refusal is one line, nothing else
+    # The receiver's own lines (refused posts with their reason) on stderr, timestamped.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    receiver_log = logging.getLogger("bulutfon_pipeline.webhook")
+    receiver_log.addHandler(handler)
+    receiver_log.setLevel(logging.INFO)
     try:
         serve(
             config,
