@@ -263,6 +263,10 @@ class Inbox:
         row = self._con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
         return int(row[0])
 
+    def rejected_count(self) -> int:
+        """How many refused posts the inbox holds."""
+        return int(self._con.execute("SELECT count(*) FROM rejected_posts").fetchone()[0])
+
     def events(self) -> list[dict[str, Any]]:
         """Every stored event as a dict (tests, operators), oldest first."""
         cursor = self._con.execute("SELECT * FROM events ORDER BY seq")

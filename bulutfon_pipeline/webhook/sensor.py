@@ -234,7 +234,9 @@ def bulutfon_webhook_sensor(context: dg.SensorEvaluationContext) -> Any:
         made = _run_request(inbox, cursor.consumed, attempt=0)
         if made is None:
             context.update_cursor(cursor.dumps())
-            return dg.SkipReason(f"no new hangups after #{cursor.consumed}")
+            refused = inbox.rejected_count()
+            note = f"; {refused} refused posts in the inbox's rejected_posts" if refused else ""
+            return dg.SkipReason(f"no new hangups after #{cursor.consumed}{note}")
         request, pending = made
         context.update_cursor(_Cursor(cursor.inbox, cursor.consumed, pending).dumps())
         return [request]

@@ -182,9 +182,11 @@ def test_the_sensor_loads_new_hangups_and_consumes_them_only_after_a_successful_
     assert Counter(sim.stats()["detail_uuids"]) == Counter(first + second)
     assert_tables_match(db, _expected_for(sim, first + second))
 
+    sender.post({"event_type": "call_hangup"})  # refused (400): no uuid
     skipped, cursor = _tick(instance, cursor)
     assert isinstance(skipped, dg.SkipReason)
     assert "no new hangups" in (skipped.skip_message or "")
+    assert "1 refused posts in the inbox's rejected_posts" in (skipped.skip_message or "")
     consumed = json.loads(cursor or "")["consumed"]
     assert consumed > 0 and json.loads(cursor or "")["pending"] is None
 
