@@ -119,6 +119,8 @@ class _Pending:
     after: int
     through: int
     attempt: int
+    #: Runs of these hangups that failed so far (they space the retries out).
+    failures: int = 0
 
 
 @dataclass
@@ -149,23 +151,21 @@ def _now() -> float:
     return time.time()
 
 
-def _retry_wait_s(attempt: int, ended_at: float | None) -> float:
+def _retry_wait_s(failures: int, ended_at: float | None) -> float:
     """How long to wait still before retrying a run that ended at ``ended_at``: nothing
-    after a first failure, then the interval doubling per attempt, up to the cap."""
-    if attempt == 0 or ended_at is None:
+    after a first failure, then the interval doubling per failure, up to the cap."""
+    if failures == 0 or ended_at is None:
         return 0.0
-    backoff = min(SENSOR_INTERVAL_S * 2.0 ** (attempt - 1), MAX_RETRY_WAIT_S)
+    backoff = min(SENSOR_INTERVAL_S * 2.0 ** (failures - 1), MAX_RETRY_WAIT_S)
     return max(0.0, ended_at + backoff - _now())
 
 
 def _run_request(
-    inbox: Inbox, after: int, attempt: int, through: int | None = None
+    inbox: Inbox, after: int, attempt: int, failures: int = 0
 ) -> tuple[dg.RunRequest, _Pending] | None:
-    """A run for the hangups after ``after`` (up to ``through``), keyed by the inbox, the
-    range and the attempt: a key Dagster has launched once is never launched again."""
+    """A run for the hangups after ``after``, keyed by the inbox, the range and the
+    attempt: a key Dagster has launched once is never launched again."""
     hangups = inbox.hangups_after(after, limit=MAX_CALLS_PER_RUN)
-    if through is not None:
-        hangups = [h for h in hangups if h.seq <= through]
     if not hangups:
         return None
     through = hangups[-1].seq
@@ -175,7 +175,7 @@ def _run_request(
         run_config={"ops": {"load_pushed_calls": {"config": {"uuids": [h.uuid for h in hangups]}}}},
         tags={BATCH_TAG: key},
     )
-    return request, _Pending(key=key, after=after, through=through, attempt=attempt)
+    return request, _Pending(key, after, through, attempt, failures)
 
 
 @dg.sensor(
@@ -198,6 +198,7 @@ def bulutfon_webhook_sensor(context: dg.SensorEvaluationContext) -> Any:
                 # load skips the calls already in cdrs.
                 context.log.warning("the webhook inbox was replaced; reading it from the start")
             cursor = _Cursor(inbox=inbox.inbox_id)
+            context.update_cursor(cursor.dumps())
         pending = cursor.pending
         if pending is not None:
             records = context.instance.get_run_records(
@@ -205,7 +206,7 @@ def bulutfon_webhook_sensor(context: dg.SensorEvaluationContext) -> Any:
             )
             run = records[0].dagster_run if records else None
             status = run.status if run else None
-            wait = _retry_wait_s(pending.attempt, records[0].end_time if records else None)
+            wait = _retry_wait_s(pending.failures, records[0].end_time if records else None)
             if status in _FAILED and wait > 0:
                 return dg.SkipReason(
                     f"run {run.run_id if run else '?'} failed; retrying in {wait:.0f} s"
@@ -213,12 +214,12 @@ def bulutfon_webhook_sensor(context: dg.SensorEvaluationContext) -> Any:
             if status == dg.DagsterRunStatus.SUCCESS:
                 cursor = _Cursor(cursor.inbox, consumed=pending.through)
             elif status in _FAILED or status is None:
-                # Failed: retry under a new key. Not found: the request was not launched
-                # (the same key again is harmless: Dagster launches a run key once).
-                if status is None:
-                    made = _run_request(inbox, pending.after, pending.attempt, pending.through)
-                else:
-                    made = _run_request(inbox, pending.after, pending.attempt + 1)
+                # Failed: retry under a new key. Not found (the daemon creates the run in
+                # the tick that requested it, so it was never created, or it was deleted):
+                # a new key too, since Dagster never launches a used key again. A
+                # duplicate run would be harmless: the load skips calls in cdrs.
+                failures = pending.failures + (status is not None)
+                made = _run_request(inbox, pending.after, pending.attempt + 1, failures)
                 if made is None:  # cannot happen while the inbox keeps its rows
                     context.update_cursor(_Cursor(cursor.inbox, pending.through).dumps())
                     return dg.SkipReason("the pending hangups are gone from the inbox")

@@ -137,9 +137,11 @@ def test_the_sensor_loads_new_hangups_and_consumes_them_only_after_a_successful_
     (request,) = result
     assert _uuids(request) == first
     assert request.tags[BATCH_TAG] == request.run_key
-    # No run with that key exists yet (not launched): the same request again, same key.
-    again, cursor = _tick(instance, cursor)
-    assert [(r.run_key, _uuids(r)) for r in again] == [(request.run_key, first)]
+    # No run with that key was created (the daemon creates it in the tick that asked):
+    # the same calls again, under a new key, since Dagster never launches a key twice.
+    (again,), cursor = _tick(instance, cursor)
+    assert (again.run_key != request.run_key, _uuids(again)) == (True, first)
+    request = again
 
     # The run fails (the warehouse path is a folder): nothing consumed, retried with the
     # same hangups and those posted since, under a new key.
