@@ -73,7 +73,54 @@ def targets(results: dict[str, Any]) -> list[Row]:
     rows += flow_targets(results)
     rows += analysts_targets(results)
     rows += pgload_targets(results)
+    rows += webhook_targets(results)
     return rows
+
+
+def webhook_targets(results: dict[str, Any]) -> list[Row]:
+    """Issue 15 section 2: hangup post -> ``cdrs`` latency, and the receiver under load."""
+    hooks = results.get("webhook")
+    if not hooks:
+        return []
+    lat, load = hooks["latency"], hooks["load"]
+    lost = load["posts"] - min(load["answered_200"], load["stored_distinct"])
+    return [
+        (f"webhook: calls in `cdrs` <= 60 s after the hangup post (sensor every "
+         f"{lat['sensor_interval_s']} s, p95 {_fmt(lat['latency_p95_s'], 1, ' s')})",
+         _fmt(100 * lat["share_within_target"], 1, " %"), ">= 95 %",
+         _ok(lat["share_within_target"] >= 0.95)),
+        (f"webhook: {load['rate_asked']} posts/s for {load['seconds_asked']} s, achieved / asked",
+         _fmt(load["rate_achieved"] / load["rate_asked"], 3, "x"), ">= 0.98x",
+         _ok(load["rate_achieved"] >= 0.98 * load["rate_asked"])),
+        ("webhook: posts lost (not answered 200, or not in the inbox once)", str(lost), "0",
+         _ok(lost == 0 and load["stored"] == load["stored_distinct"] == load["posts"])),
+        ("webhook: receiver RSS, end / after 5 s", _fmt(1 + load["rss_growth"], 3, "x"),
+         "<= 1.10x", _ok(load["rss_growth"] <= 0.10)),
+    ]  # fmt: skip
+
+
+def _webhook(results: dict[str, Any]) -> list[str]:
+    hooks = results.get("webhook")
+    if not hooks:
+        return []
+    lat, load = hooks["latency"], hooks["load"]
+    return [
+        f"Latency: {lat['calls_posted']} calls posted over {lat['seconds_posting']:.0f} s "
+        f"(one every 1-5 s), {lat['calls_loaded']} loaded by {lat['runs']} runs "
+        f"({lat['runs_failed']} failed; a run's process took {_fmt(lat['run_seconds_median'])} s "
+        f"median) in {lat['ticks']} ticks; latency p50 {_fmt(lat['latency_p50_s'], 1)} s, p95 "
+        f"{_fmt(lat['latency_p95_s'], 1)} s, max {_fmt(lat['latency_max_s'], 1)} s; load "
+        f"{lat['load']:.2f}.",
+        "",
+        f"Load: {load['posts']:,} posts in {load['seconds']:.1f} s "
+        f"({load['rate_achieved']:.1f}/s), statuses {load['statuses']}, {load['stored']:,} "
+        f"stored ({load['stored_distinct']:,} distinct); post latency p50 "
+        f"{load['post_latency_p50_ms']} ms, p99 {load['post_latency_p99_ms']} ms; receiver RSS "
+        f"{load['rss_at_5s_mb']} MB after 5 s, {load['rss_end_mb']} MB at the end, peak "
+        f"{load['peak_rss_mb']} MB; receiver CPU {load['receiver_cpu_s']} s; load "
+        f"{load['load']:.2f}.",
+        "",
+    ]  # fmt: skip
 
 
 def pgload_targets(results: dict[str, Any]) -> list[Row]:
@@ -491,7 +538,7 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
         ".venv/bin/python benchmarks/run.py",
         "make bench BENCH_ARGS=--quick     # the smoke run, under 5 minutes",
         ".venv/bin/python benchmarks/run.py --only flow   # one section (fanout, flow, load, sync, "
-        "analysts, pgload)",
+        "analysts, pgload, webhook)",
         "```",
         "",
     ]
@@ -542,6 +589,13 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                     "server's CPU is its processes' own, read from `/proc` around each "
                     "contender.", "",
                     *_pgload(results)]  # fmt: skip
+        if results.get("webhook"):
+            out += ["### 9. Webhooks: hangup to `cdrs`, and the receiver under load (issue 15)",
+                    "", "The receiver (`bulutfon-pipeline webhook`) in its own process; the "
+                    "sensor evaluated on its default interval with each run it requests "
+                    "launched as a process (`dagster job execute`), as Dagster's daemon "
+                    "launches runs (`benchmarks/webhook.py` says how).", "",
+                    *_webhook(results)]  # fmt: skip
         out += ["### 3–5. Sync memory, no-op sync, start-up", "",
                 "`bulutfon-pipeline sync --no-progress` in a subprocess (peak RSS from "
                 "`wait4`), against the simulator in another process.", "",

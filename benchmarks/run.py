@@ -1,6 +1,7 @@
 """``make bench``: every benchmark of issue 4 in one run, results into BENCHMARKS.md.
 
-    .venv/bin/python benchmarks/run.py [--quick] [--only fanout,flow,load,sync,analysts,pgload]
+    .venv/bin/python benchmarks/run.py [--quick]
+        [--only fanout,flow,load,sync,analysts,pgload,webhook]
 
 Each figure is a ratio against a peer measured in the same run (the machine is shared,
 so absolute timings are noisy); the load average is recorded next to each measurement.
@@ -26,6 +27,7 @@ import flow
 import pgload
 import report
 import syncbench
+import webhook
 from common import PYTHON, ROOT, WORK, load_now, machine, run_child_rss
 from datasets import details_file
 
@@ -76,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under 5 minutes")
     parser.add_argument(
-        "--only", default="fanout,flow,load,sync,analysts,pgload", help="sections to run"
+        "--only", default="fanout,flow,load,sync,analysts,pgload,webhook", help="sections to run"
     )
     parser.add_argument("--render", action="store_true", help="only rebuild BENCHMARKS.md")
     args = parser.parse_args()
@@ -116,6 +118,9 @@ def main() -> None:
     if "pgload" in only:
         print("8. bulk load into PostgreSQL (issue 13)", flush=True)
         results["pgload"] = pgload.run(quick)
+    if "webhook" in only:
+        print("9. webhooks: hangup to cdrs, receiver under load (issue 15)", flush=True)
+        results["webhook"] = webhook.run(quick)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["loadavg_end"] = load_now()
     target.write_text(json.dumps(results, indent=2, default=str))

@@ -10,11 +10,13 @@ from bulutfon_pipeline.schedules import (
     bulutfon_refresh_schedule,
     refresh_job,
 )
+from bulutfon_pipeline.webhook.sensor import bulutfon_webhook_sensor, webhook_load_job
 
 defs = dg.Definitions(
     assets=list(ASSETS),
-    jobs=[refresh_job],
+    jobs=[refresh_job, webhook_load_job],
     schedules=[bulutfon_refresh_schedule, bulutfon_reconcile_schedule],
+    sensors=[bulutfon_webhook_sensor],
     resources=default_resources(),
     # BULUTFON_EXECUTOR: Dagster's default (None), or celery (deploy/celery.yaml). A bad
     # value stops the code location from loading, with its one-line reason.

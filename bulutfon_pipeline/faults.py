@@ -13,7 +13,8 @@ environment lookup and returns.
     really see, e.g. ``duckdb.IOException`` for a full disk).
 
 Points (see the call sites): ``listing_page``, ``detail_batch``, ``details_write``,
-``before_watermark_commit``, ``after_watermark_commit``.
+``before_watermark_commit``, ``after_watermark_commit``; ``webhook_before_commit`` (the
+webhook inbox, inside the transaction that stores a group of posts).
 """
 
 from __future__ import annotations

@@ -308,11 +308,12 @@ def load_details(
     refetch: bool = False,
     batch_size: int = DEFAULT_DETAIL_BATCH_SIZE,
     mirror_recording_deletes: Path | None = None,
+    uuids: Sequence[str] | None = None,
 ) -> DetailLoadSummary:
-    """Fetch and load the details of the listed calls of local days ``start..end``.
-
-    Only calls with neither a ``cdrs`` row nor a reject are fetched, and calls whose
-    listing changed since they were loaded, unless ``refetch``.
+    """Fetch and load the details of the listed calls of local days ``start..end``, or of
+    exactly ``uuids`` when given (the calls a webhook pushed, listed or not). Of the
+    range, only calls with neither a ``cdrs`` row nor a reject are fetched, and calls
+    whose listing changed since they were loaded, unless ``refetch``.
     Each batch of ``batch_size`` details is normalized and written in one transaction, so
     memory is bounded by two batches (on a server, one is written while the next is
     normalized) and a crash loses at most those two, which the next load fetches again.
@@ -324,23 +325,22 @@ def load_details(
         end: last local day (inclusive).
         refetch: fetch every listed call of the range again.
         batch_size: details per transaction.
-        mirror_recording_deletes: BULUTFON_DATA_DIR, to delete the recordings (file and
-            ``call_recordings`` row) of re-fetched calls the source removed them from;
-            None keeps them.
+        mirror_recording_deletes: BULUTFON_DATA_DIR, to delete the recordings (file, row)
+            of re-fetched calls the source removed them from; None keeps them.
 
     Returns:
         The counts of the load, with a small preview of loaded rows.
     """
     started = time.monotonic()
     summary = DetailLoadSummary(start=start, end=end)
-    uuids = versions.pending_details(client, warehouse, start, end, refetch=refetch)
-    summary.pending = len(uuids)
-    summary.listed = warehouse.listed_count(start, end)
+    keys = versions.pending_details(client, warehouse, start, end, refetch=refetch) if (
+        uuids is None) else uuids  # fmt: skip
+    summary.pending, summary.listed = len(keys), warehouse.listed_count(start, end)
     bar = progress.reporter()
-    bar.start("call details", len(uuids))
+    bar.start("call details", len(keys))
     # Batch counts are added once committed (``DetailWriter``: see the docstring above).
     with warehouse.session(), warehouse.detail_writer(mirror_recording_deletes) as writer:
-        for batch in _batched(client.fetch_details(uuids), batch_size):
+        for batch in _batched(client.fetch_details(keys), batch_size):
             fetched_at = dt.datetime.now(dt.UTC)
             raw = [(r.uuid, r.payload) for r in batch if r.payload is not None]
             detail_rejects = [

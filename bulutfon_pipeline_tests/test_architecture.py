@@ -29,6 +29,8 @@ FLOORS: dict[str, int] = {
     "bulutfon_pipeline.replay": 3,
     "bulutfon_pipeline.versions": 3,
     "bulutfon_pipeline.report": 3,
+    "bulutfon_pipeline.webhook": 3,
+    "bulutfon_pipeline.webhook.sensor": 6,
     "bulutfon_pipeline.resources": 4,
     "bulutfon_pipeline.executors": 4,
     "bulutfon_pipeline.partitions": 4,

@@ -1,6 +1,6 @@
 """The ``bulutfon-pipeline`` commands: sync, backfill, reconcile, sql, purge-recordings,
 replay, auth, demo,
-ui, simulator.
+ui, simulator, webhook.
 
 Each command parses its arguments, calls :mod:`bulutfon_pipeline.runner` and renders the
 result. Problems a user can fix (configuration, credentials, an unreachable API, a bad
@@ -249,6 +249,45 @@ def ui(host: str, port: int, simulator_port: int, database: str) -> None:
         simulator_port=simulator_port,
         database=Path(database),
     )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@friendly_errors
+def webhook(host: str, port: int) -> None:
+    """Receive Bulutfon's webhook posts into the inbox until interrupted (README: Webhooks)."""
+    import logging
+
+    from bulutfon_pipeline.webhook.config import WebhookConfig
+    from bulutfon_pipeline.webhook.inbox import InboxError
+    from bulutfon_pipeline.webhook.server import serve
+
+    config = WebhookConfig.from_env()
+    config.check_host(host)  # before any side effect: a refusal is one line, nothing else
+    # The receiver's own lines (refused posts with their reason) on stderr, timestamped.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    receiver_log = logging.getLogger("bulutfon_pipeline.webhook")
+    receiver_log.addHandler(handler)
+    receiver_log.setLevel(logging.INFO)
+    try:
+        serve(
+            config,
+            host=host,
+            port=port,
+            on_ready=lambda url: err_console.print(
+                f"receiving webhooks on {url}; inbox {config.inbox_path}"
+                + ("" if config.requires_auth else " (no auth: loopback only)"),
+                highlight=False,
+                markup=False,
+            ),
+        )
+    except InboxError as error:
+        raise CLIError(str(error)) from None
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once in-flight posts are answered
+        err_console.print("stopped; every post answered 200 is in the inbox")
+        sys.exit(130)
 
 
 def run(argv: Sequence[str] | None = None) -> None:
