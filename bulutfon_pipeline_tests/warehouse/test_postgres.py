@@ -115,16 +115,24 @@ def test_raw_payload_text_is_byte_exact_after_a_round_trip(
         + json.dumps(detail, ensure_ascii=False)
         + ', "esc": "\\u00e7\\n", "z": 2}'
     )
+    # A payload long enough for the server to compress it (with lz4, see connect()).
+    long_detail = {**detail, "uuid": "long-payload"}
+    long_text = json.dumps({**long_detail, "pad": "ab" * 3000}, ensure_ascii=False)
     postgres_warehouse.load_details(
-        [(detail["uuid"], text)], normalize_details([detail]), fetched_at=T0
+        [(detail["uuid"], text), ("long-payload", long_text)],
+        normalize_details([detail, long_detail]),
+        fetched_at=T0,
     )
-    assert postgres_warehouse.raw_payloads(limit=5) == [(detail["uuid"], text)]
+    assert postgres_warehouse.raw_payloads(limit=5) == sorted(
+        [(detail["uuid"], text), ("long-payload", long_text)]
+    )
     stored = _catalog(
         postgres_server,
         postgres_url,
-        "SELECT payload::text, pg_typeof(payload)::text FROM warehouse.raw_cdr_details",
+        "SELECT payload::text, pg_typeof(payload)::text, pg_column_compression(payload) "
+        "FROM warehouse.raw_cdr_details ORDER BY uuid",
     )
-    assert stored == [(text, "json")]
+    assert sorted(stored) == sorted([(text, "json", None), (long_text, "json", "lz4")])
 
 
 def test_the_same_loads_give_the_same_rows_as_duckdb(
