@@ -41,7 +41,13 @@ from psycopg.types.string import TextLoader
 from bulutfon_pipeline.settings import redact_url
 from bulutfon_pipeline.warehouse import postgres_lock, schema
 from bulutfon_pipeline.warehouse.errors import WarehouseError, WarehouseLockedError
-from bulutfon_pipeline.warehouse.postgres_text import conninfo, csv_bytes, pg_type, to_pyformat
+from bulutfon_pipeline.warehouse.postgres_text import (
+    binary_copy,
+    conninfo,
+    csv_bytes,
+    pg_type,
+    to_pyformat,
+)
 
 __all__ = [
     "WRITE_FAILURE",
@@ -315,7 +321,10 @@ class PostgresTransaction:
         for name, batch in tables.items():
             columns = ", ".join(f"{field.name} {pg_type(field.type)}" for field in batch.schema)
             self.con.execute(f"CREATE TEMP TABLE {name} ({columns}) ON COMMIT DROP")
-            self._copy(name, batch)
+            widths = {
+                f.name: f.type.bit_width // 8 for f in batch.schema if pa.types.is_integer(f.type)
+            }
+            self._copy(name, batch, widths)
             self._batch_columns[name] = list(batch.column_names)
         yield
         for name in tables:
@@ -343,14 +352,27 @@ class PostgresTransaction:
 
     def append(self, table: sa.Table, rows: pa.Table) -> None:
         """``COPY`` an Arrow table straight into ``table`` (no temporary table)."""
-        self._copy(table.name, rows)
+        widths = {
+            c.name: 8
+            if isinstance(c.type, sa.BigInteger)
+            else 2
+            if isinstance(c.type, sa.SmallInteger)
+            else 4
+            for c in table.columns
+            if isinstance(c.type, sa.Integer)
+        }
+        self._copy(table.name, rows, widths)
 
-    def _copy(self, table: str, rows: pa.Table) -> None:
-        """One ``COPY`` of ``rows`` into ``table`` (its CSV made before the COPY starts)."""
+    def _copy(self, table: str, rows: pa.Table, int_bytes: Mapping[str, int]) -> None:
+        """One ``COPY`` of ``rows`` into ``table``, binary unless a column needs CSV
+        (``int_bytes``: the width of each integer column's type; its data is made before
+        the COPY starts)."""
         if rows.num_rows:
-            data = csv_bytes(rows)
+            data, kind = binary_copy(rows, int_bytes), "binary"
+            if data is None:
+                data, kind = csv_bytes(rows), "csv"
             with self.con.cursor().copy(
-                f"COPY {table} ({', '.join(rows.column_names)}) FROM STDIN (FORMAT csv)"
+                f"COPY {table} ({', '.join(rows.column_names)}) FROM STDIN (FORMAT {kind})"
             ) as copy:
                 copy.write(data)
 
