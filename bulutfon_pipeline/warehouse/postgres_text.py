@@ -145,6 +145,29 @@ def _fixed(values: np.ndarray, valid: pa.Array | None) -> list[pa.Array]:
     return [_raw(fields)]
 
 
+def _numeric(column: pa.Array, precision: int, scale: int) -> np.ndarray:
+    """Decimals as PostgreSQL's binary ``numeric``: digit count, weight, sign, display
+    scale, then base-10,000 digits (a fixed count of them: the server drops the leading
+    and trailing zero digits itself)."""
+    # The unscaled values: with 18 digits at most, the low half of each 128-bit integer.
+    pairs = np.frombuffer(column.buffers()[1], dtype="<i8").reshape(-1, 2)
+    unscaled = pairs[column.offset : column.offset + len(column), 0]
+    fraction_digits = -(-scale // 4)
+    integer_digits = max(1, -(-(precision - scale) // 4))
+    count = integer_digits + fraction_digits
+    magnitude = np.abs(unscaled) * 10 ** (-scale % 4)  # whole base-10,000 digits
+    layout = [("ndigits", ">i2"), ("weight", ">i2"), ("sign", ">u2"), ("dscale", ">i2")]
+    out = np.empty(len(unscaled), dtype=[*layout, ("digits", ">i2", (count,))])
+    out["ndigits"] = count
+    out["weight"] = integer_digits - 1
+    out["sign"] = np.where(unscaled < 0, 0x4000, 0)
+    out["dscale"] = scale
+    for position in range(count - 1, -1, -1):
+        out["digits"][:, position] = magnitude % 10_000
+        magnitude //= 10_000
+    return out
+
+
 def _fields(column: pa.Array, int_bytes: int) -> list[pa.Array] | None:
     """One column as binary COPY fields (the pieces each row's field is made of), or
     ``None`` for a type without an encoder here."""
@@ -171,6 +194,12 @@ def _fields(column: pa.Array, int_bytes: int) -> list[pa.Array] | None:
     if kind == pa.bool_():
         flags = pc.fill_null(column, False).to_numpy(zero_copy_only=False)
         return _fixed(flags.astype("u1"), valid)
+    if pa.types.is_decimal128(kind):
+        # whole base-10,000 digits, and the unscaled values times 10**pad within int64
+        pad = -kind.scale % 4
+        if kind.scale < 0 or kind.precision + pad > 18:
+            return None
+        return _fixed(_numeric(column, kind.precision, kind.scale), valid)
     if pa.types.is_integer(kind):
         values = pc.fill_null(column, 0).to_numpy().astype(np.int64)
         low, high = _INT_RANGE[int_bytes]
@@ -182,7 +211,8 @@ def _fields(column: pa.Array, int_bytes: int) -> list[pa.Array] | None:
 
 def binary_copy(batch: pa.Table, int_bytes: Mapping[str, int] | None = None) -> bytes | None:
     """``batch`` as the data of a ``COPY ... FROM STDIN (FORMAT binary)``, or ``None`` when
-    a column has a type this encoder does not write (decimals): send CSV instead.
+    a column has a type this encoder does not write (a float, a decimal of more than 18
+    digits) or a value beyond its integer column's type: send CSV instead.
 
     Args:
         int_bytes: the width (2, 4 or 8) of each integer column's PostgreSQL type, by

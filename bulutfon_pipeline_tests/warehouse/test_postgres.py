@@ -315,7 +315,7 @@ def test_placeholders_become_psycopgs(sql: str, expected: str) -> None:
 def test_batches_arrive_exactly_through_binary_copy(postgres_url: str) -> None:
     # Every type the binary COPY encodes, with NULLs, an empty string, quoting and
     # non-ASCII text, integer bounds, instants and dates on both sides of 2000-01-01
-    # (PostgreSQL's epoch); the decimal batch falls back to CSV.
+    # (PostgreSQL's epoch), decimals.
     at = [
         datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
         datetime(2000, 1, 1, tzinfo=UTC),
@@ -349,8 +349,16 @@ def test_batches_arrive_exactly_through_binary_copy(postgres_url: str) -> None:
         }
     )
     assert binary_copy(batch) is not None
-    prices = pa.table({"price": pa.array([Decimal("1.2500"), None], pa.decimal128(12, 4))})
-    assert binary_copy(prices) is None
+    price = [Decimal("1.2500"), None, Decimal("-99999999.9999"), Decimal("0.0182"), Decimal(0)]
+    whole = [Decimal(1), None, Decimal(-99_999_999), Decimal(0), Decimal(123_456_789)]
+    prices = pa.table(
+        {
+            "price": pa.array(price, pa.decimal128(12, 4)),
+            "whole": pa.array(whole, pa.decimal128(9, 0)),
+        }
+    )
+    assert binary_copy(prices) is not None
+    assert binary_copy(pa.table({"x": pa.array([1.5])})) is None  # a float: CSV
     # a value beyond the column's integer type: CSV, so that the server's own error shows
     assert binary_copy(pa.table({"n": pa.array([2**40])}), {"n": 4}) is None
     with Postgres(postgres_url).transaction() as tx, tx.batches(b=batch, p=prices):
@@ -358,7 +366,8 @@ def test_batches_arrive_exactly_through_binary_copy(postgres_url: str) -> None:
         types = tx.execute(
             "SELECT pg_typeof(payload)::text, pg_typeof(small)::text FROM b"
         ).fetchone()
-        stored_prices = tx.execute("SELECT price FROM p").fetchall()
+        stored_prices = tx.execute("SELECT price::text, whole::text FROM p").fetchall()
     assert rows == list(zip(*columns.values(), strict=True))
     assert types == ("json", "integer")
-    assert stored_prices == [(Decimal("1.2500"),), (None,)]
+    assert stored_prices == [("1.2500", "1"), (None, None), ("-99999999.9999", "-99999999"),
+                             ("0.0182", "0"), ("0.0000", "123456789")]  # fmt: skip
