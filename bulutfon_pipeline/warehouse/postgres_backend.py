@@ -8,14 +8,16 @@ its transactions :class:`~bulutfon_pipeline.warehouse.backend.Transaction`, as
 
 * The tables live in one schema (``BULUTFON_WAREHOUSE_SCHEMA``), created if missing; each
   connection sets ``search_path`` to it, its time zone to UTC (instants come back as
-  aware UTC datetimes, as from DuckDB) and ``lock_timeout`` to the lock timeout.
+  aware UTC datetimes, as from DuckDB), ``lock_timeout`` to the lock timeout, and
+  ``default_toast_compression`` to lz4 when the server has it.
 * DDL is compiled from the SQLAlchemy metadata for PostgreSQL: ``timestamptz``, ``date``,
   ``boolean``, ``numeric(12,4)``, declared primary keys (enforced here, unlike DuckDB's
   bulk tables), and raw payloads as ``json``, which keeps the text exactly as received
   (``jsonb`` would reorder keys and drop duplicates). ``json`` values are read back as
   text, never parsed.
 * A batch (an Arrow table) becomes a temporary table filled by one ``COPY ... FROM
-  STDIN (FORMAT csv)`` of the CSV Arrow writes in C++ (no Python work per row), then
+  STDIN (FORMAT binary)`` whose data Arrow and numpy kernels encode (no Python work per
+  row; CSV, which Arrow writes in C++, for a type the encoder lacks), then
   ``INSERT ... SELECT`` or ``INSERT ... ON CONFLICT DO UPDATE`` into the target.
 * The concern modules write ``?`` placeholders; they become psycopg's ``%s`` here.
 

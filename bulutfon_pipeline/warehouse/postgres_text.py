@@ -105,7 +105,7 @@ def csv_bytes(batch: pa.Table) -> bytes:
 # The server's side of a binary COPY reads each value as it is stored: no CSV quoting to
 # undo (the raw payloads' JSON is full of quotes) and no timestamp text to parse (three
 # per step and per origination). Measured per 10,000 calls: call_flow_steps 0.28 -> 0.20
-# and originations 0.40 -> 0.30 server CPU s (benchmarks/ANALYSIS.md). Each column is
+# and originations 0.42 -> 0.29 server CPU s (benchmarks/ANALYSIS.md). Each column is
 # encoded whole by Arrow and numpy kernels; no Python object per value.
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
