@@ -8,16 +8,14 @@ its transactions :class:`~bulutfon_pipeline.warehouse.backend.Transaction`, as
 
 * The tables live in one schema (``BULUTFON_WAREHOUSE_SCHEMA``), created if missing; each
   connection sets ``search_path`` to it, its time zone to UTC (instants come back as
-  aware UTC datetimes, as from DuckDB), ``lock_timeout`` to the lock timeout, and
-  ``default_toast_compression`` to lz4 when the server has it.
+  aware UTC datetimes, as from DuckDB), ``lock_timeout``, and lz4 compression if it can.
 * DDL is compiled from the SQLAlchemy metadata for PostgreSQL: ``timestamptz``, ``date``,
   ``boolean``, ``numeric(12,4)``, declared primary keys (enforced here, unlike DuckDB's
   bulk tables), and raw payloads as ``json``, which keeps the text exactly as received
   (``jsonb`` would reorder keys and drop duplicates). ``json`` values are read back as
   text, never parsed.
 * A batch (an Arrow table) becomes a temporary table filled by one ``COPY ... FROM
-  STDIN (FORMAT binary)`` whose data Arrow and numpy kernels encode (no Python work per
-  row; CSV, which Arrow writes in C++, for a type the encoder lacks), then
+  STDIN (FORMAT binary)`` that Arrow and numpy encode (no Python work per row), then
   ``INSERT ... SELECT`` or ``INSERT ... ON CONFLICT DO UPDATE`` into the target.
 * The concern modules write ``?`` placeholders; they become psycopg's ``%s`` here.
 
@@ -41,15 +39,9 @@ import sqlalchemy as sa
 from psycopg.types.string import TextLoader
 
 from bulutfon_pipeline.settings import redact_url
-from bulutfon_pipeline.warehouse import postgres_lock, schema
+from bulutfon_pipeline.warehouse import postgres_lock, postgres_text, schema
 from bulutfon_pipeline.warehouse.errors import WarehouseError, WarehouseLockedError
-from bulutfon_pipeline.warehouse.postgres_text import (
-    binary_copy,
-    conninfo,
-    csv_bytes,
-    pg_type,
-    to_pyformat,
-)
+from bulutfon_pipeline.warehouse.postgres_text import conninfo, copy_statement, pg_type, to_pyformat
 
 __all__ = [
     "WRITE_FAILURE",
@@ -61,17 +53,6 @@ log = logging.getLogger(__name__)
 
 #: What a failed write (a full disk) raises here: the fault-injection points raise it.
 WRITE_FAILURE: type[Exception] = psycopg.errors.DiskFull
-
-
-#: The raw payloads (1.8 KB on average) are long enough that 40 % of their rows are
-#: compressed on insert: with lz4 instead of the default pglz, the COPY into
-#: ``raw_cdr_details`` took a quarter less server CPU (benchmarks/ANALYSIS.md). Storage
-#: only: the text read back is the same. Skipped on a server built without lz4 (its
-#: setting does not list it).
-_PREFER_LZ4 = """
-SELECT set_config('default_toast_compression', 'lz4', false)
-FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)
-"""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -117,8 +98,8 @@ class Postgres:
     # --- connections, sessions, transactions -------------------------------------------
 
     def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-        """A new connection: ``search_path`` on the schema, UTC, the lock timeout, lz4 for
-        the values the server compresses (when it has lz4), and ``json`` read back as text.
+        """A new connection: ``search_path`` on the schema, UTC, the lock timeout, lz4
+        (``postgres_text.PREFER_LZ4``), and ``json`` read back as text.
 
         Raises:
             WarehouseError: the server refused or could not be reached (no password shown).
@@ -131,15 +112,11 @@ class Postgres:
         params = {**self._params, "options": f"{extra} {options}" if extra else options}
         params.setdefault("application_name", "bulutfon_pipeline")
         try:
-            con = psycopg.connect(autocommit=True, **params)
+            con = psycopg.connect(autocommit=autocommit, **params)
         except psycopg.Error as exc:
             raise WarehouseError(f"cannot open warehouse {self.name}: {_one_line(exc)}") from None
-        try:
-            con.execute(_PREFER_LZ4)  # outside any transaction: no rollback undoes it
-        except psycopg.Error as exc:
-            con.close()
-            raise WarehouseError(f"cannot open warehouse {self.name}: {_one_line(exc)}") from None
-        con.autocommit = autocommit
+        with suppress(psycopg.Error), con.transaction():  # committed: no rollback undoes it
+            con.execute(postgres_text.PREFER_LZ4)  # a speed-up only: a failure here changes nothing
         for json_type in ("json", "jsonb"):
             con.adapters.register_loader(json_type, TextLoader)
         return con
@@ -323,10 +300,7 @@ class PostgresTransaction:
         for name, batch in tables.items():
             columns = ", ".join(f"{field.name} {pg_type(field.type)}" for field in batch.schema)
             self.con.execute(f"CREATE TEMP TABLE {name} ({columns}) ON COMMIT DROP")
-            widths = {
-                f.name: f.type.bit_width // 8 for f in batch.schema if pa.types.is_integer(f.type)
-            }
-            self._copy(name, batch, widths)
+            self._copy(name, batch)
             self._batch_columns[name] = list(batch.column_names)
         yield
         for name in tables:
@@ -354,28 +328,13 @@ class PostgresTransaction:
 
     def append(self, table: sa.Table, rows: pa.Table) -> None:
         """``COPY`` an Arrow table straight into ``table`` (no temporary table)."""
-        widths = {
-            c.name: 8
-            if isinstance(c.type, sa.BigInteger)
-            else 2
-            if isinstance(c.type, sa.SmallInteger)
-            else 4
-            for c in table.columns
-            if isinstance(c.type, sa.Integer)
-        }
-        self._copy(table.name, rows, widths)
+        self._copy(table.name, rows, table)
 
-    def _copy(self, table: str, rows: pa.Table, int_bytes: Mapping[str, int]) -> None:
-        """One ``COPY`` of ``rows`` into ``table``, binary unless a column needs CSV
-        (``int_bytes``: the width of each integer column's type; its data is made before
-        the COPY starts)."""
+    def _copy(self, name: str, rows: pa.Table, table: sa.Table | None = None) -> None:
+        """One ``COPY`` of ``rows`` into ``name`` (its data made before the COPY starts)."""
         if rows.num_rows:
-            data, kind = binary_copy(rows, int_bytes), "binary"
-            if data is None:
-                data, kind = csv_bytes(rows), "csv"
-            with self.con.cursor().copy(
-                f"COPY {table} ({', '.join(rows.column_names)}) FROM STDIN (FORMAT {kind})"
-            ) as copy:
+            sql, data = copy_statement(name, rows, table)
+            with self.con.cursor().copy(sql) as copy:
                 copy.write(data)
 
     def upsert(
