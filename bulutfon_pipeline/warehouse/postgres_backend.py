@@ -8,14 +8,14 @@ its transactions :class:`~bulutfon_pipeline.warehouse.backend.Transaction`, as
 
 * The tables live in one schema (``BULUTFON_WAREHOUSE_SCHEMA``), created if missing; each
   connection sets ``search_path`` to it, its time zone to UTC (instants come back as
-  aware UTC datetimes, as from DuckDB) and ``lock_timeout`` to the lock timeout.
+  aware UTC datetimes, as from DuckDB), ``lock_timeout``, and lz4 compression if it can.
 * DDL is compiled from the SQLAlchemy metadata for PostgreSQL: ``timestamptz``, ``date``,
   ``boolean``, ``numeric(12,4)``, declared primary keys (enforced here, unlike DuckDB's
   bulk tables), and raw payloads as ``json``, which keeps the text exactly as received
   (``jsonb`` would reorder keys and drop duplicates). ``json`` values are read back as
   text, never parsed.
 * A batch (an Arrow table) becomes a temporary table filled by one ``COPY ... FROM
-  STDIN (FORMAT csv)`` of the CSV Arrow writes in C++ (no Python work per row), then
+  STDIN (FORMAT binary)`` that Arrow and numpy encode (no Python work per row), then
   ``INSERT ... SELECT`` or ``INSERT ... ON CONFLICT DO UPDATE`` into the target.
 * The concern modules write ``?`` placeholders; they become psycopg's ``%s`` here.
 
@@ -39,9 +39,9 @@ import sqlalchemy as sa
 from psycopg.types.string import TextLoader
 
 from bulutfon_pipeline.settings import redact_url
-from bulutfon_pipeline.warehouse import postgres_lock, schema
+from bulutfon_pipeline.warehouse import postgres_lock, postgres_text, schema
 from bulutfon_pipeline.warehouse.errors import WarehouseError, WarehouseLockedError
-from bulutfon_pipeline.warehouse.postgres_text import conninfo, csv_bytes, pg_type, to_pyformat
+from bulutfon_pipeline.warehouse.postgres_text import conninfo, copy_statement, pg_type, to_pyformat
 
 __all__ = [
     "WRITE_FAILURE",
@@ -98,8 +98,8 @@ class Postgres:
     # --- connections, sessions, transactions -------------------------------------------
 
     def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-        """A new connection: ``search_path`` on the schema, UTC, the lock timeout, and
-        ``json`` read back as text.
+        """A new connection: ``search_path`` on the schema, UTC, the lock timeout, lz4
+        (``postgres_text.PREFER_LZ4``), and ``json`` read back as text.
 
         Raises:
             WarehouseError: the server refused or could not be reached (no password shown).
@@ -115,6 +115,8 @@ class Postgres:
             con = psycopg.connect(autocommit=autocommit, **params)
         except psycopg.Error as exc:
             raise WarehouseError(f"cannot open warehouse {self.name}: {_one_line(exc)}") from None
+        with suppress(psycopg.Error), con.transaction():  # committed: no rollback undoes it
+            con.execute(postgres_text.PREFER_LZ4)  # a speed-up only: a failure here changes nothing
         for json_type in ("json", "jsonb"):
             con.adapters.register_loader(json_type, TextLoader)
         return con
@@ -326,15 +328,13 @@ class PostgresTransaction:
 
     def append(self, table: sa.Table, rows: pa.Table) -> None:
         """``COPY`` an Arrow table straight into ``table`` (no temporary table)."""
-        self._copy(table.name, rows)
+        self._copy(table.name, rows, table)
 
-    def _copy(self, table: str, rows: pa.Table) -> None:
-        """One ``COPY`` of ``rows`` into ``table`` (its CSV made before the COPY starts)."""
+    def _copy(self, name: str, rows: pa.Table, table: sa.Table | None = None) -> None:
+        """One ``COPY`` of ``rows`` into ``name`` (its data made before the COPY starts)."""
         if rows.num_rows:
-            data = csv_bytes(rows)
-            with self.con.cursor().copy(
-                f"COPY {table} ({', '.join(rows.column_names)}) FROM STDIN (FORMAT csv)"
-            ) as copy:
+            sql, data = copy_statement(name, rows, table)
+            with self.con.cursor().copy(sql) as copy:
                 copy.write(data)
 
     def upsert(

@@ -6,21 +6,24 @@ from __future__ import annotations
 
 import json
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 import pytest
 
 from bulutfon_pipeline.faults import FAIL_ENV
 from bulutfon_pipeline.normalize import Reject, normalize_details, normalize_listing
 from bulutfon_pipeline.settings import Settings
 from bulutfon_pipeline.warehouse import Warehouse, WarehouseError, WarehouseLockedError, schema
+from bulutfon_pipeline.warehouse.backend import json_array
 from bulutfon_pipeline.warehouse.change_log import changes_since
 from bulutfon_pipeline.warehouse.integrity import integrity_counts
 from bulutfon_pipeline.warehouse.postgres_backend import Postgres
-from bulutfon_pipeline.warehouse.postgres_text import to_pyformat
+from bulutfon_pipeline.warehouse.postgres_text import binary_copy, to_pyformat
 from bulutfon_pipeline_tests.fixtures import load_fixture
 from bulutfon_pipeline_tests.helpers import read_table
 from bulutfon_pipeline_tests.postgres import PostgresServer
@@ -115,16 +118,24 @@ def test_raw_payload_text_is_byte_exact_after_a_round_trip(
         + json.dumps(detail, ensure_ascii=False)
         + ', "esc": "\\u00e7\\n", "z": 2}'
     )
+    # A payload long enough for the server to compress it (with lz4, see connect()).
+    long_detail = {**detail, "uuid": "long-payload"}
+    long_text = json.dumps({**long_detail, "pad": "ab" * 3000}, ensure_ascii=False)
     postgres_warehouse.load_details(
-        [(detail["uuid"], text)], normalize_details([detail]), fetched_at=T0
+        [(detail["uuid"], text), ("long-payload", long_text)],
+        normalize_details([detail, long_detail]),
+        fetched_at=T0,
     )
-    assert postgres_warehouse.raw_payloads(limit=5) == [(detail["uuid"], text)]
+    assert postgres_warehouse.raw_payloads(limit=5) == sorted(
+        [(detail["uuid"], text), ("long-payload", long_text)]
+    )
     stored = _catalog(
         postgres_server,
         postgres_url,
-        "SELECT payload::text, pg_typeof(payload)::text FROM warehouse.raw_cdr_details",
+        "SELECT payload::text, pg_typeof(payload)::text, pg_column_compression(payload) "
+        "FROM warehouse.raw_cdr_details ORDER BY uuid",
     )
-    assert stored == [(text, "json")]
+    assert sorted(stored) == sorted([(text, "json", None), (long_text, "json", "lz4")])
 
 
 def test_the_same_loads_give_the_same_rows_as_duckdb(
@@ -299,3 +310,64 @@ def test_an_unreachable_server_is_one_line_without_the_password(tmp_path: Path) 
 )
 def test_placeholders_become_psycopgs(sql: str, expected: str) -> None:
     assert to_pyformat(sql) == expected
+
+
+def test_batches_arrive_exactly_through_binary_copy(postgres_url: str) -> None:
+    # Every type the binary COPY encodes, with NULLs, an empty string, quoting and
+    # non-ASCII text, integer bounds, instants and dates on both sides of 2000-01-01
+    # (PostgreSQL's epoch), decimals.
+    at = [
+        datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2000, 1, 1, tzinfo=UTC),
+        None,
+        datetime(2024, 5, 1, 12, 0, 0, 123_456, tzinfo=UTC),
+        datetime(1, 1, 2, tzinfo=UTC),
+    ]
+    day = [date(1999, 12, 31), date(2000, 1, 1), None, date(2024, 2, 29), date(1, 1, 1)]
+    columns: dict[str, list[Any]] = {
+        "text": ["a", "", None, "çğü 😀", 'q " , \\ \n\t'],
+        "payload": ['{"b": 1, "a": [1.50]}', "[]", "null", '"x"', '{"z":{}}'],
+        "big": [2**62, -1, None, 0, 7],
+        "small": [2**31 - 1, -(2**31), None, 0, 1],
+        "tiny": [2**15 - 1, -(2**15), None, 0, 1],
+        "flag": [True, False, None, True, False],
+        "at": at,
+        "day": day,
+        "nothing": [None] * 5,
+    }
+    batch = pa.table(
+        {
+            "text": pa.array(columns["text"], pa.string()),
+            "payload": json_array(columns["payload"]),
+            "big": pa.array(columns["big"], pa.int64()),
+            "small": pa.array(columns["small"], pa.int32()),
+            "tiny": pa.array(columns["tiny"], pa.int16()),
+            "flag": pa.array(columns["flag"], pa.bool_()),
+            "at": pa.array(at, pa.timestamp("us", "UTC")),
+            "day": pa.array(day, pa.date32()),
+            "nothing": pa.nulls(5),
+        }
+    )
+    assert binary_copy(batch) is not None
+    price = [Decimal("1.2500"), None, Decimal("-99999999.9999"), Decimal("0.0182"), Decimal(0)]
+    whole = [Decimal(1), None, Decimal(-99_999_999), Decimal(0), Decimal(123_456_789)]
+    prices = pa.table(
+        {
+            "price": pa.array(price, pa.decimal128(12, 4)),
+            "whole": pa.array(whole, pa.decimal128(9, 0)),
+        }
+    )
+    assert binary_copy(prices) is not None
+    assert binary_copy(pa.table({"x": pa.array([1.5])})) is None  # a float: CSV
+    # a value beyond the column's integer type: CSV, so that the server's own error shows
+    assert binary_copy(pa.table({"n": pa.array([2**40])}), {"n": 4}) is None
+    with Postgres(postgres_url).transaction() as tx, tx.batches(b=batch, p=prices):
+        rows = tx.execute(f"SELECT {', '.join(columns)} FROM b").fetchall()
+        types = tx.execute(
+            "SELECT pg_typeof(payload)::text, pg_typeof(small)::text FROM b"
+        ).fetchone()
+        stored_prices = tx.execute("SELECT price::text, whole::text FROM p").fetchall()
+    assert rows == list(zip(*columns.values(), strict=True))
+    assert types == ("json", "integer")
+    assert stored_prices == [("1.2500", "1"), (None, None), ("-99999999.9999", "-99999999"),
+                             ("0.0182", "0"), ("0.0000", "123456789")]  # fmt: skip
