@@ -74,7 +74,47 @@ def targets(results: dict[str, Any]) -> list[Row]:
     rows += analysts_targets(results)
     rows += pgload_targets(results)
     rows += webhook_targets(results)
+    rows += accounts_targets(results)
     return rows
+
+
+def accounts_targets(results: dict[str, Any]) -> list[Row]:
+    """Issue 14: many accounts in one process, two processes, memory against accounts."""
+    acc = results.get("accounts")
+    if not acc:
+        return []
+    one, peer, few = acc["one"], acc["peer"], acc["few"]
+    ceiling = min(one["accounts"] * acc["limit_rps"], peer["calls_per_s"])
+    pg_gain = acc["pg_two"]["calls_per_s"] / acc["pg_one"]["calls_per_s"]
+    rss = one["peak_rss_mb"] / few["peak_rss_mb"]
+    exact = all(acc[k]["exact"] for k in ("peer", "one", "few", "pg_one", "pg_two"))
+    return [
+        (f"accounts: {one['accounts']} x {one['calls'] // one['accounts']} calls at "
+         f"{acc['limit_rps']:g} req/s each, calls/s / min(sum of limits, one process's CPU "
+         f"{peer['calls_per_s']:.0f}/s)", _fmt(one["calls_per_s"] / ceiling, 3, "x"),
+         ">= 0.80x", _ok(one["calls_per_s"] >= 0.8 * ceiling)),
+        ("accounts: two processes / one (PostgreSQL), aggregate calls/s", _fmt(pg_gain, 3, "x"),
+         ">= 1.60x (when the CPU is the limit)", _ok(pg_gain >= 1.6)),
+        (f"accounts: one worker's peak RSS, {one['accounts']} / {few['accounts']} accounts",
+         _fmt(rss, 3, "x"), "<= 1.20x", _ok(rss <= 1.2)),
+        ("accounts: every account's `cdrs` exact in every case", str(exact), "True", _ok(exact)),
+    ]  # fmt: skip
+
+
+def _accounts(results: dict[str, Any]) -> list[str]:
+    acc = results.get("accounts")
+    if not acc:
+        return []
+    out = ["| case | accounts | processes | calls | rate limit | backend | wall s | calls/s | "
+           "peak RSS MB | CPU s | 429s | exact | load |", "|" + "---|" * 13]  # fmt: skip
+    for key in ("peer", "one", "few", "pg_one", "pg_two"):
+        r = acc[key]
+        limit = f"{r['limited_rps']:g} req/s" if r["limited_rps"] else "none"
+        out.append(f"| {key} | {r['accounts']} | {r['processes']} | {r['calls']:,} | {limit} | "
+                   f"{r['backend']} | {r['seconds']:.1f} | {r['calls_per_s']:.0f} | "
+                   f"{r['peak_rss_mb']:.0f} | {r['cpu_seconds']:.1f} | {r['rejected_429']} | "
+                   f"{r['exact']} | {r['load']:.2f} |")  # fmt: skip
+    return [*out, ""]
 
 
 def webhook_targets(results: dict[str, Any]) -> list[Row]:
@@ -538,7 +578,7 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
         ".venv/bin/python benchmarks/run.py",
         "make bench BENCH_ARGS=--quick     # the smoke run, under 5 minutes",
         ".venv/bin/python benchmarks/run.py --only flow   # one section (fanout, flow, load, sync, "
-        "analysts, pgload, webhook)",
+        "analysts, pgload, webhook, accounts)",
         "```",
         "",
     ]
@@ -596,6 +636,16 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                     "launched as a process (`dagster job execute`), as Dagster's daemon "
                     "launches runs (`benchmarks/webhook.py` says how).", "",
                     *_webhook(results)]  # fmt: skip
+        if results.get("accounts"):
+            out += ["### 10. Many accounts in one deployment (issue 14)", "",
+                    "`bulutfon-pipeline sync --no-progress` with a `BULUTFON_ACCOUNTS_FILE`, "
+                    "against the simulator in its own process serving every account with its "
+                    "own token, dataset and rate limit, 20 ms latency "
+                    "(`benchmarks/accounts.py`): `peer` is one account holding the same calls "
+                    "without a rate limit (what one process's CPU allows); `pg_two` is two "
+                    "`sync --account` processes at once, half the accounts each. Each case "
+                    "starts from an empty warehouse.", "",
+                    *_accounts(results)]  # fmt: skip
         out += ["### 3–5. Sync memory, no-op sync, start-up", "",
                 "`bulutfon-pipeline sync --no-progress` in a subprocess (peak RSS from "
                 "`wait4`), against the simulator in another process.", "",

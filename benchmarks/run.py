@@ -1,7 +1,7 @@
 """``make bench``: every benchmark of issue 4 in one run, results into BENCHMARKS.md.
 
     .venv/bin/python benchmarks/run.py [--quick]
-        [--only fanout,flow,load,sync,analysts,pgload,webhook]
+        [--only fanout,flow,load,sync,analysts,pgload,webhook,accounts]
 
 Each figure is a ratio against a peer measured in the same run (the machine is shared,
 so absolute timings are noisy); the load average is recorded next to each measurement.
@@ -21,6 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import accounts
 import analytics
 import fanout
 import flow
@@ -78,7 +79,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under 5 minutes")
     parser.add_argument(
-        "--only", default="fanout,flow,load,sync,analysts,pgload,webhook", help="sections to run"
+        "--only",
+        default="fanout,flow,load,sync,analysts,pgload,webhook,accounts",
+        help="sections to run",
     )
     parser.add_argument("--render", action="store_true", help="only rebuild BENCHMARKS.md")
     args = parser.parse_args()
@@ -121,6 +124,9 @@ def main() -> None:
     if "webhook" in only:
         print("9. webhooks: hangup to cdrs, receiver under load (issue 15)", flush=True)
         results["webhook"] = webhook.run(quick)
+    if "accounts" in only:
+        print("10. many accounts in one deployment (issue 14)", flush=True)
+        results["accounts"] = accounts.run(quick)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["loadavg_end"] = load_now()
     target.write_text(json.dumps(results, indent=2, default=str))
