@@ -34,6 +34,7 @@ import sqlalchemy as sa
 
 from bulutfon_pipeline.cli.demo import EXAMPLE_QUERIES
 from bulutfon_pipeline.report.data import read_marts, summarize, top_missed_callers
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNT
 from bulutfon_pipeline.simulator.dataset import generate_dataset
 from bulutfon_pipeline.simulator.model import SimulatorConfig
 from bulutfon_pipeline.warehouse import Warehouse, schema
@@ -230,6 +231,10 @@ def pg_engine(postgres_url: str) -> Iterator[sa.Engine]:
 def build_both(warehouse: Warehouse, engine: sa.Engine, tables: Tables) -> None:
     """Insert ``tables`` into both engines and create every view on PostgreSQL (the DuckDB
     warehouse has them from ``ensure_schema``)."""
+    tables = {
+        name: [row if "account" in row else {"account": DEFAULT_ACCOUNT, **row} for row in rows]
+        for name, rows in tables.items()
+    }
     with warehouse.transaction() as con:
         for name in TABLE_ORDER:
             if tables[name]:

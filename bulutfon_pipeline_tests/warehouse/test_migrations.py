@@ -23,13 +23,13 @@ from bulutfon_pipeline.warehouse import Warehouse, duckdb_backend, migrate
 from bulutfon_pipeline.warehouse import schema as schema_module
 from bulutfon_pipeline.warehouse.catalog import TableShape, describe_tables
 from bulutfon_pipeline.warehouse.duckdb_migrate import upgrade_duckdb
-from bulutfon_pipeline.warehouse.postgres_backend import Postgres
 from bulutfon_pipeline.warehouse.migrate import (
     MigrationResult,
     SchemaMismatchError,
     current_revision,
     head_revision,
 )
+from bulutfon_pipeline.warehouse.postgres_backend import Postgres
 from bulutfon_pipeline.warehouse.schema import metadata
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "warehouse_before_migrations.sql"
@@ -592,7 +592,6 @@ def test_release_before_accounts_gets_account_default_and_keeps_every_row(
     fresh = target.sibling()
     fresh.upgrade()
     assert described == fresh.describe()
-
 
 
 @pytest.mark.parametrize("backend", ["duckdb", "postgres"])
