@@ -38,6 +38,7 @@ from bulutfon_pipeline.settings import DEFAULT_ACCOUNT
 from bulutfon_pipeline.simulator.dataset import generate_dataset
 from bulutfon_pipeline.simulator.model import SimulatorConfig
 from bulutfon_pipeline.warehouse import Warehouse, schema
+from bulutfon_pipeline.warehouse.postgres_text import to_pyformat
 from bulutfon_pipeline.warehouse.views import VIEWS, view_names
 from bulutfon_pipeline_tests.fixtures.marts import CALLS, ORIGINATIONS, STEPS
 from bulutfon_pipeline_tests.helpers import insert_rows
@@ -414,12 +415,13 @@ class PostgresFrames:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
-    def fetch_frame(self, sql: str) -> pd.DataFrame:
+    def fetch_frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         with self.engine.connect() as conn:
-            return pd.read_sql_query(sa.text(sql), conn)
+            result = conn.exec_driver_sql(to_pyformat(sql), tuple(params))
+            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
-@pytest.mark.parametrize("dataset", ["marts fixture", "edges"])
+@pytest.mark.parametrize("dataset", ["marts fixture", "edges", "marts fixture, two accounts"])
 def test_the_report_reads_the_same_from_both_engines(
     dataset: str, warehouse: Warehouse, pg_engine: sa.Engine
 ) -> None:
@@ -429,6 +431,8 @@ def test_the_report_reads_the_same_from_both_engines(
     pg = read_marts(PostgresFrames(pg_engine))  # type: ignore[arg-type]
     assert summarize(pg) == summarize(duck)
     assert summarize(duck).calls == len(DATASETS[dataset]()["cdrs"])
+    one = read_marts(PostgresFrames(pg_engine), account="default")  # type: ignore[arg-type]
+    assert summarize(one) == summarize(read_marts(warehouse, account="default"))
     duck_top, pg_top = top_missed_callers(duck["missed"]), top_missed_callers(pg["missed"])
     assert len(duck_top) > 0
     pd.testing.assert_frame_equal(pg_top, duck_top, check_dtype=False)
