@@ -225,8 +225,6 @@ class Postgres:
             tx.execute("SELECT pg_advisory_xact_lock(?)", [postgres_lock.lock_key(self.schema) ^ 1])
             ensure_views(tx, "postgresql")
 
-    # --- the sync lock -------------------------------------------------------------------
-
     def advisory_lock(
         self,
         timeout_s: float,
@@ -234,10 +232,7 @@ class Postgres:
         purpose: str = "sync",
         account: str | None = None,
     ) -> AbstractContextManager[None]:
-        """Hold this warehouse's session-level advisory lock of ``purpose`` (``sync``, or
-        ``listing scan``: runs' scans take turns) for the block, on a connection of its own
-        (:func:`.postgres_lock.advisory_lock`); with ``account``, that account's lock only
-        (other accounts' syncs and scans go on at the same time).
+        """Hold the session-level ``purpose`` lock (``sync``, ``listing scan``) of ``account``.
 
         Raises:
             WarehouseLockedError: still held by another session after ``timeout_s``.
