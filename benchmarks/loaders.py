@@ -252,10 +252,12 @@ CREATE MACRO top_t(s) AS timezone('UTC', strptime(s, '%d-%m-%Y %H:%M')::TIMESTAM
 CREATE MACRO flow_t(s) AS timezone('UTC', strptime(s, '%d/%m/%Y - %H:%M:%S')::TIMESTAMP
     AT TIME ZONE 'Europe/Istanbul');
 INSERT INTO raw_cdr_details BY NAME
-SELECT json_extract_string(json, '$.uuid') AS uuid, now() AS fetched_at, json AS payload
+SELECT 'default' AS account,
+       json_extract_string(json, '$.uuid') AS uuid, now() AS fetched_at, json AS payload
 FROM read_ndjson_objects(?);
 INSERT INTO cdrs BY NAME
-SELECT uuid, bf_calltype AS call_type, direction, caller, callee, extension,
+SELECT 'default' AS account,
+       uuid, bf_calltype AS call_type, direction, caller, callee, extension,
        top_t(call_time) AS call_time, top_t(answer_time) AS answer_time,
        top_t(hangup_time) AS hangup_time,
        (top_t(call_time) AT TIME ZONE 'Europe/Istanbul')::DATE AS call_date,
@@ -281,7 +283,8 @@ CREATE TEMP TABLE steps AS
 SELECT uuid AS cdr_uuid, i - 1 AS step_index, call_flow[i] AS s
 FROM (SELECT uuid, call_flow, generate_subscripts(call_flow, 1) AS i FROM src);
 INSERT INTO call_flow_steps BY NAME
-SELECT cdr_uuid, step_index, s.callee AS callee, flow_t(s.start_time) AS start_time,
+SELECT 'default' AS account,
+       cdr_uuid, step_index, s.callee AS callee, flow_t(s.start_time) AS start_time,
        flow_t(s.answer_time) AS answer_time, flow_t(s.hangup_time) AS hangup_time,
        s.redirection AS redirection,
        CASE WHEN s.redirection LIKE 'Menüye Yönlendi - (%' THEN 'REDIRECTED_TO_MENU'
@@ -294,7 +297,8 @@ SELECT cdr_uuid, step_index, s.callee AS callee, flow_t(s.start_time) AS start_t
        nullif(regexp_extract(s.redirection, '\\((.*)\\)$', 1), '') AS redirection_target
 FROM steps;
 INSERT INTO originations BY NAME
-SELECT cdr_uuid, step_index, j - 1 AS attempt_index, o.destination AS destination,
+SELECT 'default' AS account,
+       cdr_uuid, step_index, j - 1 AS attempt_index, o.destination AS destination,
        flow_t(o.start_time) AS start_time, flow_t(o.answer_time) AS answer_time,
        flow_t(o.hangup_time) AS hangup_time, o.result AS result,
        CASE o.result WHEN 'Cevapladı' THEN 'ANSWERED' WHEN 'ANSWERED' THEN 'ANSWERED'

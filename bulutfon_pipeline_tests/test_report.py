@@ -106,3 +106,27 @@ def test_call_report_asset_attaches_path_and_summary(
     assert path.exists()
     assert "| missed incoming calls | 5 |" in metadata["summary"].value
     assert metadata["calls"].value == 9
+
+
+def test_report_of_many_accounts_and_of_one(marts: Warehouse, tmp_path: Path) -> None:
+    # The nine calls again, as a second account's: the whole report counts both and has a
+    # row per account; the report of one account counts its calls only.
+    insert_calls(marts, account="izmir")
+    report = build_report(marts, out_dir=tmp_path, now=NOW)
+    assert (report.summary.calls, report.summary.missed_incoming) == (18, 10)
+    # the same caller in two accounts is two callers to call back
+    assert report.summary.callers_to_call_back == 2
+    page = report.path.read_text(encoding="utf-8")
+    accounts = page[page.index('<section id="accounts">') : page.index("</section>")]
+    assert re.findall(r"<tr><td>([a-z]+)</td><td class='num'>(\d+)</td>", accounts) == [
+        ("default", "9"),
+        ("izmir", "9"),
+    ]
+    one = build_report(marts, out_dir=tmp_path, now=NOW, account="izmir")
+    assert one.path == tmp_path / "call_report_izmir_2024-05-08.html"
+    assert one.latest_path == tmp_path / "call_report_izmir_latest.html"
+    assert (one.summary.calls, one.summary.missed_incoming) == (9, 5)
+    assert one.summary.callers_to_call_back == 1
+    alone = one.path.read_text(encoding="utf-8")
+    assert "<h1>Bulutfon call report – izmir</h1>" in alone
+    assert '<section id="accounts">' not in alone

@@ -29,28 +29,37 @@ class CallReport:
 
 
 def build_report(
-    warehouse: Warehouse, *, out_dir: Path, now: dt.datetime | None = None
+    warehouse: Warehouse,
+    *,
+    out_dir: Path,
+    now: dt.datetime | None = None,
+    account: str | None = None,
 ) -> CallReport:
-    """Write ``call_report_<local date>.html`` and ``call_report_latest.html`` to ``out_dir``.
+    """Write ``call_report_<local date>.html`` and ``call_report_latest.html`` to ``out_dir``
+    (with ``account``: ``call_report_<account>_<local date>.html`` and
+    ``call_report_<account>_latest.html``).
 
     Args:
         warehouse: the warehouse (schema and views in place).
         out_dir: the reports folder (created if missing), normally
             ``BULUTFON_DATA_DIR/reports``.
         now: the generation time (default: now).
+        account: report this account's calls only; default every account's (one table
+            row per account, the charts over them all).
 
     Returns:
         The paths written and the headline numbers.
     """
     moment = (now or dt.datetime.now(dt.UTC)).astimezone(LOCAL_TZ)
-    frames = read_marts(warehouse)
+    frames = read_marts(warehouse, account=account)
     summary = summarize(frames)
-    page = render_html(frames, summary, f"{moment:%Y-%m-%d %H:%M}")
+    page = render_html(frames, summary, f"{moment:%Y-%m-%d %H:%M}", account=account)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"call_report_{moment:%Y-%m-%d}.html"
+    prefix = "call_report" if account is None else f"call_report_{account}"
+    path = out_dir / f"{prefix}_{moment:%Y-%m-%d}.html"
     tmp = path.with_suffix(".html.part")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
-    latest = out_dir / "call_report_latest.html"
+    latest = out_dir / f"{prefix}_latest.html"
     shutil.copyfile(path, latest)
     return CallReport(path=path, latest_path=latest, summary=summary, sections=list(SECTIONS))

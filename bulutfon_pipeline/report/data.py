@@ -3,6 +3,12 @@
 Numbers come only from the marts (``daily_call_summary``, ``hourly_call_load``,
 ``ring_group_performance``, ``missed_calls``), so the report says what a SQL user would
 find. No matplotlib and no HTML here (``charts.py`` and ``page.py`` draw them).
+
+The marts are per account (issue 14). :func:`read_marts` reads one account's rows or every
+account's; :func:`across_accounts` folds several accounts' frames into the shapes the
+charts and :func:`summarize` take (counts summed per day or hour; ring groups and callers
+named with their account, so none is merged with another account's), and
+:func:`account_summary` has one row per account.
 """
 
 from __future__ import annotations
@@ -14,7 +20,15 @@ import pandas as pd
 
 from bulutfon_pipeline.warehouse import Warehouse
 
-__all__ = ["TOP_MISSED_CALLERS", "ReportSummary", "read_marts", "summarize", "top_missed_callers"]
+__all__ = [
+    "TOP_MISSED_CALLERS",
+    "ReportSummary",
+    "account_summary",
+    "across_accounts",
+    "read_marts",
+    "summarize",
+    "top_missed_callers",
+]
 
 TOP_MISSED_CALLERS = 10
 
@@ -56,24 +70,97 @@ class ReportSummary:
         return "\n".join(lines)
 
 
-def read_marts(warehouse: Warehouse) -> dict[str, pd.DataFrame]:
-    """The mart frames the report is drawn from: ``daily``, ``hourly``, ``groups``, ``missed``."""
+def read_marts(warehouse: Warehouse, *, account: str | None = None) -> dict[str, pd.DataFrame]:
+    """The mart frames the report is drawn from: ``daily``, ``hourly``, ``groups``,
+    ``missed``, each with its ``account`` column.
+
+    Args:
+        account: only this account's rows; default every account's.
+    """
+    where, params = ("", []) if account is None else ("WHERE account = ? ", [account])
+
+    def read(sql: str, order: str) -> pd.DataFrame:
+        return warehouse.fetch_frame(f"{sql} {where}ORDER BY account, {order}", params)
+
     return {
-        "daily": warehouse.fetch_frame(
-            "SELECT * FROM daily_call_summary ORDER BY call_date, direction"
-        ),
-        "hourly": warehouse.fetch_frame("SELECT * FROM hourly_call_load ORDER BY weekday, hour"),
-        "groups": warehouse.fetch_frame(
-            "SELECT * FROM ring_group_performance ORDER BY ring_group, destination"
-        ),
-        "missed": warehouse.fetch_frame(
-            "SELECT caller, caller_masked, needs_call_back, local_call_time FROM missed_calls"
+        "daily": read("SELECT * FROM daily_call_summary", "call_date, direction"),
+        "hourly": read("SELECT * FROM hourly_call_load", "weekday, hour"),
+        "groups": read("SELECT * FROM ring_group_performance", "ring_group, destination"),
+        "missed": read(
+            "SELECT account, caller, caller_masked, needs_call_back, local_call_time "
+            "FROM missed_calls",
+            "local_call_time, caller",
         ),
     }
 
 
+def _accounts(frames: dict[str, pd.DataFrame]) -> list[str]:
+    names: set[str] = set()
+    for frame in frames.values():
+        if "account" in frame:
+            names.update(str(name) for name in frame["account"].unique())
+    return sorted(names)
+
+
+def across_accounts(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """``frames`` (of :func:`read_marts`) as one account's would be: the same frames when
+    they hold one account; for several, calls summed per day and direction and per
+    weekday and hour (the averages, percentiles and rates of one account do not add up,
+    so ``daily`` keeps counts and an ``answer_rate`` of the sums), and ring groups and
+    callers named ``account · name``."""
+    if len(_accounts(frames)) <= 1:
+        return frames
+    daily = (
+        frames["daily"]
+        .groupby(["call_date", "direction"], as_index=False, dropna=False)[
+            ["calls", "answered", "missed"]
+        ]
+        .sum()
+    )
+    daily["answer_rate"] = daily["answered"] / daily["calls"]
+    counts = ["calls", "incoming", "outgoing", "answered", "missed_incoming"]
+    hourly = (
+        frames["hourly"].groupby(["weekday", "weekday_name", "hour"], as_index=False)[counts].sum()
+    )
+
+    def named(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+        out = frame.copy()
+        out[column] = out["account"].astype(str) + " · " + out[column].astype(str)
+        return out
+
+    return {
+        "daily": daily,
+        "hourly": hourly,
+        "groups": named(frames["groups"], "ring_group"),
+        "missed": named(frames["missed"], "caller"),
+    }
+
+
+def account_summary(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per account of :func:`read_marts`'s frames: ``account``, ``calls``,
+    ``answered``, ``answer_rate``, ``missed_incoming``, ``callers_to_call_back``."""
+    rows = []
+    for name in _accounts(frames):
+        one = {key: frame[frame["account"] == name] for key, frame in frames.items()}
+        summary = summarize(one)
+        rows.append(
+            {
+                "account": name,
+                "calls": summary.calls,
+                "answered": summary.answered,
+                "answer_rate": summary.answer_rate,
+                "missed_incoming": summary.missed_incoming,
+                "callers_to_call_back": summary.callers_to_call_back,
+            }
+        )
+    columns = ["account", "calls", "answered", "answer_rate", "missed_incoming"]
+    return pd.DataFrame(rows, columns=[*columns, "callers_to_call_back"])
+
+
 def summarize(frames: dict[str, pd.DataFrame]) -> ReportSummary:
-    """The headline numbers from the mart frames of :func:`build_report`."""
+    """The headline numbers from the mart frames of :func:`build_report` (of every account
+    they hold: :func:`across_accounts` first)."""
+    frames = across_accounts(frames)
     daily, hourly, missed = frames["daily"], frames["hourly"], frames["missed"]
     calls = int(daily["calls"].sum())
     answered = int(daily["answered"].sum())

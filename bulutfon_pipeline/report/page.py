@@ -18,7 +18,12 @@ from bulutfon_pipeline.report.charts import (
     chart_missed_callers,
     chart_ring_groups,
 )
-from bulutfon_pipeline.report.data import ReportSummary, top_missed_callers
+from bulutfon_pipeline.report.data import (
+    ReportSummary,
+    account_summary,
+    across_accounts,
+    top_missed_callers,
+)
 
 __all__ = ["SECTIONS", "render_html"]
 
@@ -75,9 +80,42 @@ def _missed_table(top: pd.DataFrame) -> str:
     )
 
 
-def render_html(frames: dict[str, pd.DataFrame], summary: ReportSummary, generated: str) -> str:
-    """The whole page, self-contained."""
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:.1%}"
+
+
+def _accounts_table(per_account: pd.DataFrame) -> str:
+    """One row per account (only when the report covers several)."""
+    if len(per_account) <= 1:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(r['account']))}</td><td class='num'>{int(r['calls']):,}</td>"
+        f"<td class='num'>{int(r['answered']):,}</td>"
+        f"<td class='num'>{_rate(r['answer_rate'])}</td>"
+        f"<td class='num'>{int(r['missed_incoming']):,}</td>"
+        f"<td class='num'>{int(r['callers_to_call_back']):,}</td></tr>"
+        for r in per_account.to_dict("records")
+    )
+    return (
+        '<section id="accounts"><h2>Accounts</h2><table><thead><tr><th>account</th>'
+        "<th class='num'>calls</th><th class='num'>answered</th><th class='num'>answer rate</th>"
+        "<th class='num'>missed incoming</th><th class='num'>callers to call back</th>"
+        f"</tr></thead><tbody>{rows}</tbody></table></section>"
+    )
+
+
+def render_html(
+    frames: dict[str, pd.DataFrame],
+    summary: ReportSummary,
+    generated: str,
+    *,
+    account: str | None = None,
+) -> str:
+    """The whole page, self-contained: of one ``account``, or of every account the frames
+    hold (then with a table per account, and the charts over them all)."""
     apply_style()
+    per_account = account_summary(frames)
+    frames = across_accounts(frames)
     top = top_missed_callers(frames["missed"])
     masked = int(frames["missed"]["caller_masked"].astype(bool).sum())
     rate = "n/a" if summary.answer_rate is None else f"{summary.answer_rate:.1%}"
@@ -113,12 +151,14 @@ def render_html(frames: dict[str, pd.DataFrame], summary: ReportSummary, generat
             f"numbers (left out, they cannot be called back): {masked}.",
         ),
     ]
+    heading = "" if account is None else f" – {html.escape(account)}"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Bulutfon call report – {html.escape(period)}</title>"
         f"<style>{_CSS}</style></head><body>"
-        f"<h1>Bulutfon call report</h1><p class='muted'>{html.escape(period)} · local time "
-        f"Europe/Istanbul · generated {html.escape(generated)}</p>"
-        f'<div class="cards">{cards}</div>{"".join(sections)}</body></html>\n'
+        f"<h1>Bulutfon call report{heading}</h1><p class='muted'>{html.escape(period)} · "
+        f"local time Europe/Istanbul · generated {html.escape(generated)}</p>"
+        f'<div class="cards">{cards}</div>{_accounts_table(per_account)}'
+        f"{''.join(sections)}</body></html>\n"
     )

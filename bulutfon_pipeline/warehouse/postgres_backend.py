@@ -227,21 +227,21 @@ class Postgres:
             tx.execute("SELECT pg_advisory_xact_lock(?)", [postgres_lock.lock_key(self.schema) ^ 1])
             ensure_views(tx, "postgresql")
 
-    # --- the sync lock -------------------------------------------------------------------
-
     def advisory_lock(
-        self, timeout_s: float, on_wait: Callable[[str], None] | None = None, purpose: str = "sync"
+        self,
+        timeout_s: float,
+        on_wait: Callable[[str], None] | None = None,
+        purpose: str = "sync",
+        account: str | None = None,
     ) -> AbstractContextManager[None]:
-        """Hold this warehouse's session-level advisory lock of ``purpose`` (``sync``, or
-        ``listing scan``: runs' scans take turns) for the block, on a connection of its own
-        (:func:`.postgres_lock.advisory_lock`).
+        """Hold the session-level ``purpose`` lock (``sync``, ``listing scan``) of ``account``.
 
         Raises:
             WarehouseLockedError: still held by another session after ``timeout_s``.
         """
         return postgres_lock.advisory_lock(
             self.connect,
-            key=postgres_lock.lock_key(self.schema, purpose),
+            key=postgres_lock.lock_key(self.schema, purpose, account),
             name=self.name,
             timeout_s=timeout_s,
             on_wait=on_wait,

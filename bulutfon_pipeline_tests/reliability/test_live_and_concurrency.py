@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNT
 from bulutfon_pipeline.warehouse.postgres_backend import Postgres
 from bulutfon_pipeline.warehouse.postgres_lock import lock_key
 from bulutfon_pipeline_tests.helpers import assert_tables_match, read_table
@@ -75,9 +76,9 @@ def test_two_syncs_at_once_one_waits_its_turn_out(
 
 def _advisory_lock_holders(ws: Workspace) -> list[int]:
     """The server pids of the sessions holding the sync's advisory lock (of schema
-    ``public``) in the workspace's database."""
+    ``public`` and the account ``default``) in the workspace's database."""
     assert ws.warehouse_url is not None
-    key = lock_key("public") & 0xFFFFFFFFFFFFFFFF
+    key = lock_key("public", "sync", DEFAULT_ACCOUNT) & 0xFFFFFFFFFFFFFFFF
     with Postgres(ws.warehouse_url).connect() as con:
         rows = con.execute(
             """

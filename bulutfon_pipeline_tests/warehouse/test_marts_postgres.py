@@ -34,9 +34,11 @@ import sqlalchemy as sa
 
 from bulutfon_pipeline.cli.demo import EXAMPLE_QUERIES
 from bulutfon_pipeline.report.data import read_marts, summarize, top_missed_callers
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNT
 from bulutfon_pipeline.simulator.dataset import generate_dataset
 from bulutfon_pipeline.simulator.model import SimulatorConfig
 from bulutfon_pipeline.warehouse import Warehouse, schema
+from bulutfon_pipeline.warehouse.postgres_text import to_pyformat
 from bulutfon_pipeline.warehouse.views import VIEWS, view_names
 from bulutfon_pipeline_tests.fixtures.marts import CALLS, ORIGINATIONS, STEPS
 from bulutfon_pipeline_tests.helpers import insert_rows
@@ -62,11 +64,11 @@ TYPE_MAP = {
 
 #: The columns that identify a row of each mart.
 VIEW_KEYS = {
-    "daily_call_summary": ("call_date", "direction"),
-    "ring_group_performance": ("ring_group", "destination"),
-    "hourly_call_load": ("weekday", "hour"),
-    "extension_activity": ("extension",),
-    "missed_calls": ("uuid",),
+    "daily_call_summary": ("account", "call_date", "direction"),
+    "ring_group_performance": ("account", "ring_group", "destination"),
+    "hourly_call_load": ("account", "weekday", "hour"),
+    "extension_activity": ("account", "extension"),
+    "missed_calls": ("account", "uuid"),
 }
 
 ISTANBUL = ZoneInfo("Europe/Istanbul")
@@ -201,8 +203,17 @@ def _step(
     }  # fmt: skip
 
 
+def two_accounts(tables: Tables) -> Tables:
+    """``tables`` twice: as the rows of ``default`` and of ``izmir`` (same uuids)."""
+    return {
+        name: [{"account": account, **row} for account in ("default", "izmir") for row in rows]
+        for name, rows in tables.items()
+    }
+
+
 DATASETS = {
     "marts fixture": fixture_tables,
+    "marts fixture, two accounts": lambda: two_accounts(fixture_tables()),
     "edges": edge_tables,
     "simulator v1, DST start 2016": lambda: simulator_tables(dt.date(2016, 4, 2), 10, "v1"),
     "simulator seed, DST end 2015": lambda: simulator_tables(dt.date(2015, 11, 12), 8, "seed"),
@@ -232,6 +243,10 @@ def pg_engine(postgres_url: str) -> Iterator[sa.Engine]:
 def build_both(warehouse: Warehouse, engine: sa.Engine, tables: Tables) -> None:
     """Insert ``tables`` into both engines and create every view on PostgreSQL (the DuckDB
     warehouse has them from ``ensure_schema``)."""
+    tables = {
+        name: [row if "account" in row else {"account": DEFAULT_ACCOUNT, **row} for row in rows]
+        for name, rows in tables.items()
+    }
     with warehouse.transaction() as con:
         for name in TABLE_ORDER:
             if tables[name]:
@@ -384,7 +399,10 @@ def test_hourly_call_load_on_postgres(warehouse: Warehouse, pg_engine: sa.Engine
     # the hand-computed rows of test_marts.py, straight from PostgreSQL
     build_both(warehouse, pg_engine, fixture_tables())
     with pg_engine.connect() as conn:
-        got = conn.exec_driver_sql("SELECT * FROM hourly_call_load ORDER BY weekday, hour").all()
+        got = conn.exec_driver_sql(
+            "SELECT weekday, weekday_name, hour, calls, incoming, outgoing, answered, "
+            "missed_incoming FROM hourly_call_load WHERE account = 'default' ORDER BY weekday, hour"
+        ).all()
     assert [tuple(row) for row in got] == [
         (1, "Monday", 9, 2, 2, 0, 1, 1),
         (1, "Monday", 10, 1, 1, 0, 0, 1),
@@ -402,12 +420,13 @@ class PostgresFrames:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
-    def fetch_frame(self, sql: str) -> pd.DataFrame:
+    def fetch_frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         with self.engine.connect() as conn:
-            return pd.read_sql_query(sa.text(sql), conn)
+            result = conn.exec_driver_sql(to_pyformat(sql), tuple(params))
+            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
-@pytest.mark.parametrize("dataset", ["marts fixture", "edges"])
+@pytest.mark.parametrize("dataset", ["marts fixture", "edges", "marts fixture, two accounts"])
 def test_the_report_reads_the_same_from_both_engines(
     dataset: str, warehouse: Warehouse, pg_engine: sa.Engine
 ) -> None:
@@ -417,6 +436,8 @@ def test_the_report_reads_the_same_from_both_engines(
     pg = read_marts(PostgresFrames(pg_engine))  # type: ignore[arg-type]
     assert summarize(pg) == summarize(duck)
     assert summarize(duck).calls == len(DATASETS[dataset]()["cdrs"])
+    one = read_marts(PostgresFrames(pg_engine), account="default")  # type: ignore[arg-type]
+    assert summarize(one) == summarize(read_marts(warehouse, account="default"))
     duck_top, pg_top = top_missed_callers(duck["missed"]), top_missed_callers(pg["missed"])
     assert len(duck_top) > 0
     pd.testing.assert_frame_equal(pg_top, duck_top, check_dtype=False)
