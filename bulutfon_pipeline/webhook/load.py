@@ -32,10 +32,10 @@ from bulutfon_pipeline.warehouse.backend import KEYS_SQL
 
 __all__ = ["PushedLoadSummary", "load_pushed_calls"]
 
-#: Constant SQL; the uuids are its two parameters.
+#: Constant SQL; its parameters are the account and the uuids, twice.
 _LOADED_SQL = (
-    f"SELECT uuid FROM cdrs WHERE uuid IN ({KEYS_SQL})"  # noqa: S608
-    f" UNION SELECT uuid FROM load_rejects WHERE uuid IN ({KEYS_SQL})"
+    f"SELECT uuid FROM cdrs WHERE account = ? AND uuid IN ({KEYS_SQL})"  # noqa: S608
+    f" UNION SELECT uuid FROM load_rejects WHERE account = ? AND uuid IN ({KEYS_SQL})"
 )
 
 
@@ -83,8 +83,10 @@ class _Deferring:
 
 
 def _loaded(warehouse: Warehouse, uuids: Sequence[str]) -> set[str]:
-    """The uuids of ``uuids`` that already have a ``cdrs`` or a ``load_rejects`` row."""
-    frame = warehouse.fetch_frame(_LOADED_SQL, [list(uuids), list(uuids)])
+    """The uuids of ``uuids`` that already have a ``cdrs`` or a ``load_rejects`` row of
+    the warehouse's account."""
+    account = warehouse.account
+    frame = warehouse.fetch_frame(_LOADED_SQL, [account, list(uuids), account, list(uuids)])
     return {str(uuid) for uuid in frame["uuid"]}
 
 
