@@ -18,9 +18,11 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from bulutfon_pipeline.accounts import Account
 from bulutfon_pipeline.api import BulutfonClient, ClientConfig
 from bulutfon_pipeline.api.errors import ConfigError
 from bulutfon_pipeline.settings import (
+    DEFAULT_ACCOUNT,
     DEFAULT_DATA_DIR,
     DEFAULT_DETAIL_BATCH_SIZE,
     DEFAULT_LISTING_CHUNK_ROWS,
@@ -32,6 +34,9 @@ from bulutfon_pipeline.settings import (
     Settings,
 )
 from bulutfon_pipeline.warehouse import Warehouse
+
+#: The ``ClientConfig`` fields that hold credentials.
+_CREDENTIAL_FIELDS = ("access_token", "client_id", "client_secret", "refresh_token")
 
 SECRET_VARIABLES = (
     "BULUTFON_ACCESS_TOKEN",
@@ -57,11 +62,16 @@ class BulutfonResource(dg.ConfigurableResource):
     max_concurrency: int | None = Field(default=None, description="BULUTFON_MAX_CONCURRENCY")
     max_rps: float | None = Field(default=None, description="BULUTFON_MAX_RPS")
 
-    def client_config(self, env: Mapping[str, str] | None = None) -> ClientConfig:
-        """The client configuration: fields set here win over the environment.
+    def client_config(
+        self, env: Mapping[str, str] | None = None, *, account: Account | None = None
+    ) -> ClientConfig:
+        """The client configuration: fields set here win over the environment. For an
+        account of ``BULUTFON_ACCOUNTS_FILE``, its own credentials, URL, cap and token
+        file win over both (the credentials set here are today's single account's).
 
         Raises:
-            ConfigError: a value is malformed (one line naming the variable).
+            ConfigError: a value is malformed, or a variable the account names is unset
+                (one line naming the account and the variable).
         """
         overrides = {
             name: value
@@ -81,15 +91,22 @@ class BulutfonResource(dg.ConfigurableResource):
             )
             if (value := getattr(self, name)) is not None
         }
-        return ClientConfig.from_env(os.environ if env is None else env, **overrides)
+        env = os.environ if env is None else env
+        if account is None or not account.from_file:
+            return ClientConfig.from_env(env, **overrides)
+        for name in _CREDENTIAL_FIELDS:
+            overrides.pop(name, None)
+        return account.client_config(env, **overrides)
 
     @contextmanager
-    def client(self) -> Iterator[BulutfonClient]:
-        """An open client; raises ``ConfigError`` when no credentials are configured."""
-        config = self.client_config()
+    def client(self, account: Account | None = None) -> Iterator[BulutfonClient]:
+        """An open client of ``account`` (default: today's single account), with its own
+        flow control; raises ``ConfigError`` when no credentials are configured."""
+        config = self.client_config(account=account)
         if config.auth_mode is None:
+            who = "" if account is None or not account.from_file else f"account {account.name!r}: "
             raise ConfigError(
-                "No Bulutfon credentials: set BULUTFON_ACCESS_TOKEN, or BULUTFON_CLIENT_ID, "
+                f"{who}No Bulutfon credentials: set BULUTFON_ACCESS_TOKEN, or BULUTFON_CLIENT_ID, "
                 "BULUTFON_CLIENT_SECRET and BULUTFON_REFRESH_TOKEN (see .env.example)"
             )
         with BulutfonClient(config) as client:
@@ -130,9 +147,10 @@ class WarehouseResource(DuckDBResource):
             duckdb_path=Path(self.database),
         )
 
-    def warehouse(self) -> Warehouse:
-        """The warehouse, with its schema and views in place."""
-        warehouse = Warehouse.from_settings(self.settings())
+    def warehouse(self, account: str = DEFAULT_ACCOUNT) -> Warehouse:
+        """The warehouse, with its schema and views in place, reading and writing the rows
+        of ``account``."""
+        warehouse = Warehouse.from_settings(self.settings(), account=account)
         warehouse.ensure_schema()
         return warehouse
 

@@ -100,6 +100,9 @@ class ClientConfig:
     backoff_max_s: float = settings.DEFAULT_BACKOFF_MAX_S
     token_refresh_margin_s: float = settings.TOKEN_REFRESH_MARGIN_S
     user_agent: str = field(default_factory=default_user_agent)
+    #: The token file, when not the shared ``<data_dir>/bulutfon_token.json`` (a PBX
+    #: account of ``BULUTFON_ACCOUNTS_FILE`` keeps its own, ``accounts.Account.token_file``).
+    token_path: Path | None = None
 
     def __post_init__(self) -> None:
         # Coerce str -> Path so `ClientConfig(data_dir="x")` works too.
@@ -179,7 +182,10 @@ class ClientConfig:
 
     @property
     def token_file(self) -> Path:
-        """Where rotated OAuth tokens are stored: ``<data_dir>/bulutfon_token.json``."""
+        """Where rotated OAuth tokens are stored: ``token_path`` when set, else
+        ``<data_dir>/bulutfon_token.json``."""
+        if self.token_path is not None:
+            return self.token_path
         return self.data_dir / settings.TOKEN_FILE_NAME
 
     @property

@@ -57,8 +57,13 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SetupError(str(error)) from None
 
 
-def preflight(env: Mapping[str, str] | None = None) -> Settings:
+def preflight(env: Mapping[str, str] | None = None, *, check_credentials: bool = True) -> Settings:
     """Validate the settings, the credentials and the warehouse path before any run.
+
+    Args:
+        check_credentials: check today's single account's credentials; ``False`` for the
+            accounts of ``BULUTFON_ACCOUNTS_FILE``, each of which fails alone in its own
+            work when its credentials are missing.
 
     Raises:
         SetupError: one line saying what to fix.
@@ -66,6 +71,9 @@ def preflight(env: Mapping[str, str] | None = None) -> Settings:
     from bulutfon_pipeline.resources import BulutfonResource
 
     settings = read_settings(env)
+    if not check_credentials:
+        check_warehouse(settings)
+        return settings
     try:
         config = BulutfonResource().client_config(env)
     except ConfigError as error:

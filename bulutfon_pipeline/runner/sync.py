@@ -6,6 +6,7 @@ materializations through the summaries' own ``from_metadata``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import logging
@@ -18,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from bulutfon_pipeline import progress
+from bulutfon_pipeline.accounts import Account, AccountsError, select_accounts
 from bulutfon_pipeline.loads import DetailLoadSummary, ListingScanResult, group_dates
 from bulutfon_pipeline.recordings import PurgeSummary, RecordingsSummary
 from bulutfon_pipeline.replay import ReplaySummary, replay_details
 from bulutfon_pipeline.runner.errors import SetupError
-from bulutfon_pipeline.runner.interrupts import raise_if_stopped
+from bulutfon_pipeline.runner.interrupts import StoppedError, StopRequestedError, raise_if_stopped
 from bulutfon_pipeline.runner.preflight import (
     check_warehouse,
     preflight,
@@ -37,6 +39,10 @@ from bulutfon_pipeline.warehouse.publish import PublishResult, publish_analytics
 
 #: The assets one detail run materializes (the ``cdr_details`` multi-asset).
 DETAIL_ASSETS = ("cdrs", "raw_cdr_details", "call_flow_steps", "originations")
+#: How many accounts one ``sync`` loads at the same time, each in its own thread with its
+#: own Dagster runs and API client (so its own rate). The work is mostly waiting on the
+#: API; DuckDB's writes take turns inside the process, PostgreSQL's run in parallel.
+ACCOUNTS_AT_ONCE = 8
 
 
 @dataclass
@@ -54,6 +60,10 @@ class SyncResult:
     #: the analysts' copy published at the end (``None`` if the sync stopped before)
     published: PublishResult | None = None
     seconds: float = 0.0
+    #: each account's own result, when the sync loaded accounts of BULUTFON_ACCOUNTS_FILE
+    by_account: dict[str, SyncResult] = field(default_factory=dict)
+    #: account -> its one-line error, for the accounts that failed (the others loaded)
+    failures: dict[str, str] = field(default_factory=dict)
 
     def detail_total(self, name: str) -> int:
         """A count of :class:`DetailLoadSummary` (``fetched``, ``new``…) over every range."""
@@ -73,6 +83,22 @@ class SyncResult:
         for name, value in counts.items():
             self.api[name] = self.api.get(name, 0) + value
 
+    def _add(self, other: SyncResult) -> None:
+        """Add an account's result to this total."""
+        if other.listing is not None:
+            if self.listing is None:
+                self.listing = ListingScanResult()
+            for name in ("pages", "items", "new", "updated", "changed", "rejected"):
+                setattr(
+                    self.listing, name, getattr(self.listing, name) + getattr(other.listing, name)
+                )
+        self.ranges.extend(other.ranges)
+        self.details.extend(other.details)
+        if other.recordings is not None:
+            self.recordings = [*(self.recordings or []), *other.recordings]
+        self._add_api(other.api)
+        self.run_ids.extend(other.run_ids)
+
 
 def _quiet_dagster() -> dict[str, Any]:
     # The CLI shows its own progress and summary; Dagster's console logger would print
@@ -82,12 +108,29 @@ def _quiet_dagster() -> dict[str, Any]:
     return {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
+def _instance(accounts: Sequence[str]) -> Any:
+    """The Dagster instance of the runner's runs (``DAGSTER_HOME``'s, else an ephemeral
+    one), with ``accounts`` registered as partitions."""
+    import dagster as dg
+
+    from bulutfon_pipeline.partitions import register_accounts
+
+    if os.environ.get("DAGSTER_HOME"):
+        instance = dg.DagsterInstance.get()
+    else:
+        instance = dg.DagsterInstance.ephemeral()
+    register_accounts(instance, accounts)
+    return instance
+
+
 def _materialize(
     selection: Sequence[str],
     *,
     settings: Settings,
     tags: dict[str, str],
     run_config: dict[str, Any],
+    instance: Any = None,
+    partition_key: str | None = None,
 ) -> Any:
     import dagster as dg
 
@@ -95,12 +138,14 @@ def _materialize(
     from bulutfon_pipeline.assets._common import PUBLISH_DEFERRED, PUBLISH_TAG
     from bulutfon_pipeline.resources import default_resources
 
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
+    if instance is None and os.environ.get("DAGSTER_HOME"):
+        instance = dg.DagsterInstance.get()
     result = dg.materialize(
         list(ASSETS),
         selection=list(selection),
         resources=default_resources(settings),
         instance=instance,
+        partition_key=partition_key,
         # The runner publishes the analysts' copy once, at the end, not after each run.
         tags={**tags, "bulutfon/trigger": "cli", PUBLISH_TAG: PUBLISH_DEFERRED},
         run_config=run_config,
@@ -128,12 +173,14 @@ def _plan_ranges(
     end: dt.date | None,
     *,
     pending_only: bool = False,
+    start_date: dt.date | None = None,
 ) -> list[tuple[dt.date, dt.date]]:
     today = dt.datetime.now(LOCAL_TZ).date()
+    start_date = start_date or settings.start_date
     if start is not None and end is not None and not pending_only:
-        ranges = [(max(start, settings.start_date), min(end, today))]
+        ranges = [(max(start, start_date), min(end, today))]
     else:
-        first = max(start or settings.start_date, settings.start_date)
+        first = max(start or start_date, start_date)
         last = min(end or today, today)
         ranges = group_dates([d for d in warehouse.pending_dates() if first <= d <= last])
     return [(a, b) for a, b in ranges if a <= b]
@@ -148,12 +195,16 @@ def run_sync(
     reconcile: bool = False,
     reporter: progress.ProgressReporter | None = None,
     on_wait: Callable[[str], None] | None = None,
+    accounts: Sequence[str] | None = None,
 ) -> SyncResult:
-    """Scan the listing (optional), then load every day with pending calls.
+    """Scan the listing (optional), then load every day with pending calls, for every
+    account (``BULUTFON_ACCOUNTS_FILE``, or the ``default`` account without it).
 
     With ``start``/``end`` (a backfill) the given days are loaded even if nothing is
     pending, so ``refetch`` can reload them. Recordings are downloaded after the details
-    when ``BULUTFON_DOWNLOAD_RECORDINGS`` is on.
+    when ``BULUTFON_DOWNLOAD_RECORDINGS`` is on. Several accounts load at the same time
+    (up to :data:`ACCOUNTS_AT_ONCE`), each in its own Dagster runs with its own client; an
+    account that fails is in ``failures`` and the others load.
 
     Args:
         listing: scan the listing first.
@@ -166,24 +217,122 @@ def run_sync(
         reporter: where progress goes (e.g. a progress bar); nowhere by default.
         on_wait: gets one line if another sync holds the lock (this one waits up to
             ``BULUTFON_LOCK_TIMEOUT_S``).
+        accounts: only these accounts (names of the accounts file); default every one.
 
     Raises:
-        SetupError, BusyError: before anything runs.
-        Exception: a failed run's error; :func:`user_error` finds the project error in it.
+        SetupError, BusyError: before anything runs (an unknown account: SetupError).
+        Exception: a failed run's error, with a single account; :func:`user_error` finds
+            the project error in it.
     """
     started = time.monotonic()
     run_config = _quiet_dagster()  # before the assets are imported: they warn on import
-    from bulutfon_pipeline.assets._common import api_counts
-    from bulutfon_pipeline.assets.listing import reconcile_config
-    from bulutfon_pipeline.partitions import range_tags
-
-    settings = preflight()
+    chosen = _select(accounts)
+    settings = preflight(check_credentials=not any(a.from_file for a in chosen))
     result = SyncResult()
     installed = progress.installed(reporter) if reporter is not None else contextlib.nullcontext()
 
+    def one(account: Account) -> SyncResult:
+        return _sync_account(
+            account,
+            settings,
+            run_config,
+            listing=listing,
+            start=start,
+            end=end,
+            refetch=refetch,
+            reconcile=reconcile,
+        )
+
+    with writer_lock(settings, on_wait=on_wait), _lock_wait_lines(on_wait), installed:
+        if len(chosen) == 1 and not chosen[0].from_file:
+            result = one(chosen[0])  # today's single account: exactly as before
+        else:
+            _sync_accounts(chosen, one, result)
+        warehouse = Warehouse.from_settings(settings)
+        # Under the lock, so no other sync writes while the copy is taken.
+        if len(result.failures) < len(chosen):
+            result.published = _publish(warehouse, settings)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _select(names: Sequence[str] | None) -> list[Account]:
+    """The accounts a command loads.
+
+    Raises:
+        SetupError: the accounts file is malformed, or a name is not one of its accounts.
+    """
+    try:
+        return select_accounts(names)
+    except AccountsError as error:
+        raise SetupError(str(error)) from None
+
+
+def _sync_accounts(
+    chosen: list[Account], one: Callable[[Account], SyncResult], total: SyncResult
+) -> None:
+    """``one`` for every account, up to :data:`ACCOUNTS_AT_ONCE` at a time, each in a
+    thread; their results added to ``total``, one line per failed account in
+    ``total.failures``. A stop signal stops the accounts between their runs."""
+    pool = concurrent.futures.ThreadPoolExecutor(
+        max_workers=min(len(chosen), ACCOUNTS_AT_ONCE), thread_name_prefix="account"
+    )
+    try:
+        futures = {pool.submit(one, account): account.name for account in chosen}
+        for future in concurrent.futures.as_completed(futures):
+            name = futures[future]
+            try:
+                done = future.result()
+            except (StopRequestedError, StoppedError):
+                raise
+            except Exception as error:
+                total.failures[name] = _one_line(name, error)
+                continue
+            total.by_account[name] = done
+            total._add(done)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    total.by_account = {
+        a.name: total.by_account[a.name] for a in chosen if a.name in total.by_account
+    }
+    total.failures = {a.name: total.failures[a.name] for a in chosen if a.name in total.failures}
+
+
+def _one_line(account: str, error: BaseException) -> str:
+    """An account's failure as one line naming it (the project error in a Dagster run's
+    chain when there is one)."""
+    from bulutfon_pipeline.runner.errors import user_error
+
+    found = user_error(error)
+    message = str(found if found is not None else error).strip().splitlines()
+    text = message[0] if message else type(error).__name__
+    prefix = f"account {account!r}: "
+    return text if text.startswith(prefix) else prefix + text
+
+
+def _sync_account(
+    account: Account,
+    settings: Settings,
+    run_config: dict[str, Any],
+    *,
+    listing: bool,
+    start: dt.date | None,
+    end: dt.date | None,
+    refetch: bool,
+    reconcile: bool,
+) -> SyncResult:
+    """One account's sync: its listing run, then its detail runs (and recordings)."""
+    from bulutfon_pipeline.assets._common import api_counts
+    from bulutfon_pipeline.assets.listing import reconcile_config
+    from bulutfon_pipeline.partitions import ACCOUNT_TAG, range_tags
+
+    name = account.name
+    result = SyncResult()
+    instance = _instance([name])
+
     def run(selection: Sequence[str], asset: str, **kwargs: Any) -> dict[str, Any]:
         # One in-process run; its id and API counters go into the result.
-        done = _materialize(selection, settings=settings, **kwargs)
+        done = _materialize(selection, settings=settings, instance=instance, **kwargs)
         result.run_ids.append(done.run_id)
         meta = _metadata(done, asset)
         result._add_api(api_counts(meta))
@@ -192,21 +341,29 @@ def run_sync(
     def config(op: str) -> dict[str, Any]:
         return {**run_config, "ops": {op: {"config": {"refetch": refetch}}}}
 
-    with writer_lock(settings, on_wait=on_wait), _lock_wait_lines(on_wait), installed:
+    try:
         if listing:
             listing_config = run_config
             if reconcile and start is not None:
                 listing_config = {**run_config, **reconcile_config(start, end)}
-            meta = run(["cdr_listing"], "cdr_listing", tags={}, run_config=listing_config)
+            meta = run(
+                ["cdr_listing"],
+                "cdr_listing",
+                tags={ACCOUNT_TAG: name},
+                run_config=listing_config,
+                partition_key=name,
+            )
             result.listing = ListingScanResult.from_metadata(meta)
-        warehouse = Warehouse.from_settings(settings)
+        warehouse = Warehouse.from_settings(settings, account=name)
         warehouse.ensure_schema()
-        result.ranges = _plan_ranges(warehouse, settings, start, end, pending_only=reconcile)
+        result.ranges = _plan_ranges(
+            warehouse, settings, start, end, pending_only=reconcile, start_date=account.start_date
+        )
         for first, last in result.ranges:
             meta = run(
                 DETAIL_ASSETS,
                 "cdrs",
-                tags=range_tags(first, last),
+                tags=range_tags(first, last, name),
                 run_config=config("cdr_details"),
             )
             result.details.append(DetailLoadSummary.from_metadata(meta))
@@ -217,13 +374,12 @@ def run_sync(
                 meta = run(
                     ["call_recordings"],
                     "call_recordings",
-                    tags=range_tags(first, last),
+                    tags=range_tags(first, last, name),
                     run_config=config("call_recordings"),
                 )
                 result.recordings.append(RecordingsSummary.from_metadata(meta))
-        # Under the lock, so no other sync writes while the copy is taken.
-        result.published = _publish(warehouse, settings)
-    result.seconds = time.monotonic() - started
+    finally:
+        instance.dispose()
     return result
 
 
@@ -236,19 +392,36 @@ def run_report() -> Path | None:
 
 
 def run_purge(
-    before: dt.date, *, on_wait: Callable[[str], None] | None = None
+    before: dt.date,
+    *,
+    on_wait: Callable[[str], None] | None = None,
+    accounts: Sequence[str] | None = None,
 ) -> tuple[PurgeSummary, Path]:
-    """Delete the recordings of calls before ``before``; the summary and the data folder.
+    """Delete the recordings of calls before ``before`` (of ``accounts``, default every
+    account); the summary (summed over the accounts) and the data folder.
 
     Raises:
         SetupError, BusyError: before anything is deleted.
     """
     from bulutfon_pipeline.recordings import purge_recordings
 
+    chosen = _select(accounts)
     settings = read_settings()
-    with _locked_warehouse(settings, on_wait) as warehouse:
-        summary = purge_recordings(warehouse, data_dir=settings.data_dir, before=before)
-    return summary, settings.data_dir
+    total = PurgeSummary(before=before)
+    with _locked_warehouse(settings, on_wait) as shared:
+        for account in chosen:
+            warehouse = Warehouse.on(shared.db, account=account.name)
+            summary = purge_recordings(
+                warehouse,
+                data_dir=settings.data_dir,
+                before=before,
+                folder=account.recordings_folder,
+            )
+            total.rows += summary.rows
+            total.files += summary.files
+            total.stray_files += summary.stray_files
+            total.folders.extend(summary.folders)
+    return total, settings.data_dir
 
 
 def run_replay(
