@@ -37,6 +37,8 @@ from bulutfon_pipeline.warehouse.change_log import ChangeRow, changes_since
 from bulutfon_pipeline.warehouse.errors import LOCK_WAIT_LOGGER
 from bulutfon_pipeline.warehouse.publish import PublishResult, publish_analytics
 
+LOGGER = logging.getLogger(__name__)
+
 #: The assets one detail run materializes (the ``cdr_details`` multi-asset).
 DETAIL_ASSETS = ("cdrs", "raw_cdr_details", "call_flow_steps", "originations")
 #: How many accounts one ``sync`` loads at the same time, each in its own thread with its
@@ -247,6 +249,9 @@ def run_sync(
         if len(chosen) == 1 and not chosen[0].from_file:
             result = one(chosen[0])  # today's single account: exactly as before
         else:
+            # The schema once, before the accounts' runs: their concurrent first runs
+            # would each try to create it.
+            Warehouse.from_settings(settings).ensure_schema()
             _sync_accounts(chosen, one, result)
         warehouse = Warehouse.from_settings(settings)
         # Under the lock, so no other sync writes while the copy is taken.
@@ -286,6 +291,7 @@ def _sync_accounts(
             except (StopRequestedError, StoppedError):
                 raise
             except Exception as error:
+                LOGGER.debug("account %r failed", name, exc_info=True)
                 total.failures[name] = _one_line(name, error)
                 continue
             total.by_account[name] = done
