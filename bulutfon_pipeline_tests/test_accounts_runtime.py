@@ -175,7 +175,9 @@ def test_the_sensor_registers_the_accounts_of_the_file_once(tmp_path: Path) -> N
 
     def tick() -> list[str]:
         result = bulutfon_accounts_sensor(dg.build_sensor_context(instance=instance))
-        added = [name for r in result.dynamic_partitions_requests or [] for name in r.partition_keys]
+        added = [
+            name for r in result.dynamic_partitions_requests or [] for name in r.partition_keys
+        ]
         if added:
             instance.add_dynamic_partitions(ACCOUNTS_PARTITIONS_NAME, added)
         return added

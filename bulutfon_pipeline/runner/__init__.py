@@ -7,9 +7,9 @@ and read their counts back from the materializations through the summaries' own
 ``from_metadata``.
 
 Modules: ``preflight`` (settings, credentials, path, the sync lock), ``sync`` (sync,
-backfill, reconcile, report, purge, replay), ``interrupts`` (SIGINT/SIGTERM during a sync
-or backfill: a clean stop with one line), ``demo``, ``errors``. Errors (the CLI maps each
-to an exit code):
+backfill, reconcile, report, purge, replay, the accounts' status), ``interrupts``
+(SIGINT/SIGTERM during a sync or backfill: a clean stop with one line), ``demo``,
+``errors``. Errors (the CLI maps each to an exit code):
 
 * :class:`SetupError` - something the user can fix: settings, credentials, a bad path;
 * :class:`BusyError` - another sync holds the warehouse;
@@ -39,8 +39,10 @@ from bulutfon_pipeline.runner.preflight import (
 )
 from bulutfon_pipeline.runner.sync import (
     DETAIL_ASSETS,
+    AccountStatus,
     ReconcileResult,
     SyncResult,
+    run_accounts_status,
     run_purge,
     run_reconcile,
     run_replay,
@@ -50,6 +52,7 @@ from bulutfon_pipeline.runner.sync import (
 
 __all__ = [
     "DETAIL_ASSETS",
+    "AccountStatus",
     "BusyError",
     "DemoResult",
     "ReconcileResult",
@@ -63,6 +66,7 @@ __all__ = [
     "is_runtime_failure",
     "preflight",
     "read_settings",
+    "run_accounts_status",
     "run_demo",
     "run_purge",
     "run_reconcile",

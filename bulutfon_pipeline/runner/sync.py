@@ -389,6 +389,69 @@ def _sync_account(
     return result
 
 
+@dataclass(frozen=True)
+class AccountStatus:
+    """Where one account's loads stand, read from the warehouse."""
+
+    name: str
+    #: from BULUTFON_ACCOUNTS_FILE (``False``: the ``default`` account of today's variables)
+    from_file: bool
+    #: when its last batch of details was committed (``None``: never)
+    last_load: dt.datetime | None
+    #: the newest listed call time (``None``: its listing was never scanned)
+    high_water_mark: dt.datetime | None
+    #: listed calls still to load, and their days
+    pending_calls: int
+    pending_days: tuple[dt.date, ...]
+
+
+def run_accounts_status(accounts: Sequence[str] | None = None) -> list[AccountStatus]:
+    """Each account (of ``accounts``, default every one) with its last load, high-water
+    mark and pending calls. Reads only; a warehouse not created yet shows none of them.
+
+    Raises:
+        SetupError: the settings or the accounts file are malformed, or a name is unknown.
+    """
+    chosen = _select(accounts)
+    settings = read_settings()
+    exists = settings.warehouse_url is not None or settings.duckdb_path.exists()
+    statuses = []
+    for account in chosen:
+        last: dt.datetime | None = None
+        mark: dt.datetime | None = None
+        pending, days = 0, tuple[dt.date, ...]()
+        if exists:
+            warehouse = Warehouse.from_settings(settings, account=account.name)
+            warehouse.ensure_schema()
+            mark = warehouse.high_water_mark()
+            progress_now = warehouse.load_progress(dt.datetime.now(dt.UTC))
+            pending, days = progress_now.pending_calls, progress_now.pending_days
+            last = _last_load(warehouse)
+        statuses.append(AccountStatus(account.name, account.from_file, last, mark, pending, days))
+    return statuses
+
+
+def _last_load(warehouse: Warehouse) -> dt.datetime | None:
+    """When the account's newest ``cdrs`` row was written."""
+    import pandas as pd
+
+    from bulutfon_pipeline.warehouse import WarehouseError
+
+    try:
+        frame = warehouse.fetch_frame(_LAST_LOAD_SQL, [warehouse.account])
+    except WarehouseError:  # a warehouse without the account column: one account's rows
+        frame = warehouse.fetch_frame("SELECT max(loaded_at) FROM cdrs")
+    value: Any = frame.iloc[0, 0] if len(frame) else None
+    if value is None or pd.isna(value):
+        return None
+    return pd.Timestamp(value).to_pydatetime()
+
+
+#: The newest ``loaded_at`` of an account's calls (``account`` is the first column of
+#: every table of the account-aware warehouse).
+_LAST_LOAD_SQL = "SELECT max(loaded_at) FROM cdrs WHERE account = ?"
+
+
 def run_report() -> Path | None:
     """Materialize ``call_report`` (the asset the UI runs); the report's path."""
     settings = read_settings()
