@@ -60,7 +60,7 @@ def test_accounts_lists_the_default_account_with_its_state(
         mark = Warehouse.from_settings(Settings.from_env()).high_water_mark()
         after = runner.invoke(main, ["accounts"])
     assert after.exit_code == 0, after.output
-    name, last, high, pending = _row(after.output, "default")
+    _, last, high, pending = _row(after.output, "default")
     assert high == f"{mark.astimezone(LOCAL_TZ):%Y-%m-%d %H:%M:%S}"
     assert last != "never" and pending == "0"
 
