@@ -200,3 +200,25 @@ def test_the_sensor_registers_the_accounts_of_the_file_once(tmp_path: Path) -> N
         "broken",
     ]
     assert register_accounts(instance, ["izmir", "new"]) == ["new"]  # the runner's way
+
+
+@pytest.mark.parametrize("source", ["deploy", "ui"])
+def test_the_run_queue_runs_one_load_per_account_at_a_time(source: str, tmp_path: Path) -> None:
+    import shutil
+
+    from bulutfon_pipeline.cli.ui import DAGSTER_YAML
+
+    repo = Path(__file__).resolve().parents[1]
+    if source == "deploy":
+        shutil.copy(repo / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
+    else:
+        (tmp_path / "dagster.yaml").write_text(DAGSTER_YAML)
+    from dagster._core.instance.config import dagster_instance_config
+
+    config, _ = dagster_instance_config(str(tmp_path))
+    limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
+    per_account = {"value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    assert limits == [
+        {"key": "bulutfon/account", **per_account},
+        {"key": "dagster/partition/account", **per_account},
+    ]
