@@ -222,3 +222,40 @@ def test_the_run_queue_runs_one_load_per_account_at_a_time(source: str, tmp_path
         {"key": "bulutfon/account", **per_account},
         {"key": "dagster/partition/account", **per_account},
     ]
+
+
+@pytest.mark.slow
+def test_a_sync_of_two_accounts_in_a_process_of_its_own_loads_exact_tables_per_account(
+    simulator_factory, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from bulutfon_pipeline_tests.helpers import expected_rows, read_table
+
+    sim = simulator_factory(days=3, calls_per_day=12, accounts=["izmir", "ankara"], seed=5)
+    (tmp_path / "data").mkdir()
+    env = {**os.environ, **_env(sim, tmp_path, "")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bulutfon_pipeline.cli", "sync", "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    db = tmp_path / "warehouse.duckdb"
+    for name in ("izmir", "ankara"):
+        expected = sim.expected_tables(name)
+        for table in ("cdrs", "call_flow_steps", "originations"):
+            want = expected_rows(expected, table)
+            got = [
+                {column: row[column] for column in want[0]}
+                for row in read_table(db, table)
+                if row["account"] == name
+            ]
+            assert got == want, (name, table)
+        uuids = {row["uuid"] for row in expected["cdrs"]}
+        assert sim.stats(name)["detail_uuids"] == dict.fromkeys(uuids, 1), name
+        recorded = {row["uuid"] for row in expected["cdrs"] if row["has_recording"]}
+        assert sim.stats(name)["recording_uuids"] == dict.fromkeys(recorded, 1), name

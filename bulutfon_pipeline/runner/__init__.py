@@ -7,7 +7,8 @@ and read their counts back from the materializations through the summaries' own
 ``from_metadata``.
 
 Modules: ``preflight`` (settings, credentials, path, the sync lock), ``sync`` (sync,
-backfill, reconcile, report, purge, replay, the accounts' status), ``interrupts``
+backfill, reconcile, report, purge, replay), ``runs`` (its in-process Dagster runs),
+``accounts`` (the accounts of a command, each in its own thread, their status), ``interrupts``
 (SIGINT/SIGTERM during a sync or backfill: a clean stop with one line), ``demo``,
 ``errors``. Errors (the CLI maps each to an exit code):
 
@@ -18,6 +19,7 @@ backfill, reconcile, report, purge, replay, the accounts' status), ``interrupts`
   run are unwrapped by :func:`user_error`.
 """
 
+from bulutfon_pipeline.runner.accounts import AccountStatus, run_accounts_status
 from bulutfon_pipeline.runner.demo import DemoResult, run_demo
 from bulutfon_pipeline.runner.errors import (
     BusyError,
@@ -39,10 +41,8 @@ from bulutfon_pipeline.runner.preflight import (
 )
 from bulutfon_pipeline.runner.sync import (
     DETAIL_ASSETS,
-    AccountStatus,
     ReconcileResult,
     SyncResult,
-    run_accounts_status,
     run_purge,
     run_reconcile,
     run_replay,

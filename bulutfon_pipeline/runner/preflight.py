@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -18,6 +19,7 @@ from typing import IO
 from bulutfon_pipeline.api.errors import ConfigError
 from bulutfon_pipeline.runner.errors import BusyError, SetupError
 from bulutfon_pipeline.settings import Settings, SettingsError
+from bulutfon_pipeline.warehouse.errors import LOCK_WAIT_LOGGER
 
 
 def check_warehouse_path(path: Path) -> None:
@@ -209,3 +211,25 @@ def temporary_environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextlib.contextmanager
+def lock_wait_lines(on_wait: Callable[[str], None] | None) -> Iterator[None]:
+    """Pass the warehouse's "waiting for another writer's lock" lines to ``on_wait`` for
+    the block (another process, not a sync, holds the DuckDB file: an analyst's
+    read-write connection, a DuckDB shell)."""
+    if on_wait is None:
+        yield
+        return
+    say = on_wait
+
+    class _Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            say(record.getMessage())
+
+    handler = _Forward(logging.WARNING)
+    LOCK_WAIT_LOGGER.addHandler(handler)
+    try:
+        yield
+    finally:
+        LOCK_WAIT_LOGGER.removeHandler(handler)

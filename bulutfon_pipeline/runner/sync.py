@@ -6,45 +6,39 @@ materializations through the summaries' own ``from_metadata``.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import datetime as dt
 import logging
-import os
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bulutfon_pipeline import progress
-from bulutfon_pipeline.accounts import Account, AccountsError, select_accounts
+from bulutfon_pipeline.accounts import Account
 from bulutfon_pipeline.loads import DetailLoadSummary, ListingScanResult, group_dates
 from bulutfon_pipeline.recordings import PurgeSummary, RecordingsSummary
 from bulutfon_pipeline.replay import ReplaySummary, replay_details
+from bulutfon_pipeline.runner.accounts import run_each, select
 from bulutfon_pipeline.runner.errors import SetupError
-from bulutfon_pipeline.runner.interrupts import StoppedError, StopRequestedError, raise_if_stopped
 from bulutfon_pipeline.runner.preflight import (
     check_warehouse,
+    lock_wait_lines,
     preflight,
     read_settings,
     writer_lock,
 )
+from bulutfon_pipeline.runner.runs import instance_for, materialize, metadata, quiet_dagster
 from bulutfon_pipeline.settings import LOCAL_TZ, Settings
 from bulutfon_pipeline.warehouse import Warehouse
 from bulutfon_pipeline.warehouse.change_log import ChangeRow, changes_since
-from bulutfon_pipeline.warehouse.errors import LOCK_WAIT_LOGGER
 from bulutfon_pipeline.warehouse.publish import PublishResult, publish_analytics
 
 LOGGER = logging.getLogger(__name__)
 
 #: The assets one detail run materializes (the ``cdr_details`` multi-asset).
 DETAIL_ASSETS = ("cdrs", "raw_cdr_details", "call_flow_steps", "originations")
-#: How many accounts one ``sync`` loads at the same time, each in its own thread with its
-#: own Dagster runs and API client (so its own rate). The work is mostly waiting on the
-#: API; DuckDB's writes take turns inside the process, PostgreSQL's run in parallel.
-ACCOUNTS_AT_ONCE = 8
 
 
 @dataclass
@@ -102,72 +96,6 @@ class SyncResult:
         self.run_ids.extend(other.run_ids)
 
 
-def _quiet_dagster() -> dict[str, Any]:
-    # The CLI shows its own progress and summary; Dagster's console logger would print
-    # every event (and tracebacks for failures the CLI already explains in one line).
-    warnings.filterwarnings("ignore")
-    logging.getLogger("dagster").setLevel(logging.CRITICAL)
-    return {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-
-
-def _instance(accounts: Sequence[str]) -> Any:
-    """The Dagster instance of the runner's runs (``DAGSTER_HOME``'s, else an ephemeral
-    one), with ``accounts`` registered as partitions."""
-    import dagster as dg
-
-    from bulutfon_pipeline.partitions import register_accounts
-
-    if os.environ.get("DAGSTER_HOME"):
-        instance = dg.DagsterInstance.get()
-    else:
-        instance = dg.DagsterInstance.ephemeral()
-    register_accounts(instance, accounts)
-    return instance
-
-
-def _materialize(
-    selection: Sequence[str],
-    *,
-    settings: Settings,
-    tags: dict[str, str],
-    run_config: dict[str, Any],
-    instance: Any = None,
-    partition_key: str | None = None,
-) -> Any:
-    import dagster as dg
-
-    from bulutfon_pipeline.assets import ASSETS
-    from bulutfon_pipeline.assets._common import PUBLISH_DEFERRED, PUBLISH_TAG
-    from bulutfon_pipeline.resources import default_resources
-
-    if instance is None and os.environ.get("DAGSTER_HOME"):
-        instance = dg.DagsterInstance.get()
-    result = dg.materialize(
-        list(ASSETS),
-        selection=list(selection),
-        resources=default_resources(settings),
-        instance=instance,
-        partition_key=partition_key,
-        # The runner publishes the analysts' copy once, at the end, not after each run.
-        tags={**tags, "bulutfon/trigger": "cli", PUBLISH_TAG: PUBLISH_DEFERRED},
-        run_config=run_config,
-    )
-    raise_if_stopped()  # a signal between steps ends no Dagster run; stop here instead
-    return result
-
-
-def _metadata(result: Any, asset: str) -> dict[str, Any]:
-    import dagster as dg
-
-    for event in result.get_asset_materialization_events():
-        if event.asset_key == dg.AssetKey(asset):
-            return {
-                key: getattr(value, "value", value)
-                for key, value in event.materialization.metadata.items()
-            }
-    return {}
-
-
 def _plan_ranges(
     warehouse: Warehouse,
     settings: Settings,
@@ -205,7 +133,7 @@ def run_sync(
     With ``start``/``end`` (a backfill) the given days are loaded even if nothing is
     pending, so ``refetch`` can reload them. Recordings are downloaded after the details
     when ``BULUTFON_DOWNLOAD_RECORDINGS`` is on. Several accounts load at the same time
-    (up to :data:`ACCOUNTS_AT_ONCE`), each in its own Dagster runs with its own client; an
+    (``runner.accounts.run_each``), each in its own Dagster runs with its own client; an
     account that fails is in ``failures`` and the others load.
 
     Args:
@@ -227,8 +155,8 @@ def run_sync(
             the project error in it.
     """
     started = time.monotonic()
-    run_config = _quiet_dagster()  # before the assets are imported: they warn on import
-    chosen = _select(accounts)
+    run_config = quiet_dagster()  # before the assets are imported: they warn on import
+    chosen = select(accounts)
     settings = preflight(check_credentials=not any(a.from_file for a in chosen))
     result = SyncResult()
     installed = progress.installed(reporter) if reporter is not None else contextlib.nullcontext()
@@ -245,75 +173,22 @@ def run_sync(
             reconcile=reconcile,
         )
 
-    with writer_lock(settings, on_wait=on_wait), _lock_wait_lines(on_wait), installed:
+    with writer_lock(settings, on_wait=on_wait), lock_wait_lines(on_wait), installed:
         if len(chosen) == 1 and not chosen[0].from_file:
             result = one(chosen[0])  # today's single account: exactly as before
         else:
             # The schema once, before the accounts' runs: their concurrent first runs
             # would each try to create it.
             Warehouse.from_settings(settings).ensure_schema()
-            _sync_accounts(chosen, one, result)
+            result.by_account, result.failures = run_each(chosen, one)
+            for done in result.by_account.values():
+                result._add(done)
         warehouse = Warehouse.from_settings(settings)
         # Under the lock, so no other sync writes while the copy is taken.
         if len(result.failures) < len(chosen):
             result.published = _publish(warehouse, settings)
     result.seconds = time.monotonic() - started
     return result
-
-
-def _select(names: Sequence[str] | None) -> list[Account]:
-    """The accounts a command loads.
-
-    Raises:
-        SetupError: the accounts file is malformed, or a name is not one of its accounts.
-    """
-    try:
-        return select_accounts(names)
-    except AccountsError as error:
-        raise SetupError(str(error)) from None
-
-
-def _sync_accounts(
-    chosen: list[Account], one: Callable[[Account], SyncResult], total: SyncResult
-) -> None:
-    """``one`` for every account, up to :data:`ACCOUNTS_AT_ONCE` at a time, each in a
-    thread; their results added to ``total``, one line per failed account in
-    ``total.failures``. A stop signal stops the accounts between their runs."""
-    pool = concurrent.futures.ThreadPoolExecutor(
-        max_workers=min(len(chosen), ACCOUNTS_AT_ONCE), thread_name_prefix="account"
-    )
-    try:
-        futures = {pool.submit(one, account): account.name for account in chosen}
-        for future in concurrent.futures.as_completed(futures):
-            name = futures[future]
-            try:
-                done = future.result()
-            except (StopRequestedError, StoppedError):
-                raise
-            except Exception as error:
-                LOGGER.debug("account %r failed", name, exc_info=True)
-                total.failures[name] = _one_line(name, error)
-                continue
-            total.by_account[name] = done
-            total._add(done)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    total.by_account = {
-        a.name: total.by_account[a.name] for a in chosen if a.name in total.by_account
-    }
-    total.failures = {a.name: total.failures[a.name] for a in chosen if a.name in total.failures}
-
-
-def _one_line(account: str, error: BaseException) -> str:
-    """An account's failure as one line naming it (the project error in a Dagster run's
-    chain when there is one)."""
-    from bulutfon_pipeline.runner.errors import user_error
-
-    found = user_error(error)
-    message = str(found if found is not None else error).strip().splitlines()
-    text = message[0] if message else type(error).__name__
-    prefix = f"account {account!r}: "
-    return text if text.startswith(prefix) else prefix + text
 
 
 def _sync_account(
@@ -334,13 +209,13 @@ def _sync_account(
 
     name = account.name
     result = SyncResult()
-    instance = _instance([name])
+    instance = instance_for([name])
 
     def run(selection: Sequence[str], asset: str, **kwargs: Any) -> dict[str, Any]:
         # One in-process run; its id and API counters go into the result.
-        done = _materialize(selection, settings=settings, instance=instance, **kwargs)
+        done = materialize(selection, settings=settings, instance=instance, **kwargs)
         result.run_ids.append(done.run_id)
-        meta = _metadata(done, asset)
+        meta = metadata(done, asset)
         result._add_api(api_counts(meta))
         return meta
 
@@ -389,74 +264,11 @@ def _sync_account(
     return result
 
 
-@dataclass(frozen=True)
-class AccountStatus:
-    """Where one account's loads stand, read from the warehouse."""
-
-    name: str
-    #: from BULUTFON_ACCOUNTS_FILE (``False``: the ``default`` account of today's variables)
-    from_file: bool
-    #: when its last batch of details was committed (``None``: never)
-    last_load: dt.datetime | None
-    #: the newest listed call time (``None``: its listing was never scanned)
-    high_water_mark: dt.datetime | None
-    #: listed calls still to load, and their days
-    pending_calls: int
-    pending_days: tuple[dt.date, ...]
-
-
-def run_accounts_status(accounts: Sequence[str] | None = None) -> list[AccountStatus]:
-    """Each account (of ``accounts``, default every one) with its last load, high-water
-    mark and pending calls. Reads only; a warehouse not created yet shows none of them.
-
-    Raises:
-        SetupError: the settings or the accounts file are malformed, or a name is unknown.
-    """
-    chosen = _select(accounts)
-    settings = read_settings()
-    exists = settings.warehouse_url is not None or settings.duckdb_path.exists()
-    statuses = []
-    for account in chosen:
-        last: dt.datetime | None = None
-        mark: dt.datetime | None = None
-        pending, days = 0, tuple[dt.date, ...]()
-        if exists:
-            warehouse = Warehouse.from_settings(settings, account=account.name)
-            warehouse.ensure_schema()
-            mark = warehouse.high_water_mark()
-            progress_now = warehouse.load_progress(dt.datetime.now(dt.UTC))
-            pending, days = progress_now.pending_calls, progress_now.pending_days
-            last = _last_load(warehouse)
-        statuses.append(AccountStatus(account.name, account.from_file, last, mark, pending, days))
-    return statuses
-
-
-def _last_load(warehouse: Warehouse) -> dt.datetime | None:
-    """When the account's newest ``cdrs`` row was written."""
-    import pandas as pd
-
-    from bulutfon_pipeline.warehouse import WarehouseError
-
-    try:
-        frame = warehouse.fetch_frame(_LAST_LOAD_SQL, [warehouse.account])
-    except WarehouseError:  # a warehouse without the account column: one account's rows
-        frame = warehouse.fetch_frame("SELECT max(loaded_at) FROM cdrs")
-    value: Any = frame.iloc[0, 0] if len(frame) else None
-    if value is None or pd.isna(value):
-        return None
-    return pd.Timestamp(value).to_pydatetime()
-
-
-#: The newest ``loaded_at`` of an account's calls (``account`` is the first column of
-#: every table of the account-aware warehouse).
-_LAST_LOAD_SQL = "SELECT max(loaded_at) FROM cdrs WHERE account = ?"
-
-
 def run_report() -> Path | None:
     """Materialize ``call_report`` (the asset the UI runs); the report's path."""
     settings = read_settings()
-    run = _materialize(["call_report"], settings=settings, tags={}, run_config=_quiet_dagster())
-    path = _metadata(run, "call_report").get("path")
+    run = materialize(["call_report"], settings=settings, tags={}, run_config=quiet_dagster())
+    path = metadata(run, "call_report").get("path")
     return Path(path) if path else None
 
 
@@ -474,7 +286,7 @@ def run_purge(
     """
     from bulutfon_pipeline.recordings import purge_recordings
 
-    chosen = _select(accounts)
+    chosen = select(accounts)
     settings = read_settings()
     total = PurgeSummary(before=before)
     with _locked_warehouse(settings, on_wait) as shared:
@@ -517,33 +329,11 @@ def _locked_warehouse(
         SetupError, BusyError: before anything is written.
     """
     check_warehouse(settings)
-    with writer_lock(settings, on_wait=on_wait), _lock_wait_lines(on_wait):
+    with writer_lock(settings, on_wait=on_wait), lock_wait_lines(on_wait):
         warehouse = Warehouse.from_settings(settings)
         warehouse.ensure_schema()
         yield warehouse
         _publish(warehouse, settings)
-
-
-@contextlib.contextmanager
-def _lock_wait_lines(on_wait: Callable[[str], None] | None) -> Iterator[None]:
-    """Pass the warehouse's "waiting for another writer's lock" lines to ``on_wait`` for
-    the block (another process, not a sync, holds the DuckDB file: an analyst's
-    read-write connection, a DuckDB shell)."""
-    if on_wait is None:
-        yield
-        return
-    say = on_wait
-
-    class _Forward(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            say(record.getMessage())
-
-    handler = _Forward(logging.WARNING)
-    LOCK_WAIT_LOGGER.addHandler(handler)
-    try:
-        yield
-    finally:
-        LOCK_WAIT_LOGGER.removeHandler(handler)
 
 
 def _publish(warehouse: Warehouse, settings: Settings) -> PublishResult | None:
