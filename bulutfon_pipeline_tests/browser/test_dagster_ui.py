@@ -220,6 +220,8 @@ def test_ui_backfill_loads_the_chosen_days_and_shows_their_metadata(
         page.goto(f"{url}/assets/cdr_listing")
         page.locator("button", has_text=re.compile(r"^Materialize")).first.click()
         dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
+        dialog.get_by_role("button", name="All", exact=True).click()
+        expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
         _shot(page, "03b-launch-listing-dialog")
         dialog.get_by_role("button", name=re.compile(r"^Launch")).click()
         expect(page.get_by_text(re.compile(r"^(Launched run|Created backfill)"))).to_be_visible()
@@ -236,6 +238,7 @@ def test_ui_backfill_loads_the_chosen_days_and_shows_their_metadata(
         ).click()
         dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
         expect(dialog).to_contain_text("4 assets")
+        _shot(page, "04a-launch-backfill-dialog-opened")
         dialog.get_by_text("Show all partitions").first.click()
         # One selection per dimension, in Dagster's order: account, then day.
         selection = dialog.locator("input[type=text]").last
