@@ -238,12 +238,16 @@ def test_ui_backfill_loads_the_chosen_days_and_shows_their_metadata(
         ).click()
         dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
         expect(dialog).to_contain_text("4 assets")
-        _shot(page, "04a-launch-backfill-dialog-opened")
-        dialog.get_by_text("Show all partitions").first.click()
-        # One selection per dimension, in Dagster's order: account, then day.
-        selection = dialog.locator("input[type=text]").last
+        # One selector per dimension: every account (there is one, `default`), which shows
+        # the day dimension's range field; the days; and the account again (the dialog
+        # clears the accounts when the days change).
+        all_accounts = dialog.get_by_role("button", name="All", exact=True).first
+        all_accounts.click()
+        selection = dialog.get_by_placeholder(re.compile(r"^ex: ")).first
         selection.fill(f"[{first.isoformat()}...{last.isoformat()}]")
         selection.press("Enter")
+        all_accounts.click()
+        expect(dialog.get_by_text("default", exact=True).first).to_be_visible()
         expect(dialog.get_by_text(f"{BACKFILL_DAYS} partitions", exact=True)).to_be_visible()
         _shot(page, "04-launch-backfill-dialog")
         dialog.get_by_role("button", name="Launch backfill").click()
