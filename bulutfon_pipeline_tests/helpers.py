@@ -13,7 +13,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNT
+from bulutfon_pipeline.warehouse import Warehouse, schema
 from bulutfon_pipeline.warehouse.backend import Transaction
 from bulutfon_pipeline.warehouse.postgres_backend import Postgres
 
@@ -88,13 +89,24 @@ def _fetch(db: Database, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         con.close()
 
 
-def read_table(db: Database, table: str, columns: Iterable[str] | None = None) -> list[dict]:
-    """Every row of ``table`` as dicts (instants as aware UTC datetimes), sorted by key.
+def read_table(
+    db: Database,
+    table: str,
+    columns: Iterable[str] | None = None,
+    *,
+    account: str = DEFAULT_ACCOUNT,
+) -> list[dict]:
+    """Every row of ``account`` in ``table`` as dicts (instants as aware UTC datetimes),
+    sorted by key, without the ``account`` column (every table but ``_views_state`` starts
+    with it; the simulator's expected tables have none).
 
     ``db``: a DuckDB file, or a PostgreSQL URL (or ``(url, schema)``).
     """
     names, fetched = _fetch(db, f"SELECT * FROM {table}")
     rows = [dict(zip(names, row, strict=True)) for row in fetched]
+    if "account" in names:
+        rows = [row for row in rows if row["account"] == account]
+        names = [name for name in names if name != "account"]
     wanted = list(columns) if columns is not None else names
     result = [{name: _normal(row[name]) for name in wanted} for row in rows]
     key = KEYS.get(table, tuple(wanted[:1]))
@@ -108,27 +120,45 @@ def expected_rows(expected: Mapping[str, list[dict]], table: str) -> list[dict]:
     return sorted(rows, key=lambda r: tuple(str(r[k]) for k in key))
 
 
-def assert_tables_match(db: Database, expected: Mapping[str, list[dict]]) -> None:
-    """Every row of cdrs, call_flow_steps and originations equals the ground truth."""
+def accounts_of(db: Database, table: str) -> set[str]:
+    """The distinct ``account`` values of ``table``."""
+    return {account for (account,) in _fetch(db, f"SELECT DISTINCT account FROM {table}")[1]}
+
+
+def assert_tables_match(
+    db: Database, expected: Mapping[str, list[dict]], *, account: str = DEFAULT_ACCOUNT
+) -> None:
+    """Every row of cdrs, call_flow_steps and originations of ``account`` equals the ground
+    truth (the simulator's expected tables of that account), and so do its rejects.
+
+    For the single account ``default`` (every test that loads one account), the tables
+    also hold no other account's row."""
+    if account == DEFAULT_ACCOUNT:
+        for table in ("cdr_listing", "cdrs", "call_flow_steps", "originations", "load_rejects"):
+            assert accounts_of(db, table) <= {DEFAULT_ACCOUNT}, table
     for table in ("cdrs", "call_flow_steps", "originations"):
         want = expected_rows(expected, table)
         columns = list(want[0]) if want else None
-        got = read_table(db, table, columns)
+        got = read_table(db, table, columns, account=account)
         assert len(got) == len(want), f"{table}: {len(got)} rows, expected {len(want)}"
         for got_row, want_row in zip(got, want, strict=True):
             assert got_row == want_row, f"{table} differs:\n got  {got_row}\n want {want_row}"
     want_rejects = {(r["uuid"], r["stage"]) for r in expected["load_rejects"]}
-    got_rejects = {(r["uuid"], r["stage"]) for r in read_table(db, "load_rejects")}
+    got_rejects = {(r["uuid"], r["stage"]) for r in read_table(db, "load_rejects", account=account)}
     assert got_rejects == want_rejects
 
 
 def insert_rows(con: Transaction, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``rows`` into ``table`` by column name (``INSERT INTO t (a, b) VALUES (?, ?)``).
 
-    Every row must name the same columns; columns it leaves out get their default.
+    Every row must name the same columns; columns it leaves out get their default, and
+    ``account`` (where the table has it) ``default``.
     """
     if not rows:
         return
+    known = schema.metadata.tables.get(table)
+    if known is not None and "account" in known.c and "account" not in rows[0]:
+        rows = [{"account": DEFAULT_ACCOUNT, **row} for row in rows]
     columns = list(rows[0])
     for row in rows:
         assert list(row) == columns, f"{table}: {list(row)} is not {columns}"
@@ -140,12 +170,12 @@ def insert_rows(con: Transaction, table: str, rows: Sequence[Mapping[str, Any]])
     )
 
 
-def table_snapshot(db: Database) -> dict[str, list[dict]]:
-    """All data tables except load-time columns, for before/after comparisons."""
+def table_snapshot(db: Database, *, account: str = DEFAULT_ACCOUNT) -> dict[str, list[dict]]:
+    """All data tables of ``account`` except load-time columns, for before/after comparisons."""
     skip = {"loaded_at", "fetched_at", "last_seen_at", "rejected_at", "updated_at"}
     snapshot = {}
     for table in ("cdr_listing", "cdrs", "call_flow_steps", "originations", "raw_cdr_details"):
-        rows = read_table(db, table)
+        rows = read_table(db, table, account=account)
         snapshot[table] = [{k: v for k, v in row.items() if k not in skip} for row in rows]
     return snapshot
 

@@ -271,7 +271,8 @@ def test_call_recordings_table_is_in_the_schema(tmp_path: Path) -> None:
     finally:
         con.close()
     assert columns == [
-        ("cdr_uuid", "VARCHAR"), ("path", "VARCHAR"), ("content_type", "VARCHAR"),
+        ("account", "VARCHAR"), ("cdr_uuid", "VARCHAR"), ("path", "VARCHAR"),
+        ("content_type", "VARCHAR"),
         ("bytes", "BIGINT"), ("sha256", "VARCHAR"),
         ("downloaded_at", "TIMESTAMP WITH TIME ZONE"),
     ]  # fmt: skip

@@ -30,7 +30,15 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-__all__ = ["KEYS_SQL", "Backend", "Cursor", "Transaction", "json_array", "to_arrow"]
+__all__ = [
+    "KEYS_SQL",
+    "Backend",
+    "Cursor",
+    "Transaction",
+    "json_array",
+    "to_arrow",
+    "with_account",
+]
 
 #: The values of one ``?`` parameter, a list of strings, as a one-column set:
 #: ``uuid IN (SELECT unnest(CAST(? AS TEXT[])))`` reads the same on both engines, without a
@@ -196,3 +204,10 @@ def json_array(texts: list[str]) -> pa.Array:
     unchanged into a ``json`` column.
     """
     return pa.ExtensionArray.from_storage(pa.json_(), pa.array(texts, pa.string()))
+
+
+def with_account(rows: pa.Table, account: str) -> pa.Table:
+    """``rows`` with an ``account`` column first, every row ``account``: what every table
+    but ``_views_state`` starts with (issue 14). Added to the Arrow batch rather than the
+    frame, so the normalised frames stay account-free and nothing is copied."""
+    return rows.add_column(0, "account", pa.repeat(pa.scalar(account, pa.string()), rows.num_rows))

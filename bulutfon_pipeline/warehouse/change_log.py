@@ -20,11 +20,12 @@ class ChangeRow:
 
 
 def changes_since(warehouse: Warehouse, since: dt.datetime) -> list[ChangeRow]:
-    """The ``cdr_changes`` rows seen at or after ``since``, by call date and uuid."""
+    """``warehouse.account``'s ``cdr_changes`` rows seen at or after ``since``, by call
+    date and uuid."""
     with warehouse.transaction() as tx:
         rows = tx.execute(
             "SELECT uuid, call_date, field, old_value, new_value FROM cdr_changes "
-            "WHERE seen_at >= ? ORDER BY call_date, uuid, seen_at, field",
-            [since],
+            "WHERE account = ? AND seen_at >= ? ORDER BY call_date, uuid, seen_at, field",
+            [warehouse.account, since],
         ).fetchall()
     return [ChangeRow(*row) for row in rows]

@@ -180,7 +180,8 @@ def detect(
     with warehouse.transaction() as tx, tx.batches(listed_uuids=listed_uuids):
         rows = tx.execute(
             f"SELECT uuid, call_date, {columns} FROM cdrs "  # noqa: S608 - constant columns
-            "WHERE uuid IN (SELECT uuid FROM listed_uuids)"
+            "WHERE account = ? AND uuid IN (SELECT uuid FROM listed_uuids)",
+            [warehouse.account],
         ).fetchall()
     stored = {row[0]: row for row in rows}
     if not stored:
@@ -208,8 +209,9 @@ def detect(
 def mark_for_refetch(
     warehouse: Warehouse, changed: Sequence[ChangedCall], *, detected_at: dt.datetime
 ) -> int:
-    """Record changed calls in ``_cdr_refetch`` (their detail is fetched again), in one
-    transaction. A call marked already keeps its first ``detected_at``.
+    """Record changed calls of ``warehouse.account`` in ``_cdr_refetch`` (their detail is
+    fetched again), in one transaction. A call marked already keeps its first
+    ``detected_at``.
 
     Returns:
         Calls marked.
@@ -218,6 +220,7 @@ def mark_for_refetch(
         return 0
     batch = pa.table(
         {
+            "account": pa.array([warehouse.account] * len(changed), pa.string()),
             "uuid": pa.array([c.uuid for c in changed], pa.string()),
             "call_date": pa.array([c.call_date for c in changed], pa.date32()),
             "fields": pa.array([",".join(c.fields) for c in changed], pa.string()),
@@ -241,8 +244,8 @@ def _text_sql(tx: Transaction, column: str, alias: str) -> str:
     return f"CAST({alias}.{column} AS VARCHAR)"
 
 
-def snapshot_before_write(tx: Transaction, uuids: Sequence[str]) -> bool:
-    """Keep the stored ``cdrs`` values of ``uuids`` in a temporary table, for
+def snapshot_before_write(tx: Transaction, uuids: Sequence[str], *, account: str) -> bool:
+    """Keep the stored ``cdrs`` values of ``account``'s ``uuids`` in a temporary table, for
     :func:`record_changes` after the batch is written.
 
     Returns:
@@ -255,8 +258,9 @@ def snapshot_before_write(tx: Transaction, uuids: Sequence[str]) -> bool:
             "cdrs_before",
             f"""
             SELECT uuid, call_date, has_recording, {columns} FROM cdrs
-            WHERE uuid IN (SELECT uuid FROM audit_uuids)
+            WHERE account = ? AND uuid IN (SELECT uuid FROM audit_uuids)
             """,  # noqa: S608 - constant columns
+            [account],
         )
     if not tx.scalar("SELECT count(*) FROM cdrs_before"):
         tx.drop_temp_table("cdrs_before")
@@ -269,6 +273,7 @@ def record_changes(
     *,
     seen_at: dt.datetime,
     recordings_dir: Path | None,
+    account: str,
 ) -> AuditResult:
     """Write a ``cdr_changes`` row per audited field that the batch changed, and mirror
     recording deletions, after :func:`snapshot_before_write` returned True.
@@ -290,37 +295,39 @@ def record_changes(
         "cdrs_after",
         f"""
         SELECT uuid, call_date, has_recording, {columns_after} FROM cdrs
-        WHERE uuid IN (SELECT uuid FROM cdrs_before)
+        WHERE account = ? AND uuid IN (SELECT uuid FROM cdrs_before)
         """,  # noqa: S608 - constant columns
+        [account],
     )
     # One statement per field: a UNION ALL of them all held every branch's hash table at
     # once, past DuckDB's memory limit next to a big batch's pending writes.
-    columns = "uuid, call_date, field, old_value, new_value, detected_at, seen_at"
+    columns = "account, uuid, call_date, field, old_value, new_value, detected_at, seen_at"
     changes = 0
     for name in AUDITED_FIELDS:
         changes += tx.write(
             f"""
             INSERT INTO {schema.cdr_changes.name} ({columns})
-            SELECT c.uuid, c.call_date, '{name}' AS field,
+            SELECT CAST(? AS VARCHAR), c.uuid, c.call_date, '{name}' AS field,
                    {_text_sql(tx, name, "b")} AS old_value,
                    {_text_sql(tx, name, "c")} AS new_value,
                    f.detected_at, CAST(? AS TIMESTAMPTZ) AS seen_at
             FROM cdrs_before AS b JOIN cdrs_after AS c ON c.uuid = b.uuid
-            LEFT JOIN {schema.cdr_refetch.name} AS f ON f.uuid = c.uuid
+            LEFT JOIN {schema.cdr_refetch.name} AS f ON f.uuid = c.uuid AND f.account = ?
             WHERE b.{name} IS DISTINCT FROM c.{name}
             """,  # noqa: S608 - identifiers from AUDITED_FIELDS and the schema
-            [seen_at],
+            [account, seen_at, account],
         )
     deleted = 0
     if recordings_dir is not None:
         removed = tx.execute(
             f"""
             DELETE FROM {schema.call_recordings.name}
-            WHERE cdr_uuid IN (
+            WHERE account = ? AND cdr_uuid IN (
                 SELECT c.uuid FROM cdrs_before AS b JOIN cdrs_after AS c ON c.uuid = b.uuid
                 WHERE NOT c.has_recording)
             RETURNING cdr_uuid, path
-            """  # noqa: S608 - table name from the schema
+            """,  # noqa: S608 - table name from the schema
+            [account],
         ).fetchall()
         for uuid, path in removed:
             _delete_recording_file(recordings_dir, path, uuid)
@@ -335,13 +342,15 @@ def record_changes(
                 tx.execute(
                     f"""
                     INSERT INTO {schema.cdr_changes.name} ({columns})
-                    SELECT r.uuid, c.call_date, '{RECORDING_FILE_FIELD}' AS field,
+                    SELECT c.account, r.uuid, c.call_date, '{RECORDING_FILE_FIELD}' AS field,
                            r.path AS old_value, NULL AS new_value,
                            f.detected_at, CAST(? AS TIMESTAMPTZ) AS seen_at
-                    FROM removed_recordings AS r JOIN cdrs AS c ON c.uuid = r.uuid
-                    LEFT JOIN {schema.cdr_refetch.name} AS f ON f.uuid = r.uuid
+                    FROM removed_recordings AS r
+                    JOIN cdrs AS c ON c.account = ? AND c.uuid = r.uuid
+                    LEFT JOIN {schema.cdr_refetch.name} AS f
+                        ON f.account = c.account AND f.uuid = r.uuid
                     """,  # noqa: S608 - identifiers from the constants above
-                    [seen_at],
+                    [seen_at, account],
                 )
             changes += len(removed)
             deleted = len(removed)
@@ -364,9 +373,9 @@ def _delete_recording_file(data_dir: Path, relative: str, uuid: str) -> None:
     log.info("deleted the recording of %s, removed at the source", uuid)
 
 
-def clear_refetch(tx: Transaction, uuids: Iterable[str]) -> None:
-    """Delete the ``_cdr_refetch`` marks of calls whose detail this transaction wrote
-    (or rejected: a call whose detail now fails is not fetched again on every sync)."""
+def clear_refetch(tx: Transaction, uuids: Iterable[str], *, account: str) -> None:
+    """Delete ``account``'s ``_cdr_refetch`` marks of calls whose detail this transaction
+    wrote (or rejected: a call whose detail now fails is not fetched again on every sync)."""
     values = list(uuids)
     if not values:
         return
@@ -374,5 +383,6 @@ def clear_refetch(tx: Transaction, uuids: Iterable[str]) -> None:
     with tx.batches(fetched_uuids=fetched_uuids):
         tx.execute(
             f"DELETE FROM {schema.cdr_refetch.name} "  # noqa: S608 - table name from the schema
-            "WHERE uuid IN (SELECT uuid FROM fetched_uuids)"
+            "WHERE account = ? AND uuid IN (SELECT uuid FROM fetched_uuids)",
+            [account],
         )

@@ -51,11 +51,15 @@ class DetailWriter:
         db: the warehouse's backend; ``db.is_server`` decides whether batches are written
             in the background.
         mirror_recording_deletes: passed to every :func:`~.details.load_details`.
+        account: the account whose details every batch holds.
     """
 
-    def __init__(self, db: Backend, *, mirror_recording_deletes: Path | None = None) -> None:
+    def __init__(
+        self, db: Backend, *, mirror_recording_deletes: Path | None = None, account: str
+    ) -> None:
         self.db = db
         self.mirror_recording_deletes = mirror_recording_deletes
+        self.account = account
         self._pool = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="detail-writer")
             if db.is_server
@@ -88,6 +92,7 @@ class DetailWriter:
             fetched_at=fetched_at,
             detail_rejects=detail_rejects,
             mirror_recording_deletes=self.mirror_recording_deletes,
+            account=self.account,
         )
         if self._pool is None:
             result = write()

@@ -27,6 +27,7 @@ from bulutfon_pipeline.warehouse.backend import (
     Transaction,
     json_array,
     to_arrow,
+    with_account,
 )
 from bulutfon_pipeline.warehouse.errors import WarehouseError
 from bulutfon_pipeline.warehouse.rejects import DETAIL_STAGES, delete_superseded, write_rejects
@@ -87,8 +88,9 @@ def load_details(
     fetched_at: datetime,
     detail_rejects: Sequence[Reject] = (),
     mirror_recording_deletes: Path | None = None,
+    account: str,
 ) -> DetailLoadResult:
-    """Load one batch of fetched details in ONE transaction.
+    """Load one batch of ``account``'s fetched details in ONE transaction.
 
     Upserts ``raw_cdr_details`` for every fetched payload, upserts ``cdrs``, replaces the
     ``call_flow_steps``/``originations`` rows of the loaded calls, writes the
@@ -122,6 +124,7 @@ def load_details(
             raise WarehouseError(f"raw payload of {uuid} is not JSON: {exc}") from exc
     raw_batch = pa.table(
         {
+            "account": pa.array([account] * len(raw_rows), pa.string()),
             "uuid": pa.array(list(raw_rows), pa.string()),
             "fetched_at": pa.array([fetched_at] * len(raw_rows), pa.timestamp("us", "UTC")),
             "payload": json_array(list(raw_rows.values())),
@@ -130,12 +133,14 @@ def load_details(
     stored = None
     with db.transaction() as tx:
         # Overlapping runs (the weekly reconcile and the refresh on PostgreSQL) write their
-        # batches in turn: else both may find a call unstored and insert it twice.
-        tx.take_turns("details")
+        # batches in turn: else both may find a call unstored and insert it twice. Per
+        # account: two accounts' loads never write the same rows, so they write at once.
+        tx.take_turns(f"details {account}")
         if raw_rows:
             stored = tx.scalar(
-                f"SELECT count(*) FROM raw_cdr_details WHERE uuid IN ({KEYS_SQL})",  # noqa: S608
-                [list(raw_rows)],
+                "SELECT count(*) FROM raw_cdr_details "  # noqa: S608
+                f"WHERE account = ? AND uuid IN ({KEYS_SQL})",
+                [account, list(raw_rows)],
             )
             if stored:
                 with tx.batches(raw_batch=raw_batch):
@@ -146,16 +151,22 @@ def load_details(
         # raw payloads are never deleted: no raw row stored means no cdrs row either,
         # which spares a scan of cdrs per batch (about 3 % of a first load).
         none_stored = stored == 0 and set(normalized.cdrs["uuid"]) <= raw_rows.keys()
-        audit = not none_stored and changes.snapshot_before_write(tx, list(normalized.cdrs["uuid"]))
-        result = write_details(tx, normalized, detail_rejects, none_stored=none_stored)
+        audit = not none_stored and changes.snapshot_before_write(
+            tx, list(normalized.cdrs["uuid"]), account=account
+        )
+        result = write_details(
+            tx, normalized, detail_rejects, none_stored=none_stored, account=account
+        )
         audited = changes.AuditResult()
         if audit:
             audited = changes.record_changes(
-                tx, seen_at=fetched_at, recordings_dir=mirror_recording_deletes
+                tx, seen_at=fetched_at, recordings_dir=mirror_recording_deletes, account=account
             )
         if not none_stored or detail_rejects:
             changes.clear_refetch(
-                tx, [*raw_rows, *(r.uuid for r in detail_rejects if r.uuid is not None)]
+                tx,
+                [*raw_rows, *(r.uuid for r in detail_rejects if r.uuid is not None)],
+                account=account,
             )
         crash_point("details_write", tx.write_failure)
     return DetailLoadResult(
@@ -170,14 +181,16 @@ def load_details(
     )
 
 
-def rewrite_details(db: Backend, normalized: NormalizedDetails) -> DetailLoadResult:
-    """Write re-normalised details of stored payloads, in one transaction.
+def rewrite_details(
+    db: Backend, normalized: NormalizedDetails, *, account: str
+) -> DetailLoadResult:
+    """Write re-normalised details of ``account``'s stored payloads, in one transaction.
 
     ``raw_cdr_details`` stays as it is; ``cdrs``, their child rows and the ``normalize``
     rejects are rewritten as :func:`load_details` writes them (``raw_stored`` is 0).
     """
     with db.transaction() as tx:
-        return write_details(tx, normalized, ())
+        return write_details(tx, normalized, (), account=account)
 
 
 def write_details(
@@ -186,9 +199,10 @@ def write_details(
     detail_rejects: Sequence[Reject],
     *,
     none_stored: bool = False,
+    account: str,
 ) -> DetailLoadResult:
-    """Write the batch's rows in the caller's transaction; ``none_stored``: the caller
-    knows none of its calls has a ``cdrs`` row yet."""
+    """Write the batch's rows (``account``'s) in the caller's transaction; ``none_stored``:
+    the caller knows none of its calls has a ``cdrs`` row yet."""
     loaded_at = datetime.now(UTC)
     cdrs = normalized.cdrs
     steps = normalized.call_flow_steps
@@ -201,29 +215,31 @@ def write_details(
         )
     new = updated = 0
     if len(cdrs):
-        cdr_rows = to_arrow(cdrs.assign(loaded_at=loaded_at), schema.cdrs)
-        step_rows = to_arrow(steps, schema.call_flow_steps)
-        origination_rows = to_arrow(originations, schema.originations)
+        cdr_rows = with_account(to_arrow(cdrs.assign(loaded_at=loaded_at), schema.cdrs), account)
+        step_rows = with_account(to_arrow(steps, schema.call_flow_steps), account)
+        origination_rows = with_account(to_arrow(originations, schema.originations), account)
         if none_stored:
             # None of these calls is stored, so neither are their child rows (they are only
             # ever written with their cdrs row, in one transaction): every row goes straight
             # into its table, without a batch table, an upsert or an anti-join.
             new = len(cdrs)
             _append_calls(tx, cdr_rows, step_rows, origination_rows)
-            delete_superseded(tx, KEYS_SQL, DETAIL_STAGES, [list(cdrs["uuid"])])
+            delete_superseded(tx, KEYS_SQL, DETAIL_STAGES, [list(cdrs["uuid"])], account=account)
         else:
             with tx.batches(cdr_batch=cdr_rows):
                 existing = tx.scalar(
-                    "SELECT count(*) FROM cdrs WHERE uuid IN (SELECT uuid FROM cdr_batch)"
+                    "SELECT count(*) FROM cdrs "
+                    "WHERE account = ? AND uuid IN (SELECT uuid FROM cdr_batch)",
+                    [account],
                 )
                 new, updated = len(cdrs) - existing, existing
                 if not existing:  # as above: the upserts reduce to inserts
                     _append_calls(tx, cdr_rows, step_rows, origination_rows)
                 else:
                     with tx.batches(step_batch=step_rows, origination_batch=origination_rows):
-                        _replace_calls(tx)
-                delete_superseded(tx, "SELECT uuid FROM cdr_batch", DETAIL_STAGES)
-    rejected = write_rejects(tx, [*normalized.rejects, *detail_rejects])
+                        _replace_calls(tx, account)
+                delete_superseded(tx, "SELECT uuid FROM cdr_batch", DETAIL_STAGES, account=account)
+    rejected = write_rejects(tx, [*normalized.rejects, *detail_rejects], account=account)
     return DetailLoadResult(
         new=new,
         updated=updated,
@@ -242,8 +258,8 @@ def _append_calls(tx: Transaction, cdrs: pa.Table, steps: pa.Table, originations
     tx.append(schema.originations, originations)
 
 
-def _replace_calls(tx: Transaction) -> None:
-    """Upsert the registered batches of calls that may be stored already."""
+def _replace_calls(tx: Transaction, account: str) -> None:
+    """Upsert the registered batches of ``account``'s calls that may be stored already."""
     tx.upsert(schema.cdrs, "cdr_batch")
     # The child rows of each loaded call become exactly the batch's rows. Same effect as
     # delete-all + insert, but DuckDB makes a COMMIT that re-inserts deleted primary keys
@@ -252,41 +268,51 @@ def _replace_calls(tx: Transaction) -> None:
     tx.execute(
         """
         DELETE FROM originations AS o
-        WHERE o.cdr_uuid IN (SELECT uuid FROM cdr_batch)
+        WHERE o.account = ? AND o.cdr_uuid IN (SELECT uuid FROM cdr_batch)
           AND NOT EXISTS (
               SELECT 1 FROM origination_batch AS b
               WHERE b.cdr_uuid = o.cdr_uuid AND b.step_index = o.step_index
                 AND b.attempt_index = o.attempt_index)
-        """
+        """,
+        [account],
     )
     tx.execute(
         """
         DELETE FROM call_flow_steps AS s
-        WHERE s.cdr_uuid IN (SELECT uuid FROM cdr_batch)
+        WHERE s.account = ? AND s.cdr_uuid IN (SELECT uuid FROM cdr_batch)
           AND NOT EXISTS (
               SELECT 1 FROM step_batch AS b
               WHERE b.cdr_uuid = s.cdr_uuid AND b.step_index = s.step_index)
-        """
+        """,
+        [account],
     )
     tx.upsert(schema.call_flow_steps, "step_batch")
     tx.upsert(schema.originations, "origination_batch")
 
 
 def raw_payloads(
-    db: Backend, uuids: Sequence[str] | None = None, *, after: str | None = None, limit: int
+    db: Backend,
+    uuids: Sequence[str] | None = None,
+    *,
+    after: str | None = None,
+    limit: int,
+    account: str,
 ) -> list[tuple[str, str]]:
-    """Stored raw payloads as ``(uuid, JSON text)``, by uuid, at most ``limit`` of them.
+    """``account``'s stored raw payloads as ``(uuid, JSON text)``, by uuid, at most
+    ``limit`` of them.
 
     Args:
         uuids: only these calls; default every stored payload.
         after: only uuids after this one (to page through them).
     """
-    where = ["uuid IN (SELECT uuid FROM wanted)"] if uuids is not None else []
-    params: list[Any] = []
+    where = ["account = ?"]
+    params: list[Any] = [account]
+    if uuids is not None:
+        where.append("uuid IN (SELECT uuid FROM wanted)")
     if after is not None:
         where.append("uuid > ?")
         params.append(after)
-    condition = f"WHERE {' AND '.join(where)}" if where else ""
+    condition = f"WHERE {' AND '.join(where)}"
     wanted = pa.table({"uuid": pa.array(list(uuids or ()), pa.string())})
     with db.transaction() as tx, tx.batches(wanted=wanted):
         rows = tx.execute(

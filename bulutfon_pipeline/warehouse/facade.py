@@ -1,6 +1,8 @@
 """``Warehouse``: the one object the loads, checks and tests hold, over the concern modules.
 
-Each method is one operation, in one transaction of its own, and delegates to the module
+Each method is one operation, in one transaction of its own, on the rows of one PBX account
+(:attr:`Warehouse.account`: every write fills the ``account`` column, every read filters
+on it, every upsert keys on it), and delegates to the module
 that owns its tables (``listing``, ``details``, ``rejects``, ``recordings``); the
 database itself (connections, locks, transactions, bulk writes) is a backend object
 (:class:`~bulutfon_pipeline.warehouse.backend.Backend`):
@@ -143,7 +145,9 @@ class Warehouse:
     def advisory_lock(
         self, timeout_s: float, on_wait: Callable[[str], None] | None = None
     ) -> AbstractContextManager[None]:
-        """A server warehouse's sync lock for the block (``Postgres.advisory_lock``).
+        """A server warehouse's sync lock of this account for the block
+        (``Postgres.advisory_lock``): two syncs of one account exclude each other, two
+        accounts' syncs run at once.
 
         Raises:
             WarehouseError: the warehouse is a DuckDB file (its sync lock is a file lock
@@ -153,15 +157,15 @@ class Warehouse:
         lock = getattr(self.db, "advisory_lock", None)
         if lock is None:
             raise WarehouseError(f"warehouse {self.location} has no advisory lock")
-        return cast(AbstractContextManager[None], lock(timeout_s, on_wait))
+        return cast(AbstractContextManager[None], lock(timeout_s, on_wait, account=self.account))
 
     def listing_scan_lock(
         self, on_wait: Callable[[str], None] | None = None
     ) -> AbstractContextManager[None]:
-        """Listing scans take turns for the block: on a server warehouse an advisory lock
-        of their own (a scan that begins clears what others staged), waited for up to the
-        lock timeout; on DuckDB nothing (the `duckdb` pool and the sync's file lock keep
-        writers apart).
+        """This account's listing scans take turns for the block: on a server warehouse an
+        advisory lock of their own, per account (a scan that begins clears what the
+        account's other scans staged), waited for up to the lock timeout; on DuckDB
+        nothing (the `duckdb` pool and the sync's file lock keep writers apart).
 
         Raises:
             WarehouseLockedError: another scan still held it after the lock timeout.
@@ -169,7 +173,9 @@ class Warehouse:
         lock = getattr(self.db, "advisory_lock", None)
         if lock is None:
             return nullcontext()
-        scan_lock = lock(self.db.lock_timeout_s, on_wait, purpose="listing scan")
+        scan_lock = lock(
+            self.db.lock_timeout_s, on_wait, purpose="listing scan", account=self.account
+        )
         return cast(AbstractContextManager[None], scan_lock)
 
     def read_only_query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -212,11 +218,11 @@ class Warehouse:
 
     def begin_listing_scan(self) -> ListingStage:
         """See :func:`.listing.begin_listing_scan`."""
-        return _listing.begin_listing_scan(self.db)
+        return _listing.begin_listing_scan(self.db, account=self.account)
 
     def stage_listing(self, stage: ListingStage, frame: pd.DataFrame) -> int:
         """See :func:`.listing.stage_listing`."""
-        return _listing.stage_listing(self.db, stage, frame)
+        return _listing.stage_listing(self.db, stage, frame, account=self.account)
 
     def finish_listing_scan(
         self,
@@ -227,15 +233,17 @@ class Warehouse:
         seen_at: datetime,
     ) -> ListingLoadResult:
         """See :func:`.listing.finish_listing_scan`."""
-        return _listing.finish_listing_scan(self.db, stage, rest, rejects=rejects, seen_at=seen_at)
+        return _listing.finish_listing_scan(
+            self.db, stage, rest, rejects=rejects, seen_at=seen_at, account=self.account
+        )
 
     def upsert_listing(self, listing: NormalizedListing, *, seen_at: datetime) -> ListingLoadResult:
         """See :func:`.listing.upsert_listing`."""
-        return _listing.upsert_listing(self.db, listing, seen_at=seen_at)
+        return _listing.upsert_listing(self.db, listing, seen_at=seen_at, account=self.account)
 
     def high_water_mark(self) -> datetime | None:
         """See :func:`.listing.high_water_mark`."""
-        return _listing.high_water_mark(self.db)
+        return _listing.high_water_mark(self.db, account=self.account)
 
     # --- details (details.py) ------------------------------------------------------------
 
@@ -256,62 +264,70 @@ class Warehouse:
             fetched_at=fetched_at,
             detail_rejects=detail_rejects,
             mirror_recording_deletes=mirror_recording_deletes,
+            account=self.account,
         )
 
     def detail_writer(self, mirror_recording_deletes: Path | None = None) -> DetailWriter:
         """A :class:`~.detail_writer.DetailWriter`: :meth:`load_details` per batch, in the
         background on a server (while the caller prepares the next batch)."""
-        return DetailWriter(self.db, mirror_recording_deletes=mirror_recording_deletes)
+        return DetailWriter(
+            self.db, mirror_recording_deletes=mirror_recording_deletes, account=self.account
+        )
 
     def raw_payloads(
         self, uuids: Sequence[str] | None = None, *, after: str | None = None, limit: int
     ) -> list[tuple[str, str]]:
         """See :func:`.details.raw_payloads`."""
-        return _details.raw_payloads(self.db, uuids, after=after, limit=limit)
+        return _details.raw_payloads(self.db, uuids, after=after, limit=limit, account=self.account)
 
     def rewrite_details(self, normalized: NormalizedDetails) -> DetailLoadResult:
         """See :func:`.details.rewrite_details`."""
-        return _details.rewrite_details(self.db, normalized)
+        return _details.rewrite_details(self.db, normalized, account=self.account)
 
     def pending_uuids(self, start: date, end: date, *, refetch: bool = False) -> list[str]:
         """See :func:`.pending.pending_uuids`."""
-        return _pending.pending_uuids(self.db, start, end, refetch=refetch)
+        return _pending.pending_uuids(self.db, start, end, refetch=refetch, account=self.account)
 
     def listed_count(self, start: date, end: date) -> int:
         """See :func:`.pending.listed_count`."""
-        return _pending.listed_count(self.db, start, end)
+        return _pending.listed_count(self.db, start, end, account=self.account)
 
     def pending_dates(self) -> list[date]:
         """See :func:`.pending.pending_dates`."""
-        return _pending.pending_dates(self.db)
+        return _pending.pending_dates(self.db, account=self.account)
 
     def load_progress(self, since: datetime) -> LoadProgress:
         """See :func:`.pending.load_progress`."""
-        return _pending.load_progress(self.db, since)
+        return _pending.load_progress(self.db, since, account=self.account)
 
     # --- rejects and recordings (rejects.py, recordings.py) ------------------------------
 
     def add_rejects(self, rejects: Sequence[Reject]) -> None:
         """See :func:`.rejects.add_rejects`."""
-        _rejects.add_rejects(self.db, rejects)
+        _rejects.add_rejects(self.db, rejects, account=self.account)
 
     def recording_candidates(
         self, start: date, end: date, *, refetch: bool = False
     ) -> list[RecordingCandidate]:
         """See :func:`.recordings.recording_candidates`."""
-        return _recordings.recording_candidates(self.db, start, end, refetch=refetch)
+        return _recordings.recording_candidates(
+            self.db, start, end, refetch=refetch, account=self.account
+        )
 
     def save_recordings(self, rows: Sequence[RecordingRow], rejects: Sequence[Reject]) -> None:
         """See :func:`.recordings.save_recordings`."""
-        _recordings.save_recordings(self.db, rows, rejects)
+        _recordings.save_recordings(self.db, rows, rejects, account=self.account)
 
     def delete_recordings_before(self, before: date) -> list[str]:
         """See :func:`.recordings.delete_recordings_before`."""
-        return _recordings.delete_recordings_before(self.db, before)
+        return _recordings.delete_recordings_before(self.db, before, account=self.account)
 
     # --- reading (tests, checks, CLI) ----------------------------------------------------
 
     def fetch_frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        """Run a read query (constant SQL, values as parameters) and return a DataFrame."""
+        """Run a read query (constant SQL, values as parameters) and return a DataFrame.
+
+        Not scoped: the query says which accounts it reads (``WHERE account = ?`` with
+        :attr:`account`)."""
         with self.transaction() as tx:
             return tx.frame(sql, params)

@@ -11,29 +11,36 @@ from dataclasses import dataclass
 
 from bulutfon_pipeline.warehouse.facade import Warehouse
 
-#: The bulk tables and their keys. Their keys are not DuckDB constraints
+#: The bulk tables and their keys (``account`` first, as in every key; the counts are of
+#: one account's rows). Their keys are not DuckDB constraints
 #: (``schema.UNENFORCED_KEY_TABLES``): the loader keeps them unique, and the checks prove it.
 KEYED_TABLES: dict[str, tuple[str, ...]] = {
-    "cdrs": ("uuid",),
-    "call_flow_steps": ("cdr_uuid", "step_index"),
-    "originations": ("cdr_uuid", "step_index", "attempt_index"),
-    "raw_cdr_details": ("uuid",),
+    "cdrs": ("account", "uuid"),
+    "call_flow_steps": ("account", "cdr_uuid", "step_index"),
+    "originations": ("account", "cdr_uuid", "step_index", "attempt_index"),
+    "raw_cdr_details": ("account", "uuid"),
 }
 
+# Each takes the account as its first parameter.
 _ORPHAN_STEPS = """
 SELECT count(*) FROM call_flow_steps s
-WHERE NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.uuid = s.cdr_uuid)"""
+WHERE s.account = ?
+  AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.account = s.account AND c.uuid = s.cdr_uuid)"""
 _ORPHAN_ORIGINATIONS = """
 SELECT count(*) FROM originations o
-WHERE NOT EXISTS (SELECT 1 FROM call_flow_steps s
-                  WHERE s.cdr_uuid = o.cdr_uuid AND s.step_index = o.step_index)"""
+WHERE o.account = ?
+  AND NOT EXISTS (SELECT 1 FROM call_flow_steps s
+                  WHERE s.account = o.account AND s.cdr_uuid = o.cdr_uuid
+                    AND s.step_index = o.step_index)"""
 _LISTED_WITHOUT_DETAIL = """
-SELECT count(*) FROM cdr_listing l WHERE l.call_time < ?
-  AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.uuid = l.uuid)
-  AND NOT EXISTS (SELECT 1 FROM load_rejects r WHERE r.uuid = l.uuid)"""
+SELECT count(*) FROM cdr_listing l WHERE l.account = ? AND l.call_time < ?
+  AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.account = l.account AND c.uuid = l.uuid)
+  AND NOT EXISTS (
+      SELECT 1 FROM load_rejects r WHERE r.account = l.account AND r.uuid = l.uuid)"""
 _REJECTED_CALLS = """
 SELECT count(DISTINCT r.uuid) FROM load_rejects r
-WHERE NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.uuid = r.uuid)"""
+WHERE r.account = ?
+  AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.account = r.account AND c.uuid = r.uuid)"""
 
 
 @dataclass(frozen=True)
@@ -58,24 +65,25 @@ class IntegrityCounts:
 
 
 def integrity_counts(warehouse: Warehouse, *, lookback: dt.timedelta) -> IntegrityCounts:
-    """Count duplicates, orphans, missing details and rejects.
+    """Count duplicates, orphans, missing details and rejects of ``warehouse.account``.
 
     Args:
-        warehouse: the warehouse (schema must exist).
+        warehouse: the warehouse (schema must exist) and the account.
         lookback: calls newer than the high-water mark minus this may still wait for
             their detail, and are not counted as missing.
     """
     hwm = warehouse.high_water_mark()
+    account = warehouse.account
     with warehouse.transaction() as tx:
 
-        def scalar(sql: str, params: list[object] | None = None) -> int:
-            value = tx.scalar(sql, params or [])
+        def scalar(sql: str, *params: object) -> int:
+            value = tx.scalar(sql, [account, *params])
             return int(value) if value is not None else 0
 
         duplicates = {
             table: scalar(
                 f"SELECT count(*) FROM (SELECT 1 FROM {table} "  # noqa: S608 (our identifiers)
-                f"GROUP BY {', '.join(keys)} HAVING count(*) > 1) AS repeated"
+                f"WHERE account = ? GROUP BY {', '.join(keys)} HAVING count(*) > 1) AS repeated"
             )
             for table, keys in KEYED_TABLES.items()
         }
@@ -84,8 +92,8 @@ def integrity_counts(warehouse: Warehouse, *, lookback: dt.timedelta) -> Integri
             orphan_flow_steps=scalar(_ORPHAN_STEPS),
             orphan_originations=scalar(_ORPHAN_ORIGINATIONS),
             listed_without_detail=(
-                scalar(_LISTED_WITHOUT_DETAIL, [hwm - lookback]) if hwm is not None else 0
+                scalar(_LISTED_WITHOUT_DETAIL, hwm - lookback) if hwm is not None else 0
             ),
-            listed_calls=scalar("SELECT count(*) FROM cdr_listing"),
+            listed_calls=scalar("SELECT count(*) FROM cdr_listing WHERE account = ?"),
             rejected_calls=scalar(_REJECTED_CALLS),
         )

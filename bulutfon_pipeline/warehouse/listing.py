@@ -21,7 +21,7 @@ from bulutfon_pipeline.faults import crash_point
 from bulutfon_pipeline.normalize import NormalizedListing, Reject
 from bulutfon_pipeline.warehouse import schema
 from bulutfon_pipeline.warehouse._common import utc
-from bulutfon_pipeline.warehouse.backend import Backend, Transaction, to_arrow
+from bulutfon_pipeline.warehouse.backend import Backend, Transaction, to_arrow, with_account
 from bulutfon_pipeline.warehouse.errors import WarehouseError
 from bulutfon_pipeline.warehouse.rejects import write_rejects
 
@@ -80,10 +80,12 @@ class ListingStage:
     chunks: int = 0
 
 
-def begin_listing_scan(db: Backend) -> ListingStage:
-    """Start a listing scan: delete what earlier scans left staged; read the mark.
+def begin_listing_scan(db: Backend, *, account: str) -> ListingStage:
+    """Start a listing scan of ``account``: delete what its earlier scans left staged; read
+    its mark.
 
-    Staged rows of another scan are those of a scan killed before its last transaction:
+    Staged rows of another scan of the account are those of a scan killed before its last
+    transaction (another account's scans are left alone):
     nothing of them was committed to ``cdr_listing``. (Were that scan still running, its
     :func:`finish_listing_scan` would find its rows gone and fail, committing nothing.)
 
@@ -91,12 +93,15 @@ def begin_listing_scan(db: Backend) -> ListingStage:
         The new scan, with the committed high-water mark.
     """
     with db.transaction() as tx:
-        cleared = tx.write(f"DELETE FROM {schema.cdr_listing_stage.name}")  # noqa: S608
-        mark = read_high_water_mark(tx)
+        cleared = tx.write(
+            f"DELETE FROM {schema.cdr_listing_stage.name} WHERE account = ?",  # noqa: S608
+            [account],
+        )
+        mark = read_high_water_mark(tx, account=account)
     return ListingStage(scan_id=uuid4().hex, high_water_mark=mark, cleared=int(cleared))
 
 
-def stage_listing(db: Backend, stage: ListingStage, frame: pd.DataFrame) -> int:
+def stage_listing(db: Backend, stage: ListingStage, frame: pd.DataFrame, *, account: str) -> int:
     """Stage one chunk of a scan's listing rows, in its own transaction.
 
     Args:
@@ -114,15 +119,16 @@ def stage_listing(db: Backend, stage: ListingStage, frame: pd.DataFrame) -> int:
     if not len(frame):
         return 0
     with db.transaction() as tx:
-        staged = _stage_rows(tx, stage, frame)
+        staged = _stage_rows(tx, stage, frame, account)
     stage.staged_rows += staged
     stage.chunks += 1
     return staged
 
 
-def _stage_rows(tx: Transaction, stage: ListingStage, frame: pd.DataFrame) -> int:
+def _stage_rows(tx: Transaction, stage: ListingStage, frame: pd.DataFrame, account: str) -> int:
     table = schema.cdr_listing_stage
-    with tx.batches(stage_batch=to_arrow(frame.assign(scan_id=stage.scan_id), table)):
+    rows = with_account(to_arrow(frame.assign(scan_id=stage.scan_id), table), account)
+    with tx.batches(stage_batch=rows):
         tx.insert(table, "stage_batch")
     return len(frame)
 
@@ -134,6 +140,7 @@ def finish_listing_scan(
     *,
     rejects: Sequence[Reject] = (),
     seen_at: datetime,
+    account: str,
 ) -> ListingLoadResult:
     """Merge a scan's staged rows into ``cdr_listing`` and move the mark, in ONE transaction.
 
@@ -160,9 +167,9 @@ def finish_listing_scan(
     with db.transaction() as tx:
         expected = stage.staged_rows
         if rest is not None and len(rest):
-            expected += _stage_rows(tx, stage, rest)
-        result = _merge_listing_stage(tx, stage.scan_id, expected, seen_at)
-        rejected = write_rejects(tx, rejects)
+            expected += _stage_rows(tx, stage, rest, account)
+        result = _merge_listing_stage(tx, stage.scan_id, expected, seen_at, account)
+        rejected = write_rejects(tx, rejects, account=account)
         crash_point("before_watermark_commit", tx.write_failure)
     crash_point("after_watermark_commit")
     return dataclasses.replace(result, rejected=rejected)
@@ -177,9 +184,12 @@ _CHANGED = """(
 
 
 def _merge_listing_stage(
-    tx: Transaction, scan_id: str, expected: int, seen_at: datetime
+    tx: Transaction, scan_id: str, expected: int, seen_at: datetime, account: str
 ) -> ListingLoadResult:
-    staged = tx.scalar("SELECT count(*) FROM _cdr_listing_stage WHERE scan_id = ?", [scan_id])
+    staged = tx.scalar(
+        "SELECT count(*) FROM _cdr_listing_stage WHERE account = ? AND scan_id = ?",
+        [account, scan_id],
+    )
     if staged != expected:
         raise WarehouseError(
             f"warehouse {tx.name}: {expected - staged} of the {expected} listing rows "
@@ -190,18 +200,18 @@ def _merge_listing_stage(
     tx.create_temp_table(
         "listing_scan",
         """
-        SELECT uuid, call_time, call_date, direction, caller, callee,
+        SELECT account, uuid, call_time, call_date, direction, caller, callee,
                first_seen_at, last_seen_at
         FROM (
-            SELECT uuid, call_time, call_date, direction, caller, callee,
+            SELECT account, uuid, call_time, call_date, direction, caller, callee,
                    CAST(? AS TIMESTAMPTZ) AS first_seen_at,
                    CAST(? AS TIMESTAMPTZ) AS last_seen_at,
                    row_number() OVER (PARTITION BY uuid ORDER BY page) AS position
-            FROM _cdr_listing_stage WHERE scan_id = ?
+            FROM _cdr_listing_stage WHERE account = ? AND scan_id = ?
         ) AS staged
         WHERE position = 1
         """,
-        [seen_at, seen_at, scan_id],
+        [seen_at, seen_at, account, scan_id],
     )
     new, updated, unchanged = tx.execute(
         f"""
@@ -210,7 +220,7 @@ def _merge_listing_stage(
             count(*) FILTER (WHERE l.uuid IS NOT NULL AND {_CHANGED}),
             count(*) FILTER (WHERE l.uuid IS NOT NULL AND NOT {_CHANGED})
         FROM listing_scan AS b
-        LEFT JOIN cdr_listing AS l ON l.uuid = b.uuid
+        LEFT JOIN cdr_listing AS l ON l.account = b.account AND l.uuid = b.uuid
         """  # noqa: S608 (constant SQL)
     ).fetchone() or (0, 0, 0)
     if new + updated + unchanged:
@@ -225,8 +235,10 @@ def _merge_listing_stage(
         "SELECT DISTINCT call_date FROM listing_scan ORDER BY call_date"
     ).fetchall()]  # fmt: skip
     tx.drop_temp_table("listing_scan")
-    tx.execute("DELETE FROM _cdr_listing_stage WHERE scan_id = ?", [scan_id])
-    mark = _advance_high_water_mark(tx, newest, seen_at)
+    tx.execute(
+        "DELETE FROM _cdr_listing_stage WHERE account = ? AND scan_id = ?", [account, scan_id]
+    )
+    mark = _advance_high_water_mark(tx, newest, seen_at, account)
     return ListingLoadResult(
         new=new,
         updated=updated,
@@ -238,7 +250,7 @@ def _merge_listing_stage(
 
 
 def upsert_listing(
-    db: Backend, listing: NormalizedListing, *, seen_at: datetime
+    db: Backend, listing: NormalizedListing, *, seen_at: datetime, account: str
 ) -> ListingLoadResult:
     """Upsert listed calls, advance the high-water mark and write the listing rejects.
 
@@ -258,24 +270,27 @@ def upsert_listing(
     seen_at = utc(seen_at, "seen_at")
     frame = listing.frame.drop_duplicates("uuid", keep="last").assign(page=1)
     stage = ListingStage(scan_id=uuid4().hex, high_water_mark=None)
-    return finish_listing_scan(db, stage, frame, rejects=listing.rejects, seen_at=seen_at)
+    return finish_listing_scan(
+        db, stage, frame, rejects=listing.rejects, seen_at=seen_at, account=account
+    )
 
 
 # --- the high-water mark ----------------------------------------------------------------
 
 
-def read_high_water_mark(tx: Transaction) -> datetime | None:
-    """The mark as committed (or as this transaction moved it)."""
+def read_high_water_mark(tx: Transaction, *, account: str) -> datetime | None:
+    """``account``'s mark as committed (or as this transaction moved it)."""
     value = tx.scalar(
-        "SELECT value FROM _pipeline_state WHERE key = ?", [schema.HIGH_WATER_MARK_KEY]
+        "SELECT value FROM _pipeline_state WHERE account = ? AND key = ?",
+        [account, schema.HIGH_WATER_MARK_KEY],
     )
     return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
 
 
 def _advance_high_water_mark(
-    tx: Transaction, newest: datetime | None, now: datetime
+    tx: Transaction, newest: datetime | None, now: datetime, account: str
 ) -> datetime | None:
-    current = read_high_water_mark(tx)
+    current = read_high_water_mark(tx, account=account)
     if newest is None:
         return current
     newest = newest.astimezone(UTC)
@@ -283,12 +298,18 @@ def _advance_high_water_mark(
         return current
     tx.replace_row(
         schema.pipeline_state,
-        {"key": schema.HIGH_WATER_MARK_KEY, "value": newest.isoformat(), "updated_at": now},
+        {
+            "account": account,
+            "key": schema.HIGH_WATER_MARK_KEY,
+            "value": newest.isoformat(),
+            "updated_at": now,
+        },
     )
     return newest
 
 
-def high_water_mark(db: Backend) -> datetime | None:
-    """The newest ``call_time`` ever listed (aware UTC), or ``None`` before any listing."""
+def high_water_mark(db: Backend, *, account: str) -> datetime | None:
+    """The newest ``call_time`` ever listed for ``account`` (aware UTC), or ``None`` before
+    its first listing."""
     with db.transaction() as tx:
-        return read_high_water_mark(tx)
+        return read_high_water_mark(tx, account=account)

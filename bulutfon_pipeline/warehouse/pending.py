@@ -27,17 +27,22 @@ class LoadProgress:
     pending_days: tuple[date, ...]
 
 
-#: A listed call ``l`` is pending: neither a ``cdrs`` row nor a reject, or marked for a
-#: new fetch in ``_cdr_refetch`` (its listing changed since it was loaded). The one
-#: definition for the uuids to fetch, the days to load and an interrupted run's summary.
+#: A listed call ``l`` of the account (the one ``?``) is pending: neither a ``cdrs`` row
+#: nor a reject of that account, or marked for a new fetch in ``_cdr_refetch`` (its
+#: listing changed since it was loaded). The one definition for the uuids to fetch, the
+#: days to load and an interrupted run's summary; the query also keeps ``l.account = ?``.
 _PENDING = """(
-    (NOT EXISTS (SELECT 1 FROM cdrs AS c WHERE c.uuid = l.uuid)
-     AND NOT EXISTS (SELECT 1 FROM load_rejects AS r WHERE r.uuid = l.uuid))
-    OR l.uuid IN (SELECT uuid FROM _cdr_refetch))"""
+    (NOT EXISTS (SELECT 1 FROM cdrs AS c WHERE c.account = l.account AND c.uuid = l.uuid)
+     AND NOT EXISTS (
+         SELECT 1 FROM load_rejects AS r WHERE r.account = l.account AND r.uuid = l.uuid))
+    OR l.uuid IN (SELECT uuid FROM _cdr_refetch WHERE account = ?))"""
 
 
-def pending_uuids(db: Backend, start: date, end: date, *, refetch: bool = False) -> list[str]:
-    """Listed uuids with ``call_date`` in ``[start, end]`` that still need their detail.
+def pending_uuids(
+    db: Backend, start: date, end: date, *, refetch: bool = False, account: str
+) -> list[str]:
+    """``account``'s listed uuids with ``call_date`` in ``[start, end]`` that still need
+    their detail.
 
     Pending means: no ``cdrs`` row and no ``load_rejects`` row, or marked in
     ``_cdr_refetch`` (its listing changed since it was loaded).
@@ -50,44 +55,50 @@ def pending_uuids(db: Backend, start: date, end: date, *, refetch: bool = False)
     Returns:
         uuids, oldest call first.
     """
-    pending = "" if refetch else f"AND {_PENDING}"
+    pending, params = ("", []) if refetch else (f"AND {_PENDING}", [account])
     with db.transaction() as tx:
         rows = tx.execute(
             f"""
             SELECT l.uuid FROM cdr_listing AS l
-            WHERE l.call_date BETWEEN ? AND ? {pending}
+            WHERE l.account = ? AND l.call_date BETWEEN ? AND ? {pending}
             ORDER BY l.call_time, l.uuid
             """,  # noqa: S608 - a constant predicate
-            [start, end],
+            [account, start, end, *params],
         ).fetchall()
     return [uuid for (uuid,) in rows]
 
 
-def listed_count(db: Backend, start: date, end: date) -> int:
-    """Listed calls with ``call_date`` in ``[start, end]``."""
+def listed_count(db: Backend, start: date, end: date, *, account: str) -> int:
+    """``account``'s listed calls with ``call_date`` in ``[start, end]``."""
     with db.transaction() as tx:
-        sql = "SELECT count(*) FROM cdr_listing WHERE call_date BETWEEN ? AND ?"
-        return int(tx.scalar(sql, [start, end]) or 0)
+        sql = "SELECT count(*) FROM cdr_listing WHERE account = ? AND call_date BETWEEN ? AND ?"
+        return int(tx.scalar(sql, [account, start, end]) or 0)
 
 
-def pending_dates(db: Backend) -> list[date]:
-    """Distinct local call dates that have pending uuids, ascending."""
+def pending_dates(db: Backend, *, account: str) -> list[date]:
+    """Distinct local call dates that have pending uuids of ``account``, ascending."""
     with db.transaction() as tx:
         rows = tx.execute(
-            f"SELECT DISTINCT l.call_date FROM cdr_listing AS l WHERE {_PENDING} "  # noqa: S608
-            "ORDER BY l.call_date"
+            "SELECT DISTINCT l.call_date FROM cdr_listing AS l "  # noqa: S608
+            f"WHERE l.account = ? AND {_PENDING} ORDER BY l.call_date",
+            [account, account],
         ).fetchall()
     return [day for (day,) in rows]
 
 
-def load_progress(db: Backend, since: datetime) -> LoadProgress:
-    """What the loads committed since ``since`` and what is still pending, read in one
-    transaction (``since``: an aware instant, e.g. when an interrupted sync started)."""
+def load_progress(db: Backend, since: datetime, *, account: str) -> LoadProgress:
+    """What ``account``'s loads committed since ``since`` and what it still has pending,
+    read in one transaction (``since``: an aware instant, e.g. when an interrupted sync
+    started)."""
     with db.transaction() as tx:
-        loaded = tx.scalar("SELECT count(*) FROM cdrs WHERE loaded_at >= ?", [utc(since, "since")])
+        loaded = tx.scalar(
+            "SELECT count(*) FROM cdrs WHERE account = ? AND loaded_at >= ?",
+            [account, utc(since, "since")],
+        )
         rows = tx.execute(
-            f"SELECT l.call_date, count(*) FROM cdr_listing AS l WHERE {_PENDING} "  # noqa: S608
-            "GROUP BY l.call_date ORDER BY l.call_date"
+            "SELECT l.call_date, count(*) FROM cdr_listing AS l "  # noqa: S608
+            f"WHERE l.account = ? AND {_PENDING} GROUP BY l.call_date ORDER BY l.call_date",
+            [account, account],
         ).fetchall()
     return LoadProgress(
         loaded_since=int(loaded),

@@ -228,18 +228,23 @@ class Postgres:
     # --- the sync lock -------------------------------------------------------------------
 
     def advisory_lock(
-        self, timeout_s: float, on_wait: Callable[[str], None] | None = None, purpose: str = "sync"
+        self,
+        timeout_s: float,
+        on_wait: Callable[[str], None] | None = None,
+        purpose: str = "sync",
+        account: str | None = None,
     ) -> AbstractContextManager[None]:
         """Hold this warehouse's session-level advisory lock of ``purpose`` (``sync``, or
         ``listing scan``: runs' scans take turns) for the block, on a connection of its own
-        (:func:`.postgres_lock.advisory_lock`).
+        (:func:`.postgres_lock.advisory_lock`); with ``account``, that account's lock only
+        (other accounts' syncs and scans go on at the same time).
 
         Raises:
             WarehouseLockedError: still held by another session after ``timeout_s``.
         """
         return postgres_lock.advisory_lock(
             self.connect,
-            key=postgres_lock.lock_key(self.schema, purpose),
+            key=postgres_lock.lock_key(self.schema, purpose, account),
             name=self.name,
             timeout_s=timeout_s,
             on_wait=on_wait,

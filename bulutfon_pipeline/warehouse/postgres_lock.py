@@ -1,7 +1,8 @@
 """The PostgreSQL sync lock: a session-level advisory lock, so two syncs never write at
 once (the file lock's role on DuckDB).
 
-The lock (``pg_try_advisory_lock``) is keyed by the warehouse schema (:func:`lock_key`)
+The lock (``pg_try_advisory_lock``) is keyed by the warehouse schema and the account
+(:func:`lock_key`)
 and lives on a connection of its own, so it is held whatever the sync's transactions
 do, and the server releases it when that connection ends (the process died, or the block
 ended). Driver-free: it runs over the connection ``Postgres.connect`` gives.
@@ -33,10 +34,13 @@ class _Connection(Protocol):
     def close(self) -> None: ...
 
 
-def lock_key(schema_name: str, purpose: str = "sync") -> int:
+def lock_key(schema_name: str, purpose: str = "sync", account: str | None = None) -> int:
     """The advisory-lock key of a warehouse schema (a signed 64-bit integer): of its
-    syncs, or of another ``purpose`` (``listing scan``)."""
+    syncs, or of another ``purpose`` (``listing scan``); with ``account``, of that
+    account's only (two accounts' syncs and scans run at once, issue 14)."""
     label = schema_name if purpose == "sync" else f"{purpose}:{schema_name}"
+    if account is not None:
+        label = f"{label}/account:{account}"
     digest = hashlib.sha256(f"bulutfon_pipeline:{label}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 

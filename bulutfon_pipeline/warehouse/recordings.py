@@ -55,9 +55,9 @@ class RecordingCandidate:
 
 
 def recording_candidates(
-    db: Backend, start: date, end: date, *, refetch: bool = False
+    db: Backend, start: date, end: date, *, refetch: bool = False, account: str
 ) -> list[RecordingCandidate]:
-    """Calls of local days ``start..end`` that have, or had, a recording.
+    """``account``'s calls of local days ``start..end`` that have, or had, a recording.
 
     That is ``has_recording`` or ``call_record = 'REMOVED'``, each with its
     ``call_recordings`` row when one exists. Calls with a ``recording`` reject are left
@@ -71,7 +71,7 @@ def recording_candidates(
         if refetch
         else (
             "AND NOT EXISTS (SELECT 1 FROM load_rejects AS x "
-            "WHERE x.uuid = c.uuid AND x.stage = 'recording')"
+            "WHERE x.account = c.account AND x.uuid = c.uuid AND x.stage = 'recording')"
         )
     )
     with db.transaction() as tx:
@@ -80,13 +80,13 @@ def recording_candidates(
             SELECT c.uuid, c.call_date, c.call_record, c.has_recording,
                    r.path, r.content_type, r.bytes, r.sha256, r.downloaded_at
             FROM cdrs AS c
-            LEFT JOIN call_recordings AS r ON r.cdr_uuid = c.uuid
-            WHERE c.call_date BETWEEN ? AND ?
+            LEFT JOIN call_recordings AS r ON r.account = c.account AND r.cdr_uuid = c.uuid
+            WHERE c.account = ? AND c.call_date BETWEEN ? AND ?
               AND (c.has_recording OR c.call_record = 'REMOVED')
               {rejected}
             ORDER BY c.call_time, c.uuid
             """,  # noqa: S608 - a constant predicate
-            [start, end],
+            [account, start, end],
         ).fetchall()
     return [
         RecordingCandidate(
@@ -103,8 +103,11 @@ def recording_candidates(
     ]  # fmt: skip
 
 
-def save_recordings(db: Backend, rows: Sequence[RecordingRow], rejects: Sequence[Reject]) -> None:
-    """Upsert ``call_recordings`` rows and write ``recording`` rejects, in one transaction.
+def save_recordings(
+    db: Backend, rows: Sequence[RecordingRow], rejects: Sequence[Reject], *, account: str
+) -> None:
+    """Upsert ``account``'s ``call_recordings`` rows and write its ``recording`` rejects,
+    in one transaction.
 
     A saved recording drops an earlier ``recording`` reject of the same call.
 
@@ -113,6 +116,7 @@ def save_recordings(db: Backend, rows: Sequence[RecordingRow], rejects: Sequence
     """
     batch = pa.table(
         {
+            "account": pa.array([account] * len(rows), pa.string()),
             "cdr_uuid": pa.array([r.cdr_uuid for r in rows], pa.string()),
             "path": pa.array([r.path for r in rows], pa.string()),
             "content_type": pa.array([r.content_type for r in rows], pa.string()),
@@ -128,20 +132,23 @@ def save_recordings(db: Backend, rows: Sequence[RecordingRow], rejects: Sequence
         if rows:
             with tx.batches(recording_batch=batch):
                 tx.upsert(schema.call_recordings, "recording_batch")
-                delete_superseded(tx, "SELECT cdr_uuid FROM recording_batch", ("recording",))
-        write_rejects(tx, rejects)
+                delete_superseded(
+                    tx, "SELECT cdr_uuid FROM recording_batch", ("recording",), account=account
+                )
+        write_rejects(tx, rejects, account=account)
 
 
-def delete_recordings_before(db: Backend, before: date) -> list[str]:
-    """Delete the ``call_recordings`` rows of calls dated before ``before``, in one
+def delete_recordings_before(db: Backend, before: date, *, account: str) -> list[str]:
+    """Delete ``account``'s ``call_recordings`` rows of calls dated before ``before``, in one
     transaction; returns their paths (relative to BULUTFON_DATA_DIR), sorted."""
     with db.transaction() as tx:
         rows = tx.execute(
             """
             DELETE FROM call_recordings
-            WHERE cdr_uuid IN (SELECT uuid FROM cdrs WHERE call_date < ?)
+            WHERE account = ?
+              AND cdr_uuid IN (SELECT uuid FROM cdrs WHERE account = ? AND call_date < ?)
             RETURNING path
             """,
-            [before],
+            [account, account, before],
         ).fetchall()
     return sorted(path for (path,) in rows)

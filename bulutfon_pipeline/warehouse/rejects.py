@@ -20,14 +20,14 @@ __all__ = ["DETAIL_STAGES", "add_rejects", "delete_superseded", "write_rejects"]
 DETAIL_STAGES = ("detail", "normalize")
 
 
-def add_rejects(db: Backend, rejects: Sequence[Reject]) -> None:
-    """Record rejects (any stage) in their own transaction. Idempotent."""
+def add_rejects(db: Backend, rejects: Sequence[Reject], *, account: str) -> None:
+    """Record ``account``'s rejects (any stage) in their own transaction. Idempotent."""
     with db.transaction() as tx:
-        write_rejects(tx, rejects)
+        write_rejects(tx, rejects, account=account)
 
 
-def write_rejects(tx: Transaction, rejects: Sequence[Reject]) -> int:
-    """Write rejects idempotently, in the caller's transaction.
+def write_rejects(tx: Transaction, rejects: Sequence[Reject], *, account: str) -> int:
+    """Write ``account``'s rejects idempotently, in the caller's transaction.
 
     A uuid keeps one reject per stage: an identical one already stored is left as is
     (its ``rejected_at`` too), a different one replaces it. Rejects without a uuid are
@@ -53,6 +53,7 @@ def write_rejects(tx: Transaction, rejects: Sequence[Reject]) -> int:
         return 0
     batch = pa.table(
         {
+            "account": pa.array([account] * len(unique), pa.string()),
             "uuid": pa.array([r.uuid for r in unique.values()], pa.string()),
             "stage": pa.array([r.stage for r in unique.values()], pa.string()),
             "reason": pa.array([r.reason for r in unique.values()], pa.string()),
@@ -64,17 +65,18 @@ def write_rejects(tx: Transaction, rejects: Sequence[Reject]) -> int:
             """
             DELETE FROM load_rejects AS r
             USING reject_batch AS b
-            WHERE r.uuid = b.uuid AND r.stage = b.stage
+            WHERE r.account = b.account AND r.uuid = b.uuid AND r.stage = b.stage
               AND (r.reason IS DISTINCT FROM b.reason OR r.payload IS DISTINCT FROM b.payload)
             """
         )
         tx.execute(
             """
-            INSERT INTO load_rejects (uuid, stage, reason, payload, rejected_at)
-            SELECT b.uuid, b.stage, b.reason, b.payload, ? FROM reject_batch AS b
+            INSERT INTO load_rejects (account, uuid, stage, reason, payload, rejected_at)
+            SELECT b.account, b.uuid, b.stage, b.reason, b.payload, ? FROM reject_batch AS b
             WHERE NOT EXISTS (
                 SELECT 1 FROM load_rejects AS r
-                WHERE r.uuid IS NOT DISTINCT FROM b.uuid AND r.stage = b.stage
+                WHERE r.account = b.account AND r.uuid IS NOT DISTINCT FROM b.uuid
+                  AND r.stage = b.stage
                   AND r.reason = b.reason AND r.payload IS NOT DISTINCT FROM b.payload
             )
             """,
@@ -84,14 +86,19 @@ def write_rejects(tx: Transaction, rejects: Sequence[Reject]) -> int:
 
 
 def delete_superseded(
-    tx: Transaction, uuids_sql: str, stages: Sequence[str], params: Sequence[object] = ()
+    tx: Transaction,
+    uuids_sql: str,
+    stages: Sequence[str],
+    params: Sequence[object] = (),
+    *,
+    account: str,
 ) -> None:
-    """Delete the ``stages`` rejects of the calls whose uuids the query ``uuids_sql`` (over
-    a registered batch, or ``backend.KEYS_SQL`` with its ``params``) returns: those calls
-    have loaded since."""
+    """Delete ``account``'s ``stages`` rejects of the calls whose uuids the query
+    ``uuids_sql`` (over a registered batch, or ``backend.KEYS_SQL`` with its ``params``)
+    returns: those calls have loaded since."""
     marks = ", ".join("?" for _ in stages)
     tx.execute(
-        f"DELETE FROM load_rejects WHERE stage IN ({marks}) "  # noqa: S608 (our identifiers)
+        f"DELETE FROM load_rejects WHERE account = ? AND stage IN ({marks}) "  # noqa: S608
         f"AND uuid IN ({uuids_sql})",
-        [*stages, *params],
+        [account, *stages, *params],
     )

@@ -24,6 +24,8 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "ACCOUNT_COLUMN",
+    "ACCOUNT_TABLES",
     "HIGH_WATER_MARK_KEY",
     "REJECT_STAGES",
     "UNENFORCED_KEY_TABLES",
@@ -53,11 +55,24 @@ def _instant(name: str, **kwargs: bool) -> Column[object]:
     return Column(name, DateTime(timezone=True), **kwargs)  # type: ignore[arg-type]
 
 
+#: The PBX account a row belongs to (issue 14): the first column of every table but
+#: ``_views_state``, and the first column of every key. ``settings.DEFAULT_ACCOUNT``
+#: (``default``) in a single-account deployment; migration 0003 gave it to the rows
+#: loaded before.
+ACCOUNT_COLUMN = "account"
+
+
+def _account(*, key: bool = False) -> Column[str]:
+    """The ``account`` column (text, NOT NULL), first of its table and of its key."""
+    return Column(ACCOUNT_COLUMN, String, nullable=False, primary_key=key)
+
+
 metadata = MetaData()
 
 cdr_listing = Table(
     "cdr_listing",
     metadata,
+    _account(key=True),
     Column("uuid", String, primary_key=True),
     _instant("call_time", nullable=False),
     Column("call_date", Date, nullable=False),
@@ -76,6 +91,7 @@ cdr_listing = Table(
 cdr_listing_stage = Table(
     "_cdr_listing_stage",
     metadata,
+    _account(key=False),
     Column("scan_id", String, nullable=False),
     Column("page", Integer, nullable=False),
     Column("uuid", String, nullable=False),
@@ -89,6 +105,7 @@ cdr_listing_stage = Table(
 cdrs = Table(
     "cdrs",
     metadata,
+    _account(key=True),
     Column("uuid", String, primary_key=True),
     Column("call_type", String),
     Column("direction", String),
@@ -116,6 +133,7 @@ cdrs = Table(
 call_flow_steps = Table(
     "call_flow_steps",
     metadata,
+    _account(key=False),
     Column("cdr_uuid", String, nullable=False),
     Column("step_index", Integer, nullable=False),
     Column("callee", String),
@@ -125,12 +143,13 @@ call_flow_steps = Table(
     Column("redirection", String),
     Column("redirection_kind", String, nullable=False),
     Column("redirection_target", String),
-    PrimaryKeyConstraint("cdr_uuid", "step_index"),
+    PrimaryKeyConstraint(ACCOUNT_COLUMN, "cdr_uuid", "step_index"),
 )
 
 originations = Table(
     "originations",
     metadata,
+    _account(key=False),
     Column("cdr_uuid", String, nullable=False),
     Column("step_index", Integer, nullable=False),
     Column("attempt_index", Integer, nullable=False),
@@ -141,12 +160,13 @@ originations = Table(
     Column("result", String),
     Column("outcome", String, nullable=False),
     Column("answered", Boolean, nullable=False),
-    PrimaryKeyConstraint("cdr_uuid", "step_index", "attempt_index"),
+    PrimaryKeyConstraint(ACCOUNT_COLUMN, "cdr_uuid", "step_index", "attempt_index"),
 )
 
 raw_cdr_details = Table(
     "raw_cdr_details",
     metadata,
+    _account(key=True),
     Column("uuid", String, primary_key=True),
     _instant("fetched_at", nullable=False),
     Column("payload", JSON, nullable=False),
@@ -156,6 +176,7 @@ raw_cdr_details = Table(
 load_rejects = Table(
     "load_rejects",
     metadata,
+    _account(key=False),
     Column("uuid", String),
     Column("stage", String, nullable=False),
     Column("reason", String, nullable=False),
@@ -168,6 +189,7 @@ load_rejects = Table(
 call_recordings = Table(
     "call_recordings",
     metadata,
+    _account(key=True),
     Column("cdr_uuid", String, primary_key=True),
     Column("path", String, nullable=False),
     Column("content_type", String),
@@ -184,6 +206,7 @@ call_recordings = Table(
 cdr_changes = Table(
     "cdr_changes",
     metadata,
+    _account(key=False),
     Column("uuid", String, nullable=False),
     Column("call_date", Date, nullable=False),
     Column("field", String, nullable=False),
@@ -191,7 +214,7 @@ cdr_changes = Table(
     Column("new_value", String),
     _instant("detected_at"),
     _instant("seen_at", nullable=False),
-    PrimaryKeyConstraint("uuid", "field", "seen_at"),
+    PrimaryKeyConstraint(ACCOUNT_COLUMN, "uuid", "field", "seen_at"),
 )
 
 # Internal: loaded calls whose listing differs from their ``cdrs`` row, waiting for their
@@ -200,6 +223,7 @@ cdr_changes = Table(
 cdr_refetch = Table(
     "_cdr_refetch",
     metadata,
+    _account(key=True),
     Column("uuid", String, primary_key=True),
     Column("call_date", Date, nullable=False),
     Column("fields", String, nullable=False),
@@ -209,13 +233,15 @@ cdr_refetch = Table(
 pipeline_state = Table(
     "_pipeline_state",
     metadata,
+    _account(key=True),
     Column("key", String, primary_key=True),
     Column("value", String),
     _instant("updated_at", nullable=False),
 )
 
 # Internal: the fingerprint of the views in place (``schema_setup.ensure_views``), so that
-# they are recreated only when their SQL changes. Migration 0002.
+# they are recreated only when their SQL changes. Migration 0002. The one table without
+# an ``account``: the views are the warehouse's, shared by every account's rows.
 views_state = Table(
     "_views_state",
     metadata,
@@ -249,3 +275,7 @@ for _table in UNENFORCED_KEY_TABLES:
 def key_columns(table: Table) -> list[str]:
     """The columns of ``table``'s key, enforced by the DDL or not."""
     return [column.name for column in table.primary_key.columns]
+
+
+#: Every table that holds an account's rows: all but ``_views_state``.
+ACCOUNT_TABLES = tuple(t for t in metadata.sorted_tables if ACCOUNT_COLUMN in t.c)

@@ -1,5 +1,8 @@
 """Reporting marts: SQL views over the warehouse tables.
 
+Every mart starts with ``account`` and groups (and joins) by it: one warehouse holds many
+PBX accounts' rows (issue 14), and a mart's row is always one account's.
+
 Each view is one :class:`ViewDefinition` in :data:`VIEWS`; add a mart by appending one
 (the backend issues each one's :meth:`ViewDefinition.ddl`, ``CREATE OR REPLACE VIEW``, in
 list order, so a view may build on an earlier one).
@@ -79,11 +82,12 @@ class ViewDefinition:
 DAILY_CALL_SUMMARY = ViewDefinition(
     name="daily_call_summary",
     description=(
-        "Calls per local call_date and direction: volume, answered/missed, answer rate, "
+        "Calls per account, local call_date and direction: volume, answered/missed, answer rate, "
         "ring time (all calls) and talk time (answered calls) averages and p90."
     ),
     select="""
 SELECT
+    account,
     call_date,
     direction,
     count(*) AS calls,
@@ -97,18 +101,19 @@ SELECT
     percentile_cont(0.9) WITHIN GROUP (ORDER BY CAST(talk_seconds AS DOUBLE PRECISION))
         FILTER (WHERE answered) AS p90_talk_seconds
 FROM cdrs
-GROUP BY call_date, direction
+GROUP BY account, call_date, direction
 """,
 )
 
 RING_GROUP_PERFORMANCE = ViewDefinition(
     name="ring_group_performance",
     description=(
-        "Per ring group (the callee of the step that rang it) and destination phone: "
+        "Per account, ring group (the callee of the step that rang it) and destination phone: "
         "rings, answers, lost races and the share of rings answered."
     ),
     select="""
 SELECT
+    o.account,
     coalesce(s.redirection_target, s.callee) AS ring_group,
     o.destination,
     count(*) AS rings,
@@ -118,20 +123,21 @@ SELECT
         AS answer_share
 FROM originations AS o
 JOIN call_flow_steps AS s
-    ON s.cdr_uuid = o.cdr_uuid AND s.step_index = o.step_index
-GROUP BY coalesce(s.redirection_target, s.callee), o.destination
+    ON s.account = o.account AND s.cdr_uuid = o.cdr_uuid AND s.step_index = o.step_index
+GROUP BY o.account, coalesce(s.redirection_target, s.callee), o.destination
 """,
 )
 
 HOURLY_CALL_LOAD = ViewDefinition(
     name="hourly_call_load",
     description=(
-        "Calls per local (Europe/Istanbul) weekday and hour of day: all calls, incoming, "
+        "Calls per account, local (Europe/Istanbul) weekday and hour of day: all calls, incoming, "
         "outgoing, answered, and incoming calls nobody answered."
     ),
     select="""
 WITH local_calls AS (
     SELECT
+        account,
         CAST(extract(isodow FROM timezone('Europe/Istanbul', call_time)) AS BIGINT)
             AS weekday,
         CAST(extract(hour FROM timezone('Europe/Istanbul', call_time)) AS BIGINT) AS hour,
@@ -140,6 +146,7 @@ WITH local_calls AS (
     FROM cdrs
 )
 SELECT
+    account,
     weekday,
     CAST(CASE weekday
         WHEN 1 THEN 'Monday' WHEN 2 THEN 'Tuesday' WHEN 3 THEN 'Wednesday'
@@ -153,30 +160,31 @@ SELECT
     count(*) FILTER (WHERE answered) AS answered,
     count(*) FILTER (WHERE direction = 'IN' AND NOT answered) AS missed_incoming
 FROM local_calls
-GROUP BY weekday, hour
+GROUP BY account, weekday, hour
 """,
 )
 
 EXTENSION_ACTIVITY = ViewDefinition(
     name="extension_activity",
     description=(
-        "Per extension: how often it rang (a ring group's origination, or a flow step "
+        "Per account and extension: how often it rang (a ring group's origination, or a flow step "
         "connecting to the extension), the calls it answered and their talk time, missed "
         "rings (nobody picked up), lost races, and its outgoing calls (v1 only)."
     ),
     select="""
 WITH rings AS (
-    SELECT o.destination AS extension, o.cdr_uuid, o.answer_time, o.hangup_time,
+    SELECT o.account, o.destination AS extension, o.cdr_uuid, o.answer_time, o.hangup_time,
            o.outcome = 'ANSWERED' AS answered, o.outcome = 'LOSE_RACE' AS lost_race
     FROM originations AS o
     UNION ALL
-    SELECT s.callee, s.cdr_uuid, s.answer_time, s.hangup_time,
+    SELECT s.account, s.callee, s.cdr_uuid, s.answer_time, s.hangup_time,
            s.answer_time IS NOT NULL, false
     FROM call_flow_steps AS s
     WHERE s.redirection_kind = 'CONNECTING_TO_EXTENSION'
 ),
 ring_stats AS (
     SELECT
+        account,
         extension,
         count(*) AS rings,
         count(DISTINCT cdr_uuid) FILTER (WHERE answered) AS answered_calls,
@@ -188,16 +196,17 @@ ring_stats AS (
         count(*) FILTER (WHERE lost_race) AS lost_races
     FROM rings
     WHERE extension IS NOT NULL
-    GROUP BY extension
+    GROUP BY account, extension
 ),
 outgoing AS (
-    SELECT extension, count(*) AS outgoing_calls,
+    SELECT account, extension, count(*) AS outgoing_calls,
            CAST(sum(talk_seconds) AS BIGINT) AS outgoing_talk_seconds
     FROM cdrs
     WHERE direction = 'OUT' AND extension IS NOT NULL
-    GROUP BY extension
+    GROUP BY account, extension
 )
 SELECT
+    coalesce(r.account, o.account) AS account,
     coalesce(r.extension, o.extension) AS extension,
     coalesce(r.rings, 0) AS rings,
     coalesce(r.answered_calls, 0) AS answered_calls,
@@ -207,7 +216,7 @@ SELECT
     coalesce(o.outgoing_calls, 0) AS outgoing_calls,
     coalesce(o.outgoing_talk_seconds, 0) AS outgoing_talk_seconds
 FROM ring_stats AS r
-FULL OUTER JOIN outgoing AS o ON o.extension = r.extension
+FULL OUTER JOIN outgoing AS o ON o.account = r.account AND o.extension = r.extension
 """,
 )
 
@@ -216,11 +225,13 @@ MISSED_CALLS = ViewDefinition(
     description=(
         "Incoming calls nobody answered, one row each, with the caller for call-backs: "
         "how often that caller was missed, when the caller was next reached (a later "
-        "answered call from or to the number), and whether a call-back is still due."
+        "answered call from or to the number, in the same account), and whether a "
+        "call-back is still due."
     ),
     select="""
 WITH missed AS (
     SELECT
+        m.account,
         m.uuid,
         m.call_time,
         m.call_date,
@@ -231,30 +242,34 @@ WITH missed AS (
         m.hangup_cause_code,
         -- contains an x (no LIKE pattern: a percent sign is a placeholder to psycopg)
         coalesce(position('x' IN m.caller) > 0, true) AS caller_masked,
-        count(*) OVER (PARTITION BY m.caller) AS caller_missed_calls
+        count(*) OVER (PARTITION BY m.account, m.caller) AS caller_missed_calls
     FROM cdrs AS m
     WHERE m.direction = 'IN' AND NOT m.answered
 ),
 -- answered calls with a number: calls from it (IN) and calls to it (OUT)
 contacts AS (
-    SELECT caller AS number, call_time FROM cdrs WHERE answered AND direction = 'IN'
+    SELECT account, caller AS number, call_time
+    FROM cdrs WHERE answered AND direction = 'IN'
     UNION ALL
-    SELECT callee, call_time FROM cdrs WHERE answered AND direction = 'OUT'
+    SELECT account, callee, call_time FROM cdrs WHERE answered AND direction = 'OUT'
 ),
 -- the first later contact per (caller, time): an equi-join on the number, because
 -- PostgreSQL runs a correlated subquery once per missed call (DuckDB decorrelates it)
 reached AS (
-    SELECT m.caller, m.call_time, min(k.call_time) AS reached_at
-    FROM (SELECT DISTINCT caller, call_time FROM missed WHERE NOT caller_masked) AS m
-    JOIN contacts AS k ON k.number = m.caller AND k.call_time > m.call_time
-    GROUP BY m.caller, m.call_time
+    SELECT m.account, m.caller, m.call_time, min(k.call_time) AS reached_at
+    FROM (SELECT DISTINCT account, caller, call_time FROM missed WHERE NOT caller_masked) AS m
+    JOIN contacts AS k
+        ON k.account = m.account AND k.number = m.caller AND k.call_time > m.call_time
+    GROUP BY m.account, m.caller, m.call_time
 )
 SELECT
     missed.*,
     r.reached_at,
     NOT missed.caller_masked AND r.reached_at IS NULL AS needs_call_back
 FROM missed
-LEFT JOIN reached AS r ON r.caller = missed.caller AND r.call_time = missed.call_time
+LEFT JOIN reached AS r
+    ON r.account = missed.account AND r.caller = missed.caller
+    AND r.call_time = missed.call_time
 """,
 )
 

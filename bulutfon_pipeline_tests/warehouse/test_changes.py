@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from bulutfon_pipeline.normalize import normalize_details
-from bulutfon_pipeline.warehouse import Warehouse, changes
+from bulutfon_pipeline.warehouse import Warehouse, changes, schema
 from bulutfon_pipeline.warehouse.changes import ChangedCall
+from bulutfon_pipeline.warehouse.views import view_names
 from bulutfon_pipeline_tests.fixtures import load_fixture
+from bulutfon_pipeline_tests.warehouse.test_migrations import fixture_statements, with_bulk_keys
 
 FETCHED = datetime(2015, 4, 17, 9, 0, tzinfo=UTC)
 
@@ -107,7 +109,7 @@ def test_a_reload_writes_one_change_row_per_field_and_clears_the_mark(
     recording.write_bytes(b"RIFF....WAVE")
     with warehouse.transaction() as con:
         con.execute(
-            "INSERT INTO call_recordings VALUES (?, ?, 'audio/wav', 12, 'x', ?)",
+            "INSERT INTO call_recordings VALUES ('default', ?, ?, 'audio/wav', 12, 'x', ?)",
             [uuid, f"recordings/2015/04/16/{uuid}.wav", FETCHED],
         )
     detected = datetime(2015, 4, 17, 8, 0, tzinfo=UTC)
@@ -159,18 +161,27 @@ def test_a_first_load_audits_nothing(warehouse: Warehouse) -> None:
 def test_a_warehouse_from_before_gets_the_new_tables_on_the_next_sync(
     warehouse: Warehouse,
 ) -> None:
-    wh = warehouse
-    _load(wh, _detail("v1_cdr_detail.json"))
-    with wh.transaction() as con:  # as written by a release before change detection
-        con.execute("DROP TABLE cdr_changes")
-        con.execute("DROP TABLE _cdr_refetch")
-        # ... and before migrations (and the views' fingerprint, migration 0002)
-        con.execute("DROP TABLE alembic_version")
-        con.execute("DROP TABLE _views_state")
+    # A fresh database with the tables of a release before change detection (and before
+    # migrations): the fixture of test_migrations without cdr_changes and _cdr_refetch.
+    wh = Warehouse.on(warehouse.db)
+    with wh.transaction() as con:
+        for table in ("_views_state", "alembic_version", *(v for v in view_names())):
+            kind = "VIEW" if table in view_names() else "TABLE"
+            con.execute(f"DROP {kind} IF EXISTS {table}")
+        for table in reversed(schema.metadata.sorted_tables):
+            con.execute(f"DROP TABLE IF EXISTS {table.name}")
+        statements = fixture_statements()
+        if wh.is_server:
+            statements = with_bulk_keys(statements)
+        for statement in statements:
+            if "cdr_changes" not in statement and "_cdr_refetch" not in statement:
+                con.execute(statement)
     wh.ensure_schema()
     assert _rows(wh, "SELECT count(*) FROM cdr_changes") == [(0,)]
     assert _rows(wh, "SELECT count(*) FROM _cdr_refetch") == [(0,)]
-    assert _rows(wh, "SELECT count(*) FROM cdrs") == [(1,)]
+    assert _rows(wh, "SELECT account, count(*) FROM cdrs GROUP BY account") == [("default", 2)]
+    _load(wh, _detail("v1_cdr_detail.json"))
+    assert _rows(wh, "SELECT account, count(*) FROM cdrs GROUP BY account") == [("default", 3)]
 
 
 def test_a_call_marked_for_refetch_is_pending_everywhere(warehouse: Warehouse) -> None:
@@ -180,8 +191,9 @@ def test_a_call_marked_for_refetch_is_pending_everywhere(warehouse: Warehouse) -
     uuid, day = detail["uuid"], date(2015, 4, 16)
     with warehouse.transaction() as con:
         con.execute(
-            "INSERT INTO cdr_listing (uuid, call_time, call_date, first_seen_at, last_seen_at) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO cdr_listing "
+            "(account, uuid, call_time, call_date, first_seen_at, last_seen_at) "
+            "VALUES ('default', ?, ?, ?, ?, ?)",
             [uuid, datetime(2015, 4, 16, 8, 0, tzinfo=UTC), day, FETCHED, FETCHED],
         )
     assert warehouse.pending_dates() == []

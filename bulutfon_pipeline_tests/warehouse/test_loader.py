@@ -31,8 +31,9 @@ from bulutfon_pipeline.warehouse import (
     WarehouseLockedError,
     schema,
 )
-from bulutfon_pipeline.warehouse.duckdb_backend import DuckDB, create_table_statements
+from bulutfon_pipeline.warehouse.duckdb_backend import DuckDB
 from bulutfon_pipeline_tests.fixtures import load_fixture
+from bulutfon_pipeline_tests.warehouse.test_migrations import fixture_statements, with_bulk_keys
 
 UUID = "dd3b3506-e40e-11e4-9880-17aee3ce4e7b"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -91,7 +92,10 @@ def test_seed_detail_loads_exact_rows(warehouse: Warehouse) -> None:
 
     assert (result.new, result.updated, result.rejected, result.raw_stored) == (1, 0, 0, 1)
     assert (result.call_flow_steps, result.originations) == (4, 4)
-    columns = ", ".join(c.name for c in schema.cdrs.columns if c.name != "loaded_at")
+    columns = ", ".join(
+        c.name for c in schema.cdrs.columns if c.name not in ("account", "loaded_at")
+    )
+    assert rows(warehouse, "SELECT DISTINCT account FROM cdrs") == [("default",)]
     cdr = rows(warehouse, f"SELECT {columns} FROM cdrs")
     assert cdr == [
         (UUID, "voice", "IN", "90507xxxxxxx", "90850885xxxx", None,
@@ -102,20 +106,22 @@ def test_seed_detail_loads_exact_rows(warehouse: Warehouse) -> None:
     ]  # fmt: skip
     t0 = datetime(2015, 4, 16, 8, 2, 2, tzinfo=UTC)
     t1 = datetime(2015, 4, 16, 8, 4, 44, tzinfo=UTC)
-    assert rows(warehouse, "SELECT * FROM call_flow_steps ORDER BY step_index") == [
+    steps = rows(warehouse, "SELECT * FROM call_flow_steps ORDER BY step_index")
+    assert [step[1:] for step in steps] == [
         (UUID, 0, "90850885xxxx", t0, None, None, "Menüye Yönlendi - (10)",
          "REDIRECTED_TO_MENU", "10"),
         (UUID, 1, "10", t0, t0, None, "Menüye Yönlendi - (11)", "REDIRECTED_TO_MENU", "11"),
         (UUID, 2, "11", t0, t0, None, "Gruba Yönlendi - (101)", "REDIRECTED_TO_GROUP", "101"),
         (UUID, 3, "101", t0, t0, t1, "Gruba bağlanılıyor", "CONNECTING_TO_GROUP", None),
     ]  # fmt: skip
-    assert rows(warehouse, "SELECT * FROM originations ORDER BY attempt_index") == [
+    attempts = rows(warehouse, "SELECT * FROM originations ORDER BY attempt_index")
+    assert [attempt[1:] for attempt in attempts] == [
         (UUID, 3, 0, "1004", t0, t0, t1, "Cevapladı", "ANSWERED", True),
         (UUID, 3, 1, "1008", t0, t0, t1, "Başkası açtı", "LOSE_RACE", False),
         (UUID, 3, 2, "1009", t0, t0, t1, "Başkası açtı", "LOSE_RACE", False),
         (UUID, 3, 3, "1015", t0, t0, t1, "Başkası açtı", "LOSE_RACE", False),
     ]
-    ((uuid, fetched_at, payload),) = rows(warehouse, "SELECT * FROM raw_cdr_details")
+    ((_, uuid, fetched_at, payload),) = rows(warehouse, "SELECT * FROM raw_cdr_details")
     assert (uuid, fetched_at, json.loads(payload)) == (UUID, T0, seed_detail())
     ((loaded_at,),) = rows(warehouse, "SELECT loaded_at FROM cdrs")
     assert loaded_at.tzinfo is not None
@@ -170,13 +176,13 @@ def test_changed_flow_replaces_child_rows(warehouse: Warehouse) -> None:
 
 def _enforced_key_warehouse(path: Path) -> Warehouse:
     """A warehouse made before the bulk tables' keys became the loader's to keep: their
-    DDL still has the PRIMARY KEY constraints."""
+    DDL still has the PRIMARY KEY constraints (the tables of the release before
+    migrations, ``fixtures/warehouse_before_migrations.sql``, with the keys)."""
     con = duckdb.connect(str(path))
     try:
-        for table in schema.UNENFORCED_KEY_TABLES:
-            (ddl,) = [s for s in create_table_statements() if f" {table.name} (" in s]
-            keys = ", ".join(schema.key_columns(table))
-            con.execute(ddl.removesuffix(")").rstrip() + f",\n\tPRIMARY KEY ({keys})\n)")
+        for statement in with_bulk_keys(fixture_statements()):
+            if statement.startswith("CREATE TABLE"):
+                con.execute(statement)
     finally:
         con.close()
     wh = Warehouse(path, lock_timeout_s=10.0)
@@ -200,7 +206,9 @@ def test_a_warehouse_with_the_old_enforced_keys_still_loads_and_replaces(
         "SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
         "ORDER BY ALL",
     )
-    assert {"cdrs", "call_flow_steps", "originations", "raw_cdr_details"} <= {
+    # Migration 0003 rebuilt the tables (account first) as the live metadata makes them:
+    # the old keys are gone.
+    assert not {"cdrs", "call_flow_steps", "originations", "raw_cdr_details"} & {
         t for (t,) in constraints
     }
     assert snapshot(old, skip=("cdrs.loaded_at",)) == snapshot(new, skip=("cdrs.loaded_at",))

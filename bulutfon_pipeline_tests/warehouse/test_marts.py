@@ -36,7 +36,9 @@ def test_the_calls_land_on_their_local_dates(marts: Warehouse) -> None:
 
 
 def test_daily_call_summary(marts: Warehouse) -> None:
-    got = rows(marts, "SELECT * FROM daily_call_summary ORDER BY call_date, direction")
+    got = rows(
+        marts, "SELECT * EXCLUDE (account) FROM daily_call_summary ORDER BY call_date, direction"
+    )
     assert got == [
         # Mon IN: c1 (ring 20, talk 300), c2 (ring 40, missed), c3 (ring 15, missed).
         # avg ring (20+40+15)/3 = 25; p90 of [15, 20, 40]: rank 0.9*2 = 1.8 -> 20 + 0.8*20 = 36
@@ -53,7 +55,10 @@ def test_daily_call_summary(marts: Warehouse) -> None:
 
 
 def test_ring_group_performance(marts: Warehouse) -> None:
-    got = rows(marts, "SELECT * FROM ring_group_performance ORDER BY ring_group, destination")
+    got = rows(
+        marts,
+        "SELECT * EXCLUDE (account) FROM ring_group_performance ORDER BY ring_group, destination",
+    )
     assert got == [
         # group 101 rang 1004 and 1008 on c1 and c2: 1004 answered c1, missed c2
         ("101", "1004", 2, 1, 0, 0.5),
@@ -66,7 +71,7 @@ def test_ring_group_performance(marts: Warehouse) -> None:
 
 
 def test_hourly_call_load(marts: Warehouse) -> None:
-    got = rows(marts, "SELECT * FROM hourly_call_load ORDER BY weekday, hour")
+    got = rows(marts, "SELECT * EXCLUDE (account) FROM hourly_call_load ORDER BY weekday, hour")
     assert got == [
         # weekday, name, local hour, calls, incoming, outgoing, answered, missed_incoming
         (1, "Monday", 9, 2, 2, 0, 1, 1),  # c1 09:00 answered, c2 09:30 missed
@@ -80,7 +85,7 @@ def test_hourly_call_load(marts: Warehouse) -> None:
 
 
 def test_extension_activity(marts: Warehouse) -> None:
-    got = rows(marts, "SELECT * FROM extension_activity ORDER BY extension")
+    got = rows(marts, "SELECT * EXCLUDE (account) FROM extension_activity ORDER BY extension")
     assert got == [
         # extension, rings, answered_calls, talk_seconds, missed_rings, lost_races,
         # outgoing_calls, outgoing_talk_seconds
@@ -113,3 +118,30 @@ def test_missed_calls(marts: Warehouse) -> None:
          False),
         ("c8", date(2024, 5, 7), local(15, 0, 7), "905559990000", 25, False, 2, None, True),
     ]  # fmt: skip
+
+
+MARTS = (
+    "daily_call_summary", "ring_group_performance", "hourly_call_load", "extension_activity",
+    "missed_calls",
+)  # fmt: skip
+
+
+def test_every_mart_starts_with_the_account(marts: Warehouse) -> None:
+    for view in MARTS:
+        frame = marts.fetch_frame(f"SELECT * FROM {view}")
+        assert frame.columns[0] == "account", view
+        assert set(frame["account"]) == {"default"}, view
+
+
+def test_the_marts_keep_accounts_apart(warehouse: Warehouse) -> None:
+    # The same nine calls (same uuids, callers, extensions) in two accounts: each
+    # account's mart rows are exactly those of the account alone; nothing is counted,
+    # joined or matched (missed-call call-backs) across the two.
+    insert_calls(warehouse)
+    alone = {view: rows(warehouse, f"SELECT * FROM {view} ORDER BY ALL") for view in MARTS}
+    insert_calls(warehouse, account="izmir")
+    for view in MARTS:
+        got = rows(warehouse, f"SELECT * FROM {view} ORDER BY ALL")
+        assert [row for row in got if row[0] == "default"] == alone[view], view
+        assert [row[1:] for row in got if row[0] == "izmir"] == [r[1:] for r in alone[view]]
+        assert {row[0] for row in got} == {"default", "izmir"}

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 
 from bulutfon_pipeline.cli.demo import EXAMPLE_QUERIES
 from bulutfon_pipeline.report.data import read_marts, summarize, top_missed_callers
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNT
 from bulutfon_pipeline.simulator.dataset import generate_dataset
 from bulutfon_pipeline.simulator.model import SimulatorConfig
 from bulutfon_pipeline.warehouse import Warehouse, schema
@@ -62,11 +63,11 @@ TYPE_MAP = {
 
 #: The columns that identify a row of each mart.
 VIEW_KEYS = {
-    "daily_call_summary": ("call_date", "direction"),
-    "ring_group_performance": ("ring_group", "destination"),
-    "hourly_call_load": ("weekday", "hour"),
-    "extension_activity": ("extension",),
-    "missed_calls": ("uuid",),
+    "daily_call_summary": ("account", "call_date", "direction"),
+    "ring_group_performance": ("account", "ring_group", "destination"),
+    "hourly_call_load": ("account", "weekday", "hour"),
+    "extension_activity": ("account", "extension"),
+    "missed_calls": ("account", "uuid"),
 }
 
 ISTANBUL = ZoneInfo("Europe/Istanbul")
@@ -201,8 +202,17 @@ def _step(
     }  # fmt: skip
 
 
+def two_accounts(tables: Tables) -> Tables:
+    """``tables`` twice: as the rows of ``default`` and of ``izmir`` (same uuids)."""
+    return {
+        name: [{"account": account, **row} for account in ("default", "izmir") for row in rows]
+        for name, rows in tables.items()
+    }
+
+
 DATASETS = {
     "marts fixture": fixture_tables,
+    "marts fixture, two accounts": lambda: two_accounts(fixture_tables()),
     "edges": edge_tables,
     "simulator v1, DST start 2016": lambda: simulator_tables(dt.date(2016, 4, 2), 10, "v1"),
     "simulator seed, DST end 2015": lambda: simulator_tables(dt.date(2015, 11, 12), 8, "seed"),
@@ -230,6 +240,10 @@ def pg_engine(postgres_url: str) -> Iterator[sa.Engine]:
 def build_both(warehouse: Warehouse, engine: sa.Engine, tables: Tables) -> None:
     """Insert ``tables`` into both engines and create every view on PostgreSQL (the DuckDB
     warehouse has them from ``ensure_schema``)."""
+    tables = {
+        name: [row if "account" in row else {"account": DEFAULT_ACCOUNT, **row} for row in rows]
+        for name, rows in tables.items()
+    }
     with warehouse.transaction() as con:
         for name in TABLE_ORDER:
             if tables[name]:
@@ -379,7 +393,10 @@ def test_hourly_call_load_on_postgres(warehouse: Warehouse, pg_engine: sa.Engine
     # the hand-computed rows of test_marts.py, straight from PostgreSQL
     build_both(warehouse, pg_engine, fixture_tables())
     with pg_engine.connect() as conn:
-        got = conn.exec_driver_sql("SELECT * FROM hourly_call_load ORDER BY weekday, hour").all()
+        got = conn.exec_driver_sql(
+            "SELECT weekday, weekday_name, hour, calls, incoming, outgoing, answered, "
+            "missed_incoming FROM hourly_call_load WHERE account = 'default' ORDER BY weekday, hour"
+        ).all()
     assert [tuple(row) for row in got] == [
         (1, "Monday", 9, 2, 2, 0, 1, 1),
         (1, "Monday", 10, 1, 1, 0, 0, 1),

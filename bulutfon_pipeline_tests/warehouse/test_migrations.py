@@ -7,6 +7,7 @@ change without a migration fails here."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shutil
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from bulutfon_pipeline.warehouse import duckdb_backend, migrate
+from bulutfon_pipeline.warehouse import Warehouse, duckdb_backend, migrate
 from bulutfon_pipeline.warehouse import schema as schema_module
 from bulutfon_pipeline.warehouse.catalog import TableShape, describe_tables
 from bulutfon_pipeline.warehouse.duckdb_migrate import upgrade_duckdb
@@ -28,9 +29,12 @@ from bulutfon_pipeline.warehouse.migrate import (
     current_revision,
     head_revision,
 )
+from bulutfon_pipeline.warehouse.postgres_backend import Postgres
 from bulutfon_pipeline.warehouse.schema import metadata
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "warehouse_before_migrations.sql"
+#: A warehouse of the release before accounts (revision 0002), rows from a real sync.
+FIXTURE_0002 = Path(__file__).parents[1] / "fixtures" / "warehouse_0002.sql"
 #: The rows the fixture inserts, per table (so a fixture that loads nothing fails).
 FIXTURE_ROWS = {
     "_cdr_listing_stage": 1, "_cdr_refetch": 1, "_pipeline_state": 1, "call_flow_steps": 2,
@@ -237,14 +241,20 @@ def previous_release(target: Target) -> list[str]:
 # --- (a) a warehouse of the release before migrations -------------------------------------
 
 #: The revisions this release ships after the baseline, and the (empty) tables they add.
-AFTER_BASELINE = ("0002",)
+AFTER_BASELINE = ("0002", "0003")
 ADDED_TABLES = {"_views_state"}
 
 
 def _kept(rows: dict[str, Any]) -> dict[str, Any]:
-    """``rows`` without the tables the revisions after the baseline add (checked empty)."""
+    """``rows`` without the tables the revisions after the baseline add (checked empty),
+    and without the ``account`` that 0003 put first in every row (checked ``default``)."""
     assert all(rows[table] == [] for table in ADDED_TABLES), rows
-    return {table: value for table, value in rows.items() if table not in ADDED_TABLES}
+    assert all(row[0] == "default" for table in rows for row in rows[table]), rows
+    return {
+        table: [row[1:] for row in value]
+        for table, value in rows.items()
+        if table not in ADDED_TABLES
+    }
 
 
 def test_previous_release_is_stamped_and_keeps_every_row(target: Target) -> None:
@@ -273,7 +283,8 @@ def test_previous_duckdb_file_with_the_old_keys_is_accepted(tmp_path: Path) -> N
     result = target.upgrade()
     assert result.action == "stamped"
     assert _kept(target.rows()) == before
-    assert target.describe()["cdrs"].primary_key == ("uuid",)
+    # 0003 rebuilt the table as the live metadata makes it on DuckDB: without the old key.
+    assert target.describe()["cdrs"].primary_key == ()
 
 
 def test_previous_release_missing_a_table_gets_it(tmp_path: Path) -> None:
@@ -444,7 +455,7 @@ def test_previous_release_upgrades_through_a_later_revision(
     assert {t: r for t, r in after.items() if t != "cdrs"} == {
         t: r for t, r in before.items() if t != "cdrs"
     }
-    assert [row[:-1] for row in after["cdrs"]] == before["cdrs"]
+    assert [row[:-1] for row in after["cdrs"]] == before["cdrs"]  # account is gone already
     assert sorted(row[-1] for row in after["cdrs"]) == [
         "kept 0d9c2a4e-0001-4b1a-9c1e-000000000001",
         "kept 0d9c2a4e-0001-4b1a-9c1e-000000000002",
@@ -528,3 +539,84 @@ def test_failed_migration_leaves_the_previous_schema(target: Target, later_revis
     assert target.revision() is None
     assert target.describe() == before_tables
     assert target.rows() == before_rows
+
+
+# --- 0003: the release before accounts ------------------------------------------------------
+
+#: The rows the 0002 fixture holds, per table (a real sync's, plus a killed scan's staged
+#: row and a refetch mark).
+FIXTURE_0002_ROWS = {
+    "_cdr_listing_stage": 1, "_cdr_refetch": 1, "_pipeline_state": 1, "_views_state": 1,
+    "call_flow_steps": 37, "call_recordings": 4, "cdr_changes": 2, "cdr_listing": 10,
+    "cdrs": 8, "load_rejects": 2, "originations": 34, "raw_cdr_details": 9,
+}  # fmt: skip
+
+
+def _warehouse(target: Target, account: str) -> Warehouse:
+    if isinstance(target, DuckDBTarget):
+        return Warehouse(target.path, account=account)
+    assert isinstance(target, PostgresTarget) and target.schema is not None
+    url = target.engine.url.render_as_string(hide_password=False)
+    return Warehouse.on(Postgres(url, schema=target.schema), account=account)
+
+
+def test_release_before_accounts_gets_account_default_and_keeps_every_row(
+    target: Target,
+) -> None:
+    statements = fixture_statements(FIXTURE_0002.read_text())
+    target.run(with_bulk_keys(statements) if isinstance(target, PostgresTarget) else statements)
+    before = target.rows()
+    assert {table: len(rows) for table, rows in before.items()} == FIXTURE_0002_ROWS
+    assert target.revision() == "0002"
+    uuid = before["raw_cdr_details"][0][0]
+    payload = target.payload_text(uuid)
+
+    result = target.upgrade()
+
+    assert result == MigrationResult("0002", head_revision(), "migrated", ("0003",))
+    after = target.rows()
+    # Every row is there, as it was, with account 'default' in front; the views' fingerprint
+    # is gone (the views were dropped, the next ensure_schema makes this release's).
+    assert after["_views_state"] == []
+    assert {t: rows for t, rows in after.items() if t != "_views_state"} == {
+        t: [("default", *row) for row in rows] for t, rows in before.items() if t != "_views_state"
+    }
+    assert target.payload_text(uuid) == payload  # byte-exact, as received
+    described = target.describe()
+    assert all(
+        shape.columns[0].name == "account" and not shape.columns[0].nullable
+        for name, shape in described.items()
+        if name != "_views_state"
+    )
+    assert described["cdr_listing"].primary_key == ("account", "uuid")
+    fresh = target.sibling()
+    fresh.upgrade()
+    assert described == fresh.describe()
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_release_before_accounts_reads_as_account_default(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # After 0003 the rows are the account 'default''s, as they were, and no other's.
+    target: Target
+    if backend == "duckdb":
+        target = DuckDBTarget(tmp_path)
+    else:
+        target = PostgresTarget(request.getfixturevalue("postgres_url"), "public")
+    statements = fixture_statements(FIXTURE_0002.read_text())
+    target.run(with_bulk_keys(statements) if backend == "postgres" else statements)
+    before = target.rows()
+    default = _warehouse(target, "default")
+    default.ensure_schema()
+    mark = default.high_water_mark()
+    assert mark is not None and mark.isoformat() == before["_pipeline_state"][0][1]
+    assert default.pending_uuids(dt.date(2015, 4, 1), dt.date(2015, 4, 30)) == [
+        before["_cdr_refetch"][0][0]
+    ]
+    summary = default.fetch_frame("SELECT account, sum(calls) AS calls FROM daily_call_summary "
+                                  "GROUP BY account")  # fmt: skip
+    assert summary.to_dict("records") == [{"account": "default", "calls": 8}]
+    other = _warehouse(target, "izmir")
+    assert other.high_water_mark() is None
+    assert other.pending_uuids(dt.date(2015, 4, 1), dt.date(2015, 4, 30)) == []

@@ -32,20 +32,21 @@ TZ = "timestamp with time zone"
 VC = "character varying"
 
 #: information_schema.columns.data_type of every column, as the issue asks: numbers as
-#: text, timestamptz, date, boolean, raw payloads as json (never jsonb).
+#: text, timestamptz, date, boolean, raw payloads as json (never jsonb); ``account`` first
+#: in every table but ``_views_state``.
 EXPECTED_TYPES = {
-    "cdr_listing": [VC, TZ, "date", VC, VC, VC, TZ, TZ],
-    "_cdr_listing_stage": [VC, "integer", VC, TZ, "date", VC, VC, VC],
-    "cdrs": [VC, VC, VC, VC, VC, VC, TZ, TZ, TZ, "date", "boolean", "integer", "integer", VC,
+    "cdr_listing": [VC, VC, TZ, "date", VC, VC, VC, TZ, TZ],
+    "_cdr_listing_stage": [VC, VC, "integer", VC, TZ, "date", VC, VC, VC],
+    "cdrs": [VC, VC, VC, VC, VC, VC, VC, TZ, TZ, TZ, "date", "boolean", "integer", "integer", VC,
              "boolean", VC, VC, VC, VC, "boolean", "numeric", TZ],
-    "call_flow_steps": ["character varying", "integer", VC, TZ, TZ, TZ, VC, VC, VC],
-    "originations": [VC, "integer", "integer", VC, TZ, TZ, TZ, VC, VC, "boolean"],
-    "raw_cdr_details": [VC, TZ, "json"],
-    "load_rejects": [VC, VC, VC, VC, TZ],
-    "call_recordings": [VC, VC, VC, "bigint", VC, TZ],
-    "cdr_changes": [VC, "date", VC, VC, VC, TZ, TZ],
-    "_cdr_refetch": [VC, "date", VC, TZ],
-    "_pipeline_state": [VC, VC, TZ],
+    "call_flow_steps": [VC, "character varying", "integer", VC, TZ, TZ, TZ, VC, VC, VC],
+    "originations": [VC, VC, "integer", "integer", VC, TZ, TZ, TZ, VC, VC, "boolean"],
+    "raw_cdr_details": [VC, VC, TZ, "json"],
+    "load_rejects": [VC, VC, VC, VC, VC, TZ],
+    "call_recordings": [VC, VC, VC, VC, "bigint", VC, TZ],
+    "cdr_changes": [VC, VC, "date", VC, VC, VC, TZ, TZ],
+    "_cdr_refetch": [VC, VC, "date", VC, TZ],
+    "_pipeline_state": [VC, VC, VC, TZ],
     "_views_state": [VC, VC, TZ],
     "alembic_version": [VC],  # Alembic's own (the migrations)
 }  # fmt: skip

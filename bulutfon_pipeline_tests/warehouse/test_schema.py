@@ -17,13 +17,16 @@ from bulutfon_pipeline.warehouse.schema import (
 )
 from bulutfon_pipeline.warehouse.views import view_names
 
+#: Every table but ``_views_state`` starts with ``account`` and so does its key (issue 14).
 EXPECTED_TYPES = {
     "cdr_listing": {
+        "account": "VARCHAR",
         "uuid": "VARCHAR", "call_time": "TIMESTAMP WITH TIME ZONE", "call_date": "DATE",
         "direction": "VARCHAR", "caller": "VARCHAR", "callee": "VARCHAR",
         "first_seen_at": "TIMESTAMP WITH TIME ZONE", "last_seen_at": "TIMESTAMP WITH TIME ZONE",
     },
     "cdrs": {
+        "account": "VARCHAR",
         "uuid": "VARCHAR", "call_type": "VARCHAR", "direction": "VARCHAR", "caller": "VARCHAR",
         "callee": "VARCHAR", "extension": "VARCHAR", "call_time": "TIMESTAMP WITH TIME ZONE",
         "answer_time": "TIMESTAMP WITH TIME ZONE", "hangup_time": "TIMESTAMP WITH TIME ZONE",
@@ -34,42 +37,51 @@ EXPECTED_TYPES = {
         "call_price": "DECIMAL(12,4)", "loaded_at": "TIMESTAMP WITH TIME ZONE",
     },
     "call_flow_steps": {
+        "account": "VARCHAR",
         "cdr_uuid": "VARCHAR", "step_index": "INTEGER", "callee": "VARCHAR",
         "start_time": "TIMESTAMP WITH TIME ZONE", "answer_time": "TIMESTAMP WITH TIME ZONE",
         "hangup_time": "TIMESTAMP WITH TIME ZONE", "redirection": "VARCHAR",
         "redirection_kind": "VARCHAR", "redirection_target": "VARCHAR",
     },
     "originations": {
+        "account": "VARCHAR",
         "cdr_uuid": "VARCHAR", "step_index": "INTEGER", "attempt_index": "INTEGER",
         "destination": "VARCHAR", "start_time": "TIMESTAMP WITH TIME ZONE",
         "answer_time": "TIMESTAMP WITH TIME ZONE", "hangup_time": "TIMESTAMP WITH TIME ZONE",
         "result": "VARCHAR", "outcome": "VARCHAR", "answered": "BOOLEAN",
     },
     "raw_cdr_details": {
+        "account": "VARCHAR",
         "uuid": "VARCHAR", "fetched_at": "TIMESTAMP WITH TIME ZONE", "payload": "JSON",
     },
     "load_rejects": {
+        "account": "VARCHAR",
         "uuid": "VARCHAR", "stage": "VARCHAR", "reason": "VARCHAR", "payload": "VARCHAR",
         "rejected_at": "TIMESTAMP WITH TIME ZONE",
     },
     "_pipeline_state": {
+        "account": "VARCHAR",
         "key": "VARCHAR", "value": "VARCHAR", "updated_at": "TIMESTAMP WITH TIME ZONE",
     },
     "call_recordings": {
+        "account": "VARCHAR",
         "cdr_uuid": "VARCHAR", "path": "VARCHAR", "content_type": "VARCHAR", "bytes": "BIGINT",
         "sha256": "VARCHAR", "downloaded_at": "TIMESTAMP WITH TIME ZONE",
     },
     "_cdr_listing_stage": {
+        "account": "VARCHAR",
         "scan_id": "VARCHAR", "page": "INTEGER", "uuid": "VARCHAR",
         "call_time": "TIMESTAMP WITH TIME ZONE", "call_date": "DATE", "direction": "VARCHAR",
         "caller": "VARCHAR", "callee": "VARCHAR",
     },
     "cdr_changes": {
+        "account": "VARCHAR",
         "uuid": "VARCHAR", "call_date": "DATE", "field": "VARCHAR", "old_value": "VARCHAR",
         "new_value": "VARCHAR", "detected_at": "TIMESTAMP WITH TIME ZONE",
         "seen_at": "TIMESTAMP WITH TIME ZONE",
     },
     "_cdr_refetch": {
+        "account": "VARCHAR",
         "uuid": "VARCHAR", "call_date": "DATE", "fields": "VARCHAR",
         "detected_at": "TIMESTAMP WITH TIME ZONE",
     },
@@ -79,17 +91,17 @@ EXPECTED_TYPES = {
 }  # fmt: skip
 
 EXPECTED_KEYS = {
-    "cdr_listing": ["uuid"],
-    "cdrs": ["uuid"],
-    "call_flow_steps": ["cdr_uuid", "step_index"],
-    "originations": ["cdr_uuid", "step_index", "attempt_index"],
-    "raw_cdr_details": ["uuid"],
+    "cdr_listing": ["account", "uuid"],
+    "cdrs": ["account", "uuid"],
+    "call_flow_steps": ["account", "cdr_uuid", "step_index"],
+    "originations": ["account", "cdr_uuid", "step_index", "attempt_index"],
+    "raw_cdr_details": ["account", "uuid"],
     "load_rejects": [],
-    "_pipeline_state": ["key"],
-    "call_recordings": ["cdr_uuid"],
+    "_pipeline_state": ["account", "key"],
+    "call_recordings": ["account", "cdr_uuid"],
     "_cdr_listing_stage": [],
-    "cdr_changes": ["uuid", "field", "seen_at"],
-    "_cdr_refetch": ["uuid"],
+    "cdr_changes": ["account", "uuid", "field", "seen_at"],
+    "_cdr_refetch": ["account", "uuid"],
     "_views_state": ["key"],
 }
 

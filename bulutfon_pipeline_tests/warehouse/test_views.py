@@ -66,7 +66,9 @@ def loaded(warehouse: Warehouse) -> Warehouse:
 
 def test_daily_call_summary(loaded: Warehouse) -> None:
     with loaded.transaction() as con:
-        got = con.execute("SELECT * FROM daily_call_summary ORDER BY call_date, direction")
+        got = con.execute(
+            "SELECT * EXCLUDE (account) FROM daily_call_summary ORDER BY call_date, direction"
+        )
         rows = got.fetchall()
     assert rows == [
         # 16 April IN: seed(0/120), in-1(60/600), in-2(missed, ring 120), in-3(0/180)
@@ -79,7 +81,7 @@ def test_daily_call_summary(loaded: Warehouse) -> None:
 
 def test_ring_group_performance(loaded: Warehouse) -> None:
     frame = loaded.fetch_frame(
-        "SELECT * FROM ring_group_performance ORDER BY ring_group, destination"
+        "SELECT * EXCLUDE (account) FROM ring_group_performance ORDER BY ring_group, destination"
     )
     assert [tuple(row) for row in frame.itertuples(index=False)] == [
         ("101", "1004", 2, 1, 1, 0.5),
