@@ -15,7 +15,8 @@ from bulutfon_pipeline.accounts import Account, AccountsError, select_accounts
 from bulutfon_pipeline.runner.errors import SetupError, user_error
 from bulutfon_pipeline.runner.interrupts import StoppedError, StopRequestedError
 from bulutfon_pipeline.runner.preflight import read_settings
-from bulutfon_pipeline.warehouse import Warehouse, WarehouseError
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNT, Settings
+from bulutfon_pipeline.warehouse import Warehouse
 
 LOGGER = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def run_accounts_status(accounts: Sequence[str] | None = None) -> list[AccountSt
         mark: dt.datetime | None = None
         pending, days = 0, tuple[dt.date, ...]()
         if exists:
-            warehouse = Warehouse.from_settings(settings, account=account.name)
+            warehouse = _account_warehouse(settings, account.name)
             warehouse.ensure_schema()
             mark = warehouse.high_water_mark()
             progress_now = warehouse.load_progress(dt.datetime.now(dt.UTC))
@@ -128,10 +129,7 @@ def _last_load(warehouse: Warehouse) -> dt.datetime | None:
     """When the account's newest ``cdrs`` row was written."""
     import pandas as pd
 
-    try:
-        frame = warehouse.fetch_frame(_LAST_LOAD_SQL, [warehouse.account])
-    except WarehouseError:  # a warehouse without the account column: one account's rows
-        frame = warehouse.fetch_frame("SELECT max(loaded_at) FROM cdrs")
+    frame = warehouse.fetch_frame(_LAST_LOAD_SQL, [warehouse.account])
     value: Any = frame.iloc[0, 0] if len(frame) else None
     if value is None or pd.isna(value):
         return None
@@ -141,3 +139,11 @@ def _last_load(warehouse: Warehouse) -> dt.datetime | None:
 #: The newest ``loaded_at`` of an account's calls (``account`` is the first column of
 #: every table of the account-aware warehouse).
 _LAST_LOAD_SQL = "SELECT max(loaded_at) FROM cdrs WHERE account = ?"
+
+
+def _account_warehouse(settings: Settings, account: str = DEFAULT_ACCOUNT) -> Warehouse:
+    """The warehouse of ``account``, safe to use from the threads of several accounts
+    (``resources.account_warehouse``; imported here, since it imports Dagster)."""
+    from bulutfon_pipeline.resources import account_warehouse
+
+    return account_warehouse(settings, account)
