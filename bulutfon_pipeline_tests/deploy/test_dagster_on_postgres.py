@@ -284,11 +284,12 @@ def test_dagster_on_postgres_and_a_ui_backfill_of_ten_days_loads_concurrently_an
         assert {run_id for run_id, _, _ in checks} == set(ranged), checks
         for run_id in ranged:
             assert {name for rid, name, _ in checks if rid == run_id} == CHECKS, checks
-        # Planned once per day, evaluated once per run; those of keys and parents held in
-        # every run (completeness may not, while other runs still load their days).
+        # Evaluated once per run; those of keys and parents held in every run
+        # (completeness may not, while other runs still load their days). Dagster 1.13
+        # records no PLANNED execution for a ranged run of account x day partitions (it did,
+        # one per day, for the daily partitions before).
         outcomes = Counter((name, status) for _, name, status in checks)
         for name in CHECKS:
-            assert outcomes[(name, "PLANNED")] == DAYS, outcomes
             results = sum(n for (check, status), n in outcomes.items()
                           if check == name and status != "PLANNED")  # fmt: skip
             assert results == len(runs), outcomes
