@@ -21,33 +21,39 @@ lacks is not an error of the file: only that account's own work fails, when it a
 its client configuration (:meth:`Account.client_config`), so a bad account never stops
 the others.
 
-Nothing loads more than the ``default`` account yet: the multi-account load (issue 14)
-builds on this module.
+At run time (issue 14) each account has its own API client (its credentials, its token
+file :meth:`Account.token_file`, its own flow control), its own recordings folder
+(:attr:`Account.recordings_folder`) and its own rows in the warehouse
+(``Warehouse(account=...)``); :func:`select_accounts` narrows the deployment's accounts to
+the names a command was given.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bulutfon_pipeline.api.config import ClientConfig
 from bulutfon_pipeline.api.errors import ConfigError
-from bulutfon_pipeline.settings import DEFAULT_ACCOUNT, TOKEN_FILE_NAME
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNT, TOKEN_FILE_NAME, SettingsError
 
 __all__ = [
     "ACCOUNTS_FILE_ENV",
     "DEFAULT_ACCOUNT",
     "Account",
     "AccountsError",
+    "find_account",
     "load_accounts",
     "parse_accounts",
+    "select_accounts",
 ]
 
 #: The variable that names the accounts file.
@@ -68,9 +74,9 @@ _KEYS = (*_CREDENTIALS, "api_url", "start_date", "max_rps")
 _SECRETS = {"access_token", "token", "client_secret", "refresh_token", "password", "api_key"}
 
 
-class AccountsError(ValueError):
-    """The accounts file is missing or malformed; the message is one line naming the
-    file, the account and the key."""
+class AccountsError(SettingsError):
+    """The accounts file is missing or malformed, or a command names an account it does
+    not hold; the message is one line naming the file, the account and the key."""
 
 
 @dataclass(frozen=True)
@@ -103,11 +109,22 @@ class Account:
             return data_dir / TOKEN_FILE_NAME
         return data_dir / "tokens" / f"{self.name}.json"
 
-    def client_config(self, env: Mapping[str, str] | None = None) -> ClientConfig:
+    @property
+    def recordings_folder(self) -> str:
+        """Its recordings' folder under ``BULUTFON_DATA_DIR``: ``recordings/<name>``; the
+        ``default`` account without a file keeps today's ``recordings``."""
+        return "recordings" if not self.from_file else f"recordings/{self.name}"
+
+    def client_config(self, env: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:
         """The API client's configuration for this account: the shared ``BULUTFON_*``
-        variables, with this account's credentials, URL and cap. (Its ``token_file`` is
-        still the shared one; the multi-account load will point it at
-        :meth:`token_file`.)
+        variables, with this account's credentials, URL, cap and token file
+        (:meth:`token_file`).
+
+        Args:
+            env: the environment; ``os.environ`` by default.
+            **overrides: ``ClientConfig`` fields that win over the environment (e.g. a
+                Dagster resource's run config); this account's own credentials, URL and
+                cap win over them.
 
         Raises:
             ConfigError: a variable it names is unset or empty (one line naming the
@@ -115,8 +132,8 @@ class Account:
         """
         env = os.environ if env is None else env
         if not self.from_file:
-            return ClientConfig.from_env(env)  # exactly today's configuration
-        overrides: dict[str, Any] = dict.fromkeys(_CREDENTIALS.values())
+            return ClientConfig.from_env(env, **overrides)  # exactly today's configuration
+        overrides = {**overrides, **dict.fromkeys(_CREDENTIALS.values())}
         for field_name, var in self.credential_vars.items():
             value = env.get(var, "").strip()
             if not value and field_name != "refresh_token":
@@ -128,7 +145,8 @@ class Account:
             overrides["api_url"] = self.api_url
         if self.max_rps is not None:
             overrides["max_rps"] = self.max_rps
-        return ClientConfig.from_env(env, **overrides)
+        config = ClientConfig.from_env(env, **overrides)
+        return dataclasses.replace(config, token_path=self.token_file(config.data_dir))
 
 
 def _default_account() -> Account:
@@ -154,6 +172,40 @@ def load_accounts(env: Mapping[str, str] | None = None) -> list[Account]:
         reason = exc.strerror or type(exc).__name__
         raise AccountsError(f"{ACCOUNTS_FILE_ENV}={raw}: cannot read it ({reason})") from None
     return parse_accounts(text, source=raw)
+
+
+def find_account(name: str, env: Mapping[str, str] | None = None) -> Account:
+    """The deployment's account called ``name``.
+
+    Raises:
+        AccountsError: the file is malformed, or holds no such account (the message lists
+            the known ones).
+    """
+    (account,) = select_accounts([name], env)
+    return account
+
+
+def select_accounts(
+    names: Sequence[str] | None, env: Mapping[str, str] | None = None
+) -> list[Account]:
+    """The deployment's accounts (:func:`load_accounts`), narrowed to ``names`` (in the
+    file's order) when given.
+
+    Raises:
+        AccountsError: the file is malformed, or a name is not one of its accounts (one
+            line listing the known ones).
+    """
+    accounts = load_accounts(env)
+    if not names:
+        return accounts
+    known = {account.name: account for account in accounts}
+    unknown = [name for name in dict.fromkeys(names) if name not in known]
+    if unknown:
+        raise AccountsError(
+            f"unknown account(s) {', '.join(repr(n) for n in unknown)}; known: {', '.join(known)}"
+        )
+    wanted = set(names)
+    return [account for account in accounts if account.name in wanted]
 
 
 def parse_accounts(text: str, *, source: str = "the accounts file") -> list[Account]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
 
 from bulutfon_pipeline.warehouse import Warehouse
-from bulutfon_pipeline.warehouse.integrity import KEYED_TABLES, integrity_counts
+from bulutfon_pipeline.warehouse.integrity import KEYED_TABLES, IntegrityCounts, integrity_counts
 
 CHECK_SPECS = [
     dg.AssetCheckSpec(
@@ -65,18 +66,37 @@ _KEY_CHECKS = {
 assert set(_KEY_CHECKS) == set(KEYED_TABLES)
 
 
+def _summed(counts: Sequence[IntegrityCounts]) -> IntegrityCounts:
+    """The counts of several accounts' rows as one."""
+    first, *rest = counts
+    if not rest:
+        return first
+    return dataclasses.replace(
+        first,
+        duplicate_keys={
+            table: sum(c.duplicate_keys[table] for c in counts) for table in first.duplicate_keys
+        },
+        orphan_flow_steps=sum(c.orphan_flow_steps for c in counts),
+        orphan_originations=sum(c.orphan_originations for c in counts),
+        listed_without_detail=sum(c.listed_without_detail for c in counts),
+        listed_calls=sum(c.listed_calls for c in counts),
+        rejected_calls=sum(c.rejected_calls for c in counts),
+    )
+
+
 def evaluate(
-    wh: Warehouse, *, lookback: dt.timedelta, reject_rate_warn: float
+    wh: Warehouse | Sequence[Warehouse], *, lookback: dt.timedelta, reject_rate_warn: float
 ) -> Iterator[dg.AssetCheckResult]:
     """Turn the warehouse's integrity counts into a result for every check in
     :data:`CHECK_SPECS`.
 
     Args:
-        wh: the warehouse just loaded.
+        wh: the warehouse just loaded (one per account of the run; their counts add up).
         lookback: calls newer than the high-water mark minus this are not yet missing.
         reject_rate_warn: ``cdrs_reject_rate`` warns above this share of listed calls.
     """
-    counts = integrity_counts(wh, lookback=lookback)
+    warehouses = [wh] if isinstance(wh, Warehouse) else list(wh)
+    counts = _summed([integrity_counts(w, lookback=lookback) for w in warehouses])
     for table, (name, key) in _KEY_CHECKS.items():
         repeated = counts.duplicate_keys[table]
         yield dg.AssetCheckResult(

@@ -111,15 +111,16 @@ class PurgeSummary:
     folders: list[str] = field(default_factory=list)
 
 
-def recording_stem(uuid: str, call_date: dt.date) -> Path:
-    """``recordings/YYYY/MM/DD/<uuid>``, relative to the data folder, without a suffix.
+def recording_stem(uuid: str, call_date: dt.date, *, folder: str = RECORDINGS_DIR) -> Path:
+    """``<folder>/YYYY/MM/DD/<uuid>`` (``folder``: ``recordings``, or an account's
+    ``recordings/<account>``), relative to the data folder, without a suffix.
 
     Raises:
         ValueError: the uuid is not safe as a file name (e.g. holds ``/`` or ``..``).
     """
     if not _SAFE_NAME.fullmatch(uuid):
         raise ValueError("uuid is not usable as a file name")
-    return Path(RECORDINGS_DIR, f"{call_date:%Y}", f"{call_date:%m}", f"{call_date:%d}", uuid)
+    return Path(folder, f"{call_date:%Y}", f"{call_date:%m}", f"{call_date:%d}", uuid)
 
 
 def file_matches(path: Path, size: int, sha256: str) -> bool:
@@ -143,7 +144,10 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _plan(
-    candidates: list[RecordingCandidate], data_dir: Path, summary: RecordingsSummary
+    candidates: list[RecordingCandidate],
+    data_dir: Path,
+    summary: RecordingsSummary,
+    folder: str = RECORDINGS_DIR,
 ) -> tuple[list[Download], list[Reject], dict[str, RecordingRow]]:
     """Split candidates into downloads, rejects made without a request, and skips."""
     downloads: list[Download] = []
@@ -161,7 +165,7 @@ def _plan(
             )
             continue
         try:
-            stem = recording_stem(candidate.uuid, candidate.call_date)
+            stem = recording_stem(candidate.uuid, candidate.call_date, folder=folder)
         except ValueError as error:
             rejects.append(
                 Reject(uuid=candidate.uuid, stage="recording", reason=str(error), payload=None)
@@ -186,6 +190,7 @@ def download_recordings(
     end: dt.date,
     refetch: bool = False,
     batch_size: int = 200,
+    folder: str = RECORDINGS_DIR,
 ) -> RecordingsSummary:
     """Download the recordings of the calls of local days ``start..end``.
 
@@ -204,6 +209,8 @@ def download_recordings(
         end: last local day (inclusive).
         refetch: retry calls that already have a ``recording`` reject.
         batch_size: results per transaction.
+        folder: the recordings folder under ``data_dir`` (an account's own:
+            ``accounts.Account.recordings_folder``).
 
     Returns:
         The counts of the load.
@@ -212,7 +219,7 @@ def download_recordings(
     summary = RecordingsSummary(start=start, end=end)
     candidates = warehouse.recording_candidates(start, end, refetch=refetch)
     summary.candidates = len(candidates)
-    downloads, early_rejects, previous = _plan(candidates, data_dir, summary)
+    downloads, early_rejects, previous = _plan(candidates, data_dir, summary, folder)
     if early_rejects:
         warehouse.save_recordings([], early_rejects)
         summary.rejected += len(early_rejects)
@@ -267,7 +274,9 @@ def download_recordings(
     return summary
 
 
-def purge_recordings(warehouse: Warehouse, *, data_dir: Path, before: dt.date) -> PurgeSummary:
+def purge_recordings(
+    warehouse: Warehouse, *, data_dir: Path, before: dt.date, folder: str = RECORDINGS_DIR
+) -> PurgeSummary:
     """Delete the recordings of calls dated before ``before``: rows first, then files.
 
     The rows go in one transaction; the files are deleted after it commits. A crash in
@@ -288,7 +297,7 @@ def purge_recordings(warehouse: Warehouse, *, data_dir: Path, before: dt.date) -
         if target.is_file():
             target.unlink()
             summary.files += 1
-    root = data_dir / RECORDINGS_DIR
+    root = data_dir / folder  # the warehouse's account's own folder
     if root.is_dir():
         for day_dir in sorted(root.glob("[0-9]" * 4 + "/" + "[0-9]" * 2 + "/" + "[0-9]" * 2)):
             match = _DAY_FOLDER.fullmatch(day_dir.relative_to(root).as_posix())
@@ -304,9 +313,9 @@ def purge_recordings(warehouse: Warehouse, *, data_dir: Path, before: dt.date) -
                 if stray.is_file():
                     stray.unlink()
                     summary.stray_files += 1
-            for folder in (day_dir, day_dir.parent, day_dir.parent.parent):
+            for empty in (day_dir, day_dir.parent, day_dir.parent.parent):
                 try:
-                    folder.rmdir()  # only when empty
+                    empty.rmdir()  # only when empty
                 except OSError:
                     break
             summary.folders.append(day_dir.relative_to(data_dir).as_posix())

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from bulutfon_pipeline.accounts import Account
 from bulutfon_pipeline.api import BulutfonClient, ClientConfig
+from bulutfon_pipeline.api.errors import ConfigError
 from bulutfon_pipeline.settings import (
+    DEFAULT_ACCOUNT,
     DEFAULT_DATA_DIR,
     DEFAULT_DETAIL_BATCH_SIZE,
     DEFAULT_LISTING_CHUNK_ROWS,
@@ -28,9 +33,14 @@ from bulutfon_pipeline.settings import (
     DEFAULT_REJECT_RATE_WARN,
     DEFAULT_START_DATE,
     DEFAULT_WAREHOUSE_SCHEMA,
+    DUCKDB_CHECKPOINT_THRESHOLD,
+    DUCKDB_MEMORY_LIMIT,
     Settings,
 )
 from bulutfon_pipeline.warehouse import Warehouse
+
+#: The ``ClientConfig`` fields that hold credentials.
+_CREDENTIAL_FIELDS = ("access_token", "client_id", "client_secret", "refresh_token")
 
 SECRET_VARIABLES = (
     "BULUTFON_ACCESS_TOKEN",
@@ -58,11 +68,16 @@ class BulutfonResource(dg.ConfigurableResource):
     max_concurrency: int | None = Field(default=None, description="BULUTFON_MAX_CONCURRENCY")
     max_rps: float | None = Field(default=None, description="BULUTFON_MAX_RPS")
 
-    def client_config(self, env: Mapping[str, str] | None = None) -> ClientConfig:
-        """The client configuration: fields set here win over the environment.
+    def client_config(
+        self, env: Mapping[str, str] | None = None, *, account: Account | None = None
+    ) -> ClientConfig:
+        """The client configuration: fields set here win over the environment. For an
+        account of ``BULUTFON_ACCOUNTS_FILE``, its own credentials, URL, cap and token
+        file win over both (the credentials set here are today's single account's).
 
         Raises:
-            ConfigError: a value is malformed (one line naming the variable).
+            ConfigError: a value is malformed, or a variable the account names is unset
+                (one line naming the account and the variable).
         """
         overrides = {
             name: value
@@ -83,13 +98,25 @@ class BulutfonResource(dg.ConfigurableResource):
             )
             if (value := getattr(self, name)) is not None
         }
-        return ClientConfig.from_env(os.environ if env is None else env, **overrides)
+        env = os.environ if env is None else env
+        if account is None or not account.from_file:
+            return ClientConfig.from_env(env, **overrides)
+        for name in _CREDENTIAL_FIELDS:
+            overrides.pop(name, None)
+        return account.client_config(env, **overrides)
 
     @contextmanager
-    def client(self) -> Iterator[BulutfonClient]:
-        """An open client; raises ``ConfigError`` when no credentials are configured."""
-        config = self.client_config()
-        config.require_auth_mode()  # one line: what to set (BULUTFON_API_KEY on v2)
+    def client(self, account: Account | None = None) -> Iterator[BulutfonClient]:
+        """An open client of ``account`` (default: today's single account), with its own
+        flow control; raises ``ConfigError`` when no credentials are configured (one line:
+        what to set, naming the account of a file)."""
+        config = self.client_config(account=account)
+        try:
+            config.require_auth_mode()
+        except ConfigError as exc:
+            if account is None or not account.from_file:
+                raise
+            raise ConfigError(f"account {account.name!r}: {exc}") from None
         with BulutfonClient(config) as client:
             yield client
 
@@ -128,11 +155,54 @@ class WarehouseResource(DuckDBResource):
             duckdb_path=Path(self.database),
         )
 
-    def warehouse(self) -> Warehouse:
-        """The warehouse, with its schema and views in place."""
-        warehouse = Warehouse.from_settings(self.settings())
+    def warehouse(self, account: str = DEFAULT_ACCOUNT) -> Warehouse:
+        """The warehouse, with its schema and views in place, reading and writing the rows
+        of ``account``."""
+        warehouse = account_warehouse(self.settings(), account)
         warehouse.ensure_schema()
         return warehouse
+
+
+#: Opening and closing a DuckDB file in one process, one thread at a time. The DuckDB
+#: Python client (1.x/2.0) races when threads open and close connections to one file at
+#: once: a thread then finds a database without the client's table functions
+#: ("Table Function with name python_arrow_scan does not exist", seen with two accounts
+#: syncing at once). The transactions themselves still run concurrently.
+_DUCKDB_OPEN_CLOSE = threading.Lock()
+
+
+@contextmanager
+def _duckdb_connection(path: Path) -> Iterator[Any]:
+    """``duckdb.connect(path)`` with the warehouse's own settings (as
+    ``warehouse.duckdb_backend`` opens it), opened and closed under the process's lock."""
+    import duckdb
+
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": DUCKDB_MEMORY_LIMIT,
+        "checkpoint_threshold": DUCKDB_CHECKPOINT_THRESHOLD,
+    }
+    with _DUCKDB_OPEN_CLOSE:
+        con = duckdb.connect(str(path), config=config)
+    try:
+        yield con
+    finally:
+        with _DUCKDB_OPEN_CLOSE:
+            con.close()
+
+
+def account_warehouse(settings: Settings, account: str = DEFAULT_ACCOUNT) -> Warehouse:
+    """``Warehouse.from_settings(settings, account=account)``, safe to use from several
+    threads of one process at once (accounts loading concurrently): a DuckDB file is opened
+    and closed one thread at a time."""
+    if settings.warehouse_url is not None:
+        return Warehouse.from_settings(settings, account=account)
+    path = settings.duckdb_path
+    return Warehouse(
+        path,
+        connect=lambda: _duckdb_connection(path),
+        lock_timeout_s=settings.lock_timeout_s,
+        account=account,
+    )
 
 
 class SettingsResource(dg.ConfigurableResource):

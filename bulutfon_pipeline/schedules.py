@@ -1,5 +1,12 @@
-"""The refresh job and its schedule (the listing plus today's and yesterday's partitions),
-and the weekly reconcile of the last 90 days."""
+"""The jobs and their schedules: every 15 minutes each account's listing, and its
+yesterday's and today's details (and recordings); weekly, each account's reconcile of the
+last 90 days.
+
+The listing is partitioned by account and the detail loads by account x day, and Dagster
+keeps assets of different partitions out of one job: the listing and the loads are two
+jobs, each with its schedule, one run per account (tagged ``bulutfon/account``, which the
+run queue limits to one run per account at a time, in the order they were queued).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ import dagster as dg
 
 from bulutfon_pipeline.assets._common import GROUP
 from bulutfon_pipeline.assets.listing import reconcile_config
-from bulutfon_pipeline.partitions import range_tags
+from bulutfon_pipeline.partitions import ACCOUNT_TAG, range_tags
 from bulutfon_pipeline.settings import LOCAL_TZ, LOCAL_TZ_NAME, RECONCILE_DAYS, Settings
 
 # Read when the code location loads: which assets the job selects and when it runs cannot
@@ -21,17 +28,50 @@ _SETTINGS = Settings.from_env_or_defaults()
 def _refresh_selection(settings: Settings) -> dg.AssetSelection:
     # Recordings are personal data: the schedule downloads them only when
     # BULUTFON_DOWNLOAD_RECORDINGS is on.
-    selection: dg.AssetSelection = dg.AssetSelection.groups(GROUP)
+    selection: dg.AssetSelection = dg.AssetSelection.groups(GROUP) - dg.AssetSelection.assets(
+        "cdr_listing"
+    )
     if not settings.download_recordings:
         selection = selection - dg.AssetSelection.assets("call_recordings")
     return selection
 
 
+listing_job = dg.define_asset_job(
+    "bulutfon_listing",
+    selection=dg.AssetSelection.assets("cdr_listing"),
+    description="Scan an account's listing back to known data (or reconcile a range).",
+)
+
 refresh_job = dg.define_asset_job(
     "bulutfon_refresh",
     selection=_refresh_selection(_SETTINGS),
-    description="Scan the listing, then load the details (and recordings) of the given days.",
+    description="Load the details (and recordings) of an account's given days.",
 )
+
+
+def _account_names(context: dg.ScheduleEvaluationContext) -> list[str]:
+    """The accounts registered as partitions (``bulutfon_accounts_sensor``)."""
+    from bulutfon_pipeline.partitions import ACCOUNTS_PARTITIONS_NAME
+
+    if context.instance_ref is None:  # a test's context without an instance
+        from bulutfon_pipeline.accounts import load_accounts
+
+        return [account.name for account in load_accounts()]
+    return list(context.instance.get_dynamic_partitions(ACCOUNTS_PARTITIONS_NAME))
+
+
+@dg.schedule(
+    job=listing_job,
+    cron_schedule=_SETTINGS.schedule_cron,
+    execution_timezone=LOCAL_TZ_NAME,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+def bulutfon_listing_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    """Every 15 minutes (BULUTFON_SCHEDULE_CRON): each account's listing."""
+    return [
+        dg.RunRequest(partition_key=name, tags={ACCOUNT_TAG: name, "bulutfon/trigger": "schedule"})
+        for name in _account_names(context)
+    ]
 
 
 @dg.schedule(
@@ -40,28 +80,37 @@ refresh_job = dg.define_asset_job(
     execution_timezone=LOCAL_TZ_NAME,
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
-def bulutfon_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    """Every 15 minutes (BULUTFON_SCHEDULE_CRON): the listing, yesterday and today."""
+def bulutfon_refresh_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    """Every 15 minutes (BULUTFON_SCHEDULE_CRON): each account's yesterday and today."""
     today = context.scheduled_execution_time.astimezone(LOCAL_TZ).date()
     yesterday = today - dt.timedelta(days=1)
-    return dg.RunRequest(
-        run_key=None, tags={**range_tags(yesterday, today), "bulutfon/trigger": "schedule"}
-    )
+    return [
+        dg.RunRequest(
+            run_key=None,
+            tags={**range_tags(yesterday, today, name), "bulutfon/trigger": "schedule"},
+        )
+        for name in _account_names(context)
+    ]
 
 
 @dg.schedule(
-    job=refresh_job,
+    job=listing_job,
     cron_schedule=_SETTINGS.reconcile_cron,
     execution_timezone=LOCAL_TZ_NAME,
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
-def bulutfon_reconcile_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    """Weekly (BULUTFON_RECONCILE_CRON): re-read the listing of the last 90 days and load
-    the calls that changed at the source."""
+def bulutfon_reconcile_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    """Weekly (BULUTFON_RECONCILE_CRON): re-read each account's listing of the last 90
+    days and mark the calls that changed at the source (the next refresh or `sync` loads
+    them)."""
     today = context.scheduled_execution_time.astimezone(LOCAL_TZ).date()
     first = today - dt.timedelta(days=RECONCILE_DAYS - 1)
-    return dg.RunRequest(
-        run_key=None,
-        run_config=reconcile_config(first, today),
-        tags={**range_tags(first, today), "bulutfon/trigger": "reconcile-schedule"},
-    )
+    return [
+        dg.RunRequest(
+            run_key=None,
+            partition_key=name,
+            run_config=reconcile_config(first, today),
+            tags={ACCOUNT_TAG: name, "bulutfon/trigger": "reconcile-schedule"},
+        )
+        for name in _account_names(context)
+    ]

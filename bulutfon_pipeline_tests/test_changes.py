@@ -285,16 +285,21 @@ def test_the_weekly_reconcile_schedule_is_stopped_and_asks_for_90_days() -> None
     import dagster as dg
 
     from bulutfon_pipeline.definitions import defs
-    from bulutfon_pipeline.partitions import range_tags
+    from bulutfon_pipeline.partitions import register_accounts
+    from bulutfon_pipeline.schedules import bulutfon_reconcile_schedule
 
     schedule = defs.resolve_schedule_def("bulutfon_reconcile_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert schedule.cron_schedule == "30 3 * * 0"
     when = dt.datetime(2015, 4, 19, 3, 30, tzinfo=LOCAL_TZ)
-    context = dg.build_schedule_context(scheduled_execution_time=when)
-    (request,) = schedule.evaluate_tick(context).run_requests or []
-    want = range_tags(dt.date(2015, 1, 20), dt.date(2015, 4, 19))
-    assert {key: request.tags[key] for key in want} == want
+    instance = dg.DagsterInstance.ephemeral()
+    register_accounts(instance, ["default"])  # what bulutfon_accounts_sensor does
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+    (request,) = bulutfon_reconcile_schedule(context)
+    # One listing run of the `default` account (no accounts file), which re-reads the
+    # listing back 90 days and marks the changed calls for the next load.
+    assert request.partition_key == "default"
+    assert request.tags["bulutfon/account"] == "default"
     config = request.run_config["ops"]["cdr_listing"]["config"]
     assert config == {"reconcile_start": "2015-01-20", "reconcile_end": "2015-04-19"}
     # The job accepts that config as it is (resources read a token from the environment).

@@ -22,7 +22,7 @@ import dagster as dg
 import pytest
 
 from bulutfon_pipeline.assets import cdr_details, cdr_listing
-from bulutfon_pipeline.partitions import range_tags
+from bulutfon_pipeline.partitions import range_tags, register_accounts
 from bulutfon_pipeline.resources import default_resources
 from bulutfon_pipeline.runner import run_sync
 from bulutfon_pipeline_tests.helpers import (
@@ -64,14 +64,21 @@ def _listing_requests(sim) -> int:
 
 def _materialize_all(first: dt.date, last: dt.date) -> None:
     """The listing, then one ranged run of the detail assets, the way a backfill runs."""
+    instance = dg.DagsterInstance.ephemeral()
+    register_accounts(instance, ["default"])
     listing = dg.materialize(
-        [cdr_listing, cdr_details], selection=["cdr_listing"], resources=default_resources()
+        [cdr_listing, cdr_details],
+        selection=["cdr_listing"],
+        resources=default_resources(),
+        instance=instance,
+        partition_key="default",
     )
     assert listing.success
     details = dg.materialize(
         [cdr_listing, cdr_details],
         selection=DETAIL_ASSETS,
         resources=default_resources(),
+        instance=instance,
         tags=range_tags(first, last),
     )
     assert details.success
@@ -245,7 +252,8 @@ def test_a_backfill_of_seven_days_runs_through_dagster(
         done = instance.get_materialized_partitions(dg.AssetKey("cdrs"))
         instance.dispose()
     want_days = {(start + dt.timedelta(days=i)).isoformat() for i in range(7)}
-    assert done == want_days
+    # Partitions are account x day: the `default` account's days (no accounts file).
+    assert done == {f"default|{day}" for day in want_days}
     loaded_days = {row["call_date"] for row in read_table(target.db, "cdrs")}
     assert {d.isoformat() for d in loaded_days} == want_days
     expected = [r for r in sim.expected_tables()["cdrs"] if start <= r["call_date"] <= end]

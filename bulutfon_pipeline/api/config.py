@@ -146,6 +146,9 @@ class ClientConfig:
     v2_time_op: Literal["gt", "ge"] = settings.DEFAULT_V2_TIME_OP  # type: ignore[assignment]
     #: v2 field name -> the v1 name the normaliser reads, as "a=b,c=d" or pairs.
     v2_field_map: tuple[tuple[str, str], ...] | str = settings.DEFAULT_V2_FIELD_MAP
+    #: The token file, when not the shared ``<data_dir>/bulutfon_token.json`` (a PBX
+    #: account of ``BULUTFON_ACCOUNTS_FILE`` keeps its own, ``accounts.Account.token_file``).
+    token_path: Path | None = None
 
     def __post_init__(self) -> None:
         # Coerce str -> Path so `ClientConfig(data_dir="x")` works too.
@@ -258,7 +261,10 @@ class ClientConfig:
 
     @property
     def token_file(self) -> Path:
-        """Where rotated OAuth tokens are stored: ``<data_dir>/bulutfon_token.json``."""
+        """Where rotated OAuth tokens are stored: ``token_path`` when set, else
+        ``<data_dir>/bulutfon_token.json``."""
+        if self.token_path is not None:
+            return self.token_path
         return self.data_dir / settings.TOKEN_FILE_NAME
 
     @property

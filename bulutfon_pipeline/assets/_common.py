@@ -1,14 +1,17 @@
-"""What the assets share: their group, the partition window, the refetch tag, API counts."""
+"""What the assets share: their group, the partition window and its accounts, the refetch
+tag, API counts, and running one piece of work per account."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 
+from bulutfon_pipeline.accounts import Account, find_account
+from bulutfon_pipeline.partitions import accounts_of
 from bulutfon_pipeline.resources import SettingsResource
 from bulutfon_pipeline.settings import Settings, analytics_path_for
 from bulutfon_pipeline.warehouse import Warehouse
@@ -44,6 +47,54 @@ def partition_days(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]
     """The first and last local day (inclusive) of a run's partition window."""
     window = context.partition_time_window
     return window.start.date(), (window.end - dt.timedelta(days=1)).date()
+
+
+def run_accounts(context: dg.AssetExecutionContext) -> list[str]:
+    """The PBX accounts of a run's partitions: one for a partition or a ranged run of one
+    account's days (a UI backfill groups by account), several for a ranged run of one day
+    across accounts."""
+    if context.has_partition_key and "|" not in context.partition_key:
+        return [context.partition_key]  # the listing: partitioned by account alone
+    return accounts_of(context.partition_keys)
+
+
+T = TypeVar("T")
+
+
+def per_account(
+    context: dg.AssetExecutionContext, names: list[str], work: Callable[[Account], T]
+) -> Iterator[tuple[str, T]]:
+    """``work`` for each account of ``names`` in turn. One account: its error as it is.
+    Several: an account that fails does not stop the others; the step then fails with one
+    line per failed account, naming it."""
+    if len(names) == 1:
+        yield names[0], work(find_account(names[0]))
+        return
+    failures: list[str] = []
+    for name in names:
+        try:
+            yield name, work(find_account(name))
+        except Exception as error:
+            context.log.error("account %r failed: %s", name, error)
+            failures.append(f"account {name!r}: {error}")
+    if failures:
+        raise dg.Failure(description="; ".join(failures))
+
+
+def summed(metadata: list[dict[str, Any]]) -> dict[str, Any]:
+    """The metadata of several accounts' loads as one: numbers summed, the rest the
+    first's."""
+    if len(metadata) == 1:
+        return metadata[0]
+    total: dict[str, Any] = {}
+    for meta in metadata:
+        for key, value in meta.items():
+            numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            if numeric and isinstance(total.get(key), int | float):
+                total[key] = total[key] + value
+            else:
+                total.setdefault(key, value)
+    return total
 
 
 def refetch_requested(context: dg.AssetExecutionContext, configured: bool) -> bool:

@@ -1,10 +1,12 @@
-"""The daily-partitioned detail load: ``cdrs`` and the tables normalized from each call."""
+"""The account x day partitioned detail load: ``cdrs`` and the tables normalized from
+each call."""
 
 from typing import Any
 
 import dagster as dg
 
 from bulutfon_pipeline import checks
+from bulutfon_pipeline.accounts import Account
 from bulutfon_pipeline.assets._common import (
     BACKFILL_POLICY,
     GROUP,
@@ -12,12 +14,16 @@ from bulutfon_pipeline.assets._common import (
     WRITER_POOL,
     api_metadata,
     partition_days,
+    per_account,
     publish_after_load,
     refetch_requested,
+    run_accounts,
+    summed,
 )
-from bulutfon_pipeline.loads import load_details
-from bulutfon_pipeline.partitions import daily_partitions
+from bulutfon_pipeline.loads import DetailLoadSummary, load_details
+from bulutfon_pipeline.partitions import account_day_partitions
 from bulutfon_pipeline.resources import BulutfonResource, SettingsResource, WarehouseResource
+from bulutfon_pipeline.warehouse import Warehouse
 
 
 class DetailsConfig(dg.Config):
@@ -63,10 +69,12 @@ SPECS = [
     name="cdr_details",
     specs=SPECS,
     check_specs=checks.CHECK_SPECS,
-    partitions_def=daily_partitions,
-    # A backfill of a long range becomes runs of up to 31 days each on DuckDB (few runs,
-    # each writing in short transactions, serialized on the file by the pool), of up to
-    # 3 days on PostgreSQL (several runs that load at the same time).
+    partitions_def=account_day_partitions,
+    # A backfill of a long range becomes runs of up to 31 partitions each on DuckDB (few
+    # runs, each writing in short transactions, serialized on the file by the pool), of up
+    # to 3 on PostgreSQL (several runs that load at the same time). Dagster cuts a backfill
+    # of account x day partitions into ranges of one account's days (or of one day's
+    # accounts, when there are fewer days than accounts), then into runs of that size.
     backfill_policy=BACKFILL_POLICY,
     pool=WRITER_POOL,
 )
@@ -80,44 +88,60 @@ def cdr_details(
     """Fetch each listed call's detail for the partition's days and load the call tables."""
     start, end = partition_days(context)
     knobs = settings.get()
-    wh = warehouse.warehouse()
-    with bulutfon.client() as client:
-        summary = load_details(
-            client,
-            wh,
-            start=start,
-            end=end,
-            refetch=refetch_requested(context, config.refetch),
-            batch_size=knobs.detail_batch_size,
-            mirror_recording_deletes=knobs.data_dir if knobs.mirror_recording_deletes else None,
+    refetch = refetch_requested(context, config.refetch)
+    loaded: list[Warehouse] = []
+
+    def load(account: Account) -> tuple[DetailLoadSummary, dict[str, int]]:
+        wh = warehouse.warehouse(account.name)
+        with bulutfon.client(account) as client:
+            summary = load_details(
+                client,
+                wh,
+                start=start,
+                end=end,
+                refetch=refetch,
+                batch_size=knobs.detail_batch_size,
+                mirror_recording_deletes=knobs.data_dir if knobs.mirror_recording_deletes else None,
+            )
+            stats = client.stats.as_dict()
+        loaded.append(wh)
+        context.log.info(
+            "details of %s %s..%s: %d listed, %d pending, %d fetched, %d new, %d updated, "
+            "%d rejected",
+            account.name,
+            start,
+            end,
+            summary.listed,
+            summary.pending,
+            summary.fetched,
+            summary.new,
+            summary.updated,
+            summary.rejected,
         )
-        stats = client.stats.as_dict()
-    context.log.info(
-        "details %s..%s: %d listed, %d pending, %d fetched, %d new, %d updated, %d rejected",
-        start,
-        end,
-        summary.listed,
-        summary.pending,
-        summary.fetched,
-        summary.new,
-        summary.updated,
-        summary.rejected,
-    )
-    published = publish_after_load(context, wh, settings)
-    common: dict[str, Any] = {**summary.to_metadata(), **api_metadata(stats), **published}
-    preview = (
-        summary.preview.to_markdown(index=False)
-        if summary.preview is not None
-        else "_no new calls in this range_"
-    )
+        return summary, stats
+
+    done = list(per_account(context, run_accounts(context), load))
+    published = publish_after_load(context, loaded[0], settings)
+    common: dict[str, Any] = {
+        **summed([{**s.to_metadata(), **api_metadata(stats)} for _, (s, stats) in done]),
+        **published,
+    }
+    if len(done) > 1:
+        common["accounts"] = [name for name, _ in done]
+    previews = [s.preview for _, (s, _stats) in done if s.preview is not None]
+    preview = previews[0].to_markdown(index=False) if previews else "_no new calls in this range_"
+    flow_steps = sum(s.flow_steps for _, (s, _stats) in done)
+    originations = sum(s.originations for _, (s, _stats) in done)
     yield dg.MaterializeResult(
         asset_key="cdrs", metadata={**common, "preview": dg.MetadataValue.md(preview)}
     )
     yield dg.MaterializeResult(asset_key="raw_cdr_details", metadata=common)
     yield dg.MaterializeResult(
-        asset_key="call_flow_steps", metadata={**common, "rows_written": summary.flow_steps}
+        asset_key="call_flow_steps", metadata={**common, "rows_written": flow_steps}
     )
     yield dg.MaterializeResult(
-        asset_key="originations", metadata={**common, "rows_written": summary.originations}
+        asset_key="originations", metadata={**common, "rows_written": originations}
     )
-    yield from checks.evaluate(wh, lookback=knobs.lookback, reject_rate_warn=knobs.reject_rate_warn)
+    yield from checks.evaluate(
+        loaded, lookback=knobs.lookback, reject_rate_warn=knobs.reject_rate_warn
+    )

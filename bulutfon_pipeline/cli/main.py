@@ -1,6 +1,5 @@
 """The ``bulutfon-pipeline`` commands: sync, backfill, reconcile, sql, purge-recordings,
-replay, auth, demo,
-ui, simulator, webhook.
+replay, accounts, auth, demo, ui, simulator, webhook.
 
 Each command parses its arguments, calls :mod:`bulutfon_pipeline.runner` and renders the
 result. Problems a user can fix (configuration, credentials, an unreachable API, a bad
@@ -19,10 +18,11 @@ from pathlib import Path
 import click
 
 from bulutfon_pipeline import runner
-from bulutfon_pipeline.cli.errors import CLIError, friendly_errors
+from bulutfon_pipeline.cli.errors import EXIT_FAILED, CLIError, friendly_errors
 from bulutfon_pipeline.cli.output import (
     console,
     err_console,
+    print_accounts,
     print_reconcile,
     print_summary,
     progress_bars,
@@ -30,6 +30,15 @@ from bulutfon_pipeline.cli.output import (
 from bulutfon_pipeline.settings import LOCAL_TZ
 
 DATE = click.DateTime(formats=["%Y-%m-%d"])
+
+#: ``--account NAME`` (repeatable): only these accounts of BULUTFON_ACCOUNTS_FILE.
+account_option = click.option(
+    "--account",
+    "accounts",
+    multiple=True,
+    metavar="NAME",
+    help="Only this account of BULUTFON_ACCOUNTS_FILE (repeatable); default every account.",
+)
 
 
 class _LazySimulatorGroup(click.Group):
@@ -67,12 +76,32 @@ def main() -> None:
 
 @main.command()
 @click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
+@account_option
 @friendly_errors
-def sync(no_progress: bool) -> None:
-    """Scan the listing, then load every day that has calls not loaded yet."""
+def sync(no_progress: bool, accounts: tuple[str, ...]) -> None:
+    """Scan the listing, then load every day that has calls not loaded yet (of every
+    account, concurrently)."""
     with _stop_cleanly("sync"), progress_bars(not no_progress) as reporter:
-        result = runner.run_sync(reporter=reporter, on_wait=_say_waiting)
+        result = runner.run_sync(
+            reporter=reporter, on_wait=_say_waiting, accounts=list(accounts) or None
+        )
     print_summary(result)
+    _exit_if_accounts_failed(result)
+
+
+def _exit_if_accounts_failed(result: runner.SyncResult) -> None:
+    """One line per account that failed, and exit 1 (the others loaded)."""
+    if not result.failures:
+        return
+    for line in result.failures.values():
+        err_console.print(f"[bold red]error:[/] {line}", highlight=False, markup=True)
+    loaded = ", ".join(result.by_account) or "none"
+    err_console.print(
+        f"{len(result.failures)} of {len(result.failures) + len(result.by_account)} accounts "
+        f"failed; loaded: {loaded}",
+        highlight=False,
+    )
+    sys.exit(EXIT_FAILED)
 
 
 def _say_waiting(line: str) -> None:
@@ -98,9 +127,15 @@ def _stop_cleanly(command: str) -> Iterator[None]:
 @click.option("--refetch", is_flag=True, help="Fetch calls already loaded again.")
 @click.option("--skip-listing", is_flag=True, help="Do not scan the listing first.")
 @click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
+@account_option
 @friendly_errors
 def backfill(
-    start: dt.datetime, end: dt.datetime, refetch: bool, skip_listing: bool, no_progress: bool
+    start: dt.datetime,
+    end: dt.datetime,
+    refetch: bool,
+    skip_listing: bool,
+    no_progress: bool,
+    accounts: tuple[str, ...],
 ) -> None:
     """Load the days START..END (scanning the listing first)."""
     if end < start:
@@ -113,8 +148,10 @@ def backfill(
             refetch=refetch,
             reporter=reporter,
             on_wait=_say_waiting,
+            accounts=list(accounts) or None,
         )
     print_summary(result, title="backfill")
+    _exit_if_accounts_failed(result)
 
 
 @main.command()
@@ -155,21 +192,33 @@ def sql(query: str, fmt: str | None, output: str | None) -> None:
 @click.option(
     "--before", required=True, type=DATE, help="Delete recordings of calls before this local day."
 )
+@account_option
 @friendly_errors
-def purge_recordings_command(before: dt.datetime) -> None:
+def purge_recordings_command(before: dt.datetime, accounts: tuple[str, ...]) -> None:
     """Delete the recording files and call_recordings rows of calls before BEFORE.
 
     The rows go first, in one transaction, then the files. If the command dies in
     between, the files are left without rows; run it again with the same date and it
     deletes them (it sweeps every file in the day folders before BEFORE).
     """
-    summary, data_dir = runner.run_purge(before.date(), on_wait=_say_waiting)
+    summary, data_dir = runner.run_purge(
+        before.date(), on_wait=_say_waiting, accounts=list(accounts) or None
+    )
     console.print(
         f"purged recordings before {summary.before.isoformat()}: {summary.rows} rows, "
         f"{summary.files} files, {summary.stray_files} stray files, "
         f"{len(summary.folders)} day folders under {data_dir / 'recordings'}",
         highlight=False,
     )
+
+
+@main.command("accounts")
+@account_option
+@friendly_errors
+def accounts_command(accounts: tuple[str, ...]) -> None:
+    """List the PBX accounts (BULUTFON_ACCOUNTS_FILE, or `default`), each with its last
+    load, its high-water mark and its pending calls."""
+    print_accounts(runner.run_accounts_status(list(accounts) or None))
 
 
 @main.command()

@@ -18,7 +18,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bulutfon_pipeline.runner import ReconcileResult, SyncResult
+from bulutfon_pipeline.runner import AccountStatus, ReconcileResult, SyncResult
+from bulutfon_pipeline.settings import LOCAL_TZ
 
 console = Console(stderr=False)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -103,6 +104,39 @@ def print_summary(result: SyncResult, *, title: str = "sync") -> None:
         )
     table.add_row("duration", f"{result.seconds:.1f} s")
     console.print(table)
+
+
+def print_accounts(statuses: Sequence[AccountStatus]) -> None:
+    """The accounts, each with its last load, high-water mark and pending calls."""
+    table = Table(title="bulutfon-pipeline accounts", show_header=True, header_style="bold")
+    for column in ("account", "last load", "high-water mark", "pending calls", "pending days"):
+        table.add_column(column, justify="right" if column.startswith("pending") else "left")
+    for status in statuses:
+        days = status.pending_days
+        span = "" if not days else days[0].isoformat()
+        if len(days) > 1:
+            span = f"{days[0].isoformat()}..{days[-1].isoformat()} ({len(days)})"
+        table.add_row(
+            status.name if status.from_file else f"{status.name} (no accounts file)",
+            _local(status.last_load),
+            _local(status.high_water_mark),
+            str(status.pending_calls),
+            span,
+        )
+    # Wide enough for every column when piped, like the summary of `sql`.
+    out = console if console.is_terminal else Console(stderr=False, width=200)
+    out.print(table)
+
+
+def _local(instant: Any) -> str:
+    """An instant in the PBX's local time, to the second; ``never`` for none."""
+    if instant is None:
+        return "never"
+    if instant.tzinfo is None:  # stored as UTC without its zone
+        import datetime as dt
+
+        instant = instant.replace(tzinfo=dt.UTC)
+    return f"{instant.astimezone(LOCAL_TZ):%Y-%m-%d %H:%M:%S}"
 
 
 def print_rows(

@@ -16,12 +16,21 @@ from bulutfon_pipeline.settings import Settings
 
 DAGSTER_YAML = """\
 # Written by `bulutfon-pipeline ui`. DuckDB allows one writer process: the pool serializes
-# the steps that write, and the run queue keeps backfills from flooding the machine.
+# the steps that write, and the run queue keeps backfills from flooding the machine; one
+# run per PBX account at a time (runs carry bulutfon/account; single-partition runs of the
+# account x day partitions, Dagster's dagster/partition/account).
 concurrency:
   pools:
     default_limit: 1
   runs:
     max_concurrent_runs: 3
+    tag_concurrency_limits:
+      - key: bulutfon/account
+        value: {applyLimitPerUniqueValue: true}
+        limit: 1
+      - key: dagster/partition/account
+        value: {applyLimitPerUniqueValue: true}
+        limit: 1
 telemetry:
   enabled: false
 """

@@ -7,9 +7,10 @@ and read their counts back from the materializations through the summaries' own
 ``from_metadata``.
 
 Modules: ``preflight`` (settings, credentials, path, the sync lock), ``sync`` (sync,
-backfill, reconcile, report, purge, replay), ``interrupts`` (SIGINT/SIGTERM during a sync
-or backfill: a clean stop with one line), ``demo``, ``errors``. Errors (the CLI maps each
-to an exit code):
+backfill, reconcile, report, purge, replay), ``runs`` (its in-process Dagster runs),
+``accounts`` (the accounts of a command, each in its own thread, their status), ``interrupts``
+(SIGINT/SIGTERM during a sync or backfill: a clean stop with one line), ``demo``,
+``errors``. Errors (the CLI maps each to an exit code):
 
 * :class:`SetupError` - something the user can fix: settings, credentials, a bad path;
 * :class:`BusyError` - another sync holds the warehouse;
@@ -18,6 +19,7 @@ to an exit code):
   run are unwrapped by :func:`user_error`.
 """
 
+from bulutfon_pipeline.runner.accounts import AccountStatus, run_accounts_status
 from bulutfon_pipeline.runner.demo import DemoResult, run_demo
 from bulutfon_pipeline.runner.errors import (
     BusyError,
@@ -50,6 +52,7 @@ from bulutfon_pipeline.runner.sync import (
 
 __all__ = [
     "DETAIL_ASSETS",
+    "AccountStatus",
     "BusyError",
     "DemoResult",
     "ReconcileResult",
@@ -63,6 +66,7 @@ __all__ = [
     "is_runtime_failure",
     "preflight",
     "read_settings",
+    "run_accounts_status",
     "run_demo",
     "run_purge",
     "run_reconcile",

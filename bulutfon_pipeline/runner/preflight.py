@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -18,6 +19,7 @@ from typing import IO
 from bulutfon_pipeline.api.errors import ConfigError
 from bulutfon_pipeline.runner.errors import BusyError, SetupError
 from bulutfon_pipeline.settings import Settings, SettingsError
+from bulutfon_pipeline.warehouse.errors import LOCK_WAIT_LOGGER
 
 
 def check_warehouse_path(path: Path) -> None:
@@ -57,8 +59,13 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SetupError(str(error)) from None
 
 
-def preflight(env: Mapping[str, str] | None = None) -> Settings:
+def preflight(env: Mapping[str, str] | None = None, *, check_credentials: bool = True) -> Settings:
     """Validate the settings, the credentials and the warehouse path before any run.
+
+    Args:
+        check_credentials: check today's single account's credentials; ``False`` for the
+            accounts of ``BULUTFON_ACCOUNTS_FILE``, each of which fails alone in its own
+            work when its credentials are missing.
 
     Raises:
         SetupError: one line saying what to fix.
@@ -66,6 +73,9 @@ def preflight(env: Mapping[str, str] | None = None) -> Settings:
     from bulutfon_pipeline.resources import BulutfonResource
 
     settings = read_settings(env)
+    if not check_credentials:
+        check_warehouse(settings)
+        return settings
     try:
         config = BulutfonResource().client_config(env)
     except ConfigError as error:
@@ -205,3 +215,25 @@ def temporary_environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextlib.contextmanager
+def lock_wait_lines(on_wait: Callable[[str], None] | None) -> Iterator[None]:
+    """Pass the warehouse's "waiting for another writer's lock" lines to ``on_wait`` for
+    the block (another process, not a sync, holds the DuckDB file: an analyst's
+    read-write connection, a DuckDB shell)."""
+    if on_wait is None:
+        yield
+        return
+    say = on_wait
+
+    class _Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            say(record.getMessage())
+
+    handler = _Forward(logging.WARNING)
+    LOCK_WAIT_LOGGER.addHandler(handler)
+    try:
+        yield
+    finally:
+        LOCK_WAIT_LOGGER.removeHandler(handler)

@@ -9,31 +9,33 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import os
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bulutfon_pipeline import progress
+from bulutfon_pipeline.accounts import Account
 from bulutfon_pipeline.loads import DetailLoadSummary, ListingScanResult, group_dates
 from bulutfon_pipeline.recordings import PurgeSummary, RecordingsSummary
 from bulutfon_pipeline.replay import ReplaySummary, replay_details
+from bulutfon_pipeline.runner.accounts import run_each, select
 from bulutfon_pipeline.runner.errors import SetupError
-from bulutfon_pipeline.runner.interrupts import raise_if_stopped
 from bulutfon_pipeline.runner.preflight import (
     check_warehouse,
+    lock_wait_lines,
     preflight,
     read_settings,
     writer_lock,
 )
-from bulutfon_pipeline.settings import LOCAL_TZ, Settings
+from bulutfon_pipeline.runner.runs import instance_for, materialize, metadata, quiet_dagster
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNT, LOCAL_TZ, Settings
 from bulutfon_pipeline.warehouse import Warehouse
 from bulutfon_pipeline.warehouse.change_log import ChangeRow, changes_since
-from bulutfon_pipeline.warehouse.errors import LOCK_WAIT_LOGGER
 from bulutfon_pipeline.warehouse.publish import PublishResult, publish_analytics
+
+LOGGER = logging.getLogger(__name__)
 
 #: The assets one detail run materializes (the ``cdr_details`` multi-asset).
 DETAIL_ASSETS = ("cdrs", "raw_cdr_details", "call_flow_steps", "originations")
@@ -54,6 +56,10 @@ class SyncResult:
     #: the analysts' copy published at the end (``None`` if the sync stopped before)
     published: PublishResult | None = None
     seconds: float = 0.0
+    #: each account's own result, when the sync loaded accounts of BULUTFON_ACCOUNTS_FILE
+    by_account: dict[str, SyncResult] = field(default_factory=dict)
+    #: account -> its one-line error, for the accounts that failed (the others loaded)
+    failures: dict[str, str] = field(default_factory=dict)
 
     def detail_total(self, name: str) -> int:
         """A count of :class:`DetailLoadSummary` (``fetched``, ``new``…) over every range."""
@@ -73,52 +79,21 @@ class SyncResult:
         for name, value in counts.items():
             self.api[name] = self.api.get(name, 0) + value
 
-
-def _quiet_dagster() -> dict[str, Any]:
-    # The CLI shows its own progress and summary; Dagster's console logger would print
-    # every event (and tracebacks for failures the CLI already explains in one line).
-    warnings.filterwarnings("ignore")
-    logging.getLogger("dagster").setLevel(logging.CRITICAL)
-    return {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-
-
-def _materialize(
-    selection: Sequence[str],
-    *,
-    settings: Settings,
-    tags: dict[str, str],
-    run_config: dict[str, Any],
-) -> Any:
-    import dagster as dg
-
-    from bulutfon_pipeline.assets import ASSETS
-    from bulutfon_pipeline.assets._common import PUBLISH_DEFERRED, PUBLISH_TAG
-    from bulutfon_pipeline.resources import default_resources
-
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
-    result = dg.materialize(
-        list(ASSETS),
-        selection=list(selection),
-        resources=default_resources(settings),
-        instance=instance,
-        # The runner publishes the analysts' copy once, at the end, not after each run.
-        tags={**tags, "bulutfon/trigger": "cli", PUBLISH_TAG: PUBLISH_DEFERRED},
-        run_config=run_config,
-    )
-    raise_if_stopped()  # a signal between steps ends no Dagster run; stop here instead
-    return result
-
-
-def _metadata(result: Any, asset: str) -> dict[str, Any]:
-    import dagster as dg
-
-    for event in result.get_asset_materialization_events():
-        if event.asset_key == dg.AssetKey(asset):
-            return {
-                key: getattr(value, "value", value)
-                for key, value in event.materialization.metadata.items()
-            }
-    return {}
+    def _add(self, other: SyncResult) -> None:
+        """Add an account's result to this total."""
+        if other.listing is not None:
+            if self.listing is None:
+                self.listing = ListingScanResult()
+            for name in ("pages", "items", "new", "updated", "changed", "rejected"):
+                setattr(
+                    self.listing, name, getattr(self.listing, name) + getattr(other.listing, name)
+                )
+        self.ranges.extend(other.ranges)
+        self.details.extend(other.details)
+        if other.recordings is not None:
+            self.recordings = [*(self.recordings or []), *other.recordings]
+        self._add_api(other.api)
+        self.run_ids.extend(other.run_ids)
 
 
 def _plan_ranges(
@@ -128,12 +103,14 @@ def _plan_ranges(
     end: dt.date | None,
     *,
     pending_only: bool = False,
+    start_date: dt.date | None = None,
 ) -> list[tuple[dt.date, dt.date]]:
     today = dt.datetime.now(LOCAL_TZ).date()
+    start_date = start_date or settings.start_date
     if start is not None and end is not None and not pending_only:
-        ranges = [(max(start, settings.start_date), min(end, today))]
+        ranges = [(max(start, start_date), min(end, today))]
     else:
-        first = max(start or settings.start_date, settings.start_date)
+        first = max(start or start_date, start_date)
         last = min(end or today, today)
         ranges = group_dates([d for d in warehouse.pending_dates() if first <= d <= last])
     return [(a, b) for a, b in ranges if a <= b]
@@ -148,12 +125,16 @@ def run_sync(
     reconcile: bool = False,
     reporter: progress.ProgressReporter | None = None,
     on_wait: Callable[[str], None] | None = None,
+    accounts: Sequence[str] | None = None,
 ) -> SyncResult:
-    """Scan the listing (optional), then load every day with pending calls.
+    """Scan the listing (optional), then load every day with pending calls, for every
+    account (``BULUTFON_ACCOUNTS_FILE``, or the ``default`` account without it).
 
     With ``start``/``end`` (a backfill) the given days are loaded even if nothing is
     pending, so ``refetch`` can reload them. Recordings are downloaded after the details
-    when ``BULUTFON_DOWNLOAD_RECORDINGS`` is on.
+    when ``BULUTFON_DOWNLOAD_RECORDINGS`` is on. Several accounts load at the same time
+    (``runner.accounts.run_each``), each in its own Dagster runs with its own client; an
+    account that fails is in ``failures`` and the others load.
 
     Args:
         listing: scan the listing first.
@@ -166,47 +147,104 @@ def run_sync(
         reporter: where progress goes (e.g. a progress bar); nowhere by default.
         on_wait: gets one line if another sync holds the lock (this one waits up to
             ``BULUTFON_LOCK_TIMEOUT_S``).
+        accounts: only these accounts (names of the accounts file); default every one.
 
     Raises:
-        SetupError, BusyError: before anything runs.
-        Exception: a failed run's error; :func:`user_error` finds the project error in it.
+        SetupError, BusyError: before anything runs (an unknown account: SetupError).
+        Exception: a failed run's error, with a single account; :func:`user_error` finds
+            the project error in it.
     """
     started = time.monotonic()
-    run_config = _quiet_dagster()  # before the assets are imported: they warn on import
-    from bulutfon_pipeline.assets._common import api_counts
-    from bulutfon_pipeline.assets.listing import reconcile_config
-    from bulutfon_pipeline.partitions import range_tags
-
-    settings = preflight()
+    run_config = quiet_dagster()  # before the assets are imported: they warn on import
+    chosen = select(accounts)
+    settings = preflight(check_credentials=not any(a.from_file for a in chosen))
     result = SyncResult()
     installed = progress.installed(reporter) if reporter is not None else contextlib.nullcontext()
 
+    def one(account: Account) -> SyncResult:
+        return _sync_account(
+            account,
+            settings,
+            run_config,
+            listing=listing,
+            start=start,
+            end=end,
+            refetch=refetch,
+            reconcile=reconcile,
+        )
+
+    with writer_lock(settings, on_wait=on_wait), lock_wait_lines(on_wait), installed:
+        if len(chosen) == 1 and not chosen[0].from_file:
+            result = one(chosen[0])  # today's single account: exactly as before
+        else:
+            # The schema once, before the accounts' runs: their concurrent first runs
+            # would each try to create it.
+            _account_warehouse(settings).ensure_schema()
+            result.by_account, result.failures = run_each(chosen, one)
+            for done in result.by_account.values():
+                result._add(done)
+        warehouse = Warehouse.from_settings(settings)
+        # Under the lock, so no other sync writes while the copy is taken.
+        if len(result.failures) < len(chosen):
+            result.published = _publish(warehouse, settings)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _sync_account(
+    account: Account,
+    settings: Settings,
+    run_config: dict[str, Any],
+    *,
+    listing: bool,
+    start: dt.date | None,
+    end: dt.date | None,
+    refetch: bool,
+    reconcile: bool,
+) -> SyncResult:
+    """One account's sync: its listing run, then its detail runs (and recordings)."""
+    from bulutfon_pipeline.assets._common import api_counts
+    from bulutfon_pipeline.assets.listing import reconcile_config
+    from bulutfon_pipeline.partitions import ACCOUNT_TAG, range_tags
+
+    name = account.name
+    result = SyncResult()
+    instance = instance_for([name])
+
     def run(selection: Sequence[str], asset: str, **kwargs: Any) -> dict[str, Any]:
         # One in-process run; its id and API counters go into the result.
-        done = _materialize(selection, settings=settings, **kwargs)
+        done = materialize(selection, settings=settings, instance=instance, **kwargs)
         result.run_ids.append(done.run_id)
-        meta = _metadata(done, asset)
+        meta = metadata(done, asset)
         result._add_api(api_counts(meta))
         return meta
 
     def config(op: str) -> dict[str, Any]:
         return {**run_config, "ops": {op: {"config": {"refetch": refetch}}}}
 
-    with writer_lock(settings, on_wait=on_wait), _lock_wait_lines(on_wait), installed:
+    try:
         if listing:
             listing_config = run_config
             if reconcile and start is not None:
                 listing_config = {**run_config, **reconcile_config(start, end)}
-            meta = run(["cdr_listing"], "cdr_listing", tags={}, run_config=listing_config)
+            meta = run(
+                ["cdr_listing"],
+                "cdr_listing",
+                tags={ACCOUNT_TAG: name},
+                run_config=listing_config,
+                partition_key=name,
+            )
             result.listing = ListingScanResult.from_metadata(meta)
-        warehouse = Warehouse.from_settings(settings)
+        warehouse = _account_warehouse(settings, name)
         warehouse.ensure_schema()
-        result.ranges = _plan_ranges(warehouse, settings, start, end, pending_only=reconcile)
+        result.ranges = _plan_ranges(
+            warehouse, settings, start, end, pending_only=reconcile, start_date=account.start_date
+        )
         for first, last in result.ranges:
             meta = run(
                 DETAIL_ASSETS,
                 "cdrs",
-                tags=range_tags(first, last),
+                tags=range_tags(first, last, name),
                 run_config=config("cdr_details"),
             )
             result.details.append(DetailLoadSummary.from_metadata(meta))
@@ -217,38 +255,54 @@ def run_sync(
                 meta = run(
                     ["call_recordings"],
                     "call_recordings",
-                    tags=range_tags(first, last),
+                    tags=range_tags(first, last, name),
                     run_config=config("call_recordings"),
                 )
                 result.recordings.append(RecordingsSummary.from_metadata(meta))
-        # Under the lock, so no other sync writes while the copy is taken.
-        result.published = _publish(warehouse, settings)
-    result.seconds = time.monotonic() - started
+    finally:
+        instance.dispose()
     return result
 
 
 def run_report() -> Path | None:
     """Materialize ``call_report`` (the asset the UI runs); the report's path."""
     settings = read_settings()
-    run = _materialize(["call_report"], settings=settings, tags={}, run_config=_quiet_dagster())
-    path = _metadata(run, "call_report").get("path")
+    run = materialize(["call_report"], settings=settings, tags={}, run_config=quiet_dagster())
+    path = metadata(run, "call_report").get("path")
     return Path(path) if path else None
 
 
 def run_purge(
-    before: dt.date, *, on_wait: Callable[[str], None] | None = None
+    before: dt.date,
+    *,
+    on_wait: Callable[[str], None] | None = None,
+    accounts: Sequence[str] | None = None,
 ) -> tuple[PurgeSummary, Path]:
-    """Delete the recordings of calls before ``before``; the summary and the data folder.
+    """Delete the recordings of calls before ``before`` (of ``accounts``, default every
+    account); the summary (summed over the accounts) and the data folder.
 
     Raises:
         SetupError, BusyError: before anything is deleted.
     """
     from bulutfon_pipeline.recordings import purge_recordings
 
+    chosen = select(accounts)
     settings = read_settings()
-    with _locked_warehouse(settings, on_wait) as warehouse:
-        summary = purge_recordings(warehouse, data_dir=settings.data_dir, before=before)
-    return summary, settings.data_dir
+    total = PurgeSummary(before=before)
+    with _locked_warehouse(settings, on_wait) as shared:
+        for account in chosen:
+            warehouse = Warehouse.on(shared.db, account=account.name)
+            summary = purge_recordings(
+                warehouse,
+                data_dir=settings.data_dir,
+                before=before,
+                folder=account.recordings_folder,
+            )
+            total.rows += summary.rows
+            total.files += summary.files
+            total.stray_files += summary.stray_files
+            total.folders.extend(summary.folders)
+    return total, settings.data_dir
 
 
 def run_replay(
@@ -275,33 +329,11 @@ def _locked_warehouse(
         SetupError, BusyError: before anything is written.
     """
     check_warehouse(settings)
-    with writer_lock(settings, on_wait=on_wait), _lock_wait_lines(on_wait):
+    with writer_lock(settings, on_wait=on_wait), lock_wait_lines(on_wait):
         warehouse = Warehouse.from_settings(settings)
         warehouse.ensure_schema()
         yield warehouse
         _publish(warehouse, settings)
-
-
-@contextlib.contextmanager
-def _lock_wait_lines(on_wait: Callable[[str], None] | None) -> Iterator[None]:
-    """Pass the warehouse's "waiting for another writer's lock" lines to ``on_wait`` for
-    the block (another process, not a sync, holds the DuckDB file: an analyst's
-    read-write connection, a DuckDB shell)."""
-    if on_wait is None:
-        yield
-        return
-    say = on_wait
-
-    class _Forward(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            say(record.getMessage())
-
-    handler = _Forward(logging.WARNING)
-    LOCK_WAIT_LOGGER.addHandler(handler)
-    try:
-        yield
-    finally:
-        LOCK_WAIT_LOGGER.removeHandler(handler)
 
 
 def _publish(warehouse: Warehouse, settings: Settings) -> PublishResult | None:
@@ -353,3 +385,11 @@ def run_reconcile(
         sync=sync,
         changes=changes_since(Warehouse.from_settings(settings), since),
     )
+
+
+def _account_warehouse(settings: Settings, account: str = DEFAULT_ACCOUNT) -> Warehouse:
+    """The warehouse of ``account``, safe to use from the threads of several accounts
+    (``resources.account_warehouse``; imported here, since it imports Dagster)."""
+    from bulutfon_pipeline.resources import account_warehouse
+
+    return account_warehouse(settings, account)

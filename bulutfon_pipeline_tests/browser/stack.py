@@ -29,6 +29,11 @@ from bulutfon_pipeline.cli.ui import DAGSTER_YAML
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCATION = "bulutfon_pipeline.definitions"
+#: Adds an account to the accounts' dynamic partitions (``partitions.ACCOUNTS_PARTITIONS_NAME``).
+ADD_ACCOUNT = """mutation($name: String!) { addDynamicPartition(
+  repositorySelector: {repositoryLocationName: "bulutfon_pipeline.definitions",
+                       repositoryName: "__repository__"},
+  partitionsDefName: "bulutfon_accounts", partitionKey: $name) { __typename } }"""
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 90.0
 
@@ -207,6 +212,14 @@ class DagsterDev:
         return None
 
     # -- GraphQL -------------------------------------------------------------------------
+    def add_account(self, name: str = "default") -> None:
+        """Register the PBX account ``name`` as a partition (what the code location's
+        ``bulutfon_accounts_sensor`` does on its first tick), through the UI's own
+        mutation; an account already registered is fine."""
+        answer = self.graphql(ADD_ACCOUNT, {"name": name})["addDynamicPartition"]
+        ok = {"AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"}
+        assert answer["__typename"] in ok, answer
+
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self._client.post(
             "/graphql", json={"query": query, "variables": variables or {}}

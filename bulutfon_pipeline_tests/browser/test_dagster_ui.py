@@ -1,7 +1,8 @@
 """The Dagster UI in a real Chromium, against `dagster dev` and the simulator.
 
-A user's day one: open the asset graph, see the bulutfon assets, their checks and the daily
-partitions of ``cdrs``; materialize the listing and launch a 3-day backfill from the UI's own
+A user's day one: open the asset graph, see the bulutfon assets, their checks and the
+account x day partitions of ``cdrs`` (one account, ``default``: no accounts file);
+materialize the listing (of that account) and launch a 3-day backfill from the UI's own
 dialogs; the daemon runs it; the warehouse then holds exactly those days and the UI shows
 the materializations with their metadata. Screenshots go to ``test-artifacts/browser/``.
 
@@ -103,6 +104,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with SimulatorServer(config) as sim:
         env.update(sim.env(auth="master"))
         with DagsterDev(tmp / "dagster_home", env, ARTIFACTS / "dagster-dev.log") as dagster:
+            # The account partition, at once (bulutfon_accounts_sensor adds it on its tick).
+            dagster.add_account("default")
             yield Stack(sim=sim, dagster=dagster, db=db, days=days)
 
 
@@ -212,12 +215,18 @@ def test_ui_backfill_loads_the_chosen_days_and_shows_their_metadata(
             expect(page.get_by_text(name, exact=True).first).to_be_visible()
         _shot(page, "03-cdrs-checks")
 
-        # 3. The listing first, from its asset page's Materialize button.
+        # 3. The listing first, from its asset page's Materialize button: the dialog of a
+        # partitioned asset, with its one account.
         page.goto(f"{url}/assets/cdr_listing")
-        page.locator("button", has_text=re.compile(r"^Materialize$")).first.click()
-        expect(page.get_by_text("Launched run")).to_be_visible()
+        page.locator("button", has_text=re.compile(r"^Materialize")).first.click()
+        dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
+        dialog.get_by_role("button", name="All", exact=True).click()
+        expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
+        _shot(page, "03b-launch-listing-dialog")
+        dialog.get_by_role("button", name=re.compile(r"^Launch")).click()
+        expect(page.get_by_text(re.compile(r"^(Launched run|Created backfill)"))).to_be_visible()
         listing_run = _finished_run(dagster, "cdr_listing")
-        assert _tags(listing_run).get("dagster/from_ui") == "true"
+        assert _tags(listing_run).get("dagster/partition") == "default"
 
         # 4. The backfill, through the UI's launch dialog: the three oldest days.
         page.goto(f"{url}/assets/cdrs")
@@ -229,10 +238,16 @@ def test_ui_backfill_loads_the_chosen_days_and_shows_their_metadata(
         ).click()
         dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
         expect(dialog).to_contain_text("4 assets")
-        dialog.get_by_text("Show all partitions").click()
-        selection = dialog.locator("input[type=text]").first
+        # One selector per dimension: every account (there is one, `default`), which shows
+        # the day dimension's range field; the days; and the account again (the dialog
+        # clears the accounts when the days change).
+        all_accounts = dialog.get_by_role("button", name="All", exact=True).first
+        all_accounts.click()
+        selection = dialog.get_by_placeholder(re.compile(r"^ex: ")).first
         selection.fill(f"[{first.isoformat()}...{last.isoformat()}]")
         selection.press("Enter")
+        all_accounts.click()
+        expect(dialog.get_by_text("default", exact=True).first).to_be_visible()
         expect(dialog.get_by_text(f"{BACKFILL_DAYS} partitions", exact=True)).to_be_visible()
         _shot(page, "04-launch-backfill-dialog")
         dialog.get_by_role("button", name="Launch backfill").click()
@@ -245,11 +260,10 @@ def test_ui_backfill_loads_the_chosen_days_and_shows_their_metadata(
         assert sorted(k["path"][0] for k in backfill["assetSelection"]) == sorted(DETAIL_ASSETS)
         assert [r["status"] for r in backfill["runs"]] == ["SUCCESS"]
         tags = _tags(backfill["runs"][0])
-        assert tags["dagster/asset_partition_range_start"] == first.isoformat()
-        assert tags["dagster/asset_partition_range_end"] == last.isoformat()
+        assert tags["dagster/asset_partition_range_start"] == f"default|{first.isoformat()}"
+        assert tags["dagster/asset_partition_range_end"] == f"default|{last.isoformat()}"
         page.goto(f"{url}/runs/b/{backfill['id']}")
         expect(page.get_by_text("Succeeded", exact=True).first).to_be_visible()
-        expect(page.get_by_text(f"{first.isoformat()}...{last.isoformat()}")).to_be_visible()
         for asset in DETAIL_ASSETS:
             expect(page.get_by_text(asset, exact=True).first).to_be_visible()
         expect(page.get_by_text("100% completed")).to_have_count(len(DETAIL_ASSETS))
@@ -270,7 +284,7 @@ def test_ui_backfill_loads_the_chosen_days_and_shows_their_metadata(
             assert read_table(stack.db, table, list(want[0])) == want, table
 
         # 7. The UI shows the materializations and their metadata, per partition.
-        page.goto(f"{url}/assets/cdrs?view=partitions&partition={stack.days[1].isoformat()}")
+        page.goto(f"{url}/assets/cdrs?view=partitions&partition=default|{stack.days[1]}")
         expect(page.get_by_text(f"Materialized ({BACKFILL_DAYS})")).to_be_visible()
         metadata = page.locator("tr", has=page.get_by_text("calls_new", exact=True))
         # One run loaded the range, so each partition carries the range's numbers.

@@ -54,14 +54,24 @@ def test_sync_while_a_ui_backfill_of_ten_partitions_runs(
     )
     days = [(first_day + dt.timedelta(days=i)).isoformat() for i in range(10)]
     with DagsterDev(tmp_path / "dagster_dev_home", ws.env, ws.root / "dagster-dev.log") as dagster:
-        # The backfill takes the listing and the details of the first ten days, the way
-        # the UI's "Materialize selected" on the bulutfon group launches it.
+        # The backfill takes the `default` account's listing and the details of its first
+        # ten days, the way the UI's "Materialize selected" on the bulutfon group launches
+        # assets of different partitions (the listing by account, the details by account
+        # x day): a partition range per asset.
+        dagster.add_account("default")
+        ranges = {"cdr_listing": ("default", "default")}
+        ranges |= dict.fromkeys(DETAIL_ASSETS, (f"default|{days[0]}", f"default|{days[-1]}"))
         launched = dagster.graphql(
             LAUNCH,
             {
                 "params": {
-                    "partitionNames": days,
-                    "assetSelection": [{"path": [a]} for a in ["cdr_listing", *DETAIL_ASSETS]],
+                    "partitionsByAssets": [
+                        {
+                            "assetKey": {"path": [asset]},
+                            "partitions": {"ranges": [{"start": start, "end": end}]},
+                        }
+                        for asset, (start, end) in ranges.items()
+                    ],
                     "title": "reliability: 10 days",
                 }
             },

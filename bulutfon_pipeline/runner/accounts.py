@@ -1,0 +1,149 @@
+"""Several PBX accounts in one command: which accounts, running each one's work in a
+thread of its own (a failure stays that account's, one line naming it), and where each
+account stands (the ``accounts`` command)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from bulutfon_pipeline.accounts import Account, AccountsError, select_accounts
+from bulutfon_pipeline.runner.errors import SetupError, user_error
+from bulutfon_pipeline.runner.interrupts import StoppedError, StopRequestedError
+from bulutfon_pipeline.runner.preflight import read_settings
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNT, Settings
+from bulutfon_pipeline.warehouse import Warehouse
+
+LOGGER = logging.getLogger(__name__)
+
+#: How many accounts one ``sync`` loads at the same time, each in its own thread with its
+#: own Dagster runs and API client (so its own rate). The work is mostly waiting on the
+#: API; DuckDB's writes take turns inside the process, PostgreSQL's run in parallel.
+ACCOUNTS_AT_ONCE = 8
+
+T = TypeVar("T")
+
+
+def select(names: Sequence[str] | None) -> list[Account]:
+    """The accounts a command works on: every account, or those named.
+
+    Raises:
+        SetupError: the accounts file is malformed, or a name is not one of its accounts
+            (the message lists the known ones).
+    """
+    try:
+        return select_accounts(names)
+    except AccountsError as error:
+        raise SetupError(str(error)) from None
+
+
+def run_each(
+    chosen: Sequence[Account], work: Callable[[Account], T]
+) -> tuple[dict[str, T], dict[str, str]]:
+    """``work`` for every account, up to :data:`ACCOUNTS_AT_ONCE` at a time, each in a
+    thread; the results and, for the accounts that failed, one line each naming the
+    account, both in the accounts' order. A stop signal (SIGINT/SIGTERM) stops the
+    accounts between their runs and is raised here."""
+    results: dict[str, T] = {}
+    failures: dict[str, str] = {}
+    pool = concurrent.futures.ThreadPoolExecutor(
+        max_workers=min(len(chosen), ACCOUNTS_AT_ONCE), thread_name_prefix="account"
+    )
+    try:
+        futures = {pool.submit(work, account): account.name for account in chosen}
+        for future in concurrent.futures.as_completed(futures):
+            name = futures[future]
+            try:
+                results[name] = future.result()
+            except (StopRequestedError, StoppedError):
+                raise
+            except Exception as error:
+                LOGGER.debug("account %r failed", name, exc_info=True)
+                failures[name] = one_line(name, error)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    order = [account.name for account in chosen]
+    return (
+        {name: results[name] for name in order if name in results},
+        {name: failures[name] for name in order if name in failures},
+    )
+
+
+def one_line(account: str, error: BaseException) -> str:
+    """An account's failure as one line naming it (the project error in a Dagster run's
+    chain when there is one)."""
+    found = user_error(error)
+    message = str(found if found is not None else error).strip().splitlines()
+    text = message[0] if message else type(error).__name__
+    prefix = f"account {account!r}: "
+    return text if text.startswith(prefix) else prefix + text
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    """Where one account's loads stand, read from the warehouse."""
+
+    name: str
+    #: from BULUTFON_ACCOUNTS_FILE (``False``: the ``default`` account of today's variables)
+    from_file: bool
+    #: when its last batch of details was committed (``None``: never)
+    last_load: dt.datetime | None
+    #: the newest listed call time (``None``: its listing was never scanned)
+    high_water_mark: dt.datetime | None
+    #: listed calls still to load, and their days
+    pending_calls: int
+    pending_days: tuple[dt.date, ...]
+
+
+def run_accounts_status(accounts: Sequence[str] | None = None) -> list[AccountStatus]:
+    """Each account (of ``accounts``, default every one) with its last load, high-water
+    mark and pending calls. Reads only; a warehouse not created yet shows none of them.
+
+    Raises:
+        SetupError: the settings or the accounts file are malformed, or a name is unknown.
+    """
+    chosen = select(accounts)
+    settings = read_settings()
+    exists = settings.warehouse_url is not None or settings.duckdb_path.exists()
+    statuses = []
+    for account in chosen:
+        last: dt.datetime | None = None
+        mark: dt.datetime | None = None
+        pending, days = 0, tuple[dt.date, ...]()
+        if exists:
+            warehouse = _account_warehouse(settings, account.name)
+            warehouse.ensure_schema()
+            mark = warehouse.high_water_mark()
+            progress_now = warehouse.load_progress(dt.datetime.now(dt.UTC))
+            pending, days = progress_now.pending_calls, progress_now.pending_days
+            last = _last_load(warehouse)
+        statuses.append(AccountStatus(account.name, account.from_file, last, mark, pending, days))
+    return statuses
+
+
+def _last_load(warehouse: Warehouse) -> dt.datetime | None:
+    """When the account's newest ``cdrs`` row was written."""
+    import pandas as pd
+
+    frame = warehouse.fetch_frame(_LAST_LOAD_SQL, [warehouse.account])
+    value: Any = frame.iloc[0, 0] if len(frame) else None
+    if value is None or pd.isna(value):
+        return None
+    return pd.Timestamp(value).to_pydatetime()
+
+
+#: The newest ``loaded_at`` of an account's calls (``account`` is the first column of
+#: every table of the account-aware warehouse).
+_LAST_LOAD_SQL = "SELECT max(loaded_at) FROM cdrs WHERE account = ?"
+
+
+def _account_warehouse(settings: Settings, account: str = DEFAULT_ACCOUNT) -> Warehouse:
+    """The warehouse of ``account``, safe to use from the threads of several accounts
+    (``resources.account_warehouse``; imported here, since it imports Dagster)."""
+    from bulutfon_pipeline.resources import account_warehouse
+
+    return account_warehouse(settings, account)

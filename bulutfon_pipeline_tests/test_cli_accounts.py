@@ -1,0 +1,119 @@
+"""The CLI's accounts: `--account`, the `accounts` command, and the exit code of a sync
+where some account failed; in-process (click's runner), against the simulator."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from bulutfon_pipeline.cli.main import main
+from bulutfon_pipeline.runner import run_sync
+from bulutfon_pipeline.settings import LOCAL_TZ, Settings
+from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline_tests.helpers import environment
+
+ACCOUNTS_TOML = """
+[accounts.izmir]
+access_token_env = "TOKEN_IZMIR"
+
+[accounts.missing]
+access_token_env = "TOKEN_MISSING"
+"""
+
+
+def _env(sim, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        **sim.env(),
+        "BULUTFON_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        "BULUTFON_DATA_DIR": str(tmp_path),
+        "BULUTFON_START_DATE": "2015-01-01",
+        **extra,
+    }
+
+
+def _file_env(sim, tmp_path: Path) -> dict[str, str]:
+    """izmir (its token) and `missing`, whose variable is not set."""
+    (tmp_path / "accounts.toml").write_text(ACCOUNTS_TOML)
+    return _env(
+        sim,
+        tmp_path,
+        BULUTFON_ACCESS_TOKEN="",
+        BULUTFON_ACCOUNTS_FILE=str(tmp_path / "accounts.toml"),
+        TOKEN_IZMIR=sim.env(account="izmir")["BULUTFON_ACCESS_TOKEN"],
+        TOKEN_MISSING="",
+    )
+
+
+def test_accounts_lists_the_default_account_with_its_state(
+    simulator_factory, tmp_path: Path
+) -> None:
+    sim = simulator_factory(days=2, calls_per_day=10)
+    runner = CliRunner()
+    with environment(_env(sim, tmp_path, BULUTFON_ACCOUNTS_FILE="")):
+        before = runner.invoke(main, ["accounts"])
+        assert before.exit_code == 0, before.output
+        row = _row(before.output, "default")
+        assert row == ["default (no accounts file)", "never", "never", "0"]
+        run_sync(listing=True, start=None, end=None)
+        mark = Warehouse.from_settings(Settings.from_env()).high_water_mark()
+        after = runner.invoke(main, ["accounts"])
+    assert after.exit_code == 0, after.output
+    _, last, high, pending = _row(after.output, "default")
+    assert high == f"{mark.astimezone(LOCAL_TZ):%Y-%m-%d %H:%M:%S}"
+    assert last != "never" and pending == "0"
+
+
+def _row(output: str, name: str) -> list[str]:
+    """The cells of ``name``'s row of a rich table (without the pending-days cell when
+    empty)."""
+    for line in output.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃]", line) if c.strip()]
+        if cells and cells[0].startswith(name):
+            return cells
+    raise AssertionError(f"no row for {name} in:\n{output}")
+
+
+def test_an_unknown_account_exits_2_naming_the_known_ones(
+    simulator_factory, tmp_path: Path
+) -> None:
+    sim = simulator_factory(days=1, calls_per_day=3, accounts=["izmir"])
+    runner = CliRunner()
+    with environment(_file_env(sim, tmp_path)):
+        for args in (
+            ["sync", "--account", "izmir", "--account", "antalya", "--no-progress"],
+            ["backfill", "--start", "2015-01-01", "--end", "2015-01-02", "--account", "antalya"],
+            ["purge-recordings", "--before", "2015-01-01", "--account", "antalya"],
+            ["accounts", "--account", "antalya"],
+        ):
+            result = runner.invoke(main, args)
+            assert result.exit_code == 2, (args, result.output)
+            assert "unknown account(s) 'antalya'; known: izmir, missing" in result.output
+    assert sim.stats()["total"] == 0  # nothing was asked of the API
+
+
+def test_a_sync_where_one_account_fails_loads_the_other_and_exits_1(
+    simulator_factory, tmp_path: Path
+) -> None:
+    sim = simulator_factory(days=2, calls_per_day=10, accounts=["izmir"])
+    runner = CliRunner()
+    with environment(_file_env(sim, tmp_path)):
+        result = runner.invoke(main, ["sync", "--no-progress"])
+        listed = runner.invoke(main, ["accounts"])
+    assert result.exit_code == 1, result.output
+    assert (
+        "error: account 'missing': its access_token_env names TOKEN_MISSING, which is not set"
+        in result.output
+    )
+    assert "1 of 2 accounts failed; loaded: izmir" in result.output
+    # izmir loaded every call of its own, each detail fetched once.
+    expected = {row["uuid"] for row in sim.expected_tables("izmir")["cdrs"]}
+    assert sim.stats("izmir")["detail_uuids"] == dict.fromkeys(expected, 1)
+    assert listed.exit_code == 0, listed.output
+    assert [_row(listed.output, n)[0] for n in ("izmir", "missing")] == ["izmir", "missing"]
+    # `--account izmir` alone: nothing fails, nothing is left to fetch.
+    with environment(_file_env(sim, tmp_path)):
+        again = runner.invoke(main, ["sync", "--account", "izmir", "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert sim.stats("izmir")["detail_uuids"] == dict.fromkeys(expected, 1)
