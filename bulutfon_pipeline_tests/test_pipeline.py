@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -25,6 +26,7 @@ from bulutfon_pipeline.assets import cdr_details, cdr_listing
 from bulutfon_pipeline.partitions import range_tags, register_accounts
 from bulutfon_pipeline.resources import default_resources
 from bulutfon_pipeline.runner import run_sync
+from bulutfon_pipeline.settings import LOCAL_TZ
 from bulutfon_pipeline_tests.helpers import (
     BACKENDS,
     WarehouseTarget,
@@ -62,8 +64,9 @@ def _listing_requests(sim) -> int:
     return sum(int(n) for n in sim.stats().get("listing", {}).values())
 
 
-def _materialize_all(first: dt.date, last: dt.date) -> None:
-    """The listing, then one ranged run of the detail assets, the way a backfill runs."""
+def _materialize_all(first: dt.date, last: dt.date) -> Any:
+    """The listing, then one ranged run of the detail assets, the way a backfill runs; the
+    ranged run's result."""
     instance = dg.DagsterInstance.ephemeral()
     register_accounts(instance, ["default"])
     listing = dg.materialize(
@@ -85,6 +88,21 @@ def _materialize_all(first: dt.date, last: dt.date) -> None:
     checks = {e.check_name: e.passed for e in details.get_asset_check_evaluations()}
     assert checks["cdrs_uuid_unique"] and checks["call_flow_steps_has_parent"]
     assert checks["originations_has_parent"] and checks["cdrs_complete"]
+    return details
+
+
+def _partition_counts(details: Any, asset: str) -> dict[str, dict[str, int]]:
+    """Each partition's own ``partition_*`` counts in the ranged run's materializations."""
+    out = {}
+    for event in details.get_asset_materialization_events():
+        if event.asset_key == dg.AssetKey(asset):
+            meta = event.materialization.metadata
+            out[str(event.partition)] = {
+                k.removeprefix("partition_"): meta[k].value
+                for k in meta
+                if k.startswith("partition_")
+            }
+    return out
 
 
 def _days(sim) -> tuple[dt.date, dt.date]:
@@ -130,9 +148,28 @@ def test_materialize_loads_exact_tables_and_second_run_fetches_nothing(
     )
     with environment(_env(sim, tmp_path, target)):
         first, last = _days(sim)
-        _materialize_all(first, last)
+        details = _materialize_all(first, last)
         db = target.db
         expected = sim.expected_tables()
+        # Each partition of the ranged run carries its own day's counts, from the model.
+        # Every call the simulator serves is listed, on its local (Istanbul) day.
+        listing_day = {
+            c.uuid: c.call_time.astimezone(LOCAL_TZ).date().isoformat() for c in sim.dataset.calls
+        }
+        loaded = {r["uuid"] for r in expected["cdrs"]}
+        rejected = {r["uuid"] for r in expected["load_rejects"]} - loaded
+        own = {
+            f"default|{day}": {
+                "listed": sum(d == day for d in listing_day.values()),
+                "loaded": sum(listing_day[u] == day for u in loaded),
+                "rejected": sum(listing_day.get(u) == day for u in rejected),
+                "pending": 0,
+            }
+            for day in sorted(set(listing_day.values()))
+        }
+        assert len(own) == 3 and sum(c["loaded"] for c in own.values()) == len(loaded)
+        for asset in ("cdrs", "originations"):
+            assert _partition_counts(details, asset) == own
         # Bad records (404s, impossible dates, broken flows, HTML bodies) are rejected,
         # everything else is loaded exactly as the simulator's own model says.
         assert len(expected["load_rejects"]) == 7

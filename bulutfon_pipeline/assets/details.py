@@ -1,6 +1,7 @@
 """The account x day partitioned detail load: ``cdrs`` and the tables normalized from
 each call."""
 
+import datetime as dt
 from typing import Any
 
 import dagster as dg
@@ -21,7 +22,7 @@ from bulutfon_pipeline.assets._common import (
     summed,
 )
 from bulutfon_pipeline.loads import DetailLoadSummary, load_details
-from bulutfon_pipeline.partitions import account_day_partitions
+from bulutfon_pipeline.partitions import account_day_partitions, split_key
 from bulutfon_pipeline.resources import BulutfonResource, SettingsResource, WarehouseResource
 from bulutfon_pipeline.warehouse import Warehouse
 
@@ -132,6 +133,7 @@ def cdr_details(
     preview = previews[0].to_markdown(index=False) if previews else "_no new calls in this range_"
     flow_steps = sum(s.flow_steps for _, (s, _stats) in done)
     originations = sum(s.originations for _, (s, _stats) in done)
+    _partition_counts(context, loaded, start, end)
     yield dg.MaterializeResult(
         asset_key="cdrs", metadata={**common, "preview": dg.MetadataValue.md(preview)}
     )
@@ -145,3 +147,25 @@ def cdr_details(
     yield from checks.evaluate(
         loaded, lookback=knobs.lookback, reject_rate_warn=knobs.reject_rate_warn
     )
+
+
+def _partition_counts(
+    context: dg.AssetExecutionContext, loaded: list[Warehouse], start: dt.date, end: dt.date
+) -> None:
+    """In a ranged run, each partition's own counts after the load (its day's listed,
+    loaded, rejected and pending calls), as ``partition_*`` metadata of that partition's
+    materializations; the run's counts stay those of the whole range. A run of one
+    partition needs none: its counts are its own."""
+    keys = context.partition_keys
+    if len(keys) < 2:
+        return
+    counts: dict[tuple[str, dt.date], dict[str, int]] = {}
+    for wh in loaded:
+        for day, day_counts in wh.day_counts(start, end).items():
+            counts[(wh.account, day)] = day_counts
+    empty = {"listed": 0, "loaded": 0, "rejected": 0, "pending": 0}
+    for key in keys:
+        own = counts.get(split_key(key), empty)
+        metadata = {f"partition_{name}": value for name, value in own.items()}
+        for spec in SPECS:
+            context.add_asset_metadata(metadata, asset_key=spec.key, partition_key=key)

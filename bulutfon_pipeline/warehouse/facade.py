@@ -292,6 +292,10 @@ class Warehouse:
         """See :func:`.pending.listed_count`."""
         return _pending.listed_count(self.db, start, end, account=self.account)
 
+    def day_counts(self, start: date, end: date) -> dict[date, dict[str, int]]:
+        """See :func:`.pending.day_counts`."""
+        return _pending.day_counts(self.db, start, end, account=self.account)
+
     def pending_dates(self) -> list[date]:
         """See :func:`.pending.pending_dates`."""
         return _pending.pending_dates(self.db, account=self.account)

@@ -9,7 +9,14 @@ from datetime import date, datetime
 from bulutfon_pipeline.warehouse._common import utc
 from bulutfon_pipeline.warehouse.backend import Backend
 
-__all__ = ["LoadProgress", "listed_count", "load_progress", "pending_dates", "pending_uuids"]
+__all__ = [
+    "LoadProgress",
+    "day_counts",
+    "listed_count",
+    "load_progress",
+    "pending_dates",
+    "pending_uuids",
+]
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,33 @@ def listed_count(db: Backend, start: date, end: date, *, account: str) -> int:
     with db.transaction() as tx:
         sql = "SELECT count(*) FROM cdr_listing WHERE account = ? AND call_date BETWEEN ? AND ?"
         return int(tx.scalar(sql, [account, start, end]) or 0)
+
+
+def day_counts(db: Backend, start: date, end: date, *, account: str) -> dict[date, dict[str, int]]:
+    """Per local day of ``[start, end]`` that has listed calls of ``account``: how many
+    are ``listed``, ``loaded`` (a ``cdrs`` row), ``rejected`` (a reject and no ``cdrs``
+    row) and ``pending`` (as :func:`pending_uuids` counts them), in one query."""
+    with db.transaction() as tx:
+        rows = tx.execute(
+            f"""
+            SELECT l.call_date, count(*),
+                   count(*) FILTER (WHERE EXISTS (
+                       SELECT 1 FROM cdrs AS c WHERE c.account = l.account AND c.uuid = l.uuid)),
+                   count(*) FILTER (WHERE NOT EXISTS (
+                       SELECT 1 FROM cdrs AS c WHERE c.account = l.account AND c.uuid = l.uuid)
+                       AND EXISTS (SELECT 1 FROM load_rejects AS r
+                                   WHERE r.account = l.account AND r.uuid = l.uuid)),
+                   count(*) FILTER (WHERE {_PENDING})
+            FROM cdr_listing AS l
+            WHERE l.account = ? AND l.call_date BETWEEN ? AND ?
+            GROUP BY l.call_date ORDER BY l.call_date
+            """,  # noqa: S608 - a constant predicate
+            [account, account, start, end],
+        ).fetchall()
+    return {
+        day: {"listed": int(n), "loaded": int(ok), "rejected": int(bad), "pending": int(todo)}
+        for day, n, ok, bad, todo in rows
+    }
 
 
 def pending_dates(db: Backend, *, account: str) -> list[date]:
