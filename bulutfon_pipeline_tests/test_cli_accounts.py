@@ -3,6 +3,7 @@ where some account failed; in-process (click's runner), against the simulator.""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from bulutfon_pipeline.cli.main import main
 from bulutfon_pipeline.runner import run_sync
 from bulutfon_pipeline.settings import LOCAL_TZ, Settings
 from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline_tests.fixtures.marts import insert_calls
 from bulutfon_pipeline_tests.helpers import environment
 
 ACCOUNTS_TOML = """
@@ -117,3 +119,40 @@ def test_a_sync_where_one_account_fails_loads_the_other_and_exits_1(
         again = runner.invoke(main, ["sync", "--account", "izmir", "--no-progress"])
     assert again.exit_code == 0, again.output
     assert sim.stats("izmir")["detail_uuids"] == dict.fromkeys(expected, 1)
+
+
+def test_report_of_every_account_and_of_one(tmp_path: Path) -> None:
+    # The nine hand-made calls of fixtures/marts.py as two accounts' calls, in-process.
+    (tmp_path / "accounts.toml").write_text(ACCOUNTS_TOML)
+    env = {
+        "BULUTFON_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        "BULUTFON_DATA_DIR": str(tmp_path),
+        "BULUTFON_ACCOUNTS_FILE": str(tmp_path / "accounts.toml"),
+    }
+    runner = CliRunner()
+    with environment(env):
+        missing = runner.invoke(main, ["report"])
+        assert missing.exit_code == 2
+        assert "run `bulutfon-pipeline sync` first" in missing.output
+        wh = Warehouse(tmp_path / "warehouse.duckdb")
+        wh.ensure_schema()
+        insert_calls(wh, account="default")
+        insert_calls(wh, account="izmir")
+        unknown = runner.invoke(main, ["report", "--account", "ankara"])
+        assert unknown.exit_code == 2
+        assert "ankara" in unknown.output and "izmir" in unknown.output
+        every = runner.invoke(main, ["report"])
+        one = runner.invoke(main, ["report", "--account", "izmir"])
+    assert every.exit_code == 0 and one.exit_code == 0, every.output + one.output
+    today = dt.datetime.now(LOCAL_TZ).date().isoformat()
+    assert Path(every.output.strip()) == tmp_path / "reports" / f"call_report_{today}.html"
+    assert Path(one.output.strip()) == tmp_path / "reports" / f"call_report_izmir_{today}.html"
+    page = Path(every.output.strip()).read_text(encoding="utf-8")
+    accounts = page[page.index('<section id="accounts">') :]
+    assert re.findall(r"<tr><td>([a-z]+)</td><td class='num'>(\d+)</td>", accounts)[:2] == [
+        ("default", "9"),
+        ("izmir", "9"),
+    ]
+    alone = Path(one.output.strip()).read_text(encoding="utf-8")
+    assert "<h1>Bulutfon call report – izmir</h1>" in alone
+    assert '<section id="accounts">' not in alone

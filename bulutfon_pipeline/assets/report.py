@@ -21,20 +21,9 @@ def call_report(
     """A self-contained HTML call report (charts of the marts) in BULUTFON_DATA_DIR/reports."""
     # Imported here: matplotlib costs every process that loads the definitions (each
     # `sync`, each run worker) most of a second, and only this asset draws.
-    from bulutfon_pipeline.report import REPORTS_DIR, build_report
-    from bulutfon_pipeline.settings import analytics_path_for
-    from bulutfon_pipeline.warehouse.duckdb_analytics import read_only_warehouse
+    from bulutfon_pipeline.report import report_from_settings
 
-    knobs = settings.get()
-    out_dir = knobs.data_dir / REPORTS_DIR
-    # The analysts' copy when one is published (a load never waits for it); else the
-    # warehouse itself (nothing loaded yet, or the copy's folder was cleaned).
-    wh = warehouse.warehouse()
-    source = wh
-    if not wh.is_server:  # a server warehouse is read directly: readers never block loads
-        copy = knobs.analytics_path_setting or analytics_path_for(wh.path)
-        source = read_only_warehouse(copy) if copy.is_file() else wh
-    report = build_report(source, out_dir=out_dir)
+    report = report_from_settings(settings.get(), warehouse.warehouse())
     context.log.info("call report written to %s", report.path)
     summary = report.summary
     return dg.MaterializeResult(

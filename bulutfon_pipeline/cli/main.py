@@ -1,5 +1,5 @@
 """The ``bulutfon-pipeline`` commands: sync, backfill, reconcile, sql, purge-recordings,
-replay, accounts, auth, demo, ui, simulator, webhook.
+replay, accounts, report, auth, demo, ui, simulator, webhook.
 
 Each command parses its arguments, calls :mod:`bulutfon_pipeline.runner` and renders the
 result. Problems a user can fix (configuration, credentials, an unreachable API, a bad
@@ -119,6 +119,19 @@ def _stop_cleanly(command: str) -> Iterator[None]:
     except runner.StoppedError as stopped:
         print(stopped.message, file=sys.stderr)
         sys.exit(stopped.exit_code)
+
+
+@main.command()
+@click.option(
+    "--account",
+    metavar="NAME",
+    default=None,
+    help="Only this account's calls (of BULUTFON_ACCOUNTS_FILE); default every account's.",
+)
+@friendly_errors
+def report(account: str | None) -> None:
+    """Write the HTML call report (every account's, or one account's) and print its path."""
+    print(runner.build_call_report(account))
 
 
 @main.command()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from bulutfon_pipeline.report.data import ReportSummary, read_marts, summarize
 from bulutfon_pipeline.report.page import SECTIONS, render_html
-from bulutfon_pipeline.settings import LOCAL_TZ
+from bulutfon_pipeline.settings import LOCAL_TZ, Settings, analytics_path_for
 from bulutfon_pipeline.warehouse import Warehouse
 
-__all__ = ["REPORTS_DIR", "CallReport", "build_report"]
+__all__ = ["REPORTS_DIR", "CallReport", "build_report", "report_from_settings"]
 
 #: Folder under BULUTFON_DATA_DIR that holds the reports.
 REPORTS_DIR = "reports"
@@ -63,3 +63,25 @@ def build_report(
     latest = out_dir / f"{prefix}_latest.html"
     shutil.copyfile(path, latest)
     return CallReport(path=path, latest_path=latest, summary=summary, sections=list(SECTIONS))
+
+
+def report_from_settings(
+    settings: Settings, warehouse: Warehouse | None = None, *, account: str | None = None
+) -> CallReport:
+    """:func:`build_report` into ``BULUTFON_DATA_DIR/reports``, read from the analysts'
+    copy when one is published (a load never waits for it), else from the warehouse itself
+    (nothing loaded yet, or the copy's folder was cleaned; a PostgreSQL warehouse is read
+    directly, its readers never block a load).
+
+    Args:
+        warehouse: the warehouse the settings name, when the caller has it already.
+        account: report this account's calls only; default every account's.
+    """
+    from bulutfon_pipeline.warehouse.duckdb_analytics import read_only_warehouse
+
+    wh = Warehouse.from_settings(settings) if warehouse is None else warehouse
+    source = wh
+    if not wh.is_server:
+        copy = settings.analytics_path_setting or analytics_path_for(wh.path)
+        source = read_only_warehouse(copy) if copy.is_file() else wh
+    return build_report(source, out_dir=settings.data_dir / REPORTS_DIR, account=account)

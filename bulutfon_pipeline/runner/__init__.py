@@ -39,6 +39,7 @@ from bulutfon_pipeline.runner.preflight import (
     temporary_environment,
     writer_lock,
 )
+from bulutfon_pipeline.runner.report import build_call_report
 from bulutfon_pipeline.runner.sync import (
     DETAIL_ASSETS,
     ReconcileResult,
@@ -61,6 +62,7 @@ __all__ = [
     "SetupError",
     "StoppedError",
     "SyncResult",
+    "build_call_report",
     "check_warehouse",
     "check_warehouse_path",
     "is_runtime_failure",
