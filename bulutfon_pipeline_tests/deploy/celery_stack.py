@@ -211,15 +211,22 @@ def wait_until_ready(broker_url: str, workers: Sequence[CeleryWorker]) -> None:
         app.close()
 
 
-def launch_run(assets: Sequence[str], first: str, last: str) -> dict[str, object]:
-    """One run materializing ``assets`` over the `default` account's local days
-    ``first..last``, on the instance of ``DAGSTER_HOME``, with the code location's
-    executor. The listing (partitioned by account, which Dagster keeps out of a ranged
-    run of account x day partitions) runs first, as its own run of the account."""
+def launch_run(
+    assets: Sequence[str], first: str, last: str, accounts: Sequence[str] = ("default",)
+) -> dict[str, object]:
+    """One run materializing ``assets`` over the local days ``first..last`` of every
+    account of ``accounts`` (a range of account x day partitions is the cross product of
+    the accounts' and the days' ranges), on the instance of ``DAGSTER_HOME``, with the code
+    location's executor. The listing (partitioned by account, which Dagster keeps out of a
+    ranged run of account x day partitions) runs first, one run per account."""
     import dagster as dg
     from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
 
-    from bulutfon_pipeline.partitions import range_tags, register_accounts
+    from bulutfon_pipeline.partitions import account_day_key, register_accounts
 
     repository = ReconstructableRepository.for_module(
         LOCATION, "defs", working_directory=str(REPO_ROOT)
@@ -227,12 +234,22 @@ def launch_run(assets: Sequence[str], first: str, last: str) -> dict[str, object
     definition = repository.get_definition()
     outcome: dict[str, object] = {"pid": os.getpid()}
     with dg.DagsterInstance.get() as instance:
-        register_accounts(instance, ["default"])  # what bulutfon_accounts_sensor does
+        register_accounts(instance, accounts)  # what bulutfon_accounts_sensor does
         rest = [asset for asset in assets if asset != "cdr_listing"]
         if len(rest) < len(assets):
-            listing = _execute(repository, definition, instance, ["cdr_listing"], {}, "default")
-            outcome["listing_run_id"], outcome["listing_success"] = listing
-        tags = range_tags(dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+            listings = [
+                _execute(repository, definition, instance, ["cdr_listing"], {}, account)
+                for account in accounts
+            ]
+            outcome["listing_success"] = all(success for _, success in listings)
+        tags = {
+            ASSET_PARTITION_RANGE_START_TAG: str(
+                account_day_key(accounts[0], dt.date.fromisoformat(first))
+            ),
+            ASSET_PARTITION_RANGE_END_TAG: str(
+                account_day_key(accounts[-1], dt.date.fromisoformat(last))
+            ),
+        }
         outcome["run_id"], outcome["success"] = _execute(
             repository, definition, instance, rest, tags, None
         )
@@ -268,8 +285,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--assets", required=True, help="comma-separated asset keys")
     parser.add_argument("--first", required=True)
     parser.add_argument("--last", required=True)
+    parser.add_argument("--accounts", default="default", help="comma-separated accounts")
     args = parser.parse_args(argv)
-    outcome = launch_run(args.assets.split(","), args.first, args.last)
+    outcome = launch_run(args.assets.split(","), args.first, args.last, args.accounts.split(","))
     print(json.dumps(outcome))
 
 

@@ -7,11 +7,11 @@ free port, two ``dagster-celery worker start`` processes with the shipped
 deploy/celery.yaml (one pool process each, named w1 and w2) and the simulator. The code
 location runs with ``BULUTFON_EXECUTOR=celery``.
 
-The run: the listing of the `default` account as a run of its own (it is partitioned by
-account, the loads by account x day, and Dagster keeps the two out of one ranged run),
-then the three days of the simulator as one ranged run, as a UI backfill of three days
-launches it on PostgreSQL (up to 3 days per run), of the detail assets, the recordings
-and the report. Its steps are ``cdr_details``, then ``call_recordings`` and
+The run: three PBX accounts (an accounts file, each its own token and dataset), the
+listing of each as a run of its own (it is partitioned by account, the loads by account x
+day, and Dagster keeps the two out of one ranged run), then the three accounts' three
+days as one ranged run of 9 account x day partitions, of the detail assets, the
+recordings and the report. Its steps are ``cdr_details``, then ``call_recordings`` and
 ``call_report`` *at the same time* (both need only the details).
 That parallel pair is what makes the spread certain rather than likely: each worker runs
 one step at a time and, acknowledging late, reserves none ahead (deploy/celery.yaml), so
@@ -58,7 +58,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 INSTANCE_YAML = REPO_ROOT / "deploy" / "dagster.yaml"
 CELERY_YAML = REPO_ROOT / "deploy" / "celery.yaml"
-DAYS, CALLS_PER_DAY = 3, 12
+DAYS, CALLS_PER_DAY = 3, 6
+ACCOUNTS = ("izmir", "ankara", "bursa")
 ASSETS = [
     "cdr_listing",
     "cdrs",
@@ -92,6 +93,7 @@ def _launch(env: dict[str, str], first: dt.date, last: dt.date) -> dict[str, Any
     command = [
         sys.executable, "-m", "bulutfon_pipeline_tests.deploy.celery_stack",
         "--assets", ",".join(ASSETS), "--first", first.isoformat(), "--last", last.isoformat(),
+        "--accounts", ",".join(ACCOUNTS),
     ]  # fmt: skip
     done = subprocess.run(
         command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
@@ -133,7 +135,12 @@ def test_a_ranged_run_spreads_its_steps_over_two_celery_workers_and_loads_exactl
     tmp_path: Path,
 ) -> None:
     sim = simulator_factory(
-        days=DAYS, calls_per_day=CALLS_PER_DAY, latency_ms=20, jitter_ms=5, seed=17
+        days=DAYS,
+        calls_per_day=CALLS_PER_DAY,
+        latency_ms=20,
+        jitter_ms=5,
+        seed=17,
+        accounts=list(ACCOUNTS),
     )
     end = sim.dataset.config.end_date
     first, last = end - dt.timedelta(days=DAYS - 1), end
@@ -146,9 +153,21 @@ def test_a_ranged_run_spreads_its_steps_over_two_celery_workers_and_loads_exactl
     data.mkdir()
     instance_env = {"DAGSTER_POSTGRES_URL": postgres_server.url(instance_db, driver="psycopg2")}
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("BULUTFON_", "DAGSTER_"))}
+    accounts_file = tmp_path / "accounts.toml"
+    accounts_file.write_text(
+        "".join(
+            f'[accounts.{name}]\naccess_token_env = "TOKEN_{name.upper()}"\n' for name in ACCOUNTS
+        )
+    )
+    shared = {k: v for k, v in sim.env(auth="master").items() if k != "BULUTFON_ACCESS_TOKEN"}
     env = {
         **inherited,
-        **sim.env(auth="master"),
+        **shared,
+        **{
+            f"TOKEN_{name.upper()}": sim.env(account=name)["BULUTFON_ACCESS_TOKEN"]
+            for name in ACCOUNTS
+        },
+        "BULUTFON_ACCOUNTS_FILE": str(accounts_file),
         **instance_env,
         "DAGSTER_HOME": str(home),
         "BULUTFON_EXECUTOR": "celery",
@@ -210,16 +229,16 @@ def test_a_ranged_run_spreads_its_steps_over_two_celery_workers_and_loads_exactl
             assert pid in processes[worker_of[step]], (step, pid, processes)
             assert pid != outcome["pid"], (step, pid)
 
-    # The warehouse: exactly the simulator's calls, steps and originations; one detail
-    # request per call, one recording request per recorded call; the report was written;
-    # no DuckDB file appeared.
-    expected = sim.expected_tables()
-    assert_tables_match(warehouse_url, expected)
-    cdrs = expected_rows(expected, "cdrs")
-    stats = sim.stats()
-    assert stats["detail_uuids"] == dict.fromkeys((row["uuid"] for row in cdrs), 1)
-    recorded = [row["uuid"] for row in cdrs if row["has_recording"]]
-    assert recorded, "the dataset should have recorded calls"
-    assert stats["recording_uuids"] == dict.fromkeys(recorded, 1)
+    # The warehouse: exactly each account's own calls, steps and originations; one detail
+    # request per call, one recording request per recorded call, each with its account's
+    # token; the report was written; no DuckDB file appeared.
+    for name in ACCOUNTS:
+        expected = sim.expected_tables(name)
+        assert_tables_match(warehouse_url, expected, account=name)
+        cdrs = expected_rows(expected, "cdrs")
+        stats = sim.stats(account=name)
+        assert stats["detail_uuids"] == dict.fromkeys((row["uuid"] for row in cdrs), 1)
+        recorded = [row["uuid"] for row in cdrs if row["has_recording"]]
+        assert stats.get("recording_uuids", {}) == dict.fromkeys(recorded, 1)
     assert (data / "reports" / "call_report_latest.html").is_file()
     assert not duckdb_path.exists()
