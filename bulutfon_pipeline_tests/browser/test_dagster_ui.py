@@ -28,6 +28,7 @@ from bulutfon_pipeline_tests.browser.stack import (
     DAGSTER_DEV_GROUP,
     REPO_ROOT,
     DagsterDev,
+    GraphQLError,
     wait_for,
 )
 from bulutfon_pipeline_tests.helpers import expected_rows, read_table
@@ -143,6 +144,11 @@ BACKFILLS = """{ partitionBackfillsOrError { __typename ... on PartitionBackfill
   id status numPartitions isAssetBackfill assetSelection { path }
   runs { runId status tags { key value } } } } } }"""
 TERMINAL_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
+#: A failed run's error messages, for the assertion's message.
+RUN_ERRORS = """query($runId: ID!) { logsForRun(runId: $runId) { __typename
+  ... on EventConnection { events { __typename ... on MessageEvent { message }
+  ... on ExecutionStepFailureEvent { error { message } }
+  ... on RunFailureEvent { error { message } } } } } }"""
 TERMINAL_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 
@@ -157,7 +163,13 @@ def _finished_run(dagster: DagsterDev, asset: str) -> dict[str, Any]:
         return runs[0] if runs and runs[0]["status"] in TERMINAL_RUN else None
 
     run = wait_for(f"the {asset} run to finish", probe, timeout=RUN_TIMEOUT_S, every=1.0)
-    assert run["status"] == "SUCCESS", f"{asset} run {run['runId']} ended {run['status']}"
+    if run["status"] != "SUCCESS":
+        try:
+            logs = dagster.graphql(RUN_ERRORS, {"runId": run["runId"]})["logsForRun"]
+            errors = [e["error"]["message"] for e in logs.get("events", []) if e.get("error")]
+        except GraphQLError as error:  # the message still names the run
+            errors = [f"(its errors could not be read: {error})"]
+        pytest.fail(f"{asset} run {run['runId']} ended {run['status']}: {errors}")
     return run
 
 
