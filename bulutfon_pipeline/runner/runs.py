@@ -21,6 +21,51 @@ def quiet_dagster() -> dict[str, Any]:
     return {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
+#: The ``python_logs`` handlers of ``DAGSTER_HOME``'s dagster.yaml, read once by
+#: :func:`prepare_threads` before accounts run in threads (see there).
+_yaml_handlers: list[logging.Handler] | None = None
+
+
+def prepare_threads() -> None:
+    """Call in the main thread before several accounts' runs start in threads of one
+    process; from then on :func:`instance_for` gives each thread an instance fit for it.
+    Two things of a ``DAGSTER_HOME`` instance assume one run per process at a time:
+
+    * its compute log manager captures a step's output by pointing the process's file
+      descriptors 1 and 2 at the step's log file and back: two accounts' steps at once
+      left the CLI's own output in some step's log (the summary and the failed account's
+      line never showed). The threads' instances capture nothing (the CLI quiets Dagster's
+      logs anyway); runs and events are still stored in ``DAGSTER_HOME``;
+    * it builds its ``python_logs`` handlers with ``logging.config.dictConfig`` for every
+      run. ``dictConfig`` holds logging's module lock while it takes each existing
+      handler's lock to close it, and a thread logging through such a handler holds that
+      lock while it waits for the module lock: the whole sync deadlocked. So the handlers
+      are built here, once, and every thread's instance reuses them.
+    """
+    global _yaml_handlers
+    if _yaml_handlers is None and os.environ.get("DAGSTER_HOME"):
+        import dagster as dg
+
+        _yaml_handlers = list(dg.DagsterInstance.get().get_yaml_python_handlers())
+
+
+def _for_threads(instance: Any) -> Any:
+    """``instance`` again, without compute log capture and with the handlers read once
+    (:func:`prepare_threads` says why)."""
+    import dagster as dg
+    from dagster._serdes import ConfigurableClassData
+
+    ref = instance.get_ref()._replace(
+        compute_logs_data=ConfigurableClassData(
+            "dagster._core.storage.noop_compute_log_manager", "NoOpComputeLogManager", "{}"
+        )
+    )
+    threaded = dg.DagsterInstance.from_ref(ref)
+    handlers = list(_yaml_handlers or ())
+    threaded.get_yaml_python_handlers = lambda: handlers  # type: ignore[method-assign]
+    return threaded
+
+
 def instance_for(accounts: Sequence[str]) -> Any:
     """The Dagster instance of the runner's runs (``DAGSTER_HOME``'s, else an ephemeral
     one), with ``accounts`` registered as partitions."""
@@ -30,6 +75,8 @@ def instance_for(accounts: Sequence[str]) -> Any:
 
     if os.environ.get("DAGSTER_HOME"):
         instance = dg.DagsterInstance.get()
+        if _yaml_handlers is not None:
+            instance = _for_threads(instance)
     else:
         instance = dg.DagsterInstance.ephemeral()
     register_accounts(instance, accounts)

@@ -20,6 +20,7 @@ from bulutfon_pipeline.accounts import Account
 from bulutfon_pipeline.loads import DetailLoadSummary, ListingScanResult, group_dates
 from bulutfon_pipeline.recordings import PurgeSummary, RecordingsSummary
 from bulutfon_pipeline.replay import ReplaySummary, replay_details
+from bulutfon_pipeline.runner import runs
 from bulutfon_pipeline.runner.accounts import run_each, select
 from bulutfon_pipeline.runner.errors import SetupError
 from bulutfon_pipeline.runner.preflight import (
@@ -180,6 +181,7 @@ def run_sync(
             # The schema once, before the accounts' runs: their concurrent first runs
             # would each try to create it.
             _account_warehouse(settings).ensure_schema()
+            runs.prepare_threads()
             result.by_account, result.failures = run_each(chosen, one)
             for done in result.by_account.values():
                 result._add(done)
