@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,8 +34,9 @@ from typing import Any
 
 import duckdb
 import psycopg
-from common import BIN, WORK, ChildRun, load_now, run_child_rss, simulator
+from common import BIN, ROOT, WORK, ChildRun, load_now, run_child_rss, simulator
 
+sys.path.insert(0, str(ROOT))
 from bulutfon_pipeline_tests.postgres import PostgresServer
 
 END_DATE = dt.date(2015, 4, 16)  # the simulator's default end date

@@ -35,6 +35,7 @@ from bulutfon_pipeline.settings import (
     DEFAULT_WAREHOUSE_SCHEMA,
     DUCKDB_CHECKPOINT_THRESHOLD,
     DUCKDB_MEMORY_LIMIT,
+    DUCKDB_THREADS_MEMORY_LIMIT,
     Settings,
 )
 from bulutfon_pipeline.warehouse import Warehouse
@@ -178,7 +179,10 @@ def _duckdb_connection(path: Path) -> Iterator[Any]:
     import duckdb
 
     config: dict[str, str | bool | int | float | list[str]] = {
-        "memory_limit": DUCKDB_MEMORY_LIMIT,
+        # Accounts loading in threads share one database instance (settings says why).
+        "memory_limit": DUCKDB_MEMORY_LIMIT
+        if threading.current_thread() is threading.main_thread()
+        else DUCKDB_THREADS_MEMORY_LIMIT,
         "checkpoint_threshold": DUCKDB_CHECKPOINT_THRESHOLD,
     }
     with _DUCKDB_OPEN_CLOSE:

@@ -90,6 +90,13 @@ DEFAULT_LISTING_CHUNK_ROWS = 5000  # BULUTFON_LISTING_CHUNK_ROWS
 #: at 634 MB RSS, against 293 MB with this limit at the same speed (BENCHMARKS.md).
 #: Larger queries spill to disk instead.
 DUCKDB_MEMORY_LIMIT = "64MB"
+#: How many PBX accounts one ``sync`` loads at the same time, each in its own thread with
+#: its own Dagster runs and API client (so its own rate).
+ACCOUNTS_AT_ONCE = 8
+#: DuckDB's memory limit while several accounts load in threads of one process: their
+#: connections share one database instance, whose limit is the process's, so each loading
+#: account gets what one load gets alone (64 MB for 8 at once ran out of memory).
+DUCKDB_THREADS_MEMORY_LIMIT = f"{64 * ACCOUNTS_AT_ONCE}MB"
 #: The WAL size at which DuckDB checkpoints on its own (default 16 MiB). A load of many
 #: batches releases its connection every few seconds (``Warehouse.session``), and closing
 #: checkpoints anyway; checkpoints at 16 MiB in between cost 4.4 s of a 100,000-call

@@ -15,15 +15,13 @@ from bulutfon_pipeline.accounts import Account, AccountsError, select_accounts
 from bulutfon_pipeline.runner.errors import SetupError, user_error
 from bulutfon_pipeline.runner.interrupts import StoppedError, StopRequestedError
 from bulutfon_pipeline.runner.preflight import read_settings
-from bulutfon_pipeline.settings import DEFAULT_ACCOUNT, Settings
+from bulutfon_pipeline.settings import ACCOUNTS_AT_ONCE, DEFAULT_ACCOUNT, Settings
 from bulutfon_pipeline.warehouse import Warehouse
 
 LOGGER = logging.getLogger(__name__)
 
-#: How many accounts one ``sync`` loads at the same time, each in its own thread with its
-#: own Dagster runs and API client (so its own rate). The work is mostly waiting on the
-#: API; DuckDB's writes take turns inside the process, PostgreSQL's run in parallel.
-ACCOUNTS_AT_ONCE = 8
+# ACCOUNTS_AT_ONCE (settings): the work is mostly waiting on the API; DuckDB's writes take
+# turns inside the process, PostgreSQL's run in parallel.
 
 T = TypeVar("T")
 
