@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -33,9 +31,6 @@ from bulutfon_pipeline.settings import (
     DEFAULT_REJECT_RATE_WARN,
     DEFAULT_START_DATE,
     DEFAULT_WAREHOUSE_SCHEMA,
-    DUCKDB_CHECKPOINT_THRESHOLD,
-    DUCKDB_MEMORY_LIMIT,
-    DUCKDB_THREADS_MEMORY_LIMIT,
     Settings,
 )
 from bulutfon_pipeline.warehouse import Warehouse
@@ -159,54 +154,9 @@ class WarehouseResource(DuckDBResource):
     def warehouse(self, account: str = DEFAULT_ACCOUNT) -> Warehouse:
         """The warehouse, with its schema and views in place, reading and writing the rows
         of ``account``."""
-        warehouse = account_warehouse(self.settings(), account)
+        warehouse = Warehouse.from_settings(self.settings(), account=account)
         warehouse.ensure_schema()
         return warehouse
-
-
-#: Opening and closing a DuckDB file in one process, one thread at a time. The DuckDB
-#: Python client (1.x/2.0) races when threads open and close connections to one file at
-#: once: a thread then finds a database without the client's table functions
-#: ("Table Function with name python_arrow_scan does not exist", seen with two accounts
-#: syncing at once). The transactions themselves still run concurrently.
-_DUCKDB_OPEN_CLOSE = threading.Lock()
-
-
-@contextmanager
-def _duckdb_connection(path: Path) -> Iterator[Any]:
-    """``duckdb.connect(path)`` with the warehouse's own settings (as
-    ``warehouse.duckdb_backend`` opens it), opened and closed under the process's lock."""
-    import duckdb
-
-    config: dict[str, str | bool | int | float | list[str]] = {
-        # Accounts loading in threads share one database instance (settings says why).
-        "memory_limit": DUCKDB_MEMORY_LIMIT
-        if threading.current_thread() is threading.main_thread()
-        else DUCKDB_THREADS_MEMORY_LIMIT,
-        "checkpoint_threshold": DUCKDB_CHECKPOINT_THRESHOLD,
-    }
-    with _DUCKDB_OPEN_CLOSE:
-        con = duckdb.connect(str(path), config=config)
-    try:
-        yield con
-    finally:
-        with _DUCKDB_OPEN_CLOSE:
-            con.close()
-
-
-def account_warehouse(settings: Settings, account: str = DEFAULT_ACCOUNT) -> Warehouse:
-    """``Warehouse.from_settings(settings, account=account)``, safe to use from several
-    threads of one process at once (accounts loading concurrently): a DuckDB file is opened
-    and closed one thread at a time."""
-    if settings.warehouse_url is not None:
-        return Warehouse.from_settings(settings, account=account)
-    path = settings.duckdb_path
-    return Warehouse(
-        path,
-        connect=lambda: _duckdb_connection(path),
-        lock_timeout_s=settings.lock_timeout_s,
-        account=account,
-    )
 
 
 class SettingsResource(dg.ConfigurableResource):

@@ -171,9 +171,11 @@ def _warehouse_importers(drivers: tuple[str, ...]) -> set[str]:
 def test_only_the_backend_module_of_the_warehouse_imports_duckdb() -> None:
     # duckdb_analytics.py reads the analysts' copy, a DuckDB file by definition (a server
     # warehouse needs no copy: its readers never block a load); duckdb_migrate.py lends
-    # the caller's raw connection to the migrations (duckdb-engine).
+    # the caller's raw connection to the migrations (duckdb-engine); duckdb_connect.py
+    # opens the backend's files (its settings, one thread at a time).
     assert _warehouse_importers(("duckdb", "duckdb_engine")) == {
         "duckdb_backend.py",
+        "duckdb_connect.py",
         "duckdb_analytics.py",
         "duckdb_migrate.py",
     }

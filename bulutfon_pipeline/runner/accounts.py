@@ -15,7 +15,7 @@ from bulutfon_pipeline.accounts import Account, AccountsError, select_accounts
 from bulutfon_pipeline.runner.errors import SetupError, user_error
 from bulutfon_pipeline.runner.interrupts import StoppedError, StopRequestedError
 from bulutfon_pipeline.runner.preflight import read_settings
-from bulutfon_pipeline.settings import ACCOUNTS_AT_ONCE, DEFAULT_ACCOUNT, Settings
+from bulutfon_pipeline.settings import ACCOUNTS_AT_ONCE
 from bulutfon_pipeline.warehouse import Warehouse
 
 LOGGER = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def run_accounts_status(accounts: Sequence[str] | None = None) -> list[AccountSt
         mark: dt.datetime | None = None
         pending, days = 0, tuple[dt.date, ...]()
         if exists:
-            warehouse = _account_warehouse(settings, account.name)
+            warehouse = Warehouse.from_settings(settings, account=account.name)
             warehouse.ensure_schema()
             mark = warehouse.high_water_mark()
             progress_now = warehouse.load_progress(dt.datetime.now(dt.UTC))
@@ -137,11 +137,3 @@ def _last_load(warehouse: Warehouse) -> dt.datetime | None:
 #: The newest ``loaded_at`` of an account's calls (``account`` is the first column of
 #: every table of the account-aware warehouse).
 _LAST_LOAD_SQL = "SELECT max(loaded_at) FROM cdrs WHERE account = ?"
-
-
-def _account_warehouse(settings: Settings, account: str = DEFAULT_ACCOUNT) -> Warehouse:
-    """The warehouse of ``account``, safe to use from the threads of several accounts
-    (``resources.account_warehouse``; imported here, since it imports Dagster)."""
-    from bulutfon_pipeline.resources import account_warehouse
-
-    return account_warehouse(settings, account)

@@ -31,7 +31,7 @@ from bulutfon_pipeline.runner.preflight import (
     writer_lock,
 )
 from bulutfon_pipeline.runner.runs import instance_for, materialize, metadata, quiet_dagster
-from bulutfon_pipeline.settings import DEFAULT_ACCOUNT, LOCAL_TZ, Settings
+from bulutfon_pipeline.settings import LOCAL_TZ, Settings
 from bulutfon_pipeline.warehouse import Warehouse
 from bulutfon_pipeline.warehouse.change_log import ChangeRow, changes_since
 from bulutfon_pipeline.warehouse.publish import PublishResult, publish_analytics
@@ -180,7 +180,7 @@ def run_sync(
         else:
             # The schema once, before the accounts' runs: their concurrent first runs
             # would each try to create it.
-            _account_warehouse(settings).ensure_schema()
+            Warehouse.from_settings(settings).ensure_schema()
             runs.prepare_threads()
             result.by_account, result.failures = run_each(chosen, one)
             for done in result.by_account.values():
@@ -237,7 +237,7 @@ def _sync_account(
                 partition_key=name,
             )
             result.listing = ListingScanResult.from_metadata(meta)
-        warehouse = _account_warehouse(settings, name)
+        warehouse = Warehouse.from_settings(settings, account=name)
         warehouse.ensure_schema()
         result.ranges = _plan_ranges(
             warehouse, settings, start, end, pending_only=reconcile, start_date=account.start_date
@@ -387,11 +387,3 @@ def run_reconcile(
         sync=sync,
         changes=changes_since(Warehouse.from_settings(settings), since),
     )
-
-
-def _account_warehouse(settings: Settings, account: str = DEFAULT_ACCOUNT) -> Warehouse:
-    """The warehouse of ``account``, safe to use from the threads of several accounts
-    (``resources.account_warehouse``; imported here, since it imports Dagster)."""
-    from bulutfon_pipeline.resources import account_warehouse
-
-    return account_warehouse(settings, account)

@@ -16,6 +16,7 @@ built from API values: they travel as parameters or registered Arrow tables.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import time
@@ -31,8 +32,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
-from bulutfon_pipeline.settings import DUCKDB_CHECKPOINT_THRESHOLD, DUCKDB_MEMORY_LIMIT
 from bulutfon_pipeline.warehouse import schema
+from bulutfon_pipeline.warehouse.duckdb_connect import connect_file
 from bulutfon_pipeline.warehouse.errors import (
     LOCK_WAIT_LOGGER,
     WarehouseError,
@@ -112,22 +113,10 @@ class DuckDB:
         self.path = path
         self.name = str(path)
         self.lock_timeout_s = lock_timeout_s
-        self._connect: Connect = connect or self._default_connect
+        self._connect: Connect = connect or functools.partial(connect_file, path)
         self._session: _Session | None = None
         #: Seam for tests: how to wait between lock attempts.
         self.sleep: Callable[[float], None] = time.sleep
-
-    @contextmanager
-    def _default_connect(self) -> Iterator[Connection]:
-        config: dict[str, str | bool | int | float | list[str]] = {
-            "memory_limit": DUCKDB_MEMORY_LIMIT,
-            "checkpoint_threshold": DUCKDB_CHECKPOINT_THRESHOLD,
-        }
-        con = duckdb.connect(str(self.path), config=config)
-        try:
-            yield con
-        finally:
-            con.close()
 
     @contextmanager
     def session(self, max_hold_s: float = 5.0) -> Iterator[None]:

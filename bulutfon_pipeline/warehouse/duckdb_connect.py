@@ -1,0 +1,45 @@
+"""How the pipeline opens a DuckDB file: its settings, and one thread at a time."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from bulutfon_pipeline.settings import (
+    DUCKDB_CHECKPOINT_THRESHOLD,
+    DUCKDB_MEMORY_LIMIT,
+    DUCKDB_THREADS_MEMORY_LIMIT,
+)
+
+__all__ = ["connect_file"]
+
+#: Connections to DuckDB files open and close one thread at a time: the Python client
+#: raced when accounts' threads did so at once ("Table Function with name
+#: python_arrow_scan does not exist"). Their transactions still run concurrently.
+_OPEN_CLOSE = threading.Lock()
+
+
+@contextmanager
+def connect_file(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the file at ``path`` with the pipeline's settings, closed on exit.
+
+    Accounts loading in threads of one process share one database instance, whose memory
+    limit is the process's: off the main thread it is one load's limit per account
+    (``settings.DUCKDB_THREADS_MEMORY_LIMIT``).
+    """
+    main = threading.current_thread() is threading.main_thread()
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": DUCKDB_MEMORY_LIMIT if main else DUCKDB_THREADS_MEMORY_LIMIT,
+        "checkpoint_threshold": DUCKDB_CHECKPOINT_THRESHOLD,
+    }
+    with _OPEN_CLOSE:
+        con = duckdb.connect(str(path), config=config)
+    try:
+        yield con
+    finally:
+        with _OPEN_CLOSE:
+            con.close()
