@@ -46,7 +46,8 @@ def prepare_threads() -> None:
     if _yaml_handlers is None and os.environ.get("DAGSTER_HOME"):
         import dagster as dg
 
-        _yaml_handlers = list(dg.DagsterInstance.get().get_yaml_python_handlers())
+        with dg.DagsterInstance.get() as instance:
+            _yaml_handlers = list(instance.get_yaml_python_handlers())
 
 
 def _for_threads(instance: Any) -> Any:
