@@ -21,11 +21,14 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Time,
 )
 
 __all__ = [
     "ACCOUNT_COLUMN",
     "ACCOUNT_TABLES",
+    "DIRECTORY_BEGINNING",
+    "DIRECTORY_TABLES",
     "HIGH_WATER_MARK_KEY",
     "REJECT_STAGES",
     "UNENFORCED_KEY_TABLES",
@@ -36,12 +39,17 @@ __all__ = [
     "cdr_listing_stage",
     "cdr_refetch",
     "cdrs",
+    "extensions",
     "key_columns",
     "load_rejects",
     "metadata",
     "originations",
+    "phone_number_hours",
+    "phone_numbers",
     "pipeline_state",
     "raw_cdr_details",
+    "ring_group_members",
+    "ring_groups",
     "views_state",
 ]
 
@@ -249,6 +257,107 @@ views_state = Table(
     Column("fingerprint", String, nullable=False),
     _instant("updated_at", nullable=False),
 )
+
+
+# --- The PBX's directory (issue 15, migration 0004) ----------------------------------------
+# Slowly changing: each table keeps one row per version of an entity, valid from
+# ``valid_from`` (inclusive) to ``valid_to`` (exclusive; NULL: the version in force). A
+# change closes the version in force (its ``valid_to`` becomes the new one's
+# ``valid_from``) and opens a new one; an entity gone from the API has its version closed
+# and none opened. The first version of an entity a warehouse sees is valid from
+# DIRECTORY_BEGINNING, so that calls loaded before the directory join a name; later ones
+# from the instant the change was seen (the API response's ``Date``). A fact joins the
+# version valid at its call's time:
+#   ON d.account = f.account AND d.number = f.extension
+#      AND f.call_time >= d.valid_from AND (d.valid_to IS NULL OR f.call_time < d.valid_to)
+# Ids and numbers are text, as everywhere (the API sends numbers or strings).
+
+#: ``valid_from`` of the first version of every directory entity.
+DIRECTORY_BEGINNING = "1970-01-01T00:00:00+00:00"
+
+
+def _validity() -> list[Column[object]]:
+    return [_instant("valid_from", nullable=False, primary_key=True), _instant("valid_to")]
+
+
+extensions = Table(
+    "extensions",
+    metadata,
+    _account(key=True),
+    Column("extension_id", String, primary_key=True),
+    *_validity(),
+    Column("number", String),
+    Column("caller_name", String),
+    Column("email", String),
+    Column("did", String),
+    Column("voice_mail", Boolean),
+    Column("redirection_type", String),
+    Column("destination_type", String),
+    Column("destination_number", String),
+    Column("external_number", String),
+    # the allowed call classes, as received, joined by commas ("domestic,gsm")
+    Column("acl", String),
+)
+
+ring_groups = Table(
+    "ring_groups",
+    metadata,
+    _account(key=True),
+    Column("group_id", String, primary_key=True),
+    *_validity(),
+    Column("number", String),
+    Column("name", String),
+    Column("timeout", Integer),
+    Column("delay_time", Integer),
+    Column("ring_duration", Integer),
+)
+
+# A member's row opens when the extension joins the group and closes when it leaves.
+ring_group_members = Table(
+    "ring_group_members",
+    metadata,
+    _account(key=True),
+    Column("group_id", String, primary_key=True),
+    Column("extension_id", String, primary_key=True),
+    *_validity(),
+    Column("extension_number", String),
+)
+
+# The DIDs. ``destination_type`` as received (``Auto attendant``, ``Group``,
+# ``Extension``); ``working_hour``: whether the number follows its working hours.
+phone_numbers = Table(
+    "phone_numbers",
+    metadata,
+    _account(key=True),
+    Column("did_id", String, primary_key=True),
+    *_validity(),
+    Column("number", String),
+    Column("state", String),
+    Column("destination_type", String),
+    Column("destination_id", String),
+    Column("destination_number", String),
+    Column("working_hour", Boolean),
+)
+
+# A number's weekly working hours, one row per ISO weekday (1 Monday .. 7 Sunday), local
+# Europe/Istanbul wall-clock times; versioned with the number: a version of
+# ``phone_numbers`` and its seven rows share ``valid_from`` and ``valid_to``.
+phone_number_hours = Table(
+    "phone_number_hours",
+    metadata,
+    _account(key=True),
+    Column("did_id", String, primary_key=True),
+    *_validity(),
+    Column("weekday", Integer, primary_key=True),
+    Column("open", Boolean, nullable=False),
+    Column("shift_start", Time),
+    Column("shift_finish", Time),
+    Column("lunch_break_start", Time),
+    Column("lunch_break_finish", Time),
+)
+
+#: The directory's tables, in the order a load writes them.
+DIRECTORY_TABLES = (extensions, ring_groups, ring_group_members, phone_numbers, phone_number_hours)
 
 
 # The four tables a detail load writes keep their primary key in this metadata (the

@@ -241,8 +241,11 @@ def previous_release(target: Target) -> list[str]:
 # --- (a) a warehouse of the release before migrations -------------------------------------
 
 #: The revisions this release ships after the baseline, and the (empty) tables they add.
-AFTER_BASELINE = ("0002", "0003")
-ADDED_TABLES = {"_views_state"}
+AFTER_BASELINE = ("0002", "0003", "0004")
+#: 0004's directory tables (empty after an upgrade).
+DIRECTORY = {"extensions", "ring_groups", "ring_group_members", "phone_numbers",
+             "phone_number_hours"}  # fmt: skip
+ADDED_TABLES = {"_views_state", *DIRECTORY}
 
 
 def _kept(rows: dict[str, Any]) -> dict[str, Any]:
@@ -573,8 +576,9 @@ def test_release_before_accounts_gets_account_default_and_keeps_every_row(
 
     result = target.upgrade()
 
-    assert result == MigrationResult("0002", head_revision(), "migrated", ("0003",))
+    assert result == MigrationResult("0002", head_revision(), "migrated", ("0003", "0004"))
     after = target.rows()
+    assert all(after.pop(table) == [] for table in DIRECTORY), after
     # Every row is there, as it was, with account 'default' in front; the views' fingerprint
     # is gone (the views were dropped, the next ensure_schema makes this release's).
     assert after["_views_state"] == []

@@ -51,6 +51,11 @@ EXPECTED_TYPES = {
     "_cdr_refetch": [VC, VC, "date", VC, TZ],
     "_pipeline_state": [VC, VC, VC, TZ],
     "_views_state": [VC, VC, TZ],
+    "extensions": [VC, VC, TZ, TZ, VC, VC, VC, VC, "boolean", VC, VC, VC, VC, VC],
+    "ring_groups": [VC, VC, TZ, TZ, VC, VC, "integer", "integer", "integer"],
+    "ring_group_members": [VC, VC, VC, TZ, TZ, VC],
+    "phone_numbers": [VC, VC, TZ, TZ, VC, VC, VC, VC, VC, "boolean"],
+    "phone_number_hours": [VC, VC, TZ, TZ, "integer", "boolean", *["time without time zone"] * 4],
     "alembic_version": [VC],  # Alembic's own (the migrations)
 }  # fmt: skip
 

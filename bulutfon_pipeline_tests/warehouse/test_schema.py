@@ -88,6 +88,36 @@ EXPECTED_TYPES = {
     "_views_state": {
         "key": "VARCHAR", "fingerprint": "VARCHAR", "updated_at": "TIMESTAMP WITH TIME ZONE",
     },
+    "extensions": {
+        "account": "VARCHAR", "extension_id": "VARCHAR",
+        "valid_from": "TIMESTAMP WITH TIME ZONE", "valid_to": "TIMESTAMP WITH TIME ZONE",
+        "number": "VARCHAR", "caller_name": "VARCHAR", "email": "VARCHAR", "did": "VARCHAR",
+        "voice_mail": "BOOLEAN", "redirection_type": "VARCHAR", "destination_type": "VARCHAR",
+        "destination_number": "VARCHAR", "external_number": "VARCHAR", "acl": "VARCHAR",
+    },
+    "ring_groups": {
+        "account": "VARCHAR", "group_id": "VARCHAR",
+        "valid_from": "TIMESTAMP WITH TIME ZONE", "valid_to": "TIMESTAMP WITH TIME ZONE",
+        "number": "VARCHAR", "name": "VARCHAR", "timeout": "INTEGER", "delay_time": "INTEGER",
+        "ring_duration": "INTEGER",
+    },
+    "ring_group_members": {
+        "account": "VARCHAR", "group_id": "VARCHAR", "extension_id": "VARCHAR",
+        "valid_from": "TIMESTAMP WITH TIME ZONE", "valid_to": "TIMESTAMP WITH TIME ZONE",
+        "extension_number": "VARCHAR",
+    },
+    "phone_numbers": {
+        "account": "VARCHAR", "did_id": "VARCHAR",
+        "valid_from": "TIMESTAMP WITH TIME ZONE", "valid_to": "TIMESTAMP WITH TIME ZONE",
+        "number": "VARCHAR", "state": "VARCHAR", "destination_type": "VARCHAR",
+        "destination_id": "VARCHAR", "destination_number": "VARCHAR", "working_hour": "BOOLEAN",
+    },
+    "phone_number_hours": {
+        "account": "VARCHAR", "did_id": "VARCHAR",
+        "valid_from": "TIMESTAMP WITH TIME ZONE", "valid_to": "TIMESTAMP WITH TIME ZONE",
+        "weekday": "INTEGER", "open": "BOOLEAN", "shift_start": "TIME", "shift_finish": "TIME",
+        "lunch_break_start": "TIME", "lunch_break_finish": "TIME",
+    },
 }  # fmt: skip
 
 EXPECTED_KEYS = {
@@ -103,6 +133,11 @@ EXPECTED_KEYS = {
     "cdr_changes": ["account", "uuid", "field", "seen_at"],
     "_cdr_refetch": ["account", "uuid"],
     "_views_state": ["key"],
+    "extensions": ["account", "extension_id", "valid_from"],
+    "ring_groups": ["account", "group_id", "valid_from"],
+    "ring_group_members": ["account", "group_id", "extension_id", "valid_from"],
+    "phone_numbers": ["account", "did_id", "valid_from"],
+    "phone_number_hours": ["account", "did_id", "valid_from", "weekday"],
 }
 
 
