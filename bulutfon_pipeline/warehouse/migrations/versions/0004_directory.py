@@ -11,6 +11,7 @@ Create Date: 2026-12-02
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -21,7 +22,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _key(*names: str) -> list[sa.Column[object]]:
+def _key(*names: str) -> list[sa.Column[Any]]:
     """``account``, the entity's id columns and ``valid_from`` (the key), then
     ``valid_to``."""
     return [
