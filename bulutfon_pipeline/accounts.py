@@ -5,6 +5,7 @@ A TOML file with one table per account::
     [accounts.izmir-office]
     access_token_env = "BULUTFON_TOKEN_IZMIR"   # the variable that holds its master token
     # or client_id_env / client_secret_env / refresh_token_env for OAuth
+    # or api_key_env for a v2 API key (the account then speaks v2)
     api_url = "https://api.bulutfon.com"         # optional: default BULUTFON_API_URL
     start_date = "2024-01-01"                    # optional: default BULUTFON_START_DATE
     max_rps = 20                                 # optional: this account's own cap
@@ -68,6 +69,7 @@ _CREDENTIALS = {
     "client_id_env": "client_id",
     "client_secret_env": "client_secret",
     "refresh_token_env": "refresh_token",
+    "api_key_env": "api_key",
 }
 _KEYS = (*_CREDENTIALS, "api_url", "start_date", "max_rps")
 #: Keys that would put a secret in the file.
@@ -96,11 +98,23 @@ class Account:
 
     @property
     def auth(self) -> str | None:
-        """``master`` (a master token) or ``oauth`` (an OAuth client); ``None`` for the
-        ``default`` account without a file, whose variables decide as they do today."""
+        """``master`` (a master token), ``oauth`` (an OAuth client) or ``apikey`` (a v2 API
+        key); ``None`` for the ``default`` account without a file, whose variables decide
+        as they do today."""
         if not self.from_file:
             return None
+        if "api_key" in self.credential_vars:
+            return "apikey"
         return "master" if "access_token" in self.credential_vars else "oauth"
+
+    @property
+    def credentials_hint(self) -> str | None:
+        """What to check when the API rejects its credentials: the variables it names
+        (``None`` for the ``default`` account without a file: today's message)."""
+        if not self.from_file:
+            return None
+        names = ", ".join(self.credential_vars.values())
+        return f"check {names} (account {self.name!r} of {ACCOUNTS_FILE_ENV})"
 
     def token_file(self, data_dir: Path) -> Path:
         """Where its rotated OAuth tokens go: ``<data_dir>/tokens/<name>.json``; the
@@ -145,6 +159,9 @@ class Account:
             overrides["api_url"] = self.api_url
         if self.max_rps is not None:
             overrides["max_rps"] = self.max_rps
+        if "api_key" in self.credential_vars:
+            overrides["api_version"] = "v2"  # an API key is v2's credential only
+        overrides["credentials_hint"] = self.credentials_hint
         config = ClientConfig.from_env(env, **overrides)
         return dataclasses.replace(config, token_path=self.token_file(config.data_dir))
 
@@ -258,12 +275,13 @@ def _account(name: str, table: Any, source: str) -> Account:
                 raise AccountsError(f"{where}: {key} must name an environment variable")
             credential_vars[field_name] = var
     master = "access_token" in credential_vars
+    key = "api_key" in credential_vars
     client = {"client_id", "client_secret"} <= set(credential_vars)
-    if master == client or (master and len(credential_vars) > 1):
+    if master + key + client != 1 or ((master or key) and len(credential_vars) > 1):
         raise AccountsError(
             f"{where}: give access_token_env (a master token), or client_id_env and "
             "client_secret_env (an OAuth client, with refresh_token_env or a token from "
-            "`bulutfon-pipeline auth`), not both"
+            "`bulutfon-pipeline auth`), or api_key_env (a v2 API key): exactly one of them"
         )
     return Account(
         name,

@@ -82,6 +82,15 @@ def test_each_account_gets_only_its_own_credentials() -> None:
     assert (two.api_url, two.max_rps) == ("https://api.example", 50.0)  # the shared ones
 
 
+def test_an_api_key_account_speaks_v2_with_its_own_key() -> None:
+    (bursa,) = parse_accounts("[accounts.bursa]\napi_key_env = 'BURSA_KEY'\n")
+    env = {"BULUTFON_ACCESS_TOKEN": "the-global-token", "BURSA_KEY": "bursa-key"}
+    config = bursa.client_config(env)
+    assert bursa.auth == "apikey"
+    assert (config.api_version, config.api_key, config.access_token) == ("v2", "bursa-key", None)
+    assert config.credentials_hint == "check BURSA_KEY (account 'bursa' of BULUTFON_ACCOUNTS_FILE)"
+
+
 def test_a_variable_the_environment_lacks_fails_only_that_account() -> None:
     izmir, ankara = parse_accounts(TWO)
     env = {"ANKARA_ID": "id", "ANKARA_SECRET": "secret"}
@@ -111,7 +120,9 @@ A = "[accounts.a]\naccess_token_env = 'X'\n"  # a valid account, to add a bad ke
         (A + "max_rsp = 3", "F: account 'a': unknown key 'max_rsp'"),
         ("[accounts.a]\naccess_token_env = 'a var'", "access_token_env must name an environment"),
         ("[accounts.a]\napi_url = 'https://x'", "give access_token_env (a master token), or"),
-        (A + "client_id_env = 'I'\nclient_secret_env = 'S'", "not both"),
+        (A + "client_id_env = 'I'\nclient_secret_env = 'S'", "exactly one of them"),
+        (A + "api_key_env = 'K'", "or api_key_env (a v2 API key): exactly one of them"),
+        ("[accounts.a]\napi_key = 'abc123'", "name that variable with api_key_env"),
         ("[accounts.a]\nclient_id_env = 'I'", "give access_token_env"),
         (A + "api_url = 'ftp://x'", "api_url must be an http(s) URL"),
         (A + "start_date = '2024-13-01'", "start_date must be a date, YYYY-MM-DD"),

@@ -133,6 +133,9 @@ class ClientConfig:
     user_agent: str = field(default_factory=default_user_agent)
     api_version: ApiVersion = settings.DEFAULT_API_VERSION  # type: ignore[assignment]
     api_key: str | None = field(default=None, repr=False)
+    #: What to check when the API rejects the credentials (one line, never a value); set
+    #: by an accounts file's account (its variables); ``None``: the ``BULUTFON_*`` ones.
+    credentials_hint: str | None = None
     v2_list_path: str = settings.DEFAULT_V2_LIST_PATH
     v2_detail_path: str = settings.DEFAULT_V2_DETAIL_PATH
     v2_auth: Literal["header", "query"] = settings.DEFAULT_V2_AUTH  # type: ignore[assignment]

@@ -236,7 +236,7 @@ class Retries:
         if outcome.status == 429:
             self._stats.incr("rate_limited")
         if not should_retry(outcome, self.retries, config.max_retries):
-            error = final_error(outcome, self.retries + 1)
+            error = final_error(outcome, self.retries + 1, _credentials_hint(config))
             self._stats.incr("not_found" if isinstance(error, NotFoundError) else "errors")
             raise error
         self._stats.incr("retries")
@@ -388,3 +388,11 @@ class ClientCore:
         """v2: the listing filtered to one uuid, for a detail asked for without its date."""
         params, parse = call_date_lookup(self.config, uuid)
         return JsonRequest(self.config.list_url, params, parse)
+
+
+def _credentials_hint(config: ClientConfig) -> str | None:
+    """What a rejected-credentials error tells to check: the account's variables, v2's
+    key, or (``None``) the default's ``BULUTFON_ACCESS_TOKEN`` / OAuth hint."""
+    if config.credentials_hint:
+        return config.credentials_hint
+    return "check BULUTFON_API_KEY" if config.is_v2 else None

@@ -145,8 +145,12 @@ def should_retry(outcome: Outcome, attempt: int, max_retries: int) -> bool:
     return status >= 500
 
 
-def final_error(outcome: Outcome, attempts: int) -> BulutfonError:
-    """The typed error to surface for a failed ``outcome`` after ``attempts`` attempts."""
+def final_error(
+    outcome: Outcome, attempts: int, credentials_hint: str | None = None
+) -> BulutfonError:
+    """The typed error to surface for a failed ``outcome`` after ``attempts`` attempts;
+    ``credentials_hint`` says what to check when the credentials were rejected (default:
+    the ``BULUTFON_*`` variables)."""
     if outcome.fatal is not None:
         return outcome.fatal
     after = f" after {attempts} attempt{'s' if attempts != 1 else ''}"
@@ -172,9 +176,11 @@ def final_error(outcome: Outcome, attempts: int) -> BulutfonError:
     detail = f": {excerpt}" if excerpt else ""
     kwargs: dict[str, Any] = {"status": status, "body_excerpt": excerpt, "url": url}
     if status in (401, 403) or _says_token_expired(outcome.body):
+        hint = credentials_hint or (
+            "check BULUTFON_ACCESS_TOKEN, or run `bulutfon-pipeline auth` for OAuth"
+        )
         return AuthError(
-            f"Bulutfon rejected the credentials ({status}) for {where}{detail} — check "
-            "BULUTFON_ACCESS_TOKEN, or run `bulutfon-pipeline auth` for OAuth",
+            f"Bulutfon rejected the credentials ({status}) for {where}{detail} — {hint}",
             **kwargs,
         )
     if status == 404:

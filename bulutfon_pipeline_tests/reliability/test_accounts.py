@@ -51,6 +51,10 @@ def test_crash_faults_and_a_bad_token_across_accounts(
     assert rerun.returncode == 1, (rerun.returncode, rerun.stderr)
     assert "Traceback" not in rerun.stderr
     assert "account 'broken'" in rerun.stderr
+    # ... and says which variable to check: the account's own, not the single-account one.
+    (line,) = [x for x in rerun.stderr.splitlines() if "account 'broken'" in x]
+    assert "check TOKEN_BROKEN (account 'broken'" in line, line
+    assert "BULUTFON_ACCESS_TOKEN" not in line, line
     for name in GOOD:
         assert_tables_match(ws.warehouse, sim.expected_tables(name), account=name)
     assert accounts_of(ws.warehouse, "cdrs") == set(GOOD)
