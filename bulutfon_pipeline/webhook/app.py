@@ -1,10 +1,15 @@
 """The receiver's Starlette app: check the credentials, cap the size, parse, make the
 event durable in the inbox, and only then answer 200.
 
+Posts for the account ``default`` come to the configured path, those for an account of
+``BULUTFON_ACCOUNTS_FILE`` to ``<path>/<account>`` (each PBX's panel gets its own URL:
+the posts carry nothing that names the PBX).
+
 Answers: 200 ``{"stored": true}`` (``false`` for a duplicate, which changes nothing);
-401 without valid Basic credentials (when configured); 413 above the size cap; 400 for
-a malformed post, with the reason in the body and in the inbox's ``rejected_posts``;
-503 when the inbox cannot commit (the event is not stored: the sender should retry).
+401 without valid Basic credentials (when configured); 404 for an account the
+deployment does not have; 413 above the size cap; 400 for a malformed post, with the
+reason in the body and in the inbox's ``rejected_posts`` (404s too); 503 when the inbox
+cannot commit (the event is not stored: the sender should retry).
 Neither the ``Authorization`` header nor the password is ever logged.
 """
 
@@ -14,6 +19,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import hmac
 import logging
 from typing import Any
@@ -23,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNT
 from bulutfon_pipeline.webhook.config import WebhookConfig
 from bulutfon_pipeline.webhook.events import MalformedEventError, parse_event
 from bulutfon_pipeline.webhook.inbox import InboxWriter, StoreResult
@@ -71,7 +78,9 @@ async def _read_capped(request: Request, cap: int) -> bytes:
 
 
 def create_app(config: WebhookConfig, writer: InboxWriter) -> Starlette:
-    """The receiver: ``POST config.path`` takes events, ``GET /healthz`` says it is up."""
+    """The receiver: ``POST config.path`` (the account ``default``) and ``POST
+    config.path/<account>`` take events, ``GET /healthz`` says it is up."""
+    known = set(config.accounts)
     user = (config.user or "").encode()
     password = (config.password or "").encode()
 
@@ -107,6 +116,11 @@ def create_app(config: WebhookConfig, writer: InboxWriter) -> Starlette:
                 "unauthorized\n", status_code=401, headers={"WWW-Authenticate": _REALM}
             )
         content_type = request.headers.get("content-type")
+        account = request.path_params.get("account", DEFAULT_ACCOUNT)
+        if account not in known:
+            reason = _unknown_account(config, account)
+            await record_refused(404, reason, content_type, None)
+            return JSONResponse({"error": reason}, status_code=404)
         try:
             body = await _read_capped(request, config.max_body_bytes)
         except _TooLargeError:
@@ -118,6 +132,7 @@ def create_app(config: WebhookConfig, writer: InboxWriter) -> Starlette:
         except MalformedEventError as error:
             await record_refused(400, str(error), content_type, body)
             return JSONResponse({"error": str(error)}, status_code=400)
+        event = dataclasses.replace(event, account=account)
         try:
             (stored,) = await commit(lambda done: writer.submit(event, done))
         except Exception:
@@ -130,9 +145,19 @@ def create_app(config: WebhookConfig, writer: InboxWriter) -> Starlette:
     return Starlette(
         routes=[
             Route(config.path, receive, methods=["POST"]),
+            Route(config.path.rstrip("/") + "/{account}", receive, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ]
     )
+
+
+def _unknown_account(config: WebhookConfig, account: str) -> str:
+    """Why a post for ``account`` is refused: one line saying where to post instead."""
+    where = ", ".join(
+        config.path if name == DEFAULT_ACCOUNT else f"{config.path.rstrip('/')}/{name}"
+        for name in config.accounts
+    )
+    return f"this deployment has no account {account[:64]!r}: post to {where}"[:500]
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bulutfon_pipeline.settings import DEFAULT_DATA_DIR, SettingsError
+from bulutfon_pipeline.accounts import load_accounts
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNT, DEFAULT_DATA_DIR, SettingsError
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -75,6 +76,9 @@ class WebhookConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     path: str = DEFAULT_PATH
     retention_days: float = DEFAULT_RETENTION_DAYS
+    #: The accounts whose posts it takes, at ``<path>/<account>`` (and ``default`` at the
+    #: bare ``path``): those of ``BULUTFON_ACCOUNTS_FILE``, read when it starts.
+    accounts: tuple[str, ...] = (DEFAULT_ACCOUNT,)
 
     @property
     def requires_auth(self) -> bool:
@@ -87,6 +91,7 @@ class WebhookConfig:
         Raises:
             WebhookConfigError: only one of the user and the password is set, a bad size
                 cap or path.
+            AccountsError: ``BULUTFON_ACCOUNTS_FILE`` is unreadable or malformed.
         """
         env = os.environ if env is None else env
         user = env.get("BULUTFON_WEBHOOK_USER") or None
@@ -127,6 +132,7 @@ class WebhookConfig:
             max_body_bytes=cap,
             path=path,
             retention_days=retention,
+            accounts=tuple(account.name for account in load_accounts(env)),
         )
 
     def check_host(self, host: str) -> None:

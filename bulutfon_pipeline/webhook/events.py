@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNT
+
 __all__ = [
     "EVENT_TYPES",
     "HANGUP",
@@ -46,6 +48,9 @@ class WebhookEvent:
     encoding: str
     #: The event's fields (a form's values are text, its bracket keys nested).
     payload: dict[str, Any]
+    #: The PBX account it was posted for: the last part of the post's path
+    #: (``<BULUTFON_WEBHOOK_PATH>/<account>``), ``default`` for the bare path.
+    account: str = DEFAULT_ACCOUNT
 
     @property
     def payload_json(self) -> str:

@@ -13,9 +13,11 @@ costs the same fsync and would need its own dedup and reader cursor.
 Tables:
 
 * ``events(seq, event_type, uuid, timestamp_us, received_at, encoding, payload,
-  duplicates)``: ``seq`` grows with commit order (``AUTOINCREMENT``), so a reader that
-  has consumed up to ``seq`` never misses an event committed later; a duplicate only
-  bumps ``duplicates`` and keeps its ``seq``.
+  duplicates, account)``: ``account`` is the PBX account the post's path named (added to an
+  inbox made before, as ``default``, when the receiver opens it); ``seq`` grows with
+  commit order (``AUTOINCREMENT``), so a reader that has consumed up to ``seq`` never
+  misses an event committed later; a duplicate only bumps ``duplicates`` and keeps its
+  ``seq``.
 * ``rejected_posts(id, received_at, status, reason, encoding, body)``: each post answered
   400 or 413, with the reason and the start of the body, for an operator.
 * ``inbox_meta(key, value)``: ``inbox_id``, random, made with the file.
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from bulutfon_pipeline.faults import crash_point
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNT
 from bulutfon_pipeline.webhook.events import HANGUP, WebhookEvent
 
 __all__ = [
@@ -71,6 +74,7 @@ CREATE TABLE IF NOT EXISTS events (
     encoding TEXT NOT NULL,
     payload TEXT NOT NULL,
     duplicates INTEGER NOT NULL DEFAULT 0,
+    account TEXT NOT NULL DEFAULT 'default',
     UNIQUE (uuid, event_type)
 );
 -- The hourly prune deletes by age without reading the whole table.
@@ -107,6 +111,7 @@ class InboxHangup:
     uuid: str
     timestamp_us: int
     received_at: dt.datetime
+    account: str = DEFAULT_ACCOUNT
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,13 @@ class Inbox:
                 self._con.execute(
                     "INSERT OR IGNORE INTO inbox_meta VALUES ('inbox_id', ?)", (uuid.uuid4().hex,)
                 )
+            columns = {row[1] for row in self._con.execute("PRAGMA table_info(events)")}
+            self._has_account = "account" in columns
+            if create and not self._has_account:  # an inbox made before accounts
+                self._con.execute(
+                    "ALTER TABLE events ADD COLUMN account TEXT NOT NULL DEFAULT 'default'"
+                )
+                self._has_account = True
         except (OSError, sqlite3.Error) as error:
             raise InboxError(f"cannot open the webhook inbox {path}: {error}") from None
 
@@ -188,7 +200,7 @@ class Inbox:
             for event in events:
                 cursor = con.execute(
                     "INSERT OR IGNORE INTO events (event_type, uuid, timestamp_us, received_at,"
-                    " encoding, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                    " encoding, payload, account) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         event.event_type,
                         event.uuid,
@@ -196,6 +208,7 @@ class Inbox:
                         received_at,
                         event.encoding,
                         event.payload_json,
+                        event.account,
                     ),
                 )
                 if cursor.rowcount == 1:
@@ -242,13 +255,16 @@ class Inbox:
 
     def hangups_after(self, seq: int, *, limit: int) -> list[InboxHangup]:
         """The stored hangups with ``seq`` above ``seq``, oldest first, at most ``limit``."""
+        # An inbox the receiver has not reopened since accounts came: all 'default''s.
+        account = "account" if self._has_account else "'default'"
         rows = self._con.execute(
-            "SELECT seq, uuid, timestamp_us, received_at FROM events"
+            f"SELECT seq, uuid, timestamp_us, received_at, {account} FROM events"  # noqa: S608
             " WHERE seq > ? AND event_type = ? ORDER BY seq LIMIT ?",
             (seq, HANGUP, limit),
         ).fetchall()
         return [
-            InboxHangup(int(s), str(u), int(t), dt.datetime.fromisoformat(r)) for s, u, t, r in rows
+            InboxHangup(int(s), str(u), int(t), dt.datetime.fromisoformat(r), str(a))
+            for s, u, t, r, a in rows
         ]
 
     @property

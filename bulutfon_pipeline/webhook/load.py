@@ -54,6 +54,19 @@ class PushedLoadSummary:
     deferred: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    def plus(self, other: PushedLoadSummary) -> PushedLoadSummary:
+        """The two loads' counts added up (one run loads several accounts' calls)."""
+        return PushedLoadSummary(
+            self.requested + other.requested,
+            self.already_loaded + other.already_loaded,
+            self.fetched + other.fetched,
+            self.new + other.new,
+            self.updated + other.updated,
+            self.rejected + other.rejected,
+            [*self.deferred, *other.deferred],
+            self.seconds + other.seconds,
+        )
+
     def to_metadata(self) -> dict[str, Any]:
         return {
             "calls_pushed": self.requested,

@@ -14,7 +14,8 @@ and the last ``seq`` it covers). Each tick:
    it is queued or running, the tick skips (one load at a time: on DuckDB the runs would
    only queue behind each other on the file);
 2. with none pending: the hangups after ``consumed`` (at most :data:`MAX_CALLS_PER_RUN`)
-   become one run request, its uuids in the run config (visible in the launchpad).
+   become one run request, their uuids per account in the run config (visible in the
+   launchpad); the run loads each account's calls with that account's client and rows.
 
 So a hangup is consumed only by a run that succeeded, a failed run is retried, and a
 replayed event (stored once in the inbox, and skipped by the load when its call is in
@@ -30,12 +31,13 @@ from typing import Any
 
 import dagster as dg
 
+from bulutfon_pipeline.accounts import find_account
 from bulutfon_pipeline.assets._common import WRITER_POOL
 from bulutfon_pipeline.resources import BulutfonResource, SettingsResource, WarehouseResource
 from bulutfon_pipeline.settings import SettingsError
 from bulutfon_pipeline.webhook.config import DEFAULT_SENSOR_INTERVAL_S, WebhookConfig
 from bulutfon_pipeline.webhook.inbox import Inbox, InboxError
-from bulutfon_pipeline.webhook.load import load_pushed_calls
+from bulutfon_pipeline.webhook.load import PushedLoadSummary, load_pushed_calls
 
 __all__ = [
     "BATCH_TAG",
@@ -67,8 +69,8 @@ SENSOR_INTERVAL_S = _interval_from_env()
 class PushedCallsConfig(dg.Config):
     """Run configuration of the webhook load."""
 
-    uuids: list[str]
-    """The calls whose hangup was pushed; those already loaded are skipped."""
+    calls: dict[str, list[str]]
+    """Per account, the calls whose hangup was pushed; those already loaded are skipped."""
 
 
 @dg.op(name="load_pushed_calls", pool=WRITER_POOL)
@@ -79,26 +81,47 @@ def load_pushed_calls_op(
     warehouse: WarehouseResource,
     settings: SettingsResource,
 ) -> dg.Output[None]:
-    """Fetch and load the detail of each pushed call not loaded yet."""
+    """Fetch and load the detail of each pushed call not loaded yet, account by account
+    (an account's failure fails the run after the others loaded: the sensor retries it,
+    and the calls loaded already are skipped then)."""
     knobs = settings.get()
-    wh = warehouse.warehouse()
-    with bulutfon.client() as client:
-        summary = load_pushed_calls(
-            client,
-            wh,
-            config.uuids,
-            batch_size=knobs.detail_batch_size,
-            mirror_recording_deletes=knobs.data_dir if knobs.mirror_recording_deletes else None,
+    total = PushedLoadSummary()
+    failed: list[str] = []
+    for name, uuids in config.calls.items():
+        try:
+            account = find_account(name)
+            with bulutfon.client(account) as client:
+                summary = load_pushed_calls(
+                    client,
+                    warehouse.warehouse(name),
+                    uuids,
+                    batch_size=knobs.detail_batch_size,
+                    mirror_recording_deletes=(
+                        knobs.data_dir if knobs.mirror_recording_deletes else None
+                    ),
+                )
+        except Exception as error:
+            context.log.error("account %r: %s", name, str(error).splitlines()[0])
+            failed.append(name)
+            continue
+        context.log.info(
+            "account %r: pushed calls %d, already loaded %d, fetched %d, new %d, "
+            "deferred to the scan %d",
+            name,
+            summary.requested,
+            summary.already_loaded,
+            summary.fetched,
+            summary.new,
+            len(summary.deferred),
         )
-    context.log.info(
-        "pushed calls: %d, already loaded %d, fetched %d, new %d, deferred to the scan %d",
-        summary.requested,
-        summary.already_loaded,
-        summary.fetched,
-        summary.new,
-        len(summary.deferred),
-    )
-    return dg.Output(None, metadata=summary.to_metadata())
+        total = total.plus(summary)
+    if failed:
+        raise dg.Failure(
+            f"the pushed calls of account(s) {', '.join(map(repr, failed))} were not loaded "
+            "(the sensor runs them again)",
+            metadata=total.to_metadata(),
+        )
+    return dg.Output(None, metadata=total.to_metadata())
 
 
 @dg.job(
@@ -170,9 +193,12 @@ def _run_request(
         return None
     through = hangups[-1].seq
     key = f"webhook-{inbox.inbox_id[:12]}-{after + 1}-{through}-{attempt}"
+    calls: dict[str, list[str]] = {}
+    for hangup in hangups:
+        calls.setdefault(hangup.account, []).append(hangup.uuid)
     request = dg.RunRequest(
         run_key=key,
-        run_config={"ops": {"load_pushed_calls": {"config": {"uuids": [h.uuid for h in hangups]}}}},
+        run_config={"ops": {"load_pushed_calls": {"config": {"calls": calls}}}},
         tags={BATCH_TAG: key},
     )
     return request, _Pending(key, after, through, attempt, failures)

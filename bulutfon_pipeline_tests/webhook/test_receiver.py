@@ -9,6 +9,7 @@ where the process boundary is the point: SIGKILL right after the 200s.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -132,6 +133,66 @@ def test_a_replayed_event_is_stored_once(
         ("call_init", 0),
     ]
     assert json.loads(rows[0]["payload"]) == hangup  # the first copy is kept
+
+
+def test_each_account_posts_to_its_own_path(
+    receiver_factory: Any, calls: list[Call], tmp_path: Path
+) -> None:
+    receiver = receiver_factory(accounts=("default", "izmir"))
+    auth = {"user": USER, "password": PASSWORD}
+    with WebhookSender(f"{receiver.url}/izmir", **auth) as izmir:
+        assert izmir.post(call_hangup_event(calls[0])).json() == {"stored": True}
+    with WebhookSender(receiver.url, **auth) as default:
+        assert default.post(call_hangup_event(calls[1])).json() == {"stored": True}
+    with WebhookSender(f"{receiver.url}/nobody", **auth) as nobody:
+        answer = nobody.post(call_hangup_event(calls[2]))
+    with WebhookSender(f"{receiver.url}/izmir", user=USER, password="wrong") as intruder:
+        assert intruder.post(call_hangup_event(calls[3])).status_code == 401  # auth first
+    assert answer.status_code == 404
+    assert answer.json() == {
+        "error": "this deployment has no account 'nobody': post to /webhook, /webhook/izmir"
+    }
+    assert [(r["account"], r["uuid"]) for r in stored(receiver)] == [
+        ("izmir", calls[0].uuid),
+        ("default", calls[1].uuid),
+    ]
+    with Inbox(receiver.config.inbox_path) as inbox:
+        assert [(h.account, h.uuid) for h in inbox.hangups_after(0, limit=10)] == [
+            ("izmir", calls[0].uuid),
+            ("default", calls[1].uuid),
+        ]
+        assert [(r.status, r.reason) for r in inbox.rejected()] == [(404, answer.json()["error"])]
+
+
+def test_an_inbox_made_before_accounts_reads_as_default_and_gets_the_column(
+    tmp_path: Path, calls: list[Call]
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_type TEXT NOT NULL,"
+        " uuid TEXT NOT NULL, timestamp_us INTEGER NOT NULL, received_at TEXT NOT NULL,"
+        " encoding TEXT NOT NULL, payload TEXT NOT NULL,"
+        " duplicates INTEGER NOT NULL DEFAULT 0, UNIQUE (uuid, event_type));"
+        "CREATE TABLE inbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO inbox_meta VALUES ('inbox_id', 'old');"
+        "INSERT INTO events (event_type, uuid, timestamp_us, received_at, encoding, payload)"
+        " VALUES ('call_hangup', 'u-old', 1, '2026-12-01T00:00:00+00:00', 'json', '{}');"
+    )
+    old.commit()
+    old.close()
+    with Inbox(path) as reader:  # a reader never alters the file
+        assert [(h.account, h.uuid) for h in reader.hangups_after(0, limit=5)] == [
+            ("default", "u-old")
+        ]
+    with Inbox(path, create=True) as receiver_side:
+        event = parse_event(json.dumps(call_hangup_event(calls[0])).encode(), None)
+        receiver_side.store([dataclasses.replace(event, account="izmir")])
+        assert [(h.account, h.uuid, h.seq) for h in receiver_side.hangups_after(0, limit=5)] == [
+            ("default", "u-old", 1),
+            ("izmir", calls[0].uuid, 2),
+        ]
+        assert receiver_side.inbox_id == "old"
 
 
 def _hangup(calls: list[Call]) -> dict[str, Any]:

@@ -107,7 +107,10 @@ def _execute(instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.Dagster
 
 
 def _uuids(request: dg.RunRequest) -> list[str]:
-    return list(request.run_config["ops"]["load_pushed_calls"]["config"]["uuids"])
+    """The run's calls, all the account ``default``'s (checked)."""
+    calls = request.run_config["ops"]["load_pushed_calls"]["config"]["calls"]
+    assert list(calls) == ["default"], calls
+    return list(calls["default"])
 
 
 def _expected_for(sim: SimulatorServer, uuids: Sequence[str]) -> dict[str, list[dict]]:
@@ -239,3 +242,55 @@ def test_lost_posts_and_deferred_details_are_loaded_by_the_next_scan(
     assert set(sim.stats()["detail_uuids"]) == lost | {missing}  # nothing fetched twice
     assert [r["uuid"] for r in read_table(db, "load_rejects")] == [missing]
     assert len(read_table(db, "cdrs")) == len(expected_rows(sim.expected_tables(), "cdrs"))
+
+
+def test_each_accounts_posts_load_into_its_own_rows(
+    simulator_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two accounts of an accounts file, each PBX posting to its own path: one run loads
+    # both, each with its own token (the simulator answers a call's detail only to the
+    # account that made it) into its own rows.
+    names = ["izmir", "ankara"]
+    sim: SimulatorServer = simulator_factory(
+        days=1, calls_per_day=6, dialect="v1", seed=8, accounts=names
+    )
+    accounts_file = tmp_path / "accounts.toml"
+    accounts_file.write_text(
+        "".join(f'[accounts.{n}]\naccess_token_env = "TOKEN_{n.upper()}"\n' for n in names)
+    )
+    env = {
+        **sim.env(auth="master"),
+        "BULUTFON_ACCESS_TOKEN": "",
+        "BULUTFON_ACCOUNTS_FILE": str(accounts_file),
+        "BULUTFON_DATA_DIR": str(tmp_path),
+        "BULUTFON_DUCKDB_PATH": str(tmp_path / "w.duckdb"),
+        "BULUTFON_START_DATE": "2015-01-01",
+        **{f"TOKEN_{n.upper()}": sim.env(account=n)["BULUTFON_ACCESS_TOKEN"] for n in names},
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    calls = {n: sorted(sim.account(n).dataset.calls, key=lambda c: c.call_time) for n in names}
+    receiver = WebhookServer(WebhookConfig.from_env()).start()
+    try:
+        for name in names:
+            with WebhookSender(f"{receiver.url}/{name}") as sender:
+                sender.post_calls(calls[name])
+        with WebhookSender(receiver.url) as sender:  # the bare path: no account 'default'
+            refused = sender.post(call_hangup_event(calls["izmir"][0]))
+    finally:
+        receiver.stop()
+    assert refused.status_code == 404
+    assert "post to /webhook/izmir, /webhook/ankara" in refused.json()["error"]
+
+    instance = dg.DagsterInstance.ephemeral()
+    (request,), _ = _tick(instance, None)
+    assert request.run_config["ops"]["load_pushed_calls"]["config"]["calls"] == {
+        n: [c.uuid for c in calls[n]] for n in names
+    }
+    assert _execute(instance, request) == dg.DagsterRunStatus.SUCCESS
+    db = tmp_path / "w.duckdb"
+    for name in names:
+        assert_tables_match(db, sim.expected_tables(name), account=name)
+        assert Counter(sim.stats(account=name)["detail_uuids"]) == Counter(
+            c.uuid for c in calls[name]
+        )
