@@ -5,9 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 # `make test` runs on pytest-xdist workers: most of the suite waits on subprocesses, the
-# simulator's latency and Dagster's daemon, so two workers keep a 2-core machine busy (the
-# tests that start `dagster dev` take turns). TEST_WORKERS=0: one process. See README.
-TEST_WORKERS ?= 2
+# simulator's latency and Dagster's daemon (two workers kept a 2-core machine's cores busy
+# only half the time), so three workers share the two cores (the tests that start
+# `dagster dev` take turns). TEST_WORKERS=0: one process. See README.
+TEST_WORKERS ?= 3
 
 .PHONY: install demo test test-all test-fast test-browser lint ui sync clean bench
 
