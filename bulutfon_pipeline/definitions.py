@@ -8,6 +8,7 @@ from bulutfon_pipeline.partitions import bulutfon_accounts_sensor
 from bulutfon_pipeline.resources import default_resources
 from bulutfon_pipeline.schedules import (
     bulutfon_listing_schedule,
+    bulutfon_loads_after_listing_sensor,
     bulutfon_reconcile_schedule,
     bulutfon_refresh_schedule,
     listing_job,
@@ -19,7 +20,11 @@ defs = dg.Definitions(
     assets=list(ASSETS),
     jobs=[listing_job, refresh_job, webhook_load_job],
     schedules=[bulutfon_listing_schedule, bulutfon_refresh_schedule, bulutfon_reconcile_schedule],
-    sensors=[bulutfon_accounts_sensor, bulutfon_webhook_sensor],
+    sensors=[
+        bulutfon_accounts_sensor,
+        bulutfon_webhook_sensor,
+        bulutfon_loads_after_listing_sensor,
+    ],
     resources=default_resources(),
     # BULUTFON_EXECUTOR: Dagster's default (None), or celery (deploy/celery.yaml). A bad
     # value stops the code location from loading, with its one-line reason.

@@ -22,6 +22,7 @@ import dagster as dg
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
 )
 
 from bulutfon_pipeline.settings import DEFAULT_ACCOUNT, LOCAL_TZ_NAME, Settings
@@ -81,6 +82,12 @@ def range_tags(first: dt.date, last: dt.date, account: str = DEFAULT_ACCOUNT) ->
         ASSET_PARTITION_RANGE_END_TAG: str(account_day_key(account, last)),
         ACCOUNT_TAG: account,
     }
+
+
+def run_account(tags: dict[str, str]) -> str | None:
+    """The account a run of the account-partitioned listing loads: its
+    :data:`ACCOUNT_TAG`, or (a run launched from the UI) its partition key."""
+    return tags.get(ACCOUNT_TAG) or tags.get(PARTITION_NAME_TAG)
 
 
 def register_accounts(instance: dg.DagsterInstance, names: Sequence[str]) -> list[str]:

@@ -1,6 +1,8 @@
 """The jobs and their schedules: every 15 minutes each account's listing, and its
 yesterday's and today's details (and recordings); weekly, each account's reconcile of the
-last 90 days.
+last 90 days. The sensor ``bulutfon_loads_after_listing_sensor`` (stopped by default)
+starts an account's loads as soon as its listing run succeeded, instead of at the next
+tick.
 
 The listing is partitioned by account and the detail loads by account x day, and Dagster
 keeps assets of different partitions out of one job: the listing and the loads are two
@@ -16,7 +18,7 @@ import dagster as dg
 
 from bulutfon_pipeline.assets._common import GROUP
 from bulutfon_pipeline.assets.listing import reconcile_config
-from bulutfon_pipeline.partitions import ACCOUNT_TAG, range_tags
+from bulutfon_pipeline.partitions import ACCOUNT_TAG, range_tags, run_account
 from bulutfon_pipeline.settings import LOCAL_TZ, LOCAL_TZ_NAME, RECONCILE_DAYS, Settings
 
 # Read when the code location loads: which assets the job selects and when it runs cannot
@@ -114,3 +116,33 @@ def bulutfon_reconcile_schedule(context: dg.ScheduleEvaluationContext) -> list[d
         )
         for name in _account_names(context)
     ]
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[listing_job],
+    request_job=refresh_job,
+    name="bulutfon_loads_after_listing_sensor",
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description=(
+        "When an account's listing run succeeds, load that account's new calls at once: "
+        "yesterday and today, or every day a reconcile re-read (its changed calls)."
+    ),
+)
+def bulutfon_loads_after_listing_sensor(
+    context: dg.RunStatusSensorContext,
+) -> dg.RunRequest | dg.SkipReason:
+    """The loads of the account whose listing just succeeded (see the module)."""
+    run = context.dagster_run
+    account = run_account(dict(run.tags))
+    if not account:
+        return dg.SkipReason(f"run {run.run_id} names no account")
+    today = dt.datetime.now(LOCAL_TZ).date()
+    first = today - dt.timedelta(days=1)
+    config = (run.run_config or {}).get("ops", {}).get("cdr_listing", {}).get("config", {})
+    if config.get("reconcile_start"):
+        first = min(first, dt.date.fromisoformat(config["reconcile_start"]))
+    return dg.RunRequest(
+        run_key=f"after-listing-{run.run_id}",
+        tags={**range_tags(first, today, account), "bulutfon/trigger": "after-listing"},
+    )
