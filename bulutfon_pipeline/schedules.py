@@ -13,6 +13,7 @@ run queue limits to one run per account at a time, in the order they were queued
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import dagster as dg
 
@@ -139,7 +140,8 @@ def bulutfon_loads_after_listing_sensor(
         return dg.SkipReason(f"run {run.run_id} names no account")
     today = dt.datetime.now(LOCAL_TZ).date()
     first = today - dt.timedelta(days=1)
-    config = (run.run_config or {}).get("ops", {}).get("cdr_listing", {}).get("config", {})
+    run_config: dict[str, Any] = dict(run.run_config or {})
+    config = run_config.get("ops", {}).get("cdr_listing", {}).get("config", {})
     if config.get("reconcile_start"):
         first = min(first, dt.date.fromisoformat(config["reconcile_start"]))
     return dg.RunRequest(
