@@ -13,6 +13,7 @@ Lives above the warehouse so that the warehouse never imports the normaliser's f
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -49,6 +50,15 @@ class ReplaySummary:
     rejected: int = 0
     batches: int = 0
     seconds: float = 0.0
+
+    def plus(self, other: ReplaySummary) -> ReplaySummary:
+        """Both replays' counts added up (one per account)."""
+        return ReplaySummary(
+            *(
+                a + b
+                for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other), strict=True)
+            )
+        )
 
 
 def _unwrap_cdr(payload: Any) -> Any:

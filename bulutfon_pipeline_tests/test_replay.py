@@ -173,3 +173,55 @@ def test_the_replay_command(target: WarehouseTarget, warehouse: Warehouse, tmp_p
         "replayed 3 stored payloads in 1 batches: 3 calls rewritten, 0 new, 0 rejected\n"
     )
     assert snapshot(wh) == before
+
+
+def test_the_replay_command_per_account_and_through_the_v2_field_map(
+    target: WarehouseTarget, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    # Two accounts of a file share the warehouse; each has calls whose payloads name the
+    # extension in a v2 field that BULUTFON_V2_FIELD_MAP maps (a name of this test's own).
+    izmir, ankara = (Warehouse.on(warehouse.db, account=name) for name in ("izmir", "ankara"))
+    payloads = {}
+    for wh, calls in ((izmir, make_details(2)), (ankara, make_details(2, seed=9))):
+        for number, call in enumerate(calls):
+            call["dahili_no"] = f"10{number}{wh.account[0]}"
+        load(wh, calls)
+        damage(wh, *(c["uuid"] for c in calls))
+        payloads[wh.account] = calls
+    accounts_file = tmp_path / "accounts.toml"
+    accounts_file.write_text(
+        "[accounts.izmir]\naccess_token_env = 'T1'\n[accounts.ankara]\naccess_token_env = 'T2'\n"
+    )
+    env = {
+        **target.env,
+        "BULUTFON_DATA_DIR": str(tmp_path / "data"),
+        "BULUTFON_ACCOUNTS_FILE": str(accounts_file),
+        "BULUTFON_V2_FIELD_MAP": "dahili_no=extension",
+    }
+
+    def extensions(wh: Warehouse) -> dict[str, str | None]:
+        frame = wh.fetch_frame(
+            "SELECT uuid, extension FROM cdrs WHERE account = ?", [wh.account]
+        )
+        return dict(zip(frame["uuid"], frame["extension"], strict=True))
+
+    def origination_count(wh: Warehouse) -> int:
+        frame = wh.fetch_frame(
+            "SELECT count(*) AS n FROM originations WHERE account = ?", [wh.account]
+        )
+        return int(frame["n"][0])
+
+    assert origination_count(izmir) == origination_count(ankara) == 0  # damaged
+    with environment(env):
+        one = CliRunner().invoke(main, ["replay", "--account", "izmir"])
+        assert one.exit_code == 0, one.output
+        assert extensions(izmir) == {c["uuid"]: c["dahili_no"] for c in payloads["izmir"]}
+        assert origination_count(izmir) > 0
+        assert set(extensions(ankara).values()) == {None}  # not replayed yet
+        assert origination_count(ankara) == 0
+        every = CliRunner().invoke(main, ["replay"])
+        unknown = CliRunner().invoke(main, ["replay", "--account", "bursa"])
+    assert every.exit_code == 0, every.output
+    assert every.output.startswith("replayed 4 stored payloads in 2 batches: 4 calls rewritten")
+    assert extensions(ankara) == {c["uuid"]: c["dahili_no"] for c in payloads["ankara"]}
+    assert unknown.exit_code == 2 and "unknown account(s) 'bursa'" in unknown.output

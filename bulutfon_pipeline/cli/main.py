@@ -241,14 +241,17 @@ def accounts_command(accounts: tuple[str, ...]) -> None:
     multiple=True,
     help="Only this call (repeatable); default every stored payload.",
 )
+@account_option
 @friendly_errors
-def replay(uuids: tuple[str, ...]) -> None:
+def replay(uuids: tuple[str, ...], accounts: tuple[str, ...]) -> None:
     """Re-normalise the stored raw payloads and rewrite the tables, without the API.
 
     Run it after a fix to the normaliser: cdrs, call_flow_steps, originations and the
     normalize rejects are rewritten from raw_cdr_details, one transaction per batch.
     """
-    summary = runner.run_replay(list(uuids) or None, on_wait=_say_waiting)
+    summary = runner.run_replay(
+        list(uuids) or None, accounts=list(accounts) or None, on_wait=_say_waiting
+    )
     console.print(
         f"replayed {summary.payloads} stored payloads in {summary.batches} batches: "
         f"{summary.updated} calls rewritten, {summary.new} new, "

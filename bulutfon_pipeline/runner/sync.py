@@ -17,6 +17,8 @@ from typing import Any
 
 from bulutfon_pipeline import progress
 from bulutfon_pipeline.accounts import Account
+from bulutfon_pipeline.api.config import ClientConfig
+from bulutfon_pipeline.api.errors import ConfigError
 from bulutfon_pipeline.loads import DetailLoadSummary, ListingScanResult, group_dates
 from bulutfon_pipeline.recordings import PurgeSummary, RecordingsSummary
 from bulutfon_pipeline.replay import ReplaySummary, replay_details
@@ -308,16 +310,34 @@ def run_purge(
 
 
 def run_replay(
-    uuids: Sequence[str] | None = None, *, on_wait: Callable[[str], None] | None = None
+    uuids: Sequence[str] | None = None,
+    *,
+    accounts: Sequence[str] | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> ReplaySummary:
-    """Re-normalise the stored raw payloads (of ``uuids``, default all) into the tables.
+    """Re-normalise the stored raw payloads (of ``uuids``, default all) of ``accounts``
+    (default every account) into the tables, one account after the other; v2 payloads
+    through ``BULUTFON_V2_FIELD_MAP``, as the client renamed them when it loaded them.
 
     Raises:
-        SetupError, BusyError: before anything is written.
+        SetupError, BusyError: before anything is written (a bad setting, an unknown
+            account, another sync holding the lock).
     """
     settings = read_settings()
+    chosen = select(accounts)
+    try:
+        renames = ClientConfig.from_env().v2_renames
+    except ConfigError as error:
+        raise SetupError(str(error)) from None
+    total = ReplaySummary()
     with _locked_warehouse(settings, on_wait) as warehouse:
-        return replay_details(warehouse, uuids, batch_size=settings.detail_batch_size)
+        for account in chosen:
+            own = Warehouse.on(warehouse.db, account=account.name)
+            done = replay_details(
+                own, uuids, batch_size=settings.detail_batch_size, v2_field_map=renames
+            )
+            total = total.plus(done)
+    return total
 
 
 @contextlib.contextmanager
