@@ -200,9 +200,7 @@ def test_the_replay_command_per_account_and_through_the_v2_field_map(
     }
 
     def extensions(wh: Warehouse) -> dict[str, str | None]:
-        frame = wh.fetch_frame(
-            "SELECT uuid, extension FROM cdrs WHERE account = ?", [wh.account]
-        )
+        frame = wh.fetch_frame("SELECT uuid, extension FROM cdrs WHERE account = ?", [wh.account])
         return dict(zip(frame["uuid"], frame["extension"], strict=True))
 
     def origination_count(wh: Warehouse) -> int:
