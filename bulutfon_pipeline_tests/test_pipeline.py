@@ -130,8 +130,12 @@ def test_definitions_load_with_no_environment() -> None:
                 "call_report",
                 "cdr_listing",
                 "cdrs",
+                "extensions",
                 "originations",
+                "phone_numbers",
                 "raw_cdr_details",
+                "ring_group_members",
+                "ring_groups",
             ]
         )
     )

@@ -17,6 +17,7 @@ from typing import Any
 
 from bulutfon_pipeline import progress
 from bulutfon_pipeline.accounts import Account
+from bulutfon_pipeline.directory import DIRECTORY_ASSETS, DirectoryLoadSummary
 from bulutfon_pipeline.loads import DetailLoadSummary, ListingScanResult, group_dates
 from bulutfon_pipeline.recordings import PurgeSummary, RecordingsSummary
 from bulutfon_pipeline.replay import ReplaySummary, replay_details
@@ -47,6 +48,8 @@ class SyncResult:
     """What one sync or backfill did."""
 
     listing: ListingScanResult | None = None
+    #: each account's directory load (with the listing; its requests are not in ``api``)
+    directory: list[DirectoryLoadSummary] = field(default_factory=list)
     ranges: list[tuple[dt.date, dt.date]] = field(default_factory=list)
     details: list[DetailLoadSummary] = field(default_factory=list)
     #: ``None`` when recordings are not downloaded (BULUTFON_DOWNLOAD_RECORDINGS off)
@@ -89,6 +92,7 @@ class SyncResult:
                 setattr(
                     self.listing, name, getattr(self.listing, name) + getattr(other.listing, name)
                 )
+        self.directory.extend(other.directory)
         self.ranges.extend(other.ranges)
         self.details.extend(other.details)
         if other.recordings is not None:
@@ -219,6 +223,9 @@ def _sync_account(
         result.run_ids.append(done.run_id)
         meta = metadata(done, asset)
         result._add_api(api_counts(meta))
+        if DIRECTORY_ASSETS[0] in selection:  # its requests stay apart from ``api``
+            directory = metadata(done, DIRECTORY_ASSETS[0])
+            result.directory.append(DirectoryLoadSummary.from_metadata(directory))
         return meta
 
     def config(op: str) -> dict[str, Any]:
@@ -229,8 +236,8 @@ def _sync_account(
             listing_config = run_config
             if reconcile and start is not None:
                 listing_config = {**run_config, **reconcile_config(start, end)}
-            meta = run(
-                ["cdr_listing"],
+            meta = run(  # the directory too: its names, groups and hours are refreshed
+                ["cdr_listing", *DIRECTORY_ASSETS],
                 "cdr_listing",
                 tags={ACCOUNT_TAG: name},
                 run_config=listing_config,
