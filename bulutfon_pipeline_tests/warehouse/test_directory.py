@@ -44,7 +44,8 @@ def _hours(saturday_open: bool = True) -> list[dict[str, Any]]:
         for day in range(1, 6)
     ]  # fmt: skip
     saturday = {"weekday": 6, "open": saturday_open, "shift_start": H("09:00"),
-                "shift_finish": H("13:00"), "lunch_break_start": None, "lunch_break_finish": None}  # fmt: skip
+                "shift_finish": H("13:00"), "lunch_break_start": None,
+                "lunch_break_finish": None}  # fmt: skip
     if not saturday_open:
         saturday.update(shift_start=None, shift_finish=None)
     sunday = {"weekday": 7, "open": False, "shift_start": None, "shift_finish": None,
@@ -71,11 +72,11 @@ def _rows(wh: Warehouse, table: str) -> list[dict[str, Any]]:
     names = [c.name for c in schema.metadata.tables[table].c if c.name != "account"]
     with wh.transaction() as tx:
         fetched = tx.execute(
-            f"SELECT {', '.join(names)} FROM {table} WHERE account = ?",  # noqa: S608
+            f"SELECT {', '.join(names)} FROM {table} WHERE account = ?",
             [wh.account],
         ).fetchall()
     rows = [
-        {n: v.astimezone(UTC) if isinstance(v, dt.datetime) else v for n, v in zip(names, r)}
+        {n: v.astimezone(UTC) if isinstance(v, dt.datetime) else v for n, v in zip(names, r, strict=True)}
         for r in fetched
     ]
     return sorted(rows, key=lambda r: [str(v) for v in r.values()])
