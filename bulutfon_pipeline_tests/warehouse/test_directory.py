@@ -75,10 +75,11 @@ def _rows(wh: Warehouse, table: str) -> list[dict[str, Any]]:
             f"SELECT {', '.join(names)} FROM {table} WHERE account = ?",
             [wh.account],
         ).fetchall()
-    rows = [
-        {n: v.astimezone(UTC) if isinstance(v, dt.datetime) else v for n, v in zip(names, r, strict=True)}
-        for r in fetched
-    ]
+
+    def utc(value: Any) -> Any:
+        return value.astimezone(UTC) if isinstance(value, dt.datetime) else value
+
+    rows = [{n: utc(v) for n, v in zip(names, r, strict=True)} for r in fetched]
     return sorted(rows, key=lambda r: [str(v) for v in r.values()])
 
 
