@@ -166,7 +166,7 @@ def _each(
                 raise BadRecordError(f"{what}: not an object {short(item)}")
             item_id = _id(item, what)
             if item_id in seen:
-                raise BadRecordError(f"{what} {item_id}: listed twice")
+                raise BadRecordError("listed twice")
             seen.add(item_id)
             read(item, item_id)
         except BadRecordError as bad:
