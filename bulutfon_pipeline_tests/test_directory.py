@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bulutfon_pipeline.api import BulutfonClient, ClientConfig
+from bulutfon_pipeline.api import BulutfonClient, ClientConfig, ServerError
 from bulutfon_pipeline.directory import load_directory
 from bulutfon_pipeline.normalize.directory import normalize_directory
 from bulutfon_pipeline.warehouse import Warehouse
@@ -168,3 +168,58 @@ def test_normalize_reads_numbers_as_text_and_days_as_iso_weekdays() -> None:
         (1, False), (2, False), (3, False), (4, False), (5, False), (6, True), (7, False)
     ]  # fmt: skip
     assert (hours[5]["shift_start"], hours[5]["shift_finish"]) == (dt.time(9), dt.time(13))
+
+
+def _mock_client(tmp_path: Path, extensions: dict[int, int | dict[str, Any]]) -> BulutfonClient:
+    """A client of a small API: ``extensions`` maps each listed id to its detail (or to
+    the status its detail answers); no groups or numbers; ``Date`` 2015-04-10 06:00Z."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"Date": "Fri, 10 Apr 2015 06:00:00 GMT"}
+        path = request.url.path
+        if path == "/extensions":
+            body: dict[str, Any] = {
+                "extensions": [{"id": i, "number": 1000 + i} for i in extensions]
+            }
+        elif path in ("/groups", "/dids"):
+            body = {path[1:]: []}
+        else:
+            answer = extensions[int(path.rsplit("/", 1)[1])]
+            if isinstance(answer, int):
+                return httpx.Response(answer, json={"error": "x"}, headers=headers)
+            body = {"extension": answer}
+        return httpx.Response(200, json=body, headers=headers)
+
+    config = ClientConfig(
+        api_url="https://api.test", access_token="tok", data_dir=tmp_path, max_retries=1,
+        backoff_base_s=0.0,
+    )  # fmt: skip
+    return BulutfonClient(config, transport=httpx.MockTransport(handler))
+
+
+def test_a_detail_that_404s_keeps_its_version_and_a_failing_one_writes_nothing(tmp_path) -> None:
+    wh = Warehouse(tmp_path / "w.duckdb")
+    wh.ensure_schema()
+    with _mock_client(tmp_path, {1: {"caller_name": "Ayşe"}, 2: {"caller_name": "Can"}}) as c:
+        assert load_directory(c, wh).opened["extensions"] == 2
+    # Extension 2's detail now answers 404 (deleted meanwhile): its version stays open,
+    # and 1's name change is loaded at the Date instant.
+    with _mock_client(tmp_path, {1: {"caller_name": "Ayşe K."}, 2: 404}) as client:
+        summary = load_directory(client, wh)
+    assert (summary.requests, summary.opened["extensions"], summary.closed["extensions"]) == (
+        5, 1, 1
+    )  # fmt: skip
+    at = dt.datetime(2015, 4, 10, 6, 0, tzinfo=dt.UTC)
+    got = [(r["extension_id"], r["caller_name"], r["valid_from"], r["valid_to"])
+           for r in read_table(wh.path, "extensions")]  # fmt: skip
+    assert got == [("1", "Ayşe", BEGINNING, at), ("1", "Ayşe K.", at, None),
+                   ("2", "Can", BEGINNING, None)]  # fmt: skip
+    # A detail that keeps failing (500): the error is raised and nothing is written.
+    failing = _mock_client(tmp_path, {1: {"caller_name": "Ayşe L."}, 2: 500})
+    with failing as client, pytest.raises(ServerError):
+        load_directory(client, wh)
+    assert [r["caller_name"] for r in read_table(wh.path, "extensions")] == [
+        "Ayşe",
+        "Ayşe K.",
+        "Can",
+    ]

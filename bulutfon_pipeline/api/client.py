@@ -35,7 +35,7 @@ from bulutfon_pipeline.api.core import (
     SyncSleep,
 )
 from bulutfon_pipeline.api.directory import DirectoryFetch, fetch_directory
-from bulutfon_pipeline.api.errors import ConfigError
+from bulutfon_pipeline.api.errors import BulutfonError, ConfigError
 from bulutfon_pipeline.api.fanout import drain_in_thread
 from bulutfon_pipeline.api.models import (
     ClientStats,
@@ -215,7 +215,13 @@ class BulutfonClient(ClientCore):
         if self.config.is_v2:
             raise ConfigError("the v2 API's directory endpoints are not public")
         self._require_credentials()
-        return fetch_directory(self._get_json, self.config.api_url)
+        return fetch_directory(self._get_json, self._get_json_many, self.config.api_url)
+
+    def _get_json_many(
+        self, requests: Iterable[tuple[str, JsonRequest[Any]]]
+    ) -> Generator[tuple[str, Any, BulutfonError | None], None, None]:
+        """:meth:`AsyncBulutfonClient.fetch_json_many` on the background event loop."""
+        return self._drain_async(lambda client: client.fetch_json_many(requests), "fetch-json")
 
     def fetch_details(
         self, uuids: Iterable[str | tuple[str, dt.date]]

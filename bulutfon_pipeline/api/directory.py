@@ -2,7 +2,8 @@
 then the detail of each item, since only the detail has a group's members, a number's
 working hours and an extension's DID, voice mail, forwarding and ACL.
 
-Requests go through the client's one retry loop (:meth:`BulutfonClient.fetch_directory`).
+The lists go through the client's retry loop, the details through its fan-out, all at
+once under its flow control (:meth:`BulutfonClient.fetch_directory`).
 The observation instant is the first answer's ``Date`` header (the API's clock), else the
 local clock. A detail that answers 404 (an item deleted between the list and the detail)
 is left out and named in :attr:`DirectoryFetch.missing`.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email.utils
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -21,7 +22,7 @@ from urllib.parse import quote
 import httpx
 
 from bulutfon_pipeline.api.core import JsonRequest
-from bulutfon_pipeline.api.errors import InvalidResponseError, NotFoundError
+from bulutfon_pipeline.api.errors import BulutfonError, InvalidResponseError, NotFoundError
 from bulutfon_pipeline.api.retry import Outcome
 
 __all__ = ["DIRECTORY_COLLECTIONS", "DirectoryFetch", "fetch_directory"]
@@ -87,41 +88,62 @@ def _instant(header: str | None) -> dt.datetime | None:
         return None
 
 
+GetMany = Callable[
+    [Iterable[tuple[str, JsonRequest[Any]]]], Iterator[tuple[str, Any, BulutfonError | None]]
+]
+
+
 def fetch_directory(
     get_json: Callable[[JsonRequest[Any]], Any],
+    get_many: GetMany,
     api_url: str,
     *,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> DirectoryFetch:
-    """Fetch every collection's list, then each item's detail, with ``get_json`` (the
-    client's retrying GET).
+    """Fetch every collection's list with ``get_json`` (the client's retrying GET), then
+    every item's detail at once with ``get_many`` (the client's fan-out, under its flow
+    control).
 
     Raises:
         InvalidResponseError: a list or a detail body without its member, after retries.
         AuthError, RateLimitedError, ServerError, TransportError, ConfigError: as for
             every request. A detail's 404 is not raised (see :attr:`DirectoryFetch.missing`).
     """
-    items: dict[str, list[dict[str, Any]]] = {}
-    missing: dict[str, list[str]] = {}
+    listed: dict[str, list[Any]] = {}
+    details: list[tuple[str, JsonRequest[Any]]] = []
     observed: dt.datetime | None = None
-    requests = 0
     for path, (list_key, detail_key) in DIRECTORY_COLLECTIONS.items():
-        listed, date = get_json(_Dated(f"{api_url}/{path}", None, _member(list_key, list)))
-        requests += 1
+        items, date = get_json(_Dated(f"{api_url}/{path}", None, _member(list_key, list)))
         observed = observed or _instant(date)
-        merged: list[dict[str, Any]] = []
-        for item in listed:
+        listed[path] = items
+        for item in items:
             item_id = item.get("id") if isinstance(item, dict) else None
             if item_id is None or isinstance(item_id, dict | list | bool):
-                merged.append(item)  # the loader rejects it, with its reason
-                continue
+                continue  # the loader rejects it, with its reason
             url = f"{api_url}/{path}/{quote(str(item_id), safe='')}"
-            requests += 1
-            try:
-                detail, _ = get_json(_Dated(url, None, _member(detail_key, dict)))
-            except NotFoundError:
-                missing.setdefault(path, []).append(str(item_id))
-                continue
-            merged.append({**item, **detail})
-        items[path] = merged
-    return DirectoryFetch(items, observed or clock(), missing, requests)
+            details.append((f"{path}/{item_id}", _Dated(url, None, _member(detail_key, dict))))
+    found: dict[str, dict[str, Any]] = {}
+    missing: dict[str, list[str]] = {}
+    failed: BulutfonError | None = None
+    for key, value, error in get_many(details):
+        if isinstance(error, NotFoundError):
+            path, _, item_id = key.partition("/")
+            missing.setdefault(path, []).append(item_id)
+        elif error is not None:
+            failed = failed or error
+        else:
+            found[key] = value[0]
+    if failed is not None:
+        raise failed
+    items_out: dict[str, list[dict[str, Any]]] = {}
+    for path, items in listed.items():
+        merged = []
+        for item in items:
+            key = f"{path}/{item.get('id')}" if isinstance(item, dict) else ""
+            if key in found:
+                merged.append({**item, **found[key]})
+            elif key.partition("/")[2] not in missing.get(path, []):
+                merged.append(item)  # no usable id: the loader rejects it
+        items_out[path] = merged
+    requests = len(listed) + len(details)
+    return DirectoryFetch(items_out, observed or clock(), missing, requests)
