@@ -1,4 +1,5 @@
-"""The jobs and their schedules: every 15 minutes each account's listing, and its
+"""The jobs and their schedules: every 15 minutes each account's listing (and its
+directory: extensions, ring groups, numbers), and its
 yesterday's and today's details (and recordings); weekly, each account's reconcile of the
 last 90 days. The sensor ``bulutfon_loads_after_listing_sensor`` (stopped by default)
 starts an account's loads as soon as its listing run succeeded, instead of at the next
@@ -19,6 +20,7 @@ import dagster as dg
 
 from bulutfon_pipeline.assets._common import GROUP
 from bulutfon_pipeline.assets.listing import reconcile_config
+from bulutfon_pipeline.directory import DIRECTORY_ASSETS
 from bulutfon_pipeline.partitions import ACCOUNT_TAG, range_tags, run_account
 from bulutfon_pipeline.settings import LOCAL_TZ, LOCAL_TZ_NAME, RECONCILE_DAYS, Settings
 
@@ -32,7 +34,7 @@ def _refresh_selection(settings: Settings) -> dg.AssetSelection:
     # Recordings are personal data: the schedule downloads them only when
     # BULUTFON_DOWNLOAD_RECORDINGS is on.
     selection: dg.AssetSelection = dg.AssetSelection.groups(GROUP) - dg.AssetSelection.assets(
-        "cdr_listing"
+        "cdr_listing", *DIRECTORY_ASSETS
     )
     if not settings.download_recordings:
         selection = selection - dg.AssetSelection.assets("call_recordings")
@@ -41,8 +43,9 @@ def _refresh_selection(settings: Settings) -> dg.AssetSelection:
 
 listing_job = dg.define_asset_job(
     "bulutfon_listing",
-    selection=dg.AssetSelection.assets("cdr_listing"),
-    description="Scan an account's listing back to known data (or reconcile a range).",
+    selection=dg.AssetSelection.assets("cdr_listing", *DIRECTORY_ASSETS),
+    description="Scan an account's listing back to known data (or reconcile a range), and "
+    "refresh its directory.",
 )
 
 refresh_job = dg.define_asset_job(

@@ -56,7 +56,15 @@ KEYS = {
     "call_flow_steps": ("cdr_uuid", "step_index"),
     "originations": ("cdr_uuid", "step_index", "attempt_index"),
     "load_rejects": ("uuid", "stage"),
+    "extensions": ("extension_id", "valid_from"),
+    "ring_groups": ("group_id", "valid_from"),
+    "ring_group_members": ("group_id", "extension_id", "valid_from"),
+    "phone_numbers": ("did_id", "valid_from"),
+    "phone_number_hours": ("did_id", "valid_from", "weekday"),
 }
+
+#: ``valid_from`` of the directory's first versions (``schema.DIRECTORY_BEGINNING``).
+BEGINNING = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def _normal(value: Any) -> Any:
@@ -146,6 +154,16 @@ def assert_tables_match(
     want_rejects = {(r["uuid"], r["stage"]) for r in expected["load_rejects"]}
     got_rejects = {(r["uuid"], r["stage"]) for r in read_table(db, "load_rejects", account=account)}
     assert got_rejects == want_rejects
+
+
+def versions(
+    rows: Iterable[Mapping[str, Any]],
+    valid_from: dt.datetime = BEGINNING,
+    valid_to: dt.datetime | None = None,
+) -> list[dict]:
+    """Directory rows (the simulator's ``Directory.expected()``) as versions valid from
+    ``valid_from`` to ``valid_to``."""
+    return [{**row, "valid_from": valid_from, "valid_to": valid_to} for row in rows]
 
 
 def insert_rows(con: Transaction, table: str, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -28,7 +28,7 @@ from bulutfon_pipeline.partitions import (
 )
 from bulutfon_pipeline.resources import BulutfonResource
 from bulutfon_pipeline.runner import SetupError, run_sync
-from bulutfon_pipeline_tests.helpers import environment
+from bulutfon_pipeline_tests.helpers import accounts_of, environment, read_table
 
 ACCOUNTS_TOML = """
 [accounts.izmir]
@@ -90,6 +90,17 @@ def test_each_account_loads_with_its_own_token_and_a_bad_one_fails_alone(
         assert len(files) == recorded > 0
     # The two accounts' calls are different ones.
     assert not set(sim.stats("izmir")["detail_uuids"]) & set(sim.stats("ankara")["detail_uuids"])
+    # Each account's directory is its own (the simulator rotates the names by seed),
+    # loaded under its account with its own requests; the failed account has none.
+    names = {}
+    for name in ("izmir", "ankara"):
+        truth = sim.account(name).directory.expected()["extensions"]
+        rows = read_table(tmp_path / "warehouse.duckdb", "extensions", account=name)
+        names[name] = [r["caller_name"] for r in rows]
+        assert names[name] == [r["caller_name"] for r in truth], name
+        assert sim.stats(name)["directory"] == {"200": 27}, name
+    assert names["izmir"] != names["ankara"]
+    assert accounts_of(tmp_path / "warehouse.duckdb", "extensions") == {"izmir", "ankara"}
 
 
 def test_each_file_account_keeps_its_own_token_file(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import httpx
 import pytest
 
 from bulutfon_pipeline.assets import cdr_details, cdr_listing
@@ -130,8 +131,12 @@ def test_definitions_load_with_no_environment() -> None:
                 "call_report",
                 "cdr_listing",
                 "cdrs",
+                "extensions",
                 "originations",
+                "phone_numbers",
                 "raw_cdr_details",
+                "ring_group_members",
+                "ring_groups",
             ]
         )
     )
@@ -240,22 +245,48 @@ def test_seed_v1_and_v2_dialects_load_identical_canonical_tables(
     assert tables["seed"] == tables["v1"] == tables["v2"]
 
 
-def test_late_and_new_calls_are_picked_up_by_the_next_sync(
+def test_late_and_new_calls_and_directory_changes_are_picked_up_by_the_next_sync(
     simulator_factory, target: WarehouseTarget, tmp_path: Path
 ) -> None:
-    sim = simulator_factory(days=3, calls_per_day=30)
+    changed_at = dt.datetime(2015, 4, 16, 7, 0, tzinfo=dt.UTC)
+    sim = simulator_factory(days=3, calls_per_day=30, clock="2015-04-15T10:00:00+03:00")
     with environment(_env(sim, tmp_path, target)):
-        run_sync()
+        first = run_sync()
         late = sim.add_calls(3, where="late", hours_ago=6)
         new = sim.add_calls(2, where="head")
+        # The month's directory changes, seen by the second sync at the simulator's clock.
+        sim.update_config(clock=changed_at.isoformat())
+        httpx.post(sim.url + "/_admin/directory/change").raise_for_status()
         sim.reset_stats()
-        run_sync()
+        second = run_sync()
         db = target.db
         assert_tables_match(db, sim.expected_tables())
         loaded = {row["uuid"] for row in read_table(db, "cdrs")}
         assert set(late) | set(new) <= loaded
         # Only the five new calls' details were fetched the second time.
         assert _detail_requests(sim) == 5
+        # Each sync refreshed the directory (3 lists, 20 + 2 + 2 details), apart from
+        # the calls' requests; the second saw the rename and the membership change.
+        assert sim.stats()["directory"] == {"200": 27}
+        assert [(d.requests, d.writes, d.first_load) for d in first.directory] == [(27, 44, True)]
+        assert [(d.requests, d.opened, d.closed) for d in second.directory] == [(27, *[{
+            "extensions": 1, "ring_groups": 0, "ring_group_members": 1, "phone_numbers": 0,
+        }] * 2)]  # fmt: skip
+        begin = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        renamed = [r for r in read_table(db, "extensions") if r["number"] == "1004"]
+        assert [(r["valid_from"], r["valid_to"]) for r in renamed] == [
+            (begin, changed_at),
+            (changed_at, None),
+        ]
+        assert renamed[1]["caller_name"] == renamed[0]["caller_name"] + " Erdem"
+        group_101 = [r for r in read_table(db, "ring_group_members") if r["group_id"] == "11"]
+        assert {r["extension_number"] for r in group_101 if r["valid_to"] is None} == {
+            *(str(n) for n in range(1001, 1010)),
+            "1011",
+        }
+        assert [(r["extension_number"], r["valid_to"]) for r in group_101 if r["valid_to"]] == [
+            ("1010", changed_at)
+        ]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

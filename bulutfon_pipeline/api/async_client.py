@@ -201,6 +201,30 @@ class AsyncBulutfonClient(ClientCore):
         async for result in self._fan_out(uuids, fetch_one):
             yield result
 
+    async def fetch_json_many(
+        self, requests: Iterable[tuple[str, JsonRequest[Any]]]
+    ) -> AsyncGenerator[tuple[str, Any, BulutfonError | None], None]:
+        """Many JSON GETs (``(key, request)`` pairs) under the same flow control as
+        :meth:`fetch_details`; yields ``(key, value, error)`` as they complete, a failure
+        (404, bad body, exhausted retries) in ``error``.
+
+        Raises:
+            ConfigError: no credentials (before any request).
+        """
+        self._require_credentials()
+
+        async def fetch_one(
+            item: tuple[str, JsonRequest[Any]], limiter: AdaptiveLimiter
+        ) -> tuple[str, Any, BulutfonError | None]:
+            key, request = item
+            try:
+                return key, await self._get_json(request, limiter=limiter), None
+            except BulutfonError as exc:
+                return key, None, exc
+
+        async for result in self._fan_out(requests, fetch_one):
+            yield result
+
     async def download_recording(
         self,
         uuid: str,

@@ -34,6 +34,8 @@ from bulutfon_pipeline.api.core import (
     JsonRequest,
     SyncSleep,
 )
+from bulutfon_pipeline.api.directory import DirectoryFetch, fetch_directory
+from bulutfon_pipeline.api.errors import BulutfonError, ConfigError
 from bulutfon_pipeline.api.fanout import drain_in_thread
 from bulutfon_pipeline.api.models import (
     ClientStats,
@@ -201,6 +203,25 @@ class BulutfonClient(ClientCore):
         if self.config.is_v2 and call_date is None:
             call_date = self._get_json(self._call_date_request(uuid))
         return self._get_json(self._detail_request(uuid, call_date))
+
+    def fetch_directory(self) -> DirectoryFetch:
+        """The PBX's directory: extensions, ring groups and numbers, each list item with
+        its detail (v1; see :mod:`~bulutfon_pipeline.api.directory`).
+
+        Raises:
+            ConfigError: on v2, whose directory endpoints are not public.
+            InvalidResponseError, AuthError, RateLimitedError, ServerError, TransportError.
+        """
+        if self.config.is_v2:
+            raise ConfigError("the v2 API's directory endpoints are not public")
+        self._require_credentials()
+        return fetch_directory(self._get_json, self._get_json_many, self.config.api_url)
+
+    def _get_json_many(
+        self, requests: Iterable[tuple[str, JsonRequest[Any]]]
+    ) -> Generator[tuple[str, Any, BulutfonError | None], None, None]:
+        """:meth:`AsyncBulutfonClient.fetch_json_many` on the background event loop."""
+        return self._drain_async(lambda client: client.fetch_json_many(requests), "fetch-json")
 
     def fetch_details(
         self, uuids: Iterable[str | tuple[str, dt.date]]

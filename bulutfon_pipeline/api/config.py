@@ -133,8 +133,7 @@ class ClientConfig:
     user_agent: str = field(default_factory=default_user_agent)
     api_version: ApiVersion = settings.DEFAULT_API_VERSION  # type: ignore[assignment]
     api_key: str | None = field(default=None, repr=False)
-    #: What to check when the API rejects the credentials (one line, never a value); set
-    #: by an accounts file's account (its variables); ``None``: the ``BULUTFON_*`` ones.
+    #: What to check when the API rejects the credentials (an account's variables).
     credentials_hint: str | None = None
     v2_list_path: str = settings.DEFAULT_V2_LIST_PATH
     v2_detail_path: str = settings.DEFAULT_V2_DETAIL_PATH

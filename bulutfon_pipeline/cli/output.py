@@ -77,6 +77,13 @@ def print_summary(result: SyncResult, *, title: str = "sync") -> None:
         table.add_row("calls in listing scan", str(result.listing.items))
         table.add_row("new calls listed", str(result.listing.new))
         table.add_row("calls changed at the source", str(result.listing.changed))
+    if any(not d.skipped for d in result.directory):
+        opened = sum(sum(d.opened.values()) for d in result.directory)
+        closed = sum(sum(d.closed.values()) for d in result.directory)
+        asked = sum(d.requests for d in result.directory)
+        table.add_row(
+            "directory versions opened / closed (requests)", f"{opened} / {closed} ({asked})"
+        )
     ranges = ", ".join(
         a.isoformat() if a == b else f"{a.isoformat()}..{b.isoformat()}" for a, b in result.ranges
     )

@@ -7,10 +7,10 @@ and read their counts back from the materializations through the summaries' own
 ``from_metadata``.
 
 Modules: ``preflight`` (settings, credentials, path, the sync lock), ``sync`` (sync,
-backfill, reconcile, report, purge, replay), ``runs`` (its in-process Dagster runs),
-``accounts`` (the accounts of a command, each in its own thread, their status), ``interrupts``
-(SIGINT/SIGTERM during a sync or backfill: a clean stop with one line), ``demo``,
-``errors``. Errors (the CLI maps each to an exit code):
+backfill, reconcile, report), ``maintenance`` (purge, replay), ``runs`` (its in-process
+Dagster runs), ``accounts`` (the accounts of a command, each in its own thread, their
+status), ``interrupts`` (SIGINT/SIGTERM during a sync or backfill: a clean stop with one
+line), ``demo``, ``errors``. Errors (the CLI maps each to an exit code):
 
 * :class:`SetupError` - something the user can fix: settings, credentials, a bad path;
 * :class:`BusyError` - another sync holds the warehouse;
@@ -30,6 +30,7 @@ from bulutfon_pipeline.runner.errors import (
     user_error,
 )
 from bulutfon_pipeline.runner.interrupts import StoppedError, stop_cleanly
+from bulutfon_pipeline.runner.maintenance import run_purge, run_replay
 from bulutfon_pipeline.runner.preflight import (
     check_warehouse,
     check_warehouse_path,
@@ -44,9 +45,7 @@ from bulutfon_pipeline.runner.sync import (
     DETAIL_ASSETS,
     ReconcileResult,
     SyncResult,
-    run_purge,
     run_reconcile,
-    run_replay,
     run_report,
     run_sync,
 )

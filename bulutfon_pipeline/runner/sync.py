@@ -10,23 +10,20 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bulutfon_pipeline import progress
 from bulutfon_pipeline.accounts import Account
-from bulutfon_pipeline.api.config import ClientConfig
-from bulutfon_pipeline.api.errors import ConfigError
+from bulutfon_pipeline.directory import DIRECTORY_ASSETS, DirectoryLoadSummary
 from bulutfon_pipeline.loads import DetailLoadSummary, ListingScanResult, group_dates
-from bulutfon_pipeline.recordings import PurgeSummary, RecordingsSummary
-from bulutfon_pipeline.replay import ReplaySummary, replay_details
+from bulutfon_pipeline.recordings import RecordingsSummary
 from bulutfon_pipeline.runner import runs
 from bulutfon_pipeline.runner.accounts import run_each, select
 from bulutfon_pipeline.runner.errors import SetupError
 from bulutfon_pipeline.runner.preflight import (
-    check_warehouse,
     lock_wait_lines,
     preflight,
     read_settings,
@@ -49,6 +46,8 @@ class SyncResult:
     """What one sync or backfill did."""
 
     listing: ListingScanResult | None = None
+    #: each account's directory load (with the listing; its requests are not in ``api``)
+    directory: list[DirectoryLoadSummary] = field(default_factory=list)
     ranges: list[tuple[dt.date, dt.date]] = field(default_factory=list)
     details: list[DetailLoadSummary] = field(default_factory=list)
     #: ``None`` when recordings are not downloaded (BULUTFON_DOWNLOAD_RECORDINGS off)
@@ -91,6 +90,7 @@ class SyncResult:
                 setattr(
                     self.listing, name, getattr(self.listing, name) + getattr(other.listing, name)
                 )
+        self.directory.extend(other.directory)
         self.ranges.extend(other.ranges)
         self.details.extend(other.details)
         if other.recordings is not None:
@@ -190,7 +190,7 @@ def run_sync(
         warehouse = Warehouse.from_settings(settings)
         # Under the lock, so no other sync writes while the copy is taken.
         if len(result.failures) < len(chosen):
-            result.published = _publish(warehouse, settings)
+            result.published = publish_for_analysts(warehouse, settings)
     result.seconds = time.monotonic() - started
     return result
 
@@ -221,6 +221,9 @@ def _sync_account(
         result.run_ids.append(done.run_id)
         meta = metadata(done, asset)
         result._add_api(api_counts(meta))
+        if DIRECTORY_ASSETS[0] in selection:  # its requests stay apart from ``api``
+            directory = metadata(done, DIRECTORY_ASSETS[0])
+            result.directory.append(DirectoryLoadSummary.from_metadata(directory))
         return meta
 
     def config(op: str) -> dict[str, Any]:
@@ -231,8 +234,8 @@ def _sync_account(
             listing_config = run_config
             if reconcile and start is not None:
                 listing_config = {**run_config, **reconcile_config(start, end)}
-            meta = run(
-                ["cdr_listing"],
+            meta = run(  # the directory too: its names, groups and hours are refreshed
+                ["cdr_listing", *DIRECTORY_ASSETS],
                 "cdr_listing",
                 tags={ACCOUNT_TAG: name},
                 run_config=listing_config,
@@ -276,89 +279,7 @@ def run_report() -> Path | None:
     return Path(path) if path else None
 
 
-def run_purge(
-    before: dt.date,
-    *,
-    on_wait: Callable[[str], None] | None = None,
-    accounts: Sequence[str] | None = None,
-) -> tuple[PurgeSummary, Path]:
-    """Delete the recordings of calls before ``before`` (of ``accounts``, default every
-    account); the summary (summed over the accounts) and the data folder.
-
-    Raises:
-        SetupError, BusyError: before anything is deleted.
-    """
-    from bulutfon_pipeline.recordings import purge_recordings
-
-    chosen = select(accounts)
-    settings = read_settings()
-    total = PurgeSummary(before=before)
-    with _locked_warehouse(settings, on_wait) as shared:
-        for account in chosen:
-            warehouse = Warehouse.on(shared.db, account=account.name)
-            summary = purge_recordings(
-                warehouse,
-                data_dir=settings.data_dir,
-                before=before,
-                folder=account.recordings_folder,
-            )
-            total.rows += summary.rows
-            total.files += summary.files
-            total.stray_files += summary.stray_files
-            total.folders.extend(summary.folders)
-    return total, settings.data_dir
-
-
-def run_replay(
-    uuids: Sequence[str] | None = None,
-    *,
-    accounts: Sequence[str] | None = None,
-    on_wait: Callable[[str], None] | None = None,
-) -> ReplaySummary:
-    """Re-normalise the stored raw payloads (of ``uuids``, default all) of ``accounts``
-    (default every account) into the tables, one account after the other; v2 payloads
-    through ``BULUTFON_V2_FIELD_MAP``, as the client renamed them when it loaded them.
-
-    Raises:
-        SetupError, BusyError: before anything is written (a bad setting, an unknown
-            account, another sync holding the lock).
-    """
-    settings = read_settings()
-    chosen = select(accounts)
-    try:
-        renames = ClientConfig.from_env().v2_renames
-    except ConfigError as error:
-        raise SetupError(str(error)) from None
-    total = ReplaySummary()
-    with _locked_warehouse(settings, on_wait) as warehouse:
-        for account in chosen:
-            own = Warehouse.on(warehouse.db, account=account.name)
-            done = replay_details(
-                own, uuids, batch_size=settings.detail_batch_size, v2_field_map=renames
-            )
-            total = total.plus(done)
-    return total
-
-
-@contextlib.contextmanager
-def _locked_warehouse(
-    settings: Settings, on_wait: Callable[[str], None] | None = None
-) -> Iterator[Warehouse]:
-    """The warehouse, schema in place, under the sync lock (no sync runs meanwhile); the
-    analysts' copy is published when the block succeeds.
-
-    Raises:
-        SetupError, BusyError: before anything is written.
-    """
-    check_warehouse(settings)
-    with writer_lock(settings, on_wait=on_wait), lock_wait_lines(on_wait):
-        warehouse = Warehouse.from_settings(settings)
-        warehouse.ensure_schema()
-        yield warehouse
-        _publish(warehouse, settings)
-
-
-def _publish(warehouse: Warehouse, settings: Settings) -> PublishResult | None:
+def publish_for_analysts(warehouse: Warehouse, settings: Settings) -> PublishResult | None:
     """Publish the analysts' copy of a DuckDB warehouse; ``None`` for a server warehouse,
     which analysts query directly (its readers never block a load)."""
     if warehouse.is_server:

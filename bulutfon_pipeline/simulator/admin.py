@@ -5,7 +5,9 @@ changes and credentials, for the whole server (``/_admin/…``) and for each acc
 Server-wide routes keep their single-account meaning: ``stats`` counts every request
 (``stats/reset`` also resets every account's), ``config`` reads the first account's knobs
 and sets them on every account, ``expire-tokens`` expires every account's tokens, and the
-rest (``calls``, ``change``, ``expected``, ``auth-code``) act on the first account.
+rest (``calls``, ``change``, ``expected``, ``auth-code``, ``directory/change`` (the
+month's directory changes, :meth:`.Directory.apply_month_changes`) and
+``directory/expected``) act on the first account.
 ``GET /_admin/accounts`` lists the accounts.
 """
 
@@ -88,6 +90,14 @@ async def _expected(request: Request, state: SimulatorState) -> Response:
     return json_response(to_jsonable(state.dataset.expected_tables(base_url=base_url)))
 
 
+async def _directory_change(request: Request, state: SimulatorState) -> Response:
+    return json_response(state.directory.apply_month_changes())
+
+
+async def _directory_expected(request: Request, state: SimulatorState) -> Response:
+    return json_response(to_jsonable(state.directory.expected()))
+
+
 async def _auth_code(request: Request, state: SimulatorState) -> Response:
     return json_response({"code": state.issue_auth_code()})
 
@@ -105,6 +115,8 @@ _ACCOUNT_ROUTES: tuple[tuple[str, AccountHandler, list[str] | None], ...] = (
     ("/config", _config, ["GET", "POST"]),
     ("/expected", _expected, None),
     ("/auth-code", _auth_code, ["POST"]),
+    ("/directory/change", _directory_change, ["POST"]),
+    ("/directory/expected", _directory_expected, None),
     ("/expire-tokens", _expire_tokens, ["POST"]),
 )
 

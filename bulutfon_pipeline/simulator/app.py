@@ -11,6 +11,7 @@ v2 and a v2 key on v1 (401), as the real API does.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import math
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from bulutfon_pipeline.settings import LOCAL_TZ
 from bulutfon_pipeline.simulator import render
 from bulutfon_pipeline.simulator.accounts import Accounts
 from bulutfon_pipeline.simulator.admin import admin_routes
+from bulutfon_pipeline.simulator.directory_routes import directory_routes
 from bulutfon_pipeline.simulator.faults import NON_JSON_KINDS
 from bulutfon_pipeline.simulator.filters import matches, needs_item, parse_filters
 from bulutfon_pipeline.simulator.model import Call
@@ -84,10 +86,17 @@ def _api(
             await asyncio.to_thread(getattr, account, "dataset")
         state = account or accounts.first
         response = await _guarded(endpoint, handler, state, request, version, credential)
+        response.headers["Date"] = _http_date(state)
         accounts.record(endpoint, response.status_code, call_uuid, account)
         return response
 
     return endpoint_fn
+
+
+def _http_date(state: SimulatorState) -> str:
+    """The ``Date`` header: the account's clock (``SimulatorConfig.clock``), which
+    uvicorn's own header (turned off, ``server.uvicorn_config``) would not follow."""
+    return email.utils.format_datetime(state.now(), usegmt=True)
 
 
 async def _guarded(
@@ -313,6 +322,7 @@ def create_app(state: Accounts | SimulatorState) -> Starlette:
         else:
             status, body, account = accounts.grant(await _form(request))
             response = _json(body, status, {"Cache-Control": "no-store"})
+        response.headers["Date"] = _http_date(account or accounts.first)
         accounts.record("token", response.status_code, account=account)
         return response
 
@@ -332,6 +342,7 @@ def create_app(state: Accounts | SimulatorState) -> Starlette:
             "/v2/cdr/{yyyy}/{mm}/{dd}/{uuid}/recording",
             _api("recording", recording, accounts, "v2"),
         ),
+        *directory_routes(lambda endpoint, handler: _api(endpoint, handler, accounts)),
         *admin_routes(accounts),
     ]
     return Starlette(routes=routes, exception_handlers={404: not_found})

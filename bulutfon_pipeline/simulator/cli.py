@@ -51,6 +51,7 @@ _HELP: dict[str, str] = {
     "random_429_retry_after_share": "share of those random 429s that carry Retry-After: 1",
     "outage_s": "answer every API request --outage-status for this many seconds",
     "outage_requests": "answer the next N API requests --outage-status",
+    "clock": "the instant the Date headers say (ISO-8601 with an offset; default: now)",
 }
 
 

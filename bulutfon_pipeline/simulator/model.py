@@ -77,12 +77,20 @@ class SimulatorConfig:
     outage_s: float = 0.0  # for this many seconds from when the knob is set
     outage_requests: int = 0  # for the next this many API requests
     outage_status: int = 503
+    # --- the clock --------------------------------------------------------------------
+    #: The instant the API's ``Date`` headers say, ISO-8601 with an offset ("" = the
+    #: wall clock): tests pin it to observe a directory change at a known instant.
+    clock: str = ""
 
     def __post_init__(self) -> None:
         if self.dialect not in DIALECTS:
             raise ValueError(f"dialect must be one of {DIALECTS}, got {self.dialect!r}")
         if isinstance(self.end_date, str):
             self.end_date = dt.date.fromisoformat(self.end_date)
+        if self.clock and dt.datetime.fromisoformat(self.clock).tzinfo is None:
+            raise ValueError(
+                f"clock must be an ISO-8601 instant with an offset, got {self.clock!r}"
+            )
         if self.days < 0 or self.calls_per_day < 0:
             raise ValueError("days and calls_per_day must be >= 0")
 

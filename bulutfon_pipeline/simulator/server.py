@@ -73,6 +73,7 @@ def uvicorn_config(app: Any) -> uvicorn.Config:
         lifespan="off",
         timeout_graceful_shutdown=2,
         timeout_keep_alive=30,
+        date_header=False,  # the app sends the simulator's clock (app._http_date)
     )
 
 

@@ -5,6 +5,7 @@ faults drawn per request and request statistics (thread-safe; the app reads it).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import random
 import secrets
 import threading
@@ -12,6 +13,7 @@ import time
 from typing import Any
 
 from bulutfon_pipeline.simulator.dataset import Dataset, generate_dataset
+from bulutfon_pipeline.simulator.directory import Directory
 from bulutfon_pipeline.simulator.model import SimulatorConfig
 from bulutfon_pipeline.simulator.stats import ENDPOINTS, RequestStats
 
@@ -50,6 +52,8 @@ class SimulatorState:
         self.config = dataclasses.replace(config)
         self._lock = threading.RLock()
         self._dataset = dataset
+        #: The PBX's directory (extensions, ring groups, DIDs): this account's own.
+        self.directory = Directory(config.seed)
         if dataset is None and not lazy:
             self._dataset = generate_dataset(self.config)
         self.master_token = config.master_token or secrets.token_hex(32)
@@ -77,6 +81,16 @@ class SimulatorState:
                     self._dataset = generate_dataset(self.config)
                 dataset = self._dataset
         return dataset
+
+    def now(self) -> dt.datetime:
+        """The simulator's clock: ``config.clock`` when set, else the wall clock (UTC).
+        The ``Date`` header of every API answer says it."""
+        clock = self.config.clock
+        return (
+            dt.datetime.fromisoformat(clock).astimezone(dt.UTC)
+            if clock
+            else dt.datetime.now(dt.UTC)
+        )
 
     @property
     def generated(self) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 __all__ = ["ENDPOINTS", "RequestStats"]
 
-ENDPOINTS = ("token", "listing", "detail", "recording")
+ENDPOINTS = ("token", "listing", "detail", "recording", "directory")
 
 
 class RequestStats:

@@ -15,7 +15,7 @@ object with the same surface, not a class tree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import date, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ import pandas as pd
 from bulutfon_pipeline.normalize import NormalizedDetails, NormalizedListing, Reject
 from bulutfon_pipeline.settings import DEFAULT_ACCOUNT, Settings
 from bulutfon_pipeline.warehouse import details as _details
+from bulutfon_pipeline.warehouse import directory as _directory
 from bulutfon_pipeline.warehouse import listing as _listing
 from bulutfon_pipeline.warehouse import pending as _pending
 from bulutfon_pipeline.warehouse import recordings as _recordings
@@ -33,6 +34,7 @@ from bulutfon_pipeline.warehouse import rejects as _rejects
 from bulutfon_pipeline.warehouse.backend import Backend, Transaction
 from bulutfon_pipeline.warehouse.detail_writer import DetailWriter
 from bulutfon_pipeline.warehouse.details import DetailLoadResult, RawPayload
+from bulutfon_pipeline.warehouse.directory import DirectoryMergeResult
 from bulutfon_pipeline.warehouse.duckdb_backend import Connect, DuckDB
 from bulutfon_pipeline.warehouse.errors import WarehouseError
 from bulutfon_pipeline.warehouse.listing import ListingLoadResult, ListingStage
@@ -303,6 +305,22 @@ class Warehouse:
     def load_progress(self, since: datetime) -> LoadProgress:
         """See :func:`.pending.load_progress`."""
         return _pending.load_progress(self.db, since, account=self.account)
+
+    # --- the PBX's directory (directory.py) --------------------------------------------
+
+    def merge_directory(
+        self,
+        tables: Mapping[str, Sequence[Mapping[str, Any]]],
+        *,
+        observed_at: datetime,
+        unreadable: Mapping[str, set[str]] | None = None,
+        rejects: Sequence[Reject] = (),
+    ) -> DirectoryMergeResult:
+        """See :func:`.directory.merge_directory`."""
+        return _directory.merge_directory(
+            self.db, tables, account=self.account, observed_at=observed_at,
+            unreadable=unreadable, rejects=rejects,
+        )  # fmt: skip
 
     # --- rejects and recordings (rejects.py, recordings.py) ------------------------------
 

@@ -55,7 +55,7 @@ __all__ = [
 
 #: ``_pipeline_state`` key holding the ISO instant of the newest listed ``call_time``.
 HIGH_WATER_MARK_KEY = "listing_high_water_mark"
-REJECT_STAGES = ("listing", "detail", "normalize", "recording")
+REJECT_STAGES = ("listing", "detail", "normalize", "recording", "directory")
 
 
 def _instant(name: str, **kwargs: bool) -> Column[object]:

@@ -146,7 +146,7 @@ def test_per_account_stats_count_exactly_the_requests_made(simulator_factory):
     with _client(sim, "not-a-token") as client:
         assert client.get("/cdrs").status_code == 401
 
-    empty = {"token": {}, "listing": {}, "detail": {}, "recording": {}}
+    empty = {"token": {}, "listing": {}, "detail": {}, "recording": {}, "directory": {}}
     assert sim.stats(account=a) == {
         **empty, "listing": {"200": 2}, "detail": {"200": 3}, "recording": {"200": 1},
         "total": 6, "detail_uuids": {first_a: 2, second_a: 1}, "recording_uuids": {recorded: 1},
@@ -158,7 +158,8 @@ def test_per_account_stats_count_exactly_the_requests_made(simulator_factory):
     # Server-wide: both accounts plus the request no account recognized.
     assert sim.stats() == {
         "token": {"200": 1}, "listing": {"200": 3, "401": 1}, "detail": {"200": 4},
-        "recording": {"200": 1}, "total": 10, "detail_uuids": {first_a: 2, second_a: 1,
+        "recording": {"200": 1}, "directory": {}, "total": 10,
+        "detail_uuids": {first_a: 2, second_a: 1,
         first_b: 1}, "recording_uuids": {recorded: 1},
     }  # fmt: skip
     with httpx.Client(base_url=sim.url, headers=UA) as admin:
