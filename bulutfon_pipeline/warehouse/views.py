@@ -41,6 +41,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from bulutfon_pipeline.warehouse.directory_sql import (
+    CALL_HOURS,
+    COLLATE,
+    POSTGRES_BYTE_ORDER,
+    names_at,
+)
+
 __all__ = ["DIALECTS", "VIEWS", "Dialect", "ViewDefinition", "view_names"]
 
 #: The SQL dialects a view is written for (SQLAlchemy's dialect names).
@@ -79,6 +86,17 @@ class ViewDefinition:
         return f"CREATE OR REPLACE VIEW {self.name} AS\n{self.select_for(dialect)}"
 
 
+def _with_names(name: str, description: str, select: str) -> ViewDefinition:
+    """A view whose sorted name lists sort by bytes on both engines: ``select`` carries
+    ``directory_sql.COLLATE`` where PostgreSQL needs ``COLLATE "C"``."""
+    return ViewDefinition(
+        name=name,
+        description=description,
+        select=select.replace(COLLATE, ""),
+        postgres_select=select.replace(COLLATE, POSTGRES_BYTE_ORDER),
+    )
+
+
 DAILY_CALL_SUMMARY = ViewDefinition(
     name="daily_call_summary",
     description=(
@@ -105,27 +123,60 @@ GROUP BY account, call_date, direction
 """,
 )
 
-RING_GROUP_PERFORMANCE = ViewDefinition(
+RING_GROUP_PERFORMANCE = _with_names(
     name="ring_group_performance",
     description=(
-        "Per account, ring group (the callee of the step that rang it) and destination phone: "
-        "rings, answers, lost races and the share of rings answered."
+        "Per account, ring group (the callee of the step that rang it) and destination phone, "
+        "with the group's and the phone's names at the call's time: rings, answers, lost "
+        "races and the share of rings answered."
     ),
-    select="""
+    select=f"""
+WITH rings AS (
+    SELECT
+        o.account,
+        coalesce(s.redirection_target, s.callee) AS ring_group,
+        o.destination,
+        c.call_time AS moment,
+        o.outcome
+    FROM originations AS o
+    JOIN call_flow_steps AS s
+        ON s.account = o.account AND s.cdr_uuid = o.cdr_uuid AND s.step_index = o.step_index
+    LEFT JOIN cdrs AS c ON c.account = o.account AND c.uuid = o.cdr_uuid
+),
+{
+        names_at(
+            "group_names",
+            "SELECT account, ring_group AS number, moment FROM rings",
+            "ring_groups",
+            "name",
+        )
+    },
+{
+        names_at(
+            "phone_names",
+            "SELECT account, destination AS number, moment FROM rings",
+            "extensions",
+            "caller_name",
+        )
+    }
 SELECT
-    o.account,
-    coalesce(s.redirection_target, s.callee) AS ring_group,
-    o.destination,
+    r.account,
+    r.ring_group,
+    g.name AS ring_group_name,
+    r.destination,
+    p.name AS destination_name,
     count(*) AS rings,
-    count(*) FILTER (WHERE o.outcome = 'ANSWERED') AS answers,
-    count(*) FILTER (WHERE o.outcome = 'LOSE_RACE') AS lost_races,
-    CAST(count(*) FILTER (WHERE o.outcome = 'ANSWERED') AS DOUBLE PRECISION) / count(*)
+    count(*) FILTER (WHERE r.outcome = 'ANSWERED') AS answers,
+    count(*) FILTER (WHERE r.outcome = 'LOSE_RACE') AS lost_races,
+    CAST(count(*) FILTER (WHERE r.outcome = 'ANSWERED') AS DOUBLE PRECISION) / count(*)
         AS answer_share
-FROM originations AS o
-JOIN call_flow_steps AS s
-    ON s.account = o.account AND s.cdr_uuid = o.cdr_uuid AND s.step_index = o.step_index
-GROUP BY o.account, coalesce(s.redirection_target, s.callee), o.destination
-""",
+FROM rings AS r
+LEFT JOIN group_names AS g
+    ON g.account = r.account AND g.number = r.ring_group AND g.moment = r.moment
+LEFT JOIN phone_names AS p
+    ON p.account = r.account AND p.number = r.destination AND p.moment = r.moment
+GROUP BY r.account, r.ring_group, g.name, r.destination, p.name
+""",  # noqa: S608 (constant SQL: no value comes from outside)
 )
 
 HOURLY_CALL_LOAD = ViewDefinition(
@@ -164,72 +215,79 @@ GROUP BY account, weekday, hour
 """,
 )
 
-EXTENSION_ACTIVITY = ViewDefinition(
+EXTENSION_ACTIVITY = _with_names(
     name="extension_activity",
     description=(
-        "Per account and extension: how often it rang (a ring group's origination, or a flow step "
-        "connecting to the extension), the calls it answered and their talk time, missed "
-        "rings (nobody picked up), lost races, and its outgoing calls (v1 only)."
+        "Per account, extension and its name at the call's time: how often it rang (a ring "
+        "group's origination, or a flow step connecting to the extension), the calls it "
+        "answered and their talk time, missed rings (nobody picked up), lost races, and its "
+        "outgoing calls (v1 only)."
     ),
-    select="""
-WITH rings AS (
-    SELECT o.account, o.destination AS extension, o.cdr_uuid, o.answer_time, o.hangup_time,
-           o.outcome = 'ANSWERED' AS answered, o.outcome = 'LOSE_RACE' AS lost_race
+    select=f"""
+WITH activity AS (
+    -- rings: a ring group's originations, and flow steps connecting to an extension
+    SELECT o.account, o.destination AS extension, c.call_time AS moment, o.cdr_uuid,
+           o.answer_time, o.hangup_time, o.outcome = 'ANSWERED' AS answered,
+           o.outcome = 'LOSE_RACE' AS lost_race, false AS outgoing, 0 AS outgoing_talk
     FROM originations AS o
+    LEFT JOIN cdrs AS c ON c.account = o.account AND c.uuid = o.cdr_uuid
     UNION ALL
-    SELECT s.account, s.callee, s.cdr_uuid, s.answer_time, s.hangup_time,
-           s.answer_time IS NOT NULL, false
+    SELECT s.account, s.callee, c.call_time, s.cdr_uuid, s.answer_time, s.hangup_time,
+           s.answer_time IS NOT NULL, false, false, 0
     FROM call_flow_steps AS s
+    LEFT JOIN cdrs AS c ON c.account = s.account AND c.uuid = s.cdr_uuid
     WHERE s.redirection_kind = 'CONNECTING_TO_EXTENSION'
-),
-ring_stats AS (
-    SELECT
-        account,
-        extension,
-        count(*) AS rings,
-        count(DISTINCT cdr_uuid) FILTER (WHERE answered) AS answered_calls,
-        -- whole seconds from answer to hang-up: the second boundaries crossed
-        CAST(sum(floor(extract(epoch FROM hangup_time))
-                 - floor(extract(epoch FROM answer_time))) FILTER (WHERE answered)
-            AS BIGINT) AS talk_seconds,
-        count(*) FILTER (WHERE NOT answered AND NOT lost_race) AS missed_rings,
-        count(*) FILTER (WHERE lost_race) AS lost_races
-    FROM rings
-    WHERE extension IS NOT NULL
-    GROUP BY account, extension
-),
-outgoing AS (
-    SELECT account, extension, count(*) AS outgoing_calls,
-           CAST(sum(talk_seconds) AS BIGINT) AS outgoing_talk_seconds
+    UNION ALL
+    -- the extension's outgoing calls
+    SELECT account, extension, call_time, uuid, NULL, NULL, false, false, true, talk_seconds
     FROM cdrs
-    WHERE direction = 'OUT' AND extension IS NOT NULL
-    GROUP BY account, extension
-)
+    WHERE direction = 'OUT'
+),
+{
+        names_at(
+            "names",
+            "SELECT account, extension AS number, moment FROM activity",
+            "extensions",
+            "caller_name",
+        )
+    }
 SELECT
-    coalesce(r.account, o.account) AS account,
-    coalesce(r.extension, o.extension) AS extension,
-    coalesce(r.rings, 0) AS rings,
-    coalesce(r.answered_calls, 0) AS answered_calls,
-    coalesce(r.talk_seconds, 0) AS talk_seconds,
-    coalesce(r.missed_rings, 0) AS missed_rings,
-    coalesce(r.lost_races, 0) AS lost_races,
-    coalesce(o.outgoing_calls, 0) AS outgoing_calls,
-    coalesce(o.outgoing_talk_seconds, 0) AS outgoing_talk_seconds
-FROM ring_stats AS r
-FULL OUTER JOIN outgoing AS o ON o.account = r.account AND o.extension = r.extension
-""",
+    a.account,
+    a.extension,
+    n.name AS extension_name,
+    count(*) FILTER (WHERE NOT a.outgoing) AS rings,
+    count(DISTINCT a.cdr_uuid) FILTER (WHERE a.answered) AS answered_calls,
+    -- whole seconds from answer to hang-up: the second boundaries crossed
+    coalesce(CAST(sum(floor(extract(epoch FROM a.hangup_time))
+                      - floor(extract(epoch FROM a.answer_time))) FILTER (WHERE a.answered)
+                  AS BIGINT), 0) AS talk_seconds,
+    count(*) FILTER (WHERE NOT a.outgoing AND NOT a.answered AND NOT a.lost_race)
+        AS missed_rings,
+    count(*) FILTER (WHERE a.lost_race) AS lost_races,
+    count(*) FILTER (WHERE a.outgoing) AS outgoing_calls,
+    coalesce(CAST(sum(a.outgoing_talk) FILTER (WHERE a.outgoing) AS BIGINT), 0)
+        AS outgoing_talk_seconds
+FROM activity AS a
+LEFT JOIN names AS n
+    ON n.account = a.account AND n.number = a.extension AND n.moment = a.moment
+WHERE a.extension IS NOT NULL
+GROUP BY a.account, a.extension, n.name
+""",  # noqa: S608 (constant SQL: no value comes from outside)
 )
 
-MISSED_CALLS = ViewDefinition(
+MISSED_CALLS = _with_names(
     name="missed_calls",
     description=(
         "Incoming calls nobody answered, one row each, with the caller for call-backs: "
         "how often that caller was missed, when the caller was next reached (a later "
-        "answered call from or to the number, in the same account), and whether a "
-        "call-back is still due."
+        "answered call from or to the number, in the same account), whether a "
+        "call-back is still due, and whether the call came within the called number's "
+        "working hours (the DID whose last 10 digits are the callee's; NULL when the "
+        "number is unknown, masked or does not follow working hours)."
     ),
-    select="""
-WITH missed AS (
+    select=f"""
+WITH {CALL_HOURS},
+missed AS (
     SELECT
         m.account,
         m.uuid,
@@ -265,12 +323,44 @@ reached AS (
 SELECT
     missed.*,
     r.reached_at,
-    NOT missed.caller_masked AND r.reached_at IS NULL AS needs_call_back
+    NOT missed.caller_masked AND r.reached_at IS NULL AS needs_call_back,
+    w.in_working_hours
 FROM missed
 LEFT JOIN reached AS r
     ON r.account = missed.account AND r.caller = missed.caller
     AND r.call_time = missed.call_time
-""",
+LEFT JOIN call_hours AS w ON w.account = missed.account AND w.uuid = missed.uuid
+""",  # noqa: S608 (constant SQL: no value comes from outside)
+)
+
+WORKING_HOURS_SERVICE_LEVEL = _with_names(
+    name="working_hours_service_level",
+    description=(
+        "Per account, called number (the DID of the directory, matched on the last 10 "
+        "digits) and local call_date: incoming calls, and those within and outside the "
+        "number's working hours with how many of each were answered and the answer rate "
+        "of each (NULL without calls)."
+    ),
+    select=f"""
+WITH {CALL_HOURS}
+SELECT
+    i.account,
+    w.number,
+    i.call_date,
+    count(*) AS calls,
+    count(*) FILTER (WHERE w.in_working_hours) AS calls_in_hours,
+    count(*) FILTER (WHERE w.in_working_hours AND i.answered) AS answered_in_hours,
+    CAST(count(*) FILTER (WHERE w.in_working_hours AND i.answered) AS DOUBLE PRECISION)
+        / nullif(count(*) FILTER (WHERE w.in_working_hours), 0) AS answer_rate_in_hours,
+    count(*) FILTER (WHERE NOT w.in_working_hours) AS calls_out_of_hours,
+    count(*) FILTER (WHERE NOT w.in_working_hours AND i.answered) AS answered_out_of_hours,
+    CAST(count(*) FILTER (WHERE NOT w.in_working_hours AND i.answered) AS DOUBLE PRECISION)
+        / nullif(count(*) FILTER (WHERE NOT w.in_working_hours), 0)
+        AS answer_rate_out_of_hours
+FROM incoming AS i
+JOIN call_hours AS w ON w.account = i.account AND w.uuid = i.uuid
+GROUP BY i.account, w.number, i.call_date
+""",  # noqa: S608 (constant SQL: no value comes from outside)
 )
 
 #: Every mart, in creation order.
@@ -280,6 +370,7 @@ VIEWS: list[ViewDefinition] = [
     HOURLY_CALL_LOAD,
     EXTENSION_ACTIVITY,
     MISSED_CALLS,
+    WORKING_HOURS_SERVICE_LEVEL,
 ]
 
 
