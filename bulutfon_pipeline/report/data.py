@@ -85,7 +85,10 @@ def read_marts(warehouse: Warehouse, *, account: str | None = None) -> dict[str,
     return {
         "daily": read("SELECT * FROM daily_call_summary", "call_date, direction"),
         "hourly": read("SELECT * FROM hourly_call_load", "weekday, hour"),
-        "groups": read("SELECT * FROM ring_group_performance", "ring_group, destination"),
+        "groups": read(
+            "SELECT * FROM ring_group_performance",
+            "ring_group, ring_group_name, destination, destination_name",
+        ),
         "missed": read(
             "SELECT account, caller, caller_masked, needs_call_back, local_call_time "
             "FROM missed_calls",

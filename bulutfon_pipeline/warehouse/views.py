@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bulutfon_pipeline.warehouse.directory_sql import (
-    CALL_HOURS,
     COLLATE,
     POSTGRES_BYTE_ORDER,
-    names_at,
+    with_names,
+    with_working_hours,
 )
 
 __all__ = ["DIALECTS", "VIEWS", "Dialect", "ViewDefinition", "view_names"]
@@ -123,6 +123,12 @@ GROUP BY account, call_date, direction
 """,
 )
 
+#: The columns of ring_group_performance's rings (an origination's key identifies one).
+_RING = (
+    "account", "cdr_uuid", "step_index", "attempt_index", "ring_group", "destination", "moment",
+    "outcome",
+)  # fmt: skip
+
 RING_GROUP_PERFORMANCE = _with_names(
     name="ring_group_performance",
     description=(
@@ -134,6 +140,9 @@ RING_GROUP_PERFORMANCE = _with_names(
 WITH rings AS (
     SELECT
         o.account,
+        o.cdr_uuid,
+        o.step_index,
+        o.attempt_index,
         coalesce(s.redirection_target, s.callee) AS ring_group,
         o.destination,
         c.call_time AS moment,
@@ -143,39 +152,31 @@ WITH rings AS (
         ON s.account = o.account AND s.cdr_uuid = o.cdr_uuid AND s.step_index = o.step_index
     LEFT JOIN cdrs AS c ON c.account = o.account AND c.uuid = o.cdr_uuid
 ),
+{with_names("group_rings", "rings", _RING, "ring_group", "ring_groups", "name", "ring_group_name")},
 {
-        names_at(
-            "group_names",
-            "SELECT account, ring_group AS number, moment FROM rings",
-            "ring_groups",
-            "name",
-        )
-    },
-{
-        names_at(
-            "phone_names",
-            "SELECT account, destination AS number, moment FROM rings",
+        with_names(
+            "named_rings",
+            "group_rings",
+            (*_RING, "ring_group_name"),
+            "destination",
             "extensions",
             "caller_name",
+            "destination_name",
         )
     }
 SELECT
-    r.account,
-    r.ring_group,
-    g.name AS ring_group_name,
-    r.destination,
-    p.name AS destination_name,
+    account,
+    ring_group,
+    ring_group_name,
+    destination,
+    destination_name,
     count(*) AS rings,
-    count(*) FILTER (WHERE r.outcome = 'ANSWERED') AS answers,
-    count(*) FILTER (WHERE r.outcome = 'LOSE_RACE') AS lost_races,
-    CAST(count(*) FILTER (WHERE r.outcome = 'ANSWERED') AS DOUBLE PRECISION) / count(*)
+    count(*) FILTER (WHERE outcome = 'ANSWERED') AS answers,
+    count(*) FILTER (WHERE outcome = 'LOSE_RACE') AS lost_races,
+    CAST(count(*) FILTER (WHERE outcome = 'ANSWERED') AS DOUBLE PRECISION) / count(*)
         AS answer_share
-FROM rings AS r
-LEFT JOIN group_names AS g
-    ON g.account = r.account AND g.number = r.ring_group AND g.moment = r.moment
-LEFT JOIN phone_names AS p
-    ON p.account = r.account AND p.number = r.destination AND p.moment = r.moment
-GROUP BY r.account, r.ring_group, g.name, r.destination, p.name
+FROM named_rings
+GROUP BY account, ring_group, ring_group_name, destination, destination_name
 """,  # noqa: S608 (constant SQL: no value comes from outside)
 )
 
@@ -215,6 +216,12 @@ GROUP BY account, weekday, hour
 """,
 )
 
+#: The columns of extension_activity's rows (kind and a flow row's key identify one).
+_ACTIVITY = (
+    "account", "extension", "moment", "kind", "cdr_uuid", "step_index", "attempt_index",
+    "answer_time", "hangup_time", "answered", "lost_race", "outgoing_talk",
+)  # fmt: skip
+
 EXTENSION_ACTIVITY = _with_names(
     name="extension_activity",
     description=(
@@ -226,54 +233,63 @@ EXTENSION_ACTIVITY = _with_names(
     select=f"""
 WITH activity AS (
     -- rings: a ring group's originations, and flow steps connecting to an extension
-    SELECT o.account, o.destination AS extension, c.call_time AS moment, o.cdr_uuid,
-           o.answer_time, o.hangup_time, o.outcome = 'ANSWERED' AS answered,
-           o.outcome = 'LOSE_RACE' AS lost_race, false AS outgoing, 0 AS outgoing_talk
+    SELECT o.account, o.destination AS extension, c.call_time AS moment, 'ring' AS kind,
+           o.cdr_uuid, o.step_index, o.attempt_index, o.answer_time, o.hangup_time,
+           o.outcome = 'ANSWERED' AS answered, o.outcome = 'LOSE_RACE' AS lost_race,
+           0 AS outgoing_talk
     FROM originations AS o
     LEFT JOIN cdrs AS c ON c.account = o.account AND c.uuid = o.cdr_uuid
+    WHERE o.destination IS NOT NULL
     UNION ALL
-    SELECT s.account, s.callee, c.call_time, s.cdr_uuid, s.answer_time, s.hangup_time,
-           s.answer_time IS NOT NULL, false, false, 0
+    SELECT s.account, s.callee, c.call_time, 'step', s.cdr_uuid, s.step_index, -1,
+           s.answer_time, s.hangup_time, s.answer_time IS NOT NULL, false, 0
     FROM call_flow_steps AS s
     LEFT JOIN cdrs AS c ON c.account = s.account AND c.uuid = s.cdr_uuid
-    WHERE s.redirection_kind = 'CONNECTING_TO_EXTENSION'
+    WHERE s.redirection_kind = 'CONNECTING_TO_EXTENSION' AND s.callee IS NOT NULL
     UNION ALL
     -- the extension's outgoing calls
-    SELECT account, extension, call_time, uuid, NULL, NULL, false, false, true, talk_seconds
+    SELECT account, extension, call_time, 'outgoing', uuid, -1, -1, NULL, NULL, false,
+           false, talk_seconds
     FROM cdrs
-    WHERE direction = 'OUT'
+    WHERE direction = 'OUT' AND extension IS NOT NULL
 ),
 {
-        names_at(
-            "names",
-            "SELECT account, extension AS number, moment FROM activity",
+        with_names(
+            "named",
+            "activity",
+            _ACTIVITY,
+            "extension",
             "extensions",
             "caller_name",
+            "extension_name",
         )
     }
 SELECT
-    a.account,
-    a.extension,
-    n.name AS extension_name,
-    count(*) FILTER (WHERE NOT a.outgoing) AS rings,
-    count(DISTINCT a.cdr_uuid) FILTER (WHERE a.answered) AS answered_calls,
+    account,
+    extension,
+    extension_name,
+    count(*) FILTER (WHERE kind <> 'outgoing') AS rings,
+    count(DISTINCT cdr_uuid) FILTER (WHERE answered) AS answered_calls,
     -- whole seconds from answer to hang-up: the second boundaries crossed
-    coalesce(CAST(sum(floor(extract(epoch FROM a.hangup_time))
-                      - floor(extract(epoch FROM a.answer_time))) FILTER (WHERE a.answered)
+    coalesce(CAST(sum(floor(extract(epoch FROM hangup_time))
+                      - floor(extract(epoch FROM answer_time))) FILTER (WHERE answered)
                   AS BIGINT), 0) AS talk_seconds,
-    count(*) FILTER (WHERE NOT a.outgoing AND NOT a.answered AND NOT a.lost_race)
+    count(*) FILTER (WHERE kind <> 'outgoing' AND NOT answered AND NOT lost_race)
         AS missed_rings,
-    count(*) FILTER (WHERE a.lost_race) AS lost_races,
-    count(*) FILTER (WHERE a.outgoing) AS outgoing_calls,
-    coalesce(CAST(sum(a.outgoing_talk) FILTER (WHERE a.outgoing) AS BIGINT), 0)
+    count(*) FILTER (WHERE lost_race) AS lost_races,
+    count(*) FILTER (WHERE kind = 'outgoing') AS outgoing_calls,
+    coalesce(CAST(sum(outgoing_talk) FILTER (WHERE kind = 'outgoing') AS BIGINT), 0)
         AS outgoing_talk_seconds
-FROM activity AS a
-LEFT JOIN names AS n
-    ON n.account = a.account AND n.number = a.extension AND n.moment = a.moment
-WHERE a.extension IS NOT NULL
-GROUP BY a.account, a.extension, n.name
+FROM named
+GROUP BY account, extension, extension_name
 """,  # noqa: S608 (constant SQL: no value comes from outside)
 )
+
+#: The columns of missed_calls' ``missed`` rows.
+_MISSED = (
+    "account", "uuid", "call_time", "call_date", "local_call_time", "caller", "callee",
+    "ring_seconds", "hangup_cause_code", "caller_masked", "caller_missed_calls",
+)  # fmt: skip
 
 MISSED_CALLS = _with_names(
     name="missed_calls",
@@ -286,8 +302,7 @@ MISSED_CALLS = _with_names(
         "number is unknown, masked or does not follow working hours)."
     ),
     select=f"""
-WITH {CALL_HOURS},
-missed AS (
+WITH missed AS (
     SELECT
         m.account,
         m.uuid,
@@ -304,6 +319,7 @@ missed AS (
     FROM cdrs AS m
     WHERE m.direction = 'IN' AND NOT m.answered
 ),
+{with_working_hours("missed_hours", "missed", _MISSED)},
 -- answered calls with a number: calls from it (IN) and calls to it (OUT)
 contacts AS (
     SELECT account, caller AS number, call_time
@@ -321,17 +337,17 @@ reached AS (
     GROUP BY m.account, m.caller, m.call_time
 )
 SELECT
-    missed.*,
+    {", ".join(f"m.{column}" for column in _MISSED)},
     r.reached_at,
-    NOT missed.caller_masked AND r.reached_at IS NULL AS needs_call_back,
-    w.in_working_hours
-FROM missed
+    NOT m.caller_masked AND r.reached_at IS NULL AS needs_call_back,
+    m.in_working_hours
+FROM missed_hours AS m
 LEFT JOIN reached AS r
-    ON r.account = missed.account AND r.caller = missed.caller
-    AND r.call_time = missed.call_time
-LEFT JOIN call_hours AS w ON w.account = missed.account AND w.uuid = missed.uuid
+    ON r.account = m.account AND r.caller = m.caller AND r.call_time = m.call_time
 """,  # noqa: S608 (constant SQL: no value comes from outside)
 )
+
+_INCOMING = ("account", "uuid", "call_time", "call_date", "callee", "answered")
 
 WORKING_HOURS_SERVICE_LEVEL = _with_names(
     name="working_hours_service_level",
@@ -342,24 +358,28 @@ WORKING_HOURS_SERVICE_LEVEL = _with_names(
         "of each (NULL without calls)."
     ),
     select=f"""
-WITH {CALL_HOURS}
+WITH incoming AS (
+    SELECT account, uuid, call_time, call_date, callee, answered
+    FROM cdrs
+    WHERE direction = 'IN'
+),
+{with_working_hours("incoming_hours", "incoming", _INCOMING)}
 SELECT
-    i.account,
-    w.number,
-    i.call_date,
+    account,
+    did_number AS number,
+    call_date,
     count(*) AS calls,
-    count(*) FILTER (WHERE w.in_working_hours) AS calls_in_hours,
-    count(*) FILTER (WHERE w.in_working_hours AND i.answered) AS answered_in_hours,
-    CAST(count(*) FILTER (WHERE w.in_working_hours AND i.answered) AS DOUBLE PRECISION)
-        / nullif(count(*) FILTER (WHERE w.in_working_hours), 0) AS answer_rate_in_hours,
-    count(*) FILTER (WHERE NOT w.in_working_hours) AS calls_out_of_hours,
-    count(*) FILTER (WHERE NOT w.in_working_hours AND i.answered) AS answered_out_of_hours,
-    CAST(count(*) FILTER (WHERE NOT w.in_working_hours AND i.answered) AS DOUBLE PRECISION)
-        / nullif(count(*) FILTER (WHERE NOT w.in_working_hours), 0)
-        AS answer_rate_out_of_hours
-FROM incoming AS i
-JOIN call_hours AS w ON w.account = i.account AND w.uuid = i.uuid
-GROUP BY i.account, w.number, i.call_date
+    count(*) FILTER (WHERE in_working_hours) AS calls_in_hours,
+    count(*) FILTER (WHERE in_working_hours AND answered) AS answered_in_hours,
+    CAST(count(*) FILTER (WHERE in_working_hours AND answered) AS DOUBLE PRECISION)
+        / nullif(count(*) FILTER (WHERE in_working_hours), 0) AS answer_rate_in_hours,
+    count(*) FILTER (WHERE NOT in_working_hours) AS calls_out_of_hours,
+    count(*) FILTER (WHERE NOT in_working_hours AND answered) AS answered_out_of_hours,
+    CAST(count(*) FILTER (WHERE NOT in_working_hours AND answered) AS DOUBLE PRECISION)
+        / nullif(count(*) FILTER (WHERE NOT in_working_hours), 0) AS answer_rate_out_of_hours
+FROM incoming_hours
+WHERE did_number IS NOT NULL
+GROUP BY account, did_number, call_date
 """,  # noqa: S608 (constant SQL: no value comes from outside)
 )
 
