@@ -482,7 +482,7 @@ def test_the_report_reads_the_same_from_both_engines(
     pd.testing.assert_frame_equal(pg_top, duck_top, check_dtype=False)
     # the same rows in the same order (the queries' ORDER BY); a DATE is a datetime64
     # column from DuckDB and one of dates from psycopg, so both are made datetime64
-    for frame in ("daily", "hourly", "groups"):
+    for frame in ("daily", "hourly", "groups", "service"):
         got, want = pg[frame], duck[frame]
         if "call_date" in want:
             got = got.assign(call_date=pd.to_datetime(got["call_date"]))
