@@ -32,8 +32,15 @@ compares them). What that takes, where the two differ:
   placeholder when the statement is sent with parameters (test ``position()`` instead
   of ``LIKE``).
 
+* A ratio whose denominator may be 0 divides by ``nullif(d, 0)``: PostgreSQL raises on a
+  division by zero, DuckDB gives NULL.
+* Text sorts by bytes in DuckDB, by the database's collation in PostgreSQL: a sorted
+  ``string_agg`` of names adds ``COLLATE "C"`` on PostgreSQL (``directory_sql.py``).
+
 A view whose meaning cannot be written in common SQL may carry a PostgreSQL variant
-(``postgres_select``); :meth:`ViewDefinition.ddl` picks the one for its dialect.
+(``postgres_select``); :meth:`ViewDefinition.ddl` picks the one for its dialect (the
+directory's marts: their SQL with ``COLLATE "C"``). Changed columns need nothing more:
+``schema_setup.ensure_views`` drops and recreates every mart when their SQL changes.
 """
 
 from __future__ import annotations
@@ -87,14 +94,10 @@ class ViewDefinition:
 
 
 def _with_names(name: str, description: str, select: str) -> ViewDefinition:
-    """A view whose sorted name lists sort by bytes on both engines: ``select`` carries
-    ``directory_sql.COLLATE`` where PostgreSQL needs ``COLLATE "C"``."""
-    return ViewDefinition(
-        name=name,
-        description=description,
-        select=select.replace(COLLATE, ""),
-        postgres_select=select.replace(COLLATE, POSTGRES_BYTE_ORDER),
-    )
+    """A view whose ``select`` carries ``directory_sql.COLLATE`` (``COLLATE "C"`` there on
+    PostgreSQL, nothing on DuckDB), so that its name lists sort by bytes on both."""
+    pg_select = select.replace(COLLATE, POSTGRES_BYTE_ORDER)
+    return ViewDefinition(name, description, select.replace(COLLATE, ""), pg_select)
 
 
 DAILY_CALL_SUMMARY = ViewDefinition(
@@ -123,7 +126,7 @@ GROUP BY account, call_date, direction
 """,
 )
 
-#: The columns of ring_group_performance's rings (an origination's key identifies one).
+# The columns of a mart's fact rows, which identify a row (directory_sql.with_names).
 _RING = (
     "account", "cdr_uuid", "step_index", "attempt_index", "ring_group", "destination", "moment",
     "outcome",
@@ -216,7 +219,6 @@ GROUP BY account, weekday, hour
 """,
 )
 
-#: The columns of extension_activity's rows (kind and a flow row's key identify one).
 _ACTIVITY = (
     "account", "extension", "moment", "kind", "cdr_uuid", "step_index", "attempt_index",
     "answer_time", "hangup_time", "answered", "lost_race", "outgoing_talk",
@@ -285,7 +287,6 @@ GROUP BY account, extension, extension_name
 """,  # noqa: S608 (constant SQL: no value comes from outside)
 )
 
-#: The columns of missed_calls' ``missed`` rows.
 _MISSED = (
     "account", "uuid", "call_time", "call_date", "local_call_time", "caller", "callee",
     "ring_seconds", "hangup_cause_code", "caller_masked", "caller_missed_calls",
