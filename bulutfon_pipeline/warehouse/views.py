@@ -51,7 +51,8 @@ from typing import Literal
 from bulutfon_pipeline.warehouse.directory_sql import (
     COLLATE,
     POSTGRES_BYTE_ORDER,
-    with_names,
+    in_span,
+    names_over_time,
     with_working_hours,
 )
 
@@ -126,12 +127,6 @@ GROUP BY account, call_date, direction
 """,
 )
 
-# The columns of a mart's fact rows, which identify a row (directory_sql.with_names).
-_RING = (
-    "account", "cdr_uuid", "step_index", "attempt_index", "ring_group", "destination", "moment",
-    "outcome",
-)  # fmt: skip
-
 RING_GROUP_PERFORMANCE = _with_names(
     name="ring_group_performance",
     description=(
@@ -140,46 +135,29 @@ RING_GROUP_PERFORMANCE = _with_names(
         "races and the share of rings answered."
     ),
     select=f"""
-WITH rings AS (
-    SELECT
-        o.account,
-        o.cdr_uuid,
-        o.step_index,
-        o.attempt_index,
-        coalesce(s.redirection_target, s.callee) AS ring_group,
-        o.destination,
-        c.call_time AS moment,
-        o.outcome
-    FROM originations AS o
-    JOIN call_flow_steps AS s
-        ON s.account = o.account AND s.cdr_uuid = o.cdr_uuid AND s.step_index = o.step_index
-    LEFT JOIN cdrs AS c ON c.account = o.account AND c.uuid = o.cdr_uuid
-),
-{with_names("group_rings", "rings", _RING, "ring_group", "ring_groups", "name", "ring_group_name")},
-{
-        with_names(
-            "named_rings",
-            "group_rings",
-            (*_RING, "ring_group_name"),
-            "destination",
-            "extensions",
-            "caller_name",
-            "destination_name",
-        )
-    }
+WITH {names_over_time("group_names", "ring_groups", "name")},
+{names_over_time("phone_names", "extensions", "caller_name")}
 SELECT
-    account,
-    ring_group,
-    ring_group_name,
-    destination,
-    destination_name,
+    o.account,
+    coalesce(s.redirection_target, s.callee) AS ring_group,
+    g.name AS ring_group_name,
+    o.destination,
+    p.name AS destination_name,
     count(*) AS rings,
-    count(*) FILTER (WHERE outcome = 'ANSWERED') AS answers,
-    count(*) FILTER (WHERE outcome = 'LOSE_RACE') AS lost_races,
-    CAST(count(*) FILTER (WHERE outcome = 'ANSWERED') AS DOUBLE PRECISION) / count(*)
+    count(*) FILTER (WHERE o.outcome = 'ANSWERED') AS answers,
+    count(*) FILTER (WHERE o.outcome = 'LOSE_RACE') AS lost_races,
+    CAST(count(*) FILTER (WHERE o.outcome = 'ANSWERED') AS DOUBLE PRECISION) / count(*)
         AS answer_share
-FROM named_rings
-GROUP BY account, ring_group, ring_group_name, destination, destination_name
+FROM originations AS o
+JOIN call_flow_steps AS s
+    ON s.account = o.account AND s.cdr_uuid = o.cdr_uuid AND s.step_index = o.step_index
+LEFT JOIN cdrs AS c ON c.account = o.account AND c.uuid = o.cdr_uuid
+LEFT JOIN group_names AS g
+    ON g.account = o.account AND g.number = coalesce(s.redirection_target, s.callee)
+    AND {in_span("g", "c.call_time")}
+LEFT JOIN phone_names AS p
+    ON p.account = o.account AND p.number = o.destination AND {in_span("p", "c.call_time")}
+GROUP BY o.account, coalesce(s.redirection_target, s.callee), g.name, o.destination, p.name
 """,  # noqa: S608 (constant SQL: no value comes from outside)
 )
 
@@ -219,11 +197,6 @@ GROUP BY account, weekday, hour
 """,
 )
 
-_ACTIVITY = (
-    "account", "extension", "moment", "kind", "cdr_uuid", "step_index", "attempt_index",
-    "answer_time", "hangup_time", "answered", "lost_race", "outgoing_talk",
-)  # fmt: skip
-
 EXTENSION_ACTIVITY = _with_names(
     name="extension_activity",
     description=(
@@ -235,58 +208,49 @@ EXTENSION_ACTIVITY = _with_names(
     select=f"""
 WITH activity AS (
     -- rings: a ring group's originations, and flow steps connecting to an extension
-    SELECT o.account, o.destination AS extension, c.call_time AS moment, 'ring' AS kind,
-           o.cdr_uuid, o.step_index, o.attempt_index, o.answer_time, o.hangup_time,
-           o.outcome = 'ANSWERED' AS answered, o.outcome = 'LOSE_RACE' AS lost_race,
-           0 AS outgoing_talk
+    SELECT o.account, o.destination AS extension, c.call_time AS moment, o.cdr_uuid,
+           o.answer_time, o.hangup_time, o.outcome = 'ANSWERED' AS answered,
+           o.outcome = 'LOSE_RACE' AS lost_race, false AS outgoing, 0 AS outgoing_talk
     FROM originations AS o
     LEFT JOIN cdrs AS c ON c.account = o.account AND c.uuid = o.cdr_uuid
     WHERE o.destination IS NOT NULL
     UNION ALL
-    SELECT s.account, s.callee, c.call_time, 'step', s.cdr_uuid, s.step_index, -1,
-           s.answer_time, s.hangup_time, s.answer_time IS NOT NULL, false, 0
+    SELECT s.account, s.callee, c.call_time, s.cdr_uuid, s.answer_time, s.hangup_time,
+           s.answer_time IS NOT NULL, false, false, 0
     FROM call_flow_steps AS s
     LEFT JOIN cdrs AS c ON c.account = s.account AND c.uuid = s.cdr_uuid
     WHERE s.redirection_kind = 'CONNECTING_TO_EXTENSION' AND s.callee IS NOT NULL
     UNION ALL
     -- the extension's outgoing calls
-    SELECT account, extension, call_time, 'outgoing', uuid, -1, -1, NULL, NULL, false,
-           false, talk_seconds
+    SELECT account, extension, call_time, uuid, NULL, NULL, false, false, true, talk_seconds
     FROM cdrs
     WHERE direction = 'OUT' AND extension IS NOT NULL
 ),
-{
-        with_names(
-            "named",
-            "activity",
-            _ACTIVITY,
-            "extension",
-            "extensions",
-            "caller_name",
-            "extension_name",
-        )
-    }
+{names_over_time("names", "extensions", "caller_name")}
 SELECT
-    account,
-    extension,
-    extension_name,
-    count(*) FILTER (WHERE kind <> 'outgoing') AS rings,
-    count(DISTINCT cdr_uuid) FILTER (WHERE answered) AS answered_calls,
+    a.account,
+    a.extension,
+    n.name AS extension_name,
+    count(*) FILTER (WHERE NOT a.outgoing) AS rings,
+    count(DISTINCT a.cdr_uuid) FILTER (WHERE a.answered) AS answered_calls,
     -- whole seconds from answer to hang-up: the second boundaries crossed
-    coalesce(CAST(sum(floor(extract(epoch FROM hangup_time))
-                      - floor(extract(epoch FROM answer_time))) FILTER (WHERE answered)
+    coalesce(CAST(sum(floor(extract(epoch FROM a.hangup_time))
+                      - floor(extract(epoch FROM a.answer_time))) FILTER (WHERE a.answered)
                   AS BIGINT), 0) AS talk_seconds,
-    count(*) FILTER (WHERE kind <> 'outgoing' AND NOT answered AND NOT lost_race)
+    count(*) FILTER (WHERE NOT a.outgoing AND NOT a.answered AND NOT a.lost_race)
         AS missed_rings,
-    count(*) FILTER (WHERE lost_race) AS lost_races,
-    count(*) FILTER (WHERE kind = 'outgoing') AS outgoing_calls,
-    coalesce(CAST(sum(outgoing_talk) FILTER (WHERE kind = 'outgoing') AS BIGINT), 0)
+    count(*) FILTER (WHERE a.lost_race) AS lost_races,
+    count(*) FILTER (WHERE a.outgoing) AS outgoing_calls,
+    coalesce(CAST(sum(a.outgoing_talk) FILTER (WHERE a.outgoing) AS BIGINT), 0)
         AS outgoing_talk_seconds
-FROM named
-GROUP BY account, extension, extension_name
+FROM activity AS a
+LEFT JOIN names AS n
+    ON n.account = a.account AND n.number = a.extension AND {in_span("n", "a.moment")}
+GROUP BY a.account, a.extension, n.name
 """,  # noqa: S608 (constant SQL: no value comes from outside)
 )
 
+# The columns of missed_calls' rows, which identify one (directory_sql.with_working_hours).
 _MISSED = (
     "account", "uuid", "call_time", "call_date", "local_call_time", "caller", "callee",
     "ring_seconds", "hangup_cause_code", "caller_masked", "caller_missed_calls",
