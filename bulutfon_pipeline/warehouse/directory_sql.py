@@ -8,9 +8,9 @@ directory"); a fact joins the versions valid at its call's time (``cdrs.call_tim
   the span its call's time falls in (:func:`in_span`). Two entities may share a number
   (an extension renumbered while another takes its old number, within the same second of
   a refresh): their names are joined, sorted, into one text (``'Ayşe / Mehmet'``), so a
-  fact row is never counted twice. Sorted by bytes on both engines: DuckDB compares text byte by byte, PostgreSQL
-  by the database's collation, so PostgreSQL's variant of these views adds ``COLLATE
-  "C"`` (:data:`POSTGRES_BYTE_ORDER`).
+  fact row is never counted twice. Sorted by bytes on both engines: DuckDB compares text
+  byte by byte, PostgreSQL by the database's collation, so PostgreSQL's variant of these
+  views adds ``COLLATE "C"`` (:data:`POSTGRES_BYTE_ORDER`).
 * **Working hours.** :func:`with_working_hours` classifies each call: the called number
   (``cdrs.callee``) matches a DID (``phone_numbers.number``) valid at the call's time on
   their last 10 digits (CDRs carry ``908508850000``, a DID list may say ``08508850000``
