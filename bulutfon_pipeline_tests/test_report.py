@@ -122,6 +122,11 @@ def test_report_of_many_accounts_and_of_one(marts: Warehouse, tmp_path: Path) ->
         ("default", "9"),
         ("izmir", "9"),
     ]
+    # each account's numbers apart
+    assert _table_rows(page, "working-hours") == [
+        ("default · 02120000000", "7", "2 / 6", "33.3%", "0 / 1", "0.0%"),
+        ("izmir · 02120000000", "7", "2 / 6", "33.3%", "0 / 1", "0.0%"),
+    ]
     one = build_report(marts, out_dir=tmp_path, now=NOW, account="izmir")
     assert one.path == tmp_path / "call_report_izmir_2024-05-08.html"
     assert one.latest_path == tmp_path / "call_report_izmir_latest.html"
@@ -130,3 +135,32 @@ def test_report_of_many_accounts_and_of_one(marts: Warehouse, tmp_path: Path) ->
     alone = one.path.read_text(encoding="utf-8")
     assert "<h1>Bulutfon call report – izmir</h1>" in alone
     assert '<section id="accounts">' not in alone
+
+
+def _table_rows(page: str, anchor: str) -> list[tuple[str, ...]]:
+    """The body rows of the table in section ``anchor``, cells as text."""
+    section = page[page.index(f'<section id="{anchor}">') :]
+    section = section[: section.index("</section>")]
+    body = section[section.index("<tbody>") : section.index("</tbody>")]
+    return [
+        tuple(re.findall(r"<td[^>]*>(.*?)</td>", row))
+        for row in re.findall(r"<tr>(.*?)</tr>", body)
+    ]
+
+
+def test_names_and_working_hours_tables(marts: Warehouse, tmp_path: Path) -> None:
+    page = build_report(marts, out_dir=tmp_path, now=NOW).path.read_text(encoding="utf-8")
+    # fixtures/directory.py: 1004 renamed Ayşe Kaya on Monday afternoon (c1, c2 before,
+    # c7 after), 1015 two extensions (Can, Deniz), 1008 not in the directory, group 102
+    # Satış since 1 May; counts of test_marts.py's ring_group_performance
+    assert _table_rows(page, "ring-groups") == [
+        ("101 · Destek", "1004 · Ayşe", "2", "1", "0", "50.0%"),
+        ("101 · Destek", "1008", "2", "0", "1", "0.0%"),
+        ("102 · Satış", "1004 · Ayşe Kaya", "1", "0", "1", "0.0%"),
+        ("102 · Satış", "1015 · Can / Deniz", "1", "1", "0", "100.0%"),
+    ]
+    # the DID 02120000000 (Mon-Fri 08:30-18:30, lunch 12:30-13:30) took the 7 incoming
+    # calls: within hours c1 (answered), c2, c3, c9, c7 (answered), c8; outside c5 (00:30)
+    assert _table_rows(page, "working-hours") == [
+        ("02120000000", "7", "2 / 6", "33.3%", "0 / 1", "0.0%"),
+    ]

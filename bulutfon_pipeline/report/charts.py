@@ -27,6 +27,7 @@ __all__ = [
     "chart_hourly_load",
     "chart_missed_callers",
     "chart_ring_groups",
+    "chart_working_hours",
 ]
 
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
@@ -136,18 +137,20 @@ def chart_hourly_load(hourly: pd.DataFrame) -> str:
     return _png(fig)
 
 
-def chart_ring_groups(groups: pd.DataFrame) -> str:
-    if groups.empty:
+def chart_ring_groups(table: pd.DataFrame) -> str:
+    """Per ring group, the share of its rings each phone answered; ``table`` is
+    ``data.ring_group_table``'s (groups and phones labelled with their names)."""
+    if table.empty:
         return _empty("No ring group has rung yet")
-    names = sorted(groups["ring_group"].astype(str).unique())
-    members = int(groups.groupby("ring_group").size().max())
+    names = sorted(table["group"].astype(str).unique())
+    members = int(table.groupby("group").size().max())
     height = max(2.2, 0.3 * members + 1.2)
     # Scale to the data (members of a big group each answer a small share), not to 100 %.
-    right = min(100.0, float(groups["answer_share"].max()) * 100 * 1.3 + 5)
+    right = min(100.0, float(table["answer_share"].max()) * 100 * 1.3 + 5)
     fig, axes = plt.subplots(1, len(names), figsize=(11, height), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
-        part = groups[groups["ring_group"] == name].sort_values("answer_share")
-        labels = [str(d) for d in part["destination"]]
+        part = table[table["group"] == name].sort_values("answer_share")
+        labels = [str(d) for d in part["phone"]]
         ax.barh(labels, 100 * part["answer_share"], color="#1f77b4")
         for y, row in enumerate(part.itertuples(index=False)):
             ax.text(100 * row.answer_share + right / 100, y,
@@ -159,6 +162,28 @@ def chart_ring_groups(groups: pd.DataFrame) -> str:
         ax.grid(axis="y", visible=False)
     axes[0][0].set_ylabel("extension")
     fig.tight_layout()
+    return _png(fig)
+
+
+def chart_working_hours(service: pd.DataFrame) -> str:
+    """Per local day, the share of incoming calls answered within the called numbers'
+    working hours and outside them (``working_hours_service_level``, every number)."""
+    if service.empty:
+        return _empty("No incoming call to a number with working hours yet")
+    counts = ["calls_in_hours", "answered_in_hours", "calls_out_of_hours", "answered_out_of_hours"]
+    per_day = service.groupby("call_date")[counts].sum()
+    days = list(per_day.index)
+    fig, ax = plt.subplots(figsize=(11, 3.4))
+    for part, label, color in (("in_hours", "within working hours", "#2ca02c"),
+                               ("out_of_hours", "outside working hours", "#9467bd")):  # fmt: skip
+        calls = per_day[f"calls_{part}"].where(per_day[f"calls_{part}"] > 0)
+        ax.plot(range(len(days)), 100 * per_day[f"answered_{part}"] / calls, marker="o",
+                markersize=3, color=color, label=label)  # fmt: skip
+    _date_axis(ax, days)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("answered (%)")
+    ax.set_title("Incoming calls answered within and outside working hours, per local day")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return _png(fig)
 
 

@@ -1,8 +1,10 @@
 """What the report says: the mart frames it reads and the numbers derived from them.
 
 Numbers come only from the marts (``daily_call_summary``, ``hourly_call_load``,
-``ring_group_performance``, ``missed_calls``), so the report says what a SQL user would
-find. No matplotlib and no HTML here (``charts.py`` and ``page.py`` draw them).
+``ring_group_performance``, ``missed_calls``, ``working_hours_service_level``), so the
+report says what a SQL user would find. Extensions and ring groups are shown as their
+number and their name at the call's time (:func:`labelled`). No matplotlib and no HTML
+here (``charts.py`` and ``page.py`` draw them).
 
 The marts are per account (issue 14). :func:`read_marts` reads one account's rows or every
 account's; :func:`across_accounts` folds several accounts' frames into the shapes the
@@ -25,7 +27,10 @@ __all__ = [
     "ReportSummary",
     "account_summary",
     "across_accounts",
+    "labelled",
     "read_marts",
+    "ring_group_table",
+    "service_level_table",
     "summarize",
     "top_missed_callers",
 ]
@@ -72,7 +77,7 @@ class ReportSummary:
 
 def read_marts(warehouse: Warehouse, *, account: str | None = None) -> dict[str, pd.DataFrame]:
     """The mart frames the report is drawn from: ``daily``, ``hourly``, ``groups``,
-    ``missed``, each with its ``account`` column.
+    ``missed``, ``service`` (working hours), each with its ``account`` column.
 
     Args:
         account: only this account's rows; default every account's.
@@ -85,12 +90,16 @@ def read_marts(warehouse: Warehouse, *, account: str | None = None) -> dict[str,
     return {
         "daily": read("SELECT * FROM daily_call_summary", "call_date, direction"),
         "hourly": read("SELECT * FROM hourly_call_load", "weekday, hour"),
-        "groups": read("SELECT * FROM ring_group_performance", "ring_group, destination"),
+        "groups": read(
+            "SELECT * FROM ring_group_performance",
+            "ring_group, ring_group_name, destination, destination_name",
+        ),
         "missed": read(
             "SELECT account, caller, caller_masked, needs_call_back, local_call_time "
             "FROM missed_calls",
             "local_call_time, caller",
         ),
+        "service": read("SELECT * FROM working_hours_service_level", "number, call_date"),
     }
 
 
@@ -107,7 +116,7 @@ def across_accounts(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     they hold one account; for several, calls summed per day and direction and per
     weekday and hour (the averages, percentiles and rates of one account do not add up,
     so ``daily`` keeps counts and an ``answer_rate`` of the sums), and ring groups and
-    callers named ``account · name``."""
+    callers and numbers named ``account · name``."""
     if len(_accounts(frames)) <= 1:
         return frames
     daily = (
@@ -133,6 +142,7 @@ def across_accounts(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         "hourly": hourly,
         "groups": named(frames["groups"], "ring_group"),
         "missed": named(frames["missed"], "caller"),
+        "service": named(frames["service"], "number"),
     }
 
 
@@ -201,3 +211,59 @@ def top_missed_callers(missed: pd.DataFrame, limit: int = TOP_MISSED_CALLERS) ->
         ["missed", "last_try", "caller"], ascending=[False, False, True]
     )
     return ordered.head(limit).reset_index(drop=True)
+
+
+def labelled(number: object, name: object) -> str:
+    """``1004 · Ayşe``: a number with its directory name, or the number alone without one."""
+    if name is None or (isinstance(name, float) and pd.isna(name)) or name == "":
+        return str(number)
+    return f"{number} · {name}"
+
+
+def ring_group_table(groups: pd.DataFrame) -> pd.DataFrame:
+    """``ring_group_performance`` rows per ring group and phone, labelled with their names
+    (a renamed group's or phone's rows apart, one per name): ``group``, ``phone``,
+    ``rings``, ``answers``, ``lost_races``, ``answer_share``; by group, then phone."""
+    columns = ["group", "phone", "rings", "answers", "lost_races", "answer_share"]
+    if groups.empty:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(
+        {
+            "group": [
+                labelled(n, m)
+                for n, m in zip(groups["ring_group"], groups["ring_group_name"], strict=True)
+            ],
+            "phone": [
+                labelled(n, m)
+                for n, m in zip(groups["destination"], groups["destination_name"], strict=True)
+            ],
+            "rings": groups["rings"],
+            "answers": groups["answers"],
+            "lost_races": groups["lost_races"],
+        }
+    )
+    out = frame.groupby(["group", "phone"], as_index=False)[["rings", "answers", "lost_races"]]
+    table = out.sum()
+    table["answer_share"] = table["answers"] / table["rings"]
+    return table.sort_values(["group", "phone"]).reset_index(drop=True)[columns]
+
+
+def service_level_table(service: pd.DataFrame) -> pd.DataFrame:
+    """``working_hours_service_level`` over the report's days, per number: ``number``,
+    ``calls``, ``calls_in_hours``, ``answered_in_hours``, ``answer_rate_in_hours``,
+    ``calls_out_of_hours``, ``answered_out_of_hours``, ``answer_rate_out_of_hours`` (a
+    rate NaN without calls); by number."""
+    counts = [
+        "calls", "calls_in_hours", "answered_in_hours", "calls_out_of_hours",
+        "answered_out_of_hours",
+    ]  # fmt: skip
+    columns = ["number", *counts[:3], "answer_rate_in_hours", *counts[3:]]
+    if service.empty:
+        return pd.DataFrame(columns=[*columns, "answer_rate_out_of_hours"])
+    table = service.groupby("number", as_index=False)[counts].sum()
+    for part in ("in_hours", "out_of_hours"):
+        calls = table[f"calls_{part}"].where(table[f"calls_{part}"] > 0)
+        table[f"answer_rate_{part}"] = table[f"answered_{part}"] / calls
+    return table.sort_values("number").reset_index(drop=True)[
+        [*columns, "answer_rate_out_of_hours"]
+    ]

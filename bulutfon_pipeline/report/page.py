@@ -17,11 +17,14 @@ from bulutfon_pipeline.report.charts import (
     chart_hourly_load,
     chart_missed_callers,
     chart_ring_groups,
+    chart_working_hours,
 )
 from bulutfon_pipeline.report.data import (
     ReportSummary,
     account_summary,
     across_accounts,
+    ring_group_table,
+    service_level_table,
     top_missed_callers,
 )
 
@@ -33,6 +36,7 @@ SECTIONS = {
     "answer-rate": "Answer rate over time",
     "hourly-load": "When calls come in: hour × weekday",
     "ring-groups": "Ring-group answer share",
+    "working-hours": "Within and outside working hours",
     "missed-callers": "Top missed callers",
 }
 
@@ -80,6 +84,42 @@ def _missed_table(top: pd.DataFrame) -> str:
     )
 
 
+def _groups_table(table: pd.DataFrame) -> str:
+    if table.empty:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(r['group']))}</td><td>{html.escape(str(r['phone']))}</td>"
+        f"<td class='num'>{int(r['rings'])}</td><td class='num'>{int(r['answers'])}</td>"
+        f"<td class='num'>{int(r['lost_races'])}</td>"
+        f"<td class='num'>{_rate(r['answer_share'])}</td></tr>"
+        for r in table.to_dict("records")
+    )
+    return (
+        "<table><thead><tr><th>ring group</th><th>extension</th><th class='num'>rings</th>"
+        "<th class='num'>answered</th><th class='num'>lost races</th>"
+        f"<th class='num'>answer share</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _service_table(table: pd.DataFrame) -> str:
+    if table.empty:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(r['number']))}</td><td class='num'>{int(r['calls'])}</td>"
+        f"<td class='num'>{int(r['answered_in_hours'])} / {int(r['calls_in_hours'])}</td>"
+        f"<td class='num'>{_rate(r['answer_rate_in_hours'])}</td>"
+        f"<td class='num'>{int(r['answered_out_of_hours'])} / {int(r['calls_out_of_hours'])}</td>"
+        f"<td class='num'>{_rate(r['answer_rate_out_of_hours'])}</td></tr>"
+        for r in table.to_dict("records")
+    )
+    return (
+        "<table><thead><tr><th>number</th><th class='num'>incoming calls</th>"
+        "<th class='num'>answered / calls in hours</th><th class='num'>answer rate</th>"
+        "<th class='num'>answered / calls out of hours</th><th class='num'>answer rate</th>"
+        f"</tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
 def _rate(value: float | None) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{value:.1%}"
 
@@ -117,6 +157,7 @@ def render_html(
     per_account = account_summary(frames)
     frames = across_accounts(frames)
     top = top_missed_callers(frames["missed"])
+    groups = ring_group_table(frames["groups"])
     masked = int(frames["missed"]["caller_masked"].astype(bool).sum())
     rate = "n/a" if summary.answer_rate is None else f"{summary.answer_rate:.1%}"
     period = (
@@ -139,9 +180,19 @@ def render_html(
         _section("hourly-load", chart_hourly_load(frames["hourly"])),
         _section(
             "ring-groups",
-            chart_ring_groups(frames["groups"]),
+            chart_ring_groups(groups),
+            extra=_groups_table(groups),
             note="For each ring group, the share of its rings each extension picked up "
-            "(answered / rung).",
+            "(answered / rung). Groups and extensions carry their name at the call's time: "
+            "a renamed one has a row per name.",
+        ),
+        _section(
+            "working-hours",
+            chart_working_hours(frames["service"]),
+            extra=_service_table(service_level_table(frames["service"])),
+            note="Incoming calls to the numbers of the PBX's directory, by the number's "
+            "working hours (local time). Calls to a number without working hours count "
+            "in its incoming calls only.",
         ),
         _section(
             "missed-callers",

@@ -32,14 +32,29 @@ compares them). What that takes, where the two differ:
   placeholder when the statement is sent with parameters (test ``position()`` instead
   of ``LIKE``).
 
+* A ratio whose denominator may be 0 divides by ``nullif(d, 0)``: PostgreSQL raises on a
+  division by zero, DuckDB gives NULL.
+* Text sorts by bytes in DuckDB, by the database's collation in PostgreSQL: a sorted
+  ``string_agg`` of names adds ``COLLATE "C"`` on PostgreSQL (``directory_sql.py``).
+
 A view whose meaning cannot be written in common SQL may carry a PostgreSQL variant
-(``postgres_select``); :meth:`ViewDefinition.ddl` picks the one for its dialect.
+(``postgres_select``); :meth:`ViewDefinition.ddl` picks the one for its dialect (the
+directory's marts: their SQL with ``COLLATE "C"``). Changed columns need nothing more:
+``schema_setup.ensure_views`` drops and recreates every mart when their SQL changes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from bulutfon_pipeline.warehouse.directory_sql import (
+    COLLATE,
+    POSTGRES_BYTE_ORDER,
+    in_span,
+    names_over_time,
+    with_working_hours,
+)
 
 __all__ = ["DIALECTS", "VIEWS", "Dialect", "ViewDefinition", "view_names"]
 
@@ -79,6 +94,13 @@ class ViewDefinition:
         return f"CREATE OR REPLACE VIEW {self.name} AS\n{self.select_for(dialect)}"
 
 
+def _with_names(name: str, description: str, select: str) -> ViewDefinition:
+    """A view whose ``select`` carries ``directory_sql.COLLATE`` (``COLLATE "C"`` there on
+    PostgreSQL, nothing on DuckDB), so that its name lists sort by bytes on both."""
+    pg_select = select.replace(COLLATE, POSTGRES_BYTE_ORDER)
+    return ViewDefinition(name, description, select.replace(COLLATE, ""), pg_select)
+
+
 DAILY_CALL_SUMMARY = ViewDefinition(
     name="daily_call_summary",
     description=(
@@ -105,17 +127,22 @@ GROUP BY account, call_date, direction
 """,
 )
 
-RING_GROUP_PERFORMANCE = ViewDefinition(
+RING_GROUP_PERFORMANCE = _with_names(
     name="ring_group_performance",
     description=(
-        "Per account, ring group (the callee of the step that rang it) and destination phone: "
-        "rings, answers, lost races and the share of rings answered."
+        "Per account, ring group (the callee of the step that rang it) and destination phone, "
+        "with the group's and the phone's names at the call's time: rings, answers, lost "
+        "races and the share of rings answered."
     ),
-    select="""
+    select=f"""
+WITH {names_over_time("group_names", "ring_groups", "name")},
+{names_over_time("phone_names", "extensions", "caller_name")}
 SELECT
     o.account,
     coalesce(s.redirection_target, s.callee) AS ring_group,
+    g.name AS ring_group_name,
     o.destination,
+    p.name AS destination_name,
     count(*) AS rings,
     count(*) FILTER (WHERE o.outcome = 'ANSWERED') AS answers,
     count(*) FILTER (WHERE o.outcome = 'LOSE_RACE') AS lost_races,
@@ -124,8 +151,14 @@ SELECT
 FROM originations AS o
 JOIN call_flow_steps AS s
     ON s.account = o.account AND s.cdr_uuid = o.cdr_uuid AND s.step_index = o.step_index
-GROUP BY o.account, coalesce(s.redirection_target, s.callee), o.destination
-""",
+LEFT JOIN cdrs AS c ON c.account = o.account AND c.uuid = o.cdr_uuid
+LEFT JOIN group_names AS g
+    ON g.account = o.account AND g.number = coalesce(s.redirection_target, s.callee)
+    AND {in_span("g", "c.call_time")}
+LEFT JOIN phone_names AS p
+    ON p.account = o.account AND p.number = o.destination AND {in_span("p", "c.call_time")}
+GROUP BY o.account, coalesce(s.redirection_target, s.callee), g.name, o.destination, p.name
+""",  # noqa: S608 (constant SQL: no value comes from outside)
 )
 
 HOURLY_CALL_LOAD = ViewDefinition(
@@ -164,71 +197,76 @@ GROUP BY account, weekday, hour
 """,
 )
 
-EXTENSION_ACTIVITY = ViewDefinition(
+EXTENSION_ACTIVITY = _with_names(
     name="extension_activity",
     description=(
-        "Per account and extension: how often it rang (a ring group's origination, or a flow step "
-        "connecting to the extension), the calls it answered and their talk time, missed "
-        "rings (nobody picked up), lost races, and its outgoing calls (v1 only)."
+        "Per account, extension and its name at the call's time: how often it rang (a ring "
+        "group's origination, or a flow step connecting to the extension), the calls it "
+        "answered and their talk time, missed rings (nobody picked up), lost races, and its "
+        "outgoing calls (v1 only)."
     ),
-    select="""
-WITH rings AS (
-    SELECT o.account, o.destination AS extension, o.cdr_uuid, o.answer_time, o.hangup_time,
-           o.outcome = 'ANSWERED' AS answered, o.outcome = 'LOSE_RACE' AS lost_race
+    select=f"""
+WITH activity AS (
+    -- rings: a ring group's originations, and flow steps connecting to an extension
+    SELECT o.account, o.destination AS extension, c.call_time AS moment, o.cdr_uuid,
+           o.answer_time, o.hangup_time, o.outcome = 'ANSWERED' AS answered,
+           o.outcome = 'LOSE_RACE' AS lost_race, false AS outgoing, 0 AS outgoing_talk
     FROM originations AS o
+    LEFT JOIN cdrs AS c ON c.account = o.account AND c.uuid = o.cdr_uuid
+    WHERE o.destination IS NOT NULL
     UNION ALL
-    SELECT s.account, s.callee, s.cdr_uuid, s.answer_time, s.hangup_time,
-           s.answer_time IS NOT NULL, false
+    SELECT s.account, s.callee, c.call_time, s.cdr_uuid, s.answer_time, s.hangup_time,
+           s.answer_time IS NOT NULL, false, false, 0
     FROM call_flow_steps AS s
-    WHERE s.redirection_kind = 'CONNECTING_TO_EXTENSION'
-),
-ring_stats AS (
-    SELECT
-        account,
-        extension,
-        count(*) AS rings,
-        count(DISTINCT cdr_uuid) FILTER (WHERE answered) AS answered_calls,
-        -- whole seconds from answer to hang-up: the second boundaries crossed
-        CAST(sum(floor(extract(epoch FROM hangup_time))
-                 - floor(extract(epoch FROM answer_time))) FILTER (WHERE answered)
-            AS BIGINT) AS talk_seconds,
-        count(*) FILTER (WHERE NOT answered AND NOT lost_race) AS missed_rings,
-        count(*) FILTER (WHERE lost_race) AS lost_races
-    FROM rings
-    WHERE extension IS NOT NULL
-    GROUP BY account, extension
-),
-outgoing AS (
-    SELECT account, extension, count(*) AS outgoing_calls,
-           CAST(sum(talk_seconds) AS BIGINT) AS outgoing_talk_seconds
+    LEFT JOIN cdrs AS c ON c.account = s.account AND c.uuid = s.cdr_uuid
+    WHERE s.redirection_kind = 'CONNECTING_TO_EXTENSION' AND s.callee IS NOT NULL
+    UNION ALL
+    -- the extension's outgoing calls
+    SELECT account, extension, call_time, uuid, NULL, NULL, false, false, true, talk_seconds
     FROM cdrs
     WHERE direction = 'OUT' AND extension IS NOT NULL
-    GROUP BY account, extension
-)
+),
+{names_over_time("names", "extensions", "caller_name")}
 SELECT
-    coalesce(r.account, o.account) AS account,
-    coalesce(r.extension, o.extension) AS extension,
-    coalesce(r.rings, 0) AS rings,
-    coalesce(r.answered_calls, 0) AS answered_calls,
-    coalesce(r.talk_seconds, 0) AS talk_seconds,
-    coalesce(r.missed_rings, 0) AS missed_rings,
-    coalesce(r.lost_races, 0) AS lost_races,
-    coalesce(o.outgoing_calls, 0) AS outgoing_calls,
-    coalesce(o.outgoing_talk_seconds, 0) AS outgoing_talk_seconds
-FROM ring_stats AS r
-FULL OUTER JOIN outgoing AS o ON o.account = r.account AND o.extension = r.extension
-""",
+    a.account,
+    a.extension,
+    n.name AS extension_name,
+    count(*) FILTER (WHERE NOT a.outgoing) AS rings,
+    count(DISTINCT a.cdr_uuid) FILTER (WHERE a.answered) AS answered_calls,
+    -- whole seconds from answer to hang-up: the second boundaries crossed
+    coalesce(CAST(sum(floor(extract(epoch FROM a.hangup_time))
+                      - floor(extract(epoch FROM a.answer_time))) FILTER (WHERE a.answered)
+                  AS BIGINT), 0) AS talk_seconds,
+    count(*) FILTER (WHERE NOT a.outgoing AND NOT a.answered AND NOT a.lost_race)
+        AS missed_rings,
+    count(*) FILTER (WHERE a.lost_race) AS lost_races,
+    count(*) FILTER (WHERE a.outgoing) AS outgoing_calls,
+    coalesce(CAST(sum(a.outgoing_talk) FILTER (WHERE a.outgoing) AS BIGINT), 0)
+        AS outgoing_talk_seconds
+FROM activity AS a
+LEFT JOIN names AS n
+    ON n.account = a.account AND n.number = a.extension AND {in_span("n", "a.moment")}
+GROUP BY a.account, a.extension, n.name
+""",  # noqa: S608 (constant SQL: no value comes from outside)
 )
 
-MISSED_CALLS = ViewDefinition(
+# The columns of missed_calls' rows, which identify one (directory_sql.with_working_hours).
+_MISSED = (
+    "account", "uuid", "call_time", "call_date", "local_call_time", "caller", "callee",
+    "ring_seconds", "hangup_cause_code", "caller_masked", "caller_missed_calls",
+)  # fmt: skip
+
+MISSED_CALLS = _with_names(
     name="missed_calls",
     description=(
         "Incoming calls nobody answered, one row each, with the caller for call-backs: "
         "how often that caller was missed, when the caller was next reached (a later "
-        "answered call from or to the number, in the same account), and whether a "
-        "call-back is still due."
+        "answered call from or to the number, in the same account), whether a "
+        "call-back is still due, and whether the call came within the called number's "
+        "working hours (the DID whose last 10 digits are the callee's; NULL when the "
+        "number is unknown, masked or does not follow working hours)."
     ),
-    select="""
+    select=f"""
 WITH missed AS (
     SELECT
         m.account,
@@ -246,6 +284,7 @@ WITH missed AS (
     FROM cdrs AS m
     WHERE m.direction = 'IN' AND NOT m.answered
 ),
+{with_working_hours("missed_hours", "missed", _MISSED)},
 -- answered calls with a number: calls from it (IN) and calls to it (OUT)
 contacts AS (
     SELECT account, caller AS number, call_time
@@ -263,14 +302,50 @@ reached AS (
     GROUP BY m.account, m.caller, m.call_time
 )
 SELECT
-    missed.*,
+    {", ".join(f"m.{column}" for column in _MISSED)},
     r.reached_at,
-    NOT missed.caller_masked AND r.reached_at IS NULL AS needs_call_back
-FROM missed
+    NOT m.caller_masked AND r.reached_at IS NULL AS needs_call_back,
+    m.in_working_hours
+FROM missed_hours AS m
 LEFT JOIN reached AS r
-    ON r.account = missed.account AND r.caller = missed.caller
-    AND r.call_time = missed.call_time
-""",
+    ON r.account = m.account AND r.caller = m.caller AND r.call_time = m.call_time
+""",  # noqa: S608 (constant SQL: no value comes from outside)
+)
+
+_INCOMING = ("account", "uuid", "call_time", "call_date", "callee", "answered")
+
+WORKING_HOURS_SERVICE_LEVEL = _with_names(
+    name="working_hours_service_level",
+    description=(
+        "Per account, called number (the DID of the directory, matched on the last 10 "
+        "digits) and local call_date: incoming calls, and those within and outside the "
+        "number's working hours with how many of each were answered and the answer rate "
+        "of each (NULL without calls)."
+    ),
+    select=f"""
+WITH incoming AS (
+    SELECT account, uuid, call_time, call_date, callee, answered
+    FROM cdrs
+    WHERE direction = 'IN'
+),
+{with_working_hours("incoming_hours", "incoming", _INCOMING)}
+SELECT
+    account,
+    did_number AS number,
+    call_date,
+    count(*) AS calls,
+    count(*) FILTER (WHERE in_working_hours) AS calls_in_hours,
+    count(*) FILTER (WHERE in_working_hours AND answered) AS answered_in_hours,
+    CAST(count(*) FILTER (WHERE in_working_hours AND answered) AS DOUBLE PRECISION)
+        / nullif(count(*) FILTER (WHERE in_working_hours), 0) AS answer_rate_in_hours,
+    count(*) FILTER (WHERE NOT in_working_hours) AS calls_out_of_hours,
+    count(*) FILTER (WHERE NOT in_working_hours AND answered) AS answered_out_of_hours,
+    CAST(count(*) FILTER (WHERE NOT in_working_hours AND answered) AS DOUBLE PRECISION)
+        / nullif(count(*) FILTER (WHERE NOT in_working_hours), 0) AS answer_rate_out_of_hours
+FROM incoming_hours
+WHERE did_number IS NOT NULL
+GROUP BY account, did_number, call_date
+""",  # noqa: S608 (constant SQL: no value comes from outside)
 )
 
 #: Every mart, in creation order.
@@ -280,6 +355,7 @@ VIEWS: list[ViewDefinition] = [
     HOURLY_CALL_LOAD,
     EXTENSION_ACTIVITY,
     MISSED_CALLS,
+    WORKING_HOURS_SERVICE_LEVEL,
 ]
 
 

@@ -1,5 +1,6 @@
-"""The five marts against values computed by hand from the nine calls of
-``fixtures/marts.py`` (its docstring has them as a table)."""
+"""The marts against values computed by hand from the nine calls of ``fixtures/marts.py``
+(its docstring has them as a table) and their directory (``fixtures/directory.py``: a
+rename of 1004, two extensions numbered 1015, 1008 unknown, the DID's working hours)."""
 
 from __future__ import annotations
 
@@ -60,13 +61,15 @@ def test_ring_group_performance(marts: Warehouse) -> None:
         "SELECT * EXCLUDE (account) FROM ring_group_performance ORDER BY ring_group, destination",
     )
     assert got == [
-        # group 101 rang 1004 and 1008 on c1 and c2: 1004 answered c1, missed c2
-        ("101", "1004", 2, 1, 0, 0.5),
-        # 1008 lost the race on c1 and missed c2
-        ("101", "1008", 2, 0, 1, 0.0),
-        # group 102 on c7: 1015 answered, 1004 lost the race
-        ("102", "1004", 1, 0, 1, 0.0),
-        ("102", "1015", 1, 1, 0, 1.0),
+        # group 101 (Destek) rang 1004 and 1008 on c1 and c2 (Monday morning, 1004 was
+        # still Ayşe): 1004 answered c1, missed c2
+        ("101", "Destek", "1004", "Ayşe", 2, 1, 0, 0.5),
+        # 1008 (not in the directory) lost the race on c1 and missed c2
+        ("101", "Destek", "1008", None, 2, 0, 1, 0.0),
+        # group 102 on c7 (Tuesday: Satış since 1 May, 1004 renamed Ayşe Kaya): 1015
+        # (two extensions, Can and Deniz, share the number) answered, 1004 lost the race
+        ("102", "Satış", "1004", "Ayşe Kaya", 1, 0, 1, 0.0),
+        ("102", "Satış", "1015", "Can / Deniz", 1, 1, 0, 1.0),
     ]
 
 
@@ -85,17 +88,24 @@ def test_hourly_call_load(marts: Warehouse) -> None:
 
 
 def test_extension_activity(marts: Warehouse) -> None:
-    got = rows(marts, "SELECT * EXCLUDE (account) FROM extension_activity ORDER BY extension")
+    got = rows(
+        marts,
+        "SELECT * EXCLUDE (account) FROM extension_activity ORDER BY extension, extension_name",
+    )
     assert got == [
-        # extension, rings, answered_calls, talk_seconds, missed_rings, lost_races,
-        # outgoing_calls, outgoing_talk_seconds
-        # 1004 rang 4 times: c1 (answered, 300 s), c2 (nobody answered: missed),
-        # c7 (lost the race), c6 (direct, answered, 60 s); it made c4 (OUT, 120 s).
-        ("1004", 4, 2, 360, 1, 1, 1, 120),
-        # 1008: c1 lost the race, c2 missed; its LOCAL call c6 counts at 1004.
-        ("1008", 2, 0, 0, 1, 1, 0, 0),
-        # 1015: c7 answered, 90 s
-        ("1015", 1, 1, 90, 0, 0, 0, 0),
+        # extension, extension_name, rings, answered_calls, talk_seconds, missed_rings,
+        # lost_races, outgoing_calls, outgoing_talk_seconds
+        # 1004 rang 4 times and made c4 (OUT, 120 s). It was renamed on Monday at 15:00
+        # local: as Ayşe, c1 (answered, 300 s) and c2 (nobody answered: missed) rang it
+        # and it made c4 (11:00); as Ayşe Kaya, c6 (direct, answered, 60 s) and c7 (lost
+        # the race) on Tuesday.
+        ("1004", "Ayşe", 2, 1, 300, 1, 0, 1, 120),
+        ("1004", "Ayşe Kaya", 2, 1, 60, 0, 1, 0, 0),
+        # 1008 (no name: not in the directory): c1 lost the race, c2 missed; its LOCAL
+        # call c6 counts at 1004.
+        ("1008", None, 2, 0, 0, 1, 1, 0, 0),
+        # 1015: c7 answered, 90 s, counted once under both extensions' names
+        ("1015", "Can / Deniz", 1, 1, 90, 0, 0, 0, 0),
     ]
 
 
@@ -103,26 +113,44 @@ def test_missed_calls(marts: Warehouse) -> None:
     got = rows(
         marts,
         "SELECT uuid, call_date, local_call_time, caller, ring_seconds, caller_masked, "
-        "caller_missed_calls, reached_at, needs_call_back FROM missed_calls ORDER BY call_time",
+        "caller_missed_calls, reached_at, needs_call_back, in_working_hours FROM missed_calls "
+        "ORDER BY call_time",
     )
     local = lambda h, m, d=6: datetime(2024, 5, d, h, m)  # noqa: E731
+    # in_working_hours: the DID 02120000000 (the CDRs' 902120000000) is open Mon-Fri
+    # 08:30-18:30 with lunch 12:30-13:30
     assert got == [
         # c2: called back by c4 (OUT to the number, answered, later): reached at c4's start
-        ("c2", date(2024, 5, 6), local(9, 30), "905321110000", 40, False, 1, at(8), False),
-        # c3: masked, never matched, no call-back possible
-        ("c3", date(2024, 5, 6), local(10, 10), "90532xxxxxxx", 15, True, 1, None, False),
-        # c5 and c8: the same caller missed twice, never reached afterwards
-        ("c5", date(2024, 5, 7), local(0, 30, 7), "905559990000", 30, False, 2, None, True),
+        ("c2", date(2024, 5, 6), local(9, 30), "905321110000", 40, False, 1, at(8), False,
+         True),
+        # c3: masked, never matched, no call-back possible (the callee is known: in hours)
+        ("c3", date(2024, 5, 6), local(10, 10), "90532xxxxxxx", 15, True, 1, None, False,
+         True),
+        # c5 and c8: the same caller missed twice, never reached afterwards; c5 at 00:30
+        ("c5", date(2024, 5, 7), local(0, 30, 7), "905559990000", 30, False, 2, None, True,
+         False),
         # c9: the caller tried again at 10:00 (c7) and was answered
         ("c9", date(2024, 5, 7), local(9, 50, 7), "905441234567", 20, False, 1, at(7, 1),
-         False),
-        ("c8", date(2024, 5, 7), local(15, 0, 7), "905559990000", 25, False, 2, None, True),
+         False, True),
+        ("c8", date(2024, 5, 7), local(15, 0, 7), "905559990000", 25, False, 2, None, True,
+         True),
+    ]  # fmt: skip
+
+
+def test_working_hours_service_level(marts: Warehouse) -> None:
+    got = rows(marts, "SELECT * EXCLUDE (account) FROM working_hours_service_level ORDER BY ALL")
+    assert got == [
+        # number, call_date, calls, in hours: calls, answered, rate; out of hours: the same
+        # Monday: c1 09:00 (answered), c2 09:30, c3 10:10: all within hours
+        ("02120000000", date(2024, 5, 6), 3, 3, 1, pytest.approx(1 / 3), 0, 0, None),
+        # Tuesday: c9 09:50, c7 10:00 (answered), c8 15:00 within; c5 00:30 outside
+        ("02120000000", date(2024, 5, 7), 4, 3, 1, pytest.approx(1 / 3), 1, 0, 0.0),
     ]  # fmt: skip
 
 
 MARTS = (
     "daily_call_summary", "ring_group_performance", "hourly_call_load", "extension_activity",
-    "missed_calls",
+    "missed_calls", "working_hours_service_level",
 )  # fmt: skip
 
 

@@ -10,8 +10,11 @@ differ by a relative 1e-12 (``FLOAT_TOLERANCE``), nothing else may differ at all
 It also runs the report's own queries (``report/data.py``) and the demo's example queries
 on both, and checks that PostgreSQL plans ``missed_calls`` as a join.
 
-Data: the nine hand-made calls of ``fixtures/marts.py``; simulator datasets across the
-Istanbul DST changes of 2015 and 2016 (their ground truth, not a load); and generated rows
+Data: the nine hand-made calls of ``fixtures/marts.py`` and their directory, with the
+working-hours calls of ``fixtures/directory.py``; simulator datasets across the Istanbul
+DST changes of 2015 and 2016 (their ground truth, not a load), each with a generated
+directory (``directory.directory_for``: renames on a call's instant, shared numbers,
+unknown extensions, DIDs spelt three ways with working hours); and generated rows
 at the edges: the instants around every Istanbul clock change of 2015-2016 (and the 2016
 switch to permanent +03), local midnights and hour boundaries to the microsecond, times
 with fractions of a second, NULLs in every nullable column a mart reads, masked callers.
@@ -40,6 +43,13 @@ from bulutfon_pipeline.simulator.model import SimulatorConfig
 from bulutfon_pipeline.warehouse import Warehouse, schema
 from bulutfon_pipeline.warehouse.postgres_text import to_pyformat
 from bulutfon_pipeline.warehouse.views import VIEWS, view_names
+from bulutfon_pipeline_tests.fixtures.directory import (
+    DIRECTORY_TABLES,
+    HOURS_CALLS,
+    HOURS_DIRECTORY,
+    NINE_CALLS_DIRECTORY,
+    directory_for,
+)
 from bulutfon_pipeline_tests.fixtures.marts import CALLS, ORIGINATIONS, STEPS
 from bulutfon_pipeline_tests.helpers import insert_rows
 
@@ -65,34 +75,51 @@ TYPE_MAP = {
 #: The columns that identify a row of each mart.
 VIEW_KEYS = {
     "daily_call_summary": ("account", "call_date", "direction"),
-    "ring_group_performance": ("account", "ring_group", "destination"),
+    "ring_group_performance": (
+        "account", "ring_group", "ring_group_name", "destination", "destination_name",
+    ),
     "hourly_call_load": ("account", "weekday", "hour"),
-    "extension_activity": ("account", "extension"),
+    "extension_activity": ("account", "extension", "extension_name"),
     "missed_calls": ("account", "uuid"),
-}
+    "working_hours_service_level": ("account", "number", "call_date"),
+}  # fmt: skip
 
 ISTANBUL = ZoneInfo("Europe/Istanbul")
 UTC = dt.UTC
 LOADED_AT = dt.datetime(2017, 1, 1, tzinfo=UTC)
-TABLE_ORDER = ("cdrs", "call_flow_steps", "originations")
+TABLE_ORDER = ("cdrs", "call_flow_steps", "originations", *DIRECTORY_TABLES)
 
 
 # --- the data ---------------------------------------------------------------------------
 
 
 def fixture_tables() -> Tables:
-    return {"cdrs": CALLS, "call_flow_steps": STEPS, "originations": ORIGINATIONS}
+    return {
+        "cdrs": CALLS, "call_flow_steps": STEPS, "originations": ORIGINATIONS,
+        **NINE_CALLS_DIRECTORY,
+    }  # fmt: skip
+
+
+def hours_tables() -> Tables:
+    """The nine calls and the working-hours calls, with both directories."""
+    nine = fixture_tables()
+    extra: Tables = {"cdrs": HOURS_CALLS, **HOURS_DIRECTORY}
+    return {name: nine[name] + extra.get(name, []) for name in nine}
+
+
+def with_directory(tables: Tables) -> Tables:
+    return {**tables, **directory_for(tables)}
 
 
 def simulator_tables(end_date: dt.date, days: int, dialect: str) -> Tables:
     """A simulator dataset's ground truth (``loaded_at`` added)."""
     config = SimulatorConfig(days=days, calls_per_day=60, end_date=end_date, dialect=dialect)
     truth = generate_dataset(config).expected_tables()
-    return {
+    return with_directory({
         "cdrs": [{**row, "loaded_at": LOADED_AT} for row in truth["cdrs"]],
         "call_flow_steps": truth["call_flow_steps"],
         "originations": truth["originations"],
-    }
+    })  # fmt: skip
 
 
 def _utc(year: int, month: int, day: int, hour: int = 0) -> dt.datetime:
@@ -183,7 +210,7 @@ def edge_tables(seed: int = 13) -> Tables:
         elif kind == "extension":
             callee = rng.choice(EXTENSIONS)
             steps.append(_step(uuid, 0, callee, start, answer, hangup, "CONNECTING_TO_EXTENSION"))
-    return {"cdrs": cdrs, "call_flow_steps": steps, "originations": origs}
+    return with_directory({"cdrs": cdrs, "call_flow_steps": steps, "originations": origs})
 
 
 def _step(
@@ -214,6 +241,7 @@ def two_accounts(tables: Tables) -> Tables:
 DATASETS = {
     "marts fixture": fixture_tables,
     "marts fixture, two accounts": lambda: two_accounts(fixture_tables()),
+    "working hours": hours_tables,
     "edges": edge_tables,
     "simulator v1, DST start 2016": lambda: simulator_tables(dt.date(2016, 4, 2), 10, "v1"),
     "simulator seed, DST end 2015": lambda: simulator_tables(dt.date(2015, 11, 12), 8, "seed"),
@@ -249,7 +277,7 @@ def build_both(warehouse: Warehouse, engine: sa.Engine, tables: Tables) -> None:
     }
     with warehouse.transaction() as con:
         for name in TABLE_ORDER:
-            if tables[name]:
+            if tables.get(name):
                 # through Arrow: DuckDB's executemany takes seconds for a few thousand rows
                 con.con.register("new_rows", pa.Table.from_pylist(tables[name]))
                 columns = ", ".join(f'"{column}"' for column in tables[name][0])
@@ -257,7 +285,7 @@ def build_both(warehouse: Warehouse, engine: sa.Engine, tables: Tables) -> None:
                 con.con.unregister("new_rows")
     with engine.begin() as conn:
         for name in TABLE_ORDER:
-            if tables[name]:
+            if tables.get(name):
                 conn.execute(schema.metadata.tables[name].insert(), tables[name])
         for view in VIEWS:
             conn.exec_driver_sql(view.ddl("postgresql"))
@@ -352,21 +380,32 @@ def test_marts_do_not_depend_on_the_session_time_zone(
 
 def test_the_edges_reach_every_weekday_hour_and_kind_of_missed_call(warehouse: Warehouse) -> None:
     # the edge rows would not test the local-time marts if they missed a weekday or hour
+    tables = edge_tables()
     with warehouse.transaction() as con:
-        insert_rows(con, "cdrs", edge_tables()["cdrs"])
+        for name in TABLE_ORDER:
+            insert_rows(con, name, tables[name])
         got = con.execute(
             "SELECT count(DISTINCT weekday), count(DISTINCT hour), count(*) FROM hourly_call_load"
         ).fetchone()
         assert got is not None
         assert got[0] == 7
         assert got[1] == 24
-        # and missed calls of every kind: masked, reached later, still due
+        # and missed calls of every kind: masked, reached later, still due, within working
+        # hours, outside them, and with no working hours
         kinds = con.execute(
             "SELECT count(*) FILTER (WHERE caller_masked), count(reached_at), "
-            "count(*) FILTER (WHERE needs_call_back) FROM missed_calls"
+            "count(*) FILTER (WHERE needs_call_back), count(*) FILTER (WHERE in_working_hours), "
+            "count(*) FILTER (WHERE NOT in_working_hours), "
+            "count(*) FILTER (WHERE in_working_hours IS NULL) FROM missed_calls"
         ).fetchone()
+        # and names: renamed, and shared (sorted by bytes: ö after Z)
+        names = {
+            row[0]
+            for row in con.execute("SELECT extension_name FROM extension_activity").fetchall()
+        }
     assert kinds is not None
     assert all(kinds), kinds
+    assert {"Ext 1004", "Ext 1004 (yeni)", "Ext 1008 / Zeynep / ömer"} <= names
 
 
 def test_mart_column_types_map_between_engines(warehouse: Warehouse, pg_engine: sa.Engine) -> None:
@@ -443,7 +482,7 @@ def test_the_report_reads_the_same_from_both_engines(
     pd.testing.assert_frame_equal(pg_top, duck_top, check_dtype=False)
     # the same rows in the same order (the queries' ORDER BY); a DATE is a datetime64
     # column from DuckDB and one of dates from psycopg, so both are made datetime64
-    for frame in ("daily", "hourly", "groups"):
+    for frame in ("daily", "hourly", "groups", "service"):
         got, want = pg[frame], duck[frame]
         if "call_date" in want:
             got = got.assign(call_date=pd.to_datetime(got["call_date"]))

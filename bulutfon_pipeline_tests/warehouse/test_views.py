@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bulutfon_pipeline.normalize import normalize_details
 from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline.warehouse.schema_setup import VIEWS_FINGERPRINT_KEY, views_fingerprint
 from bulutfon_pipeline.warehouse.views import VIEWS, ViewDefinition, view_names
 from bulutfon_pipeline_tests.fixtures import load_fixture
+from bulutfon_pipeline_tests.fixtures.marts import insert_calls
+
+#: The marts of the release before the directory, as that release created them.
+MARTS_BEFORE_DIRECTORY = (
+    Path(__file__).parents[1] / "fixtures" / "marts_before_directory.sql"
+).read_text(encoding="utf-8")
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -83,11 +93,12 @@ def test_ring_group_performance(loaded: Warehouse) -> None:
     frame = loaded.fetch_frame(
         "SELECT * EXCLUDE (account) FROM ring_group_performance ORDER BY ring_group, destination"
     )
+    # no directory loaded: no names (ring_group_name, destination_name NULL)
     assert [tuple(row) for row in frame.itertuples(index=False)] == [
-        ("101", "1004", 2, 1, 1, 0.5),
-        ("101", "1008", 2, 1, 1, 0.5),
-        ("101", "1009", 1, 0, 1, 0.0),
-        ("101", "1015", 1, 0, 1, 0.0),
+        ("101", None, "1004", None, 2, 1, 1, 0.5),
+        ("101", None, "1008", None, 2, 1, 1, 0.5),
+        ("101", None, "1009", None, 1, 0, 1, 0.0),
+        ("101", None, "1015", None, 1, 0, 1, 0.0),
     ]
 
 
@@ -106,6 +117,7 @@ def test_views_list_is_extensible(warehouse: Warehouse) -> None:
         "hourly_call_load",
         "extension_activity",
         "missed_calls",
+        "working_hours_service_level",
     ]
 
 
@@ -129,3 +141,64 @@ def test_view_ddl_has_no_percent_sign(dialect: str) -> None:
     # parameters (SQLAlchemy's exec_driver_sql does), even inside a comment or a string
     for view in VIEWS:
         assert "%" not in view.ddl(dialect), view.name  # type: ignore[arg-type]
+
+
+def _columns(wh: Warehouse, view: str) -> list[str]:
+    return list(wh.fetch_frame(f"SELECT * FROM {view} WHERE false").columns)
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_a_warehouse_with_the_previous_marts_gets_this_releases(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    # The previous release's five marts and their fingerprint, as its ensure_schema left
+    # them: this release's marts add, move and insert columns (PostgreSQL's CREATE OR
+    # REPLACE VIEW can do neither) and a sixth view. ensure_schema replaces them all.
+    wh: Warehouse = request.getfixturevalue(f"{backend}_warehouse")
+    body = "\n".join(
+        line for line in MARTS_BEFORE_DIRECTORY.splitlines() if not line.startswith("--")
+    )
+    statements = [s.strip() for s in re.split(r";\s*$", body, flags=re.MULTILINE) if s.strip()]
+    old_fingerprint = hashlib.sha256(b"".join(s.encode() + b"\0" for s in statements)).hexdigest()
+    with wh.transaction() as con:
+        for view in reversed(view_names()):
+            con.execute(f"DROP VIEW IF EXISTS {view}")
+        for statement in statements:
+            con.execute(statement)
+        con.execute(
+            "UPDATE _views_state SET fingerprint = ? WHERE key = ?",
+            [old_fingerprint, VIEWS_FINGERPRINT_KEY],
+        )
+    insert_calls(wh)
+    assert _columns(wh, "extension_activity")[:3] == ["account", "extension", "rings"]
+    assert "in_working_hours" not in _columns(wh, "missed_calls")
+
+    wh.ensure_schema()
+
+    assert _columns(wh, "extension_activity")[:4] == [
+        "account", "extension", "extension_name", "rings",
+    ]  # fmt: skip
+    assert _columns(wh, "ring_group_performance")[:5] == [
+        "account", "ring_group", "ring_group_name", "destination", "destination_name",
+    ]  # fmt: skip
+    assert _columns(wh, "missed_calls")[-1] == "in_working_hours"
+    # the rows of test_marts.py's hand count, now with their names
+    with wh.transaction() as con:
+        names = con.execute(
+            "SELECT extension, extension_name, rings FROM extension_activity "
+            "ORDER BY extension, extension_name"
+        ).fetchall()
+        service = con.execute(
+            "SELECT number, sum(calls) FROM working_hours_service_level GROUP BY number"
+        ).fetchall()
+    assert [tuple(row) for row in names] == [
+        ("1004", "Ayşe", 2), ("1004", "Ayşe Kaya", 2), ("1008", None, 2),
+        ("1015", "Can / Deniz", 1),
+    ]  # fmt: skip
+    assert [tuple(row) for row in service] == [("02120000000", 7)]
+    dialect = "duckdb" if backend == "duckdb" else "postgresql"
+    with wh.transaction() as con:
+        stored = con.scalar(
+            "SELECT fingerprint FROM _views_state WHERE key = ?", [VIEWS_FINGERPRINT_KEY]
+        )
+    assert stored == views_fingerprint(dialect) != old_fingerprint
