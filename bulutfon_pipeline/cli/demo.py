@@ -24,10 +24,19 @@ EXAMPLE_QUERIES: list[tuple[str, str]] = [
 FROM cdrs GROUP BY direction ORDER BY calls DESC, direction""",
     ),
     (
-        "Ring-group members: who answers, who loses the race",
-        """SELECT ring_group, destination, rings, answers, lost_races,
-       CAST(answer_share AS NUMERIC(3, 2)) AS answer_share
+        "Ring-group members: who answers, who loses the race (names from the PBX's directory)",
+        """SELECT ring_group, ring_group_name, destination, destination_name, rings, answers,
+       lost_races, CAST(answer_share AS NUMERIC(3, 2)) AS answer_share
 FROM ring_group_performance ORDER BY ring_group, answers DESC, destination LIMIT 8""",
+    ),
+    (
+        "Incoming calls answered within and outside the number's working hours, last days",
+        """SELECT number, call_date, calls_in_hours AS in_hours,
+       round(100.0 * answered_in_hours / nullif(calls_in_hours, 0), 1) AS answered_in_pct,
+       calls_out_of_hours AS out_of_hours,
+       round(100.0 * answered_out_of_hours / nullif(calls_out_of_hours, 0), 1)
+           AS answered_out_pct
+FROM working_hours_service_level ORDER BY call_date DESC, number LIMIT 5""",
     ),
     (
         "Calls per local hour (Europe/Istanbul; the month crosses the 2015 DST change)",
