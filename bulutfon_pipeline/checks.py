@@ -1,4 +1,5 @@
-"""Asset checks of the call tables, evaluated after every detail load."""
+"""Asset checks of the call tables, evaluated after every detail load, and of the
+directory's versions, evaluated after every directory load."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 
 from bulutfon_pipeline.warehouse import Warehouse
-from bulutfon_pipeline.warehouse.integrity import KEYED_TABLES, IntegrityCounts, integrity_counts
+from bulutfon_pipeline.warehouse.integrity import (
+    KEYED_TABLES,
+    IntegrityCounts,
+    directory_version_errors,
+    integrity_counts,
+)
 
 CHECK_SPECS = [
     dg.AssetCheckSpec(
@@ -126,3 +132,37 @@ def evaluate(
             "reject_rate": counts.reject_rate,
         },
     )
+
+
+#: directory table -> (its check, the asset it belongs to: a number's hours are the
+#: ``phone_numbers`` asset's)
+_DIRECTORY_CHECKS = {
+    "extensions": ("extensions_versions_consistent", "extensions"),
+    "ring_groups": ("ring_groups_versions_consistent", "ring_groups"),
+    "ring_group_members": ("ring_group_members_versions_consistent", "ring_group_members"),
+    "phone_numbers": ("phone_numbers_versions_consistent", "phone_numbers"),
+    "phone_number_hours": ("phone_number_hours_versions_consistent", "phone_numbers"),
+}
+
+DIRECTORY_CHECK_SPECS = [
+    dg.AssetCheckSpec(
+        name,
+        asset=asset,
+        description=(
+            f"No two versions of one entity of {table} are valid at the same instant, and "
+            "none ends before it starts."
+        ),
+    )
+    for table, (name, asset) in _DIRECTORY_CHECKS.items()
+]
+
+
+def evaluate_directory(warehouses: Sequence[Warehouse]) -> Iterator[dg.AssetCheckResult]:
+    """A result for every check of :data:`DIRECTORY_CHECK_SPECS`, over the accounts of
+    ``warehouses`` (their counts add up)."""
+    errors = [directory_version_errors(wh) for wh in warehouses]
+    for table, (name, asset) in _DIRECTORY_CHECKS.items():
+        bad = sum(e[table] for e in errors)
+        yield dg.AssetCheckResult(
+            check_name=name, asset_key=asset, passed=bad == 0, metadata={"bad_versions": bad}
+        )

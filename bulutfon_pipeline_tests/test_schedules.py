@@ -52,6 +52,13 @@ def test_a_successful_listing_run_starts_that_accounts_loads(
             instance=instance, partition_key="default", resources=default_resources()
         )
         assert listing.success
+        # The listing job loads the directory too, and checks its versions.
+        checks = {e.check_name: e.passed for e in listing.get_asset_check_evaluations()}
+        assert checks == {
+            f"{table}_versions_consistent": True
+            for table in ("extensions", "ring_groups", "ring_group_members", "phone_numbers",
+                          "phone_number_hours")
+        }  # fmt: skip
         request = _after(instance, listing.dagster_run)
         assert isinstance(request, dg.RunRequest)
         yesterday = (today - dt.timedelta(days=1)).isoformat()

@@ -3,6 +3,7 @@ and phone numbers (with their working hours), versioned (partitioned by account)
 
 import dagster as dg
 
+from bulutfon_pipeline import checks
 from bulutfon_pipeline.accounts import Account
 from bulutfon_pipeline.assets._common import (
     GROUP,
@@ -54,6 +55,7 @@ SPECS = [
     specs=SPECS,
     partitions_def=account_partitions,
     pool=WRITER_POOL,
+    check_specs=checks.DIRECTORY_CHECK_SPECS,
 )
 def directory(
     context: dg.AssetExecutionContext,
@@ -86,3 +88,4 @@ def directory(
     metadata = summed([{**s.to_metadata(), **api_metadata(stats)} for _, (s, stats) in done])
     for spec in SPECS:
         yield dg.MaterializeResult(asset_key=spec.key, metadata={**metadata, **published})
+    yield from checks.evaluate_directory(loaded)

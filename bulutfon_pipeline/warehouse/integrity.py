@@ -97,3 +97,39 @@ def integrity_counts(warehouse: Warehouse, *, lookback: dt.timedelta) -> Integri
             listed_calls=scalar("SELECT count(*) FROM cdr_listing WHERE account = ?"),
             rejected_calls=scalar(_REJECTED_CALLS),
         )
+
+
+#: The directory's versioned tables and what identifies an entity in each (besides
+#: ``account``); ``phone_number_hours`` is a day of a number.
+DIRECTORY_ENTITIES: dict[str, tuple[str, ...]] = {
+    "extensions": ("extension_id",),
+    "ring_groups": ("group_id",),
+    "ring_group_members": ("group_id", "extension_id"),
+    "phone_numbers": ("did_id",),
+    "phone_number_hours": ("did_id", "weekday"),
+}
+
+
+def _bad_versions_sql(table: str, entity: tuple[str, ...]) -> str:
+    """Versions of one account's entities that overlap a later version of the same entity
+    (two open versions included), or that end before they start."""
+    same = " AND ".join(f"b.{column} = a.{column}" for column in entity)
+    return (
+        f"SELECT (SELECT count(*) FROM {table} a JOIN {table} b"  # noqa: S608 (constants)
+        f" ON b.account = a.account AND {same} AND a.valid_from < b.valid_from"
+        " AND (a.valid_to IS NULL OR a.valid_to > b.valid_from) WHERE a.account = ?)"
+        f" + (SELECT count(*) FROM {table} WHERE account = ? AND valid_to <= valid_from)"
+    )
+
+
+def directory_version_errors(warehouse: Warehouse) -> dict[str, int]:
+    """Per directory table, the versions of the warehouse's account that overlap another
+    version of their entity or end before they start (0 everywhere when the versioning
+    holds: at any instant an entity has at most one version)."""
+    account = warehouse.account
+    out: dict[str, int] = {}
+    with warehouse.transaction() as con:
+        for table, entity in DIRECTORY_ENTITIES.items():
+            row = con.execute(_bad_versions_sql(table, entity), [account, account]).fetchone()
+            out[table] = int(row[0]) if row else 0
+    return out

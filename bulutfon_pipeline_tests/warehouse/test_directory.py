@@ -200,3 +200,32 @@ def test_versions_open_close_and_stay_put(warehouse: Warehouse) -> None:
         *(_versioned(h, BEGINNING, T3) for h in _hours()),
         *(_versioned(h, T3) for h in _hours()),
     ])  # fmt: skip
+
+
+def test_the_version_check_counts_overlaps_and_backwards_versions(warehouse: Warehouse) -> None:
+    from bulutfon_pipeline.warehouse.integrity import directory_version_errors
+
+    warehouse.merge_directory(
+        _directory([_ext("1", "1001", "Ayşe"), _ext("2", "1002", "Mehmet")], []), observed_at=T1
+    )
+    assert directory_version_errors(warehouse) == dict.fromkeys(
+        ("extensions", "ring_groups", "ring_group_members", "phone_numbers",
+         "phone_number_hours"), 0
+    )  # fmt: skip
+    columns = "account, extension_id, valid_from, valid_to, number, caller_name"
+    with warehouse.transaction() as con:
+        # a second open version of extension 1; extension 2 closed before it opened; an
+        # other account's overlap, which this account's check does not see
+        rows = [
+            ("default", "1", T2, None, "1001", "Ayşe Y."),
+            ("default", "2", T2, T1, "1002", "Mehmet"),
+            ("izmir", "9", T1, None, "1009", "A"),
+            ("izmir", "9", T2, None, "1009", "B"),
+        ]
+        for row in rows:
+            con.execute(f"INSERT INTO extensions ({columns}) VALUES (?, ?, ?, ?, ?, ?)", row)
+    errors = directory_version_errors(warehouse)
+    # 1's open versions overlap (1); 2's new version overlaps its open first one (1) and
+    # ends before it starts (1); izmir's rows are not this account's
+    assert errors["extensions"] == 3
+    assert sum(errors.values()) == 3
