@@ -16,7 +16,10 @@ run:
   throughput of two workers against one.
 
 Every run starts from an empty warehouse, and its tables are checked: each account holds
-exactly its own calls.
+exactly its own calls. The accounts file declares each limited account's ``max_rps``, as
+the issue's example does (``BENCH_ACCOUNTS_DECLARE_RPS=0``: undeclared). One case alone,
+with variables for the child ``sync``: ``python benchmarks/accounts.py one
+BULUTFON_ACCOUNTS_AT_ONCE=24``.
 """
 
 from __future__ import annotations
@@ -145,6 +148,7 @@ def _case(
     limited: bool,
     processes: int = 1,
     server: PostgresServer | None = None,
+    child_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One sync (or ``processes`` at once) of ``accounts`` accounts from an empty warehouse."""
     folder = WORK / f"accounts_{name}"
@@ -170,6 +174,7 @@ def _case(
             warehouse_url=url,
             max_rps=LIMIT_RPS if limited and DECLARE_LIMIT else None,
         )
+        env.update(child_env or {})
         names = list(tokens)
         groups = [names[i::processes] for i in range(processes)]
         cmds = [
@@ -240,3 +245,25 @@ def run(quick: bool) -> dict[str, Any]:
     finally:
         server.stop()
     return out
+
+
+#: One case alone (``python benchmarks/accounts.py one BULUTFON_ACCOUNTS_AT_ONCE=24``):
+#: accounts, days, calls a day, limited; the full run's sizes.
+CASES = {"peer": (1, 4, 5000, False), "one": (50, 4, 100, True), "few": (10, 4, 100, True)}
+
+
+def main(argv: Sequence[str]) -> None:
+    """Run one case of the section (DuckDB), with extra variables for the child ``sync``,
+    and print its figures as JSON, with the load before and after and CPU ms per call."""
+    name, assignments = argv[0], argv[1:]
+    accounts, days, per_day, limited = CASES[name]
+    before = os.getloadavg()
+    out = _case(name, accounts=accounts, days=days, calls_per_day=per_day, limited=limited,
+                child_env=dict(a.split("=", 1) for a in assignments))  # fmt: skip
+    out["load_before_after"] = [round(x, 2) for x in (*before, *os.getloadavg())]
+    out["cpu_ms_per_call"] = round(1000 * out["cpu_seconds"] / out["calls"], 2)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
