@@ -156,7 +156,7 @@ class JsonRequest(Generic[T]):
         """The URL with its query, as error messages show it (redacted there)."""
         # Cached by hand: Python 3.11's functools.cached_property takes one lock shared by
         # every instance, and the threads of a many-account sync queued on it for every
-        # request (a third of the profile; benchmarks/ANALYSIS.md).
+        # request (a third of one profile's samples; benchmarks/ANALYSIS.md).
         url: str | None = self.__dict__.get("_full_url")
         if url is None:
             params = self.params

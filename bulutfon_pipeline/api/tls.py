@@ -1,7 +1,7 @@
 """One TLS context per process for every API client.
 
 httpx builds a new ``ssl.SSLContext`` for each client (and ``httpx-aiohttp`` for each
-transport), loading the whole CA bundle each time: 10-20 ms of CPU. A sync of many
+transport), loading the whole CA bundle each time: about 20 ms of CPU. A sync of many
 accounts makes several clients per account and run, and building their contexts was 4 %
 of a 50-account sync's CPU (``benchmarks/ANALYSIS.md``). A context is safe to share
 between threads and clients; this one verifies like httpx's default (certifi's bundle,

@@ -92,8 +92,8 @@ def _remember_accounts(instance: Any, accounts: Sequence[str]) -> None:
     Dagster checks a run's partition keys against the instance many times per run (each
     range it resolves asks for both ends, each ``add_asset_metadata`` of a partition
     resolves the run's range again), and each check is a query of the event log storage
-    (a new SQLite connection each, for the ephemeral instance): 7.6 % of a 50-account
-    sync's CPU (``benchmarks/ANALYSIS.md``). The runner has just registered these
+    (a new SQLite connection each, for the ephemeral instance): 5-8 % of a 50-account
+    sync's profile (``benchmarks/ANALYSIS.md``). The runner has just registered these
     accounts, and the sensor never removes one, so a yes for them stays true for the
     run; every other question still goes to the storage.
     """
