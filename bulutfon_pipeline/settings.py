@@ -91,12 +91,20 @@ DEFAULT_LISTING_CHUNK_ROWS = 5000  # BULUTFON_LISTING_CHUNK_ROWS
 #: Larger queries spill to disk instead.
 DUCKDB_MEMORY_LIMIT = "64MB"
 #: How many PBX accounts one ``sync`` loads at the same time, each in its own thread with
-#: its own Dagster runs and API client (so its own rate).
-ACCOUNTS_AT_ONCE = 8
-#: DuckDB's memory limit while several accounts load in threads of one process: their
+#: its own Dagster runs and API client (so its own rate): BULUTFON_ACCOUNTS_AT_ONCE.
+DEFAULT_ACCOUNTS_AT_ONCE = 16
+#: DuckDB's memory limit per account loading in a thread of one process: their
 #: connections share one database instance, whose limit is the process's, so each loading
 #: account gets what one load gets alone (64 MB for 8 at once ran out of memory).
-DUCKDB_THREADS_MEMORY_LIMIT = f"{64 * ACCOUNTS_AT_ONCE}MB"
+DUCKDB_ACCOUNT_MEMORY_MB = 64
+
+
+def duckdb_threads_memory_limit(accounts_at_once: int) -> str:
+    """DuckDB's memory limit while ``accounts_at_once`` accounts load in threads of one
+    process (``DUCKDB_ACCOUNT_MEMORY_MB`` each)."""
+    return f"{DUCKDB_ACCOUNT_MEMORY_MB * accounts_at_once}MB"
+
+
 #: The WAL size at which DuckDB checkpoints on its own (default 16 MiB). A load of many
 #: batches releases its connection every few seconds (``Warehouse.session``), and closing
 #: checkpoints anyway; checkpoints at 16 MiB in between cost 4.4 s of a 100,000-call
@@ -160,6 +168,9 @@ class Settings:
     warehouse_schema: str = DEFAULT_WAREHOUSE_SCHEMA
     #: Dagster's executor for the code location's jobs (BULUTFON_EXECUTOR, ``EXECUTORS``).
     executor: str = DEFAULT_EXECUTOR
+    #: How many accounts ``sync`` and ``backfill`` load at once in one process
+    #: (BULUTFON_ACCOUNTS_AT_ONCE).
+    accounts_at_once: int = DEFAULT_ACCOUNTS_AT_ONCE
 
     @property
     def warehouse_location(self) -> str:
@@ -220,6 +231,7 @@ class Settings:
             warehouse_url=parse_warehouse_url(raw("BULUTFON_WAREHOUSE_URL")),
             warehouse_schema=parse_schema_name(raw("BULUTFON_WAREHOUSE_SCHEMA")),
             executor=parse_executor(env),
+            accounts_at_once=_whole(env, "BULUTFON_ACCOUNTS_AT_ONCE", DEFAULT_ACCOUNTS_AT_ONCE),
         )
 
     @classmethod
@@ -347,6 +359,16 @@ def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw not in _TRUE | _FALSE:
         raise SettingsError(f"{name}={raw!r} must be 1/true/yes/on or 0/false/no/off")
     return raw in _TRUE
+
+
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    """A positive whole number (``default`` when unset or empty)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not re.fullmatch(r"[0-9]+", raw) or int(raw) < 1:
+        raise SettingsError(f"{name}={raw!r} must be a positive whole number (e.g. {default})")
+    return int(raw)
 
 
 def _positive(env: Mapping[str, str], name: str, default: float, *, zero_ok: bool = False) -> float:

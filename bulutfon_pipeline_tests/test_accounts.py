@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from bulutfon_pipeline.accounts import (
     ACCOUNTS_FILE_ENV,
     DEFAULT_ACCOUNT,
+    Account,
     AccountsError,
     load_accounts,
     parse_accounts,
 )
 from bulutfon_pipeline.api.errors import ConfigError
+from bulutfon_pipeline.cli import main
+from bulutfon_pipeline.runner.accounts import run_each
+from bulutfon_pipeline.settings import Settings, SettingsError
+from bulutfon_pipeline.warehouse import duckdb_connect
+from bulutfon_pipeline_tests.helpers import environment
 
 TWO = """
 [accounts.izmir-office]
@@ -142,3 +150,61 @@ def test_a_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
     with pytest.raises(AccountsError, match=r"BULUTFON_ACCOUNTS_FILE=.*nope\.toml: cannot read it"):
         load_accounts({ACCOUNTS_FILE_ENV: str(missing)})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(None, 16), ("", 16), (" ", 16), ("1", 1), ("24", 24), (" 50 ", 50), ("007", 7)],
+)
+def test_accounts_at_once_reads_a_positive_whole_number(raw: str | None, expected: int) -> None:
+    env = {} if raw is None else {"BULUTFON_ACCOUNTS_AT_ONCE": raw}
+    assert Settings.from_env(env).accounts_at_once == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "-3", "2.5", "eight", "1e3", "+4"])
+def test_a_bad_accounts_at_once_is_refused_naming_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"BULUTFON_ACCOUNTS_AT_ONCE": raw})
+    assert str(caught.value) == (
+        f"BULUTFON_ACCOUNTS_AT_ONCE={raw!r} must be a positive whole number (e.g. 16)"
+    )
+
+
+def test_sync_with_a_bad_accounts_at_once_exits_2_before_any_work(tmp_path: Path) -> None:
+    env = {
+        "BULUTFON_ACCOUNTS_AT_ONCE": "0",
+        "BULUTFON_ACCESS_TOKEN": "tok-1",
+        "BULUTFON_API_URL": "http://127.0.0.1:9",  # nothing listens: no request may go
+        "BULUTFON_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        "BULUTFON_DATA_DIR": str(tmp_path),
+    }
+    with environment(env):
+        result = CliRunner().invoke(main, ["sync", "--no-progress"])
+    assert result.exit_code == 2, result.output
+    message = "BULUTFON_ACCOUNTS_AT_ONCE='0' must be a positive whole number (e.g. 16)"
+    assert message in result.output
+    assert not (tmp_path / "warehouse.duckdb").exists()
+
+
+def test_run_each_runs_at_once_accounts_with_their_memory_between_them() -> None:
+    # Six accounts, three at once: the barrier lets work go on only when three threads
+    # wait at it together (fewer at once would time out, more would break the barrier's
+    # rounds of three); the DuckDB limit is three loads' memory meanwhile, 64 MB each.
+    accounts = [Account(f"a{i}", credential_vars={}, from_file=True) for i in range(6)]
+    barrier = threading.Barrier(3, timeout=30)
+    seen: dict[str, tuple[str, str]] = {}
+
+    def work(account: Account) -> str:
+        barrier.wait()
+        seen[account.name] = (threading.current_thread().name, duckdb_connect._threads_memory_limit)
+        if account.name == "a4":
+            raise RuntimeError("its API is down")
+        return account.name.upper()
+
+    before = duckdb_connect._threads_memory_limit
+    results, failures = run_each(accounts, work, 3)
+    assert results == {"a0": "A0", "a1": "A1", "a2": "A2", "a3": "A3", "a5": "A5"}
+    assert failures == {"a4": "account 'a4': its API is down"}
+    assert {limit for _, limit in seen.values()} == {"192MB"}
+    assert len({thread for thread, _ in seen.values()}) == 3
+    assert (before, duckdb_connect._threads_memory_limit) == ("1024MB", "1024MB")

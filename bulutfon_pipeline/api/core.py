@@ -18,7 +18,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, Generic, Self, TypeVar
 
 import httpx
@@ -40,6 +39,7 @@ from bulutfon_pipeline.api.retry import (
     should_retry,
     transport_error,
 )
+from bulutfon_pipeline.api.tls import shared_ssl_context
 from bulutfon_pipeline.api.v2 import (
     ApiKeyAuth,
     call_date_lookup,
@@ -151,11 +151,18 @@ class JsonRequest(Generic[T]):
     parse: Callable[[Any], T]
     keep_text: str | None = None
 
-    @cached_property
+    @property
     def full_url(self) -> str:
         """The URL with its query, as error messages show it (redacted there)."""
-        params = self.params
-        return str(httpx.URL(self.url, params=dict(params))) if params else self.url
+        # Cached by hand: Python 3.11's functools.cached_property takes one lock shared by
+        # every instance, and the threads of a many-account sync queued on it for every
+        # request (a third of one profile's samples; benchmarks/ANALYSIS.md).
+        url: str | None = self.__dict__.get("_full_url")
+        if url is None:
+            params = self.params
+            url = str(httpx.URL(self.url, params=dict(params))) if params else self.url
+            self.__dict__["_full_url"] = url
+        return url
 
     def outcome(self, response: httpx.Response) -> Outcome:
         """The outcome of the (read) ``response`` to this request."""
@@ -315,6 +322,7 @@ class ClientCore:
                 max_keepalive_connections=config.max_concurrency + 4,
             ),
             "follow_redirects": True,
+            "verify": shared_ssl_context(),
         }
 
     @property

@@ -20,6 +20,7 @@ from bulutfon_pipeline.api.errors import (
 from bulutfon_pipeline.api.models import Token
 from bulutfon_pipeline.api.redact import register_secret
 from bulutfon_pipeline.api.retry import backoff_delay, parse_retry_after, transport_error
+from bulutfon_pipeline.api.tls import shared_ssl_context
 
 __all__ = ["request_token"]
 
@@ -60,7 +61,9 @@ def request_token(
     headers = {"User-Agent": config.user_agent, "Accept": "application/json"}
     timeout = httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s)
     attempt = 0
-    with httpx.Client(transport=transport, timeout=timeout, headers=headers) as http:
+    with httpx.Client(
+        transport=transport, timeout=timeout, headers=headers, verify=shared_ssl_context()
+    ) as http:
         while True:
             error: BulutfonError | None = None
             retry_after: float | None = None

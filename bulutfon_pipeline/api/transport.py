@@ -21,6 +21,8 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from bulutfon_pipeline.api.tls import shared_ssl_context
+
 __all__ = ["FanOutTransport", "fan_out_transport"]
 
 
@@ -74,5 +76,5 @@ def fan_out_transport(limits: httpx.Limits) -> FanOutTransport:
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
         )
 
-    transport = FanOutTransport(limits=limits, client=session)
+    transport = FanOutTransport(limits=limits, client=session, verify=shared_ssl_context())
     return transport

@@ -15,13 +15,14 @@ from bulutfon_pipeline.accounts import Account, AccountsError, select_accounts
 from bulutfon_pipeline.runner.errors import SetupError, user_error
 from bulutfon_pipeline.runner.interrupts import StoppedError, StopRequestedError
 from bulutfon_pipeline.runner.preflight import read_settings
-from bulutfon_pipeline.settings import ACCOUNTS_AT_ONCE
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNTS_AT_ONCE
 from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline.warehouse.duckdb_connect import threads_at_once
 
 LOGGER = logging.getLogger(__name__)
 
-# ACCOUNTS_AT_ONCE (settings): the work is mostly waiting on the API; DuckDB's writes take
-# turns inside the process, PostgreSQL's run in parallel.
+# BULUTFON_ACCOUNTS_AT_ONCE (settings): the work is mostly waiting on the API; DuckDB's
+# writes take turns inside the process, PostgreSQL's run in parallel.
 
 T = TypeVar("T")
 
@@ -40,30 +41,33 @@ def select(names: Sequence[str] | None) -> list[Account]:
 
 
 def run_each(
-    chosen: Sequence[Account], work: Callable[[Account], T]
+    chosen: Sequence[Account],
+    work: Callable[[Account], T],
+    at_once: int = DEFAULT_ACCOUNTS_AT_ONCE,
 ) -> tuple[dict[str, T], dict[str, str]]:
-    """``work`` for every account, up to :data:`ACCOUNTS_AT_ONCE` at a time, each in a
-    thread; the results and, for the accounts that failed, one line each naming the
-    account, both in the accounts' order. A stop signal (SIGINT/SIGTERM) stops the
-    accounts between their runs and is raised here."""
+    """``work`` for every account, up to ``at_once`` at a time
+    (``Settings.accounts_at_once``), each in a thread; the results and, for the accounts
+    that failed, one line each naming the account, both in the accounts' order. A stop
+    signal (SIGINT/SIGTERM) stops the accounts between their runs and is raised here."""
     results: dict[str, T] = {}
     failures: dict[str, str] = {}
-    pool = concurrent.futures.ThreadPoolExecutor(
-        max_workers=min(len(chosen), ACCOUNTS_AT_ONCE), thread_name_prefix="account"
-    )
-    try:
-        futures = {pool.submit(work, account): account.name for account in chosen}
-        for future in concurrent.futures.as_completed(futures):
-            name = futures[future]
-            try:
-                results[name] = future.result()
-            except (StopRequestedError, StoppedError):
-                raise
-            except Exception as error:
-                LOGGER.debug("account %r failed", name, exc_info=True)
-                failures[name] = one_line(name, error)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    threads = max(1, min(len(chosen), at_once))
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="account")
+    # The pool is shut down (its threads done) before the memory limit goes back.
+    with threads_at_once(threads):
+        try:
+            futures = {pool.submit(work, account): account.name for account in chosen}
+            for future in concurrent.futures.as_completed(futures):
+                name = futures[future]
+                try:
+                    results[name] = future.result()
+                except (StopRequestedError, StoppedError):
+                    raise
+                except Exception as error:
+                    LOGGER.debug("account %r failed", name, exc_info=True)
+                    failures[name] = one_line(name, error)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     order = [account.name for account in chosen]
     return (
         {name: results[name] for name in order if name in results},

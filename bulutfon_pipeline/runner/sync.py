@@ -184,7 +184,7 @@ def run_sync(
             # would each try to create it.
             Warehouse.from_settings(settings).ensure_schema()
             runs.prepare_threads()
-            result.by_account, result.failures = run_each(chosen, one)
+            result.by_account, result.failures = run_each(chosen, one, settings.accounts_at_once)
             for done in result.by_account.values():
                 result._add(done)
         warehouse = Warehouse.from_settings(settings)

@@ -10,17 +10,37 @@ from pathlib import Path
 import duckdb
 
 from bulutfon_pipeline.settings import (
+    DEFAULT_ACCOUNTS_AT_ONCE,
     DUCKDB_CHECKPOINT_THRESHOLD,
     DUCKDB_MEMORY_LIMIT,
-    DUCKDB_THREADS_MEMORY_LIMIT,
+    duckdb_threads_memory_limit,
 )
 
-__all__ = ["connect_file"]
+__all__ = ["connect_file", "threads_at_once"]
 
 #: Connections to DuckDB files open and close one thread at a time: the Python client
 #: raced when accounts' threads did so at once ("Table Function with name
 #: python_arrow_scan does not exist"). Their transactions still run concurrently.
 _OPEN_CLOSE = threading.Lock()
+
+#: DuckDB's memory limit off the main thread (:func:`threads_at_once` sets it). Every
+#: connection a process holds on one file must have the same configuration, so it is one
+#: value for the whole process while its threads load.
+_threads_memory_limit = duckdb_threads_memory_limit(DEFAULT_ACCOUNTS_AT_ONCE)
+
+
+@contextmanager
+def threads_at_once(threads: int) -> Iterator[None]:
+    """While the block runs, up to ``threads`` accounts load in threads of this process:
+    their connections' shared database instance gets ``threads`` loads' memory. Enter it
+    before the threads start (no connection off the main thread may be open)."""
+    global _threads_memory_limit
+    before = _threads_memory_limit
+    _threads_memory_limit = duckdb_threads_memory_limit(threads)
+    try:
+        yield
+    finally:
+        _threads_memory_limit = before
 
 
 @contextmanager
@@ -29,11 +49,11 @@ def connect_file(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
     Accounts loading in threads of one process share one database instance, whose memory
     limit is the process's: off the main thread it is one load's limit per account
-    (``settings.DUCKDB_THREADS_MEMORY_LIMIT``).
+    loading at once (:func:`threads_at_once`).
     """
     main = threading.current_thread() is threading.main_thread()
     config: dict[str, str | bool | int | float | list[str]] = {
-        "memory_limit": DUCKDB_MEMORY_LIMIT if main else DUCKDB_THREADS_MEMORY_LIMIT,
+        "memory_limit": DUCKDB_MEMORY_LIMIT if main else _threads_memory_limit,
         "checkpoint_threshold": DUCKDB_CHECKPOINT_THRESHOLD,
     }
     with _OPEN_CLOSE:
