@@ -33,6 +33,7 @@ from bulutfon_pipeline.api.paging import ListingPaginator, parse_listing
 from bulutfon_pipeline.api.redact import install_log_redaction, redact
 from bulutfon_pipeline.api.retry import (
     Outcome,
+    credentials_hint,
     final_error,
     parse_retry_after,
     retry_delay,
@@ -243,7 +244,7 @@ class Retries:
         if outcome.status == 429:
             self._stats.incr("rate_limited")
         if not should_retry(outcome, self.retries, config.max_retries):
-            error = final_error(outcome, self.retries + 1, _credentials_hint(config))
+            error = final_error(outcome, self.retries + 1, credentials_hint(config))
             self._stats.incr("not_found" if isinstance(error, NotFoundError) else "errors")
             raise error
         self._stats.incr("retries")
@@ -396,11 +397,3 @@ class ClientCore:
         """v2: the listing filtered to one uuid, for a detail asked for without its date."""
         params, parse = call_date_lookup(self.config, uuid)
         return JsonRequest(self.config.list_url, params, parse)
-
-
-def _credentials_hint(config: ClientConfig) -> str | None:
-    """What a rejected-credentials error tells to check: the account's variables, v2's
-    key, or (``None``) the default's ``BULUTFON_ACCESS_TOKEN`` / OAuth hint."""
-    if config.credentials_hint:
-        return config.credentials_hint
-    return "check BULUTFON_API_KEY" if config.is_v2 else None

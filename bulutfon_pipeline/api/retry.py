@@ -12,7 +12,7 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -31,9 +31,13 @@ from bulutfon_pipeline.api.errors import (
 )
 from bulutfon_pipeline.api.redact import redact
 
+if TYPE_CHECKING:
+    from bulutfon_pipeline.api.config import ClientConfig
+
 __all__ = [
     "Outcome",
     "backoff_delay",
+    "credentials_hint",
     "final_error",
     "parse_retry_after",
     "retry_delay",
@@ -143,6 +147,14 @@ def should_retry(outcome: Outcome, attempt: int, max_retries: int) -> bool:
     # 5xx is a server fault and GETs are idempotent: retry. Any other 4xx: the same
     # request will get the same answer, so do not.
     return status >= 500
+
+
+def credentials_hint(config: ClientConfig) -> str | None:
+    """What a rejected-credentials error tells to check: the account's variables, v2's
+    key, or (``None``) the default's ``BULUTFON_ACCESS_TOKEN`` / OAuth hint."""
+    if config.credentials_hint:
+        return config.credentials_hint
+    return "check BULUTFON_API_KEY" if config.is_v2 else None
 
 
 def final_error(
