@@ -20,25 +20,12 @@ What does not change:
   does leaving the ``with`` block: when the block ends, every batch submitted is committed.
 * On DuckDB, :meth:`~DetailWriter.submit` writes the batch before it returns, exactly as a
   plain :func:`~.details.load_details` call.
-
-The GIL's switch interval: the two threads share one interpreter lock, and the caller's
-decoding and normalising hold it for long stretches (msgspec and pandas do not release it).
-Each time the writer's thread gets a reply from the server (about 13 per batch: ``BEGIN``,
-the advisory lock, the stored check, two per ``COPY``, ``COMMIT``) it must take the lock
-back, and by default waits up to ``sys.getswitchinterval()`` (5 ms) before the busy thread
-is asked to let go: about 65 ms of a batch whose server work takes about 90, on the batch
-chain that bounds the load's wall time. While a writer thread exists, the interval is
-:data:`SWITCH_INTERVAL_S` (process-wide, as the interpreter has one; the previous value
-comes back when the last writer closes). Speed only: what is written, and when it is
-committed, does not change (``benchmarks/ANALYSIS.md``).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import sys
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
@@ -49,37 +36,11 @@ from bulutfon_pipeline.normalize import NormalizedDetails, Reject
 from bulutfon_pipeline.warehouse.backend import Backend
 from bulutfon_pipeline.warehouse.details import DetailLoadResult, RawPayload, load_details
 
-__all__ = ["SWITCH_INTERVAL_S", "DetailWriter"]
+__all__ = ["DetailWriter"]
 
 log = logging.getLogger(__name__)
 
 Then = Callable[[DetailLoadResult], None]
-
-#: The interpreter's switch interval while a writer thread exists (see the module).
-SWITCH_INTERVAL_S = 0.0005
-
-
-class _SwitchInterval:
-    """The process-wide switch interval, lowered while any writer thread exists."""
-
-    _lock = threading.Lock()
-    _users = 0
-    _saved = 0.0
-
-    @classmethod
-    def lower(cls) -> None:
-        with cls._lock:
-            if cls._users == 0:
-                cls._saved = sys.getswitchinterval()
-                sys.setswitchinterval(min(cls._saved, SWITCH_INTERVAL_S))
-            cls._users += 1
-
-    @classmethod
-    def restore(cls) -> None:
-        with cls._lock:
-            cls._users -= 1
-            if cls._users == 0:
-                sys.setswitchinterval(cls._saved)
 
 
 class DetailWriter:
@@ -105,8 +66,6 @@ class DetailWriter:
             else None
         )
         self._in_flight: tuple[Future[DetailLoadResult], Then | None] | None = None
-        if self._pool is not None:
-            _SwitchInterval.lower()
 
     def submit(
         self,
@@ -161,10 +120,8 @@ class DetailWriter:
         try:
             self.wait()
         finally:
-            pool, self._pool = self._pool, None
-            if pool is not None:
-                pool.shutdown(wait=True)
-                _SwitchInterval.restore()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
 
     def __enter__(self) -> DetailWriter:
         return self

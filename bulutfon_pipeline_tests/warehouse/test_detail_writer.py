@@ -8,7 +8,6 @@ Each test runs on DuckDB and on PostgreSQL (a real server).
 from __future__ import annotations
 
 import copy
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ import pytest
 
 from bulutfon_pipeline.normalize import Reject, normalize_details
 from bulutfon_pipeline.warehouse import DetailLoadResult, Warehouse, WarehouseError
-from bulutfon_pipeline.warehouse.detail_writer import SWITCH_INTERVAL_S
 from bulutfon_pipeline.warehouse.postgres_backend import Postgres
 from bulutfon_pipeline_tests.fixtures import load_fixture
 from bulutfon_pipeline_tests.warehouse.conftest import BACKENDS, make_warehouse
@@ -164,21 +162,3 @@ def test_the_batch_in_flight_commits_before_the_callers_error_propagates(
         writer.submit(_raw(calls), normalize_details(calls), fetched_at=T0)
         raise RuntimeError("fetch failed")
     assert len(_tables(warehouse)["cdrs"]) == 6
-
-
-def test_a_server_writer_lowers_the_switch_interval_until_the_last_one_closes(
-    warehouse: Warehouse,
-) -> None:
-    """The writer's thread takes the GIL back after each reply of the server without
-    waiting out the default 5 ms (``detail_writer``'s module docstring); the interpreter's
-    setting comes back when the last writer closes. DuckDB writes in the caller's thread:
-    nothing changes."""
-    before = sys.getswitchinterval()
-    during = SWITCH_INTERVAL_S if warehouse.db.is_server else before
-    with warehouse.detail_writer():
-        assert sys.getswitchinterval() == during
-        with warehouse.detail_writer():
-            assert sys.getswitchinterval() == during
-        assert sys.getswitchinterval() == during  # the outer writer is still open
-    assert sys.getswitchinterval() == before
-    assert during < before or not warehouse.db.is_server

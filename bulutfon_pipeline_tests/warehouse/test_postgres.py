@@ -5,6 +5,9 @@ out of every message, and the same data as DuckDB for the same loads."""
 from __future__ import annotations
 
 import json
+import sys
+import threading
+import time
 from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -29,6 +32,7 @@ from bulutfon_pipeline.warehouse.postgres_text import (
     binary_copy,
     to_pyformat,
 )
+from bulutfon_pipeline.warehouse.postgres_wait import SWITCH_INTERVAL_S
 from bulutfon_pipeline_tests.fixtures import load_fixture
 from bulutfon_pipeline_tests.helpers import read_table
 from bulutfon_pipeline_tests.postgres import PostgresServer
@@ -230,6 +234,35 @@ def test_a_detail_write_failure_loses_and_duplicates_nothing(
     monkeypatch.delenv(FAIL_ENV)
     assert all(rows == [] for rows in snapshot(postgres_warehouse).values())
     assert postgres_warehouse.load_details(raw, normalized, fetched_at=T0).new == 1
+
+
+def test_a_thread_waiting_on_the_server_lowers_the_switch_interval_until_its_reply(
+    postgres_url: str,
+) -> None:
+    """``postgres_wait``: while a thread waits on the server (here for an advisory lock the
+    test holds), the interpreter's switch interval is 0.5 ms, so that the thread takes the
+    GIL back soon after the reply; it comes back with the reply."""
+    db = Postgres(postgres_url)
+    before = sys.getswitchinterval()
+    assert before > SWITCH_INTERVAL_S
+    holder, waiter = db.connect(), db.connect()
+    try:
+        holder.execute("SELECT pg_advisory_lock(4242)")
+        assert sys.getswitchinterval() == before
+        thread = threading.Thread(target=lambda: waiter.execute("SELECT pg_advisory_lock(4242)"))
+        thread.start()
+        waiting = "SELECT count(*) FROM pg_locks WHERE objid = 4242 AND NOT granted"
+        deadline = time.monotonic() + 30
+        while holder.execute(waiting).fetchone() != (1,):  # the server sees the thread wait
+            assert time.monotonic() < deadline
+        assert sys.getswitchinterval() == SWITCH_INTERVAL_S
+        holder.execute("SELECT pg_advisory_unlock(4242)")
+        thread.join(30)
+        assert not thread.is_alive()
+        assert sys.getswitchinterval() == before
+    finally:
+        holder.close()
+        waiter.close()
 
 
 # --- the advisory sync lock ------------------------------------------------------------------
