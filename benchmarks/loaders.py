@@ -441,8 +441,16 @@ CHECKS = {
     "dlt-pg": check_dlt_pg,
 }
 #: Imported before the clock starts: import time is start-up, not load throughput.
+#: ``ensure_schema`` imports the migrations (alembic) on first use: preloaded as well (they
+#: were about 2 % of ours-pg's samples in a py-spy profile, ``ANALYSIS.md``).
+_MIGRATIONS = ("bulutfon_pipeline.warehouse.migrate", "bulutfon_pipeline.warehouse.schema_setup")
 PRELOAD = {
-    "ours": ("bulutfon_pipeline.normalize", "bulutfon_pipeline.warehouse"),
+    "ours": (
+        "bulutfon_pipeline.normalize",
+        "bulutfon_pipeline.warehouse",
+        "bulutfon_pipeline.warehouse.duckdb_migrate",
+        *_MIGRATIONS,
+    ),
     "naive": ("pandas", "sqlalchemy", "duckdb_engine"),
     "dlt": ("dlt", "dlt.destinations", "duckdb"),
     "duckdb": ("duckdb", "bulutfon_pipeline.warehouse"),
@@ -451,6 +459,7 @@ PRELOAD = {
         "bulutfon_pipeline.normalize",
         "bulutfon_pipeline.warehouse",
         "bulutfon_pipeline.warehouse.postgres_backend",
+        *_MIGRATIONS,
     ),
     "dlt-pg": ("dlt", "dlt.destinations", "psycopg2"),
 }

@@ -39,15 +39,11 @@ import sqlalchemy as sa
 from psycopg.types.string import TextLoader
 
 from bulutfon_pipeline.settings import redact_url
-from bulutfon_pipeline.warehouse import postgres_lock, postgres_text, schema
+from bulutfon_pipeline.warehouse import postgres_lock, postgres_text, postgres_wait, schema
 from bulutfon_pipeline.warehouse.errors import WarehouseError, WarehouseLockedError
 from bulutfon_pipeline.warehouse.postgres_text import conninfo, copy_statement, pg_type, to_pyformat
 
-__all__ = [
-    "WRITE_FAILURE",
-    "Postgres",
-    "PostgresTransaction",
-]
+__all__ = ["WRITE_FAILURE", "Postgres", "PostgresTransaction"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +54,10 @@ WRITE_FAILURE: type[Exception] = psycopg.errors.DiskFull
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+class _Connection(postgres_wait.QuickReplies, psycopg.Connection[Any]):
+    """psycopg's connection, taking up the server's replies soon (``postgres_wait``)."""
 
 
 class _Session:
@@ -98,8 +98,8 @@ class Postgres:
     # --- connections, sessions, transactions -------------------------------------------
 
     def connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-        """A new connection: ``search_path`` on the schema, UTC, the lock timeout, lz4
-        (``postgres_text.PREFER_LZ4``), and ``json`` read back as text.
+        """A new connection (``postgres_wait``): ``search_path`` on the schema, UTC, the lock
+        timeout, lz4 (``postgres_text.PREFER_LZ4``), and ``json`` read back as text.
 
         Raises:
             WarehouseError: the server refused or could not be reached (no password shown).
@@ -112,7 +112,7 @@ class Postgres:
         params = {**self._params, "options": f"{extra} {options}" if extra else options}
         params.setdefault("application_name", "bulutfon_pipeline")
         try:
-            con = psycopg.connect(autocommit=autocommit, **params)
+            con = _Connection.connect(autocommit=autocommit, **params)
         except psycopg.Error as exc:
             raise WarehouseError(f"cannot open warehouse {self.name}: {_one_line(exc)}") from None
         with suppress(psycopg.Error), con.transaction():  # committed: no rollback undoes it

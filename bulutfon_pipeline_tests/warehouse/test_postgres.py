@@ -5,6 +5,9 @@ out of every message, and the same data as DuckDB for the same loads."""
 from __future__ import annotations
 
 import json
+import sys
+import threading
+import time
 from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -23,7 +26,13 @@ from bulutfon_pipeline.warehouse.backend import json_array
 from bulutfon_pipeline.warehouse.change_log import changes_since
 from bulutfon_pipeline.warehouse.integrity import integrity_counts
 from bulutfon_pipeline.warehouse.postgres_backend import Postgres
-from bulutfon_pipeline.warehouse.postgres_text import binary_copy, to_pyformat
+from bulutfon_pipeline.warehouse.postgres_text import (
+    _columns_copy,
+    _pgpq_copy,
+    binary_copy,
+    to_pyformat,
+)
+from bulutfon_pipeline.warehouse.postgres_wait import SWITCH_INTERVAL_S
 from bulutfon_pipeline_tests.fixtures import load_fixture
 from bulutfon_pipeline_tests.helpers import read_table
 from bulutfon_pipeline_tests.postgres import PostgresServer
@@ -232,6 +241,35 @@ def test_a_detail_write_failure_loses_and_duplicates_nothing(
     assert postgres_warehouse.load_details(raw, normalized, fetched_at=T0).new == 1
 
 
+def test_a_thread_waiting_on_the_server_lowers_the_switch_interval_until_its_reply(
+    postgres_url: str,
+) -> None:
+    """``postgres_wait``: while a thread waits on the server (here for an advisory lock the
+    test holds), the interpreter's switch interval is 0.5 ms, so that the thread takes the
+    GIL back soon after the reply; it comes back with the reply."""
+    db = Postgres(postgres_url)
+    before = sys.getswitchinterval()
+    assert before > SWITCH_INTERVAL_S
+    holder, waiter = db.connect(), db.connect()
+    try:
+        holder.execute("SELECT pg_advisory_lock(4242)")
+        assert sys.getswitchinterval() == before
+        thread = threading.Thread(target=lambda: waiter.execute("SELECT pg_advisory_lock(4242)"))
+        thread.start()
+        waiting = "SELECT count(*) FROM pg_locks WHERE objid = 4242 AND NOT granted"
+        deadline = time.monotonic() + 30
+        while holder.execute(waiting).fetchone() != (1,):  # the server sees the thread wait
+            assert time.monotonic() < deadline
+        assert sys.getswitchinterval() == SWITCH_INTERVAL_S
+        holder.execute("SELECT pg_advisory_unlock(4242)")
+        thread.join(30)
+        assert not thread.is_alive()
+        assert sys.getswitchinterval() == before
+    finally:
+        holder.close()
+        waiter.close()
+
+
 # --- the advisory sync lock ------------------------------------------------------------------
 
 
@@ -364,6 +402,12 @@ def test_batches_arrive_exactly_through_binary_copy(postgres_url: str) -> None:
         }
     )
     assert binary_copy(prices) is not None
+    # pgpq's encoder (short fields) and ours (long ones) write the same bytes, bar the
+    # count of numeric digits (pgpq drops the trailing zero ones): the prices are loaded
+    # by each below
+    widths = {"big": 8, "small": 4, "tiny": 2}
+    assert _pgpq_copy(batch, widths) == _columns_copy(batch, widths) is not None
+    ours_prices = _columns_copy(prices, {})
     assert binary_copy(pa.table({"x": pa.array([1.5])})) is None  # a float: CSV
     # a value beyond the column's integer type: CSV, so that the server's own error shows
     assert binary_copy(pa.table({"n": pa.array([2**40])}), {"n": 4}) is None
@@ -373,6 +417,10 @@ def test_batches_arrive_exactly_through_binary_copy(postgres_url: str) -> None:
             "SELECT pg_typeof(payload)::text, pg_typeof(small)::text FROM b"
         ).fetchone()
         stored_prices = tx.execute("SELECT price::text, whole::text FROM p").fetchall()
+        tx.execute("CREATE TEMP TABLE q (price numeric(12, 4), whole numeric(9, 0))")
+        with tx.con.cursor().copy("COPY q (price, whole) FROM STDIN (FORMAT binary)") as copy:
+            copy.write(ours_prices or b"")
+        assert tx.execute("SELECT price::text, whole::text FROM q").fetchall() == stored_prices
     assert rows == list(zip(*columns.values(), strict=True))
     assert types == ("json", "integer")
     assert stored_prices == [("1.2500", "1"), (None, None), ("-99999999.9999", "-99999999"),
