@@ -32,6 +32,16 @@ def _after(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.RunRequest | 
     return bulutfon_loads_after_listing_sensor(context)  # type: ignore[return-value]
 
 
+def _directory_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
+    """The ``extensions`` materialization's metadata values (the directory asset's)."""
+    (event,) = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("extensions")
+    ]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
 def test_a_successful_listing_run_starts_that_accounts_loads(
     simulator_factory, tmp_path: Path
 ) -> None:
@@ -59,6 +69,16 @@ def test_a_successful_listing_run_starts_that_accounts_loads(
             for table in ("extensions", "ring_groups", "ring_group_members", "phone_numbers",
                           "phone_number_hours")
         }  # fmt: skip
+        # The first refresh wrote the directory and published the analysts' copy; a
+        # second one that finds nothing changed writes nothing and leaves the copy be.
+        assert "analytics_path" in _directory_metadata(listing)
+        again = defs.resolve_job_def("bulutfon_listing").execute_in_process(
+            instance=instance, partition_key="default", resources=default_resources()
+        )
+        unchanged = _directory_metadata(again)
+        assert unchanged["extensions_opened"] == unchanged["extensions_closed"] == 0
+        assert unchanged["extensions_unchanged"] == 20
+        assert "analytics_path" not in unchanged
         request = _after(instance, listing.dagster_run)
         assert isinstance(request, dg.RunRequest)
         yesterday = (today - dt.timedelta(days=1)).isoformat()

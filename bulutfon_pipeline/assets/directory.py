@@ -84,7 +84,10 @@ def directory(
         return summary, stats
 
     done = list(per_account(context, run_accounts(context), load))
-    published = publish_after_load(context, loaded[0], settings)
+    # A refresh that changed nothing (the common case: the listing job runs it every
+    # tick) leaves the analysts' copy as the listing's publish made it.
+    changed = any(s.writes or s.rejected for _, (s, _stats) in done)
+    published = publish_after_load(context, loaded[0], settings) if changed else {}
     metadata = summed([{**s.to_metadata(), **api_metadata(stats)} for _, (s, stats) in done])
     for spec in SPECS:
         yield dg.MaterializeResult(asset_key=spec.key, metadata={**metadata, **published})

@@ -101,7 +101,8 @@ def load_pushed_calls_op(
                     ),
                 )
         except Exception as error:
-            context.log.error("account %r: %s", name, str(error).splitlines()[0])
+            lines = str(error).splitlines() or [type(error).__name__]
+            context.log.error("account %r: %s", name, lines[0])
             failed.append(name)
             continue
         context.log.info(
