@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
@@ -153,6 +154,29 @@ class _Crash:
         self.error = error
 
 
+#: The process's one event loop for every fan-out (its daemon thread, and the process it
+#: belongs to: a forked child makes its own), made on first use.
+_LOOP: tuple[asyncio.AbstractEventLoop, threading.Thread, int] | None = None
+_LOOP_LOCK = threading.Lock()
+
+
+def _fan_out_loop() -> asyncio.AbstractEventLoop:
+    """The event loop every fan-out of this process runs on, in one daemon thread.
+
+    One loop for all of them, not one thread and loop per fan-out: with many accounts
+    loading at once (``BULUTFON_ACCOUNTS_AT_ONCE``), each fan-out's own loop thread was
+    one more thread contending for the GIL, and every socket wait a wake-up of its own.
+    """
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None or _LOOP[2] != os.getpid() or not _LOOP[1].is_alive():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="bulutfon-fan-out", daemon=True)
+            thread.start()
+            _LOOP = (loop, thread, os.getpid())
+        return _LOOP[0]
+
+
 def drain_in_thread(
     open_client: Callable[[], AbstractAsyncContextManager[C]],
     start: Callable[[C], AsyncGenerator[T, None]],
@@ -160,14 +184,15 @@ def drain_in_thread(
     backlog: int,
     name: str,
 ) -> Generator[T, None, None]:
-    """Run ``start(client)`` on an event loop in a background thread and yield its items
-    here, with at most ``backlog`` finished items waiting.
+    """Run ``start(client)`` on the process's fan-out event loop (a background thread)
+    and yield its items here, with at most ``backlog`` finished items waiting.
 
     ``open_client()`` is entered on that loop. Closing this generator early cancels the
-    async work and waits for the thread.
+    async work and waits until it has closed its client. ``name`` names the task.
     """
     handoff: queue.Queue[tuple[str, Any]] = queue.Queue()
     started = threading.Event()
+    finished = threading.Event()
     runtime: dict[str, Any] = {}
 
     async def pump() -> None:
@@ -181,9 +206,9 @@ def drain_in_thread(
                 await credits.acquire()  # released by the consumer, per item
                 handoff.put(("item", result))
 
-    def run() -> None:
+    async def run() -> None:
         try:
-            asyncio.run(pump())
+            await pump()
             handoff.put(("done", None))
         except asyncio.CancelledError:
             handoff.put(("done", None))
@@ -191,25 +216,24 @@ def drain_in_thread(
             handoff.put(("error", exc))
         finally:
             started.set()
+            finished.set()
 
-    thread = threading.Thread(target=run, name=f"bulutfon-{name}", daemon=True)
-    thread.start()
+    loop = _fan_out_loop()
+    loop.call_soon_threadsafe(lambda: loop.create_task(run(), name=f"bulutfon-{name}"))
     started.wait()
     try:
         while True:
             kind, value = handoff.get()
             if kind == "item":
-                # The pump may already have finished (and its loop closed) while
-                # items still wait here; nothing needs the credit back then.
-                with contextlib.suppress(RuntimeError):
-                    runtime["loop"].call_soon_threadsafe(runtime["credits"].release)
+                # The pump may already have finished while items still wait here;
+                # nothing needs the credit back then.
+                loop.call_soon_threadsafe(runtime["credits"].release)
                 yield value
             elif kind == "done":
                 return
             else:
                 raise value
     finally:
-        if thread.is_alive() and "loop" in runtime:
-            with contextlib.suppress(RuntimeError):  # the loop already closed
-                runtime["loop"].call_soon_threadsafe(runtime["task"].cancel)
-        thread.join()
+        if not finished.is_set() and "task" in runtime:
+            loop.call_soon_threadsafe(runtime["task"].cancel)
+        finished.wait()

@@ -3,12 +3,14 @@ registered as partitions), one run, and its metadata back."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+from bulutfon_pipeline.runner.instance import ThreadInstances
 from bulutfon_pipeline.runner.interrupts import raise_if_stopped
 from bulutfon_pipeline.settings import Settings
 
@@ -28,7 +30,7 @@ _yaml_handlers: list[logging.Handler] | None = None
 
 def prepare_threads() -> None:
     """Call in the main thread before several accounts' runs start in threads of one
-    process; from then on :func:`instance_for` gives each thread an instance fit for it.
+    process; from then on :func:`account_instance` gives each thread an instance fit for it.
     Two things of a ``DAGSTER_HOME`` instance assume one run per process at a time:
 
     * its compute log manager captures a step's output by pointing the process's file
@@ -67,22 +69,31 @@ def _for_threads(instance: Any) -> Any:
     return threaded
 
 
-def instance_for(accounts: Sequence[str]) -> Any:
-    """The Dagster instance of the runner's runs (``DAGSTER_HOME``'s, else an ephemeral
-    one), with ``accounts`` registered as partitions."""
+@contextlib.contextmanager
+def account_instance(accounts: Sequence[str], instances: ThreadInstances) -> Iterator[Any]:
+    """The Dagster instance of one account's runs (``DAGSTER_HOME``'s, else this thread's
+    ephemeral one of ``instances``), with ``accounts`` registered as partitions. On exit
+    the former is disposed of; the latter forgets the runs (their results were read)."""
     import dagster as dg
 
     from bulutfon_pipeline.partitions import register_accounts
 
-    if os.environ.get("DAGSTER_HOME"):
+    home = bool(os.environ.get("DAGSTER_HOME"))
+    if home:
         instance = dg.DagsterInstance.get()
         if _yaml_handlers is not None:
             instance = _for_threads(instance)
     else:
-        instance = dg.DagsterInstance.ephemeral()
-    register_accounts(instance, accounts)
-    _remember_accounts(instance, accounts)
-    return instance
+        instance = instances.get()
+    try:
+        register_accounts(instance, accounts)
+        _remember_accounts(instance, accounts)
+        yield instance
+    finally:
+        if home:
+            instance.dispose()
+        else:
+            instances.forget(instance, instance.get_run_ids())
 
 
 def _remember_accounts(instance: Any, accounts: Sequence[str]) -> None:
@@ -99,7 +110,11 @@ def _remember_accounts(instance: Any, accounts: Sequence[str]) -> None:
     """
     from bulutfon_pipeline.partitions import ACCOUNTS_PARTITIONS_NAME
 
-    known = frozenset(accounts)
+    known: set[str] | None = getattr(instance, "_bulutfon_known_accounts", None)
+    if known is not None:  # an instance reused by the thread's next account
+        known.update(accounts)
+        return
+    known = instance._bulutfon_known_accounts = set(accounts)
     asks = instance.has_dynamic_partition
 
     def has_dynamic_partition(partitions_def_name: str, partition_key: str) -> bool:

@@ -23,13 +23,14 @@ from bulutfon_pipeline.recordings import RecordingsSummary
 from bulutfon_pipeline.runner import runs
 from bulutfon_pipeline.runner.accounts import run_each, select
 from bulutfon_pipeline.runner.errors import SetupError
+from bulutfon_pipeline.runner.instance import ThreadInstances
 from bulutfon_pipeline.runner.preflight import (
     lock_wait_lines,
     preflight,
     read_settings,
     writer_lock,
 )
-from bulutfon_pipeline.runner.runs import instance_for, materialize, metadata, quiet_dagster
+from bulutfon_pipeline.runner.runs import account_instance, materialize, metadata, quiet_dagster
 from bulutfon_pipeline.settings import LOCAL_TZ, Settings
 from bulutfon_pipeline.warehouse import Warehouse
 from bulutfon_pipeline.warehouse.change_log import ChangeRow, changes_since
@@ -163,12 +164,14 @@ def run_sync(
     settings = preflight(check_credentials=not any(a.from_file for a in chosen))
     result = SyncResult()
     installed = progress.installed(reporter) if reporter is not None else contextlib.nullcontext()
+    instances = ThreadInstances()  # the accounts' ephemeral Dagster instances, one a thread
 
     def one(account: Account) -> SyncResult:
         return _sync_account(
             account,
             settings,
             run_config,
+            instances,
             listing=listing,
             start=start,
             end=end,
@@ -176,7 +179,12 @@ def run_sync(
             reconcile=reconcile,
         )
 
-    with writer_lock(settings, on_wait=on_wait), lock_wait_lines(on_wait), installed:
+    with (
+        writer_lock(settings, on_wait=on_wait),
+        lock_wait_lines(on_wait),
+        installed,
+        contextlib.closing(instances),
+    ):
         if len(chosen) == 1 and not chosen[0].from_file:
             result = one(chosen[0])  # today's single account: exactly as before
         else:
@@ -199,6 +207,7 @@ def _sync_account(
     account: Account,
     settings: Settings,
     run_config: dict[str, Any],
+    instances: ThreadInstances,
     *,
     listing: bool,
     start: dt.date | None,
@@ -213,7 +222,6 @@ def _sync_account(
 
     name = account.name
     result = SyncResult()
-    instance = instance_for([name])
 
     def run(selection: Sequence[str], asset: str, **kwargs: Any) -> dict[str, Any]:
         # One in-process run; its id and API counters go into the result.
@@ -229,7 +237,7 @@ def _sync_account(
     def config(op: str) -> dict[str, Any]:
         return {**run_config, "ops": {op: {"config": {"refetch": refetch}}}}
 
-    try:
+    with account_instance([name], instances) as instance:
         if listing:
             listing_config = run_config
             if reconcile and start is not None:
@@ -266,8 +274,6 @@ def _sync_account(
                     run_config=config("call_recordings"),
                 )
                 result.recordings.append(RecordingsSummary.from_metadata(meta))
-    finally:
-        instance.dispose()
     return result
 
 

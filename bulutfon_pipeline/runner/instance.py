@@ -1,0 +1,131 @@
+"""The runner's ephemeral Dagster instances when ``DAGSTER_HOME`` is not set: one per
+thread for the length of one command, with storages that keep their one connection.
+
+Dagster's own ephemeral instance (``DagsterInstance.ephemeral()``) keeps runs and events
+in in-memory SQLite databases, but opens a new connection, with two PRAGMAs, for every
+event it stores and every run it writes, and stamps an Alembic revision (loading its
+scripts) each time one is made. With one per account, that was most of the 0.9 CPU s each
+account cost whatever its calls (``benchmarks/ANALYSIS.md``, "the Dagster per-account
+cost"). These instances are the same kind (``InstanceType.EPHEMERAL``, nothing kept after
+the command), but each database has one connection, used under a lock, and no stamp.
+
+An account's runs are deleted from its thread's instance when the account is done, so
+the memory held stays that of the accounts running, not of every account loaded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+
+@cache
+def _storage_classes() -> tuple[type, type]:
+    """The run and event log storages (built on first use: Dagster is imported lazily)."""
+    import sqlalchemy as db
+    from dagster._core.storage.event_log import InMemoryEventLogStorage
+    from dagster._core.storage.event_log.schema import AssetKeyTable, SqlEventLogStorageMetadata
+    from dagster._core.storage.runs import InMemoryRunStorage
+    from dagster._core.storage.runs.schema import RunStorageSqlMetadata
+    from sqlalchemy.pool import StaticPool
+
+    def one_connection_engine(metadata: Any) -> Any:
+        # A private in-memory database on one DBAPI connection (StaticPool), usable from
+        # any thread (the lock below serialises its users).
+        engine = db.create_engine(
+            "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+        with engine.connect() as conn, conn.begin():
+            conn.execute(db.text("PRAGMA foreign_keys=ON;")).close()
+            metadata.create_all(conn)
+        return engine
+
+    class HeldRunStorage(InMemoryRunStorage):
+        def __init__(self) -> None:  # no super().__init__: its engine and stamp are not used
+            self._engine = one_connection_engine(RunStorageSqlMetadata)
+            self._lock = threading.RLock()
+            self._held_conn = self._engine.connect()
+
+        @contextmanager
+        def connect(self) -> Iterator[Any]:
+            with self._lock, self._engine.connect() as conn, conn.begin():
+                yield conn
+
+    class HeldEventLogStorage(InMemoryEventLogStorage):
+        def __init__(self) -> None:  # no super().__init__: its engine and stamp are not used
+            from collections import defaultdict
+
+            self._inst_data = None
+            self._engine = one_connection_engine(SqlEventLogStorageMetadata)
+            self._handlers = defaultdict(set)
+            self._storage_id = 0
+            self._db_lock = threading.RLock()
+            self._held_conn = self._engine.connect()
+            self._asset_key_columns = frozenset(c.name for c in AssetKeyTable.columns)
+
+        def _has_asset_key_col_on_connection(self, conn: Any, column_name: str) -> bool:
+            # Dagster reflects the table's columns for every asset event; this schema was
+            # made here, from the current metadata, so it has every column.
+            return column_name in self._asset_key_columns
+
+        @contextmanager
+        def _connect(self) -> Iterator[Any]:
+            with self._db_lock, self._engine.connect() as conn, conn.begin():
+                yield conn
+
+    return HeldRunStorage, HeldEventLogStorage
+
+
+def new_ephemeral_instance() -> Any:
+    """An ephemeral instance like ``DagsterInstance.ephemeral()``, on held connections."""
+    import dagster as dg
+    from dagster._core.instance import InstanceType
+    from dagster._core.launcher.sync_in_memory_run_launcher import SyncInMemoryRunLauncher
+    from dagster._core.run_coordinator import DefaultRunCoordinator
+    from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
+    from dagster._core.storage.root import TemporaryLocalArtifactStorage
+
+    runs, events = _storage_classes()
+    return dg.DagsterInstance(
+        instance_type=InstanceType.EPHEMERAL,
+        local_artifact_storage=TemporaryLocalArtifactStorage(),
+        run_storage=runs(),
+        event_storage=events(),
+        compute_log_manager=NoOpComputeLogManager(),
+        run_coordinator=DefaultRunCoordinator(),
+        run_launcher=SyncInMemoryRunLauncher(),
+    )
+
+
+class ThreadInstances:
+    """One ephemeral instance per thread, for the length of one command (``close``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_thread: dict[int, Any] = {}
+
+    def get(self) -> Any:
+        """This thread's instance (made on first use)."""
+        key = threading.get_ident()
+        with self._lock:
+            instance = self._by_thread.get(key)
+        if instance is None:
+            instance = new_ephemeral_instance()
+            with self._lock:
+                self._by_thread[key] = instance
+        return instance
+
+    @staticmethod
+    def forget(instance: Any, run_ids: Sequence[str]) -> None:
+        """Delete ``run_ids`` (and their events) from ``instance``: their results were read."""
+        for run_id in run_ids:
+            instance.delete_run(run_id)
+
+    def close(self) -> None:
+        with self._lock:
+            instances, self._by_thread = list(self._by_thread.values()), {}
+        for instance in instances:
+            instance.dispose()
