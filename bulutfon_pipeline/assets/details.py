@@ -24,6 +24,7 @@ from bulutfon_pipeline.assets._common import (
 from bulutfon_pipeline.loads import DetailLoadSummary, load_details
 from bulutfon_pipeline.partitions import account_day_partitions, split_key
 from bulutfon_pipeline.resources import BulutfonResource, SettingsResource, WarehouseResource
+from bulutfon_pipeline.settings import shared_detail_batch
 from bulutfon_pipeline.warehouse import Warehouse
 
 
@@ -101,7 +102,7 @@ def cdr_details(
                 start=start,
                 end=end,
                 refetch=refetch,
-                batch_size=knobs.detail_batch_size,
+                batch_size=shared_detail_batch(knobs.detail_batch_size),
                 mirror_recording_deletes=knobs.data_dir if knobs.mirror_recording_deletes else None,
             )
             stats = client.stats.as_dict()

@@ -15,7 +15,7 @@ from bulutfon_pipeline.accounts import Account, AccountsError, select_accounts
 from bulutfon_pipeline.runner.errors import SetupError, user_error
 from bulutfon_pipeline.runner.interrupts import StoppedError, StopRequestedError
 from bulutfon_pipeline.runner.preflight import read_settings
-from bulutfon_pipeline.settings import DEFAULT_ACCOUNTS_AT_ONCE
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNTS_AT_ONCE, accounts_in_threads
 from bulutfon_pipeline.warehouse import Warehouse
 from bulutfon_pipeline.warehouse.duckdb_connect import threads_at_once
 
@@ -54,7 +54,7 @@ def run_each(
     threads = max(1, min(len(chosen), at_once))
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="account")
     # The pool is shut down (its threads done) before the memory limit goes back.
-    with threads_at_once(threads):
+    with threads_at_once(threads), accounts_in_threads(threads):
         try:
             futures = {pool.submit(work, account): account.name for account in chosen}
             for future in concurrent.futures.as_completed(futures):

@@ -62,7 +62,7 @@ def _storage_classes() -> tuple[type, type]:
             self._engine = one_connection_engine(SqlEventLogStorageMetadata)
             self._handlers = defaultdict(set)
             self._storage_id = 0
-            self._db_lock = threading.RLock()
+            self._db_lock = threading.Lock()  # as Dagster's: never taken twice
             self._held_conn = self._engine.connect()
             self._asset_key_columns = frozenset(c.name for c in AssetKeyTable.columns)
 

@@ -1,0 +1,118 @@
+"""What many accounts in one process share: one event loop for every fan-out, one
+ephemeral Dagster instance per thread (its runs forgotten after each account), and the
+detail batches' budget. Against the real simulator and real Dagster runs."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from bulutfon_pipeline.api import BulutfonClient, ClientConfig, fanout
+from bulutfon_pipeline.partitions import ACCOUNTS_PARTITIONS_NAME
+from bulutfon_pipeline.runner.instance import ThreadInstances
+from bulutfon_pipeline.runner.runs import account_instance
+from bulutfon_pipeline.settings import (
+    DEFAULT_DETAIL_BATCH_SIZE,
+    MIN_SHARED_DETAIL_BATCH,
+    SHARED_DETAILS_BUDGET,
+    accounts_in_threads,
+    shared_detail_batch,
+)
+
+
+def _fan_out_threads() -> set[str]:
+    """The names of the threads the client started (the simulator's own are not)."""
+    names = {t.name for t in threading.enumerate()}
+    return {n for n in names if n.startswith("bulutfon-") and not n.startswith("bulutfon-sim")}
+
+
+def test_two_accounts_fetch_at_once_on_one_loop_and_one_stopping_early_spares_the_other(
+    simulator_factory: Any, tmp_path: Path
+) -> None:
+    sim = simulator_factory(days=2, calls_per_day=60)
+    uuids = list(sim.dataset.uuids)
+    halves = {"a": uuids[::2], "b": uuids[1::2]}
+    got: dict[str, list[str]] = {"a": [], "b": []}
+    seen_threads: list[set[str]] = []
+    both_started = threading.Barrier(2)
+
+    def load(name: str, stop_after: int | None) -> None:
+        config = ClientConfig.from_env(sim.env("master"), data_dir=tmp_path / name)
+        with BulutfonClient(config) as client:
+            results = client.fetch_details(halves[name])
+            for result in results:
+                if not got[name]:
+                    both_started.wait(timeout=30)  # both fan-outs are running now
+                    seen_threads.append(_fan_out_threads())
+                assert result.payload is not None
+                got[name].append(result.uuid)
+                if stop_after is not None and len(got[name]) == stop_after:
+                    results.close()  # cancels this fan-out only
+                    break
+
+    threads = [
+        threading.Thread(target=load, args=("a", 3)),
+        threading.Thread(target=load, args=("b", None)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert len(got["a"]) == 3 and set(got["a"]) <= set(halves["a"])
+    assert sorted(got["b"]) == sorted(halves["b"])  # every one of its calls, once
+    # Both fan-outs ran on the process's one loop thread, no thread of their own.
+    assert seen_threads == [{"bulutfon-fan-out"}, {"bulutfon-fan-out"}]
+    assert fanout._fan_out_loop().is_running()
+
+
+@dg.asset(partitions_def=dg.DynamicPartitionsDefinition(name=ACCOUNTS_PARTITIONS_NAME))
+def _probe(context) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]  # Dagster takes no string annotation
+    return dg.MaterializeResult(metadata={"account": context.partition_key})
+
+
+def test_each_thread_reuses_its_instance_and_forgets_an_accounts_runs() -> None:
+    instances = ThreadInstances()
+    made: dict[str, Any] = {}
+
+    def account(name: str) -> None:
+        with account_instance([name], instances) as instance:
+            result = dg.materialize([_probe], instance=instance, partition_key=name)
+            assert result.success
+            assert instance.get_run_ids() == [result.run_id]
+            assert instance.has_dynamic_partition(ACCOUNTS_PARTITIONS_NAME, name)
+            made[name] = instance
+        assert instance.get_run_ids() == []  # forgotten once the account is done
+
+    try:
+        account("izmir")
+        account("ankara")  # same thread: the same instance, both accounts registered
+        other = threading.Thread(target=account, args=("bursa",))
+        other.start()
+        other.join(timeout=60)
+        assert made["izmir"] is made["ankara"]
+        assert made["bursa"] is not made["izmir"]
+        assert sorted(made["izmir"].get_dynamic_partitions(ACCOUNTS_PARTITIONS_NAME)) == [
+            "ankara",
+            "izmir",
+        ]
+        assert made["bursa"].get_dynamic_partitions(ACCOUNTS_PARTITIONS_NAME) == ["bursa"]
+    finally:
+        instances.close()
+
+
+def test_accounts_in_threads_share_the_detail_batch_budget() -> None:
+    assert shared_detail_batch(DEFAULT_DETAIL_BATCH_SIZE) == DEFAULT_DETAIL_BATCH_SIZE
+    with accounts_in_threads(1):
+        assert shared_detail_batch(DEFAULT_DETAIL_BATCH_SIZE) == DEFAULT_DETAIL_BATCH_SIZE
+    with accounts_in_threads(4):
+        assert shared_detail_batch(DEFAULT_DETAIL_BATCH_SIZE) == SHARED_DETAILS_BUDGET // 4
+        assert shared_detail_batch(50) == 50  # never above what was asked
+    with accounts_in_threads(16):
+        assert shared_detail_batch(DEFAULT_DETAIL_BATCH_SIZE) == SHARED_DETAILS_BUDGET // 16
+    with accounts_in_threads(500):
+        assert shared_detail_batch(DEFAULT_DETAIL_BATCH_SIZE) == MIN_SHARED_DETAIL_BATCH
+    assert shared_detail_batch(DEFAULT_DETAIL_BATCH_SIZE) == DEFAULT_DETAIL_BATCH_SIZE
