@@ -8,11 +8,10 @@ one place. This module is plain Python and imports nothing of the project, so ev
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -98,34 +97,6 @@ DEFAULT_ACCOUNTS_AT_ONCE = 16
 #: connections share one database instance, whose limit is the process's, so each loading
 #: account gets what one load gets alone (64 MB for 8 at once ran out of memory).
 DUCKDB_ACCOUNT_MEMORY_MB = 64
-#: Details all the accounts loading in threads of one process hold at once: each
-#: account's batches shrink to its share of it (at least ``MIN_SHARED_DETAIL_BATCH``), so a
-#: worker's memory stays flat as the accounts at once grow (``shared_detail_batch``).
-SHARED_DETAILS_BUDGET = 2 * DEFAULT_DETAIL_BATCH_SIZE
-MIN_SHARED_DETAIL_BATCH = 100
-#: Accounts loading in threads of this process now (``accounts_in_threads``); 1 outside a
-#: multi-account sync.
-_accounts_in_threads = 1
-
-
-@contextlib.contextmanager
-def accounts_in_threads(threads: int) -> Iterator[None]:
-    """While the block runs, ``threads`` accounts load in threads of this process."""
-    global _accounts_in_threads
-    before, _accounts_in_threads = _accounts_in_threads, max(1, threads)
-    try:
-        yield
-    finally:
-        _accounts_in_threads = before
-
-
-def shared_detail_batch(batch_size: int) -> int:
-    """An account's details per transaction: ``batch_size`` alone, its share of
-    ``SHARED_DETAILS_BUDGET`` (never above ``batch_size``) while accounts load in threads."""
-    if _accounts_in_threads <= 1:
-        return batch_size
-    share = max(MIN_SHARED_DETAIL_BATCH, SHARED_DETAILS_BUDGET // _accounts_in_threads)
-    return min(batch_size, share)
 
 
 def duckdb_threads_memory_limit(accounts_at_once: int) -> str:

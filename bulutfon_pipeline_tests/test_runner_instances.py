@@ -1,6 +1,7 @@
 """What many accounts in one process share: one event loop for every fan-out, one
 ephemeral Dagster instance per thread (its runs forgotten after each account), and the
-detail batches' budget. Against the real simulator and real Dagster runs."""
+detail batches' budget, and one schema check per sync. Against the real simulator, real
+Dagster runs and real DuckDB files."""
 
 from __future__ import annotations
 
@@ -10,17 +11,17 @@ from typing import Any
 
 import dagster as dg
 
-from bulutfon_pipeline.api import BulutfonClient, ClientConfig, fanout
-from bulutfon_pipeline.partitions import ACCOUNTS_PARTITIONS_NAME
-from bulutfon_pipeline.runner.instance import ThreadInstances
-from bulutfon_pipeline.runner.runs import account_instance
-from bulutfon_pipeline.settings import (
-    DEFAULT_DETAIL_BATCH_SIZE,
+from bulutfon_pipeline.account_threads import (
     MIN_SHARED_DETAIL_BATCH,
     SHARED_DETAILS_BUDGET,
     accounts_in_threads,
     shared_detail_batch,
 )
+from bulutfon_pipeline.api import BulutfonClient, ClientConfig, fanout
+from bulutfon_pipeline.partitions import ACCOUNTS_PARTITIONS_NAME
+from bulutfon_pipeline.runner.instance import ThreadInstances
+from bulutfon_pipeline.runner.runs import account_instance
+from bulutfon_pipeline.settings import DEFAULT_DETAIL_BATCH_SIZE
 
 
 def _fan_out_threads() -> set[str]:
@@ -116,3 +117,30 @@ def test_accounts_in_threads_share_the_detail_batch_budget() -> None:
     with accounts_in_threads(500):
         assert shared_detail_batch(DEFAULT_DETAIL_BATCH_SIZE) == MIN_SHARED_DETAIL_BATCH
     assert shared_detail_batch(DEFAULT_DETAIL_BATCH_SIZE) == DEFAULT_DETAIL_BATCH_SIZE
+
+
+def test_inside_schema_ready_no_account_checks_the_schema_again(tmp_path: Path) -> None:
+    from bulutfon_pipeline.warehouse import Warehouse
+
+    path = tmp_path / "w.duckdb"
+    missing = tmp_path / "not-yet.duckdb"
+
+    def tables(at: Path) -> set[str]:
+        import duckdb
+
+        con = duckdb.connect(str(at))
+        try:
+            return {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        finally:
+            con.close()
+
+    with Warehouse(path).schema_ready():
+        assert "cdrs" in tables(path)  # ensured on entry
+        Warehouse(path, account="izmir").ensure_schema()  # any account: nothing to do
+        path.unlink()  # so a check of the schema would have made the file again
+        Warehouse(path, account="ankara").ensure_schema()
+        assert not path.exists()
+        Warehouse(missing).ensure_schema()  # another warehouse is checked as before
+        assert "cdrs" in tables(missing)
+    Warehouse(path).ensure_schema()  # after the block: checked (and made) again
+    assert "cdrs" in tables(path)

@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from bulutfon_pipeline import checks
+from bulutfon_pipeline.account_threads import shared_detail_batch
 from bulutfon_pipeline.accounts import Account
 from bulutfon_pipeline.assets._common import (
     BACKFILL_POLICY,
@@ -24,7 +25,6 @@ from bulutfon_pipeline.assets._common import (
 from bulutfon_pipeline.loads import DetailLoadSummary, load_details
 from bulutfon_pipeline.partitions import account_day_partitions, split_key
 from bulutfon_pipeline.resources import BulutfonResource, SettingsResource, WarehouseResource
-from bulutfon_pipeline.settings import shared_detail_batch
 from bulutfon_pipeline.warehouse import Warehouse
 
 

@@ -11,11 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from bulutfon_pipeline.account_threads import accounts_in_threads
 from bulutfon_pipeline.accounts import Account, AccountsError, select_accounts
 from bulutfon_pipeline.runner.errors import SetupError, user_error
 from bulutfon_pipeline.runner.interrupts import StoppedError, StopRequestedError
 from bulutfon_pipeline.runner.preflight import read_settings
-from bulutfon_pipeline.settings import DEFAULT_ACCOUNTS_AT_ONCE, accounts_in_threads
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNTS_AT_ONCE
 from bulutfon_pipeline.warehouse import Warehouse
 from bulutfon_pipeline.warehouse.duckdb_connect import threads_at_once
 

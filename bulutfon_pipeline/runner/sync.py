@@ -189,10 +189,12 @@ def run_sync(
             result = one(chosen[0])  # today's single account: exactly as before
         else:
             # The schema once, before the accounts' runs: their concurrent first runs
-            # would each try to create it.
-            Warehouse.from_settings(settings).ensure_schema()
-            runs.prepare_threads()
-            result.by_account, result.failures = run_each(chosen, one, settings.accounts_at_once)
+            # would each try to create it (and each run would check it again).
+            with Warehouse.from_settings(settings).schema_ready():
+                runs.prepare_threads()
+                result.by_account, result.failures = run_each(
+                    chosen, one, settings.accounts_at_once
+                )
             for done in result.by_account.values():
                 result._add(done)
         warehouse = Warehouse.from_settings(settings)

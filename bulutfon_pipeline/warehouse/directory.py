@@ -102,12 +102,19 @@ def _where(key: Sequence[str]) -> str:
     return " AND ".join(f"{name} = ?" for name in ("account", *key))
 
 
+#: Rows per ``INSERT ... VALUES`` of new versions (one statement, not one per row: a
+#: DuckDB ``executemany`` runs the statement once per row).
+_INSERT_ROWS = 200
+
+
 def _insert(tx: Transaction, table: sa.Table, rows: list[list[Any]]) -> None:
-    if rows:
-        names = [c.name for c in table.c]
-        marks = ", ".join("?" for _ in names)
-        sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"  # noqa: S608
-        tx.executemany(sql, rows)
+    names = [c.name for c in table.c]
+    one = "(" + ", ".join("?" for _ in names) + ")"
+    for first in range(0, len(rows), _INSERT_ROWS):
+        chunk = rows[first : first + _INSERT_ROWS]
+        values = ", ".join(one for _ in chunk)
+        sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES {values}"  # noqa: S608
+        tx.execute(sql, [value for row in chunk for value in row])
 
 
 def _row(table: sa.Table, account: str, values: Row, start: dt.datetime) -> list[Any]:

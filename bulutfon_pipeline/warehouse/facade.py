@@ -15,8 +15,8 @@ object with the same surface, not a class tree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -42,6 +42,10 @@ from bulutfon_pipeline.warehouse.pending import LoadProgress
 from bulutfon_pipeline.warehouse.recordings import RecordingCandidate, RecordingRow
 
 __all__ = ["Warehouse"]
+
+#: The warehouses (backend, file or server and schema) whose schema a command brought up
+#: to date for the length of a block (:meth:`Warehouse.schema_ready`).
+_SCHEMA_READY: set[tuple[str, str]] = set()
 
 
 class Warehouse:
@@ -209,12 +213,30 @@ class Warehouse:
     def ensure_schema(self) -> None:
         """Create missing tables (from the SQLAlchemy metadata) and (re)create the views.
 
-        Idempotent.
+        Idempotent; nothing to do inside this warehouse's :meth:`schema_ready` block.
 
         Raises:
             WarehouseError: the file's folder does not exist, or the database failed.
         """
-        self.db.create_schema()
+        if self._schema_key() not in _SCHEMA_READY:
+            self.db.create_schema()
+
+    @contextmanager
+    def schema_ready(self) -> Iterator[None]:
+        """Ensure the schema, then skip every :meth:`ensure_schema` of this warehouse (any
+        account's) until the block ends: the accounts' runs of one sync, which holds the
+        writer lock, each ensured it three times (``benchmarks/ANALYSIS.md``)."""
+        self.ensure_schema()
+        key = self._schema_key()
+        _SCHEMA_READY.add(key)
+        try:
+            yield
+        finally:
+            _SCHEMA_READY.discard(key)
+
+    def _schema_key(self) -> tuple[str, str]:
+        db: Any = self.db
+        return type(db).__name__, str(getattr(db, "path", None) or getattr(db, "name", ""))
 
     # --- listing and the high-water mark (listing.py) ----------------------------------
 

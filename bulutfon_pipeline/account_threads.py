@@ -1,0 +1,41 @@
+"""What accounts loading in threads of one process share: a budget of details in memory.
+
+``runner.accounts.run_each`` enters :func:`accounts_in_threads`; the detail asset asks
+:func:`shared_detail_batch` for its batch size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from bulutfon_pipeline.settings import DEFAULT_DETAIL_BATCH_SIZE
+
+#: Details all the accounts loading in threads of one process hold at once: each
+#: account's batches shrink to its share of it (at least ``MIN_SHARED_DETAIL_BATCH``), so a
+#: worker's memory stays flat as the accounts at once grow (``shared_detail_batch``).
+SHARED_DETAILS_BUDGET = 2 * DEFAULT_DETAIL_BATCH_SIZE
+MIN_SHARED_DETAIL_BATCH = 100
+#: Accounts loading in threads of this process now (``accounts_in_threads``); 1 outside a
+#: multi-account sync.
+_accounts_in_threads = 1
+
+
+@contextlib.contextmanager
+def accounts_in_threads(threads: int) -> Iterator[None]:
+    """While the block runs, ``threads`` accounts load in threads of this process."""
+    global _accounts_in_threads
+    before, _accounts_in_threads = _accounts_in_threads, max(1, threads)
+    try:
+        yield
+    finally:
+        _accounts_in_threads = before
+
+
+def shared_detail_batch(batch_size: int) -> int:
+    """An account's details per transaction: ``batch_size`` alone, its share of
+    ``SHARED_DETAILS_BUDGET`` (never above ``batch_size``) while accounts load in threads."""
+    if _accounts_in_threads <= 1:
+        return batch_size
+    share = max(MIN_SHARED_DETAIL_BATCH, SHARED_DETAILS_BUDGET // _accounts_in_threads)
+    return min(batch_size, share)
