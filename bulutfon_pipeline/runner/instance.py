@@ -66,6 +66,11 @@ def _storage_classes() -> tuple[type, type]:
             self._held_conn = self._engine.connect()
             self._asset_key_columns = frozenset(c.name for c in AssetKeyTable.columns)
 
+        def has_table(self, table_name: str) -> bool:
+            # Dagster's asks the database (on a connection of its own, outside the lock)
+            # for every asset check event; these tables were all made here.
+            return table_name in SqlEventLogStorageMetadata.tables
+
         def _has_asset_key_col_on_connection(self, conn: Any, column_name: str) -> bool:
             # Dagster reflects the table's columns for every asset event; this schema was
             # made here, from the current metadata, so it has every column.
