@@ -1,7 +1,9 @@
-"""What accounts loading in threads of one process share: a budget of details in memory.
+"""What accounts loading in threads of one process share: a budget of details in memory,
+and DuckDB's memory limit.
 
 ``runner.accounts.run_each`` enters :func:`accounts_in_threads`; the detail asset asks
-:func:`shared_detail_batch` for its batch size.
+:func:`shared_detail_batch` for its batch size, ``warehouse.duckdb_connect`` asks
+:func:`accounts_loading` for its threads' memory limit.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ from bulutfon_pipeline.settings import DEFAULT_DETAIL_BATCH_SIZE
 #: worker's memory stays flat as the accounts at once grow (``shared_detail_batch``).
 SHARED_DETAILS_BUDGET = 2 * DEFAULT_DETAIL_BATCH_SIZE
 MIN_SHARED_DETAIL_BATCH = 100
-#: Accounts loading in threads of this process now (``accounts_in_threads``); 1 outside a
-#: multi-account sync.
-_accounts_in_threads = 1
+#: Accounts loading in threads of this process now (``accounts_in_threads``); ``None``
+#: outside a multi-account sync.
+_accounts_in_threads: int | None = None
 
 
 @contextlib.contextmanager
 def accounts_in_threads(threads: int) -> Iterator[None]:
-    """While the block runs, ``threads`` accounts load in threads of this process."""
+    """While the block runs, up to ``threads`` accounts load in threads of this process.
+    Enter it before the threads start: every DuckDB connection a process holds on one file
+    must have the same configuration (no connection off the main thread may be open)."""
     global _accounts_in_threads
     before, _accounts_in_threads = _accounts_in_threads, max(1, threads)
     try:
@@ -32,10 +36,15 @@ def accounts_in_threads(threads: int) -> Iterator[None]:
         _accounts_in_threads = before
 
 
+def accounts_loading() -> int | None:
+    """How many accounts load in threads of this process now (``None``: not in a block)."""
+    return _accounts_in_threads
+
+
 def shared_detail_batch(batch_size: int) -> int:
     """An account's details per transaction: ``batch_size`` alone, its share of
     ``SHARED_DETAILS_BUDGET`` (never above ``batch_size``) while accounts load in threads."""
-    if _accounts_in_threads <= 1:
+    if _accounts_in_threads is None or _accounts_in_threads <= 1:
         return batch_size
     share = max(MIN_SHARED_DETAIL_BATCH, SHARED_DETAILS_BUDGET // _accounts_in_threads)
     return min(batch_size, share)

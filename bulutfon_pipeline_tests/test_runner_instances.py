@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pytest
 
 from bulutfon_pipeline.account_threads import (
     MIN_SHARED_DETAIL_BATCH,
     SHARED_DETAILS_BUDGET,
     accounts_in_threads,
+    accounts_loading,
     shared_detail_batch,
 )
 from bulutfon_pipeline.api import BulutfonClient, ClientConfig, fanout
@@ -106,17 +108,62 @@ def test_each_thread_reuses_its_instance_and_forgets_an_accounts_runs() -> None:
 
 
 def test_accounts_in_threads_share_the_detail_batch_budget() -> None:
-    assert shared_detail_batch(DEFAULT_DETAIL_BATCH_SIZE) == DEFAULT_DETAIL_BATCH_SIZE
+    assert (DEFAULT_DETAIL_BATCH_SIZE, SHARED_DETAILS_BUDGET, MIN_SHARED_DETAIL_BATCH) == (
+        1000,
+        2000,
+        100,
+    )
+    assert accounts_loading() is None
+    assert shared_detail_batch(1000) == 1000  # one account: as configured
     with accounts_in_threads(1):
-        assert shared_detail_batch(DEFAULT_DETAIL_BATCH_SIZE) == DEFAULT_DETAIL_BATCH_SIZE
+        assert shared_detail_batch(1000) == 1000
     with accounts_in_threads(4):
-        assert shared_detail_batch(DEFAULT_DETAIL_BATCH_SIZE) == SHARED_DETAILS_BUDGET // 4
+        assert accounts_loading() == 4
+        assert shared_detail_batch(1000) == 500
         assert shared_detail_batch(50) == 50  # never above what was asked
     with accounts_in_threads(16):
-        assert shared_detail_batch(DEFAULT_DETAIL_BATCH_SIZE) == SHARED_DETAILS_BUDGET // 16
+        assert shared_detail_batch(1000) == 125
     with accounts_in_threads(500):
-        assert shared_detail_batch(DEFAULT_DETAIL_BATCH_SIZE) == MIN_SHARED_DETAIL_BATCH
-    assert shared_detail_batch(DEFAULT_DETAIL_BATCH_SIZE) == DEFAULT_DETAIL_BATCH_SIZE
+        assert shared_detail_batch(1000) == 100  # never under the floor
+    assert accounts_loading() is None
+    assert shared_detail_batch(1000) == 1000
+
+
+def test_a_multi_account_sync_writes_each_accounts_details_in_its_share(
+    simulator_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bulutfon_pipeline import account_threads
+    from bulutfon_pipeline.runner import run_sync
+    from bulutfon_pipeline_tests.helpers import environment
+
+    # A budget of 10 details for 2 accounts at once: 5 each, so 20 calls take 4 batches.
+    monkeypatch.setattr(account_threads, "SHARED_DETAILS_BUDGET", 10)
+    monkeypatch.setattr(account_threads, "MIN_SHARED_DETAIL_BATCH", 1)
+    sim = simulator_factory(days=2, calls_per_day=10, accounts=["izmir", "ankara"])
+    accounts_file = tmp_path / "accounts.toml"
+    accounts_file.write_text(
+        '[accounts.izmir]\naccess_token_env = "TOKEN_IZMIR"\n'
+        '[accounts.ankara]\naccess_token_env = "TOKEN_ANKARA"\n'
+    )
+    env = {
+        **{k: v for k, v in sim.env().items() if k != "BULUTFON_ACCESS_TOKEN"},
+        "BULUTFON_ACCESS_TOKEN": "",
+        "BULUTFON_ACCOUNTS_FILE": str(accounts_file),
+        "TOKEN_IZMIR": sim.env(account="izmir")["BULUTFON_ACCESS_TOKEN"],
+        "TOKEN_ANKARA": sim.env(account="ankara")["BULUTFON_ACCESS_TOKEN"],
+        "BULUTFON_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        "BULUTFON_DATA_DIR": str(tmp_path / "data"),
+        "BULUTFON_START_DATE": "2015-01-01",
+    }
+    (tmp_path / "data").mkdir()
+    with environment(env):
+        result = run_sync()
+    assert result.failures == {}
+    for name in ("izmir", "ankara"):
+        expected = len(sim.expected_tables(name)["cdrs"])
+        done = result.by_account[name]
+        assert (done.detail_total("new"), done.detail_total("batches")) == (expected, 4), name
+    assert accounts_loading() is None  # the block ended with the sync
 
 
 def test_inside_schema_ready_no_account_checks_the_schema_again(tmp_path: Path) -> None:

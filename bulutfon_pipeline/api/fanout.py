@@ -197,9 +197,7 @@ def drain_in_thread(
 
     async def pump() -> None:
         credits = asyncio.Semaphore(backlog)
-        runtime.update(
-            loop=asyncio.get_running_loop(), credits=credits, task=asyncio.current_task()
-        )
+        runtime.update(credits=credits, task=asyncio.current_task())
         started.set()
         async with open_client() as client, contextlib.aclosing(start(client)) as results:
             async for result in results:

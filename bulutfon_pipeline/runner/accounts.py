@@ -18,7 +18,6 @@ from bulutfon_pipeline.runner.interrupts import StoppedError, StopRequestedError
 from bulutfon_pipeline.runner.preflight import read_settings
 from bulutfon_pipeline.settings import DEFAULT_ACCOUNTS_AT_ONCE
 from bulutfon_pipeline.warehouse import Warehouse
-from bulutfon_pipeline.warehouse.duckdb_connect import threads_at_once
 
 LOGGER = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ def run_each(
     threads = max(1, min(len(chosen), at_once))
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="account")
     # The pool is shut down (its threads done) before the memory limit goes back.
-    with threads_at_once(threads), accounts_in_threads(threads):
+    with accounts_in_threads(threads):
         try:
             futures = {pool.submit(work, account): account.name for account in chosen}
             for future in concurrent.futures.as_completed(futures):

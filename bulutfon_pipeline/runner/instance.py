@@ -16,7 +16,7 @@ the memory held stays that of the accounts running, not of every account loaded.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
@@ -124,9 +124,10 @@ class ThreadInstances:
         return instance
 
     @staticmethod
-    def forget(instance: Any, run_ids: Sequence[str]) -> None:
-        """Delete ``run_ids`` (and their events) from ``instance``: their results were read."""
-        for run_id in run_ids:
+    def forget(instance: Any) -> None:
+        """Delete every run (and its events) of a thread's ``instance`` once its account is
+        done: only that account's runs are in it, and their results were read."""
+        for run_id in instance.get_run_ids():
             instance.delete_run(run_id)
 
     def close(self) -> None:

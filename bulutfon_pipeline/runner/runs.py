@@ -93,7 +93,7 @@ def account_instance(accounts: Sequence[str], instances: ThreadInstances) -> Ite
         if home:
             instance.dispose()
         else:
-            instances.forget(instance, instance.get_run_ids())
+            instances.forget(instance)
 
 
 def _remember_accounts(instance: Any, accounts: Sequence[str]) -> None:
