@@ -196,15 +196,18 @@ def test_run_each_runs_at_once_accounts_with_their_memory_between_them() -> None
 
     def work(account: Account) -> str:
         barrier.wait()
-        seen[account.name] = (threading.current_thread().name, duckdb_connect._threads_memory_limit)
+        seen[account.name] = (
+            threading.current_thread().name,
+            duckdb_connect._threads_memory_limit(),
+        )
         if account.name == "a4":
             raise RuntimeError("its API is down")
         return account.name.upper()
 
-    before = duckdb_connect._threads_memory_limit
+    before = duckdb_connect._threads_memory_limit()
     results, failures = run_each(accounts, work, 3)
     assert results == {"a0": "A0", "a1": "A1", "a2": "A2", "a3": "A3", "a5": "A5"}
     assert failures == {"a4": "account 'a4': its API is down"}
     assert {limit for _, limit in seen.values()} == {"192MB"}
     assert len({thread for thread, _ in seen.values()}) == 3
-    assert (before, duckdb_connect._threads_memory_limit) == ("1024MB", "1024MB")
+    assert (before, duckdb_connect._threads_memory_limit()) == ("1024MB", "1024MB")
