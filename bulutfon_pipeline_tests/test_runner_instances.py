@@ -129,6 +129,41 @@ def test_accounts_in_threads_share_the_detail_batch_budget() -> None:
     assert shared_detail_batch(1000) == 1000
 
 
+def test_accounts_in_threads_allocate_arrow_memory_from_malloc_not_a_heap_per_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pyarrow as pa
+
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    before = pa.default_memory_pool().backend_name
+    system = pa.system_memory_pool()
+
+    def allocated_in_a_thread() -> tuple[str, int]:
+        seen: list[tuple[str, int]] = []
+
+        def work() -> None:
+            held = system.bytes_allocated()
+            values = pa.array(["x" * 100] * 10_000)  # about 1 MB of string data
+            seen.append((pa.default_memory_pool().backend_name, system.bytes_allocated() - held))
+            del values
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+        return seen[0]
+
+    with accounts_in_threads(4):
+        name, grew = allocated_in_a_thread()
+        assert name == "system"
+        assert grew >= 1_000_000  # the account thread's array is in malloc's memory
+    assert pa.default_memory_pool().backend_name == before
+    with accounts_in_threads(1):  # one account: Arrow's default stays
+        assert pa.default_memory_pool().backend_name == before
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", before)
+    with accounts_in_threads(4):  # the user's choice stays
+        assert pa.default_memory_pool().backend_name == before
+
+
 def test_a_multi_account_sync_writes_each_accounts_details_in_its_share(
     simulator_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
