@@ -107,6 +107,43 @@ def test_each_thread_reuses_its_instance_and_forgets_an_accounts_runs() -> None:
         instances.close()
 
 
+@dg.asset
+def _failing_probe() -> None:
+    raise RuntimeError("probe failed")
+
+
+def _stored(instance: Any, run_id: str) -> list[Any]:
+    """The types of the events ``instance`` stored for the run, in order."""
+    return [
+        r.event_log_entry.dagster_event_type for r in instance.get_records_for_run(run_id).records
+    ]
+
+
+def test_a_thread_instance_keeps_run_events_and_failures_not_each_step_event() -> None:
+    from dagster import DagsterEventType
+
+    instances = ThreadInstances()
+    try:
+        with account_instance(["izmir"], instances) as instance:
+            done = dg.materialize([_probe], instance=instance, partition_key="izmir")
+            # The result still carries every event the run yielded ...
+            materialized = done.asset_materializations_for_node("_probe")
+            assert [m.metadata["account"].value for m in materialized] == ["izmir"]
+            # ... the instance keeps the run's own events and its status, not the rest.
+            assert set(_stored(instance, done.run_id)) == {
+                DagsterEventType.RUN_START,
+                DagsterEventType.RUN_SUCCESS,
+            }
+            assert instance.get_run_by_id(done.run_id).is_success
+            failed = dg.materialize([_failing_probe], instance=instance, raise_on_error=False)
+            stored = _stored(instance, failed.run_id)
+            assert DagsterEventType.STEP_FAILURE in stored
+            assert stored[-1] == DagsterEventType.RUN_FAILURE
+            assert DagsterEventType.STEP_START not in stored
+    finally:
+        instances.close()
+
+
 def test_accounts_in_threads_share_the_detail_batch_budget() -> None:
     assert (DEFAULT_DETAIL_BATCH_SIZE, SHARED_DETAILS_BUDGET, MIN_SHARED_DETAIL_BATCH) == (
         1000,
