@@ -8,6 +8,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from bulutfon_pipeline.accounts import Account
 from bulutfon_pipeline.api.config import ClientConfig
 from bulutfon_pipeline.api.errors import ConfigError
 from bulutfon_pipeline.recordings import PurgeSummary
@@ -42,7 +43,7 @@ def run_purge(
     chosen = select(accounts)
     settings = read_settings()
     total = PurgeSummary(before=before)
-    with _locked_warehouse(settings, on_wait) as shared:
+    with _locked_warehouse(settings, chosen, on_wait) as shared:
         for account in chosen:
             warehouse = Warehouse.on(shared.db, account=account.name)
             summary = purge_recordings(
@@ -79,7 +80,7 @@ def run_replay(
     except ConfigError as error:
         raise SetupError(str(error)) from None
     total = ReplaySummary()
-    with _locked_warehouse(settings, on_wait) as warehouse:
+    with _locked_warehouse(settings, chosen, on_wait) as warehouse:
         for account in chosen:
             own = Warehouse.on(warehouse.db, account=account.name)
             done = replay_details(
@@ -91,16 +92,20 @@ def run_replay(
 
 @contextlib.contextmanager
 def _locked_warehouse(
-    settings: Settings, on_wait: Callable[[str], None] | None = None
+    settings: Settings,
+    chosen: Sequence[Account],
+    on_wait: Callable[[str], None] | None = None,
 ) -> Iterator[Warehouse]:
-    """The warehouse, schema in place, under the sync lock (no sync runs meanwhile); the
-    analysts' copy is published when the block succeeds.
+    """The warehouse, schema in place, under the sync lock of the ``chosen`` accounts (no
+    sync of theirs runs meanwhile); the analysts' copy is published when the block
+    succeeds.
 
     Raises:
         SetupError, BusyError: before anything is written.
     """
     check_warehouse(settings)
-    with writer_lock(settings, on_wait=on_wait), lock_wait_lines(on_wait):
+    accounts = [account.name for account in chosen]
+    with writer_lock(settings, accounts=accounts, on_wait=on_wait), lock_wait_lines(on_wait):
         warehouse = Warehouse.from_settings(settings)
         warehouse.ensure_schema()
         yield warehouse

@@ -12,13 +12,13 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 from bulutfon_pipeline.api.errors import ConfigError
 from bulutfon_pipeline.runner.errors import BusyError, SetupError
-from bulutfon_pipeline.settings import Settings, SettingsError
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNT, Settings, SettingsError
 from bulutfon_pipeline.warehouse.errors import LOCK_WAIT_LOGGER
 
 
@@ -106,14 +106,19 @@ def check_warehouse(settings: Settings) -> None:
 
 @contextlib.contextmanager
 def writer_lock(
-    settings: Settings, *, on_wait: Callable[[str], None] | None = None
+    settings: Settings,
+    *,
+    accounts: Sequence[str] = (DEFAULT_ACCOUNT,),
+    on_wait: Callable[[str], None] | None = None,
 ) -> Iterator[None]:
-    """The sync lock of ``settings``' warehouse for the block, waiting up to
-    ``BULUTFON_LOCK_TIMEOUT_S`` (``on_wait`` gets one line when it has to wait).
+    """The sync lock of ``settings``' warehouse for ``accounts``, for the block, waiting up
+    to ``BULUTFON_LOCK_TIMEOUT_S`` (``on_wait`` gets one line when it has to wait).
 
-    DuckDB: :func:`sync_lock`, a ``flock`` beside the file. PostgreSQL: a session-level
-    advisory lock of the warehouse's schema, on a connection of its own; the server
-    drops it when that connection ends, so a killed sync never leaves it held.
+    DuckDB: :func:`sync_lock`, a ``flock`` beside the file (one writing process, whatever
+    its accounts). PostgreSQL: a session-level advisory lock of each account in the
+    warehouse's schema, on a connection of its own; two syncs of one account exclude each
+    other, syncs of different accounts (``sync --account``) write at once. The server
+    drops them when that connection ends, so a killed sync never leaves one held.
 
     Raises:
         BusyError: another sync still holds it after the timeout.
@@ -128,7 +133,9 @@ def writer_lock(
     warehouse = Warehouse.from_settings(settings)
     with contextlib.ExitStack() as stack:
         try:
-            stack.enter_context(warehouse.advisory_lock(settings.lock_timeout_s, on_wait))
+            stack.enter_context(
+                warehouse.advisory_lock(settings.lock_timeout_s, on_wait, accounts=accounts)
+            )
         except WarehouseLockedError as error:
             raise BusyError(str(error)) from None
         except WarehouseError as error:

@@ -180,7 +180,7 @@ def run_sync(
         )
 
     with (
-        writer_lock(settings, on_wait=on_wait),
+        writer_lock(settings, accounts=[a.name for a in chosen], on_wait=on_wait),
         lock_wait_lines(on_wait),
         installed,
         contextlib.closing(instances),

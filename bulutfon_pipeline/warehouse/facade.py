@@ -149,11 +149,14 @@ class Warehouse:
         return f"Warehouse({self.location!r}, account={self.account!r})"
 
     def advisory_lock(
-        self, timeout_s: float, on_wait: Callable[[str], None] | None = None
+        self,
+        timeout_s: float,
+        on_wait: Callable[[str], None] | None = None,
+        accounts: Sequence[str] | None = None,
     ) -> AbstractContextManager[None]:
-        """A server warehouse's sync lock of this account for the block
-        (``Postgres.advisory_lock``): two syncs of one account exclude each other, two
-        accounts' syncs run at once.
+        """A server warehouse's sync lock of this account (or of each of ``accounts``) for
+        the block (``Postgres.advisory_lock``): two syncs of one account exclude each
+        other, two syncs of different accounts run at once.
 
         Raises:
             WarehouseError: the warehouse is a DuckDB file (its sync lock is a file lock
@@ -163,7 +166,8 @@ class Warehouse:
         lock = getattr(self.db, "advisory_lock", None)
         if lock is None:
             raise WarehouseError(f"warehouse {self.location} has no advisory lock")
-        return cast(AbstractContextManager[None], lock(timeout_s, on_wait, account=self.account))
+        held = self.account if accounts is None else list(accounts)
+        return cast(AbstractContextManager[None], lock(timeout_s, on_wait, account=held))
 
     def listing_scan_lock(
         self, on_wait: Callable[[str], None] | None = None

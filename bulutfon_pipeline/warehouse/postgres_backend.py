@@ -232,16 +232,21 @@ class Postgres:
         timeout_s: float,
         on_wait: Callable[[str], None] | None = None,
         purpose: str = "sync",
-        account: str | None = None,
+        account: str | Sequence[str] | None = None,
     ) -> AbstractContextManager[None]:
-        """Hold the session-level ``purpose`` lock (``sync``, ``listing scan``) of ``account``.
+        """Hold the session-level ``purpose`` lock (``sync``, ``listing scan``) of ``account``
+        (of each account, on one connection, when several are given).
 
         Raises:
             WarehouseLockedError: still held by another session after ``timeout_s``.
         """
+        if account is None or isinstance(account, str):
+            keys: int | list[int] = postgres_lock.lock_key(self.schema, purpose, account)
+        else:
+            keys = [postgres_lock.lock_key(self.schema, purpose, one) for one in account]
         return postgres_lock.advisory_lock(
             self.connect,
-            key=postgres_lock.lock_key(self.schema, purpose, account),
+            key=keys,
             name=self.name,
             timeout_s=timeout_s,
             on_wait=on_wait,

@@ -76,17 +76,20 @@ def holder(con: _Connection, key: int) -> str:
 def advisory_lock(
     connect: Callable[[], _Connection],
     *,
-    key: int,
+    key: int | Sequence[int],
     name: str,
     timeout_s: float,
     on_wait: Callable[[str], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     holder_kind: str = "sync",
 ) -> Iterator[None]:
-    """Hold the advisory lock ``key`` for the block, on a connection of its own.
+    """Hold the advisory lock ``key`` (or every one of several keys: one per account)
+    for the block, on one connection of its own.
 
-    While another session holds it, asks again every :data:`LOCK_POLL_S`; ``on_wait``
-    gets one line (who holds it) the first time.
+    While another session holds one, asks again every :data:`LOCK_POLL_S`; ``on_wait``
+    gets one line (who holds it) the first time. Several keys are taken in ascending
+    order, so two sessions that want overlapping sets never wait for each other in a
+    circle; the time to take them all is ``timeout_s``.
 
     Args:
         connect: a new autocommit connection (``Postgres.connect``).
@@ -97,28 +100,31 @@ def advisory_lock(
         WarehouseLockedError: still held by another session after ``timeout_s``.
         WarehouseError: the server could not be reached.
     """
+    keys = [key] if isinstance(key, int) else sorted(set(key))
     con = connect()
+    held: list[int] = []
     try:
         deadline = time.monotonic() + timeout_s
         waited = False
-        while not _try_lock(con, key):
-            if not waited and on_wait is not None:
-                on_wait(
-                    f"waiting for another {holder_kind} to finish on {name} ({holder(con, key)}); "
-                    f"giving up after {timeout_s:g}s"
-                )
-            waited = True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise WarehouseLockedError(
-                    f"warehouse {name} is locked by another {holder_kind} ({holder(con, key)}); "
-                    f"gave up after {timeout_s:g}s"
-                )
-            sleep(min(LOCK_POLL_S, remaining))
-        try:
-            yield
-        finally:
-            with suppress(Exception):  # the connection may be gone; closing releases it
-                con.execute("SELECT pg_advisory_unlock(%s)", [key])
+        for one in keys:
+            while not _try_lock(con, one):
+                if not waited and on_wait is not None:
+                    on_wait(
+                        f"waiting for another {holder_kind} to finish on {name} "
+                        f"({holder(con, one)}); giving up after {timeout_s:g}s"
+                    )
+                waited = True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WarehouseLockedError(
+                        f"warehouse {name} is locked by another {holder_kind} "
+                        f"({holder(con, one)}); gave up after {timeout_s:g}s"
+                    )
+                sleep(min(LOCK_POLL_S, remaining))
+            held.append(one)
+        yield
     finally:
+        with suppress(Exception):  # the connection may be gone; closing releases them
+            for one in reversed(held):
+                con.execute("SELECT pg_advisory_unlock(%s)", [one])
         con.close()

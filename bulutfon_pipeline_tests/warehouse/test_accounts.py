@@ -165,6 +165,51 @@ def test_postgres_sync_locks_are_per_account(postgres_url: str) -> None:
         pass
 
 
+def test_syncs_of_different_accounts_hold_the_postgres_writer_lock_at_once(
+    postgres_url: str,
+) -> None:
+    # The runner's lock (``writer_lock``), as two ``sync --account`` processes take it:
+    # disjoint accounts write at once; a sync wanting a held account gives up (exit 3)
+    # and keeps none of its accounts; one connection holds all of a sync's accounts.
+    from bulutfon_pipeline.runner.errors import BusyError
+    from bulutfon_pipeline.runner.preflight import writer_lock
+    from bulutfon_pipeline.settings import Settings
+    from bulutfon_pipeline.warehouse.postgres_lock import lock_key
+
+    names = ("izmir", "ankara", "bursa")
+    settings = Settings(warehouse_url=postgres_url, lock_timeout_s=0.3)
+    server = Postgres(postgres_url)
+
+    keys = [lock_key(server.schema, "sync", name) & 0xFFFFFFFFFFFFFFFF for name in names]
+    wanted = [(key >> 32, key & 0xFFFFFFFF) for key in keys]
+
+    def holders() -> list[tuple[int, int]]:  # (backend, how many of these accounts' locks)
+        with server.connect() as con:
+            rows = con.execute(
+                "SELECT pid, classid::int8, objid::int8 FROM pg_locks "
+                "WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+            ).fetchall()
+        by_pid: dict[int, int] = {}
+        for pid, classid, objid in rows:
+            if (classid, objid) in wanted:
+                by_pid[pid] = by_pid.get(pid, 0) + 1
+        return sorted(by_pid.items())
+
+    with writer_lock(settings, accounts=["izmir", "ankara"]):
+        assert [n for _, n in holders()] == [2]
+        with writer_lock(settings, accounts=["bursa"]):
+            assert sorted(n for _, n in holders()) == [1, 2]
+        waits: list[str] = []
+        with (
+            pytest.raises(BusyError, match="locked by another sync"),
+            writer_lock(settings, accounts=["bursa", "ankara"], on_wait=waits.append),
+        ):
+            pass
+        assert len(waits) == 1
+        assert [n for _, n in holders()] == [2]  # bursa, taken first, was let go
+    assert holders() == []
+
+
 def test_a_listing_scan_clears_only_its_own_accounts_staged_rows(
     warehouse: Warehouse,
 ) -> None:
