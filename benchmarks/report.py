@@ -94,11 +94,20 @@ def accounts_targets(results: dict[str, Any]) -> list[Row]:
          f"{peer['calls_per_s']:.0f}/s)", _fmt(one["calls_per_s"] / ceiling, 3, "x"),
          ">= 0.80x", _ok(one["calls_per_s"] >= 0.8 * ceiling)),
         ("accounts: two processes / one (PostgreSQL), aggregate calls/s", _fmt(pg_gain, 3, "x"),
-         ">= 1.60x (when the CPU is the limit)", _ok(pg_gain >= 1.6)),
+         ">= 1.60x (when the CPU is the limit)", _ok(pg_gain >= 1.6) + _cpu_bound(acc["pg_one"])),
         (f"accounts: one worker's peak RSS, {one['accounts']} / {few['accounts']} accounts",
          _fmt(rss, 3, "x"), "<= 1.20x", _ok(rss <= 1.2)),
         ("accounts: every account's `cdrs` exact in every case", str(exact), "True", _ok(exact)),
     ]  # fmt: skip
+
+
+def _cpu_bound(one: dict[str, Any]) -> str:
+    """What bound the one process of the two-process comparison, when it was not its CPU."""
+    share = one["cpu_seconds"] / one["seconds"]
+    if share >= 0.9:
+        return ""
+    return (f"; but the one process used {share:.0%} of a core: its accounts at once "
+            "bound it, not its CPU")  # fmt: skip
 
 
 def _accounts(results: dict[str, Any]) -> list[str]:
