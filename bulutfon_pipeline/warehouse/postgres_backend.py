@@ -234,19 +234,14 @@ class Postgres:
         purpose: str = "sync",
         account: str | Sequence[str] | None = None,
     ) -> AbstractContextManager[None]:
-        """Hold the session-level ``purpose`` lock (``sync``, ``listing scan``) of ``account``
-        (of each account, on one connection, when several are given).
+        """Hold the session ``purpose`` lock (``sync``, ``listing scan``) of each ``account``.
 
         Raises:
             WarehouseLockedError: still held by another session after ``timeout_s``.
         """
-        if account is None or isinstance(account, str):
-            keys: int | list[int] = postgres_lock.lock_key(self.schema, purpose, account)
-        else:
-            keys = [postgres_lock.lock_key(self.schema, purpose, one) for one in account]
         return postgres_lock.advisory_lock(
             self.connect,
-            key=keys,
+            key=postgres_lock.lock_keys(self.schema, purpose, account),
             name=self.name,
             timeout_s=timeout_s,
             on_wait=on_wait,

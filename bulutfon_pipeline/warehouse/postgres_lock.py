@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from bulutfon_pipeline.warehouse.errors import WarehouseLockedError
 
-__all__ = ["LOCK_POLL_S", "advisory_lock", "holder", "lock_key"]
+__all__ = ["LOCK_POLL_S", "advisory_lock", "holder", "lock_key", "lock_keys"]
 
 #: How often :func:`advisory_lock` asks again for a lock another session holds.
 LOCK_POLL_S = 0.2
@@ -43,6 +43,15 @@ def lock_key(schema_name: str, purpose: str = "sync", account: str | None = None
         label = f"{label}/account:{account}"
     digest = hashlib.sha256(f"bulutfon_pipeline:{label}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def lock_keys(
+    schema_name: str, purpose: str = "sync", account: str | Sequence[str] | None = None
+) -> int | list[int]:
+    """:func:`lock_key` of ``account``, or of each account of a sequence."""
+    if account is None or isinstance(account, str):
+        return lock_key(schema_name, purpose, account)
+    return [lock_key(schema_name, purpose, one) for one in account]
 
 
 def _try_lock(con: _Connection, key: int) -> bool:
