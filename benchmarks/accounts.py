@@ -37,7 +37,7 @@ from typing import Any
 
 import duckdb
 import psycopg
-from common import BIN, ROOT, WORK, ChildRun, load_now, run_child_rss, simulator
+from common import BIN, ROOT, WORK, ChildRun, load_now, run_child_rss, simulator, tree_cpu_seconds
 
 sys.path.insert(0, str(ROOT))
 from bulutfon_pipeline_tests.postgres import PostgresServer
@@ -184,9 +184,15 @@ def _case(
             for group in groups
         ]
         load = load_now()
+        # The other processes on the machine's cores: the simulator, the server.
+        others = {"simulator": sim.process.pid}
+        if server is not None:
+            others["server"] = server.pid
+        cpu_before = {k: tree_cpu_seconds(pid) for k, pid in others.items()}
         started = time.perf_counter()
         runs = _run_children(cmds, env)
         seconds = time.perf_counter() - started
+        others_cpu = {k: round(tree_cpu_seconds(p) - cpu_before[k], 2) for k, p in others.items()}
         stats = sim.stats()
     try:
         failed = [r for r in runs if r.returncode != 0]
@@ -216,6 +222,8 @@ def _case(
         "calls_per_s": round(calls / seconds, 1),
         "peak_rss_mb": round(max(r.peak_rss_mb for r in runs), 1),
         "cpu_seconds": round(sum(r.cpu_seconds for r in runs), 2),
+        "simulator_cpu_seconds": others_cpu["simulator"],
+        "server_cpu_seconds": others_cpu.get("server"),
         "exact": exact,
         "rejected_429": int(stats.get("detail", {}).get("429", 0)),
         "load": load,

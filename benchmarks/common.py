@@ -91,6 +91,23 @@ def simulator(*, days: int, calls_per_day: int, extra: Sequence[str] = ()) -> It
             process.wait()
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process, of its children that have exited (``cutime``/``cstime``:
+    the postmaster reaps its backends), and of its live children."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(p: int) -> list[str]:
+        return Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+
+    own = fields(pid)
+    total = sum(int(own[i]) for i in (11, 12, 13, 14))
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        with contextlib.suppress(OSError):  # exited meanwhile: counted in cutime now
+            f = fields(int(child))
+            total += int(f[11]) + int(f[12])
+    return total / tick
+
+
 @dataclass
 class ChildRun:
     """A finished child process: wall seconds, peak RSS (MB), exit code, output, and the

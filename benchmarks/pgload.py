@@ -21,16 +21,14 @@ seconds, before and after, from ``/proc``).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from common import PYTHON, ROOT, WORK, load_now, run_child_rss
+from common import PYTHON, ROOT, WORK, load_now, run_child_rss, tree_cpu_seconds
 from datasets import details_file
 
 from bulutfon_pipeline.settings import DEFAULT_DETAIL_BATCH_SIZE
@@ -45,23 +43,6 @@ SETTINGS = ("server_version", "fsync", "synchronous_commit", "full_page_writes",
 #: The tables of ours that must hold the same rows on both backends.
 CHECKED = ("cdrs", "call_flow_steps", "originations", "raw_cdr_details", "distinct_uuids",
            "ring_seconds", "talk_seconds", "answered", "answered_originations")  # fmt: skip
-
-
-def _tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process, of its children that have exited (``cutime``/``cstime``:
-    the postmaster reaps its backends), and of its live children."""
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def fields(p: int) -> list[str]:
-        return Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-
-    own = fields(pid)
-    total = sum(int(own[i]) for i in (11, 12, 13, 14))
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        with contextlib.suppress(OSError):  # exited meanwhile: counted in cutime now
-            f = fields(int(child))
-            total += int(f[11]) + int(f[12])
-    return total / tick
 
 
 def _server_settings(server: PostgresServer) -> dict[str, str]:
@@ -86,9 +67,9 @@ def _contender(
         database = server.create_database(f"bench_{kind.replace('-', '_')}")
         cmd += ["--url", server.url(database)]
     load = load_now()
-    cpu_before = _tree_cpu_seconds(server.pid)
+    cpu_before = tree_cpu_seconds(server.pid)
     run = run_child_rss(cmd, timeout=timeout_s)
-    server_cpu = round(_tree_cpu_seconds(server.pid) - cpu_before, 2)
+    server_cpu = round(tree_cpu_seconds(server.pid) - cpu_before, 2)
     try:
         if run.returncode != 0:
             print(f"  pgload {kind}: FAILED exit {run.returncode}", flush=True)

@@ -115,15 +115,24 @@ def _accounts(results: dict[str, Any]) -> list[str]:
     if not acc:
         return []
     out = ["| case | accounts | processes | calls | rate limit | backend | wall s | calls/s | "
-           "peak RSS MB | CPU s | 429s | exact | load |", "|" + "---|" * 13]  # fmt: skip
+           "peak RSS MB | CPU s | simulator CPU s | server CPU s | cores busy | 429s | exact | "
+           "load |", "|" + "---|" * 16]  # fmt: skip
     for key in ("peer", "one", "few", "pg_one", "pg_two"):
         r = acc[key]
         limit = f"{r['limited_rps']:g} req/s" if r["limited_rps"] else "none"
+        sim, server = r.get("simulator_cpu_seconds"), r.get("server_cpu_seconds")
+        busy = (r["cpu_seconds"] + (sim or 0) + (server or 0)) / r["seconds"]
         out.append(f"| {key} | {r['accounts']} | {r['processes']} | {r['calls']:,} | {limit} | "
                    f"{r['backend']} | {r['seconds']:.1f} | {r['calls_per_s']:.0f} | "
-                   f"{r['peak_rss_mb']:.0f} | {r['cpu_seconds']:.1f} | {r['rejected_429']} | "
+                   f"{r['peak_rss_mb']:.0f} | {r['cpu_seconds']:.1f} | "
+                   f"{'n/a' if sim is None else f'{sim:.1f}'} | "
+                   f"{'n/a' if server is None else f'{server:.1f}'} | "
+                   f"{'n/a' if sim is None else f'{busy:.2f}'} | {r['rejected_429']} | "
                    f"{r['exact']} | {r['load']:.2f} |")  # fmt: skip
-    return [*out, ""]
+    out += ["", "cores busy: the sync's, the simulator's and the server's CPU seconds over the "
+            "wall time (the machine's cores are in its line above); other processes (this "
+            "benchmark's own, the system's) are not counted.", ""]  # fmt: skip
+    return out
 
 
 def webhook_targets(results: dict[str, Any]) -> list[Row]:
