@@ -201,6 +201,46 @@ def test_accounts_in_threads_allocate_arrow_memory_from_malloc_not_a_heap_per_th
         assert pa.default_memory_pool().backend_name == before
 
 
+def test_accounts_in_threads_checkpoint_while_their_connections_overlap(tmp_path: Path) -> None:
+    """Accounts' connections overlap, so the database is never closed (which checkpoints)
+    while they load: off the main thread DuckDB checkpoints at its default WAL size, or
+    every row loaded would stay in memory until the last connection closed."""
+    from bulutfon_pipeline.warehouse.duckdb_connect import connect_file
+
+    path = tmp_path / "warehouse.duckdb"
+    wal = Path(f"{path}.wal")
+    seen: dict[str, Any] = {}
+
+    def load() -> None:
+        with connect_file(path) as holder, connect_file(path) as con:  # holder: another account
+            con.execute("CREATE TABLE t (s VARCHAR)")
+            for _ in range(8):  # about 5 MB of WAL each
+                con.execute("INSERT INTO t SELECT repeat('x', 1000) || range FROM range(5000)")
+            seen["wal"] = wal.stat().st_size if wal.exists() else 0
+            seen["in_memory"] = con.execute(
+                "SELECT sum(memory_usage_bytes) FROM duckdb_memory() "
+                "WHERE tag IN ('IN_MEMORY_TABLE', 'OVERFLOW_STRINGS')"
+            ).fetchone()[0]
+            seen["rows"] = holder.execute("SELECT count(*) FROM t").fetchone()[0]
+
+    with accounts_in_threads(2):
+        thread = threading.Thread(target=load)
+        thread.start()
+        thread.join()
+    assert seen["rows"] == 8 * 5000
+    assert seen["wal"] < 16 * 2**20  # about 40 MB were written: checkpointed on the way
+    assert seen["in_memory"] < 16 * 2**20
+    import duckdb
+
+    from bulutfon_pipeline.settings import DUCKDB_CHECKPOINT_THRESHOLD
+
+    threshold = "SELECT current_setting('checkpoint_threshold')"
+    alone = duckdb.connect(config={"checkpoint_threshold": DUCKDB_CHECKPOINT_THRESHOLD})
+    with connect_file(path) as con:  # the main thread: one load alone keeps its threshold
+        assert con.execute(threshold).fetchone() == alone.execute(threshold).fetchone()
+    alone.close()
+
+
 def test_a_multi_account_sync_writes_each_accounts_details_in_its_share(
     simulator_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

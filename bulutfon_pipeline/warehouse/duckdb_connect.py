@@ -14,6 +14,7 @@ from bulutfon_pipeline.settings import (
     DEFAULT_ACCOUNTS_AT_ONCE,
     DUCKDB_CHECKPOINT_THRESHOLD,
     DUCKDB_MEMORY_LIMIT,
+    DUCKDB_THREADS_CHECKPOINT_THRESHOLD,
     duckdb_threads_memory_limit,
 )
 
@@ -39,12 +40,15 @@ def connect_file(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
     Accounts loading in threads of one process share one database instance, whose memory
     limit is the process's: off the main thread it is one load's limit per account
-    loading at once (:func:`_threads_memory_limit`).
+    loading at once (:func:`_threads_memory_limit`), and the instance checkpoints at
+    DuckDB's default WAL size (``DUCKDB_THREADS_CHECKPOINT_THRESHOLD``).
     """
     main = threading.current_thread() is threading.main_thread()
     config: dict[str, str | bool | int | float | list[str]] = {
         "memory_limit": DUCKDB_MEMORY_LIMIT if main else _threads_memory_limit(),
-        "checkpoint_threshold": DUCKDB_CHECKPOINT_THRESHOLD,
+        "checkpoint_threshold": (
+            DUCKDB_CHECKPOINT_THRESHOLD if main else DUCKDB_THREADS_CHECKPOINT_THRESHOLD
+        ),
     }
     with _OPEN_CLOSE:
         con = duckdb.connect(str(path), config=config)
