@@ -110,7 +110,7 @@ def duckdb_threads_memory_limit(accounts_at_once: int) -> str:
 #: checkpoints anyway; checkpoints at 16 MiB in between cost 4.4 s of a 100,000-call
 #: load's 44 s and bought nothing: the WAL is as durable (BENCHMARKS.md).
 DUCKDB_CHECKPOINT_THRESHOLD = "256MB"
-#: The same off the main thread (accounts loading in threads), DuckDB's default: their
+#: The same while several accounts load in threads of one process, DuckDB's default: their
 #: connections overlap, so the database is never closed (which checkpoints) while they
 #: load, and every row since the last checkpoint stays in memory. At 256 MB, 50 accounts
 #: x 400 calls held 87 MB of tables in memory by the end; at 16 MB, 25 (BENCHMARKS.md).

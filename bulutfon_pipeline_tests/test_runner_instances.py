@@ -236,9 +236,20 @@ def test_accounts_in_threads_checkpoint_while_their_connections_overlap(tmp_path
 
     threshold = "SELECT current_setting('checkpoint_threshold')"
     alone = duckdb.connect(config={"checkpoint_threshold": DUCKDB_CHECKPOINT_THRESHOLD})
-    with connect_file(path) as con:  # the main thread: one load alone keeps its threshold
-        assert con.execute(threshold).fetchone() == alone.execute(threshold).fetchone()
+    expected = alone.execute(threshold).fetchone()
     alone.close()
+    with connect_file(path) as con:  # the main thread: one load alone keeps its threshold
+        assert con.execute(threshold).fetchone() == expected
+
+    def one_account() -> None:  # an accounts file's only account loads in a thread, alone
+        with connect_file(path) as con:
+            seen["alone"] = con.execute(threshold).fetchone()
+
+    with accounts_in_threads(1):
+        thread = threading.Thread(target=one_account)
+        thread.start()
+        thread.join()
+    assert seen["alone"] == expected
 
 
 def test_a_multi_account_sync_writes_each_accounts_details_in_its_share(

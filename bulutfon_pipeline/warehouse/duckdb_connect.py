@@ -40,14 +40,16 @@ def connect_file(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
     Accounts loading in threads of one process share one database instance, whose memory
     limit is the process's: off the main thread it is one load's limit per account
-    loading at once (:func:`_threads_memory_limit`), and the instance checkpoints at
-    DuckDB's default WAL size (``DUCKDB_THREADS_CHECKPOINT_THRESHOLD``).
+    loading at once (:func:`_threads_memory_limit`); while several load, the instance
+    checkpoints at DuckDB's default WAL size (``DUCKDB_THREADS_CHECKPOINT_THRESHOLD``).
     """
     main = threading.current_thread() is threading.main_thread()
     config: dict[str, str | bool | int | float | list[str]] = {
         "memory_limit": DUCKDB_MEMORY_LIMIT if main else _threads_memory_limit(),
         "checkpoint_threshold": (
-            DUCKDB_CHECKPOINT_THRESHOLD if main else DUCKDB_THREADS_CHECKPOINT_THRESHOLD
+            DUCKDB_THREADS_CHECKPOINT_THRESHOLD
+            if not main and (accounts_loading() or 1) > 1
+            else DUCKDB_CHECKPOINT_THRESHOLD
         ),
     }
     with _OPEN_CLOSE:
