@@ -113,7 +113,7 @@ DUCKDB_CHECKPOINT_THRESHOLD = "256MB"
 #: The same while several accounts load in threads of one process, DuckDB's default: their
 #: connections overlap, so the database is never closed (which checkpoints) while they
 #: load, and every row since the last checkpoint stays in memory. At 256 MB, 50 accounts
-#: x 400 calls held 87 MB of tables in memory by the end; at 16 MB, 25 (BENCHMARKS.md).
+#: x 400 calls held 83 MB of tables in memory by the end; at 16 MB, 25 (ANALYSIS.md).
 DUCKDB_THREADS_CHECKPOINT_THRESHOLD = "16MB"
 DEFAULT_SCHEDULE_CRON = "*/15 * * * *"  # BULUTFON_SCHEDULE_CRON
 #: The weekly reconcile: Sundays 03:30 local (BULUTFON_RECONCILE_CRON), over these days.
