@@ -203,8 +203,9 @@ def test_accounts_in_threads_allocate_arrow_memory_from_malloc_not_a_heap_per_th
 
 def test_accounts_in_threads_checkpoint_while_their_connections_overlap(tmp_path: Path) -> None:
     """Accounts' connections overlap, so the database is never closed (which checkpoints)
-    while they load: off the main thread DuckDB checkpoints at its default WAL size, or
-    every row loaded would stay in memory until the last connection closed."""
+    while they load: while several load, DuckDB checkpoints at its default WAL size, or
+    every row loaded would stay in memory until the last connection closed. The main
+    thread, and an accounts file's only account, keep the 256 MB threshold."""
     from bulutfon_pipeline.warehouse.duckdb_connect import connect_file
 
     path = tmp_path / "warehouse.duckdb"
