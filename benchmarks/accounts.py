@@ -5,10 +5,12 @@ rate limit (``--accounts N --rate-limit-rps 20 --latency-ms 20``); ``bulutfon-pi
 sync`` loads them from a ``BULUTFON_ACCOUNTS_FILE`` in a child process. Measured in one
 run:
 
-* ``peer``: what one process's CPU allows: one account holding the same number of calls,
-  with no rate limit (same latency), calls per second;
+* ``cpu``: what one process's CPU allows for this work: the same 50 accounts x 400 calls
+  with no rate limit (same latency, same accounts at once), calls per second;
+* ``peer``: one account holding the same number of calls, with no rate limit: what the CPU
+  allows without the per-account work (each account's runs, client and listing);
 * ``one``: 50 accounts x 400 calls, each limited to 20 req/s, in one process: calls per
-  second against min(the sum of the accounts' limits, ``peer``), and its peak RSS;
+  second against min(the sum of the accounts' limits, ``cpu``), and its peak RSS;
 * ``few``: 10 accounts x 400 calls, the same way: one worker's memory must stay flat as
   the number of accounts grows (``one`` / ``few`` peak RSS);
 * ``pg-one`` and ``pg-two``: the 50 accounts into PostgreSQL by one process, then by two
@@ -242,6 +244,7 @@ def run(quick: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"limit_rps": LIMIT_RPS, "latency_ms": LATENCY_MS}
     out["peer"] = _case("peer", accounts=1, days=days, calls_per_day=per_day * many,
                         limited=False)  # fmt: skip
+    out["cpu"] = _case("cpu", accounts=many, days=days, calls_per_day=per_day, limited=False)
     out["one"] = _case("one", accounts=many, days=days, calls_per_day=per_day, limited=True)
     out["few"] = _case("few", accounts=few, days=days, calls_per_day=per_day, limited=True)
     server = PostgresServer().start(durable=True)
@@ -257,7 +260,12 @@ def run(quick: bool) -> dict[str, Any]:
 
 #: One case alone (``python benchmarks/accounts.py one BULUTFON_ACCOUNTS_AT_ONCE=24``):
 #: accounts, days, calls a day, limited; the full run's sizes.
-CASES = {"peer": (1, 4, 5000, False), "one": (50, 4, 100, True), "few": (10, 4, 100, True)}
+CASES = {
+    "peer": (1, 4, 5000, False),
+    "cpu": (50, 4, 100, False),
+    "one": (50, 4, 100, True),
+    "few": (10, 4, 100, True),
+}
 
 
 def main(argv: Sequence[str]) -> None:
