@@ -115,6 +115,9 @@ DUCKDB_CHECKPOINT_THRESHOLD = "256MB"
 #: load, and every row since the last checkpoint stays in memory. At 256 MB, 50 accounts
 #: x 400 calls held 83 MB of tables in memory by the end; at 16 MB, 25 (ANALYSIS.md).
 DUCKDB_THREADS_CHECKPOINT_THRESHOLD = "16MB"
+#: The threads that run the DuckDB work of all the accounts loading in threads of one
+#: process (``warehouse.duckdb_connect``): DuckDB keeps memory per thread that works in it.
+DUCKDB_WORK_THREADS = 2
 DEFAULT_SCHEDULE_CRON = "*/15 * * * *"  # BULUTFON_SCHEDULE_CRON
 #: The weekly reconcile: Sundays 03:30 local (BULUTFON_RECONCILE_CRON), over these days.
 DEFAULT_RECONCILE_CRON = "30 3 * * 0"

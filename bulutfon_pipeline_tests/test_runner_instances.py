@@ -280,6 +280,7 @@ def test_a_multi_account_sync_writes_each_accounts_details_in_its_share(
         "BULUTFON_START_DATE": "2015-01-01",
     }
     (tmp_path / "data").mkdir()
+    workers = _record_duckdb_threads(monkeypatch)
     with environment(env):
         result = run_sync()
     assert result.failures == {}
@@ -288,6 +289,43 @@ def test_a_multi_account_sync_writes_each_accounts_details_in_its_share(
         done = result.by_account[name]
         assert (done.detail_total("new"), done.detail_total("batches")) == (expected, 4), name
     assert accounts_loading() is None  # the block ended with the sync
+    # The accounts' own threads did no DuckDB work: the process's DuckDB threads did it.
+    from bulutfon_pipeline.settings import DUCKDB_WORK_THREADS
+
+    duckdb_threads = {name for name in workers if name.startswith("bulutfon-duckdb")}
+    assert workers - duckdb_threads == {"MainThread"}  # the schema, before; the copy, after
+    assert 1 <= len(duckdb_threads) <= DUCKDB_WORK_THREADS
+
+
+def _record_duckdb_threads(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """The names of the threads that open DuckDB connections or call their methods."""
+    import duckdb
+
+    names: set[str] = set()
+    connect = duckdb.connect
+
+    class Recorded:
+        def __init__(self, con: Any) -> None:
+            self._con = con
+
+        def __getattr__(self, name: str) -> Any:
+            attribute = getattr(self._con, name)
+            if not callable(attribute):
+                return attribute
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                names.add(threading.current_thread().name)
+                result = attribute(*args, **kwargs)
+                return self if result is self._con else result
+
+            return call
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        names.add(threading.current_thread().name)
+        return Recorded(connect(*args, **kwargs))
+
+    monkeypatch.setattr(duckdb, "connect", recorded)
+    return names
 
 
 def test_inside_schema_ready_no_account_checks_the_schema_again(tmp_path: Path) -> None:

@@ -1,11 +1,15 @@
-"""How the pipeline opens a DuckDB file: its settings, and one thread at a time."""
+"""How the pipeline opens a DuckDB file: its settings, one thread at a time, and, while
+several accounts load in threads, on which threads its work runs."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import duckdb
 
@@ -15,8 +19,11 @@ from bulutfon_pipeline.settings import (
     DUCKDB_CHECKPOINT_THRESHOLD,
     DUCKDB_MEMORY_LIMIT,
     DUCKDB_THREADS_CHECKPOINT_THRESHOLD,
+    DUCKDB_WORK_THREADS,
     duckdb_threads_memory_limit,
 )
+
+T = TypeVar("T")
 
 __all__ = ["connect_file"]
 
@@ -40,22 +47,93 @@ def connect_file(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
     Accounts loading in threads of one process share one database instance, whose memory
     limit is the process's: off the main thread it is one load's limit per account
-    loading at once (:func:`_threads_memory_limit`); while several load, the instance
-    checkpoints at DuckDB's default WAL size (``DUCKDB_THREADS_CHECKPOINT_THRESHOLD``).
+    loading at once (:func:`_threads_memory_limit`). While several load, the instance
+    checkpoints at DuckDB's default WAL size (``DUCKDB_THREADS_CHECKPOINT_THRESHOLD``),
+    and every call on the connection runs on the process's DuckDB threads
+    (:func:`_on_duckdb_threads`).
     """
     main = threading.current_thread() is threading.main_thread()
+    several = not main and (accounts_loading() or 1) > 1
     config: dict[str, str | bool | int | float | list[str]] = {
         "memory_limit": DUCKDB_MEMORY_LIMIT if main else _threads_memory_limit(),
         "checkpoint_threshold": (
-            DUCKDB_THREADS_CHECKPOINT_THRESHOLD
-            if not main and (accounts_loading() or 1) > 1
-            else DUCKDB_CHECKPOINT_THRESHOLD
+            DUCKDB_THREADS_CHECKPOINT_THRESHOLD if several else DUCKDB_CHECKPOINT_THRESHOLD
         ),
     }
-    with _OPEN_CLOSE:
-        con = duckdb.connect(str(path), config=config)
-    try:
-        yield con
-    finally:
+
+    def connect() -> duckdb.DuckDBPyConnection:
+        with _OPEN_CLOSE:
+            return duckdb.connect(str(path), config=config)
+
+    def close(con: duckdb.DuckDBPyConnection) -> None:
         with _OPEN_CLOSE:
             con.close()
+
+    if not several:
+        con = connect()
+        try:
+            yield con
+        finally:
+            close(con)
+        return
+    raw = _on_duckdb_threads(connect)
+    try:
+        yield cast(duckdb.DuckDBPyConnection, _OnDuckDBThreads(raw))
+    finally:
+        _on_duckdb_threads(close, raw)
+
+
+#: The threads that do the DuckDB work of accounts loading in threads of this process
+#: (and the process they belong to: a forked child makes its own), made on first use.
+_WORKERS: tuple[concurrent.futures.ThreadPoolExecutor, int] | None = None
+_WORKERS_LOCK = threading.Lock()
+
+
+def _on_duckdb_threads(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` on one of the process's ``DUCKDB_WORK_THREADS`` DuckDB threads;
+    its result, or its exception raised here.
+
+    DuckDB keeps memory for every thread that has worked in a database, and gives none
+    of it back: 25 connections used from one thread took 23 MB, from 25 threads 125 MB
+    (``benchmarks/ANALYSIS.md``, session 24). The accounts' own threads hand their DuckDB
+    calls here instead, so a worker's memory no longer grows with the accounts at once;
+    their writes took turns on the file anyway.
+    """
+    global _WORKERS
+    with _WORKERS_LOCK:
+        if _WORKERS is None or _WORKERS[1] != os.getpid():
+            pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=DUCKDB_WORK_THREADS, thread_name_prefix="bulutfon-duckdb"
+            )
+            _WORKERS = (pool, os.getpid())
+        pool = _WORKERS[0]
+    if threading.current_thread().name.startswith("bulutfon-duckdb"):
+        return call(*args)  # already on one (never wait on the pool from inside it)
+    return pool.submit(call, *args).result()
+
+
+class _OnDuckDBThreads:
+    """A DuckDB connection whose every method call runs on the process's DuckDB threads
+    (:func:`_on_duckdb_threads`), one call at a time from its one user, so in order. A
+    call that returns the connection (``execute``, as DuckDB's does) returns this proxy;
+    one that returns another connection (``cursor``) returns that one proxied."""
+
+    __slots__ = ("_con",)
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._con, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = _on_duckdb_threads(lambda: attribute(*args, **kwargs))
+            if result is self._con:
+                return self
+            if isinstance(result, duckdb.DuckDBPyConnection):
+                return _OnDuckDBThreads(result)
+            return result
+
+        return call
