@@ -1,5 +1,5 @@
 """What accounts loading in threads of one process share: a budget of details in memory,
-DuckDB's memory limit, and Arrow's allocator.
+DuckDB's memory limit, Arrow's allocator and the C library's malloc arenas.
 
 ``runner.accounts.run_each`` enters :func:`accounts_in_threads`; the detail asset asks
 :func:`shared_detail_batch` for its batch size, ``warehouse.duckdb_connect`` asks
@@ -9,6 +9,7 @@ DuckDB's memory limit, and Arrow's allocator.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 from collections.abc import Iterator
 
@@ -19,6 +20,8 @@ from bulutfon_pipeline.settings import DEFAULT_DETAIL_BATCH_SIZE
 #: worker's memory stays flat as the accounts at once grow (``shared_detail_batch``).
 SHARED_DETAILS_BUDGET = 2 * DEFAULT_DETAIL_BATCH_SIZE
 MIN_SHARED_DETAIL_BATCH = 100
+#: glibc malloc arenas while accounts load in threads (``_few_malloc_arenas``).
+MALLOC_ARENAS = 2
 #: Accounts loading in threads of this process now (``accounts_in_threads``); ``None``
 #: outside a multi-account sync.
 _accounts_in_threads: int | None = None
@@ -32,10 +35,34 @@ def accounts_in_threads(threads: int) -> Iterator[None]:
     global _accounts_in_threads
     before, _accounts_in_threads = _accounts_in_threads, max(1, threads)
     try:
+        _few_malloc_arenas(threads)
         with _shared_arrow_allocator(threads):
             yield
     finally:
         _accounts_in_threads = before
+
+
+def _few_malloc_arenas(threads: int) -> None:
+    """glibc's malloc gives each new thread an arena of its own, up to 8 per core, and
+    each keeps the memory its thread freed for that thread's next allocations. While
+    accounts load in threads, new threads share ``MALLOC_ARENAS`` arenas instead: 50
+    accounts at 25 at once peaked at 535 MB with an arena each, 502 MB with two, at the
+    same CPU (``benchmarks/ANALYSIS.md``, session 25). For the rest of the process:
+    glibc fixes its arena limit when it first reaches it. ``MALLOC_ARENA_MAX``, when set,
+    is left as it is; another C library is left alone."""
+    if threads <= 1 or os.environ.get("MALLOC_ARENA_MAX") or not is_glibc():
+        return
+    m_arena_max = -8  # glibc's malloc.h
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(m_arena_max, MALLOC_ARENAS)
+
+
+def is_glibc() -> bool:
+    """Whether this process's C library is glibc."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")  # type: ignore[union-attr]
+    except (ValueError, OSError, AttributeError):
+        return False
 
 
 @contextlib.contextmanager

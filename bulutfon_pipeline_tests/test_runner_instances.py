@@ -5,6 +5,7 @@ Dagster runs and real DuckDB files."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,12 @@ import dagster as dg
 import pytest
 
 from bulutfon_pipeline.account_threads import (
+    MALLOC_ARENAS,
     MIN_SHARED_DETAIL_BATCH,
     SHARED_DETAILS_BUDGET,
     accounts_in_threads,
     accounts_loading,
+    is_glibc,
     shared_detail_batch,
 )
 from bulutfon_pipeline.api import BulutfonClient, ClientConfig, fanout
@@ -199,6 +202,58 @@ def test_accounts_in_threads_allocate_arrow_memory_from_malloc_not_a_heap_per_th
     monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", before)
     with accounts_in_threads(4):  # the user's choice stays
         assert pa.default_memory_pool().backend_name == before
+
+
+#: A fresh process (glibc fixes its arena limit once reached): 8 threads allocate at once
+#: inside ``accounts_in_threads(N)``; prints how many malloc arenas (heaps) it then has.
+_ARENAS_SCRIPT = """
+import ctypes, sys, threading
+from bulutfon_pipeline.account_threads import accounts_in_threads
+
+libc = ctypes.CDLL(None)
+libc.open_memstream.restype = ctypes.c_void_p
+both = threading.Barrier(9)
+
+def work():
+    held = [bytearray(4000) for _ in range(100)]  # malloc's own, not Python's small blocks
+    both.wait()
+    both.wait()
+
+with accounts_in_threads(int(sys.argv[1])):
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    both.wait()  # every thread holds its memory now
+    text, size = ctypes.c_char_p(), ctypes.c_size_t()
+    stream = ctypes.c_void_p(libc.open_memstream(ctypes.byref(text), ctypes.byref(size)))
+    libc.malloc_info(0, stream)
+    libc.fclose(stream)
+    print(text.value.decode().count("<heap nr="))
+    both.wait()
+    for thread in threads:
+        thread.join()
+"""
+
+
+@pytest.mark.skipif(not is_glibc(), reason="malloc arenas are glibc's")
+def test_accounts_in_threads_share_two_malloc_arenas_not_one_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+
+    def arenas(threads: int, **env: str) -> int:
+        done = subprocess.run(
+            [sys.executable, "-c", _ARENAS_SCRIPT, str(threads)],
+            capture_output=True, text=True, check=True, env={**os.environ, **env},
+        )  # fmt: skip
+        return int(done.stdout)
+
+    assert arenas(1) == 9  # one account alone: the main thread's arena and one a thread
+    assert arenas(4) == MALLOC_ARENAS
+    assert arenas(4, MALLOC_ARENA_MAX="3") == 3  # the user's choice stays
 
 
 def test_accounts_in_threads_checkpoint_while_their_connections_overlap(tmp_path: Path) -> None:
