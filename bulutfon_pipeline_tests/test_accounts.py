@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from bulutfon_pipeline.account_threads import accounts_loading
 from bulutfon_pipeline.accounts import (
     ACCOUNTS_FILE_ENV,
     DEFAULT_ACCOUNT,
@@ -19,8 +20,8 @@ from bulutfon_pipeline.accounts import (
 )
 from bulutfon_pipeline.api.errors import ConfigError
 from bulutfon_pipeline.cli import main
-from bulutfon_pipeline.runner.accounts import run_each
-from bulutfon_pipeline.settings import Settings, SettingsError
+from bulutfon_pipeline.runner.accounts import even_rounds, run_each
+from bulutfon_pipeline.settings import DEFAULT_ACCOUNTS_AT_ONCE, Settings, SettingsError
 from bulutfon_pipeline.warehouse import duckdb_connect
 from bulutfon_pipeline_tests.helpers import environment
 
@@ -154,7 +155,7 @@ def test_a_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [(None, 16), ("", 16), (" ", 16), ("1", 1), ("24", 24), (" 50 ", 50), ("007", 7)],
+    [(None, 20), ("", 20), (" ", 20), ("1", 1), ("24", 24), (" 50 ", 50), ("007", 7)],
 )
 def test_accounts_at_once_reads_a_positive_whole_number(raw: str | None, expected: int) -> None:
     env = {} if raw is None else {"BULUTFON_ACCOUNTS_AT_ONCE": raw}
@@ -166,7 +167,7 @@ def test_a_bad_accounts_at_once_is_refused_naming_the_variable(raw: str) -> None
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({"BULUTFON_ACCOUNTS_AT_ONCE": raw})
     assert str(caught.value) == (
-        f"BULUTFON_ACCOUNTS_AT_ONCE={raw!r} must be a positive whole number (e.g. 16)"
+        f"BULUTFON_ACCOUNTS_AT_ONCE={raw!r} must be a positive whole number (e.g. 20)"
     )
 
 
@@ -181,7 +182,7 @@ def test_sync_with_a_bad_accounts_at_once_exits_2_before_any_work(tmp_path: Path
     with environment(env):
         result = CliRunner().invoke(main, ["sync", "--no-progress"])
     assert result.exit_code == 2, result.output
-    message = "BULUTFON_ACCOUNTS_AT_ONCE='0' must be a positive whole number (e.g. 16)"
+    message = "BULUTFON_ACCOUNTS_AT_ONCE='0' must be a positive whole number (e.g. 20)"
     assert message in result.output
     assert not (tmp_path / "warehouse.duckdb").exists()
 
@@ -210,4 +211,32 @@ def test_run_each_runs_at_once_accounts_with_their_memory_between_them() -> None
     assert failures == {"a4": "account 'a4': its API is down"}
     assert {limit for _, limit in seen.values()} == {"192MB"}
     assert len({thread for thread, _ in seen.values()}) == 3
-    assert (before, duckdb_connect._threads_memory_limit()) == ("1024MB", "1024MB")
+    outside = f"{64 * DEFAULT_ACCOUNTS_AT_ONCE}MB"  # no block: the default number of them
+    assert (before, duckdb_connect._threads_memory_limit()) == (outside, outside)
+
+
+@pytest.mark.parametrize(
+    ("accounts", "at_once", "threads"),
+    [(50, 16, 13), (50, 20, 17), (50, 25, 25), (10, 20, 10), (21, 20, 11), (1, 20, 1), (5, 1, 1)],
+)
+def test_accounts_load_in_even_rounds_on_as_few_threads_as_the_same_rounds_take(
+    accounts: int, at_once: int, threads: int
+) -> None:
+    assert even_rounds(accounts, at_once) == threads
+
+
+def test_run_each_loads_five_accounts_at_up_to_four_in_two_rounds_of_three() -> None:
+    accounts = [Account(f"a{i}", credential_vars={}, from_file=True) for i in range(5)]
+    barrier = threading.Barrier(3, timeout=30)  # the first three run together
+    seen: dict[str, tuple[str, int | None]] = {}
+
+    def work(account: Account) -> str:
+        if account.name in ("a0", "a1", "a2"):
+            barrier.wait()
+        seen[account.name] = (threading.current_thread().name, accounts_loading())
+        return account.name
+
+    results, failures = run_each(accounts, work, 4)
+    assert (list(results), failures) == (["a0", "a1", "a2", "a3", "a4"], {})
+    assert {loading for _, loading in seen.values()} == {3}
+    assert len({thread for thread, _ in seen.values()}) == 3
