@@ -19,6 +19,7 @@ import httpx
 from bulutfon_pipeline.api.auth import TokenManager
 from bulutfon_pipeline.api.concurrency import AdaptiveLimiter, RatePacer
 from bulutfon_pipeline.api.config import ClientConfig
+from bulutfon_pipeline.api.cookies import keep_set_cookies_only
 from bulutfon_pipeline.api.core import (
     AsyncSleep,
     AttemptOutcome,
@@ -86,6 +87,7 @@ class AsyncBulutfonClient(ClientCore):
             event_hooks={"request": [self._run_request_hooks]},
             **kwargs,
         )
+        keep_set_cookies_only(self._http)
 
     async def _run_request_hooks(self, request: httpx.Request) -> None:
         for hook in self._hooks:

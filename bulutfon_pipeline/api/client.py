@@ -27,6 +27,7 @@ import httpx
 from bulutfon_pipeline.api.async_client import AsyncBulutfonClient
 from bulutfon_pipeline.api.auth import TokenManager
 from bulutfon_pipeline.api.config import ClientConfig
+from bulutfon_pipeline.api.cookies import keep_set_cookies_only
 from bulutfon_pipeline.api.core import (
     AsyncSleep,
     AttemptOutcome,
@@ -92,6 +93,7 @@ class BulutfonClient(ClientCore):
             event_hooks={"request": self._request_hooks()},
             **self._httpx_kwargs(),
         )
+        keep_set_cookies_only(self._http)
 
     # -- lifecycle
 
