@@ -15,7 +15,9 @@ run:
   the number of accounts grows (``one`` / ``few`` peak RSS);
 * ``pg-one`` and ``pg-two``: the 50 accounts into PostgreSQL by one process, then by two
   processes at once (``sync --account`` with half the accounts each): the aggregate
-  throughput of two workers against one.
+  throughput of two workers against one;
+* ``pg-cpu-one`` and ``pg-cpu-two``: the same without the accounts' limits, so that the
+  CPU is the limit of the one process.
 
 Every run starts from an empty warehouse, and its tables are checked: each account holds
 exactly its own calls. The accounts file declares each limited account's ``max_rps``, as
@@ -253,6 +255,12 @@ def run(quick: bool) -> dict[str, Any]:
                               limited=True, server=server)  # fmt: skip
         out["pg_two"] = _case("pg-two", accounts=many, days=days, calls_per_day=per_day,
                               limited=True, processes=2, server=server)  # fmt: skip
+        # The same without the accounts' limits: the CPU is the limit of one process.
+        out["pg_cpu_one"] = _case("pg-cpu-one", accounts=many, days=days,
+                                  calls_per_day=per_day, limited=False, server=server)  # fmt: skip
+        out["pg_cpu_two"] = _case("pg-cpu-two", accounts=many, days=days,
+                                  calls_per_day=per_day, limited=False, processes=2,
+                                  server=server)  # fmt: skip
     finally:
         server.stop()
     return out
