@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from bulutfon_pipeline.api.auth import TokenManager
+from bulutfon_pipeline.api.auth import BulutfonAuth, TokenManager, token_query
 from bulutfon_pipeline.api.concurrency import AdaptiveLimiter, RatePacer
 from bulutfon_pipeline.api.config import ClientConfig
 from bulutfon_pipeline.api.cookies import keep_set_cookies_only
@@ -88,6 +88,7 @@ class AsyncBulutfonClient(ClientCore):
             **kwargs,
         )
         keep_set_cookies_only(self._http)
+        self._bulutfon_auth = isinstance(kwargs["auth"], BulutfonAuth)
 
     async def _run_request_hooks(self, request: httpx.Request) -> None:
         for hook in self._hooks:
@@ -124,10 +125,15 @@ class AsyncBulutfonClient(ClientCore):
         self, request: JsonRequest[T], *, limiter: AdaptiveLimiter | None = None
     ) -> T:
         self._require_credentials()
+        url = request.full_url
+        if self._bulutfon_auth and self.tokens.mode == "master" and self.config.access_token:
+            # The master token in the URL sent, so the auth flow need not rebuild the URL
+            # to add it (``auth._with_token``).
+            url = f"{url}{'&' if '?' in url else '?'}{token_query(self.config.access_token)}"
 
         async def attempt_once() -> Outcome:
             with AttemptOutcome(request.full_url) as attempt:
-                response = await self._http.get(request.url, params=request.params)
+                response = await self._http.get(url)
                 attempt.outcome = request.outcome(response)
             return attempt.outcome
 

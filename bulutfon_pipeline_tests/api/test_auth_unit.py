@@ -6,6 +6,7 @@ import json
 import stat
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bulutfon_pipeline.api import (
@@ -91,3 +92,23 @@ def test_token_file_wins_over_environment(tmp_path: Path) -> None:
 )
 def test_is_token_expired_response(status: int, body: bytes, expected: bool) -> None:
     assert is_token_expired_response(status, body) is expected
+
+
+def test_a_request_sent_with_its_token_keeps_its_url_and_another_token_is_replaced() -> None:
+    from bulutfon_pipeline.api.auth import _with_token, token_query
+
+    sent = httpx.Request("GET", f"https://api.example/cdr/1.json?page=2&{token_query('a b+c')}")
+    url = sent.url
+    _with_token(sent, "a b+c")  # the fan-out's requests carry the master token already
+    assert sent.url is url  # not rebuilt
+    _with_token(sent, "fresh")  # refreshed: the stale one is replaced, not added to
+    assert sent.url.params.get_list("access_token") == ["fresh"]
+    assert sent.url.params["page"] == "2"
+    plain = httpx.Request("GET", "https://api.example/cdr/1.json?page=2")
+    _with_token(plain, "a b+c")
+    assert str(plain.url) == f"https://api.example/cdr/1.json?page=2&{token_query('a b+c')}"
+    assert plain.url.params.get_list("access_token") == ["a b+c"]
+    # A value that merely holds the text is not the parameter.
+    lookalike = httpx.Request("GET", "https://api.example/x", params={"q": "access_token=t"})
+    _with_token(lookalike, "t")
+    assert lookalike.url.params.get_list("access_token") == ["t"]
