@@ -86,7 +86,8 @@ def accounts_targets(results: dict[str, Any]) -> list[Row]:
     one, peer, few = acc["one"], acc["peer"], acc["few"]
     # Runs before session 25 measured only ``peer`` (one account): it stood for the CPU.
     cpu = acc.get("cpu", peer)
-    ceiling = min(one["accounts"] * acc["limit_rps"], cpu["calls_per_s"])
+    limits = one["accounts"] * acc["limit_rps"]
+    ceiling = min(limits, cpu["calls_per_s"])
     pg_gain = acc["pg_two"]["calls_per_s"] / acc["pg_one"]["calls_per_s"]
     rss = one["peak_rss_mb"] / few["peak_rss_mb"]
     exact = all(r["exact"] for r in acc.values() if isinstance(r, dict))
@@ -102,7 +103,7 @@ def accounts_targets(results: dict[str, Any]) -> list[Row]:
     if cpu is not peer:
         rows.append((f"accounts: the same, / one account's calls without a limit "
                      f"(`peer`, {peer['calls_per_s']:.0f}/s: no per-account work)",
-                     _fmt(one["calls_per_s"] / min(ceiling, peer["calls_per_s"]), 3, "x"),
+                     _fmt(one["calls_per_s"] / min(limits, peer["calls_per_s"]), 3, "x"),
                      "(not a target)", "—"))  # fmt: skip
     return [
         *rows,

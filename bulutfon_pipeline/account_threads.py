@@ -46,10 +46,10 @@ def _few_malloc_arenas(threads: int) -> None:
     """glibc's malloc gives each new thread an arena of its own, up to 8 per core, and
     each keeps the memory its thread freed for that thread's next allocations. While
     accounts load in threads, new threads share ``MALLOC_ARENAS`` arenas instead: 50
-    accounts at 25 at once peaked at 535 MB with an arena each, 502 MB with two, at the
-    same CPU (``benchmarks/ANALYSIS.md``, session 25). For the rest of the process:
-    glibc fixes its arena limit when it first reaches it. ``MALLOC_ARENA_MAX``, when set,
-    is left as it is; another C library is left alone."""
+    accounts at 25 at once peaked at 535 MB with an arena each, 502 MB with two
+    (``MALLOC_ARENA_MAX=2``), at the same CPU (``benchmarks/ANALYSIS.md``, session 25).
+    For the rest of the process: glibc fixes its arena limit when it first reaches it.
+    ``MALLOC_ARENA_MAX``, when set, is left as it is; another C library is left alone."""
     if threads <= 1 or os.environ.get("MALLOC_ARENA_MAX") or not is_glibc():
         return
     m_arena_max = -8  # glibc's malloc.h
@@ -60,7 +60,7 @@ def _few_malloc_arenas(threads: int) -> None:
 def is_glibc() -> bool:
     """Whether this process's C library is glibc."""
     try:
-        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")  # type: ignore[union-attr]
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
     except (ValueError, OSError, AttributeError):
         return False
 

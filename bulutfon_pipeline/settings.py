@@ -91,7 +91,8 @@ DEFAULT_LISTING_CHUNK_ROWS = 5000  # BULUTFON_LISTING_CHUNK_ROWS
 #: Larger queries spill to disk instead.
 DUCKDB_MEMORY_LIMIT = "64MB"
 #: How many PBX accounts one ``sync`` loads at the same time, each in its own thread with
-#: its own Dagster runs and API client (so its own rate): BULUTFON_ACCOUNTS_AT_ONCE.
+#: its own Dagster runs and API client (so its own rate): BULUTFON_ACCOUNTS_AT_ONCE, at
+#: most; they go in even rounds (``runner.accounts.even_rounds``).
 DEFAULT_ACCOUNTS_AT_ONCE = 20
 #: DuckDB's memory limit per account loading in a thread of one process: their
 #: connections share one database instance, whose limit is the process's, so each loading

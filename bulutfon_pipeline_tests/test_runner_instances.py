@@ -5,6 +5,7 @@ Dagster runs and real DuckDB files."""
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from pathlib import Path
@@ -359,21 +360,18 @@ def _record_duckdb_threads(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     names: set[str] = set()
     connect = duckdb.connect
 
-    class Recorded:
+    class Recorded:  # a connection that records who calls its methods
         def __init__(self, con: Any) -> None:
             self._con = con
 
         def __getattr__(self, name: str) -> Any:
-            attribute = getattr(self._con, name)
-            if not callable(attribute):
-                return attribute
+            found = getattr(self._con, name)
+            return functools.partial(self._called, found) if callable(found) else found
 
-            def call(*args: Any, **kwargs: Any) -> Any:
-                names.add(threading.current_thread().name)
-                result = attribute(*args, **kwargs)
-                return self if result is self._con else result
-
-            return call
+        def _called(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+            names.add(threading.current_thread().name)
+            result = method(*args, **kwargs)
+            return self if result is self._con else result  # execute() returns its connection
 
     def recorded(*args: Any, **kwargs: Any) -> Any:
         names.add(threading.current_thread().name)

@@ -48,8 +48,8 @@ def run_each(
     """``work`` for every account, up to ``at_once`` at a time
     (``Settings.accounts_at_once``, in :func:`even_rounds`), each in a thread; the results
     and, for the accounts that failed, one line each naming the account, both in the
-    accounts' order. A stop
-    signal (SIGINT/SIGTERM) stops the accounts between their runs and is raised here."""
+    accounts' order. A stop signal (SIGINT/SIGTERM) stops the accounts between their runs
+    and is raised here."""
     results: dict[str, T] = {}
     failures: dict[str, str] = {}
     threads = even_rounds(len(chosen), at_once)
