@@ -6,10 +6,10 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import duckdb
 
@@ -22,8 +22,6 @@ from bulutfon_pipeline.settings import (
     DUCKDB_WORK_THREADS,
     duckdb_threads_memory_limit,
 )
-
-T = TypeVar("T")
 
 __all__ = ["connect_file"]
 
@@ -50,9 +48,10 @@ def connect_file(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     loading at once (:func:`_threads_memory_limit`). While several load, the instance
     checkpoints at DuckDB's default WAL size (``DUCKDB_THREADS_CHECKPOINT_THRESHOLD``),
     and every call on the connection runs on the process's DuckDB threads
-    (:func:`_on_duckdb_threads`).
+    (:func:`_duckdb_threads`).
     """
-    main = threading.current_thread() is threading.main_thread()
+    current = threading.current_thread()
+    main = current is threading.main_thread()
     several = not main and (accounts_loading() or 1) > 1
     config: dict[str, str | bool | int | float | list[str]] = {
         "memory_limit": DUCKDB_MEMORY_LIMIT if main else _threads_memory_limit(),
@@ -69,29 +68,32 @@ def connect_file(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         with _OPEN_CLOSE:
             con.close()
 
-    if not several:
+    # On one of the DuckDB threads already, never wait on them from inside.
+    if not several or current.name.startswith(_THREAD_PREFIX):
         con = connect()
         try:
             yield con
         finally:
             close(con)
         return
-    raw = _on_duckdb_threads(connect)
+    pool = _duckdb_threads()
+    raw = pool.submit(connect).result()
     try:
-        yield cast(duckdb.DuckDBPyConnection, _OnDuckDBThreads(raw))
+        yield cast(duckdb.DuckDBPyConnection, _OnDuckDBThreads(raw, pool))
     finally:
-        _on_duckdb_threads(close, raw)
+        pool.submit(close, raw).result()
 
 
+_THREAD_PREFIX = "bulutfon-duckdb"
 #: The threads that do the DuckDB work of accounts loading in threads of this process
 #: (and the process they belong to: a forked child makes its own), made on first use.
 _WORKERS: tuple[concurrent.futures.ThreadPoolExecutor, int] | None = None
 _WORKERS_LOCK = threading.Lock()
 
 
-def _on_duckdb_threads(call: Callable[..., T], *args: Any) -> T:
-    """``call(*args)`` on one of the process's ``DUCKDB_WORK_THREADS`` DuckDB threads;
-    its result, or its exception raised here.
+def _duckdb_threads() -> concurrent.futures.ThreadPoolExecutor:
+    """The process's ``DUCKDB_WORK_THREADS`` DuckDB threads, which run every call on the
+    connections of accounts loading in threads.
 
     DuckDB keeps memory for every thread that has worked in a database, and gives none
     of it back: 25 connections used from one thread took 23 MB, from 25 threads 125 MB
@@ -104,25 +106,25 @@ def _on_duckdb_threads(call: Callable[..., T], *args: Any) -> T:
     with _WORKERS_LOCK:
         if _WORKERS is None or _WORKERS[1] != os.getpid():
             pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=DUCKDB_WORK_THREADS, thread_name_prefix="bulutfon-duckdb"
+                max_workers=DUCKDB_WORK_THREADS, thread_name_prefix=_THREAD_PREFIX
             )
             _WORKERS = (pool, os.getpid())
-        pool = _WORKERS[0]
-    if threading.current_thread().name.startswith("bulutfon-duckdb"):
-        return call(*args)  # already on one (never wait on the pool from inside it)
-    return pool.submit(call, *args).result()
+        return _WORKERS[0]
 
 
 class _OnDuckDBThreads:
-    """A DuckDB connection whose every method call runs on the process's DuckDB threads
-    (:func:`_on_duckdb_threads`), one call at a time from its one user, so in order. A
-    call that returns the connection (``execute``, as DuckDB's does) returns this proxy;
+    """A DuckDB connection whose every method call runs on ``pool`` (the process's DuckDB
+    threads, :func:`_duckdb_threads`), one call at a time from its one user, so in order.
+    A call that returns the connection (``execute``, as DuckDB's does) returns this proxy;
     one that returns another connection (``cursor``) returns that one proxied."""
 
-    __slots__ = ("_con",)
+    __slots__ = ("_con", "_pool")
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, pool: concurrent.futures.ThreadPoolExecutor
+    ) -> None:
         self._con = con
+        self._pool = pool
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._con, name)
@@ -130,11 +132,11 @@ class _OnDuckDBThreads:
             return attribute
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            result = _on_duckdb_threads(lambda: attribute(*args, **kwargs))
+            result = self._pool.submit(attribute, *args, **kwargs).result()
             if result is self._con:
                 return self
             if isinstance(result, duckdb.DuckDBPyConnection):
-                return _OnDuckDBThreads(result)
+                return _OnDuckDBThreads(result, self._pool)
             return result
 
         return call
