@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ from bulutfon_pipeline.account_threads import (
     shared_detail_batch,
 )
 from bulutfon_pipeline.api import BulutfonClient, ClientConfig, fanout
-from bulutfon_pipeline.partitions import ACCOUNTS_PARTITIONS_NAME
-from bulutfon_pipeline.runner.instance import ThreadInstances
+from bulutfon_pipeline.partitions import ACCOUNT_TAG, ACCOUNTS_PARTITIONS_NAME
+from bulutfon_pipeline.runner.instance import CommandInstance
 from bulutfon_pipeline.runner.runs import account_instance
 from bulutfon_pipeline.settings import DEFAULT_DETAIL_BATCH_SIZE
 
@@ -83,32 +84,41 @@ def _probe(context) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]  # 
     return dg.MaterializeResult(metadata={"account": context.partition_key})
 
 
-def test_each_thread_reuses_its_instance_and_forgets_an_accounts_runs() -> None:
-    instances = ThreadInstances()
+def test_the_accounts_threads_share_one_instance_and_each_forgets_only_its_runs() -> None:
+    instances = CommandInstance()
     made: dict[str, Any] = {}
+    izmir_done = threading.Event()
+    bursa_ran = threading.Event()
 
-    def account(name: str) -> None:
+    def account(name: str, before_exit: Callable[[], None] = lambda: None) -> None:
         with account_instance([name], instances) as instance:
-            result = dg.materialize([_probe], instance=instance, partition_key=name)
+            tags = {ACCOUNT_TAG: name} if name == "bursa" else {}  # or only the partition
+            result = dg.materialize([_probe], instance=instance, partition_key=name, tags=tags)
             assert result.success
-            assert instance.get_run_ids() == [result.run_id]
+            assert result.run_id in instance.get_run_ids()
             assert instance.has_dynamic_partition(ACCOUNTS_PARTITIONS_NAME, name)
             made[name] = instance
-        assert instance.get_run_ids() == []  # forgotten once the account is done
+            before_exit()
+        assert result.run_id not in instance.get_run_ids()  # forgotten once it is done
+
+    def bursa_waits() -> None:
+        bursa_ran.set()
+        assert izmir_done.wait(timeout=60)
 
     try:
-        account("izmir")
-        account("ankara")  # same thread: the same instance, both accounts registered
-        other = threading.Thread(target=account, args=("bursa",))
+        other = threading.Thread(target=account, args=("bursa", bursa_waits))
         other.start()
+        assert bursa_ran.wait(timeout=60)
+        account("izmir")  # while bursa's run is still in the instance
+        izmir_done.set()
+        assert len(made["bursa"].get_run_ids()) == 1  # bursa's, not forgotten with izmir's
         other.join(timeout=60)
-        assert made["izmir"] is made["ankara"]
-        assert made["bursa"] is not made["izmir"]
+        assert made["izmir"] is made["bursa"]
+        assert made["izmir"].get_run_ids() == []
         assert sorted(made["izmir"].get_dynamic_partitions(ACCOUNTS_PARTITIONS_NAME)) == [
-            "ankara",
+            "bursa",
             "izmir",
         ]
-        assert made["bursa"].get_dynamic_partitions(ACCOUNTS_PARTITIONS_NAME) == ["bursa"]
     finally:
         instances.close()
 
@@ -125,10 +135,10 @@ def _stored(instance: Any, run_id: str) -> list[Any]:
     ]
 
 
-def test_a_thread_instance_keeps_run_events_and_failures_not_each_step_event() -> None:
+def test_the_command_instance_keeps_run_events_and_failures_not_each_step_event() -> None:
     from dagster import DagsterEventType
 
-    instances = ThreadInstances()
+    instances = CommandInstance()
     try:
         with account_instance(["izmir"], instances) as instance:
             done = dg.materialize([_probe], instance=instance, partition_key="izmir")

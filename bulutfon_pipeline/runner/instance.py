@@ -1,5 +1,6 @@
-"""The runner's ephemeral Dagster instances when ``DAGSTER_HOME`` is not set: one per
-thread for the length of one command, with storages that keep their one connection.
+"""The runner's ephemeral Dagster instance when ``DAGSTER_HOME`` is not set: one for the
+length of one command, shared by its accounts' threads, with storages that keep their one
+connection.
 
 Dagster's own ephemeral instance (``DagsterInstance.ephemeral()``) keeps runs and events
 in in-memory SQLite databases, but opens a new connection, with two PRAGMAs, for every
@@ -9,17 +10,20 @@ account cost whatever its calls (``benchmarks/ANALYSIS.md``, "the Dagster per-ac
 cost"). These instances are the same kind (``InstanceType.EPHEMERAL``, nothing kept after
 the command), but each database has one connection, used under a lock, and no stamp.
 
-An account's runs are deleted from its thread's instance when the account is done, so
-the memory held stays that of the accounts running, not of every account loaded.
+An account's runs are deleted from the instance when the account is done, so the memory
+held stays that of the accounts running, not of every account loaded.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
+
+#: Dagster's tag of a run's partition key (``dagster.core.storage.tags.PARTITION_NAME_TAG``).
+PARTITION_TAG = "dagster/partition"
 
 
 @cache
@@ -117,33 +121,43 @@ def new_ephemeral_instance() -> Any:
     )
 
 
-class ThreadInstances:
-    """One ephemeral instance per thread, for the length of one command (``close``)."""
+class CommandInstance:
+    """One ephemeral instance for the length of one command (``close``), shared by the
+    accounts loading in its threads.
+
+    Its storages serialise their users under a lock, and keep only each run's own events,
+    so the accounts' runs share it without waiting on each other for long. One instance
+    per thread held about 2.7 MB each (empty), about 40 % of what each account at once
+    cost a sync (``benchmarks/ANALYSIS.md``, session 26).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_thread: dict[int, Any] = {}
+        self._instance: Any = None
 
     def get(self) -> Any:
-        """This thread's instance (made on first use)."""
-        key = threading.get_ident()
+        """The command's instance (made on first use)."""
         with self._lock:
-            instance = self._by_thread.get(key)
-        if instance is None:
-            instance = new_ephemeral_instance()
-            with self._lock:
-                self._by_thread[key] = instance
-        return instance
+            if self._instance is None:
+                self._instance = new_ephemeral_instance()
+            return self._instance
 
     @staticmethod
-    def forget(instance: Any) -> None:
-        """Delete every run (and its events) of a thread's ``instance`` once its account is
-        done: only that account's runs are in it, and their results were read."""
-        for run_id in instance.get_run_ids():
-            instance.delete_run(run_id)
+    def forget(instance: Any, accounts: Sequence[str]) -> None:
+        """Delete the runs (and their events) of ``accounts`` once they are done: those
+        tagged with the account, or with it as their partition; their results were
+        read. The other accounts' runs stay."""
+        import dagster as dg
+
+        from bulutfon_pipeline.partitions import ACCOUNT_TAG
+
+        for name in accounts:
+            for tag in (ACCOUNT_TAG, PARTITION_TAG):
+                for run_id in instance.get_run_ids(filters=dg.RunsFilter(tags={tag: name})):
+                    instance.delete_run(run_id)
 
     def close(self) -> None:
         with self._lock:
-            instances, self._by_thread = list(self._by_thread.values()), {}
-        for instance in instances:
+            instance, self._instance = self._instance, None
+        if instance is not None:
             instance.dispose()

@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from bulutfon_pipeline.runner.instance import ThreadInstances
+from bulutfon_pipeline.runner.instance import CommandInstance
 from bulutfon_pipeline.runner.interrupts import raise_if_stopped
 from bulutfon_pipeline.settings import Settings
 
@@ -70,10 +71,11 @@ def _for_threads(instance: Any) -> Any:
 
 
 @contextlib.contextmanager
-def account_instance(accounts: Sequence[str], instances: ThreadInstances) -> Iterator[Any]:
-    """The Dagster instance of one account's runs (``DAGSTER_HOME``'s, else this thread's
+def account_instance(accounts: Sequence[str], instances: CommandInstance) -> Iterator[Any]:
+    """The Dagster instance of one account's runs (``DAGSTER_HOME``'s, else the command's
     ephemeral one of ``instances``), with ``accounts`` registered as partitions. On exit
-    the former is disposed of; the latter forgets the runs (their results were read)."""
+    the former is disposed of; the latter forgets the accounts' runs (their results were
+    read)."""
     import dagster as dg
 
     from bulutfon_pipeline.partitions import register_accounts
@@ -86,14 +88,19 @@ def account_instance(accounts: Sequence[str], instances: ThreadInstances) -> Ite
     else:
         instance = instances.get()
     try:
-        register_accounts(instance, accounts)
-        _remember_accounts(instance, accounts)
+        with _REGISTERING:  # the accounts' threads may share the instance
+            register_accounts(instance, accounts)
+            _remember_accounts(instance, accounts)
         yield instance
     finally:
         if home:
             instance.dispose()
         else:
-            instances.forget(instance)
+            instances.forget(instance, accounts)
+
+
+#: Held while an account is registered with its instance (:func:`account_instance`).
+_REGISTERING = threading.Lock()
 
 
 def _remember_accounts(instance: Any, accounts: Sequence[str]) -> None:
@@ -111,7 +118,7 @@ def _remember_accounts(instance: Any, accounts: Sequence[str]) -> None:
     from bulutfon_pipeline.partitions import ACCOUNTS_PARTITIONS_NAME
 
     known: set[str] | None = getattr(instance, "_bulutfon_known_accounts", None)
-    if known is not None:  # an instance reused by the thread's next account
+    if known is not None:  # an instance that other accounts use or used
         known.update(accounts)
         return
     known = instance._bulutfon_known_accounts = set(accounts)

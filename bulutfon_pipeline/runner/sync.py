@@ -23,7 +23,7 @@ from bulutfon_pipeline.recordings import RecordingsSummary
 from bulutfon_pipeline.runner import runs
 from bulutfon_pipeline.runner.accounts import run_each, select
 from bulutfon_pipeline.runner.errors import SetupError
-from bulutfon_pipeline.runner.instance import ThreadInstances
+from bulutfon_pipeline.runner.instance import CommandInstance
 from bulutfon_pipeline.runner.preflight import (
     lock_wait_lines,
     preflight,
@@ -164,7 +164,7 @@ def run_sync(
     settings = preflight(check_credentials=not any(a.from_file for a in chosen))
     result = SyncResult()
     installed = progress.installed(reporter) if reporter is not None else contextlib.nullcontext()
-    instances = ThreadInstances()  # the accounts' ephemeral Dagster instances, one a thread
+    instances = CommandInstance()  # the accounts' ephemeral Dagster instance
 
     def one(account: Account) -> SyncResult:
         return _sync_account(
@@ -209,7 +209,7 @@ def _sync_account(
     account: Account,
     settings: Settings,
     run_config: dict[str, Any],
-    instances: ThreadInstances,
+    instances: CommandInstance,
     *,
     listing: bool,
     start: dt.date | None,
