@@ -105,14 +105,25 @@ def test_the_accounts_threads_share_one_instance_and_each_forgets_only_its_runs(
         bursa_ran.set()
         assert izmir_done.wait(timeout=60)
 
+    errors: list[BaseException] = []  # bursa's thread's failed assertions, raised below
+
+    def bursa() -> None:
+        try:
+            account("bursa", bursa_waits)
+        except BaseException as error:
+            errors.append(error)
+            raise
+
     try:
-        other = threading.Thread(target=account, args=("bursa", bursa_waits))
+        other = threading.Thread(target=bursa)
         other.start()
         assert bursa_ran.wait(timeout=60)
         account("izmir")  # while bursa's run is still in the instance
         izmir_done.set()
         assert len(made["bursa"].get_run_ids()) == 1  # bursa's, not forgotten with izmir's
         other.join(timeout=60)
+        assert not other.is_alive()
+        assert errors == []
         assert made["izmir"] is made["bursa"]
         assert made["izmir"].get_run_ids() == []
         assert sorted(made["izmir"].get_dynamic_partitions(ACCOUNTS_PARTITIONS_NAME)) == [
