@@ -8,9 +8,8 @@
   (:mod:`bulutfon_pipeline.warehouse.changes`); with ``reconcile_start`` it pages back to
   that day instead, whatever the mark.
 * :func:`load_details` fetches, normalizes and loads the detail of every listed call of a
-  date range that is not loaded yet, or that changed, one transaction per batch.
-
-The assets, the CLI and the benchmarks all call these functions, so there is one code path.
+  date range that is not loaded yet, or that changed, one transaction per batch; it
+  stops at the next call once a stop signal came (``stop_signals``).
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from bulutfon_pipeline.settings import (
     DEFAULT_LISTING_CHUNK_ROWS,
     LOCAL_TZ,
 )
+from bulutfon_pipeline.stop_signals import until_stopped
 from bulutfon_pipeline.warehouse import DetailLoadResult, Warehouse, changes
 
 log = logging.getLogger(__name__)
@@ -340,7 +340,7 @@ def load_details(
     bar.start("call details", len(keys))
     # Batch counts are added once committed (``DetailWriter``: see the docstring above).
     with warehouse.session(), warehouse.detail_writer(mirror_recording_deletes) as writer:
-        for batch in _batched(client.fetch_details(keys), batch_size):
+        for batch in _batched(until_stopped(client.fetch_details(keys)), batch_size):
             fetched_at = dt.datetime.now(dt.UTC)
             raw = [(r.uuid, r.payload) for r in batch if r.payload is not None]
             detail_rejects = [

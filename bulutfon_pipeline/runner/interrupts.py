@@ -18,6 +18,11 @@ module's wakeup fd: CPython writes the number of every signal that has a Python 
 to it, whichever handler that is. After the command fails (with whatever exception) or
 after each Dagster run (:func:`raise_if_stopped`), the pipe says whether SIGINT or
 SIGTERM came and which one came first.
+
+The pipe is also what stops the detail fan-out: a handler's exception can be lost (run
+inside a finalizer, where Python prints and drops it; turned into a ``RuntimeError`` by a
+DuckDB query), so the detail loop asks the pipe between items
+(``stop_signals.raise_if_stopped``), and an interrupt dropped in a finalizer is not printed.
 """
 
 from __future__ import annotations
@@ -25,13 +30,25 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 from bulutfon_pipeline.settings import Settings
+from bulutfon_pipeline.stop_signals import (
+    STOP_SIGNALS,
+    StopRequestedError,
+    Watch,
+    raise_if_stopped,
+    watching,
+)
+
+LOGGER = logging.getLogger(__name__)
 
 __all__ = [
     "STOP_SIGNALS",
@@ -40,17 +57,6 @@ __all__ = [
     "raise_if_stopped",
     "stop_cleanly",
 ]
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class StopRequestedError(BaseException):
-    """SIGINT or SIGTERM arrived (a BaseException, like KeyboardInterrupt: no ``except
-    Exception`` on the way may swallow it)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 class StoppedError(BaseException):
@@ -68,36 +74,6 @@ class StoppedError(BaseException):
         return 128 + self.signum
 
 
-class _Watch:
-    """The read end of the wakeup pipe and the first stop signal read from it."""
-
-    def __init__(self, read_fd: int) -> None:
-        self.read_fd = read_fd
-        self.signum: int | None = None
-
-    def received(self) -> int | None:
-        """The first SIGINT or SIGTERM delivered since the watch began, if any."""
-        while self.signum is None:
-            try:
-                data = os.read(self.read_fd, 256)
-            except BlockingIOError:
-                break
-            if not data:
-                break
-            self.signum = next((n for n in data if n in STOP_SIGNALS), None)
-        return self.signum
-
-
-_watch: _Watch | None = None
-
-
-def raise_if_stopped() -> None:
-    """Raise :class:`StopRequestedError` if a stop signal came (e.g. during a Dagster run
-    that finished anyway, because the signal fell between its steps)."""
-    if _watch is not None and (signum := _watch.received()) is not None:
-        raise StopRequestedError(signum)
-
-
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise StopRequestedError(signum)
 
@@ -110,7 +86,6 @@ def stop_cleanly(settings: Settings, *, command: str) -> Iterator[None]:
         settings: names the warehouse, read at the end for what the block committed.
         command: the command's name, for the message (``sync`` or ``backfill``).
     """
-    global _watch
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers belong to the main thread; nothing to do elsewhere
         return
@@ -120,7 +95,10 @@ def stop_cleanly(settings: Settings, *, command: str) -> Iterator[None]:
     os.set_blocking(write_fd, False)
     previous_fd = signal.set_wakeup_fd(write_fd)
     previous = {stop_signal: signal.getsignal(stop_signal) for stop_signal in STOP_SIGNALS}
-    watch = _watch = _Watch(read_fd)
+    watch = Watch(read_fd)
+    watching(watch)
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _unraisable_hook(previous_hook)
     try:
         # Set even when the shell started us with SIGINT ignored (a background job).
         for stop_signal in STOP_SIGNALS:
@@ -144,9 +122,35 @@ def stop_cleanly(settings: Settings, *, command: str) -> Iterator[None]:
             for stop_signal, handler in previous.items():
                 signal.signal(stop_signal, handler if handler is not None else signal.SIG_DFL)
         signal.set_wakeup_fd(previous_fd)
-        _watch = None
+        sys.unraisablehook = previous_hook
+        watching(None)
         os.close(read_fd)
         os.close(write_fd)
+
+
+#: What a stop signal's handler raises: ours, Dagster's inside a step, Python's default.
+_INTERRUPTS = (StopRequestedError, KeyboardInterrupt)
+
+
+def _unraisable_hook(previous: Any) -> Any:
+    """``sys.unraisablehook`` for the block: a stop signal whose handler ran inside a
+    finalizer (an aiohttp response's ``__del__``) raised where Python can only print and
+    drop the exception; the wakeup fd keeps the signal and the detail loop stops at its
+    next item, so the interrupt is not printed (that would break the one line)."""
+
+    def hook(unraisable: Any) -> None:
+        error = unraisable.exc_value
+        if isinstance(error, _INTERRUPTS) or type(error).__name__ == _DAGSTER_INTERRUPT:
+            LOGGER.debug("a stop signal's handler ran in a finalizer: %r", unraisable.object)
+            return
+        previous(unraisable)
+
+    return hook
+
+
+#: Dagster's interrupt (``DagsterExecutionInterruptedError``), by name: this floor does
+#: not import Dagster.
+_DAGSTER_INTERRUPT = "DagsterExecutionInterruptedError"
 
 
 def _ignore_further_signals() -> None:
