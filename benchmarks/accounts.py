@@ -17,13 +17,18 @@ run:
   processes at once (``sync --account`` with half the accounts each): the aggregate
   throughput of two workers against one;
 * ``pg-cpu-one`` and ``pg-cpu-two``: the same without the accounts' limits, so that the
-  CPU is the limit of the one process.
+  CPU is the limit of the one process;
+* ``pg-quota-one`` and ``pg-quota-two``: those two again, each worker process held to
+  ``QUOTA_CORES`` CPUs by a cgroup (``cpu_quota.py``), as if each worker had a machine of
+  its own: on this small machine the two workers above share its cores with the simulator
+  and the server, so the machine, not each worker's CPU, limits them.
 
 Every run starts from an empty warehouse, and its tables are checked: each account holds
 exactly its own calls. The accounts file declares each limited account's ``max_rps``, as
 the issue's example does (``BENCH_ACCOUNTS_DECLARE_RPS=0``: undeclared). One case alone,
 with variables for the child ``sync``: ``python benchmarks/accounts.py one
-BULUTFON_ACCOUNTS_AT_ONCE=24``.
+BULUTFON_ACCOUNTS_AT_ONCE=24``; the two quota cases alone: ``python benchmarks/accounts.py
+quota``.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from typing import Any
 import duckdb
 import psycopg
 from common import BIN, ROOT, WORK, ChildRun, load_now, run_child_rss, simulator, tree_cpu_seconds
+from cpu_quota import QuotaGroup, quota_groups
 
 sys.path.insert(0, str(ROOT))
 from bulutfon_pipeline_tests.postgres import PostgresServer
@@ -54,6 +60,10 @@ LATENCY_MS = 20
 #: never learns the limit from 429s). ``BENCH_ACCOUNTS_DECLARE_RPS=0``: undeclared, as the
 #: first runs measured.
 DECLARE_LIMIT = os.environ.get("BENCH_ACCOUNTS_DECLARE_RPS", "1") != "0"
+#: The CPUs each worker process may use in the quota cases: two such workers and the
+#: simulator and the server (together about 0.7 of a core in the unlimited cases) fit in
+#: this machine's two cores, so each worker's own CPU is what limits it.
+QUOTA_CORES = float(os.environ.get("BENCH_ACCOUNTS_QUOTA_CORES", "0.5"))
 
 
 def _accounts_file(folder: Path, names: Sequence[str], max_rps: float | None) -> Path:
@@ -115,16 +125,27 @@ def _counts_pg(conninfo: str) -> dict[str, int]:
     return {str(a): int(n) for a, n in rows}
 
 
-def _run_children(cmds: Sequence[Sequence[str]], env: Mapping[str, str]) -> list[ChildRun]:
-    """Start every command at once; wait for all (each one's own peak RSS and CPU)."""
-    if len(cmds) == 1:
+def _run_children(
+    cmds: Sequence[Sequence[str]],
+    env: Mapping[str, str],
+    groups: Sequence[QuotaGroup] | None = None,
+) -> list[ChildRun]:
+    """Start every command at once, the i-th in ``groups[i]`` (its CPU quota) when given;
+    wait for all (each one's own peak RSS and CPU)."""
+    if len(cmds) == 1 and groups is None:
         return [run_child_rss(cmds[0], env=env)]
     started = time.perf_counter()
+    joins: list[Any] = [g.join for g in groups] if groups is not None else [None] * len(cmds)
     procs = [
         subprocess.Popen(
-            cmd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            cmd,
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=join,
         )
-        for cmd in cmds
+        for cmd, join in zip(cmds, joins, strict=True)
     ]
     runs = []
     for proc in procs:
@@ -153,8 +174,10 @@ def _case(
     processes: int = 1,
     server: PostgresServer | None = None,
     child_env: Mapping[str, str] | None = None,
+    quotas: Sequence[QuotaGroup] | None = None,
 ) -> dict[str, Any]:
-    """One sync (or ``processes`` at once) of ``accounts`` accounts from an empty warehouse."""
+    """One sync (or ``processes`` at once) of ``accounts`` accounts from an empty warehouse;
+    with ``quotas``, the i-th process runs in the i-th cgroup (its CPU quota)."""
     folder = WORK / f"accounts_{name}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -193,8 +216,9 @@ def _case(
         if server is not None:
             others["server"] = server.pid
         cpu_before = {k: tree_cpu_seconds(pid) for k, pid in others.items()}
+        throttled = [q.throttled_s() for q in quotas or []]
         started = time.perf_counter()
-        runs = _run_children(cmds, env)
+        runs = _run_children(cmds, env, quotas)
         seconds = time.perf_counter() - started
         others_cpu = {k: round(tree_cpu_seconds(p) - cpu_before[k], 2) for k, p in others.items()}
         stats = sim.stats()
@@ -233,6 +257,10 @@ def _case(
         "load": load,
         "backend": "postgres" if server is not None else "duckdb",
     }
+    if quotas is not None:
+        out["cpu_quota_cores"] = QUOTA_CORES
+        waited = zip(quotas, throttled, strict=True)
+        out["throttled_s"] = [round(g.throttled_s() - before, 2) for g, before in waited]
     print(f"  accounts {name}: {accounts} x {calls // accounts} calls in {seconds:.1f} s, "
           f"{out['calls_per_s']:.0f} calls/s, peak RSS {out['peak_rss_mb']:.0f} MB, "
           f"exact {exact}", flush=True)  # fmt: skip
@@ -261,8 +289,25 @@ def run(quick: bool) -> dict[str, Any]:
         out["pg_cpu_two"] = _case("pg-cpu-two", accounts=many, days=days,
                                   calls_per_day=per_day, limited=False, processes=2,
                                   server=server)  # fmt: skip
+        out.update(_quota_cases(many, days, per_day, server))
     finally:
         server.stop()
+    return out
+
+
+def _quota_cases(many: int, days: int, per_day: int, server: PostgresServer) -> dict[str, Any]:
+    """``pg-cpu-one`` and ``pg-cpu-two`` again, each worker process held to
+    ``QUOTA_CORES`` CPUs by a cgroup: as if each worker had a machine of its own of that
+    size, while the simulator and the server use the rest of this one. Skipped (with the
+    reason in the results) where cgroups cannot be made."""
+    out: dict[str, Any] = {}
+    for key, processes in (("pg_quota_one", 1), ("pg_quota_two", 2)):
+        with quota_groups(processes, QUOTA_CORES, key) as groups:
+            if groups is None:
+                return {"quota_skipped": "no writable cgroup CPU controller (needs root)"}
+            out[key] = _case(key.replace("_", "-"), accounts=many, days=days,
+                             calls_per_day=per_day, limited=False, processes=processes,
+                             server=server, quotas=groups)  # fmt: skip
     return out
 
 
@@ -280,6 +325,13 @@ def main(argv: Sequence[str]) -> None:
     """Run one case of the section (DuckDB), with extra variables for the child ``sync``,
     and print its figures as JSON, with the load before and after and CPU ms per call."""
     name, assignments = argv[0], argv[1:]
+    if name == "quota":  # the two quota cases, on a PostgreSQL server of their own
+        server = PostgresServer().start(durable=True)
+        try:
+            print(json.dumps(_quota_cases(*CASES["cpu"][:3], server)))
+        finally:
+            server.stop()
+        return
     accounts, days, per_day, limited = CASES[name]
     before = os.getloadavg()
     out = _case(name, accounts=accounts, days=days, calls_per_day=per_day, limited=limited,
