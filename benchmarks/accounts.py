@@ -6,7 +6,9 @@ sync`` loads them from a ``BULUTFON_ACCOUNTS_FILE`` in a child process. Measured
 run:
 
 * ``cpu``: what one process's CPU allows for this work: the same 50 accounts x 400 calls
-  with no rate limit (same latency, same accounts at once), calls per second;
+  with no rate limit (same latency, same accounts at once), calls per second; it and
+  ``one`` run alternately ``PAIRED_RUNS`` times (2), each keeping its fastest run, since
+  their ratio is the target and this machine's speed drifts;
 * ``peer``: one account holding the same number of calls, with no rate limit: what the CPU
   allows without the per-account work (each account's runs, client and listing);
 * ``one``: 50 accounts x 400 calls, each limited to 20 req/s, in one process: calls per
@@ -274,8 +276,7 @@ def run(quick: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"limit_rps": LIMIT_RPS, "latency_ms": LATENCY_MS}
     out["peer"] = _case("peer", accounts=1, days=days, calls_per_day=per_day * many,
                         limited=False)  # fmt: skip
-    out["cpu"] = _case("cpu", accounts=many, days=days, calls_per_day=per_day, limited=False)
-    out["one"] = _case("one", accounts=many, days=days, calls_per_day=per_day, limited=True)
+    out.update(_paired(many, days, per_day))
     out["few"] = _case("few", accounts=few, days=days, calls_per_day=per_day, limited=True)
     server = PostgresServer().start(durable=True)
     try:
@@ -292,6 +293,30 @@ def run(quick: bool) -> dict[str, Any]:
         out.update(_quota_cases(many, days, per_day, server))
     finally:
         server.stop()
+    return out
+
+
+#: How many times ``cpu`` and ``one`` run, alternating: their ratio is the throughput
+#: target, and this machine's speed drifts by more than 10 % within minutes (session 26:
+#: the same ``cpu`` case took 59-86 s), so each keeps its fastest run, with every run's time.
+PAIRED_RUNS = int(os.environ.get("BENCH_ACCOUNTS_PAIRED_RUNS", "2"))
+
+
+def _paired(many: int, days: int, per_day: int) -> dict[str, Any]:
+    """``cpu`` and ``one``, alternating ``PAIRED_RUNS`` times; each the fastest of its runs,
+    with ``runs_s``, the wall seconds of all of them in order, and the highest peak RSS."""
+    runs: dict[str, list[dict[str, Any]]] = {"cpu": [], "one": []}
+    for _ in range(PAIRED_RUNS):
+        for name, limited in (("cpu", False), ("one", True)):
+            runs[name].append(_case(name, accounts=many, days=days, calls_per_day=per_day,
+                                    limited=limited))  # fmt: skip
+    out = {}
+    for name, done in runs.items():
+        best = dict(min(done, key=lambda r: r["seconds"]))
+        best["runs_s"] = [r["seconds"] for r in done]
+        best["exact"] = all(r["exact"] for r in done)
+        best["peak_rss_mb"] = max(r["peak_rss_mb"] for r in done)  # the memory target's side
+        out[name] = best
     return out
 
 

@@ -172,6 +172,12 @@ def _accounts(results: dict[str, Any]) -> list[str]:
                    f"{'n/a' if server is None else f'{server:.1f}'} | "
                    f"{'n/a' if sim is None else f'{busy:.2f}'} | {r['rejected_429']} | "
                    f"{r['exact']} | {r['load']:.2f} |")  # fmt: skip
+    paired = [f"`{k}` {', '.join(f'{x:.1f}' for x in acc[k]['runs_s'])} s"
+              for k in ("cpu", "one") if "runs_s" in acc.get(k, {})]  # fmt: skip
+    if paired:
+        runs = "; ".join(paired)
+        out += ["", "`cpu` and `one` ran alternately; each row is the fastest of its runs "
+                f"(all of them, in order: {runs}), with the highest peak RSS."]  # fmt: skip
     out += [
         "",
         "cores busy: the sync's, the simulator's and the server's CPU seconds over the "
