@@ -6,7 +6,7 @@ may run the handler inside a finalizer (an aiohttp response's ``__del__``), wher
 exception is printed and dropped, and DuckDB turns it into ``RuntimeError('Query
 interrupted')`` when it lands in a query. The wakeup fd records every signal whichever
 handler runs, so the loop that fetches details asks it between items (:func:`until_stopped`)
-and stop within one item of the signal. Outside ``stop_cleanly`` (the UI, the daemon)
+and stops within one item of the signal. Outside ``stop_cleanly`` (the UI, the daemon)
 nothing is watched and the call costs nothing.
 """
 

@@ -22,7 +22,7 @@ SIGTERM came and which one came first.
 The pipe is also what stops the detail fan-out: a handler's exception can be lost (run
 inside a finalizer, where Python prints and drops it; turned into a ``RuntimeError`` by a
 DuckDB query), so the detail loop asks the pipe between items
-(``stop_signals.raise_if_stopped``), and an interrupt dropped in a finalizer is not printed.
+(``stop_signals.until_stopped``), and an interrupt dropped in a finalizer is not printed.
 """
 
 from __future__ import annotations
@@ -148,8 +148,8 @@ def _unraisable_hook(previous: Any) -> Any:
     return hook
 
 
-#: Dagster's interrupt (``DagsterExecutionInterruptedError``), by name: this floor does
-#: not import Dagster.
+#: Dagster's interrupt (``DagsterExecutionInterruptedError``), by name: this module is
+#: imported by every command, and only the runs import Dagster.
 _DAGSTER_INTERRUPT = "DagsterExecutionInterruptedError"
 
 
