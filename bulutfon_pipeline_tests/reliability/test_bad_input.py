@@ -14,7 +14,6 @@ from bulutfon_pipeline.simulator.render import UNKNOWN_TOP_FIELDS
 from bulutfon_pipeline_tests.helpers import assert_tables_match, read_table
 from bulutfon_pipeline_tests.postgres import PostgresServer
 from bulutfon_pipeline_tests.reliability.conftest import (
-    BACKENDS,
     WorkspaceFactory,
     url_with_password,
 )
@@ -39,7 +38,11 @@ def _make_hostile(sim) -> str:
     return call.uuid
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+# PostgreSQL's rejects are also tested where they are written (warehouse/test_postgres.py);
+# this end-to-end variant on it runs in `make test-all` only.
+@pytest.mark.parametrize(
+    "backend", ["duckdb", pytest.param("postgres", marks=pytest.mark.extended)]
+)
 def test_bad_api_records_are_rejected_with_reasons_and_the_rest_is_exact(
     backend: str, simulator_factory, workspace: WorkspaceFactory
 ) -> None:
