@@ -128,8 +128,11 @@ def stop_cleanly(settings: Settings, *, command: str) -> Iterator[None]:
         os.close(write_fd)
 
 
-#: What a stop signal's handler raises: ours, Dagster's inside a step, Python's default.
+#: What a stop signal's handler raises: ours, Python's default, and Dagster's inside a
+#: step (``DagsterExecutionInterruptedError``, by name: this module is imported by every
+#: command, and only the runs import Dagster).
 _INTERRUPTS = (StopRequestedError, KeyboardInterrupt)
+_DAGSTER_INTERRUPT = "DagsterExecutionInterruptedError"
 
 
 def _unraisable_hook(previous: Any) -> Any:
@@ -146,11 +149,6 @@ def _unraisable_hook(previous: Any) -> Any:
         previous(unraisable)
 
     return hook
-
-
-#: Dagster's interrupt (``DagsterExecutionInterruptedError``), by name: this module is
-#: imported by every command, and only the runs import Dagster.
-_DAGSTER_INTERRUPT = "DagsterExecutionInterruptedError"
 
 
 def _ignore_further_signals() -> None:
