@@ -1,12 +1,17 @@
 """Dagster's executor for the code location's jobs, chosen by ``BULUTFON_EXECUTOR``.
 
-Unset (``multiprocess``): Dagster's default executor, each step of a run in a child
-process of that run's worker. ``celery``: dagster-celery's executor. The run's worker then
-sends each step as a task to a Celery queue (the broker, Redis), and ``dagster-celery
-worker`` processes on any machine run the steps and write their events to the Dagster
-instance (which must therefore be shared: PostgreSQL, deploy/dagster.yaml). The workers
-start with deploy/celery.yaml, which holds the same settings as :data:`CELERY_CONFIG`
-(a test compares them). docs/deploy.md has the whole setup.
+Unset (``multiprocess``): Dagster's multiprocess executor, each step of a run in a child
+process of that run's worker, forked from a server process that imported the code
+location once per run (start method ``forkserver``). Dagster's default, ``spawn``, starts
+a new interpreter for every step, which imports Dagster and the code location again:
+about 4 CPU seconds a step before it does any work.
+
+``celery``: dagster-celery's executor. The run's worker then sends each step as a task to
+a Celery queue (the broker, Redis), and ``dagster-celery worker`` processes on any machine
+run the steps and write their events to the Dagster instance (which must therefore be
+shared: PostgreSQL, deploy/dagster.yaml). The workers start with deploy/celery.yaml, which
+holds the same settings as :data:`CELERY_CONFIG` (a test compares them). docs/deploy.md
+has the whole setup.
 
 Only the *names* of the broker's and the result backend's variables are written here:
 Dagster reads their values (a Redis URL may hold a password) when a run starts.
@@ -56,8 +61,8 @@ CELERY_CONFIG: dict[str, Any] = {
 }
 
 
-def executor_from_env(env: Mapping[str, str] | None = None) -> dg.ExecutorDefinition | None:
-    """The executor ``BULUTFON_EXECUTOR`` names; ``None`` for Dagster's default.
+def executor_from_env(env: Mapping[str, str] | None = None) -> dg.ExecutorDefinition:
+    """The executor ``BULUTFON_EXECUTOR`` names: :func:`multiprocess_executor` or Celery's.
 
     Raises:
         SettingsError: an unknown executor, ``celery`` on a DuckDB warehouse, or
@@ -66,8 +71,24 @@ def executor_from_env(env: Mapping[str, str] | None = None) -> dg.ExecutorDefini
     """
     env = os.environ if env is None else env
     if parse_executor(env) != "celery":
-        return None
+        return multiprocess_executor()
     return celery_executor()
+
+
+def multiprocess_executor() -> dg.ExecutorDefinition:
+    """Dagster's multiprocess executor, its steps forked from a server that imported the
+    code location (the run's job module, which Dagster preloads by default).
+
+    A run's config can still set ``max_concurrent`` and ``tag_concurrency_limits``.
+    """
+    return dg.multiprocess_executor.configured(
+        lambda config: {**config, "start_method": {"forkserver": {}}},
+        name="multiprocess",
+        config_schema={
+            "max_concurrent": dg.Field(int, is_required=False),
+            "tag_concurrency_limits": dg.Field(list, is_required=False),
+        },
+    )
 
 
 def celery_executor() -> dg.ExecutorDefinition:

@@ -124,8 +124,9 @@ DEFAULT_SCHEDULE_CRON = "*/15 * * * *"  # BULUTFON_SCHEDULE_CRON
 DEFAULT_RECONCILE_CRON = "30 3 * * 0"
 RECONCILE_DAYS = 90
 DEFAULT_REJECT_RATE_WARN = 0.01  # BULUTFON_REJECT_RATE_WARN
-#: How Dagster runs a run's steps (BULUTFON_EXECUTOR): ``multiprocess``, Dagster's default
-#: (each step in a child process of the run's worker, or in-process for ``sync``), or
+#: How Dagster runs a run's steps (BULUTFON_EXECUTOR): ``multiprocess``, Dagster's
+#: multiprocess executor (each step in a child process of the run's worker, forked from a
+#: ``forkserver``; in-process for ``sync``), or
 #: ``celery``: each step as a task of a Celery queue, run by `dagster-celery worker`
 #: processes on any machine (deploy/celery.yaml; docs/deploy.md).
 EXECUTORS = ("multiprocess", "celery")

@@ -1,7 +1,7 @@
-"""BULUTFON_EXECUTOR: Dagster's default executor or dagster-celery's, chosen by the
-environment alone; Celery only on a PostgreSQL warehouse; the workers' deploy/celery.yaml
-and the code location's executor agree. The run on two real workers is
-deploy/test_celery.py."""
+"""BULUTFON_EXECUTOR: the multiprocess executor (steps forked from a forkserver) or
+dagster-celery's, chosen by the environment alone; Celery only on a PostgreSQL
+warehouse; the workers' deploy/celery.yaml and the code location's executor agree. The
+run on two real workers is deploy/test_celery.py."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import yaml
 
@@ -18,6 +19,7 @@ from bulutfon_pipeline.executors import (
     CELERY_BROKER_ENV,
     CELERY_CONFIG,
     executor_from_env,
+    multiprocess_executor,
 )
 from bulutfon_pipeline.settings import Settings, SettingsError, parse_executor
 
@@ -28,7 +30,7 @@ PG_URL = "postgresql+psycopg://loader:hunter2@db.internal/calls"
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, "multiprocess"),  # unset: Dagster's default, as before
+        ({}, "multiprocess"),  # unset: the multiprocess executor
         ({"BULUTFON_EXECUTOR": " "}, "multiprocess"),  # empty counts as unset
         ({"BULUTFON_EXECUTOR": "multiprocess"}, "multiprocess"),
         ({"BULUTFON_EXECUTOR": "Celery", "BULUTFON_WAREHOUSE_URL": PG_URL}, "celery"),
@@ -84,9 +86,37 @@ def test_celery_on_duckdb_stops_the_cli_and_the_code_location_in_one_line(
     assert not (tmp_path / "warehouse.duckdb").exists()
 
 
-def test_the_default_leaves_dagsters_own_executor() -> None:
-    assert executor_from_env({}) is None
-    assert executor_from_env({"BULUTFON_WAREHOUSE_URL": PG_URL}) is None
+@dg.op
+def _parent_pid() -> int:
+    return os.getppid()
+
+
+@dg.op
+def _other_parent_pid() -> int:
+    return os.getppid()
+
+
+@dg.job(executor_def=multiprocess_executor())
+def _two_steps() -> None:
+    _parent_pid()
+    _other_parent_pid()
+
+
+def test_the_default_forks_each_step_from_one_server_per_run(tmp_path: Path) -> None:
+    # Spawned steps are children of the run's process; forked ones of the server. A run's
+    # config still sets how many steps run at once.
+    run_config = {"execution": {"config": {"max_concurrent": 1}}}
+    assert executor_from_env({}).name == executor_from_env({"BULUTFON_WAREHOUSE_URL": PG_URL}).name
+    with (
+        dg.instance_for_test(temp_dir=str(tmp_path)) as instance,
+        dg.execute_job(
+            dg.reconstructable(_two_steps), instance=instance, run_config=run_config
+        ) as result,
+    ):
+        assert result.success
+        parents = {result.output_for_node(op) for op in ("_parent_pid", "_other_parent_pid")}
+    assert len(parents) == 1
+    assert parents != {os.getpid()}
 
 
 def test_celery_reads_the_broker_and_backend_when_a_run_starts(
