@@ -79,7 +79,8 @@ def multiprocess_executor() -> dg.ExecutorDefinition:
     """Dagster's multiprocess executor, its steps forked from a server that imported the
     code location (the run's job module, which Dagster preloads by default).
 
-    A run's config can still set ``max_concurrent`` and ``tag_concurrency_limits``.
+    A run's config can still set ``max_concurrent``, ``tag_concurrency_limits`` and
+    ``retries``; the start method is the one thing it fixes.
     """
     return dg.multiprocess_executor.configured(
         lambda config: {**config, "start_method": {"forkserver": {}}},
@@ -87,6 +88,7 @@ def multiprocess_executor() -> dg.ExecutorDefinition:
         config_schema={
             "max_concurrent": dg.Field(int, is_required=False),
             "tag_concurrency_limits": dg.Field(list, is_required=False),
+            "retries": dg.Field(dg.Permissive(), is_required=False),
         },
     )
 

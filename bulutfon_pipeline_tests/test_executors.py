@@ -104,8 +104,8 @@ def _two_steps() -> None:
 
 def test_the_default_forks_each_step_from_one_server_per_run(tmp_path: Path) -> None:
     # Spawned steps are children of the run's process; forked ones of the server. A run's
-    # config still sets how many steps run at once.
-    run_config = {"execution": {"config": {"max_concurrent": 1}}}
+    # config still sets how many steps run at once, and the retries.
+    run_config = {"execution": {"config": {"max_concurrent": 1, "retries": {"disabled": {}}}}}
     assert executor_from_env({}).name == executor_from_env({"BULUTFON_WAREHOUSE_URL": PG_URL}).name
     with (
         dg.instance_for_test(temp_dir=str(tmp_path)) as instance,
