@@ -164,14 +164,14 @@ def run_sync(
     settings = preflight(check_credentials=not any(a.from_file for a in chosen))
     result = SyncResult()
     installed = progress.installed(reporter) if reporter is not None else contextlib.nullcontext()
-    instances = CommandInstance()  # the accounts' ephemeral Dagster instance
+    command_instance = CommandInstance()  # the accounts' ephemeral Dagster instance
 
     def one(account: Account) -> SyncResult:
         return _sync_account(
             account,
             settings,
             run_config,
-            instances,
+            command_instance,
             listing=listing,
             start=start,
             end=end,
@@ -183,7 +183,7 @@ def run_sync(
         writer_lock(settings, accounts=[a.name for a in chosen], on_wait=on_wait),
         lock_wait_lines(on_wait),
         installed,
-        contextlib.closing(instances),
+        contextlib.closing(command_instance),
     ):
         if len(chosen) == 1 and not chosen[0].from_file:
             result = one(chosen[0])  # today's single account: exactly as before
@@ -209,7 +209,7 @@ def _sync_account(
     account: Account,
     settings: Settings,
     run_config: dict[str, Any],
-    instances: CommandInstance,
+    command_instance: CommandInstance,
     *,
     listing: bool,
     start: dt.date | None,
@@ -239,7 +239,7 @@ def _sync_account(
     def config(op: str) -> dict[str, Any]:
         return {**run_config, "ops": {op: {"config": {"refetch": refetch}}}}
 
-    with account_instance([name], instances) as instance:
+    with account_instance([name], command_instance) as instance:
         if listing:
             listing_config = run_config
             if reconcile and start is not None:
