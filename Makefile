@@ -29,7 +29,7 @@ demo: $(STAMP) ## run the main job against the embedded simulator into data/demo
 
 test: $(STAMP) ## the suite but its `extended` variants, on $(TEST_WORKERS) pytest-xdist workers
 	$(COMPILE)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not extended" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not extended" --durations=20 $(PYTEST_ARGS)
 
 test-all: $(STAMP) ## every test, the `extended` variants too
 	$(COMPILE)
