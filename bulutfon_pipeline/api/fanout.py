@@ -194,14 +194,26 @@ def drain_in_thread(
     started = threading.Event()
     finished = threading.Event()
     runtime: dict[str, Any] = {}
+    # The backlog's count, shared by the two threads under ``lock``: the consumer wakes the
+    # loop only when the pump waits for room (``waiter``), not once per item: a rate-limited
+    # account's items come one at a time, and each wake of the loop cost a write to its
+    # pipe and a round of its selector.
+    lock = threading.Lock()
+    room: dict[str, Any] = {"taken": 0, "waiter": None}
 
     async def pump() -> None:
-        credits = asyncio.Semaphore(backlog)
-        runtime.update(credits=credits, task=asyncio.current_task())
+        runtime.update(task=asyncio.current_task())
         started.set()
+        handed = 0
         async with open_client() as client, contextlib.aclosing(start(client)) as results:
             async for result in results:
-                await credits.acquire()  # released by the consumer, per item
+                while True:
+                    with lock:
+                        if handed - room["taken"] < backlog:
+                            break
+                        room["waiter"] = waiter = asyncio.get_running_loop().create_future()
+                    await waiter
+                handed += 1
                 handoff.put(("item", result))
 
     async def run() -> None:
@@ -223,9 +235,11 @@ def drain_in_thread(
         while True:
             kind, value = handoff.get()
             if kind == "item":
-                # The pump may already have finished while items still wait here;
-                # nothing needs the credit back then.
-                loop.call_soon_threadsafe(runtime["credits"].release)
+                with lock:
+                    room["taken"] += 1
+                    waiter, room["waiter"] = room["waiter"], None
+                if waiter is not None:
+                    loop.call_soon_threadsafe(_wake, waiter)
                 yield value
             elif kind == "done":
                 return
@@ -235,3 +249,9 @@ def drain_in_thread(
         if not finished.is_set() and "task" in runtime:
             loop.call_soon_threadsafe(runtime["task"].cancel)
         finished.wait()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    """Let the pump of :func:`drain_in_thread` on (unless its task was cancelled)."""
+    if not waiter.done():
+        waiter.set_result(None)
