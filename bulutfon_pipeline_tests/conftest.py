@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bulutfon_pipeline import settle_imports
 from bulutfon_pipeline.simulator import SimulatorConfig, SimulatorServer
 from bulutfon_pipeline_tests.helpers import BACKENDS, WarehouseTarget, WarehouseTargetFactory
 from bulutfon_pipeline_tests.postgres import PostgresServer
 
-# What the CLI does (bulutfon_pipeline/cli/__init__.py): the collector stops scanning what
-# the imports made, and scans the young objects less often.
-gc.freeze()
-gc.set_threshold(20_000, 20, 20)
+# What the CLI does (bulutfon_pipeline/cli/__init__.py) once it has imported.
+settle_imports()
 
 SimulatorFactory = Callable[..., SimulatorServer]
 
