@@ -96,7 +96,7 @@ def _other_parent_pid() -> int:
     return os.getppid()
 
 
-@dg.job(executor_def=multiprocess_executor())
+@dg.job(executor_def=executor_from_env({}))  # the code location's default
 def _two_steps() -> None:
     _parent_pid()
     _other_parent_pid()
@@ -104,9 +104,10 @@ def _two_steps() -> None:
 
 def test_the_default_forks_each_step_from_one_server_per_run(tmp_path: Path) -> None:
     # Spawned steps are children of the run's process; forked ones of the server. A run's
-    # config still sets how many steps run at once, and the retries.
+    # config is still accepted for how many steps run at once, and the retries.
     run_config = {"execution": {"config": {"max_concurrent": 1, "retries": {"disabled": {}}}}}
-    assert executor_from_env({}).name == executor_from_env({"BULUTFON_WAREHOUSE_URL": PG_URL}).name
+    on_postgres = executor_from_env({"BULUTFON_WAREHOUSE_URL": PG_URL})
+    assert executor_from_env({}).name == on_postgres.name == multiprocess_executor().name
     with (
         dg.instance_for_test(temp_dir=str(tmp_path)) as instance,
         dg.execute_job(
