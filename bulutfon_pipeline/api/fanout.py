@@ -101,9 +101,9 @@ async def fan_out(
     one worker and nothing is materialized up front; the limiter's slots (taken per
     attempt, in :func:`limited_attempt`) cap the requests in flight, and the extra workers
     keep them busy while other items wait out a Retry-After or a backoff. Only
-    ``limiter.max_limit`` workers start at once; each spare starts when an attempt fails
+    ``limiter.max_limit`` workers start at once; each spare is made when an attempt fails
     (``limiter.spares``), so a clean run has no worker queued on a slot (a handoff per
-    request that cost ~10 us each). Results come
+    request that cost ~10 us each) and no idle task. Results come
     back through a queue of ``limiter.max_limit`` entries as they complete. ``fetch_one``
     reports a per-item failure in its result; any other exception (a bug, a failing item
     source) is re-raised here after the workers are cancelled.
@@ -111,15 +111,9 @@ async def fan_out(
     source = iter(items)
     done = object()
     results: asyncio.Queue[Any] = asyncio.Queue(maxsize=limiter.max_limit)
+    started = min(workers, limiter.max_limit)
 
-    primary = min(workers, limiter.max_limit)
-    started = primary
-
-    async def worker(spare: bool) -> None:
-        nonlocal started
-        if spare:
-            await limiter.spares.acquire()
-            started += 1
+    async def worker() -> None:
         try:
             for item in source:
                 result = await fetch_one(item, limiter)
@@ -128,11 +122,22 @@ async def fan_out(
             await results.put(_Crash(exc))
         await results.put(done)
 
-    tasks = [asyncio.create_task(worker(spare=i >= primary)) for i in range(workers)]
+    async def start_spares() -> None:
+        # A spare starts when an attempt fails (``limiter.spares``), not up front: 256
+        # idle tasks per fan-out were memory and CPU for every account at once.
+        nonlocal started
+        while started < workers:
+            await limiter.spares.acquire()
+            started += 1
+            tasks.append(asyncio.create_task(worker()))
+
+    tasks = [asyncio.create_task(worker()) for _ in range(started)]
+    if started < workers:
+        tasks.append(asyncio.create_task(start_spares()))
     finished = 0
     try:
-        # Once every started worker is done, the items are exhausted: a spare still
-        # waiting to start has nothing left to pull.
+        # Once every started worker is done, the items are exhausted: a spare not
+        # started yet has nothing left to pull.
         while finished < started:
             got = await results.get()
             if got is done:

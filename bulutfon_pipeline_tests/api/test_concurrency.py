@@ -471,13 +471,14 @@ def test_a_429_late_in_an_interval_is_measured_before_it_is_judged() -> None:
 @pytest.mark.parametrize(("refused", "peak"), [(0, 16), (40, 56)])
 def test_spare_workers_start_only_for_items_waiting_without_a_slot(refused: int, peak: int) -> None:
     # 16 slots, 16 x WORKERS_PER_SLOT workers. In a clean run only 16 work (no worker
-    # queues on a slot); each attempt answered 429 (Retry-After: 1, the wait without a
-    # slot) starts a spare, so the slots stay busy meanwhile.
+    # queues on a slot) and only they exist as tasks; each attempt answered 429
+    # (Retry-After: 1, the wait without a slot) starts a spare, so the slots stay busy
+    # meanwhile.
     clock = FakeClock()
     time = VirtualTime(clock)
     limiter = AdaptiveLimiter(16, clock=clock)
     answered = 0
-    active = highest = 0
+    active = highest = tasks = before = 0
 
     async def attempt_once() -> Outcome:
         nonlocal answered
@@ -487,18 +488,23 @@ def test_spare_workers_start_only_for_items_waiting_without_a_slot(refused: int,
         return Outcome(value=1, status=status, retry_after=1.0 if status == 429 else None)
 
     async def fetch_one(item: int, lim: AdaptiveLimiter) -> int:
-        nonlocal active, highest
+        nonlocal active, highest, tasks
         active += 1
         highest = max(highest, active)
+        tasks = max(tasks, len(asyncio.all_tasks()) - before)
         while not (await limited_attempt(lim, time.sleep, attempt_once, lambda: 0.0)).ok:
             await time.sleep(1.0)
         active -= 1
         return item
 
     async def main() -> list[int]:
+        nonlocal before
+        before = len(asyncio.all_tasks())
         fanned = fan_out(range(400), fetch_one, limiter, 16 * WORKERS_PER_SLOT)
         return sorted([item async for item in fanned])
 
     assert time.run(main()) == list(range(400))
     assert highest == peak
+    # Its tasks: the workers, and the one that starts a spare as an attempt fails.
+    assert tasks == peak + 1
     assert answered == 400 + refused
