@@ -123,8 +123,8 @@ async def fan_out(
         await results.put(done)
 
     async def start_spares() -> None:
-        # A spare starts when an attempt fails (``limiter.spares``), not up front: 256
-        # idle tasks per fan-out were memory and CPU for every account at once.
+        # A spare is made when an attempt fails (``limiter.spares``), not up front: 240
+        # idle tasks per fan-out at the default concurrency, held by every account at once.
         nonlocal started
         while started < workers:
             await limiter.spares.acquire()
