@@ -471,9 +471,9 @@ def test_a_429_late_in_an_interval_is_measured_before_it_is_judged() -> None:
 @pytest.mark.parametrize(("refused", "peak"), [(0, 16), (40, 56)])
 def test_spare_workers_start_only_for_items_waiting_without_a_slot(refused: int, peak: int) -> None:
     # 16 slots, 16 x WORKERS_PER_SLOT workers. In a clean run only 16 work (no worker
-    # queues on a slot) and only they exist as tasks; each attempt answered 429
-    # (Retry-After: 1, the wait without a slot) starts a spare, so the slots stay busy
-    # meanwhile.
+    # queues on a slot) and only they, with the task that starts spares, exist as tasks;
+    # each attempt answered 429 (Retry-After: 1, the wait without a slot) starts a spare,
+    # so the slots stay busy meanwhile.
     clock = FakeClock()
     time = VirtualTime(clock)
     limiter = AdaptiveLimiter(16, clock=clock)
