@@ -177,9 +177,11 @@ def _case(
     server: PostgresServer | None = None,
     child_env: Mapping[str, str] | None = None,
     quotas: Sequence[QuotaGroup] | None = None,
+    cli: Sequence[str] = (CLI,),
 ) -> dict[str, Any]:
     """One sync (or ``processes`` at once) of ``accounts`` accounts from an empty warehouse;
-    with ``quotas``, the i-th process runs in the i-th cgroup (its CPU quota)."""
+    with ``quotas``, the i-th process runs in the i-th cgroup (its CPU quota); ``cli``: the
+    command that runs ``bulutfon-pipeline`` (``memsplit.py`` samples it from inside)."""
     folder = WORK / f"accounts_{name}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -207,9 +209,9 @@ def _case(
         names = list(tokens)
         groups = [names[i::processes] for i in range(processes)]
         cmds = [
-            [CLI, "sync", "--no-progress", *(a for n in group for a in ("--account", n))]
+            [*cli, "sync", "--no-progress", *(a for n in group for a in ("--account", n))]
             if processes > 1
-            else [CLI, "sync", "--no-progress"]
+            else [*cli, "sync", "--no-progress"]
             for group in groups
         ]
         load = load_now()
