@@ -359,13 +359,20 @@ def main(argv: Sequence[str]) -> None:
         finally:
             server.stop()
         return
+    print(json.dumps(one_case(name, assignments)))
+
+
+def one_case(name: str, assignments: Sequence[str], cli: Sequence[str] = (CLI,)) -> dict[str, Any]:
+    """The figures of case ``name`` of :data:`CASES`, the child ``sync`` run by ``cli``
+    with the ``VAR=value`` ``assignments``, with the load before and after and CPU ms per
+    call."""
     accounts, days, per_day, limited = CASES[name]
     before = os.getloadavg()
     out = _case(name, accounts=accounts, days=days, calls_per_day=per_day, limited=limited,
-                child_env=dict(a.split("=", 1) for a in assignments))  # fmt: skip
+                child_env=dict(a.split("=", 1) for a in assignments), cli=cli)  # fmt: skip
     out["load_before_after"] = [round(x, 2) for x in (*before, *os.getloadavg())]
     out["cpu_ms_per_call"] = round(1000 * out["cpu_seconds"] / out["calls"], 2)
-    print(json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":

@@ -129,18 +129,11 @@ def main(argv: list[str]) -> None:
     from common import WORK
 
     name, assignments = argv[0], argv[1:]
-    n, days, per_day, limited = accounts.CASES[name]
     WORK.mkdir(parents=True, exist_ok=True)
     log = WORK / f"memsplit_{name}.jsonl"
-    env = dict(a.split("=", 1) for a in assignments)
-    env["MEMSPLIT_LOG"] = str(log)
-    out = accounts._case(
+    out = accounts.one_case(
         name,
-        accounts=n,
-        days=days,
-        calls_per_day=per_day,
-        limited=limited,
-        child_env=env,
+        [*assignments, f"MEMSPLIT_LOG={log}"],
         cli=(sys.executable, str(Path(__file__).resolve()), "--child"),
     )
     samples = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
