@@ -1,10 +1,8 @@
 """What accounts loading in threads of one process share: a budget of details in memory,
-turns at their detail batches, DuckDB's memory limit, Arrow's allocator and the C
-library's malloc arenas.
+DuckDB's memory limit, Arrow's allocator and the C library's malloc arenas.
 
 ``runner.accounts.run_each`` enters :func:`accounts_in_threads`; the detail asset asks
-:func:`shared_detail_batch` for its batch size, the detail load takes a
-:func:`detail_turn` for each batch, ``warehouse.duckdb_connect`` asks
+:func:`shared_detail_batch` for its batch size, ``warehouse.duckdb_connect`` asks
 :func:`accounts_loading` for its threads' memory limit.
 """
 
@@ -13,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import threading
 from collections.abc import Iterator
 
 from bulutfon_pipeline.settings import DEFAULT_DETAIL_BATCH_SIZE
@@ -25,14 +22,9 @@ SHARED_DETAILS_BUDGET = 2 * DEFAULT_DETAIL_BATCH_SIZE
 MIN_SHARED_DETAIL_BATCH = 100
 #: glibc malloc arenas while accounts load in threads (``_few_malloc_arenas``).
 MALLOC_ARENAS = 2
-#: How many of the accounts loading in threads normalize and write a detail batch (or
-#: run their checks) at once, on DuckDB (:func:`detail_turn`).
-DETAIL_TURNS = 2
 #: Accounts loading in threads of this process now (``accounts_in_threads``); ``None``
 #: outside a multi-account sync.
 _accounts_in_threads: int | None = None
-#: The detail turns of the block running now (``accounts_in_threads``).
-_detail_turns: threading.BoundedSemaphore | None = None
 
 
 @contextlib.contextmanager
@@ -40,36 +32,14 @@ def accounts_in_threads(threads: int) -> Iterator[None]:
     """While the block runs, up to ``threads`` accounts load in threads of this process.
     Enter it before the threads start: every DuckDB connection a process holds on one file
     must have the same configuration (no connection off the main thread may be open)."""
-    global _accounts_in_threads, _detail_turns
+    global _accounts_in_threads
     before, _accounts_in_threads = _accounts_in_threads, max(1, threads)
-    turns_before, _detail_turns = _detail_turns, threading.BoundedSemaphore(DETAIL_TURNS)
     try:
         _few_malloc_arenas(threads)
         with _shared_arrow_allocator(threads):
             yield
     finally:
-        _accounts_in_threads, _detail_turns = before, turns_before
-
-
-@contextlib.contextmanager
-def detail_turn(*, skip: bool = False) -> Iterator[None]:
-    """While accounts load in threads, wait until fewer than ``DETAIL_TURNS`` of them are
-    in this block; at once outside such a load, or with ``skip`` (a server warehouse,
-    whose writes run in parallel).
-
-    The block is a detail batch's normalizing and writing, or the load's checks: brief,
-    but the memory-hungry part of a load, and accounts at the same rate reach it
-    together, as their batches fill together. On DuckDB their writes took turns on the
-    file anyway. 50 accounts at 50 at once peaked at 536 and 552 MB with two turns,
-    583 and 588 MB without, in 35.8 and 39.9 s against 35.2 and 36.5 s
-    (``benchmarks/ANALYSIS.md``, session 31).
-    """
-    gate = _detail_turns if (_accounts_in_threads or 1) > 1 and not skip else None
-    if gate is None:
-        yield
-        return
-    with gate:
-        yield
+        _accounts_in_threads = before
 
 
 def _few_malloc_arenas(threads: int) -> None:

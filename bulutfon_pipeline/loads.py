@@ -27,7 +27,6 @@ from typing import Any, Protocol, TypeVar
 import pandas as pd
 
 from bulutfon_pipeline import progress, versions
-from bulutfon_pipeline.account_threads import detail_turn
 from bulutfon_pipeline.faults import crash_point
 from bulutfon_pipeline.normalize import Reject, normalize_details, normalize_listing
 from bulutfon_pipeline.settings import (
@@ -349,27 +348,29 @@ def load_details(
                 for r in batch
                 if r.payload is None
             ]
-            with detail_turn(skip=warehouse.is_server):  # accounts in threads: see there
-                normalized = normalize_details([payload for _, payload in raw])
-                writer.wait()  # the previous batch is committed: a crash now loses this only
-                crash_point("detail_batch")
-                then = functools.partial(_batch_done, summary, bar, raw, batch, normalized)
-                writer.submit(
-                    raw, normalized, fetched_at=fetched_at, detail_rejects=detail_rejects, then=then
-                )
+            normalized = normalize_details([payload for _, payload in raw])
+            writer.wait()  # the previous batch is committed: a crash now loses this one only
+            crash_point("detail_batch")
+            then = functools.partial(_batch_done, summary, bar, len(raw), len(batch), normalized)
+            writer.submit(
+                raw, normalized, fetched_at=fetched_at, detail_rejects=detail_rejects, then=then
+            )
     bar.finish("call details")
     summary.seconds = time.monotonic() - started
     return summary
 
 
 def _batch_done(
-    summary: DetailLoadSummary, bar: Any, raw: list[Any], batch: list[Any], normalized: Any,
+    summary: DetailLoadSummary,
+    bar: Any,
+    fetched: int,
+    size: int,
+    normalized: Any,
     loaded: DetailLoadResult,
-) -> None:  # fmt: skip
-    """Add a committed batch (``raw``: its payloads; ``normalized``: its
-    ``NormalizedDetails``) to the summary."""
+) -> None:
+    """Add a committed batch (``normalized``: its ``NormalizedDetails``) to the summary."""
     summary.batches += 1
-    summary.fetched += len(raw)
+    summary.fetched += fetched
     summary.new += loaded.new
     summary.updated += loaded.updated
     summary.rejected += loaded.rejected
@@ -379,7 +380,7 @@ def _batch_done(
     summary.recordings_deleted += loaded.recordings_deleted
     if summary.preview is None and len(normalized.cdrs):
         summary.preview = normalized.cdrs.head(5)
-    bar.advance("call details", len(batch))
+    bar.advance("call details", size)
 
 
 def group_dates(

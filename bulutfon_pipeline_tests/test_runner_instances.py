@@ -1,11 +1,10 @@
 """What many accounts in one process share: one event loop for every fan-out, one
-ephemeral Dagster instance per thread (its runs forgotten after each account), the detail
-batches' budget and turns, and one schema check per sync. Against the real simulator,
-real Dagster runs and real DuckDB files."""
+ephemeral Dagster instance per thread (its runs forgotten after each account), and the
+detail batches' budget, and one schema check per sync. Against the real simulator, real
+Dagster runs and real DuckDB files."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import threading
@@ -17,13 +16,11 @@ import dagster as dg
 import pytest
 
 from bulutfon_pipeline.account_threads import (
-    DETAIL_TURNS,
     MALLOC_ARENAS,
     MIN_SHARED_DETAIL_BATCH,
     SHARED_DETAILS_BUDGET,
     accounts_in_threads,
     accounts_loading,
-    detail_turn,
     is_glibc,
     shared_detail_batch,
 )
@@ -194,41 +191,6 @@ def test_accounts_in_threads_share_the_detail_batch_budget() -> None:
         assert shared_detail_batch(1000) == 100  # never under the floor
     assert accounts_loading() is None
     assert shared_detail_batch(1000) == 1000
-
-
-def test_accounts_in_threads_take_turns_at_their_detail_batches() -> None:
-    from bulutfon_pipeline import account_threads
-
-    assert DETAIL_TURNS == 2
-    with contextlib.ExitStack() as held:  # outside a block: never waits
-        for _ in range(DETAIL_TURNS + 1):
-            held.enter_context(detail_turn())
-    with accounts_in_threads(1), contextlib.ExitStack() as held:  # one account: the same
-        for _ in range(DETAIL_TURNS + 1):
-            held.enter_context(detail_turn())
-    with accounts_in_threads(4):
-        turns = account_threads._detail_turns
-        assert turns is not None
-        with contextlib.ExitStack() as held:
-            for _ in range(DETAIL_TURNS):
-                held.enter_context(detail_turn())
-            assert not turns.acquire(blocking=False)  # every turn is taken
-            with detail_turn(skip=True):  # a server warehouse's writes do not wait
-                pass
-            ready = threading.Event()
-            waiting = threading.Thread(target=_take_a_turn, args=(ready,))
-            waiting.start()
-            held.close()  # the two turns end: the waiting account takes one
-            waiting.join()
-            assert ready.is_set()
-        assert turns.acquire(blocking=False)  # all free again
-        turns.release()
-    assert account_threads._detail_turns is None
-
-
-def _take_a_turn(ready: threading.Event) -> None:
-    with detail_turn():
-        ready.set()
 
 
 def test_accounts_in_threads_allocate_arrow_memory_from_malloc_not_a_heap_per_thread(

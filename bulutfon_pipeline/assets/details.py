@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from bulutfon_pipeline import checks
-from bulutfon_pipeline.account_threads import detail_turn, shared_detail_batch
+from bulutfon_pipeline.account_threads import shared_detail_batch
 from bulutfon_pipeline.accounts import Account
 from bulutfon_pipeline.assets._common import (
     BACKFILL_POLICY,
@@ -145,10 +145,9 @@ def cdr_details(
     yield dg.MaterializeResult(
         asset_key="originations", metadata={**common, "rows_written": originations}
     )
-    with detail_turn(skip=loaded[0].is_server):  # see ``detail_turn``
-        yield from checks.evaluate(
-            loaded, lookback=knobs.lookback, reject_rate_warn=knobs.reject_rate_warn
-        )
+    yield from checks.evaluate(
+        loaded, lookback=knobs.lookback, reject_rate_warn=knobs.reject_rate_warn
+    )
 
 
 def _partition_counts(
