@@ -70,7 +70,7 @@ def _child() -> None:
                 return
             for first, last in group_dates(warehouse.pending_dates()):
                 if upto == "fetch":
-                    keys = versions.pending_details(client, warehouse, first, last)
+                    keys = versions.pending_details(client, warehouse, first, last, refetch=False)
                     for _ in client.fetch_details(keys):
                         pass
                     continue
@@ -97,7 +97,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--listing-at-once", type=int, default=0, metavar="K")
     parser.add_argument("--sync", action="store_true", help="the CLI's sync instead")
     parser.add_argument("variables", nargs="*", metavar="VAR=value", help="for the child")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     env = dict(a.split("=", 1) for a in args.variables)
     env.update(BARE_UPTO=args.upto, BARE_LISTING_AT_ONCE=str(args.listing_at_once))
     cli = (accounts.CLI,) if args.sync else (sys.executable, str(Path(__file__)), "--child")
