@@ -51,6 +51,7 @@ def _child() -> None:
     together = threading.Barrier(threads) if threads == len(chosen) else None
     scan_turns = threading.BoundedSemaphore(scans) if scans else contextlib.nullcontext()
     resource = BulutfonResource()
+    one_writer = _OneWriter(settings) if os.environ.get("BARE_ONE_WRITER") else None
 
     def one(account: Account) -> None:
         warehouse = Warehouse.from_settings(settings, account=account.name)
@@ -74,6 +75,11 @@ def _child() -> None:
                     for _ in client.fetch_details(keys):
                         pass
                     continue
+                if one_writer is not None:
+                    keys = versions.pending_details(client, warehouse, first, last, refetch=False)
+                    for result in client.fetch_details(keys):
+                        one_writer.put((account.name, result))
+                    continue
                 batch = shared_detail_batch(settings.detail_batch_size)
                 load_details(client, warehouse, start=first, end=last, batch_size=batch)
 
@@ -82,8 +88,76 @@ def _child() -> None:
         accounts_in_threads(threads),
         concurrent.futures.ThreadPoolExecutor(threads) as pool,
     ):
+        if one_writer is not None:
+            one_writer.start()
         for future in [pool.submit(one, account) for account in chosen]:
             future.result()
+        if one_writer is not None:
+            one_writer.finish()
+
+
+class _OneWriter:
+    """``--one-writer``: one thread normalises and writes every account's details, in
+    batches of one account's (``detail_batch_size`` at most, the account holding the most
+    whenever ``SHARED_DETAILS_BUDGET`` details wait); the accounts' threads only fetch."""
+
+    def __init__(self, settings: Any) -> None:
+        import queue
+
+        from bulutfon_pipeline.account_threads import SHARED_DETAILS_BUDGET
+
+        self.settings = settings
+        self.budget = SHARED_DETAILS_BUDGET
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=self.budget)
+        self.thread = threading.Thread(target=self._run, name="one-writer")
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def put(self, item: Any) -> None:
+        self.queue.put(item)
+
+    def finish(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        waiting: dict[str, list[Any]] = {}
+        held = 0
+        try:
+            while (item := self.queue.get()) is not None:
+                name, result = item
+                waiting.setdefault(name, []).append(result)
+                held += 1
+                if len(waiting[name]) >= self.settings.detail_batch_size or held >= self.budget:
+                    largest = max(waiting, key=lambda n: len(waiting[n]))
+                    held -= self._write(largest, waiting.pop(largest))
+            for name in list(waiting):
+                self._write(name, waiting.pop(name))
+        except BaseException as error:  # reported by ``finish``
+            self.error = error
+
+    def _write(self, name: str, batch: list[Any]) -> int:
+        import datetime as dt
+
+        from bulutfon_pipeline.normalize import Reject, normalize_details
+        from bulutfon_pipeline.warehouse import Warehouse
+
+        raw = [(r.uuid, r.payload) for r in batch if r.payload is not None]
+        rejects = [
+            Reject(uuid=r.uuid, stage="detail", reason=str(r.error), payload=None)
+            for r in batch
+            if r.payload is None
+        ]
+        normalized = normalize_details([payload for _, payload in raw])
+        warehouse = Warehouse.from_settings(self.settings, account=name)
+        with warehouse.detail_writer() as writer:
+            writer.submit(raw, normalized, fetched_at=dt.datetime.now(dt.UTC),
+                          detail_rejects=rejects)  # fmt: skip
+        return len(batch)
 
 
 def main(argv: list[str]) -> dict[str, Any]:
@@ -96,10 +170,13 @@ def main(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--upto", choices=UPTO, default="load")
     parser.add_argument("--listing-at-once", type=int, default=0, metavar="K")
     parser.add_argument("--sync", action="store_true", help="the CLI's sync instead")
+    parser.add_argument("--one-writer", action="store_true", help="one thread writes")
     parser.add_argument("variables", nargs="*", metavar="VAR=value", help="for the child")
     args = parser.parse_intermixed_args(argv)
     env = dict(a.split("=", 1) for a in args.variables)
     env.update(BARE_UPTO=args.upto, BARE_LISTING_AT_ONCE=str(args.listing_at_once))
+    if args.one_writer:
+        env["BARE_ONE_WRITER"] = "1"
     cli = (accounts.CLI,) if args.sync else (sys.executable, str(Path(__file__)), "--child")
     days, calls_per_day = accounts.CASES["one"][1:3]
     WORK.mkdir(parents=True, exist_ok=True)
