@@ -12,8 +12,9 @@ runs around them.
 ``listing`` (its listing scanned), ``fetch`` (its details fetched and dropped) or
 ``load`` (the default: loaded, and the tables compared with the simulator's).
 ``--listing-at-once K`` lets only K accounts scan their listing at the same time.
-``--sync`` runs the ``bulutfon-pipeline sync`` of the same case instead. Prints the
-case's figures (``accounts._case``) as one JSON line.
+``--one-writer``: the accounts' threads only fetch, and one thread normalises and
+writes every account's details. ``--sync`` runs the ``bulutfon-pipeline sync`` of the
+same case instead. Prints the case's figures (``accounts._case``) as one JSON line.
 """
 
 from __future__ import annotations
@@ -70,15 +71,11 @@ def _child() -> None:
             if upto == "listing":
                 return
             for first, last in group_dates(warehouse.pending_dates()):
-                if upto == "fetch":
-                    keys = versions.pending_details(client, warehouse, first, last, refetch=False)
-                    for _ in client.fetch_details(keys):
-                        pass
-                    continue
-                if one_writer is not None:
+                if upto == "fetch" or one_writer is not None:  # fetched here, then dropped
                     keys = versions.pending_details(client, warehouse, first, last, refetch=False)
                     for result in client.fetch_details(keys):
-                        one_writer.put((account.name, result))
+                        if one_writer is not None:  # or written by the one writer
+                            one_writer.put((account.name, result))
                     continue
                 batch = shared_detail_batch(settings.detail_batch_size)
                 load_details(client, warehouse, start=first, end=last, batch_size=batch)
@@ -109,7 +106,7 @@ class _OneWriter:
         self.settings = settings
         self.budget = SHARED_DETAILS_BUDGET
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=self.budget)
-        self.thread = threading.Thread(target=self._run, name="one-writer")
+        self.thread = threading.Thread(target=self._run, name="one-writer", daemon=True)
         self.error: BaseException | None = None
 
     def start(self) -> None:
@@ -126,7 +123,7 @@ class _OneWriter:
 
     def _run(self) -> None:
         waiting: dict[str, list[Any]] = {}
-        held = 0
+        held, stopped = 0, False
         try:
             while (item := self.queue.get()) is not None:
                 name, result = item
@@ -135,10 +132,13 @@ class _OneWriter:
                 if len(waiting[name]) >= self.settings.detail_batch_size or held >= self.budget:
                     largest = max(waiting, key=lambda n: len(waiting[n]))
                     held -= self._write(largest, waiting.pop(largest))
+            stopped = True
             for name in list(waiting):
                 self._write(name, waiting.pop(name))
         except BaseException as error:  # reported by ``finish``
             self.error = error
+            while not stopped and self.queue.get() is not None:  # no fetch waits on it
+                pass
 
     def _write(self, name: str, batch: list[Any]) -> int:
         import datetime as dt
