@@ -1,20 +1,21 @@
 """A multi-account sync's loads with no Dagster run around them: each account's listing
 scan and detail load (``loads.scan_listing``, ``loads.load_details``, as its runs call
 them; no checks, no events) in a thread of one process, against the simulator and the
-accounts of ``accounts.py``'s cases. Set against a ``sync`` of the same accounts, it
-tells what an account at once costs in the loads themselves and what in the Dagster
-runs around them.
+accounts of a case of ``accounts.py`` (``one``: 50 accounts; ``few``: 10). Set against a
+``sync`` of the same accounts, it tells what an account at once costs in the loads
+themselves and what in the Dagster runs around them.
 
-    .venv/bin/python benchmarks/bare_loads.py 50 BULUTFON_ACCOUNTS_AT_ONCE=50
-    .venv/bin/python benchmarks/bare_loads.py 10 --upto listing --listing-at-once 4
+    .venv/bin/python benchmarks/bare_loads.py one BULUTFON_ACCOUNTS_AT_ONCE=50
+    .venv/bin/python benchmarks/bare_loads.py few --upto listing --listing-at-once 4
 
 ``--upto`` stops each account early: ``client`` (its client opened, nothing sent),
 ``listing`` (its listing scanned), ``fetch`` (its details fetched and dropped) or
 ``load`` (the default: loaded, and the tables compared with the simulator's).
 ``--listing-at-once K`` lets only K accounts scan their listing at the same time.
-``--one-writer``: the accounts' threads only fetch, and one thread normalises and
-writes every account's details. ``--sync`` runs the ``bulutfon-pipeline sync`` of the
-same case instead. Prints the case's figures (``accounts._case``) as one JSON line.
+``--one-writer``: the accounts' threads only fetch, and one thread loads every account's
+details (``load_details`` on what they fetched). ``--sync`` runs the ``bulutfon-pipeline
+sync`` of the same case instead. Prints the case's figures (``accounts.one_case``) as one
+JSON line.
 """
 
 from __future__ import annotations
@@ -94,8 +95,8 @@ def _child() -> None:
 
 
 class _OneWriter:
-    """``--one-writer``: one thread normalises and writes every account's details, in
-    batches of one account's (``detail_batch_size`` at most, the account holding the most
+    """``--one-writer``: one thread loads every account's details, in batches of one
+    account's (``detail_batch_size`` at most, the account holding the most
     whenever ``SHARED_DETAILS_BUDGET`` details wait); the accounts' threads only fetch."""
 
     def __init__(self, settings: Any) -> None:
@@ -141,54 +142,50 @@ class _OneWriter:
                 pass
 
     def _write(self, name: str, batch: list[Any]) -> int:
+        """``batch`` (one account's fetched details) through the pipeline's own
+        ``load_details``, as one transaction; how many details it held."""
         import datetime as dt
 
-        from bulutfon_pipeline.normalize import Reject, normalize_details
+        from bulutfon_pipeline.loads import load_details
         from bulutfon_pipeline.warehouse import Warehouse
 
-        raw = [(r.uuid, r.payload) for r in batch if r.payload is not None]
-        rejects = [
-            Reject(uuid=r.uuid, stage="detail", reason=str(r.error), payload=None)
-            for r in batch
-            if r.payload is None
-        ]
-        normalized = normalize_details([payload for _, payload in raw])
         warehouse = Warehouse.from_settings(self.settings, account=name)
-        with warehouse.detail_writer() as writer:
-            writer.submit(raw, normalized, fetched_at=dt.datetime.now(dt.UTC),
-                          detail_rejects=rejects)  # fmt: skip
+        today = dt.date.today()  # only named in the summary: the uuids are given
+        uuids = [result.uuid for result in batch]
+        load_details(_Fetched(batch), warehouse, start=today, end=today, batch_size=len(batch),
+                     uuids=uuids)  # fmt: skip
         return len(batch)
 
 
+class _Fetched:
+    """A client whose ``fetch_details`` gives back details fetched already."""
+
+    def __init__(self, results: list[Any]) -> None:
+        self.results = results
+
+    def fetch_details(self, uuids: Any) -> Any:
+        return iter(self.results)
+
+
 def main(argv: list[str]) -> dict[str, Any]:
-    """Run the case the arguments describe; its figures."""
+    """Run the case the arguments describe; its figures (``accounts.one_case``)."""
     import accounts
     from common import WORK
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("accounts", type=int, help="accounts of 400 calls each")
+    parser.add_argument("case", choices=list(accounts.CASES), help="a case of accounts.py")
     parser.add_argument("--upto", choices=UPTO, default="load")
     parser.add_argument("--listing-at-once", type=int, default=0, metavar="K")
     parser.add_argument("--sync", action="store_true", help="the CLI's sync instead")
     parser.add_argument("--one-writer", action="store_true", help="one thread writes")
     parser.add_argument("variables", nargs="*", metavar="VAR=value", help="for the child")
     args = parser.parse_intermixed_args(argv)
-    env = dict(a.split("=", 1) for a in args.variables)
-    env.update(BARE_UPTO=args.upto, BARE_LISTING_AT_ONCE=str(args.listing_at_once))
+    child = [f"BARE_UPTO={args.upto}", f"BARE_LISTING_AT_ONCE={args.listing_at_once}"]
     if args.one_writer:
-        env["BARE_ONE_WRITER"] = "1"
+        child.append("BARE_ONE_WRITER=1")
     cli = (accounts.CLI,) if args.sync else (sys.executable, str(Path(__file__)), "--child")
-    days, calls_per_day = accounts.CASES["one"][1:3]
     WORK.mkdir(parents=True, exist_ok=True)
-    out = accounts._case(
-        f"bare{args.accounts}",
-        accounts=args.accounts,
-        days=days,
-        calls_per_day=calls_per_day,
-        limited=True,
-        child_env=env,
-        cli=cli,
-    )
+    out = accounts.one_case(args.case, [*args.variables, *child], cli=cli)
     out["upto"] = "sync" if args.sync else args.upto
     return out
 
