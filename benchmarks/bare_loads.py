@@ -36,7 +36,7 @@ UPTO = ("client", "listing", "fetch", "load")
 def _child() -> None:
     """Inside the child: every account's loads, ``BARE_UPTO`` far, in threads."""
     from bulutfon_pipeline import versions
-    from bulutfon_pipeline.account_threads import accounts_in_threads, shared_detail_batch
+    from bulutfon_pipeline.account_threads import accounts_in_threads
     from bulutfon_pipeline.accounts import Account, select_accounts
     from bulutfon_pipeline.loads import group_dates, load_details, scan_listing
     from bulutfon_pipeline.resources import BulutfonResource
@@ -78,8 +78,9 @@ def _child() -> None:
                         if one_writer is not None:  # or written by the one writer
                             one_writer.put((account.name, result))
                     continue
-                batch = shared_detail_batch(settings.detail_batch_size)
-                load_details(client, warehouse, start=first, end=last, batch_size=batch)
+                load_details(
+                    client, warehouse, start=first, end=last, batch_size=settings.detail_batch_size
+                )
 
     with (
         Warehouse.from_settings(settings).schema_ready(),

@@ -1,9 +1,11 @@
-"""What accounts loading in threads of one process share: a budget of details in memory,
-DuckDB's memory limit, Arrow's allocator and the C library's malloc arenas.
+"""What accounts loading in threads of one process share: turns to write an embedded
+warehouse, a budget of details in memory (a server warehouse's), DuckDB's memory limit,
+Arrow's allocator and the C library's malloc arenas.
 
-``runner.accounts.run_each`` enters :func:`accounts_in_threads`; the detail asset asks
-:func:`shared_detail_batch` for its batch size, ``warehouse.duckdb_connect`` asks
-:func:`accounts_loading` for its threads' memory limit.
+``runner.accounts.run_each`` enters :func:`accounts_in_threads`; the loads take
+:func:`detail_turns` (``loads``, ``detail_spool``) or ask :func:`shared_detail_batch` for
+their batch size, ``warehouse.duckdb_connect`` asks :func:`accounts_loading` for its
+threads' memory limit.
 """
 
 from __future__ import annotations
@@ -11,20 +13,31 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 from bulutfon_pipeline.settings import DEFAULT_DETAIL_BATCH_SIZE
 
-#: Details all the accounts loading in threads of one process hold at once: each
-#: account's batches shrink to its share of it (at least ``MIN_SHARED_DETAIL_BATCH``), so a
-#: worker's memory stays flat as the accounts at once grow (``shared_detail_batch``).
+#: Details all the accounts loading in threads of one process into a server warehouse hold
+#: at once: each account's batches shrink to its share of it (at least
+#: ``MIN_SHARED_DETAIL_BATCH``), so a worker's memory stays flat as the accounts at once
+#: grow (``shared_detail_batch``). Into DuckDB they spool instead (``detail_turns``).
 SHARED_DETAILS_BUDGET = 2 * DEFAULT_DETAIL_BATCH_SIZE
 MIN_SHARED_DETAIL_BATCH = 100
 #: glibc malloc arenas while accounts load in threads (``_few_malloc_arenas``).
 MALLOC_ARENAS = 2
+#: Accounts loading in threads that write an embedded warehouse at the same time
+#: (``detail_turns``); the others go on fetching into their spools. One: 50 accounts at
+#: once peaked at 411-438 MB, against 578-592 MB when all wrote at once (ANALYSIS.md).
+DETAIL_LOADS_AT_ONCE = 1
+#: Details an account spools at most before it waits for its turn to load them.
+SPOOLED_DETAILS_MOST = 20 * DEFAULT_DETAIL_BATCH_SIZE
 #: Accounts loading in threads of this process now (``accounts_in_threads``); ``None``
 #: outside a multi-account sync.
 _accounts_in_threads: int | None = None
+#: The turns to load spooled details while ``_accounts_in_threads`` is set.
+_detail_turns: threading.BoundedSemaphore | None = None
 
 
 @contextlib.contextmanager
@@ -32,14 +45,16 @@ def accounts_in_threads(threads: int) -> Iterator[None]:
     """While the block runs, up to ``threads`` accounts load in threads of this process.
     Enter it before the threads start: every DuckDB connection a process holds on one file
     must have the same configuration (no connection off the main thread may be open)."""
-    global _accounts_in_threads
-    before, _accounts_in_threads = _accounts_in_threads, max(1, threads)
+    global _accounts_in_threads, _detail_turns
+    before = _accounts_in_threads, _detail_turns
+    _accounts_in_threads = max(1, threads)
+    _detail_turns = threading.BoundedSemaphore(DETAIL_LOADS_AT_ONCE)
     try:
         _few_malloc_arenas(threads)
         with _shared_arrow_allocator(threads):
             yield
     finally:
-        _accounts_in_threads = before
+        _accounts_in_threads, _detail_turns = before
 
 
 def _few_malloc_arenas(threads: int) -> None:
@@ -89,9 +104,27 @@ def accounts_loading() -> int | None:
     return _accounts_in_threads
 
 
+def detail_turns() -> threading.BoundedSemaphore | None:
+    """The turns (``DETAIL_LOADS_AT_ONCE``) the accounts loading in threads of this
+    process take to write an embedded warehouse: to load their spooled details
+    (``detail_spool.in_turns``) and to stage and merge their listing; ``None`` when not
+    several accounts load in threads."""
+    if _accounts_in_threads is None or _accounts_in_threads <= 1:
+        return None
+    return _detail_turns
+
+
+def write_turn(server: bool) -> contextlib.AbstractContextManager[Any]:
+    """Hold one of :func:`detail_turns` while the block writes an embedded warehouse
+    (``server`` False) from an account loading in threads; else nothing to hold."""
+    turns = None if server else detail_turns()
+    return turns if turns is not None else contextlib.nullcontext()
+
+
 def shared_detail_batch(batch_size: int) -> int:
-    """An account's details per transaction: ``batch_size`` alone, its share of
-    ``SHARED_DETAILS_BUDGET`` (never above ``batch_size``) while accounts load in threads."""
+    """An account's details per transaction into a server warehouse: ``batch_size``
+    alone, its share of ``SHARED_DETAILS_BUDGET`` (never above ``batch_size``) while
+    accounts load in threads."""
     if _accounts_in_threads is None or _accounts_in_threads <= 1:
         return batch_size
     share = max(MIN_SHARED_DETAIL_BATCH, SHARED_DETAILS_BUDGET // _accounts_in_threads)

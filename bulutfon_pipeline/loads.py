@@ -14,20 +14,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pandas as pd
 
-from bulutfon_pipeline import progress, versions
+from bulutfon_pipeline import account_threads, detail_spool, progress, versions
 from bulutfon_pipeline.faults import crash_point
+from bulutfon_pipeline.load_results import DetailLoadSummary, ListingScanResult
 from bulutfon_pipeline.normalize import Reject, normalize_details, normalize_listing
 from bulutfon_pipeline.settings import (
     DEFAULT_DETAIL_BATCH_SIZE,
@@ -48,123 +49,6 @@ class ListingClient(Protocol):
 
 class DetailClient(Protocol):
     def fetch_details(self, uuids: Iterable[Any]) -> Iterator[Any]: ...
-
-
-def _instant(value: Any) -> dt.datetime | None:
-    return None if value in (None, "None", "") else dt.datetime.fromisoformat(str(value))
-
-
-@dataclass
-class ListingScanResult:
-    """What one scan of the listing did.
-
-    It travels from the asset to the runner as materialization metadata: :meth:`to_metadata`
-    and :meth:`from_metadata` are the only places that name its keys.
-    """
-
-    pages: int = 0
-    items: int = 0
-    new: int = 0
-    updated: int = 0
-    rejected: int = 0
-    #: Loaded calls whose listing differs from their ``cdrs`` row (marked for re-fetch).
-    changed: int = 0
-    stop_before: dt.datetime | None = None
-    high_water_mark: dt.datetime | None = None
-    days_touched: list[dt.date] = field(default_factory=list)
-    staged_chunks: int = 0
-    seconds: float = 0.0
-
-    def to_metadata(self) -> dict[str, Any]:
-        """Plain values (the first 400 days listed) for the asset's metadata."""
-        return {
-            "pages": self.pages,
-            "calls_listed": self.items,
-            "new": self.new,
-            "updated": self.updated,
-            "changed": self.changed,
-            "rejected": self.rejected,
-            "days_touched": len(self.days_touched),
-            "days": [day.isoformat() for day in self.days_touched[:400]],
-            "staged_chunks": self.staged_chunks,
-            "stopped_before": str(self.stop_before),
-            "high_water_mark": str(self.high_water_mark),
-            "duration_s": round(self.seconds, 3),
-        }
-
-    @classmethod
-    def from_metadata(cls, meta: Mapping[str, Any]) -> ListingScanResult:
-        """The result back from :meth:`to_metadata`'s values."""
-        return cls(
-            pages=int(meta.get("pages", 0)),
-            items=int(meta.get("calls_listed", 0)),
-            new=int(meta.get("new", 0)),
-            updated=int(meta.get("updated", 0)),
-            changed=int(meta.get("changed", 0)),
-            rejected=int(meta.get("rejected", 0)),
-            stop_before=_instant(meta.get("stopped_before")),
-            high_water_mark=_instant(meta.get("high_water_mark")),
-            days_touched=[dt.date.fromisoformat(day) for day in meta.get("days", [])],
-            staged_chunks=int(meta.get("staged_chunks", 0)),
-            seconds=float(meta.get("duration_s", 0.0)),
-        )
-
-
-#: The counts of a detail load, as named in its metadata (``calls_<name>``).
-_DETAIL_COUNTS = ("listed", "pending", "fetched", "new", "updated", "rejected")
-
-
-@dataclass
-class DetailLoadSummary:
-    """What one detail load of a date range did.
-
-    It travels from the asset to the runner as materialization metadata: :meth:`to_metadata`
-    and :meth:`from_metadata` are the only places that name its keys.
-    """
-
-    start: dt.date
-    end: dt.date
-    listed: int = 0
-    pending: int = 0
-    fetched: int = 0
-    new: int = 0
-    updated: int = 0
-    rejected: int = 0
-    batches: int = 0
-    flow_steps: int = 0
-    originations: int = 0
-    #: ``cdr_changes`` rows written, and recordings deleted because the source removed them.
-    changes: int = 0
-    recordings_deleted: int = 0
-    seconds: float = 0.0
-    preview: pd.DataFrame | None = None
-
-    def to_metadata(self) -> dict[str, Any]:
-        """Plain values for the metadata of every asset the detail load writes."""
-        return {
-            "range": f"{self.start.isoformat()}..{self.end.isoformat()}",
-            **{f"calls_{name}": getattr(self, name) for name in _DETAIL_COUNTS},
-            "changes": self.changes,
-            "recordings_deleted": self.recordings_deleted,
-            "batches": self.batches,
-            "duration_s": round(self.seconds, 3),
-        }
-
-    @classmethod
-    def from_metadata(cls, meta: Mapping[str, Any]) -> DetailLoadSummary:
-        """The summary back from :meth:`to_metadata`'s values (without the preview)."""
-        first, _, last = str(meta["range"]).partition("..")
-        summary = cls(
-            start=dt.date.fromisoformat(first),
-            end=dt.date.fromisoformat(last),
-            batches=int(meta.get("batches", 0)),
-            changes=int(meta.get("changes", 0)),
-            recordings_deleted=int(meta.get("recordings_deleted", 0)),
-            seconds=float(meta.get("duration_s", 0.0)),
-        )
-        for name in _DETAIL_COUNTS:
-            setattr(summary, name, int(meta.get(f"calls_{name}", 0)))
-        return summary
 
 
 def local_midnight(day: dt.date) -> dt.datetime:
@@ -217,7 +101,10 @@ def scan_listing(
     """
     started = time.monotonic()
     seen_at = now or dt.datetime.now(dt.UTC)
-    stage = warehouse.begin_listing_scan()
+    # Accounts loading in threads into one DuckDB file write it in turns.
+    turn = functools.partial(account_threads.write_turn, warehouse.is_server)
+    with turn():
+        stage = warehouse.begin_listing_scan()
     if stage.cleared:
         log.info("cleared %d listing rows an interrupted scan had staged", stage.cleared)
     hwm = stage.high_water_mark
@@ -249,28 +136,29 @@ def scan_listing(
             if detect_changes:
                 chunk_items.extend(_items_of(page.items, kept))
         if chunk_size >= chunk_rows:
-            warehouse.stage_listing(stage, pd.concat(chunk, ignore_index=True))
-            chunk, chunk_size = [], 0
-            if chunk_items:
-                changed += changes.detect(warehouse, chunk_items, last_day=reconcile_end)
-                chunk_items = []
+            with turn():
+                warehouse.stage_listing(stage, pd.concat(chunk, ignore_index=True))
+                if chunk_items:
+                    changed += changes.detect(warehouse, chunk_items, last_day=reconcile_end)
+            chunk, chunk_size, chunk_items = [], 0, []
         bar.advance("listing pages")
         crash_point("listing_page")
         if len(frame) and bool((frame["call_time"] < stop_before).all()):
             log.info("listing page %d is wholly older than %s; stopping", page.page, stop_before)
             break
     bar.finish("listing pages")
-    if chunk_items:
-        changed += changes.detect(warehouse, chunk_items, last_day=reconcile_end)
-    changed = _unique(changed)
-    if changed:
-        # Committed before the listing (and the mark): a crash in between leaves marks
-        # whose re-fetch is harmless, never a change that no later scan would look at.
-        changes.mark_for_refetch(warehouse, changed, detected_at=seen_at)
-        log.info("%d loaded calls changed at the source; details due again", len(changed))
-    result.changed = len(changed)
-    rest = pd.concat(chunk, ignore_index=True) if chunk else None
-    loaded = warehouse.finish_listing_scan(stage, rest, rejects=rejects, seen_at=seen_at)
+    with turn():
+        if chunk_items:
+            changed += changes.detect(warehouse, chunk_items, last_day=reconcile_end)
+        changed = _unique(changed)
+        if changed:
+            # Committed before the listing (and the mark): a crash in between leaves marks
+            # whose re-fetch is harmless, never a change that no later scan would look at.
+            changes.mark_for_refetch(warehouse, changed, detected_at=seen_at)
+            log.info("%d loaded calls changed at the source; details due again", len(changed))
+        result.changed = len(changed)
+        rest = pd.concat(chunk, ignore_index=True) if chunk else None
+        loaded = warehouse.finish_listing_scan(stage, rest, rejects=rejects, seen_at=seen_at)
     result.new, result.updated, result.rejected = loaded.new, loaded.updated, len(rejects)
     result.staged_chunks = stage.chunks
     result.high_water_mark = loaded.high_water_mark
@@ -317,6 +205,8 @@ def load_details(
     Each batch of ``batch_size`` details is normalized and written in one transaction, so
     memory is bounded by two batches (on a server, one is written while the next is
     normalized) and a crash loses at most those two, which the next load fetches again.
+    Accounts loading in threads into one DuckDB file spool their details and load them
+    in turns (:mod:`.detail_spool`); into a server, each gets its share of the batches.
 
     Args:
         client: anything with ``fetch_details(uuids)`` streaming results.
@@ -338,26 +228,48 @@ def load_details(
     summary.pending, summary.listed = len(keys), warehouse.listed_count(start, end)
     bar = progress.reporter()
     bar.start("call details", len(keys))
+    turns = None if warehouse.is_server else account_threads.detail_turns()
+    if turns is None:  # accounts in threads into a server: each its share of the budget
+        batch_size = account_threads.shared_detail_batch(batch_size)
+    segments = _segments(until_stopped(client.fetch_details(keys)), warehouse, turns, batch_size)
     # Batch counts are added once committed (``DetailWriter``: see the docstring above).
-    with warehouse.session(), warehouse.detail_writer(mirror_recording_deletes) as writer:
-        for batch in _batched(until_stopped(client.fetch_details(keys)), batch_size):
-            fetched_at = dt.datetime.now(dt.UTC)
-            raw = [(r.uuid, r.payload) for r in batch if r.payload is not None]
-            detail_rejects = [
-                Reject(uuid=r.uuid, stage="detail", reason=str(r.error), payload=None)
-                for r in batch
-                if r.payload is None
-            ]
-            normalized = normalize_details([payload for _, payload in raw])
-            writer.wait()  # the previous batch is committed: a crash now loses this one only
-            crash_point("detail_batch")
-            then = functools.partial(_batch_done, summary, bar, len(raw), len(batch), normalized)
-            writer.submit(
-                raw, normalized, fetched_at=fetched_at, detail_rejects=detail_rejects, then=then
-            )
+    with contextlib.closing(segments):
+        for segment in segments:
+            with warehouse.session(), warehouse.detail_writer(mirror_recording_deletes) as w:
+                for batch in _batched(segment, batch_size):
+                    _load_batch(w, batch, functools.partial(_batch_done, summary, bar))
     bar.finish("call details")
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _segments(
+    fetched: Iterator[Any], warehouse: Warehouse, turns: Any, batch_size: int
+) -> Generator[Iterable[Any], None, None]:
+    """``fetched`` whole, or spooled and given back in ``turns`` (accounts loading in
+    threads into one DuckDB file: ``detail_spool``)."""
+    if turns is None:
+        yield fetched
+        return
+    yield from detail_spool.in_turns(fetched, turns, warehouse.path.parent,
+        least=batch_size, most=account_threads.SPOOLED_DETAILS_MOST)  # fmt: skip
+
+
+def _load_batch(writer: Any, batch: list[Any], done: Callable[..., None]) -> None:
+    """Normalize ``batch`` (fetched details) and hand it to ``writer`` (a ``DetailWriter``);
+    ``done`` adds it to the summary once committed."""
+    fetched_at = dt.datetime.now(dt.UTC)
+    raw = [(r.uuid, r.payload) for r in batch if r.payload is not None]
+    detail_rejects = [
+        Reject(uuid=r.uuid, stage="detail", reason=str(r.error), payload=None)
+        for r in batch
+        if r.payload is None
+    ]
+    normalized = normalize_details([payload for _, payload in raw])
+    writer.wait()  # the previous batch is committed: a crash now loses this one only
+    crash_point("detail_batch")
+    then = functools.partial(done, len(raw), len(batch), normalized)
+    writer.submit(raw, normalized, fetched_at=fetched_at, detail_rejects=detail_rejects, then=then)
 
 
 def _batch_done(

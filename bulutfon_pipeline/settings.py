@@ -94,16 +94,21 @@ DUCKDB_MEMORY_LIMIT = "64MB"
 #: its own Dagster runs and API client (so its own rate): BULUTFON_ACCOUNTS_AT_ONCE, at
 #: most; they go in even rounds (``runner.accounts.even_rounds``).
 DEFAULT_ACCOUNTS_AT_ONCE = 20
-#: DuckDB's memory limit per account loading in a thread of one process: their
-#: connections share one database instance, whose limit is the process's, so each loading
-#: account gets what one load gets alone (64 MB for 8 at once ran out of memory).
+#: DuckDB's memory limit per account a Dagster run loads in threads of one process
+#: outside a multi-account ``sync`` (whose accounts write in turns, within one load's
+#: ``DUCKDB_MEMORY_LIMIT``): their connections share one database instance, whose limit is
+#: the process's, so each gets what one load gets alone (64 MB for 8 at once ran out).
 DUCKDB_ACCOUNT_MEMORY_MB = 64
 
 
-def duckdb_threads_memory_limit(accounts_at_once: int) -> str:
-    """DuckDB's memory limit while ``accounts_at_once`` accounts load in threads of one
-    process (``DUCKDB_ACCOUNT_MEMORY_MB`` each)."""
-    return f"{DUCKDB_ACCOUNT_MEMORY_MB * accounts_at_once}MB"
+def duckdb_threads_memory_limit(accounts_at_once: int | None) -> str:
+    """DuckDB's memory limit off the main thread: ``DUCKDB_MEMORY_LIMIT`` while accounts
+    load in threads of a ``sync`` (``accounts_at_once`` set; their writes take turns,
+    ``account_threads.detail_turns``), else ``DUCKDB_ACCOUNT_MEMORY_MB`` for each of the
+    default number of accounts at once."""
+    if accounts_at_once is not None:
+        return DUCKDB_MEMORY_LIMIT
+    return f"{DUCKDB_ACCOUNT_MEMORY_MB * DEFAULT_ACCOUNTS_AT_ONCE}MB"
 
 
 #: The WAL size at which DuckDB checkpoints on its own (default 16 MiB). A load of many

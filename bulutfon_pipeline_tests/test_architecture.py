@@ -27,6 +27,8 @@ FLOORS: dict[str, int] = {
     "bulutfon_pipeline.warehouse": 2,
     "bulutfon_pipeline.simulator": 2,
     "bulutfon_pipeline.loads": 3,
+    "bulutfon_pipeline.load_results": 3,
+    "bulutfon_pipeline.detail_spool": 3,
     "bulutfon_pipeline.directory": 3,
     "bulutfon_pipeline.recordings": 3,
     "bulutfon_pipeline.replay": 3,

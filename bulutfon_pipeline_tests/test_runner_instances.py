@@ -1,7 +1,7 @@
 """What many accounts in one process share: one event loop for every fan-out, one
-ephemeral Dagster instance per thread (its runs forgotten after each account), and the
-detail batches' budget, and one schema check per sync. Against the real simulator, real
-Dagster runs and real DuckDB files."""
+ephemeral Dagster instance per thread (its runs forgotten after each account), the detail
+batches' budget or the turns to write DuckDB, and one schema check per sync. Against the
+real simulator, real Dagster runs and real DuckDB files."""
 
 from __future__ import annotations
 
@@ -333,16 +333,40 @@ def test_accounts_in_threads_checkpoint_while_their_connections_overlap(tmp_path
     assert seen["alone"] == expected
 
 
-def test_a_multi_account_sync_writes_each_accounts_details_in_its_share(
+def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
     simulator_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from bulutfon_pipeline import account_threads
     from bulutfon_pipeline.runner import run_sync
+    from bulutfon_pipeline.warehouse import detail_writer
     from bulutfon_pipeline_tests.helpers import environment
 
-    # A budget of 10 details for 2 accounts at once: 5 each, so 20 calls take 4 batches.
+    # Into DuckDB the accounts spool and load in turns, in whole batches: the shared budget
+    # (10 details for 2 accounts: 5 each, 4 batches) is a server warehouse's, so 20 calls
+    # go in 2 batches of BULUTFON_DETAIL_BATCH_SIZE=10.
     monkeypatch.setattr(account_threads, "SHARED_DETAILS_BUDGET", 10)
     monkeypatch.setattr(account_threads, "MIN_SHARED_DETAIL_BATCH", 1)
+    written: list[tuple[str, int, bool]] = []
+    writing = [0, 0]  # batches being written now, the most at once
+    lock = threading.Lock()
+    load = detail_writer.load_details
+
+    def in_turn(db: Any, raw: Any, *args: Any, **kwargs: Any) -> Any:
+        turns = account_threads.detail_turns()
+        held = turns is not None and not turns.acquire(blocking=False)  # taken: held
+        if not held and turns is not None:
+            turns.release()
+        with lock:
+            written.append((kwargs["account"], len(raw), held))
+            writing[0] += 1
+            writing[1] = max(writing)
+        try:
+            return load(db, raw, *args, **kwargs)
+        finally:
+            with lock:
+                writing[0] -= 1
+
+    monkeypatch.setattr(detail_writer, "load_details", in_turn)
     sim = simulator_factory(days=2, calls_per_day=10, accounts=["izmir", "ankara"])
     accounts_file = tmp_path / "accounts.toml"
     accounts_file.write_text(
@@ -358,6 +382,7 @@ def test_a_multi_account_sync_writes_each_accounts_details_in_its_share(
         "BULUTFON_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
         "BULUTFON_DATA_DIR": str(tmp_path / "data"),
         "BULUTFON_START_DATE": "2015-01-01",
+        "BULUTFON_DETAIL_BATCH_SIZE": "10",
     }
     (tmp_path / "data").mkdir()
     workers = _record_duckdb_threads(monkeypatch)
@@ -367,7 +392,11 @@ def test_a_multi_account_sync_writes_each_accounts_details_in_its_share(
     for name in ("izmir", "ankara"):
         expected = len(sim.expected_tables(name)["cdrs"])
         done = result.by_account[name]
-        assert (done.detail_total("new"), done.detail_total("batches")) == (expected, 4), name
+        assert (done.detail_total("new"), done.detail_total("batches")) == (expected, 2), name
+        assert sorted(n for account, n, _ in written if account == name) == [10, 10], name
+    assert all(held for _, _, held in written), written  # every batch written in a turn
+    assert writing[1] == 1  # one at a time
+    assert not [p for p in tmp_path.rglob("*") if "spool" in p.name]  # none left behind
     assert accounts_loading() is None  # the block ended with the sync
     # The accounts' own threads did no DuckDB work: the process's DuckDB threads did it.
     from bulutfon_pipeline.settings import DUCKDB_WORK_THREADS

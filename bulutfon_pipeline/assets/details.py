@@ -7,7 +7,6 @@ from typing import Any
 import dagster as dg
 
 from bulutfon_pipeline import checks
-from bulutfon_pipeline.account_threads import shared_detail_batch
 from bulutfon_pipeline.accounts import Account
 from bulutfon_pipeline.assets._common import (
     BACKFILL_POLICY,
@@ -102,7 +101,7 @@ def cdr_details(
                 start=start,
                 end=end,
                 refetch=refetch,
-                batch_size=shared_detail_batch(knobs.detail_batch_size),
+                batch_size=knobs.detail_batch_size,
                 mirror_recording_deletes=knobs.data_dir if knobs.mirror_recording_deletes else None,
             )
             stats = client.stats.as_dict()

@@ -15,7 +15,6 @@ import duckdb
 
 from bulutfon_pipeline.account_threads import accounts_loading
 from bulutfon_pipeline.settings import (
-    DEFAULT_ACCOUNTS_AT_ONCE,
     DUCKDB_CHECKPOINT_THRESHOLD,
     DUCKDB_MEMORY_LIMIT,
     DUCKDB_THREADS_CHECKPOINT_THRESHOLD,
@@ -32,11 +31,12 @@ _OPEN_CLOSE = threading.Lock()
 
 
 def _threads_memory_limit() -> str:
-    """DuckDB's memory limit off the main thread: one load's per account loading in
-    threads (:func:`~bulutfon_pipeline.account_threads.accounts_in_threads`), the default
-    number of them outside such a block. Constant while a block runs, as every connection
-    a process holds on one file must have the same configuration."""
-    return duckdb_threads_memory_limit(accounts_loading() or DEFAULT_ACCOUNTS_AT_ONCE)
+    """DuckDB's memory limit off the main thread: one load's while accounts load in
+    threads (:func:`~bulutfon_pipeline.account_threads.accounts_in_threads`), as they
+    write in turns; outside such a block, one load's for each of the default number of
+    accounts at once. Constant while a block runs, as every connection a process holds on
+    one file must have the same configuration."""
+    return duckdb_threads_memory_limit(accounts_loading())
 
 
 @contextmanager
@@ -44,11 +44,10 @@ def connect_file(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to the file at ``path`` with the pipeline's settings, closed on exit.
 
     Accounts loading in threads of one process share one database instance, whose memory
-    limit is the process's: off the main thread it is one load's limit per account
-    loading at once (:func:`_threads_memory_limit`). While several load, the instance
-    checkpoints at DuckDB's default WAL size (``DUCKDB_THREADS_CHECKPOINT_THRESHOLD``),
-    and every call on the connection runs on the process's DuckDB threads
-    (:func:`_duckdb_threads`).
+    limit is the process's (off the main thread: :func:`_threads_memory_limit`). While
+    several load, the instance checkpoints at DuckDB's default WAL size
+    (``DUCKDB_THREADS_CHECKPOINT_THRESHOLD``), and every call on the connection runs on
+    the process's DuckDB threads (:func:`_duckdb_threads`).
     """
     current = threading.current_thread()
     main = current is threading.main_thread()

@@ -1,0 +1,120 @@
+"""The spool of an account's fetched details (``detail_spool``): what goes in comes back
+exactly, and segments come out only while their thread holds a turn."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bulutfon_pipeline import jsonio
+from bulutfon_pipeline.api.errors import BulutfonError, NotFoundError
+from bulutfon_pipeline.api.models import DetailResult
+from bulutfon_pipeline.detail_spool import DetailSpool, in_turns
+
+
+def _detail(uuid: str) -> DetailResult:
+    text = f'{{"uuid": "{uuid}", "caller": "+90 (212) 555\\n", "n": 12345678901234567890}}'
+    return DetailResult(uuid, jsonio.decode_keeping_text(f'{{"cdr": {text}}}', "cdr")["cdr"])
+
+
+def test_a_spool_gives_back_what_it_was_given_exactly_and_empties(tmp_path: Path) -> None:
+    kept = _detail("u1")
+    plain = DetailResult("u2", {"uuid": "u2", "ok": True, "nested": [1.5, None, "ş"]})
+    failed = DetailResult("u3", None, NotFoundError("detail u3: 404 Not Found", status=404))
+    with DetailSpool(tmp_path) as spool:
+        for result in (kept, plain, failed):
+            spool.add(result)
+        assert spool.count == 3
+        assert list(tmp_path.iterdir()) == []  # an unnamed file: nothing left behind
+        back = list(spool.drain())
+        assert spool.count == 0
+        assert list(spool.drain()) == []
+        spool.add(plain)
+        assert [r.uuid for r in spool.drain()] == ["u2"]
+    first, second, third = back
+    assert isinstance(first.payload, jsonio.JSONObject)
+    assert (first.uuid, first.payload, first.payload.text) == (
+        "u1",
+        kept.payload,
+        kept.payload.text,
+    )
+    assert first.payload["n"] == 12345678901234567890  # exact, as received
+    assert (second.uuid, second.payload, type(second.payload)) == ("u2", plain.payload, dict)
+    assert (third.uuid, third.payload, str(third.error)) == ("u3", None, str(failed.error))
+    assert isinstance(third.error, BulutfonError)
+
+
+def _numbered(n: int, done: threading.Event | None = None) -> Iterator[DetailResult]:
+    for i in range(n):
+        yield _detail(f"u{i}")
+    if done is not None:
+        done.set()
+
+
+def test_segments_come_out_once_least_wait_and_a_turn_is_free(tmp_path: Path) -> None:
+    turns = threading.BoundedSemaphore(1)
+    sizes = []
+    for segment in in_turns(_numbered(7), turns, tmp_path, least=3, most=100):
+        assert not turns.acquire(blocking=False)  # held while the caller loads it
+        sizes.append([r.uuid for r in segment])
+    assert sizes == [["u0", "u1", "u2"], ["u3", "u4", "u5"], ["u6"]]
+    assert turns.acquire(blocking=False)  # released after the last one
+
+
+def test_while_another_account_holds_the_turn_details_spool_until_most(tmp_path: Path) -> None:
+    turns = threading.BoundedSemaphore(1)
+    turns.acquire()  # another account loads meanwhile
+    fetched = threading.Event()
+    segments: list[list[str]] = []
+
+    def load() -> None:
+        for segment in in_turns(_numbered(5, fetched), turns, tmp_path, least=1, most=100):
+            segments.append([r.uuid for r in segment])
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    assert fetched.wait(30)  # every detail fetched without waiting for the turn
+    assert segments == []
+    turns.release()
+    thread.join(30)
+    assert segments == [[f"u{i}" for i in range(5)]]
+
+    # At ``most`` spooled, the fetch waits for the turn before it takes another detail.
+    turns.acquire()
+    second_taken, third_asked = threading.Event(), threading.Event()
+
+    def source() -> Iterator[DetailResult]:
+        for i, result in enumerate(_numbered(4)):
+            if i == 1:
+                second_taken.set()
+            if i == 2:
+                third_asked.set()
+            yield result
+
+    segments.clear()
+
+    def load_two_at_most() -> None:
+        for segment in in_turns(source(), turns, tmp_path, least=1, most=2):
+            segments.append([r.uuid for r in segment])
+
+    thread = threading.Thread(target=load_two_at_most)
+    thread.start()
+    assert second_taken.wait(30)
+    # Not a synchronisation: room for a fetch that did not wait to show itself.
+    assert not third_asked.wait(0.2)
+    turns.release()
+    thread.join(30)
+    assert segments == [["u0", "u1"], ["u2"], ["u3"]]
+
+
+def test_a_load_that_fails_gives_its_turn_back(tmp_path: Path) -> None:
+    turns = threading.BoundedSemaphore(1)
+    segments = in_turns(_numbered(3), turns, tmp_path, least=2, most=100)
+    with pytest.raises(RuntimeError), contextlib.closing(segments):
+        for _segment in segments:
+            raise RuntimeError("the warehouse refused the batch")
+    assert turns.acquire(blocking=False)
