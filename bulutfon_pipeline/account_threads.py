@@ -31,8 +31,9 @@ MALLOC_ARENAS = 2
 #: (``detail_turns``); the others go on fetching into their spools. One: 50 accounts at
 #: once peaked at 411-438 MB, against 578-592 MB when all wrote at once (ANALYSIS.md).
 DETAIL_LOADS_AT_ONCE = 1
-#: Details an account spools at most before it waits for its turn to load them.
-SPOOLED_DETAILS_MOST = 20 * DEFAULT_DETAIL_BATCH_SIZE
+#: Details an account spools at most before it waits for its turn to load them (on disk,
+#: about 3-5 KB each; a turn comes round faster than the accounts' limits fill it).
+SPOOLED_DETAILS_MOST = 10 * DEFAULT_DETAIL_BATCH_SIZE
 #: Accounts loading in threads of this process now (``accounts_in_threads``); ``None``
 #: outside a multi-account sync.
 _accounts_in_threads: int | None = None

@@ -229,14 +229,14 @@ def load_details(
     bar = progress.reporter()
     bar.start("call details", len(keys))
     turns = None if warehouse.is_server else account_threads.detail_turns()
-    if turns is None:  # accounts in threads into a server: each its share of the budget
+    if turns is None:  # one account, or accounts in threads into a server (their shares)
         batch_size = account_threads.shared_detail_batch(batch_size)
     segments = _segments(until_stopped(client.fetch_details(keys)), warehouse, turns, batch_size)
     # Batch counts are added once committed (``DetailWriter``: see the docstring above).
     with contextlib.closing(segments):
         for segment in segments:
             with warehouse.session(), warehouse.detail_writer(mirror_recording_deletes) as w:
-                for batch in _batched(segment, batch_size):
+                for batch in _batched(until_stopped(segment), batch_size):
                     _load_batch(w, batch, functools.partial(_batch_done, summary, bar))
     bar.finish("call details")
     summary.seconds = time.monotonic() - started

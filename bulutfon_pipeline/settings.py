@@ -92,23 +92,28 @@ DEFAULT_LISTING_CHUNK_ROWS = 5000  # BULUTFON_LISTING_CHUNK_ROWS
 DUCKDB_MEMORY_LIMIT = "64MB"
 #: How many PBX accounts one ``sync`` loads at the same time, each in its own thread with
 #: its own Dagster runs and API client (so its own rate): BULUTFON_ACCOUNTS_AT_ONCE, at
-#: most; they go in even rounds (``runner.accounts.even_rounds``).
-DEFAULT_ACCOUNTS_AT_ONCE = 20
-#: DuckDB's memory limit per account a Dagster run loads in threads of one process
-#: outside a multi-account ``sync`` (whose accounts write in turns, within one load's
-#: ``DUCKDB_MEMORY_LIMIT``): their connections share one database instance, whose limit is
-#: the process's, so each gets what one load gets alone (64 MB for 8 at once ran out).
+#: most; they go in even rounds (``runner.accounts.even_rounds``). Into DuckDB they spool
+#: their details and write in turns, so one more at once costs about 2 MB: 50 accounts x
+#: 400 calls at 20 req/s took one round of 33-36 s at 411-438 MB, against three rounds of
+#: 74 s at 20 (ANALYSIS.md, session 32).
+DEFAULT_ACCOUNTS_AT_ONCE = 50
+#: DuckDB's memory limit per connection that threads of one process hold outside a
+#: multi-account ``sync`` (whose accounts write in turns, within one load's
+#: ``DUCKDB_MEMORY_LIMIT``), for up to ``DUCKDB_OTHER_THREADS`` of them: they share one
+#: database instance, whose limit is the process's, so each gets what one load gets alone
+#: (64 MB for 8 at once ran out).
 DUCKDB_ACCOUNT_MEMORY_MB = 64
+DUCKDB_OTHER_THREADS = 20
 
 
 def duckdb_threads_memory_limit(accounts_at_once: int | None) -> str:
     """DuckDB's memory limit off the main thread: ``DUCKDB_MEMORY_LIMIT`` while accounts
     load in threads of a ``sync`` (``accounts_at_once`` set; their writes take turns,
-    ``account_threads.detail_turns``), else ``DUCKDB_ACCOUNT_MEMORY_MB`` for each of the
-    default number of accounts at once."""
+    ``account_threads.detail_turns``), else ``DUCKDB_ACCOUNT_MEMORY_MB`` for each of
+    ``DUCKDB_OTHER_THREADS``."""
     if accounts_at_once is not None:
         return DUCKDB_MEMORY_LIMIT
-    return f"{DUCKDB_ACCOUNT_MEMORY_MB * DEFAULT_ACCOUNTS_AT_ONCE}MB"
+    return f"{DUCKDB_ACCOUNT_MEMORY_MB * DUCKDB_OTHER_THREADS}MB"
 
 
 #: The WAL size at which DuckDB checkpoints on its own (default 16 MiB). A load of many

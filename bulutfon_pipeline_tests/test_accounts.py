@@ -21,7 +21,11 @@ from bulutfon_pipeline.accounts import (
 from bulutfon_pipeline.api.errors import ConfigError
 from bulutfon_pipeline.cli import main
 from bulutfon_pipeline.runner.accounts import even_rounds, run_each
-from bulutfon_pipeline.settings import DEFAULT_ACCOUNTS_AT_ONCE, Settings, SettingsError
+from bulutfon_pipeline.settings import (
+    DUCKDB_OTHER_THREADS,
+    Settings,
+    SettingsError,
+)
 from bulutfon_pipeline.warehouse import duckdb_connect
 from bulutfon_pipeline_tests.helpers import environment
 
@@ -155,7 +159,7 @@ def test_a_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [(None, 20), ("", 20), (" ", 20), ("1", 1), ("24", 24), (" 50 ", 50), ("007", 7)],
+    [(None, 50), ("", 50), (" ", 50), ("1", 1), ("24", 24), (" 20 ", 20), ("007", 7)],
 )
 def test_accounts_at_once_reads_a_positive_whole_number(raw: str | None, expected: int) -> None:
     env = {} if raw is None else {"BULUTFON_ACCOUNTS_AT_ONCE": raw}
@@ -167,7 +171,7 @@ def test_a_bad_accounts_at_once_is_refused_naming_the_variable(raw: str) -> None
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({"BULUTFON_ACCOUNTS_AT_ONCE": raw})
     assert str(caught.value) == (
-        f"BULUTFON_ACCOUNTS_AT_ONCE={raw!r} must be a positive whole number (e.g. 20)"
+        f"BULUTFON_ACCOUNTS_AT_ONCE={raw!r} must be a positive whole number (e.g. 50)"
     )
 
 
@@ -182,7 +186,7 @@ def test_sync_with_a_bad_accounts_at_once_exits_2_before_any_work(tmp_path: Path
     with environment(env):
         result = CliRunner().invoke(main, ["sync", "--no-progress"])
     assert result.exit_code == 2, result.output
-    message = "BULUTFON_ACCOUNTS_AT_ONCE='0' must be a positive whole number (e.g. 20)"
+    message = "BULUTFON_ACCOUNTS_AT_ONCE='0' must be a positive whole number (e.g. 50)"
     assert message in result.output
     assert not (tmp_path / "warehouse.duckdb").exists()
 
@@ -191,7 +195,7 @@ def test_run_each_runs_at_once_accounts_with_their_memory_between_them() -> None
     # Six accounts, three at once: the barrier lets work go on only when three threads
     # wait at it together (fewer at once would time out, more would break the barrier's
     # rounds of three); the DuckDB limit is one load's meanwhile (64 MB: they write in
-    # turns), and outside the block one load's for each of the default number at once.
+    # turns), and outside the block one load's for each of up to 20 other threads.
     accounts = [Account(f"a{i}", credential_vars={}, from_file=True) for i in range(6)]
     barrier = threading.Barrier(3, timeout=30)
     seen: dict[str, tuple[str, str]] = {}
@@ -212,7 +216,7 @@ def test_run_each_runs_at_once_accounts_with_their_memory_between_them() -> None
     assert failures == {"a4": "account 'a4': its API is down"}
     assert {limit for _, limit in seen.values()} == {"64MB"}
     assert len({thread for thread, _ in seen.values()}) == 3
-    outside = f"{64 * DEFAULT_ACCOUNTS_AT_ONCE}MB"  # no block: the default number of them
+    outside = f"{64 * DUCKDB_OTHER_THREADS}MB"  # no block: up to 20 other threads
     assert (before, duckdb_connect._threads_memory_limit()) == (outside, outside)
 
 
