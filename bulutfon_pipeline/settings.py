@@ -87,21 +87,16 @@ DEFAULT_DETAIL_BATCH_SIZE = 1000
 DEFAULT_LISTING_CHUNK_ROWS = 5000  # BULUTFON_LISTING_CHUNK_ROWS
 #: DuckDB's memory limit per pipeline connection. DuckDB's default (80 % of RAM) let its
 #: cache and the primary-key indexes grow with the warehouse: a 100,000-call load peaked
-#: at 634 MB RSS, against 293 MB with this limit at the same speed (BENCHMARKS.md).
-#: Larger queries spill to disk instead.
+#: at 634 MB RSS, against 293 MB with this limit at the same speed; larger queries spill.
 DUCKDB_MEMORY_LIMIT = "64MB"
 #: How many PBX accounts one ``sync`` loads at the same time, each in its own thread with
-#: its own Dagster runs and API client (so its own rate): BULUTFON_ACCOUNTS_AT_ONCE, at
-#: most; they go in even rounds (``runner.accounts.even_rounds``). Into DuckDB they spool
-#: their details and write in turns, so one more at once costs about 2 MB: 50 accounts x
-#: 400 calls at 20 req/s took one round of 33-36 s at 411-438 MB, against three rounds of
-#: 74 s at 20 (ANALYSIS.md, session 32).
+#: its own Dagster runs and API client (so its own rate), in even rounds
+#: (BULUTFON_ACCOUNTS_AT_ONCE). Into DuckDB each costs about 2 MB, as they spool and
+#: write in turns: 50 x 400 calls at 20 req/s, one round of 33-36 s at 411-438 MB.
 DEFAULT_ACCOUNTS_AT_ONCE = 50
-#: DuckDB's memory limit per connection that threads of one process hold outside a
-#: multi-account ``sync`` (whose accounts write in turns, within one load's
-#: ``DUCKDB_MEMORY_LIMIT``), for up to ``DUCKDB_OTHER_THREADS`` of them: they share one
-#: database instance, whose limit is the process's, so each gets what one load gets alone
-#: (64 MB for 8 at once ran out).
+#: DuckDB's memory limit per connection off the main thread outside a ``sync``'s accounts
+#: (which write in turns, within ``DUCKDB_MEMORY_LIMIT``), for ``DUCKDB_OTHER_THREADS``:
+#: they share the process's database instance (64 MB for 8 at once ran out).
 DUCKDB_ACCOUNT_MEMORY_MB = 64
 DUCKDB_OTHER_THREADS = 20
 
