@@ -16,11 +16,11 @@ calls it held have no ``cdrs`` row yet, so the next load fetches them again.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 import msgspec
@@ -41,10 +41,10 @@ _RECORD = msgspec.json.Decoder(tuple[str, int, str])
 class DetailSpool:
     """Fetched details, in order, in an unnamed temporary file in ``folder``:
     :meth:`add` appends one, :meth:`drain` reads them all back and empties the spool.
-    Use it as a context manager (closing deletes the file)."""
+    :meth:`close` deletes the file."""
 
     def __init__(self, folder: Path) -> None:
-        # Closed by __exit__: the spool lives as long as its with block.
+        # Unnamed: deleted by close(), or with the process.
         self._file: IO[bytes] = tempfile.TemporaryFile(dir=folder, prefix="bulutfon-spool-")  # noqa: SIM115
         self.count = 0
 
@@ -78,15 +78,8 @@ class DetailSpool:
         self._file.truncate()
         self.count = 0
 
-    def __enter__(self) -> DetailSpool:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Delete the file (``contextlib.closing`` calls it)."""
         self._file.close()
 
 
@@ -106,7 +99,7 @@ def in_turns(
     caller asks for the next segment, or closes this generator (do, with
     ``contextlib.closing``, when a segment's load fails).
     """
-    with DetailSpool(folder) as spool:
+    with contextlib.closing(DetailSpool(folder)) as spool:
         for result in results:
             spool.add(result)
             if spool.count >= most:

@@ -10,6 +10,10 @@
 * :func:`load_details` fetches, normalizes and loads the detail of every listed call of a
   date range that is not loaded yet, or that changed, one transaction per batch; it
   stops at the next call once a stop signal came (``stop_signals``).
+
+Accounts loading in threads of one process into one DuckDB file write it one at a time
+(``account_threads.detail_turns``): their details are spooled (:mod:`.detail_spool`)
+while another writes, and their listing is staged and merged in a turn too.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ def test_a_spool_gives_back_what_it_was_given_exactly_and_empties(tmp_path: Path
     kept = _detail("u1")
     plain = DetailResult("u2", {"uuid": "u2", "ok": True, "nested": [1.5, None, "ş"]})
     failed = DetailResult("u3", None, NotFoundError("detail u3: 404 Not Found", status=404))
-    with DetailSpool(tmp_path) as spool:
+    with contextlib.closing(DetailSpool(tmp_path)) as spool:
         for result in (kept, plain, failed):
             spool.add(result)
         assert spool.count == 3
