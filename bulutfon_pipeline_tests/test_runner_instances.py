@@ -367,6 +367,20 @@ def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
                 writing[0] -= 1
 
     monkeypatch.setattr(detail_writer, "load_details", in_turn)
+    from bulutfon_pipeline.warehouse import Warehouse
+
+    merged: list[tuple[str, bool]] = []
+    finish = Warehouse.finish_listing_scan
+
+    def listing_in_turn(self: Warehouse, *args: Any, **kwargs: Any) -> Any:
+        turns = account_threads.detail_turns()
+        held = turns is not None and not turns.acquire(blocking=False)
+        if not held and turns is not None:
+            turns.release()
+        merged.append((self.account, held))
+        return finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(Warehouse, "finish_listing_scan", listing_in_turn)
     sim = simulator_factory(days=2, calls_per_day=10, accounts=["izmir", "ankara"])
     accounts_file = tmp_path / "accounts.toml"
     accounts_file.write_text(
@@ -396,6 +410,7 @@ def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
         assert sorted(n for account, n, _ in written if account == name) == [10, 10], name
     assert all(held for _, _, held in written), written  # every batch written in a turn
     assert writing[1] == 1  # one at a time
+    assert sorted(merged) == [("ankara", True), ("izmir", True)]  # the listings' merges too
     assert not [p for p in tmp_path.rglob("*") if "spool" in p.name]  # none left behind
     assert accounts_loading() is None  # the block ended with the sync
     # The accounts' own threads did no DuckDB work: the process's DuckDB threads did it.
