@@ -161,3 +161,31 @@ def test_report_of_every_account_and_of_one(tmp_path: Path) -> None:
     alone = Path(one.output.strip()).read_text(encoding="utf-8")
     assert "<h1>Bulutfon call report – izmir</h1>" in alone
     assert '<section id="accounts">' not in alone
+
+
+def test_a_multi_account_summary_names_each_range_of_days_once(
+    simulator_factory, tmp_path: Path
+) -> None:
+    sim = simulator_factory(days=2, calls_per_day=3, accounts=["izmir", "ankara"])
+    (tmp_path / "accounts.toml").write_text(
+        '[accounts.izmir]\naccess_token_env = "TOKEN_IZMIR"\n'
+        '[accounts.ankara]\naccess_token_env = "TOKEN_ANKARA"\n'
+    )
+    env = _env(
+        sim,
+        tmp_path,
+        BULUTFON_ACCESS_TOKEN="",
+        BULUTFON_ACCOUNTS_FILE=str(tmp_path / "accounts.toml"),
+        TOKEN_IZMIR=sim.env(account="izmir")["BULUTFON_ACCESS_TOKEN"],
+        TOKEN_ANKARA=sim.env(account="ankara")["BULUTFON_ACCESS_TOKEN"],
+    )
+    with environment(env):
+        result = CliRunner().invoke(main, ["sync", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    # Both accounts loaded the same days: the row names them once, not once per account.
+    days = sorted(
+        {str(row["call_date"]) for name in ("izmir", "ankara")
+         for row in sim.expected_tables(name)["cdrs"]}
+    )  # fmt: skip
+    expected = days[0] if len(days) == 1 else f"{days[0]}..{days[-1]}"
+    assert _row(result.output, "days loaded")[-1] == expected

@@ -84,8 +84,9 @@ def print_summary(result: SyncResult, *, title: str = "sync") -> None:
         table.add_row(
             "directory versions opened / closed (requests)", f"{opened} / {closed} ({asked})"
         )
-    ranges = ", ".join(
-        a.isoformat() if a == b else f"{a.isoformat()}..{b.isoformat()}" for a, b in result.ranges
+    ranges = ", ".join(  # each range once, however many accounts loaded it
+        a.isoformat() if a == b else f"{a.isoformat()}..{b.isoformat()}"
+        for a, b in sorted(set(result.ranges))
     )
     table.add_row("days loaded", ranges or "none (nothing pending)")
     table.add_row("details fetched", str(result.detail_total("fetched")))
