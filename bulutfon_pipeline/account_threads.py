@@ -108,8 +108,10 @@ def accounts_loading() -> int | None:
 def detail_turns() -> threading.BoundedSemaphore | None:
     """The turns (``DETAIL_LOADS_AT_ONCE``) the accounts loading in threads of this
     process take to write an embedded warehouse: to load their spooled details
-    (``detail_spool.in_turns``) and to stage and merge their listing; ``None`` when not
-    several accounts load in threads."""
+    (``detail_spool.in_turns``), to stage and merge their listing, to merge their directory
+    and to record their recordings (:func:`write_turn`); ``None`` when not several
+    accounts load in threads. Writes outside a turn would overlap their transactions
+    within one load's memory limit: 50 listing merges at once ran out of it."""
     if _accounts_in_threads is None or _accounts_in_threads <= 1:
         return None
     return _detail_turns

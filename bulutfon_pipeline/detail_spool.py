@@ -93,9 +93,10 @@ def in_turns(
 ) -> Iterator[Iterator[DetailResult]]:
     """``results`` in segments, each yielded while this thread holds one of ``turns``.
 
-    Results are spooled as they come. Once ``least`` wait, the next result that finds a
-    turn free (without waiting for one) yields them all; at ``most`` waiting, the fetch
-    waits for a turn; the last segment waits for one. The turn is released when the
+    Results are spooled as they come. Whenever a multiple of ``least`` (a batch) wait and
+    a turn is free (without waiting for one), they are yielded, so loads during the fetch
+    are whole batches; at ``most`` waiting, the fetch waits for a turn; the last segment
+    waits for one. The turn is released when the
     caller asks for the next segment, or closes this generator (do, with
     ``contextlib.closing``, when a segment's load fails).
     """
@@ -104,8 +105,8 @@ def in_turns(
             spool.add(result)
             if spool.count >= most:
                 turns.acquire()
-            elif spool.count < least or not turns.acquire(blocking=False):
-                continue
+            elif spool.count % least or not turns.acquire(blocking=False):
+                continue  # only whole batches while fetching
             try:
                 yield spool.drain()
             finally:

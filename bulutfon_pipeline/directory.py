@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bulutfon_pipeline import account_threads
 from bulutfon_pipeline.api import BulutfonClient
 from bulutfon_pipeline.normalize.directory import normalize_directory
 from bulutfon_pipeline.warehouse import Warehouse
@@ -103,12 +104,13 @@ def load_directory(client: BulutfonClient, warehouse: Warehouse) -> DirectoryLoa
     unreadable = {table: set(ids) for table, ids in normalized.unreadable.items()}
     for collection, ids in fetched.missing.items():
         unreadable.setdefault(_KEPT[collection], set()).update(ids)
-    merged = warehouse.merge_directory(
-        normalized.tables,
-        observed_at=fetched.observed_at,
-        unreadable=unreadable,
-        rejects=normalized.rejects,
-    )
+    with account_threads.write_turn(warehouse.is_server):  # accounts in threads: in turns
+        merged = warehouse.merge_directory(
+            normalized.tables,
+            observed_at=fetched.observed_at,
+            unreadable=unreadable,
+            rejects=normalized.rejects,
+        )
     return DirectoryLoadSummary(
         requests=fetched.requests,
         opened=merged.opened,

@@ -55,7 +55,7 @@ def _numbered(n: int, done: threading.Event | None = None) -> Iterator[DetailRes
         done.set()
 
 
-def test_segments_come_out_once_least_wait_and_a_turn_is_free(tmp_path: Path) -> None:
+def test_segments_come_out_in_whole_batches_while_a_turn_is_free(tmp_path: Path) -> None:
     turns = threading.BoundedSemaphore(1)
     sizes = []
     for segment in in_turns(_numbered(7), turns, tmp_path, least=3, most=100):
@@ -63,6 +63,21 @@ def test_segments_come_out_once_least_wait_and_a_turn_is_free(tmp_path: Path) ->
         sizes.append([r.uuid for r in segment])
     assert sizes == [["u0", "u1", "u2"], ["u3", "u4", "u5"], ["u6"]]
     assert turns.acquire(blocking=False)  # released after the last one
+
+    # A turn taken by another account at the 3rd detail, free again at the 4th: the spool
+    # waits for the 6th (a whole batch) instead of giving back 4.
+    turns.release()
+
+    def source() -> Iterator[DetailResult]:
+        for i, result in enumerate(_numbered(7)):
+            if i == 2:
+                turns.acquire()
+            if i == 3:
+                turns.release()
+            yield result
+
+    sizes = [len(list(s)) for s in in_turns(source(), turns, tmp_path, least=3, most=100)]
+    assert sizes == [6, 1]
 
 
 def test_while_another_account_holds_the_turn_details_spool_until_most(tmp_path: Path) -> None:

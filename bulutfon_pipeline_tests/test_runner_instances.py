@@ -369,18 +369,23 @@ def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
     monkeypatch.setattr(detail_writer, "load_details", in_turn)
     from bulutfon_pipeline.warehouse import Warehouse
 
-    merged: list[tuple[str, bool]] = []
-    finish = Warehouse.finish_listing_scan
+    merged: list[tuple[str, str, bool]] = []
 
-    def listing_in_turn(self: Warehouse, *args: Any, **kwargs: Any) -> Any:
-        turns = account_threads.detail_turns()
-        held = turns is not None and not turns.acquire(blocking=False)
-        if not held and turns is not None:
-            turns.release()
-        merged.append((self.account, held))
-        return finish(self, *args, **kwargs)
+    def recorded_in_turn(method: str) -> None:
+        original = getattr(Warehouse, method)
 
-    monkeypatch.setattr(Warehouse, "finish_listing_scan", listing_in_turn)
+        def in_turn(self: Warehouse, *args: Any, **kwargs: Any) -> Any:
+            turns = account_threads.detail_turns()
+            held = turns is not None and not turns.acquire(blocking=False)
+            if not held and turns is not None:
+                turns.release()
+            merged.append((method, self.account, held))
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Warehouse, method, in_turn)
+
+    recorded_in_turn("finish_listing_scan")
+    recorded_in_turn("merge_directory")
     sim = simulator_factory(days=2, calls_per_day=10, accounts=["izmir", "ankara"])
     accounts_file = tmp_path / "accounts.toml"
     accounts_file.write_text(
@@ -410,7 +415,12 @@ def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
         assert sorted(n for account, n, _ in written if account == name) == [10, 10], name
     assert all(held for _, _, held in written), written  # every batch written in a turn
     assert writing[1] == 1  # one at a time
-    assert sorted(merged) == [("ankara", True), ("izmir", True)]  # the listings' merges too
+    # The listings' and the directories' merges too.
+    assert sorted(merged) == [
+        (method, account, True)
+        for method in ("finish_listing_scan", "merge_directory")
+        for account in ("ankara", "izmir")
+    ]
     assert not [p for p in tmp_path.rglob("*") if "spool" in p.name]  # none left behind
     assert accounts_loading() is None  # the block ended with the sync
     # The accounts' own threads did no DuckDB work: the process's DuckDB threads did it.
