@@ -29,7 +29,7 @@ MIN_SHARED_DETAIL_BATCH = 100
 MALLOC_ARENAS = 2
 #: Accounts loading in threads that write an embedded warehouse at the same time
 #: (``detail_turns``); the others go on fetching into their spools. One: 50 accounts at
-#: once peaked at 411-438 MB, against 578-592 MB when all wrote at once (ANALYSIS.md).
+#: once peaked at 423-438 MB, against 578-592 MB when all wrote at once (ANALYSIS.md).
 DETAIL_LOADS_AT_ONCE = 1
 #: Details an account spools at most before it waits for its turn to load them (on disk,
 #: about 3-5 KB each; a turn comes round faster than the accounts' limits fill it).
