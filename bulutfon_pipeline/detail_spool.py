@@ -4,7 +4,7 @@ Accounts loading in threads of one process (a multi-account ``sync``) each fetch
 own rate limit, so a worker needs many of them at once to use its CPU; but every account
 that normalises and writes at once costs the worker memory (its batch, its DuckDB
 transaction, the allocators' pages): 50 accounts at once peaked at 1.5x the memory of 10.
-On an embedded warehouse their writes take turns on the one file anyway. So there, each
+On an embedded warehouse their writes all go to one file anyway. So there, each
 account fetches at its full rate into a spool, a temporary file next to the warehouse,
 and only ``account_threads.DETAIL_LOADS_AT_ONCE`` accounts at a time load what they
 spooled (:func:`in_turns`). Fetching many accounts at once costs little memory; the loads
@@ -96,9 +96,8 @@ def in_turns(
     Results are spooled as they come. Whenever a multiple of ``least`` (a batch) wait and
     a turn is free (without waiting for one), they are yielded, so loads during the fetch
     are whole batches; at ``most`` waiting, the fetch waits for a turn; the last segment
-    waits for one. The turn is released when the
-    caller asks for the next segment, or closes this generator (do, with
-    ``contextlib.closing``, when a segment's load fails).
+    waits for one. The turn is released when the caller asks for the next segment, or
+    closes this generator (do, with ``contextlib.closing``, when a segment's load fails).
     """
     with contextlib.closing(DetailSpool(folder)) as spool:
         for result in results:
