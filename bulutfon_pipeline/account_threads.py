@@ -3,9 +3,9 @@ warehouse, a budget of details in memory (a server warehouse's), DuckDB's memory
 Arrow's allocator and the C library's malloc arenas.
 
 ``runner.accounts.run_each`` enters :func:`accounts_in_threads`; the loads take
-:func:`detail_turns` (``loads``, ``detail_spool``) or ask :func:`shared_detail_batch` for
-their batch size, ``warehouse.duckdb_connect`` asks :func:`accounts_loading` for its
-threads' memory limit.
+:func:`write_turns` (``loads``, ``detail_spool``, ``Warehouse.write_turn``) or ask
+:func:`shared_detail_batch` for their batch size, ``warehouse.duckdb_connect`` asks
+:func:`accounts_loading` for its threads' memory limit.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from bulutfon_pipeline.settings import DEFAULT_DETAIL_BATCH_SIZE
 #: Details all the accounts loading in threads of one process into a server warehouse hold
 #: at once: each account's batches shrink to its share of it (at least
 #: ``MIN_SHARED_DETAIL_BATCH``), so a worker's memory stays flat as the accounts at once
-#: grow (``shared_detail_batch``). Into DuckDB they spool instead (``detail_turns``).
+#: grow (``shared_detail_batch``). Into DuckDB they spool instead (``write_turns``).
 SHARED_DETAILS_BUDGET = 2 * DEFAULT_DETAIL_BATCH_SIZE
 MIN_SHARED_DETAIL_BATCH = 100
 #: glibc malloc arenas while accounts load in threads (``_few_malloc_arenas``).
 MALLOC_ARENAS = 2
 #: Accounts loading in threads that write an embedded warehouse at the same time
-#: (``detail_turns``); the others go on fetching into their spools. One: 50 accounts at
+#: (``write_turns``); the others go on fetching into their spools. One: 50 accounts at
 #: once peaked at 423-438 MB, against 578-592 MB when all wrote at once (ANALYSIS.md).
-DETAIL_LOADS_AT_ONCE = 1
+ACCOUNTS_WRITING_AT_ONCE = 1
 #: Details an account spools at most before it waits for its turn to load them (on disk,
 #: about 3-5 KB each; a turn comes round faster than the accounts' limits fill it).
 SPOOLED_DETAILS_MOST = 10 * DEFAULT_DETAIL_BATCH_SIZE
@@ -38,7 +38,7 @@ SPOOLED_DETAILS_MOST = 10 * DEFAULT_DETAIL_BATCH_SIZE
 #: outside a multi-account sync.
 _accounts_in_threads: int | None = None
 #: The turns to load spooled details while ``_accounts_in_threads`` is set.
-_detail_turns: threading.BoundedSemaphore | None = None
+_write_turns: threading.BoundedSemaphore | None = None
 
 
 @contextlib.contextmanager
@@ -46,16 +46,16 @@ def accounts_in_threads(threads: int) -> Iterator[None]:
     """While the block runs, up to ``threads`` accounts load in threads of this process.
     Enter it before the threads start: every DuckDB connection a process holds on one file
     must have the same configuration (no connection off the main thread may be open)."""
-    global _accounts_in_threads, _detail_turns
-    before = _accounts_in_threads, _detail_turns
+    global _accounts_in_threads, _write_turns
+    before = _accounts_in_threads, _write_turns
     _accounts_in_threads = max(1, threads)
-    _detail_turns = threading.BoundedSemaphore(DETAIL_LOADS_AT_ONCE)
+    _write_turns = threading.BoundedSemaphore(ACCOUNTS_WRITING_AT_ONCE)
     try:
         _few_malloc_arenas(threads)
         with _shared_arrow_allocator(threads):
             yield
     finally:
-        _accounts_in_threads, _detail_turns = before
+        _accounts_in_threads, _write_turns = before
 
 
 def _few_malloc_arenas(threads: int) -> None:
@@ -105,22 +105,23 @@ def accounts_loading() -> int | None:
     return _accounts_in_threads
 
 
-def detail_turns() -> threading.BoundedSemaphore | None:
-    """The turns (``DETAIL_LOADS_AT_ONCE``) the accounts loading in threads of this
-    process take to write an embedded warehouse: to load their spooled details
-    (``detail_spool.in_turns``), to stage and merge their listing, to merge their directory
-    and to record their recordings (:func:`write_turn`); ``None`` when not several
-    accounts load in threads. Writes outside a turn would overlap their transactions
-    within one load's memory limit: 50 listing merges at once ran out of it."""
-    if _accounts_in_threads is None or _accounts_in_threads <= 1:
+def write_turns(server: bool) -> threading.BoundedSemaphore | None:
+    """The turns (``ACCOUNTS_WRITING_AT_ONCE``) the accounts loading in threads of this
+    process take to write an embedded warehouse (``server`` False): to load their spooled
+    details (``detail_spool.in_turns``), to stage and merge their listing, to merge their
+    directory and to record their recordings (:func:`write_turn`); ``None`` on a server,
+    or when not several accounts load in threads. Writes outside a turn would overlap
+    their transactions within one load's memory limit: 50 listing merges at once ran out
+    of it."""
+    if server or _accounts_in_threads is None or _accounts_in_threads <= 1:
         return None
-    return _detail_turns
+    return _write_turns
 
 
 def write_turn(server: bool) -> contextlib.AbstractContextManager[Any]:
-    """Hold one of :func:`detail_turns` while the block writes an embedded warehouse
-    (``server`` False) from an account loading in threads; else nothing to hold."""
-    turns = None if server else detail_turns()
+    """Hold one of :func:`write_turns` while the block writes the warehouse; nothing to
+    hold when there are none."""
+    turns = write_turns(server)
     return turns if turns is not None else contextlib.nullcontext()
 
 

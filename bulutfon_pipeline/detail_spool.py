@@ -6,7 +6,7 @@ that normalises and writes at once costs the worker memory (its batch, its DuckD
 transaction, the allocators' pages): 50 accounts at once peaked at 1.5x the memory of 10.
 On an embedded warehouse their writes all go to one file anyway. So there, each
 account fetches at its full rate into a spool, a temporary file next to the warehouse,
-and only ``account_threads.DETAIL_LOADS_AT_ONCE`` accounts at a time load what they
+and only ``account_threads.ACCOUNTS_WRITING_AT_ONCE`` accounts at a time load what they
 spooled (:func:`in_turns`). Fetching many accounts at once costs little memory; the loads
 cost what one load costs (``benchmarks/ANALYSIS.md``, session 32).
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -90,7 +90,7 @@ def in_turns(
     *,
     least: int,
     most: int,
-) -> Iterator[Iterator[DetailResult]]:
+) -> Generator[Iterator[DetailResult], None, None]:
     """``results`` in segments, each yielded while this thread holds one of ``turns``.
 
     Results are spooled as they come. Whenever a multiple of ``least`` (a batch) wait and

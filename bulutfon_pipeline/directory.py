@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bulutfon_pipeline import account_threads
 from bulutfon_pipeline.api import BulutfonClient
 from bulutfon_pipeline.normalize.directory import normalize_directory
 from bulutfon_pipeline.warehouse import Warehouse
@@ -104,7 +103,7 @@ def load_directory(client: BulutfonClient, warehouse: Warehouse) -> DirectoryLoa
     unreadable = {table: set(ids) for table, ids in normalized.unreadable.items()}
     for collection, ids in fetched.missing.items():
         unreadable.setdefault(_KEPT[collection], set()).update(ids)
-    with account_threads.write_turn(warehouse.is_server):  # accounts in threads: in turns
+    with warehouse.write_turn():  # accounts loading in threads into one DuckDB file
         merged = warehouse.merge_directory(
             normalized.tables,
             observed_at=fetched.observed_at,

@@ -12,7 +12,7 @@
   stops at the next call once a stop signal came (``stop_signals``).
 
 Accounts loading in threads of one process into one DuckDB file write it one at a time
-(``account_threads.detail_turns``): their details are spooled (:mod:`.detail_spool`)
+(``Warehouse.write_turn``): their details are spooled (:mod:`.detail_spool`)
 while another writes, and their listing is staged and merged in a turn too.
 """
 
@@ -105,9 +105,7 @@ def scan_listing(
     """
     started = time.monotonic()
     seen_at = now or dt.datetime.now(dt.UTC)
-    # Accounts loading in threads into one DuckDB file write it in turns.
-    turn = functools.partial(account_threads.write_turn, warehouse.is_server)
-    with turn():
+    with warehouse.write_turn():  # accounts loading in threads into one DuckDB file
         stage = warehouse.begin_listing_scan()
     if stage.cleared:
         log.info("cleared %d listing rows an interrupted scan had staged", stage.cleared)
@@ -140,7 +138,7 @@ def scan_listing(
             if detect_changes:
                 chunk_items.extend(_items_of(page.items, kept))
         if chunk_size >= chunk_rows:
-            with turn():
+            with warehouse.write_turn():
                 warehouse.stage_listing(stage, pd.concat(chunk, ignore_index=True))
                 if chunk_items:
                     changed += changes.detect(warehouse, chunk_items, last_day=reconcile_end)
@@ -151,7 +149,7 @@ def scan_listing(
             log.info("listing page %d is wholly older than %s; stopping", page.page, stop_before)
             break
     bar.finish("listing pages")
-    with turn():
+    with warehouse.write_turn():
         if chunk_items:
             changed += changes.detect(warehouse, chunk_items, last_day=reconcile_end)
         changed = _unique(changed)
@@ -232,15 +230,15 @@ def load_details(
     summary.pending, summary.listed = len(keys), warehouse.listed_count(start, end)
     bar = progress.reporter()
     bar.start("call details", len(keys))
-    turns = None if warehouse.is_server else account_threads.detail_turns()
+    turns = account_threads.write_turns(warehouse.is_server)
     if turns is None:  # one account, or accounts in threads into a server (their shares)
         batch_size = account_threads.shared_detail_batch(batch_size)
-    segments = _segments(until_stopped(client.fetch_details(keys)), warehouse, turns, batch_size)
+    segments = _segments(client.fetch_details(keys), warehouse, turns, batch_size)
     # Batch counts are added once committed (``DetailWriter``: see the docstring above).
     with contextlib.closing(segments):
         for segment in segments:
             with warehouse.session(), warehouse.detail_writer(mirror_recording_deletes) as w:
-                for batch in _batched(until_stopped(segment), batch_size):
+                for batch in _batched(segment, batch_size):
                     _load_batch(w, batch, functools.partial(_batch_done, summary, bar))
     bar.finish("call details")
     summary.seconds = time.monotonic() - started
@@ -251,12 +249,16 @@ def _segments(
     fetched: Iterator[Any], warehouse: Warehouse, turns: Any, batch_size: int
 ) -> Generator[Iterable[Any], None, None]:
     """``fetched`` whole, or spooled and given back in ``turns`` (accounts loading in
-    threads into one DuckDB file: ``detail_spool``)."""
+    threads into one DuckDB file: ``detail_spool``); either way a stop signal ends it at
+    the next detail (``stop_signals``), as it is fetched and as it is loaded."""
     if turns is None:
-        yield fetched
+        yield until_stopped(fetched)
         return
-    yield from detail_spool.in_turns(fetched, turns, warehouse.path.parent,
+    spooled = detail_spool.in_turns(until_stopped(fetched), turns, warehouse.path.parent,
         least=batch_size, most=account_threads.SPOOLED_DETAILS_MOST)  # fmt: skip
+    with contextlib.closing(spooled):  # gives its turn back when this generator is closed
+        for segment in spooled:
+            yield until_stopped(segment)
 
 
 def _load_batch(writer: Any, batch: list[Any], done: Callable[..., None]) -> None:

@@ -14,7 +14,6 @@ Recordings are personal data: nothing here logs more than uuids and counts.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import itertools
 import logging
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from bulutfon_pipeline import account_threads, progress
+from bulutfon_pipeline import progress
 from bulutfon_pipeline.normalize import Reject
 from bulutfon_pipeline.warehouse import RecordingCandidate, RecordingRow, Warehouse
 
@@ -221,10 +220,8 @@ def download_recordings(
     candidates = warehouse.recording_candidates(start, end, refetch=refetch)
     summary.candidates = len(candidates)
     downloads, early_rejects, previous = _plan(candidates, data_dir, summary, folder)
-    # Accounts loading in threads into one DuckDB file write it in turns.
-    turn = functools.partial(account_threads.write_turn, warehouse.is_server)
     if early_rejects:
-        with turn():
+        with warehouse.write_turn():  # accounts loading in threads into one DuckDB file
             warehouse.save_recordings([], early_rejects)
         summary.rejected += len(early_rejects)
     bar = progress.reporter()
@@ -258,7 +255,7 @@ def download_recordings(
             old = previous.get(result.uuid)
             if old is not None and old.path != relative:  # the format changed
                 replaced.append(data_dir / old.path)
-        with turn():
+        with warehouse.write_turn():
             warehouse.save_recordings(rows, rejects)
         for stale in replaced:  # only once the new rows are committed
             stale.unlink(missing_ok=True)

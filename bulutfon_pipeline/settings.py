@@ -101,12 +101,12 @@ DUCKDB_ACCOUNT_MEMORY_MB = 64
 DUCKDB_OTHER_THREADS = 20
 
 
-def duckdb_threads_memory_limit(accounts_at_once: int | None) -> str:
+def duckdb_threads_memory_limit(accounts_in_threads: bool) -> str:
     """DuckDB's memory limit off the main thread: ``DUCKDB_MEMORY_LIMIT`` while accounts
-    load in threads of a ``sync`` (``accounts_at_once`` set; their writes take turns,
-    ``account_threads.detail_turns``), else ``DUCKDB_ACCOUNT_MEMORY_MB`` for each of
+    load in threads of a ``sync`` (``accounts_in_threads``; their writes take turns,
+    ``account_threads.write_turns``), else ``DUCKDB_ACCOUNT_MEMORY_MB`` for each of
     ``DUCKDB_OTHER_THREADS``."""
-    if accounts_at_once is not None:
+    if accounts_in_threads:
         return DUCKDB_MEMORY_LIMIT
     return f"{DUCKDB_ACCOUNT_MEMORY_MB * DUCKDB_OTHER_THREADS}MB"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -48,11 +48,30 @@ def test_a_spool_gives_back_what_it_was_given_exactly_and_empties(tmp_path: Path
     assert isinstance(third.error, BulutfonError)
 
 
-def _numbered(n: int, done: threading.Event | None = None) -> Iterator[DetailResult]:
-    for i in range(n):
-        yield _detail(f"u{i}")
-    if done is not None:
-        done.set()
+def _numbered(n: int, hooks: Mapping[int, Callable[[], object]] = {}) -> Iterator[DetailResult]:
+    """``n`` details u0, u1...; ``hooks[i]`` runs before detail i is given (``hooks[n]``:
+    after the last)."""
+    for i in range(n + 1):
+        if i in hooks:
+            hooks[i]()
+        if i < n:
+            yield _detail(f"u{i}")
+
+
+def _load_in_thread(
+    source: Iterator[DetailResult], turns: threading.Semaphore, folder: Path, *, most: int
+) -> tuple[threading.Thread, list[list[str]]]:
+    """A started thread that loads ``source``'s segments (one detail a batch); the uuids of
+    each segment it loaded."""
+    segments: list[list[str]] = []
+
+    def load() -> None:
+        for segment in in_turns(source, turns, folder, least=1, most=most):
+            segments.append([r.uuid for r in segment])
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    return thread, segments
 
 
 def test_segments_come_out_in_whole_batches_while_a_turn_is_free(tmp_path: Path) -> None:
@@ -67,16 +86,8 @@ def test_segments_come_out_in_whole_batches_while_a_turn_is_free(tmp_path: Path)
     # A turn taken by another account at the 3rd detail, free again at the 4th: the spool
     # waits for the 6th (a whole batch) instead of giving back 4.
     turns.release()
-
-    def source() -> Iterator[DetailResult]:
-        for i, result in enumerate(_numbered(7)):
-            if i == 2:
-                turns.acquire()
-            if i == 3:
-                turns.release()
-            yield result
-
-    sizes = [len(list(s)) for s in in_turns(source(), turns, tmp_path, least=3, most=100)]
+    source = _numbered(7, {2: turns.acquire, 3: turns.release})
+    sizes = [len(list(s)) for s in in_turns(source, turns, tmp_path, least=3, most=100)]
     assert sizes == [6, 1]
 
 
@@ -84,14 +95,7 @@ def test_while_another_account_holds_the_turn_details_spool_until_most(tmp_path:
     turns = threading.BoundedSemaphore(1)
     turns.acquire()  # another account loads meanwhile
     fetched = threading.Event()
-    segments: list[list[str]] = []
-
-    def load() -> None:
-        for segment in in_turns(_numbered(5, fetched), turns, tmp_path, least=1, most=100):
-            segments.append([r.uuid for r in segment])
-
-    thread = threading.Thread(target=load)
-    thread.start()
+    thread, segments = _load_in_thread(_numbered(5, {5: fetched.set}), turns, tmp_path, most=100)
     assert fetched.wait(30)  # every detail fetched without waiting for the turn
     assert segments == []
     turns.release()
@@ -101,23 +105,8 @@ def test_while_another_account_holds_the_turn_details_spool_until_most(tmp_path:
     # At ``most`` spooled, the fetch waits for the turn before it takes another detail.
     turns.acquire()
     second_taken, third_asked = threading.Event(), threading.Event()
-
-    def source() -> Iterator[DetailResult]:
-        for i, result in enumerate(_numbered(4)):
-            if i == 1:
-                second_taken.set()
-            if i == 2:
-                third_asked.set()
-            yield result
-
-    segments.clear()
-
-    def load_two_at_most() -> None:
-        for segment in in_turns(source(), turns, tmp_path, least=1, most=2):
-            segments.append([r.uuid for r in segment])
-
-    thread = threading.Thread(target=load_two_at_most)
-    thread.start()
+    source = _numbered(4, {1: second_taken.set, 2: third_asked.set})
+    thread, segments = _load_in_thread(source, turns, tmp_path, most=2)
     assert second_taken.wait(30)
     # Not a synchronisation: room for a fetch that did not wait to show itself.
     assert not third_asked.wait(0.2)

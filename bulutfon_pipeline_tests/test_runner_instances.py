@@ -10,6 +10,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import dagster as dg
@@ -346,18 +347,22 @@ def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
     # go in 2 batches of BULUTFON_DETAIL_BATCH_SIZE=10.
     monkeypatch.setattr(account_threads, "SHARED_DETAILS_BUDGET", 10)
     monkeypatch.setattr(account_threads, "MIN_SHARED_DETAIL_BATCH", 1)
+    # The turns know which thread holds them: a write counts as in a turn only if its own
+    # thread holds it, not another account's.
+    monkeypatch.setattr(account_threads, "threading", SimpleNamespace(BoundedSemaphore=_HeldBy))
+
+    def held_here() -> bool:
+        turns = account_threads.write_turns(False)
+        return isinstance(turns, _HeldBy) and turns.holder == threading.get_ident()
+
     written: list[tuple[str, int, bool]] = []
     writing = [0, 0]  # batches being written now, the most at once
     lock = threading.Lock()
     load = detail_writer.load_details
 
     def in_turn(db: Any, raw: Any, *args: Any, **kwargs: Any) -> Any:
-        turns = account_threads.detail_turns()
-        held = turns is not None and not turns.acquire(blocking=False)  # taken: held
-        if not held and turns is not None:
-            turns.release()
         with lock:
-            written.append((kwargs["account"], len(raw), held))
+            written.append((kwargs["account"], len(raw), held_here()))
             writing[0] += 1
             writing[1] = max(writing)
         try:
@@ -375,11 +380,7 @@ def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
         original = getattr(Warehouse, method)
 
         def in_turn(self: Warehouse, *args: Any, **kwargs: Any) -> Any:
-            turns = account_threads.detail_turns()
-            held = turns is not None and not turns.acquire(blocking=False)
-            if not held and turns is not None:
-                turns.release()
-            merged.append((method, self.account, held))
+            merged.append((method, self.account, held_here()))
             return original(self, *args, **kwargs)
 
         monkeypatch.setattr(Warehouse, method, in_turn)
@@ -429,6 +430,27 @@ def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
     duckdb_threads = {name for name in workers if name.startswith("bulutfon-duckdb")}
     assert workers - duckdb_threads == {"MainThread"}  # the schema, before; the copy, after
     assert 1 <= len(duckdb_threads) <= DUCKDB_WORK_THREADS
+
+
+class _HeldBy(threading.BoundedSemaphore):
+    """A bounded semaphore that knows which thread holds it (one slot)."""
+
+    holder: int | None = None
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        got = super().acquire(blocking, timeout)
+        if got:
+            self.holder = threading.get_ident()
+        return got
+
+    __enter__ = acquire
+
+    def release(self, n: int = 1) -> None:
+        self.holder = None
+        super().release(n)
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def _record_duckdb_threads(monkeypatch: pytest.MonkeyPatch) -> set[str]:

@@ -36,7 +36,7 @@ def _threads_memory_limit() -> str:
     write in turns; outside such a block, one load's for each of the default number of
     accounts at once. Constant while a block runs, as every connection a process holds on
     one file must have the same configuration."""
-    return duckdb_threads_memory_limit(accounts_loading())
+    return duckdb_threads_memory_limit(accounts_loading() is not None)
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import pandas as pd
 
+from bulutfon_pipeline import account_threads
 from bulutfon_pipeline.normalize import NormalizedDetails, NormalizedListing, Reject
 from bulutfon_pipeline.settings import DEFAULT_ACCOUNT, Settings
 from bulutfon_pipeline.warehouse import details as _details
@@ -144,6 +145,12 @@ class Warehouse:
     def is_server(self) -> bool:
         """True on PostgreSQL (readers never block a load; no analysts' copy needed)."""
         return self.db.is_server
+
+    def write_turn(self) -> AbstractContextManager[Any]:
+        """Hold a turn to write while the block runs: accounts loading in threads of one
+        process into an embedded warehouse write it one at a time
+        (``account_threads.write_turns``); otherwise nothing is held."""
+        return account_threads.write_turn(self.is_server)
 
     def __repr__(self) -> str:
         return f"Warehouse({self.location!r}, account={self.account!r})"
