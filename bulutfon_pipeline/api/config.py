@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import importlib.metadata
 import math
 import os
@@ -81,15 +82,14 @@ _V2_KEY_ON_V1 = (
 )
 
 
+@functools.cache
 def default_user_agent() -> str:
-    """``bulutfon-pipeline/<version> (+<project url>)``; the API once rejected requests
-    without a User-Agent."""
+    """The User-Agent (the API once rejected requests without one); made once per process."""
     try:
         version = importlib.metadata.version("bulutfon_pipeline")
     except importlib.metadata.PackageNotFoundError:  # running from a source tree
         version = "0.0.0"
-    # No project URL: the project has no public address yet, and a made-up one would
-    # mislead the API operator reading their logs.
+    # No project URL: it has none yet, and a made-up one would mislead the API's operator.
     return f"bulutfon-pipeline/{version} (python-httpx/{httpx.__version__})"
 
 

@@ -4,6 +4,7 @@ registered as partitions), one run, and its metadata back."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -141,26 +142,54 @@ def materialize(
     instance: Any = None,
     partition_key: str | None = None,
 ) -> Any:
+    """One in-process run of the assets ``selection``, as ``dagster.materialize`` would
+    run it, of a job built once per selection and settings (:func:`_asset_job`)."""
     import dagster as dg
 
-    from bulutfon_pipeline.assets import ASSETS
     from bulutfon_pipeline.assets._common import PUBLISH_DEFERRED, PUBLISH_TAG
-    from bulutfon_pipeline.resources import default_resources
+    from bulutfon_pipeline.resources import SECRET_VARIABLES
 
     if instance is None and os.environ.get("DAGSTER_HOME"):
         instance = dg.DagsterInstance.get()
-    result = dg.materialize(
-        list(ASSETS),
-        selection=list(selection),
-        resources=default_resources(settings),
+    secrets = frozenset(name for name in SECRET_VARIABLES if os.environ.get(name))
+    with _JOBS_LOCK:
+        job = _asset_job(tuple(selection), settings, secrets)
+    result = job.execute_in_process(
+        run_config=run_config,
         instance=instance,
         partition_key=partition_key,
         # The runner publishes the analysts' copy once, at the end, not after each run.
         tags={**tags, "bulutfon/trigger": "cli", PUBLISH_TAG: PUBLISH_DEFERRED},
-        run_config=run_config,
     )
     raise_if_stopped()  # a signal between steps ends no Dagster run; stop here instead
     return result
+
+
+#: The name ``dagster.materialize`` gives its job, so the runs look the same in the UI.
+_JOB_NAME = "__ephemeral_asset_job__"
+_JOBS_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=8)
+def _asset_job(selection: tuple[str, ...], settings: Settings, secrets: frozenset[str]) -> Any:
+    """The job that materializes ``selection`` with the resources of ``settings`` (and of
+    the credential variables set, ``secrets``: the resources name them), built as
+    ``dagster.materialize`` builds it for every run. Built once and reused: a new job
+    computes its snapshot (the whole job serialised and hashed) and its execution plan
+    again on its first run, about 14 ms of CPU a run (``benchmarks/ANALYSIS.md``, session
+    33), and a sync of 50 accounts makes 100 runs."""
+    import dagster as dg
+
+    from bulutfon_pipeline.assets import ASSETS
+    from bulutfon_pipeline.resources import default_resources
+
+    defs = dg.Definitions(
+        jobs=[dg.define_asset_job(name=_JOB_NAME, selection=list(selection))],
+        assets=list(ASSETS),
+        resources=default_resources(settings),
+    )
+    defs.resolve_all_job_defs()  # validates the asset graph and the resources, as there
+    return defs.resolve_job_def(_JOB_NAME)
 
 
 def metadata(result: Any, asset: str) -> dict[str, Any]:
