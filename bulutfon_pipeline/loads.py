@@ -105,8 +105,7 @@ def scan_listing(
     """
     started = time.monotonic()
     seen_at = now or dt.datetime.now(dt.UTC)
-    with warehouse.write_turn():  # accounts loading in threads into one DuckDB file
-        stage = warehouse.begin_listing_scan()
+    stage = warehouse.begin_listing_scan()  # in a turn, if it clears a killed scan's rows
     if stage.cleared:
         log.info("cleared %d listing rows an interrupted scan had staged", stage.cleared)
     hwm = stage.high_water_mark

@@ -27,6 +27,7 @@ from bulutfon_pipeline.account_threads import (
 )
 from bulutfon_pipeline.api import BulutfonClient, ClientConfig, fanout
 from bulutfon_pipeline.partitions import ACCOUNT_TAG, ACCOUNTS_PARTITIONS_NAME
+from bulutfon_pipeline.runner import runs
 from bulutfon_pipeline.runner.instance import CommandInstance
 from bulutfon_pipeline.runner.runs import account_instance
 from bulutfon_pipeline.settings import DEFAULT_DETAIL_BATCH_SIZE
@@ -387,6 +388,7 @@ def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
 
     recorded_in_turn("finish_listing_scan")
     recorded_in_turn("merge_directory")
+    recorded_in_turn("begin_listing_scan")  # nothing staged: nothing to write, no turn
     sim = simulator_factory(days=2, calls_per_day=10, accounts=["izmir", "ankara"])
     accounts_file = tmp_path / "accounts.toml"
     accounts_file.write_text(
@@ -406,9 +408,12 @@ def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
     }
     (tmp_path / "data").mkdir()
     workers = _record_duckdb_threads(monkeypatch)
+    runs._asset_job.cache_clear()
     with environment(env):
         result = run_sync()
     assert result.failures == {}
+    # One Dagster job per selection (listing, details), each run by both accounts.
+    assert runs._asset_job.cache_info()[:2] == (2, 2)  # (hits, misses)
     for name in ("izmir", "ankara"):
         expected = len(sim.expected_tables(name)["cdrs"])
         done = result.by_account[name]
@@ -416,10 +421,10 @@ def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
         assert sorted(n for account, n, _ in written if account == name) == [10, 10], name
     assert all(held for _, _, held in written), written  # every batch written in a turn
     assert writing[1] == 1  # one at a time
-    # The listings' and the directories' merges too.
+    # The listings' and the directories' merges too; a scan's start takes none.
     assert sorted(merged) == [
-        (method, account, True)
-        for method in ("finish_listing_scan", "merge_directory")
+        (method, account, method != "begin_listing_scan")
+        for method in ("begin_listing_scan", "finish_listing_scan", "merge_directory")
         for account in ("ankara", "izmir")
     ]
     assert not [p for p in tmp_path.rglob("*") if "spool" in p.name]  # none left behind

@@ -252,8 +252,11 @@ class Warehouse:
     # --- listing and the high-water mark (listing.py) ----------------------------------
 
     def begin_listing_scan(self) -> ListingStage:
-        """See :func:`.listing.begin_listing_scan`."""
-        return _listing.begin_listing_scan(self.db, account=self.account)
+        """See :func:`.listing.begin_listing_scan` (it takes :meth:`write_turn` to clear
+        what a killed scan staged)."""
+        return _listing.begin_listing_scan(
+            self.db, account=self.account, write_turn=self.write_turn
+        )
 
     def stage_listing(self, stage: ListingStage, frame: pd.DataFrame) -> int:
         """See :func:`.listing.stage_listing`."""

@@ -31,6 +31,7 @@ from bulutfon_pipeline.warehouse import (
     WarehouseLockedError,
     schema,
 )
+from bulutfon_pipeline.warehouse import listing as listing_sql
 from bulutfon_pipeline.warehouse.duckdb_backend import DuckDB
 from bulutfon_pipeline_tests.fixtures import load_fixture
 from bulutfon_pipeline_tests.warehouse.test_migrations import fixture_statements, with_bulk_keys
@@ -401,6 +402,32 @@ def test_the_next_scan_clears_what_a_killed_scan_staged(warehouse: Warehouse) ->
     assert rerun.cleared == 5 and _count(warehouse, "_cdr_listing_stage") == 0
     result = warehouse.finish_listing_scan(rerun, _page(items[:2], 1), seen_at=T1)
     assert (result.new, _count(warehouse, "cdr_listing")) == (2, 2)
+    assert _count(warehouse, "_cdr_listing_stage") == 0
+
+
+def test_a_scan_takes_a_turn_to_write_only_to_clear_what_a_killed_scan_staged(
+    warehouse: Warehouse,
+) -> None:
+    # Accounts loading in threads into one DuckDB file write it in turns; a scan that
+    # finds nothing staged writes nothing, so it must not wait for one.
+    staged_at_turn: list[int] = []
+
+    @contextmanager
+    def turn() -> Iterator[None]:
+        staged_at_turn.append(_count(warehouse, "_cdr_listing_stage"))
+        yield
+
+    def begin() -> listing_sql.ListingStage:
+        return listing_sql.begin_listing_scan(
+            warehouse.db, account=warehouse.account, write_turn=turn
+        )
+
+    first = begin()
+    assert (staged_at_turn, first.cleared) == ([], 0)
+    warehouse.stage_listing(first, _page(seed_listing(), 1))
+    # ...killed here; the next scan clears the 5 rows, in a turn:
+    rerun = begin()
+    assert (staged_at_turn, rerun.cleared) == ([5], 5)
     assert _count(warehouse, "_cdr_listing_stage") == 0
 
 
