@@ -197,3 +197,22 @@ def process_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used so far (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def recorded_case(
+    script: str, name: str, assignments: Sequence[str], log_variable: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run ``accounts.py``'s case ``name`` (``assignments``: variables for its sync) with
+    the sync run by ``script --child``, which writes JSON lines to the file named by
+    ``log_variable``; the case's figures and those lines."""
+    import accounts
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    log = WORK / f"{Path(script).stem}_{name}.jsonl"
+    out = accounts.one_case(
+        name,
+        [*assignments, f"{log_variable}={log}"],
+        cli=(sys.executable, str(Path(script).resolve()), "--child"),
+    )
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return out, lines

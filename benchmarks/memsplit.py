@@ -125,18 +125,9 @@ def _child(argv: list[str]) -> None:
 
 def main(argv: list[str]) -> None:
     """Run ``accounts.py``'s case ``argv[0]`` (variables for the sync after it) sampled."""
-    import accounts
-    from common import WORK
+    from common import recorded_case
 
-    name, assignments = argv[0], argv[1:]
-    WORK.mkdir(parents=True, exist_ok=True)
-    log = WORK / f"memsplit_{name}.jsonl"
-    out = accounts.one_case(
-        name,
-        [*assignments, f"MEMSPLIT_LOG={log}"],
-        cli=(sys.executable, str(Path(__file__).resolve()), "--child"),
-    )
-    samples = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    out, samples = recorded_case(__file__, argv[0], argv[1:], "MEMSPLIT_LOG")
     for row in samples:
         print(json.dumps(row))
     out["at_peak"] = max(samples, key=lambda r: r["rss"]) if samples else None
