@@ -174,10 +174,10 @@ _JOBS_LOCK = threading.Lock()
 def _asset_job(selection: tuple[str, ...], settings: Settings, secrets: frozenset[str]) -> Any:
     """The job that materializes ``selection`` with the resources of ``settings`` (and of
     the credential variables set, ``secrets``: the resources name them), built as
-    ``dagster.materialize`` builds it for every run. Built once and reused: a new job
-    computes its snapshot (the whole job serialised and hashed) and its execution plan
-    again on its first run, about 14 ms of CPU a run (``benchmarks/ANALYSIS.md``, session
-    33), and a sync of 50 accounts makes 100 runs."""
+    ``dagster.materialize`` builds it for every run. Built once and reused: a new job is
+    validated again, and computes its snapshot (the whole job serialised and hashed) again
+    on its first run; a sync of 50 accounts makes 100 runs (``benchmarks/ANALYSIS.md``,
+    sessions 32 and 33: about 1.4 CPU s and 10 MB less for that sync)."""
     import dagster as dg
 
     from bulutfon_pipeline.assets import ASSETS
