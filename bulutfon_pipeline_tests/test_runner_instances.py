@@ -335,36 +335,6 @@ def test_accounts_in_threads_checkpoint_while_their_connections_overlap(tmp_path
     assert seen["alone"] == expected
 
 
-def test_a_query_and_its_rows_are_one_call_on_the_duckdb_threads(tmp_path: Path) -> None:
-    """While accounts load in threads, each call on their connections is handed to the
-    DuckDB threads, and each hand-off waits for the GIL again: a read is one, not two."""
-    from bulutfon_pipeline.warehouse import duckdb_connect
-
-    seen: dict[str, Any] = {}
-
-    def read() -> None:
-        with duckdb_connect.connect_file(tmp_path / "warehouse.duckdb") as con:
-            pool = duckdb_connect._duckdb_threads()
-            submit, threads = pool.submit, []
-
-            def counted(work: Any, *args: Any) -> Any:
-                threads.append(threading.current_thread().name)
-                return submit(work, *args)
-
-            pool.submit = counted  # type: ignore[method-assign]
-            try:
-                rows = duckdb_connect.fetch_rows(con, "SELECT ? + 1, 'x'", [41])
-            finally:
-                del pool.submit
-            seen.update(rows=rows, handed=len(threads))
-
-    with accounts_in_threads(2):
-        thread = threading.Thread(target=read, name="account_0")
-        thread.start()
-        thread.join()
-    assert seen == {"rows": [(42, "x")], "handed": 1}
-
-
 def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
     simulator_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

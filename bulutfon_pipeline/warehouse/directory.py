@@ -46,12 +46,6 @@ _ENTITIES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "phone_numbers": (("did_id",), "phone_numbers", "did_id"),
 }
 _HOURS = schema.phone_number_hours
-_DIRECTORY_NAMES = [t.name for t in schema.DIRECTORY_TABLES]
-#: The account's rows in every directory table, in one query (one call, not one a table).
-_ROWS_OF_ACCOUNT = "SELECT " + " + ".join(  # noqa: S608 (our table names)
-    f"(SELECT count(*) FROM {name} WHERE account = ?)"  # noqa: S608
-    for name in _DIRECTORY_NAMES
-)
 _HOUR_VALUES = [c.name for c in _HOURS.c if c.name not in ("account", "did_id", "valid_from",
                                                           "valid_to")]  # fmt: skip
 
@@ -241,7 +235,10 @@ def merge_directory(
     for hour in tables.get("phone_number_hours", ()):
         hours_new.setdefault(hour["did_id"], []).append(hour)
     with db.transaction() as tx:
-        result.first_load = not tx.scalar(_ROWS_OF_ACCOUNT, [account] * len(_DIRECTORY_NAMES))
+        result.first_load = not any(
+            tx.scalar(f"SELECT count(*) FROM {t.name} WHERE account = ?", [account])  # noqa: S608
+            for t in schema.DIRECTORY_TABLES
+        )
         obs = _Observation(
             tx,
             account,

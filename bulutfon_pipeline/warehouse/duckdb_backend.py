@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
 from bulutfon_pipeline.warehouse import schema
-from bulutfon_pipeline.warehouse.duckdb_connect import connect_file, fetch_rows
+from bulutfon_pipeline.warehouse.duckdb_connect import connect_file
 from bulutfon_pipeline.warehouse.errors import (
     LOCK_WAIT_LOGGER,
     WarehouseError,
@@ -213,10 +213,8 @@ class DuckDB:
         """
         with self._connection() as con:
             try:
-                # One call for both: each call waits for the GIL again afterwards, and while
-                # 50 accounts load in threads that wait is most of a short transaction's
-                # time (``benchmarks/ANALYSIS.md``, session 33).
-                con.execute("SET TimeZone = 'UTC'; BEGIN TRANSACTION")
+                con.execute("SET TimeZone = 'UTC'")
+                con.execute("BEGIN TRANSACTION")
             except duckdb.Error as exc:
                 raise WarehouseError(f"warehouse {self.path}: {_one_line(exc)}") from exc
             try:
@@ -296,12 +294,12 @@ class DuckDBTransaction:
 
         ``fetchall``: a result left half-read makes DuckDB refuse the next ``register``.
         """
-        rows = fetch_rows(self.con, sql, list(params))
+        rows = self.con.execute(sql, list(params)).fetchall()
         return rows[0][0] if rows else None
 
     def write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run an INSERT/UPDATE/DELETE; DuckDB returns the affected rows as a row."""
-        rows = fetch_rows(self.con, sql, list(params))
+        rows = self.con.execute(sql, list(params)).fetchall()
         return int(rows[0][0]) if rows else 0
 
     def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -22,7 +22,7 @@ from bulutfon_pipeline.settings import (
     duckdb_threads_memory_limit,
 )
 
-__all__ = ["connect_file", "fetch_rows"]
+__all__ = ["connect_file"]
 
 #: Connections to DuckDB files open and close one thread at a time: the Python client
 #: raced when accounts' threads did so at once ("Table Function with name
@@ -119,10 +119,6 @@ class _OnDuckDBThreads:
 
     __slots__ = ("_con", "_pool")
 
-    def run_here(self, work: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
-        """``work(connection)``, as one call on the DuckDB threads."""
-        return self._pool.submit(work, self._con).result()
-
     def __init__(
         self, con: duckdb.DuckDBPyConnection, pool: concurrent.futures.ThreadPoolExecutor
     ) -> None:
@@ -143,15 +139,3 @@ class _OnDuckDBThreads:
             return result
 
         return call
-
-
-def fetch_rows(con: Any, sql: str, params: Any) -> list[tuple[Any, ...]]:
-    """``con.execute(sql, params).fetchall()``. On a connection whose calls run on the
-    DuckDB threads, that is one call there, not two: after each call the account's thread
-    waits for the GIL again, and with 50 accounts loading that wait is most of a small
-    query's time (``benchmarks/ANALYSIS.md``, session 33)."""
-    if isinstance(con, _OnDuckDBThreads):
-        return cast(
-            list[tuple[Any, ...]], con.run_here(lambda raw: raw.execute(sql, params).fetchall())
-        )
-    return con.execute(sql, params).fetchall()
