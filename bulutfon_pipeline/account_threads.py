@@ -37,7 +37,7 @@ SPOOLED_DETAILS_MOST = 10 * DEFAULT_DETAIL_BATCH_SIZE
 #: Accounts loading in threads of this process now (``accounts_in_threads``); ``None``
 #: outside a multi-account sync.
 _accounts_in_threads: int | None = None
-#: The turns to load spooled details while ``_accounts_in_threads`` is set.
+#: The turns to write an embedded warehouse while ``_accounts_in_threads`` is set.
 _write_turns: threading.BoundedSemaphore | None = None
 
 

@@ -23,6 +23,7 @@ import datetime as dt
 import functools
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -245,7 +246,10 @@ def load_details(
 
 
 def _segments(
-    fetched: Iterator[Any], warehouse: Warehouse, turns: Any, batch_size: int
+    fetched: Iterator[Any],
+    warehouse: Warehouse,
+    turns: threading.Semaphore | None,
+    batch_size: int,
 ) -> Generator[Iterable[Any], None, None]:
     """``fetched`` whole, or spooled and given back in ``turns`` (accounts loading in
     threads into one DuckDB file: ``detail_spool``); either way a stop signal ends it at

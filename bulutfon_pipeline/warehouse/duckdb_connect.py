@@ -33,9 +33,9 @@ _OPEN_CLOSE = threading.Lock()
 def _threads_memory_limit() -> str:
     """DuckDB's memory limit off the main thread: one load's while accounts load in
     threads (:func:`~bulutfon_pipeline.account_threads.accounts_in_threads`), as they
-    write in turns; outside such a block, one load's for each of the default number of
-    accounts at once. Constant while a block runs, as every connection a process holds on
-    one file must have the same configuration."""
+    write in turns; outside such a block, one load's for each of
+    ``DUCKDB_OTHER_THREADS``. Constant while a block runs, as every connection a process
+    holds on one file must have the same configuration."""
     return duckdb_threads_memory_limit(accounts_loading() is not None)
 
 
