@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,14 +37,6 @@ from bulutfon_pipeline.warehouse import Warehouse
 
 #: The ``ClientConfig`` fields that hold credentials.
 _CREDENTIAL_FIELDS = ("access_token", "client_id", "client_secret", "refresh_token")
-
-SECRET_VARIABLES = (
-    "BULUTFON_ACCESS_TOKEN",
-    "BULUTFON_CLIENT_ID",
-    "BULUTFON_CLIENT_SECRET",
-    "BULUTFON_REFRESH_TOKEN",
-    "BULUTFON_API_KEY",
-)
 
 
 class BulutfonResource(dg.ConfigurableResource):
@@ -236,7 +228,8 @@ def _secret(name: str) -> dg.EnvVar | None:
 
 
 def default_resources(settings: Settings | None = None) -> dict[str, object]:
-    """The resources every entry point (UI, schedule, CLI) uses.
+    """The resources of the code location (the UI, the schedules, the sensors, the
+    executors' workers); the CLI's in-process runs take :func:`built_resources`.
 
     Args:
         settings: the pipeline settings; read from the environment when omitted (a
@@ -244,20 +237,50 @@ def default_resources(settings: Settings | None = None) -> dict[str, object]:
             the CLI validates first and reports the error).
     """
     settings = settings if settings is not None else Settings.from_env_or_defaults()
+    # The name only: Dagster reads the URL (it may hold a password) when a run starts.
+    url = dg.EnvVar("BULUTFON_WAREHOUSE_URL") if settings.warehouse_url else ""
+    return _resources(settings, secret=_secret, url=url)
+
+
+def built_resources(settings: Settings) -> dict[str, dg.ResourceDefinition]:
+    """The resources of :func:`default_resources` for the CLI's in-process runs, built once
+    (``ResourceDefinition.hardcoded_resource``). Dagster builds a Pythonic resource again
+    for every run: it processes its config (the ``EnvVar``s, the defaults), builds its
+    config schema and a new instance. In five pairs of 50-account syncs (100 runs each),
+    built ones cost 3-9 CPU s less, of 29-49 (``benchmarks/ANALYSIS.md``, session 34).
+
+    The values are those ``default_resources`` gives a run in this process:
+
+    * no credential is set on ``bulutfon``: its client reads them from the environment
+      when it opens (``BulutfonResource.client_config``), as the ``EnvVar`` did when the
+      run started;
+    * the warehouse URL, which may hold a password, is in the object in memory only: a
+      built resource has no config, so no run, event or snapshot stores it (the security
+      scan of ``DAGSTER_HOME`` checks it).
+    """
+    built = _resources(settings, secret=lambda name: None, url=settings.warehouse_url or "")
+    return {
+        name: dg.ResourceDefinition.hardcoded_resource(value, description=type(value).__doc__)
+        for name, value in built.items()
+    }
+
+
+def _resources(
+    settings: Settings, *, secret: Callable[[str], str | None], url: str
+) -> dict[str, object]:
     return {
         "bulutfon": BulutfonResource(
             # One data folder for the token file, the recordings and the reports.
             data_dir=str(settings.data_dir),
-            access_token=_secret("BULUTFON_ACCESS_TOKEN"),
-            client_id=_secret("BULUTFON_CLIENT_ID"),
-            client_secret=_secret("BULUTFON_CLIENT_SECRET"),
-            refresh_token=_secret("BULUTFON_REFRESH_TOKEN"),
-            api_key=_secret("BULUTFON_API_KEY"),
+            access_token=secret("BULUTFON_ACCESS_TOKEN"),
+            client_id=secret("BULUTFON_CLIENT_ID"),
+            client_secret=secret("BULUTFON_CLIENT_SECRET"),
+            refresh_token=secret("BULUTFON_REFRESH_TOKEN"),
+            api_key=secret("BULUTFON_API_KEY"),
         ),
         "warehouse": WarehouseResource(
             database=str(settings.duckdb_path),
-            # The name only: Dagster reads the URL (it may hold a password) when a run starts.
-            url=dg.EnvVar("BULUTFON_WAREHOUSE_URL") if settings.warehouse_url else "",
+            url=url,
             schema_name=settings.warehouse_schema,
             lock_timeout_s=settings.lock_timeout_s,
         ),

@@ -511,3 +511,44 @@ def test_inside_schema_ready_no_account_checks_the_schema_again(tmp_path: Path) 
         assert "cdrs" in tables(missing)
     Warehouse(path).ensure_schema()  # after the block: checked (and made) again
     assert "cdrs" in tables(path)
+
+
+def test_the_clis_runs_share_built_resources_and_read_credentials_when_a_client_opens(
+    simulator_factory: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bulutfon_pipeline.resources import BulutfonResource
+    from bulutfon_pipeline.runner import run_sync
+    from bulutfon_pipeline.runner.errors import user_error
+    from bulutfon_pipeline_tests.helpers import environment
+
+    # Each job's resources are built once (resources.built_resources), not by Dagster for
+    # every run; the credentials are still read when a client opens, so a token changed
+    # between two syncs of one process is the one used.
+    opened: list[BulutfonResource] = []
+    client = BulutfonResource.client
+
+    def recorded(self: BulutfonResource, account: Any = None) -> Any:
+        opened.append(self)
+        return client(self, account)
+
+    monkeypatch.setattr(BulutfonResource, "client", recorded)
+    sim = simulator_factory(days=1, calls_per_day=6)
+    env = {
+        **sim.env(),
+        "BULUTFON_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        "BULUTFON_DATA_DIR": str(tmp_path / "data"),
+        "BULUTFON_START_DATE": "2015-01-01",
+    }
+    runs._asset_job.cache_clear()
+    wrong = {**env, "BULUTFON_ACCESS_TOKEN": "not-the-simulators-token"}
+    with environment(wrong), pytest.raises(Exception) as failed:
+        run_sync()
+    assert "401" in str(user_error(failed.value))
+    assert sim.stats()["listing"] == {"401": 1}
+    with environment(env):
+        result = run_sync()
+    assert result.detail_total("new") == len(sim.expected_tables()["cdrs"]) == 6
+    # Listing and directory (one job), then details: each job's one object served every run.
+    assert len(opened) == 4
+    assert len({id(resource) for resource in opened}) == 2
+    assert runs._asset_job.cache_info()[:2] == (1, 2)  # (hits, misses)

@@ -147,13 +147,11 @@ def materialize(
     import dagster as dg
 
     from bulutfon_pipeline.assets._common import PUBLISH_DEFERRED, PUBLISH_TAG
-    from bulutfon_pipeline.resources import SECRET_VARIABLES
 
     if instance is None and os.environ.get("DAGSTER_HOME"):
         instance = dg.DagsterInstance.get()
-    secrets = frozenset(name for name in SECRET_VARIABLES if os.environ.get(name))
     with _JOBS_LOCK:
-        job = _asset_job(tuple(selection), settings, secrets)
+        job = _asset_job(tuple(selection), settings)
     result = job.execute_in_process(
         run_config=run_config,
         instance=instance,
@@ -171,22 +169,22 @@ _JOBS_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=8)
-def _asset_job(selection: tuple[str, ...], settings: Settings, secrets: frozenset[str]) -> Any:
-    """The job that materializes ``selection`` with the resources of ``settings`` (and of
-    the credential variables set, ``secrets``: the resources name them), built as
-    ``dagster.materialize`` builds it for every run. Built once and reused: a new job is
-    validated again, and computes its snapshot (the whole job serialised and hashed) again
-    on its first run; a sync of 50 accounts makes 100 runs (``benchmarks/ANALYSIS.md``,
-    sessions 32 and 33: about 1.4 CPU s and 10 MB less for that sync)."""
+def _asset_job(selection: tuple[str, ...], settings: Settings) -> Any:
+    """The job that materializes ``selection`` with the resources of ``settings`` (built
+    once: ``resources.built_resources``), built as ``dagster.materialize`` builds it for
+    every run. Built once and reused: a new job is validated again, and computes its
+    snapshot (the whole job serialised and hashed) again on its first run; a sync of 50
+    accounts makes 100 runs (``benchmarks/ANALYSIS.md``, sessions 32 and 33: about 1.4
+    CPU s and 10 MB less for that sync)."""
     import dagster as dg
 
     from bulutfon_pipeline.assets import ASSETS
-    from bulutfon_pipeline.resources import default_resources
+    from bulutfon_pipeline.resources import built_resources
 
     defs = dg.Definitions(
         jobs=[dg.define_asset_job(name=_JOB_NAME, selection=list(selection))],
         assets=list(ASSETS),
-        resources=default_resources(settings),
+        resources=built_resources(settings),
     )
     defs.resolve_all_job_defs()  # validates the asset graph and the resources, as there
     return defs.resolve_job_def(_JOB_NAME)
