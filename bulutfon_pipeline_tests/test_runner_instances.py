@@ -15,6 +15,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
+import sqlalchemy
 
 from bulutfon_pipeline.account_threads import (
     MALLOC_ARENAS,
@@ -169,6 +170,22 @@ def test_the_command_instance_keeps_run_events_and_failures_not_each_step_event(
             assert DagsterEventType.STEP_FAILURE in stored
             assert stored[-1] == DagsterEventType.RUN_FAILURE
             assert DagsterEventType.STEP_START not in stored
+            # So no asset has a record or an observation, and the storage answers that
+            # without a query (Dagster asks at every materialization, for data versions).
+            storage = instance.event_log_storage
+            parent = type(storage).__mro__[1]
+            assert parent.get_asset_records(storage) == []  # what a query finds
+            assert parent.fetch_observations(storage, dg.AssetKey("_probe"), limit=1).records == []
+            queries: list[str] = []
+            sqlalchemy.event.listen(
+                storage._engine, "before_cursor_execute", lambda *a: queries.append(a[2])
+            )
+            assert storage.get_asset_records([dg.AssetKey("_probe")]) == []
+            observed = storage.fetch_observations(dg.AssetKey("_probe"), limit=1)
+            assert (observed.records, observed.has_more) == ([], False)
+            assert queries == []
+            assert dg.materialize([_probe], instance=instance, partition_key="izmir").success
+            assert queries, "the engine is the one the runs use"
     finally:
         instances.close()
 
