@@ -565,7 +565,8 @@ def test_the_clis_runs_share_built_resources_and_read_credentials_when_a_client_
     with environment(env):
         result = run_sync()
     assert result.detail_total("new") == len(sim.expected_tables()["cdrs"]) == 6
-    # Listing and directory (one job), then details: each job's one object served every run.
+    # The failed sync's listing run, then the listing, directory (one run) and details:
+    # each job's one object served all of its runs.
     assert len(opened) == 4
     assert len({id(resource) for resource in opened}) == 2
     assert runs._asset_job.cache_info()[:2] == (1, 2)  # (hits, misses)

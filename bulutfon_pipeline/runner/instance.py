@@ -102,7 +102,7 @@ def _storage_classes() -> tuple[type, type]:
             # No asset event is stored here (store_event), so no asset has a record. Dagster
             # asks for the records of each materialization's inputs (for data versions),
             # then for their last observation: queries that always found nothing, 4-7 % of
-            # the runs' CPU in a 50-account sync (``benchmarks/ANALYSIS.md``, session 34).
+            # the runs' profiled CPU in a 50-account sync (``benchmarks/ANALYSIS.md``, session 34).
             return []
 
         def fetch_observations(
