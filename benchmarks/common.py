@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,3 +216,20 @@ def recorded_case(
     )
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     return out, lines
+
+
+def recorded_script(
+    script: str,
+    child: Callable[[list[str]], None],
+    report: Callable[[dict[str, Any], list[dict[str, Any]]], None],
+    log_variable: str,
+) -> None:
+    """The ``__main__`` of a script that records one case of ``accounts.py`` from inside
+    its sync: ``script --child ARGS`` runs ``child(ARGS)`` (the sync, writing to the file
+    named by ``log_variable``); ``script CASE [VAR=value ...]`` runs the case
+    (:func:`recorded_case`) and hands ``report`` its figures and the child's lines."""
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2:])
+    else:
+        out, lines = recorded_case(script, sys.argv[1], sys.argv[2:], log_variable)
+        report(out, lines)

@@ -123,11 +123,7 @@ def _child(argv: list[str]) -> None:
     run()
 
 
-def main(argv: list[str]) -> None:
-    """Run ``accounts.py``'s case ``argv[0]`` (variables for the sync after it) sampled."""
-    from common import recorded_case
-
-    out, samples = recorded_case(__file__, argv[0], argv[1:], "MEMSPLIT_LOG")
+def _report(out: dict[str, Any], samples: list[dict[str, Any]]) -> None:
     for row in samples:
         print(json.dumps(row))
     out["at_peak"] = max(samples, key=lambda r: r["rss"]) if samples else None
@@ -135,7 +131,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--child"]:
-        _child(sys.argv[2:])
-    else:
-        main(sys.argv[1:])
+    from common import recorded_script
+
+    recorded_script(__file__, _child, _report, "MEMSPLIT_LOG")

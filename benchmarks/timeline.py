@@ -168,17 +168,12 @@ def _summary(events: list[list[Any]]) -> None:
         print(f"the account that finished last ({last}):\n  " + "\n  ".join(path))
 
 
-def main(argv: list[str]) -> None:
-    """Run ``accounts.py``'s case ``argv[0]`` (variables for the sync after it), recorded."""
-    from common import recorded_case
-
-    out, events = recorded_case(__file__, argv[0], argv[1:], "TIMELINE_LOG")
+def _report(out: dict[str, Any], events: list[Any]) -> None:
     _summary(events)
     print(json.dumps(out))
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--child"]:
-        _child(sys.argv[2:])
-    else:
-        main(sys.argv[1:])
+    from common import recorded_script
+
+    recorded_script(__file__, _child, _report, "TIMELINE_LOG")

@@ -247,7 +247,7 @@ def built_resources(settings: Settings) -> dict[str, dg.ResourceDefinition]:
     (``ResourceDefinition.hardcoded_resource``). Dagster builds a Pythonic resource again
     for every run: it processes its config (the ``EnvVar``s, the defaults), builds its
     config schema and a new instance. In five pairs of 50-account syncs (100 runs each),
-    built ones cost 3-9 CPU s less, of 29-49 (``benchmarks/ANALYSIS.md``, session 34).
+    built ones cost 2.6-8.7 CPU s less, of 29-49 (``benchmarks/ANALYSIS.md``, session 34).
 
     The values are those ``default_resources`` gives a run in this process:
 
