@@ -15,9 +15,13 @@ import ctypes
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
+from bulutfon_pipeline.grouped_writes import WriteAll, WriteGroup
 from bulutfon_pipeline.settings import DEFAULT_DETAIL_BATCH_SIZE
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Details all the accounts loading in threads of one process into a server warehouse hold
 #: at once: each account's batches shrink to its share of it (at least
@@ -39,6 +43,9 @@ SPOOLED_DETAILS_MOST = 10 * DEFAULT_DETAIL_BATCH_SIZE
 _accounts_in_threads: int | None = None
 #: The turns to write an embedded warehouse while ``_accounts_in_threads`` is set.
 _write_turns: threading.BoundedSemaphore | None = None
+#: The writes handed over to whoever holds a turn (``write_in_turn``), by kind.
+_write_groups: dict[str, WriteGroup[Any, Any]] = {}
+_write_groups_lock = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -46,16 +53,17 @@ def accounts_in_threads(threads: int) -> Iterator[None]:
     """While the block runs, up to ``threads`` accounts load in threads of this process.
     Enter it before the threads start: every DuckDB connection a process holds on one file
     must have the same configuration (no connection off the main thread may be open)."""
-    global _accounts_in_threads, _write_turns
-    before = _accounts_in_threads, _write_turns
+    global _accounts_in_threads, _write_turns, _write_groups
+    before = _accounts_in_threads, _write_turns, _write_groups
     _accounts_in_threads = max(1, threads)
     _write_turns = threading.BoundedSemaphore(ACCOUNTS_WRITING_AT_ONCE)
+    _write_groups = {}
     try:
         _few_malloc_arenas(threads)
         with _shared_arrow_allocator(threads):
             yield
     finally:
-        _accounts_in_threads, _write_turns = before
+        _accounts_in_threads, _write_turns, _write_groups = before
 
 
 def _few_malloc_arenas(threads: int) -> None:
@@ -123,6 +131,18 @@ def write_turn(server: bool) -> contextlib.AbstractContextManager[Any]:
     hold when there are none."""
     turns = write_turns(server)
     return turns if turns is not None else contextlib.nullcontext()
+
+
+def write_in_turn(server: bool, kind: str, item: T, write_all: WriteAll[T, R]) -> R:
+    """Write ``item`` through ``write_all([item])`` in one of :func:`write_turns`; while
+    there are turns, hand it to the other writes of ``kind`` (naming the warehouse too)
+    that whoever holds a turn makes together (``grouped_writes``). ``item``'s result."""
+    turns = write_turns(server)
+    if turns is None:
+        return write_all([item])[0]
+    with _write_groups_lock:
+        group = _write_groups.setdefault(kind, WriteGroup())
+    return group.write(item, turns, write_all)
 
 
 def shared_detail_batch(batch_size: int) -> int:

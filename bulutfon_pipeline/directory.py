@@ -14,9 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bulutfon_pipeline import account_threads
 from bulutfon_pipeline.api import BulutfonClient
 from bulutfon_pipeline.normalize.directory import normalize_directory
 from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline.warehouse.directory import DirectoryObservation
 
 __all__ = ["DIRECTORY_ASSETS", "DirectoryLoadSummary", "load_directory"]
 
@@ -103,13 +105,16 @@ def load_directory(client: BulutfonClient, warehouse: Warehouse) -> DirectoryLoa
     unreadable = {table: set(ids) for table, ids in normalized.unreadable.items()}
     for collection, ids in fetched.missing.items():
         unreadable.setdefault(_KEPT[collection], set()).update(ids)
-    with warehouse.write_turn():  # accounts loading in threads into one DuckDB file
-        merged = warehouse.merge_directory(
-            normalized.tables,
-            observed_at=fetched.observed_at,
-            unreadable=unreadable,
-            rejects=normalized.rejects,
-        )
+    observation = DirectoryObservation(
+        warehouse.account, normalized.tables, fetched.observed_at, unreadable, normalized.rejects
+    )
+    # Accounts loading in threads into one DuckDB file take turns, and merge together.
+    merged = account_threads.write_in_turn(
+        warehouse.is_server,
+        f"directories into {warehouse.location}",
+        observation,
+        warehouse.merge_directories,
+    )
     return DirectoryLoadSummary(
         requests=fetched.requests,
         opened=merged.opened,

@@ -20,6 +20,7 @@ FLOORS: dict[str, int] = {
     "bulutfon_pipeline.progress": 0,
     "bulutfon_pipeline.faults": 0,
     "bulutfon_pipeline.account_threads": 0,
+    "bulutfon_pipeline.grouped_writes": 0,
     "bulutfon_pipeline.stop_signals": 0,
     "bulutfon_pipeline.api": 1,
     "bulutfon_pipeline.accounts": 1,

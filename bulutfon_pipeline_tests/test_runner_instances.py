@@ -398,13 +398,15 @@ def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
         original = getattr(Warehouse, method)
 
         def in_turn(self: Warehouse, *args: Any, **kwargs: Any) -> Any:
-            merged.append((method, self.account, held_here()))
+            # The directories merge together: whoever holds the turn merges all handed over.
+            together = [o.account for o in args[0]] if method == "merge_directories" else []
+            merged.extend((method, a, held_here()) for a in together or [self.account])
             return original(self, *args, **kwargs)
 
         monkeypatch.setattr(Warehouse, method, in_turn)
 
     recorded_in_turn("finish_listing_scan")
-    recorded_in_turn("merge_directory")
+    recorded_in_turn("merge_directories")
     recorded_in_turn("begin_listing_scan")  # nothing staged: nothing to write, no turn
     sim = simulator_factory(days=2, calls_per_day=10, accounts=["izmir", "ankara"])
     accounts_file = tmp_path / "accounts.toml"
@@ -441,7 +443,7 @@ def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
     # The listings' and the directories' merges too; a scan's start takes none.
     assert sorted(merged) == [
         (method, account, method != "begin_listing_scan")
-        for method in ("begin_listing_scan", "finish_listing_scan", "merge_directory")
+        for method in ("begin_listing_scan", "finish_listing_scan", "merge_directories")
         for account in ("ankara", "izmir")
     ]
     assert not [p for p in tmp_path.rglob("*") if "spool" in p.name]  # none left behind

@@ -31,9 +31,9 @@ import sqlalchemy as sa
 from bulutfon_pipeline.normalize import Reject
 from bulutfon_pipeline.warehouse import schema
 from bulutfon_pipeline.warehouse.backend import Backend, Transaction
-from bulutfon_pipeline.warehouse.rejects import write_rejects
+from bulutfon_pipeline.warehouse.rejects import write_rejects_of
 
-__all__ = ["DirectoryMergeResult", "merge_directory"]
+__all__ = ["DirectoryMergeResult", "DirectoryObservation", "merge_directories", "merge_directory"]
 
 Row = Mapping[str, Any]
 _BEGINNING = dt.datetime.fromisoformat(schema.DIRECTORY_BEGINNING)
@@ -73,29 +73,50 @@ def _values(table: sa.Table) -> list[str]:
     return [c.name for c in table.c if not c.primary_key and c.name != "valid_to"]
 
 
+def _in(accounts: Sequence[str]) -> str:
+    return "account IN (" + ", ".join("?" for _ in accounts) + ")"
+
+
 def _open_versions(
-    tx: Transaction, table: sa.Table, key: Sequence[str], account: str
-) -> dict[tuple[str, ...], tuple[dt.datetime, tuple[Any, ...]]]:
-    columns = [*key, "valid_from", *_values(table)]
+    tx: Transaction, table: sa.Table, key: Sequence[str], accounts: Sequence[str]
+) -> dict[str, dict[tuple[str, ...], tuple[dt.datetime, tuple[Any, ...]]]]:
+    """account -> entity -> (its version in force's ``valid_from``, its values)."""
+    columns = ["account", *key, "valid_from", *_values(table)]
     rows = tx.execute(
         f"SELECT {', '.join(columns)} FROM {table.name} "  # noqa: S608 (our identifiers)
-        "WHERE account = ? AND valid_to IS NULL",
-        [account],
+        f"WHERE {_in(accounts)} AND valid_to IS NULL",
+        list(accounts),
     ).fetchall()
-    n = len(key)
-    return {tuple(r[:n]): (r[n], tuple(r[n + 1 :])) for r in rows}
+    n = len(key) + 1
+    versions: dict[str, dict[tuple[str, ...], tuple[dt.datetime, tuple[Any, ...]]]] = {}
+    for r in rows:
+        versions.setdefault(r[0], {})[tuple(r[1:n])] = (r[n], tuple(r[n + 1 :]))
+    return versions
 
 
-def _open_hours(tx: Transaction, account: str) -> dict[str, tuple[tuple[Any, ...], ...]]:
+def _open_hours(
+    tx: Transaction, accounts: Sequence[str]
+) -> dict[str, dict[str, tuple[tuple[Any, ...], ...]]]:
+    """account -> number -> its hours in force, by weekday."""
     rows = tx.execute(
-        f"SELECT did_id, {', '.join(_HOUR_VALUES)} FROM phone_number_hours "  # noqa: S608
-        "WHERE account = ? AND valid_to IS NULL ORDER BY did_id, weekday",
-        [account],
+        f"SELECT account, did_id, {', '.join(_HOUR_VALUES)} FROM phone_number_hours "  # noqa: S608
+        f"WHERE {_in(accounts)} AND valid_to IS NULL ORDER BY account, did_id, weekday",
+        list(accounts),
     ).fetchall()
-    hours: dict[str, list[tuple[Any, ...]]] = {}
+    hours: dict[str, dict[str, list[tuple[Any, ...]]]] = {}
     for row in rows:
-        hours.setdefault(row[0], []).append(tuple(row[1:]))
-    return {did: tuple(days) for did, days in hours.items()}
+        hours.setdefault(row[0], {}).setdefault(row[1], []).append(tuple(row[2:]))
+    return {a: {did: tuple(days) for did, days in dids.items()} for a, dids in hours.items()}
+
+
+def _with_rows(tx: Transaction, accounts: Sequence[str]) -> set[str]:
+    """Which of ``accounts`` have directory rows (any version)."""
+    union = " UNION ".join(
+        f"SELECT DISTINCT account FROM {t.name} WHERE {_in(accounts)}"  # noqa: S608
+        for t in schema.DIRECTORY_TABLES
+    )
+    params = [a for _ in schema.DIRECTORY_TABLES for a in accounts]
+    return {row[0] for row in tx.execute(union, params).fetchall()}
 
 
 def _where(key: Sequence[str]) -> str:
@@ -146,10 +167,29 @@ def _close(
     return not deleting
 
 
+@dataclass(frozen=True)
+class DirectoryObservation:
+    """One observation of an account's directory, to merge (:func:`merge_directories`).
+
+    Attributes:
+        tables: table -> rows (``NormalizedDirectory.tables``).
+        observed_at: when the API answered (aware); closes and opens the versions.
+        unreadable: table -> ids whose versions stay as they are.
+        rejects: the bad items, recorded in ``load_rejects``.
+    """
+
+    account: str
+    tables: Mapping[str, Sequence[Row]]
+    observed_at: dt.datetime
+    unreadable: Mapping[str, set[str]] = field(default_factory=dict)
+    rejects: Sequence[Reject] = ()
+
+
 @dataclass
 class _Observation:
-    """What the merge of every table needs: where, when, from when new entities are
-    valid, and the numbers' hours (open and observed)."""
+    """What the merge of an account's every table needs: where, when, from when new
+    entities are valid, the numbers' hours (open and observed), and the new versions of
+    the whole merge, by table (inserted after every close)."""
 
     tx: Transaction
     account: str
@@ -157,6 +197,7 @@ class _Observation:
     start_new: dt.datetime
     hours_now: dict[str, tuple[tuple[Any, ...], ...]]
     hours_new: dict[str, list[Row]]
+    inserts: dict[str, list[list[Any]]]
 
     def days(self, did_id: str) -> tuple[tuple[Any, ...], ...]:
         """A number's observed hours, as :func:`_open_hours` reads the stored ones."""
@@ -171,16 +212,21 @@ class _Observation:
 
 
 def _merge_table(
-    obs: _Observation, name: str, rows: Sequence[Row], kept: set[str]
+    obs: _Observation,
+    name: str,
+    rows: Sequence[Row],
+    kept: set[str],
+    current: dict[tuple[str, ...], tuple[dt.datetime, tuple[Any, ...]]],
 ) -> tuple[int, int, int]:
-    """Merge one table's observed rows; (opened, closed, unchanged)."""
+    """Merge one table's observed rows into its ``current`` versions (closes now, new
+    versions into ``obs.inserts``); (opened, closed, unchanged)."""
     key, _, protect_col = _ENTITIES[name]
     table = schema.metadata.tables[name]
     tx, account, at = obs.tx, obs.account, obs.at
-    current = _open_versions(tx, table, key, account)
     seen: set[tuple[str, ...]] = set()
-    opened: list[list[Any]] = []
-    hour_rows: list[list[Any]] = []
+    opened = obs.inserts.setdefault(name, [])
+    hour_rows = obs.inserts.setdefault(_HOURS.name, [])
+    before = len(opened)
     closed = unchanged = 0
     for row in rows:
         ident = tuple(row[k] for k in key)
@@ -202,9 +248,7 @@ def _merge_table(
     for ident, (since, _) in current.items():
         if ident not in seen and ident[key.index(protect_col)] not in kept:
             closed += _close(tx, name, key, ident, since, account=account, at=at)
-    _insert(tx, table, opened)
-    _insert(tx, _HOURS, hour_rows)
-    return len(opened), closed, unchanged
+    return len(opened) - before, closed, unchanged
 
 
 def merge_directory(
@@ -229,27 +273,60 @@ def merge_directory(
     Raises:
         WarehouseError: the database failed (nothing is written).
     """
-    unreadable = unreadable or {}
-    result = DirectoryMergeResult(rejected=len(rejects))
-    hours_new: dict[str, list[Row]] = {}
-    for hour in tables.get("phone_number_hours", ()):
-        hours_new.setdefault(hour["did_id"], []).append(hour)
+    observation = DirectoryObservation(account, tables, observed_at, unreadable or {}, rejects)
+    return merge_directories(db, [observation])[0]
+
+
+def merge_directories(
+    db: Backend, observations: Sequence[DirectoryObservation]
+) -> list[DirectoryMergeResult]:
+    """Merge several accounts' observations, one per account, in one transaction: each
+    as :func:`merge_directory` would, with one query per table for them all, not one per
+    account (``Warehouse.merge_directory`` hands them over while accounts take turns).
+
+    Returns:
+        Each observation's result, in their order.
+
+    Raises:
+        ValueError: two observations of one account.
+        WarehouseError: the database failed (nothing is written, for any of them).
+    """
+    accounts = [o.account for o in observations]
+    if len(set(accounts)) != len(accounts):
+        raise ValueError(f"one observation per account, not {sorted(accounts)}")
+    if not observations:
+        return []
+    results = []
     with db.transaction() as tx:
-        result.first_load = not any(
-            tx.scalar(f"SELECT count(*) FROM {t.name} WHERE account = ?", [account])  # noqa: S608
-            for t in schema.DIRECTORY_TABLES
-        )
-        obs = _Observation(
-            tx,
-            account,
-            observed_at,
-            _BEGINNING if result.first_load else observed_at,
-            _open_hours(tx, account),
-            hours_new,
-        )
-        for name, (_, protector, _) in _ENTITIES.items():
-            kept = set(unreadable.get(protector, set()))
-            counts = _merge_table(obs, name, tables.get(name, ()), kept)
-            result.opened[name], result.closed[name], result.unchanged[name] = counts
-        write_rejects(tx, rejects, account=account)
-    return result
+        loaded = _with_rows(tx, accounts)
+        hours_now = _open_hours(tx, accounts)
+        current = {
+            name: _open_versions(tx, schema.metadata.tables[name], key, accounts)
+            for name, (key, _, _) in _ENTITIES.items()
+        }
+        inserts: dict[str, list[list[Any]]] = {}
+        for o in observations:
+            result = DirectoryMergeResult(rejected=len(o.rejects))
+            result.first_load = o.account not in loaded
+            hours_new: dict[str, list[Row]] = {}
+            for hour in o.tables.get("phone_number_hours", ()):
+                hours_new.setdefault(hour["did_id"], []).append(hour)
+            obs = _Observation(
+                tx,
+                o.account,
+                o.observed_at,
+                _BEGINNING if result.first_load else o.observed_at,
+                hours_now.get(o.account, {}),
+                hours_new,
+                inserts,
+            )
+            for name, (_, protector, _) in _ENTITIES.items():
+                kept = set(o.unreadable.get(protector, set()))
+                mine = current[name].get(o.account, {})
+                counts = _merge_table(obs, name, o.tables.get(name, ()), kept, mine)
+                result.opened[name], result.closed[name], result.unchanged[name] = counts
+            results.append(result)
+        for name, rows in inserts.items():  # after every close: none closes a new version
+            _insert(tx, schema.metadata.tables[name], rows)
+        write_rejects_of(tx, {o.account: o.rejects for o in observations})
+    return results

@@ -35,7 +35,7 @@ from bulutfon_pipeline.warehouse import rejects as _rejects
 from bulutfon_pipeline.warehouse.backend import Backend, Transaction
 from bulutfon_pipeline.warehouse.detail_writer import DetailWriter
 from bulutfon_pipeline.warehouse.details import DetailLoadResult, RawPayload
-from bulutfon_pipeline.warehouse.directory import DirectoryMergeResult
+from bulutfon_pipeline.warehouse.directory import DirectoryMergeResult, DirectoryObservation
 from bulutfon_pipeline.warehouse.duckdb_backend import Connect, DuckDB
 from bulutfon_pipeline.warehouse.errors import WarehouseError
 from bulutfon_pipeline.warehouse.listing import ListingLoadResult, ListingStage
@@ -357,6 +357,12 @@ class Warehouse:
             self.db, tables, account=self.account, observed_at=observed_at,
             unreadable=unreadable, rejects=rejects,
         )  # fmt: skip
+
+    def merge_directories(
+        self, observations: Sequence[DirectoryObservation]
+    ) -> list[DirectoryMergeResult]:
+        """See :func:`.directory.merge_directories` (each names its own account)."""
+        return _directory.merge_directories(self.db, observations)
 
     # --- rejects and recordings (rejects.py, recordings.py) ------------------------------
 

@@ -5,7 +5,7 @@ A uuid keeps one reject per stage; the stages are ``schema.REJECT_STAGES``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -14,7 +14,7 @@ from bulutfon_pipeline.normalize import Reject
 from bulutfon_pipeline.warehouse import schema
 from bulutfon_pipeline.warehouse.backend import Backend, Transaction
 
-__all__ = ["DETAIL_STAGES", "add_rejects", "delete_superseded", "write_rejects"]
+__all__ = ["DETAIL_STAGES", "add_rejects", "delete_superseded", "write_rejects", "write_rejects_of"]
 
 #: Stages whose rejects a successful detail load of the same uuid supersedes.
 DETAIL_STAGES = ("detail", "normalize")
@@ -39,21 +39,28 @@ def write_rejects(tx: Transaction, rejects: Sequence[Reject], *, account: str) -
     Raises:
         ValueError: a reject's stage is not one of ``schema.REJECT_STAGES``.
     """
-    unique: dict[tuple[str | None, str, str | None, str | None], Reject] = {}
-    for reject in rejects:
-        if reject.stage not in schema.REJECT_STAGES:
-            raise ValueError(f"unknown reject stage {reject.stage!r}")
-        key = (
-            (reject.uuid, reject.stage, None, None)
-            if reject.uuid is not None
-            else (None, reject.stage, reject.reason, reject.payload)
-        )
-        unique[key] = reject
+    return write_rejects_of(tx, {account: rejects})
+
+
+def write_rejects_of(tx: Transaction, rejects: Mapping[str, Sequence[Reject]]) -> int:
+    """:func:`write_rejects` for several accounts at once (account -> its rejects), in
+    one statement of each kind; how many were given in all (after each one's dedupe)."""
+    unique: dict[tuple[str, str | None, str, str | None, str | None], Reject] = {}
+    for account, theirs in rejects.items():
+        for reject in theirs:
+            if reject.stage not in schema.REJECT_STAGES:
+                raise ValueError(f"unknown reject stage {reject.stage!r}")
+            key = (
+                (account, reject.uuid, reject.stage, None, None)
+                if reject.uuid is not None
+                else (account, None, reject.stage, reject.reason, reject.payload)
+            )
+            unique[key] = reject
     if not unique:
         return 0
     batch = pa.table(
         {
-            "account": pa.array([account] * len(unique), pa.string()),
+            "account": pa.array([key[0] for key in unique], pa.string()),
             "uuid": pa.array([r.uuid for r in unique.values()], pa.string()),
             "stage": pa.array([r.stage for r in unique.values()], pa.string()),
             "reason": pa.array([r.reason for r in unique.values()], pa.string()),

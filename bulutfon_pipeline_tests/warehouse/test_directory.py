@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
+
 from bulutfon_pipeline.normalize import Reject
 from bulutfon_pipeline.warehouse import Warehouse, schema
 
@@ -229,3 +231,49 @@ def test_the_version_check_counts_overlaps_and_backwards_versions(warehouse: War
     # ends before it starts (1); izmir's rows are not this account's
     assert errors["extensions"] == 3
     assert sum(errors.values()) == 3
+
+
+def test_accounts_merged_together_get_what_each_merged_alone_gets(warehouse: Warehouse) -> None:
+    from bulutfon_pipeline.warehouse.directory import DirectoryObservation
+
+    ayse, mehmet = _ext("1", "1001", "Ayşe Yılmaz"), _ext("2", "1002", "Mehmet Kaya")
+    renamed, zeynep = _ext("1", "1001", "Ayşe Demir"), _ext("3", "1003", "Zeynep Aydın")
+    reject = Reject(None, "directory", "extension 3: voice_mail: not a boolean 'yes'", "{}")
+    # Per account: its observations, in order. izmir changes at T2 and T3 (a rename, a
+    # member leaving, Saturday closing, an unreadable item with its reject); ankara stays.
+    observations = {
+        "izmir": [
+            (_directory([ayse, mehmet], [_member("1", "1001"), _member("2", "1002")]), T1, {}, []),
+            (_directory([renamed, mehmet, zeynep], [_member("1", "1001")]), T2, {}, []),
+            (_directory([renamed], [_member("1", "1001")], saturday_open=False), T3,
+             {"extensions": {"3"}}, [reject]),
+        ],
+        "ankara": [(_directory([zeynep], [_member("3", "1003")]), t, {}, []) for t in (T1, T2, T3)],
+    }  # fmt: skip
+    together = Warehouse.on(warehouse.db, account="izmir")
+    for step in range(3):
+        merged = together.merge_directories([
+            DirectoryObservation(account, steps[step][0], steps[step][1], steps[step][2],
+                                 steps[step][3])
+            for account, steps in observations.items()
+        ])  # fmt: skip
+        for (account, steps), result in zip(observations.items(), merged, strict=True):
+            tables, at, unreadable, rejects = steps[step]
+            alone = Warehouse.on(warehouse.db, account=f"{account}-alone")
+            expected = alone.merge_directory(
+                tables, observed_at=at, unreadable=unreadable, rejects=rejects
+            )
+            assert result == expected, (account, step)
+            assert result.first_load == (step == 0)
+    assert merged[0].closed["extensions"] == 1 and merged[1].writes == 0  # T3
+    for account in observations:
+        mine = Warehouse.on(warehouse.db, account=account)
+        assert _snapshot(mine) == _snapshot(Warehouse.on(warehouse.db, account=f"{account}-alone"))
+        assert _snapshot(mine)["extensions"]  # not two empty snapshots
+    rejects = warehouse.fetch_frame("SELECT account, reason FROM load_rejects ORDER BY account")
+    assert rejects.to_dict("records") == [
+        {"account": "izmir", "reason": reject.reason},
+        {"account": "izmir-alone", "reason": reject.reason},
+    ]
+    with pytest.raises(ValueError, match="one observation per account"):
+        together.merge_directories([DirectoryObservation("izmir", {}, T3)] * 2)
