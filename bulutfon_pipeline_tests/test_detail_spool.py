@@ -7,6 +7,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,3 +123,55 @@ def test_a_load_that_fails_gives_its_turn_back(tmp_path: Path) -> None:
         for _segment in segments:
             raise RuntimeError("the warehouse refused the batch")
     assert turns.acquire(blocking=False)
+
+
+def test_an_account_loading_while_it_fetches_keeps_no_loaded_detail(
+    simulator: Any, tmp_path: Path
+) -> None:
+    """A segment loaded during the fetch is freed before the next detail is fetched: it is
+    not kept until the account's next segment (50 accounts kept 60-70 MB of details so)."""
+    import gc
+    from datetime import date, timedelta
+
+    from bulutfon_pipeline import loads
+    from bulutfon_pipeline.account_threads import accounts_in_threads
+    from bulutfon_pipeline.api import BulutfonClient, ClientConfig
+    from bulutfon_pipeline.warehouse import Warehouse
+
+    warehouse = Warehouse(tmp_path / "warehouse.duckdb")
+    warehouse.ensure_schema()
+    fetched: list[DetailResult] = []  # the client's own objects, not the spool's copies
+    kept_after_first_segment: list[str] = []
+
+    class Watched:
+        """The real client, and a look at what is alive once the first segment loaded."""
+
+        def __init__(self, client: BulutfonClient) -> None:
+            self.client = client
+
+        def fetch_details(self, uuids: Any) -> Iterator[DetailResult]:
+            for result in self.client.fetch_details(uuids):
+                if len(fetched) == 5:  # the first 5 were spooled, loaded, and freed
+                    first = {r.uuid for r in fetched}
+                    kept_after_first_segment.extend(
+                        o.uuid for o in gc.get_objects()
+                        if isinstance(o, DetailResult) and o.uuid in first
+                        and not any(o is mine for mine in fetched)
+                    )  # fmt: skip
+                fetched.append(result)
+                yield result
+
+    with (
+        BulutfonClient(ClientConfig.from_env(simulator.env())) as client,
+        accounts_in_threads(2),  # an account of several: it spools, and loads in turns
+    ):
+        scan = loads.scan_listing(
+            client, warehouse, lookback=timedelta(hours=2), start_date=date(2015, 1, 1)
+        )
+        summary = loads.load_details(
+            Watched(client), warehouse, start=min(scan.days_touched),
+            end=max(scan.days_touched), batch_size=5,
+        )  # fmt: skip
+    assert len(fetched) > 5 and summary.fetched == len(fetched)
+    assert summary.batches == -(-len(fetched) // 5)  # the first was loaded while fetching
+    assert kept_after_first_segment == []
