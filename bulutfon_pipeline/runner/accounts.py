@@ -18,6 +18,7 @@ from bulutfon_pipeline.runner.interrupts import StoppedError, StopRequestedError
 from bulutfon_pipeline.runner.preflight import read_settings
 from bulutfon_pipeline.settings import DEFAULT_ACCOUNTS_AT_ONCE
 from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline.warehouse.duckdb_connect import kept_open
 
 LOGGER = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def run_each(
     threads = even_rounds(len(chosen), at_once)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="account")
     # The pool is shut down (its threads done) before the memory limit goes back.
-    with accounts_in_threads(threads):
+    with accounts_in_threads(threads), kept_open():  # DuckDB files stay open between turns
         try:
             futures = {pool.submit(work, account): account.name for account in chosen}
             for future in concurrent.futures.as_completed(futures):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -22,7 +23,7 @@ from bulutfon_pipeline.settings import (
     duckdb_threads_memory_limit,
 )
 
-__all__ = ["connect_file"]
+__all__ = ["KEEP_IDLE_S", "connect_file", "kept_open"]
 
 #: Connections to DuckDB files open and close one thread at a time: the Python client
 #: raced when accounts' threads did so at once ("Table Function with name
@@ -63,24 +64,123 @@ def connect_file(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         with _OPEN_CLOSE:
             return duckdb.connect(str(path), config=config)
 
-    def close(con: duckdb.DuckDBPyConnection) -> None:
-        with _OPEN_CLOSE:
-            con.close()
-
     # On one of the DuckDB threads already, never wait on them from inside.
     if not several or current.name.startswith(_THREAD_PREFIX):
         con = connect()
         try:
             yield con
         finally:
-            close(con)
+            _close(con)
         return
     pool = _duckdb_threads()
-    raw = pool.submit(connect).result()
+    kept = _use_kept(str(path), pool, connect)
     try:
-        yield cast(duckdb.DuckDBPyConnection, _OnDuckDBThreads(raw, pool))
+        raw = pool.submit(connect).result()
+        try:
+            yield cast(duckdb.DuckDBPyConnection, _OnDuckDBThreads(raw, pool))
+        finally:
+            pool.submit(_close, raw).result()
     finally:
-        pool.submit(close, raw).result()
+        if kept is not None:
+            _done_with_kept(kept)
+
+
+#: How long a file stays open in a :func:`kept_open` block with none of the accounts'
+#: connections on it; then it is closed, and other processes can take their turn on it.
+KEEP_IDLE_S = 0.5
+
+
+class _Kept:
+    """The connection that keeps a file's database open (:func:`kept_open`), how many of
+    the accounts' connections are on the file, and since when none is."""
+
+    __slots__ = ("con", "idle_since", "users")
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.users = 0
+        self.idle_since = time.monotonic()
+
+
+#: path -> its :class:`_Kept`, while a :func:`kept_open` block runs (else None).
+_KEPT: dict[str, _Kept] | None = None
+_KEPT_LOCK = threading.Lock()
+
+
+@contextmanager
+def kept_open() -> Iterator[None]:
+    """While the block runs, a DuckDB file that accounts loading in threads connect to
+    stays open in this process between their transactions, until none of their
+    connections has been on it for ``KEEP_IDLE_S``; the block closes what it kept.
+
+    Else every transaction opened the database again, and closing the last connection
+    checkpointed it and shut it down: with 50 accounts, on the DuckDB threads, that was
+    about 40 % of their samples, and a quarter of the sync's CPU (``benchmarks/ANALYSIS.md``,
+    session 35). Enter it inside :func:`~bulutfon_pipeline.account_threads.accounts_in_threads`:
+    what it keeps open has that block's configuration.
+    """
+    global _KEPT
+    with _KEPT_LOCK:
+        before, _KEPT = _KEPT, {}
+    stop = threading.Event()
+    watcher = threading.Thread(
+        target=_close_idle, args=(stop,), name="bulutfon-duckdb-keeper", daemon=True
+    )
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+        with _KEPT_LOCK:
+            kept, _KEPT = _KEPT, before
+        for each in kept.values():
+            _duckdb_threads().submit(_close, each.con).result()
+
+
+def _use_kept(
+    key: str, pool: concurrent.futures.Executor, connect: Callable[[], duckdb.DuckDBPyConnection]
+) -> _Kept | None:
+    """Count one more connection on the file ``key``, opening what keeps it open first
+    when nothing does; None outside a :func:`kept_open` block."""
+    with _KEPT_LOCK:
+        if _KEPT is None:
+            return None
+        kept = _KEPT.get(key)
+        if kept is None:
+            kept = _KEPT[key] = _Kept(pool.submit(connect).result())
+        kept.users += 1
+        return kept
+
+
+def _done_with_kept(kept: _Kept) -> None:
+    with _KEPT_LOCK:
+        kept.users -= 1
+        if not kept.users:
+            kept.idle_since = time.monotonic()
+
+
+def _close_idle(stop: threading.Event) -> None:
+    """:func:`close_idle` every ``KEEP_IDLE_S / 2``, until ``stop``."""
+    while not stop.wait(KEEP_IDLE_S / 2):
+        close_idle(time.monotonic())
+
+
+def close_idle(now: float) -> int:
+    """Close each kept file none of the accounts' connections has been on since ``now``
+    less ``KEEP_IDLE_S``; how many were closed."""
+    with _KEPT_LOCK:
+        kept = _KEPT or {}
+        idle = [k for k, v in kept.items() if not v.users and now - v.idle_since >= KEEP_IDLE_S]
+        closing = [kept.pop(key) for key in idle]
+    for each in closing:
+        _duckdb_threads().submit(_close, each.con).result()
+    return len(closing)
+
+
+def _close(con: duckdb.DuckDBPyConnection) -> None:
+    with _OPEN_CLOSE:
+        con.close()
 
 
 _THREAD_PREFIX = "bulutfon-duckdb"
