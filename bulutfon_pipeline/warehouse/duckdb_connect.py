@@ -114,10 +114,11 @@ def kept_open() -> Iterator[None]:
     connections has been on it for ``KEEP_IDLE_S``; the block closes what it kept.
 
     Else every transaction opened the database again, and closing the last connection
-    checkpointed it and shut it down: with 50 accounts, on the DuckDB threads, that was
-    about 40 % of their samples, and a quarter of the sync's CPU (``benchmarks/ANALYSIS.md``,
-    session 35). Enter it inside :func:`~bulutfon_pipeline.account_threads.accounts_in_threads`:
-    what it keeps open has that block's configuration.
+    checkpointed it and shut it down: with 50 accounts, opening and closing were a third
+    of the DuckDB threads' samples in a profile, and 552 connections took 3.3 s to open
+    (``benchmarks/ANALYSIS.md``, session 35). Enter it inside
+    :func:`~bulutfon_pipeline.account_threads.accounts_in_threads`: what it keeps open has
+    that block's configuration.
     """
     global _KEPT
     with _KEPT_LOCK:
