@@ -3,7 +3,8 @@ warehouse, a budget of details in memory (a server warehouse's), DuckDB's memory
 Arrow's allocator and the C library's malloc arenas.
 
 ``runner.accounts.run_each`` enters :func:`accounts_in_threads`; the loads take
-:func:`write_turns` (``loads``, ``detail_spool``, ``Warehouse.write_turn``) or ask
+:func:`write_turns` (``loads``, ``detail_spool``, ``Warehouse.write_turn``), hand their
+directories to whoever holds one (:func:`write_in_turn`, ``directory``) or ask
 :func:`shared_detail_batch` for their batch size, ``warehouse.duckdb_connect`` asks
 :func:`accounts_loading` for its threads' memory limit.
 """

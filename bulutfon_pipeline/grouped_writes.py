@@ -58,25 +58,10 @@ class WriteGroup(Generic[T, R]):
 
 
 def _write(group: list[tuple[T, Future[R]]], write_all: WriteAll[T, R]) -> None:
-    """Make ``group``'s writes together, or one by one if together they failed; every
-    future gets its result or its error, even when the holder is interrupted."""
+    """Settle every future of ``group`` (:func:`_settle`), even when the holder is
+    interrupted: the writes not made then fail with :class:`TurnStoppedError`."""
     try:
-        if not group:
-            return
-        try:
-            results = write_all([item for item, _ in group])
-        except Exception as error:
-            if len(group) == 1:
-                group[0][1].set_exception(error)
-                return
-            for item, future in group:
-                try:
-                    future.set_result(write_all([item])[0])
-                except Exception as alone:
-                    future.set_exception(alone)
-            return
-        for (_, future), result in zip(group, results, strict=True):
-            future.set_result(result)
+        _settle(group, write_all)
     except BaseException as stop:
         for _, future in group:
             if not future.done():
@@ -84,3 +69,30 @@ def _write(group: list[tuple[T, Future[R]]], write_all: WriteAll[T, R]) -> None:
                     TurnStoppedError(f"not written: its turn was stopped ({type(stop).__name__})")
                 )
         raise
+
+
+def _settle(group: list[tuple[T, Future[R]]], write_all: WriteAll[T, R]) -> None:
+    """Make ``group``'s writes together, or one by one if together they failed (a write
+    alone keeps its own error). An empty group (its writes made in an earlier turn) makes
+    none."""
+    if not group:
+        return
+    if len(group) == 1:
+        _settle_alone(group[0], write_all)
+        return
+    try:
+        results = write_all([item for item, _ in group])
+    except Exception:
+        for handed in group:
+            _settle_alone(handed, write_all)
+        return
+    for (_, future), result in zip(group, results, strict=True):
+        future.set_result(result)
+
+
+def _settle_alone(handed: tuple[T, Future[R]], write_all: WriteAll[T, R]) -> None:
+    item, future = handed
+    try:
+        future.set_result(write_all([item])[0])
+    except Exception as error:
+        future.set_exception(error)
