@@ -8,7 +8,9 @@ On an embedded warehouse their writes all go to one file anyway. So there, each
 account fetches at its full rate into a spool, a temporary file next to the warehouse,
 and only ``account_threads.ACCOUNTS_WRITING_AT_ONCE`` accounts at a time load what they
 spooled (:func:`in_turns`). Fetching many accounts at once costs little memory; the loads
-cost what one load costs (``benchmarks/ANALYSIS.md``, session 32).
+cost what one load costs (``benchmarks/ANALYSIS.md``, session 32). An account's last
+batch is made ready (decoded, normalised) before its turn, one account at a time, so the
+loads that queue when the fetches end write while the next one gets ready (session 36).
 
 A crash loses nothing: the spool is an unnamed file that goes with the process, and the
 calls it held have no ``cdrs`` row yet, so the next load fetches them again.
@@ -19,9 +21,9 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import threading
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import msgspec
 
@@ -30,6 +32,12 @@ from bulutfon_pipeline.api.errors import BulutfonError
 from bulutfon_pipeline.api.models import DetailResult
 
 __all__ = ["DetailSpool", "in_turns"]
+
+R = TypeVar("R")
+
+#: Held by the account that makes its last batch ready ahead of its turn (``in_turns``),
+#: until it has the turn: at most one batch waits ready beside the one being written.
+_GETTING_READY = threading.Lock()
 
 #: What a spooled record holds after its uuid: a detail with its exact text, a detail with
 #: no text kept (encoded), or the error that failed the call.
@@ -90,7 +98,8 @@ def in_turns(
     *,
     least: int,
     most: int,
-) -> Generator[Iterator[DetailResult], None, None]:
+    ready: Callable[[Iterator[DetailResult]], R] | None = None,
+) -> Generator[Iterator[DetailResult] | R, None, None]:
     """``results`` in segments, each yielded while this thread holds one of ``turns``.
 
     Results are spooled as they come. Whenever a multiple of ``least`` (a batch) wait and
@@ -98,6 +107,12 @@ def in_turns(
     are whole batches; at ``most`` waiting, the fetch waits for a turn; the last segment
     waits for one. The turn is released when the caller asks for the next segment, or
     closes this generator (do, with ``contextlib.closing``, when a segment's load fails).
+
+    With ``ready``, a last segment of at most ``least`` is given back as ``ready`` made it
+    of the segment's details before the turn: one thread at a time does that, and holds
+    on until it has its turn. So the next load's decoding and normalising (Python) runs
+    while the turn's holder writes (mostly DuckDB's threads), and at most one segment
+    waits ready.
     """
     with contextlib.closing(DetailSpool(folder)) as spool:
         for result in results:
@@ -110,6 +125,14 @@ def in_turns(
                 yield spool.drain()
             finally:
                 turns.release()
-        if spool.count:
+        if spool.count and ready is not None and spool.count <= least:
+            with _GETTING_READY:
+                made = ready(spool.drain())
+                turns.acquire()
+            try:
+                yield made
+            finally:
+                turns.release()
+        elif spool.count:
             with turns:
                 yield spool.drain()

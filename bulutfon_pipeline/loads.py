@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -34,7 +35,12 @@ import pandas as pd
 from bulutfon_pipeline import account_threads, detail_spool, progress, versions
 from bulutfon_pipeline.faults import crash_point
 from bulutfon_pipeline.load_results import DetailLoadSummary, ListingScanResult
-from bulutfon_pipeline.normalize import Reject, normalize_details, normalize_listing
+from bulutfon_pipeline.normalize import (
+    NormalizedDetails,
+    Reject,
+    normalize_details,
+    normalize_listing,
+)
 from bulutfon_pipeline.settings import (
     DEFAULT_DETAIL_BATCH_SIZE,
     DEFAULT_LISTING_CHUNK_ROWS,
@@ -238,7 +244,7 @@ def load_details(
     done = functools.partial(_batch_done, summary, bar)
     with contextlib.closing(segments):
         for segment in segments:
-            _load_segment(warehouse, segment, batch_size, mirror_recording_deletes, done)
+            _load_segment(warehouse, segment, mirror_recording_deletes, done)
     bar.finish("call details")
     summary.seconds = time.monotonic() - started
     return summary
@@ -246,17 +252,16 @@ def load_details(
 
 def _load_segment(
     warehouse: Warehouse,
-    segment: Iterable[Any],
-    batch_size: int,
+    batches: Iterable[list[Any] | _Ready],
     mirror_recording_deletes: Path | None,
     done: Callable[..., None],
 ) -> None:
-    """Load one segment's details in batches. A function of its own, so that its last
-    batch is freed when it returns, not kept until the account's next segment while it
-    fetches on (50 accounts kept 60-70 MB of details so)."""
+    """Load one segment's batches (fetched details, or made ready already). A function of
+    its own, so that its last batch is freed when it returns, not kept until the account's
+    next segment while it fetches on (50 accounts kept 60-70 MB of details so)."""
     with warehouse.session(), warehouse.detail_writer(mirror_recording_deletes) as w:
-        for batch in _batched(segment, batch_size):
-            _load_batch(w, batch, done)
+        for batch in batches:
+            _load_batch(w, batch if isinstance(batch, _Ready) else _ready(batch), done)
 
 
 def _segments(
@@ -264,24 +269,39 @@ def _segments(
     warehouse: Warehouse,
     turns: threading.Semaphore | None,
     batch_size: int,
-) -> Generator[Iterable[Any], None, None]:
+) -> Generator[Iterable[list[Any] | _Ready], None, None]:
     """``fetched`` whole, or spooled and given back in ``turns`` (accounts loading in
-    threads into one DuckDB file: ``detail_spool``); either way a stop signal ends it at
-    the next detail (``stop_signals``), as it is fetched and as it is loaded."""
+    threads into one DuckDB file: ``detail_spool``), in batches; either way a stop signal
+    ends it at the next detail (``stop_signals``), as it is fetched and as it is loaded.
+    An account's last spooled batch is made ready before its turn (``in_turns``)."""
     if turns is None:
-        yield until_stopped(fetched)
+        yield _batched(until_stopped(fetched), batch_size)
         return
+
+    def ready(details: Iterator[Any]) -> list[_Ready]:
+        return [_ready(batch) for batch in _batched(until_stopped(details), batch_size)]
+
     spooled = detail_spool.in_turns(until_stopped(fetched), turns, warehouse.path.parent,
-        least=batch_size, most=account_threads.SPOOLED_DETAILS_MOST)  # fmt: skip
+        least=batch_size, most=account_threads.SPOOLED_DETAILS_MOST, ready=ready)  # fmt: skip
     with contextlib.closing(spooled):  # gives its turn back when this generator is closed
         for segment in spooled:
-            yield until_stopped(segment)
+            yield segment if isinstance(segment, list) else _batched(until_stopped(segment),
+                batch_size)  # fmt: skip
 
 
-def _load_batch(writer: Any, batch: list[Any], done: Callable[..., None]) -> None:
-    """Normalize ``batch`` (fetched details) and hand it to ``writer`` (a ``DetailWriter``);
-    ``done`` adds it to the summary once committed."""
-    fetched_at = dt.datetime.now(dt.UTC)
+@dataclass(frozen=True)
+class _Ready:
+    """A batch of fetched details, normalised: what ``load_details`` writes."""
+
+    fetched_at: dt.datetime
+    raw: list[tuple[str, Any]]
+    detail_rejects: list[Reject]
+    normalized: NormalizedDetails
+    size: int  # details in the batch, failed fetches included
+
+
+def _ready(batch: list[Any]) -> _Ready:
+    """Normalize ``batch`` (fetched details); its failed fetches become rejects."""
     raw = [(r.uuid, r.payload) for r in batch if r.payload is not None]
     detail_rejects = [
         Reject(uuid=r.uuid, stage="detail", reason=str(r.error), payload=None)
@@ -289,10 +309,22 @@ def _load_batch(writer: Any, batch: list[Any], done: Callable[..., None]) -> Non
         if r.payload is None
     ]
     normalized = normalize_details([payload for _, payload in raw])
+    return _Ready(dt.datetime.now(dt.UTC), raw, detail_rejects, normalized, len(batch))
+
+
+def _load_batch(writer: Any, batch: _Ready, done: Callable[..., None]) -> None:
+    """Hand ``batch`` to ``writer`` (a ``DetailWriter``); ``done`` adds it to the summary
+    once committed."""
     writer.wait()  # the previous batch is committed: a crash now loses this one only
     crash_point("detail_batch")
-    then = functools.partial(done, len(raw), len(batch), normalized)
-    writer.submit(raw, normalized, fetched_at=fetched_at, detail_rejects=detail_rejects, then=then)
+    then = functools.partial(done, len(batch.raw), batch.size, batch.normalized)
+    writer.submit(
+        batch.raw,
+        batch.normalized,
+        fetched_at=batch.fetched_at,
+        detail_rejects=batch.detail_rejects,
+        then=then,
+    )
 
 
 def _batch_done(

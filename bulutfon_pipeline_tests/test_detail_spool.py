@@ -116,6 +116,53 @@ def test_while_another_account_holds_the_turn_details_spool_until_most(tmp_path:
     assert segments == [["u0", "u1"], ["u2"], ["u3"]]
 
 
+def test_a_last_batch_is_made_ready_before_its_turn_one_account_at_a_time(
+    tmp_path: Path,
+) -> None:
+    turns = threading.BoundedSemaphore(1)
+    turns.acquire()  # another account writes meanwhile
+    made = {"a": threading.Event(), "b": threading.Event()}
+    loaded: list[Any] = []
+
+    def account(name: str, source: Iterator[DetailResult]) -> threading.Thread:
+        def ready(details: Iterator[DetailResult]) -> tuple[str, list[str]]:
+            made[name].set()
+            return name, [r.uuid for r in details]
+
+        def load() -> None:
+            for segment in in_turns(source, turns, tmp_path, least=3, most=100, ready=ready):
+                assert not turns.acquire(blocking=False)  # loaded in its turn
+                loaded.append(segment if isinstance(segment, tuple) else [r.uuid for r in segment])
+
+        thread = threading.Thread(target=load)
+        thread.start()
+        return thread
+
+    first = account("a", _numbered(2))
+    assert made["a"].wait(30)  # ready while the turn is still another's
+    second = account("b", _numbered(3))
+    # Not a synchronisation: room for a second account getting ready to show itself.
+    assert not made["b"].wait(0.2)
+    assert loaded == []
+    turns.release()
+    first.join(30)
+    second.join(30)
+    assert loaded == [("a", ["u0", "u1"]), ("b", ["u0", "u1", "u2"])]
+    assert turns.acquire(blocking=False)
+
+    # A last segment of more than a batch (the turn was busy all along) is given back as
+    # it was spooled, in the turn.
+    loaded.clear()
+    made["a"].clear()
+    fetched = threading.Event()
+    thread = account("a", _numbered(4, {4: fetched.set}))
+    assert fetched.wait(30)
+    turns.release()
+    thread.join(30)
+    assert loaded == [["u0", "u1", "u2", "u3"]]
+    assert not made["a"].is_set()
+
+
 def test_a_load_that_fails_gives_its_turn_back(tmp_path: Path) -> None:
     turns = threading.BoundedSemaphore(1)
     segments = in_turns(_numbered(3), turns, tmp_path, least=2, most=100)
