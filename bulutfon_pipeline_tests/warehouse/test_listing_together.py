@@ -72,7 +72,7 @@ def test_scans_finished_together_get_what_each_finished_alone_gets(
         results.append(together.finish_listing_scans(finishes))
         for (account, steps), result in zip(scans.items(), results[-1], strict=True):
             alone = Warehouse.on(warehouse.db, account=f"{account}-alone")
-            _chunks, rest, rejects, seen_at = steps[step]
+            chunks, rest, rejects, seen_at = steps[step]
             finish = _finish(alone, steps[step])
             expected = alone.finish_listing_scan(
                 finish.stage, rest, rejects=rejects, seen_at=seen_at
