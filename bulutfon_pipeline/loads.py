@@ -48,7 +48,6 @@ from bulutfon_pipeline.settings import (
 )
 from bulutfon_pipeline.stop_signals import until_stopped
 from bulutfon_pipeline.warehouse import DetailLoadResult, Warehouse, changes
-from bulutfon_pipeline.warehouse.listing import ListingFinish
 
 log = logging.getLogger(__name__)
 
@@ -156,24 +155,18 @@ def scan_listing(
             log.info("listing page %d is wholly older than %s; stopping", page.page, stop_before)
             break
     bar.finish("listing pages")
-    if chunk_items:  # a read: no turn
-        changed += changes.detect(warehouse, chunk_items, last_day=reconcile_end)
-    changed = _unique(changed)
-    if changed:
-        # Committed before the listing (and the mark): a crash in between leaves marks
-        # whose re-fetch is harmless, never a change that no later scan would look at.
-        with warehouse.write_turn():
+    with warehouse.write_turn():
+        if chunk_items:
+            changed += changes.detect(warehouse, chunk_items, last_day=reconcile_end)
+        changed = _unique(changed)
+        if changed:
+            # Committed before the listing (and the mark): a crash in between leaves marks
+            # whose re-fetch is harmless, never a change that no later scan would look at.
             changes.mark_for_refetch(warehouse, changed, detected_at=seen_at)
-        log.info("%d loaded calls changed at the source; details due again", len(changed))
-    result.changed = len(changed)
-    rest = pd.concat(chunk, ignore_index=True) if chunk else None
-    # Accounts loading in threads into one DuckDB file take turns, and finish together.
-    loaded = account_threads.write_in_turn(
-        warehouse.is_server,
-        f"listings into {warehouse.location}",
-        ListingFinish(stage, rest, rejects, seen_at, warehouse.account),
-        warehouse.finish_listing_scans,
-    )
+            log.info("%d loaded calls changed at the source; details due again", len(changed))
+        result.changed = len(changed)
+        rest = pd.concat(chunk, ignore_index=True) if chunk else None
+        loaded = warehouse.finish_listing_scan(stage, rest, rejects=rejects, seen_at=seen_at)
     result.new, result.updated, result.rejected = loaded.new, loaded.updated, len(rejects)
     result.staged_chunks = stage.chunks
     result.high_water_mark = loaded.high_water_mark

@@ -398,15 +398,14 @@ def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
         original = getattr(Warehouse, method)
 
         def in_turn(self: Warehouse, *args: Any, **kwargs: Any) -> Any:
-            # The listings and the directories are written together: whoever holds the turn
-            # writes all handed over.
-            together = [o.account for o in args[0]] if method in _TOGETHER else []
+            # The directories merge together: whoever holds the turn merges all handed over.
+            together = [o.account for o in args[0]] if method == "merge_directories" else []
             merged.extend((method, a, held_here()) for a in together or [self.account])
             return original(self, *args, **kwargs)
 
         monkeypatch.setattr(Warehouse, method, in_turn)
 
-    recorded_in_turn("finish_listing_scans")
+    recorded_in_turn("finish_listing_scan")
     recorded_in_turn("merge_directories")
     recorded_in_turn("begin_listing_scan")  # nothing staged: nothing to write, no turn
     sim = simulator_factory(days=2, calls_per_day=10, accounts=["izmir", "ankara"])
@@ -444,7 +443,7 @@ def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
     # The listings' and the directories' merges too; a scan's start takes none.
     assert sorted(merged) == [
         (method, account, method != "begin_listing_scan")
-        for method in ("begin_listing_scan", "finish_listing_scans", "merge_directories")
+        for method in ("begin_listing_scan", "finish_listing_scan", "merge_directories")
         for account in ("ankara", "izmir")
     ]
     assert not [p for p in tmp_path.rglob("*") if "spool" in p.name]  # none left behind
@@ -455,10 +454,6 @@ def test_a_multi_account_sync_loads_each_accounts_spooled_details_in_turns(
     duckdb_threads = {name for name in workers if name.startswith("bulutfon-duckdb")}
     assert workers - duckdb_threads == {"MainThread"}  # the schema, before; the copy, after
     assert 1 <= len(duckdb_threads) <= DUCKDB_WORK_THREADS
-
-
-#: The warehouse's writes that hand each account's part to whoever holds the turn.
-_TOGETHER = ("finish_listing_scans", "merge_directories")
 
 
 class _HeldBy(threading.BoundedSemaphore):

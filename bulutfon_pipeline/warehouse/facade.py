@@ -38,7 +38,7 @@ from bulutfon_pipeline.warehouse.details import DetailLoadResult, RawPayload
 from bulutfon_pipeline.warehouse.directory import DirectoryMergeResult, DirectoryObservation
 from bulutfon_pipeline.warehouse.duckdb_backend import Connect, DuckDB
 from bulutfon_pipeline.warehouse.errors import WarehouseError
-from bulutfon_pipeline.warehouse.listing import ListingFinish, ListingLoadResult, ListingStage
+from bulutfon_pipeline.warehouse.listing import ListingLoadResult, ListingStage
 from bulutfon_pipeline.warehouse.pending import LoadProgress
 from bulutfon_pipeline.warehouse.recordings import RecordingCandidate, RecordingRow
 
@@ -252,7 +252,8 @@ class Warehouse:
     # --- listing and the high-water mark (listing.py) ----------------------------------
 
     def begin_listing_scan(self) -> ListingStage:
-        """See :func:`.listing.begin_listing_scan` (it takes :meth:`write_turn` if needed)."""
+        """See :func:`.listing.begin_listing_scan` (it takes :meth:`write_turn` to clear
+        what a killed scan staged)."""
         return _listing.begin_listing_scan(
             self.db, account=self.account, write_turn=self.write_turn
         )
@@ -273,10 +274,6 @@ class Warehouse:
         return _listing.finish_listing_scan(
             self.db, stage, rest, rejects=rejects, seen_at=seen_at, account=self.account
         )
-
-    def finish_listing_scans(self, finishes: Sequence[ListingFinish]) -> list[ListingLoadResult]:
-        """See :func:`.listing.finish_listing_scans` (each names its own account)."""
-        return _listing.finish_listing_scans(self.db, finishes)
 
     def upsert_listing(self, listing: NormalizedListing, *, seen_at: datetime) -> ListingLoadResult:
         """See :func:`.listing.upsert_listing`."""

@@ -19,7 +19,6 @@ from typing import Any
 from uuid import uuid4
 
 import pandas as pd
-import pyarrow as pa
 
 from bulutfon_pipeline.faults import crash_point
 from bulutfon_pipeline.normalize import NormalizedListing, Reject
@@ -27,15 +26,13 @@ from bulutfon_pipeline.warehouse import schema
 from bulutfon_pipeline.warehouse._common import utc
 from bulutfon_pipeline.warehouse.backend import Backend, Transaction, to_arrow, with_account
 from bulutfon_pipeline.warehouse.errors import WarehouseError
-from bulutfon_pipeline.warehouse.rejects import write_rejects_of
+from bulutfon_pipeline.warehouse.rejects import write_rejects
 
 __all__ = [
-    "ListingFinish",
     "ListingLoadResult",
     "ListingStage",
     "begin_listing_scan",
     "finish_listing_scan",
-    "finish_listing_scans",
     "high_water_mark",
     "read_high_water_mark",
     "stage_listing",
@@ -179,67 +176,16 @@ def finish_listing_scan(
         WarehouseError: the load failed and was rolled back, e.g. because another scan
             cleared this scan's staged rows meanwhile.
     """
-    return finish_listing_scans(db, [ListingFinish(stage, rest, rejects, seen_at, account)])[0]
-
-
-@dataclass(frozen=True)
-class ListingFinish:
-    """One scan to finish (:func:`finish_listing_scans`): the arguments of
-    :func:`finish_listing_scan`."""
-
-    stage: ListingStage
-    rest: pd.DataFrame | None
-    rejects: Sequence[Reject]
-    seen_at: datetime
-    account: str
-
-
-def finish_listing_scans(db: Backend, finishes: Sequence[ListingFinish]) -> list[ListingLoadResult]:
-    """Finish several accounts' scans, one per account, in ONE transaction: each as
-    :func:`finish_listing_scan` would, with one statement per step for them all, not one
-    per account (``loads.scan_listing`` hands them over while accounts take turns).
-
-    Returns:
-        Each scan's result, in their order.
-
-    Raises:
-        ValueError: two scans of one account.
-        WarehouseError: as :func:`finish_listing_scan`; nothing is written, for any of them.
-    """
-    accounts = [f.account for f in finishes]
-    if len(set(accounts)) != len(accounts):
-        raise ValueError(f"one scan per account, not {sorted(accounts)}")
-    if not finishes:
-        return []
-    table = schema.cdr_listing_stage
-    scans = pa.table(
-        {
-            "account": pa.array(accounts, pa.string()),
-            "scan_id": pa.array([f.stage.scan_id for f in finishes], pa.string()),
-            "seen_at": pa.array(
-                [utc(f.seen_at, "seen_at") for f in finishes], pa.timestamp("us", "UTC")
-            ),
-        }
-    )
-    expected = {f.account: f.stage.staged_rows for f in finishes}
-    rests = []
-    for f in finishes:
-        if f.rest is not None and len(f.rest):
-            frame = f.rest.assign(scan_id=f.stage.scan_id)
-            rests.append(with_account(to_arrow(frame, table), f.account))
-            expected[f.account] += len(f.rest)
+    seen_at = utc(seen_at, "seen_at")
     with db.transaction() as tx:
-        if rests:
-            with tx.batches(stage_batch=pa.concat_tables(rests)):
-                tx.insert(table, "stage_batch")
-        with tx.batches(listing_scans=scans):
-            results = _merge_listing_stages(tx, expected, finishes)
-        rejected = write_rejects_of(tx, {f.account: f.rejects for f in finishes})
+        expected = stage.staged_rows
+        if rest is not None and len(rest):
+            expected += _stage_rows(tx, stage, rest, account)
+        result = _merge_listing_stage(tx, stage.scan_id, expected, seen_at, account)
+        rejected = write_rejects(tx, rejects, account=account)
         crash_point("before_watermark_commit", tx.write_failure)
     crash_point("after_watermark_commit")
-    return [
-        dataclasses.replace(r, rejected=rejected[a]) for r, a in zip(results, accounts, strict=True)
-    ]
+    return dataclasses.replace(result, rejected=rejected)
 
 
 _CHANGED = """(
@@ -250,79 +196,70 @@ _CHANGED = """(
     OR l.callee IS DISTINCT FROM b.callee)"""
 
 
-def _merge_listing_stages(
-    tx: Transaction, expected: dict[str, int], finishes: Sequence[ListingFinish]
-) -> list[ListingLoadResult]:
-    """The merge of the scans in ``listing_scans`` (account, scan_id, seen_at)."""
-    of_scans = "JOIN listing_scans AS i ON i.account = s.account AND i.scan_id = s.scan_id"
-    staged = dict(tx.execute(
-        f"SELECT s.account, count(*) FROM _cdr_listing_stage AS s {of_scans} GROUP BY s.account"  # noqa: S608
-    ).fetchall())  # fmt: skip
-    for account, rows in expected.items():
-        if staged.get(account, 0) != rows:
-            raise WarehouseError(
-                f"warehouse {tx.name}: {rows - staged.get(account, 0)} of the {rows} listing "
-                f"rows the scan of {account} staged are gone (another listing scan started "
-                "meanwhile); nothing was committed, run the scan again"
-            )
+def _merge_listing_stage(
+    tx: Transaction, scan_id: str, expected: int, seen_at: datetime, account: str
+) -> ListingLoadResult:
+    staged = tx.scalar(
+        "SELECT count(*) FROM _cdr_listing_stage WHERE account = ? AND scan_id = ?",
+        [account, scan_id],
+    )
+    if staged != expected:
+        raise WarehouseError(
+            f"warehouse {tx.name}: {expected - staged} of the {expected} listing rows "
+            "this scan staged are gone (another listing scan started meanwhile); "
+            "nothing was committed, run the scan again"
+        )
     # One row per uuid: the copy from the first (newest) page the scan saw it on.
     tx.create_temp_table(
         "listing_scan",
-        f"""
+        """
         SELECT account, uuid, call_time, call_date, direction, caller, callee,
                first_seen_at, last_seen_at
         FROM (
-            SELECT s.account, s.uuid, s.call_time, s.call_date, s.direction, s.caller,
-                   s.callee, i.seen_at AS first_seen_at, i.seen_at AS last_seen_at,
-                   row_number() OVER (PARTITION BY s.account, s.uuid ORDER BY s.page)
-                       AS position
-            FROM _cdr_listing_stage AS s {of_scans}
+            SELECT account, uuid, call_time, call_date, direction, caller, callee,
+                   CAST(? AS TIMESTAMPTZ) AS first_seen_at,
+                   CAST(? AS TIMESTAMPTZ) AS last_seen_at,
+                   row_number() OVER (PARTITION BY uuid ORDER BY page) AS position
+            FROM _cdr_listing_stage WHERE account = ? AND scan_id = ?
         ) AS staged
         WHERE position = 1
-        """,  # noqa: S608 (constant SQL)
+        """,
+        [seen_at, seen_at, account, scan_id],
     )
-    counts = {row[0]: row[1:] for row in tx.execute(
+    new, updated, unchanged = tx.execute(
         f"""
-        SELECT b.account,
+        SELECT
             count(*) FILTER (WHERE l.uuid IS NULL),
             count(*) FILTER (WHERE l.uuid IS NOT NULL AND {_CHANGED}),
             count(*) FILTER (WHERE l.uuid IS NOT NULL AND NOT {_CHANGED})
         FROM listing_scan AS b
         LEFT JOIN cdr_listing AS l ON l.account = b.account AND l.uuid = b.uuid
-        GROUP BY b.account
         """  # noqa: S608 (constant SQL)
-    ).fetchall()}  # fmt: skip
-    if counts:
+    ).fetchone() or (0, 0, 0)
+    if new + updated + unchanged:
         tx.upsert(
             schema.cdr_listing,
             "listing_scan",
             keep=("first_seen_at",),
             set_sql={"last_seen_at": "greatest(t.last_seen_at, {new}.last_seen_at)"},
         )
-    newest = dict(
-        tx.execute("SELECT account, max(call_time) FROM listing_scan GROUP BY account").fetchall()
-    )
-    days: dict[str, list[date]] = {}
-    for account, day in tx.execute(
-        "SELECT DISTINCT account, call_date FROM listing_scan ORDER BY account, call_date"
-    ).fetchall():
-        days.setdefault(account, []).append(day)
+    newest = tx.scalar("SELECT max(call_time) FROM listing_scan")
+    days = [day for (day,) in tx.execute(
+        "SELECT DISTINCT call_date FROM listing_scan ORDER BY call_date"
+    ).fetchall()]  # fmt: skip
     tx.drop_temp_table("listing_scan")
     tx.execute(
-        "DELETE FROM _cdr_listing_stage AS s USING listing_scans AS i "
-        "WHERE s.account = i.account AND s.scan_id = i.scan_id"
+        "DELETE FROM _cdr_listing_stage WHERE account = ? AND scan_id = ?", [account, scan_id]
     )
-    results = []
-    for f in finishes:
-        new, updated, unchanged = counts.get(f.account, (0, 0, 0))
-        mark = _advance_high_water_mark(
-            tx, newest.get(f.account), utc(f.seen_at, "seen_at"), f.account
-        )
-        results.append(ListingLoadResult(
-            new=new, updated=updated, unchanged=unchanged, rejected=0,
-            high_water_mark=mark, days_touched=tuple(days.get(f.account, ())),
-        ))  # fmt: skip
-    return results
+    mark = _advance_high_water_mark(tx, newest, seen_at, account)
+    return ListingLoadResult(
+        new=new,
+        updated=updated,
+        unchanged=unchanged,
+        rejected=0,
+        high_water_mark=mark,
+        days_touched=tuple(days),
+    )
 
 
 def upsert_listing(

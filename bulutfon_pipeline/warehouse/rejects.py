@@ -39,12 +39,12 @@ def write_rejects(tx: Transaction, rejects: Sequence[Reject], *, account: str) -
     Raises:
         ValueError: a reject's stage is not one of ``schema.REJECT_STAGES``.
     """
-    return write_rejects_of(tx, {account: rejects})[account]
+    return write_rejects_of(tx, {account: rejects})
 
 
-def write_rejects_of(tx: Transaction, rejects: Mapping[str, Sequence[Reject]]) -> dict[str, int]:
+def write_rejects_of(tx: Transaction, rejects: Mapping[str, Sequence[Reject]]) -> int:
     """:func:`write_rejects` for several accounts at once (account -> its rejects), in
-    one statement of each kind; how many each account was given (after its dedupe)."""
+    one statement of each kind; how many were given in all (after each one's dedupe)."""
     unique: dict[tuple[str, str | None, str, str | None, str | None], Reject] = {}
     for account, theirs in rejects.items():
         for reject in theirs:
@@ -56,11 +56,8 @@ def write_rejects_of(tx: Transaction, rejects: Mapping[str, Sequence[Reject]]) -
                 else (account, None, reject.stage, reject.reason, reject.payload)
             )
             unique[key] = reject
-    given = {account: 0 for account in rejects}
-    for account, *_ in unique:
-        given[account] += 1
     if not unique:
-        return given
+        return 0
     batch = pa.table(
         {
             "account": pa.array([key[0] for key in unique], pa.string()),
@@ -92,7 +89,7 @@ def write_rejects_of(tx: Transaction, rejects: Mapping[str, Sequence[Reject]]) -
             """,
             [datetime.now(UTC)],
         )
-    return given
+    return len(unique)
 
 
 def delete_superseded(
