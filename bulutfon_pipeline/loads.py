@@ -252,16 +252,16 @@ def load_details(
 
 def _load_segment(
     warehouse: Warehouse,
-    batches: Iterable[list[Any] | _Ready],
+    batches: Iterable[_Ready],
     mirror_recording_deletes: Path | None,
     done: Callable[..., None],
 ) -> None:
-    """Load one segment's batches (fetched details, or made ready already). A function of
-    its own, so that its last batch is freed when it returns, not kept until the account's
-    next segment while it fetches on (50 accounts kept 60-70 MB of details so)."""
+    """Load one segment's batches. A function of its own, so that its last batch is freed
+    when it returns, not kept until the account's next segment while it fetches on (50
+    accounts kept 60-70 MB of details so)."""
     with warehouse.session(), warehouse.detail_writer(mirror_recording_deletes) as w:
         for batch in batches:
-            _load_batch(w, batch if isinstance(batch, _Ready) else _ready(batch), done)
+            _load_batch(w, batch, done)
 
 
 def _segments(
@@ -269,24 +269,25 @@ def _segments(
     warehouse: Warehouse,
     turns: threading.Semaphore | None,
     batch_size: int,
-) -> Generator[Iterable[list[Any] | _Ready], None, None]:
+) -> Generator[Iterable[_Ready], None, None]:
     """``fetched`` whole, or spooled and given back in ``turns`` (accounts loading in
-    threads into one DuckDB file: ``detail_spool``), in batches; either way a stop signal
-    ends it at the next detail (``stop_signals``), as it is fetched and as it is loaded.
-    An account's last spooled batch is made ready before its turn (``in_turns``)."""
+    threads into one DuckDB file: ``detail_spool``), in batches, each normalised as the
+    load reaches it; either way a stop signal ends it at the next detail
+    (``stop_signals``), as it is fetched and as it is loaded. An account's last spooled
+    batch is made ready before its turn instead (``in_turns``)."""
+
+    def readied(details: Iterable[Any]) -> Iterator[_Ready]:
+        return map(_ready, _batched(until_stopped(details), batch_size))
+
     if turns is None:
-        yield _batched(until_stopped(fetched), batch_size)
+        yield readied(fetched)
         return
-
-    def ready(details: Iterator[Any]) -> list[_Ready]:
-        return [_ready(batch) for batch in _batched(until_stopped(details), batch_size)]
-
     spooled = detail_spool.in_turns(until_stopped(fetched), turns, warehouse.path.parent,
-        least=batch_size, most=account_threads.SPOOLED_DETAILS_MOST, ready=ready)  # fmt: skip
+        least=batch_size, most=account_threads.SPOOLED_DETAILS_MOST,
+        ready=lambda details: list(readied(details)))  # fmt: skip
     with contextlib.closing(spooled):  # gives its turn back when this generator is closed
         for segment in spooled:
-            yield segment if isinstance(segment, list) else _batched(until_stopped(segment),
-                batch_size)  # fmt: skip
+            yield segment if isinstance(segment, list) else readied(segment)
 
 
 @dataclass(frozen=True)
