@@ -21,26 +21,40 @@ KEYED_TABLES: dict[str, tuple[str, ...]] = {
     "raw_cdr_details": ("account", "uuid"),
 }
 
-# Each takes the account as its first parameter.
+# Each takes the account as every parameter but the listing's instant (the second).
+# They group rows rather than join them: on DuckDB each anti-join took a hash table of
+# 8-16 MB however few rows it held (24 MB for the listing's), where the accounts loading
+# in threads share 64 MB; grouping takes 1-2 MB (``benchmarks/ANALYSIS.md``, session 37).
+# A group's ``parent`` is 1 when the key has its parent row.
 _ORPHAN_STEPS = """
-SELECT count(*) FROM call_flow_steps s
-WHERE s.account = ?
-  AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.account = s.account AND c.uuid = s.cdr_uuid)"""
+SELECT coalesce(sum(n), 0) FROM (
+  SELECT sum(child) AS n, max(parent) AS parent FROM (
+    SELECT cdr_uuid AS uuid, 1 AS child, 0 AS parent FROM call_flow_steps WHERE account = ?
+    UNION ALL SELECT uuid, 0, 1 FROM cdrs WHERE account = ?
+  ) AS keyed GROUP BY uuid
+) AS per_call WHERE parent = 0"""
 _ORPHAN_ORIGINATIONS = """
-SELECT count(*) FROM originations o
-WHERE o.account = ?
-  AND NOT EXISTS (SELECT 1 FROM call_flow_steps s
-                  WHERE s.account = o.account AND s.cdr_uuid = o.cdr_uuid
-                    AND s.step_index = o.step_index)"""
+SELECT coalesce(sum(n), 0) FROM (
+  SELECT sum(child) AS n, max(parent) AS parent FROM (
+    SELECT cdr_uuid, step_index, 1 AS child, 0 AS parent FROM originations WHERE account = ?
+    UNION ALL SELECT cdr_uuid, step_index, 0, 1 FROM call_flow_steps WHERE account = ?
+  ) AS keyed GROUP BY cdr_uuid, step_index
+) AS per_step WHERE parent = 0"""
 _LISTED_WITHOUT_DETAIL = """
-SELECT count(*) FROM cdr_listing l WHERE l.account = ? AND l.call_time < ?
-  AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.account = l.account AND c.uuid = l.uuid)
-  AND NOT EXISTS (
-      SELECT 1 FROM load_rejects r WHERE r.account = l.account AND r.uuid = l.uuid)"""
+SELECT coalesce(sum(n), 0) FROM (
+  SELECT sum(child) AS n, max(parent) AS parent FROM (
+    SELECT uuid, 1 AS child, 0 AS parent FROM cdr_listing WHERE account = ? AND call_time < ?
+    UNION ALL SELECT uuid, 0, 1 FROM cdrs WHERE account = ?
+    UNION ALL SELECT uuid, 0, 1 FROM load_rejects WHERE account = ? AND uuid IS NOT NULL
+  ) AS keyed GROUP BY uuid
+) AS per_call WHERE parent = 0"""
 _REJECTED_CALLS = """
-SELECT count(DISTINCT r.uuid) FROM load_rejects r
-WHERE r.account = ?
-  AND NOT EXISTS (SELECT 1 FROM cdrs c WHERE c.account = r.account AND c.uuid = r.uuid)"""
+SELECT count(*) FROM (
+  SELECT max(child) AS rejected, max(parent) AS parent FROM (
+    SELECT uuid, 1 AS child, 0 AS parent FROM load_rejects WHERE account = ? AND uuid IS NOT NULL
+    UNION ALL SELECT uuid, 0, 1 FROM cdrs WHERE account = ?
+  ) AS keyed GROUP BY uuid
+) AS per_call WHERE rejected = 1 AND parent = 0"""
 
 
 @dataclass(frozen=True)
@@ -89,13 +103,15 @@ def integrity_counts(warehouse: Warehouse, *, lookback: dt.timedelta) -> Integri
         }
         return IntegrityCounts(
             duplicate_keys=duplicates,
-            orphan_flow_steps=scalar(_ORPHAN_STEPS),
-            orphan_originations=scalar(_ORPHAN_ORIGINATIONS),
+            orphan_flow_steps=scalar(_ORPHAN_STEPS, account),
+            orphan_originations=scalar(_ORPHAN_ORIGINATIONS, account),
             listed_without_detail=(
-                scalar(_LISTED_WITHOUT_DETAIL, hwm - lookback) if hwm is not None else 0
+                scalar(_LISTED_WITHOUT_DETAIL, hwm - lookback, account, account)
+                if hwm is not None
+                else 0
             ),
             listed_calls=scalar("SELECT count(*) FROM cdr_listing WHERE account = ?"),
-            rejected_calls=scalar(_REJECTED_CALLS),
+            rejected_calls=scalar(_REJECTED_CALLS, account),
         )
 
 

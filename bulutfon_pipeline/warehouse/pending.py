@@ -3,8 +3,10 @@ interrupted load stands."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from bulutfon_pipeline.warehouse._common import utc
 from bulutfon_pipeline.warehouse.backend import Backend
@@ -44,6 +46,43 @@ _PENDING = """(
          SELECT 1 FROM load_rejects AS r WHERE r.account = l.account AND r.uuid = l.uuid))
     OR l.uuid IN (SELECT uuid FROM _cdr_refetch WHERE account = ?))"""
 
+#: The same calls on DuckDB, read without a join. There each correlated subquery of
+#: :data:`_PENDING` is a hash join, and a hash join takes 8-16 MB of DuckDB's memory
+#: however few rows it holds (:func:`day_counts`' four took 33 MB). Accounts loading in
+#: threads share one 64 MB limit, and two such reads beside a load ran out of it
+#: (``benchmarks/ANALYSIS.md``, session 37). So DuckDB groups what the account's tables
+#: hold of each uuid (1-2 MB): a FROM item ``l``, one row per uuid, with ``listed`` (1:
+#: in ``cdr_listing``, whose key is ``(account, uuid)``, and within ``{where}``),
+#: ``loaded``, ``rejected``, ``refetch`` (1 or 0) and the listing's ``call_date`` and
+#: ``call_time``. PostgreSQL keeps :data:`_PENDING`: its indexes answer a listed call at a
+#: time. :func:`_calls_duckdb` gives the parameters.
+_CALLS_DUCKDB = """(
+    SELECT uuid, max(call_date) AS call_date, max(call_time) AS call_time,
+           max(listed) AS listed, max(loaded) AS loaded, max(rejected) AS rejected,
+           max(refetch) AS refetch
+    FROM (
+        SELECT uuid, call_date, call_time, 1 AS listed, 0 AS loaded, 0 AS rejected,
+               0 AS refetch
+        FROM cdr_listing WHERE account = ? {where}
+        UNION ALL SELECT uuid, NULL, NULL, 0, 1, 0, 0 FROM cdrs WHERE account = ?
+        UNION ALL SELECT uuid, NULL, NULL, 0, 0, 1, 0 FROM load_rejects
+            WHERE account = ? AND uuid IS NOT NULL
+        UNION ALL SELECT uuid, NULL, NULL, 0, 0, 0, 1 FROM _cdr_refetch WHERE account = ?
+    ) AS facts
+    GROUP BY uuid
+) AS l"""
+#: A call of :data:`_CALLS_DUCKDB` that is pending, as :data:`_PENDING` defines it.
+_PENDING_DUCKDB = "l.listed = 1 AND ((l.loaded = 0 AND l.rejected = 0) OR l.refetch = 1)"
+_IN_RANGE = "AND call_date BETWEEN ? AND ?"
+
+
+def _calls_duckdb(
+    account: str, where: str = "", params: Sequence[Any] = ()
+) -> tuple[str, list[Any]]:
+    """:data:`_CALLS_DUCKDB` with the conditions ``where`` on the listing (taking
+    ``params``), and the parameters of the whole."""
+    return _CALLS_DUCKDB.format(where=where), [account, *params, account, account, account]
+
 
 def pending_uuids(
     db: Backend, start: date, end: date, *, refetch: bool = False, account: str
@@ -62,17 +101,15 @@ def pending_uuids(
     Returns:
         uuids, oldest call first.
     """
-    pending, params = ("", []) if refetch else (f"AND {_PENDING}", [account])
-    with db.transaction() as tx:
-        rows = tx.execute(
-            f"""
-            SELECT l.uuid FROM cdr_listing AS l
-            WHERE l.account = ? AND l.call_date BETWEEN ? AND ? {pending}
-            ORDER BY l.call_time, l.uuid
-            """,  # noqa: S608 - a constant predicate
-            [account, start, end, *params],
-        ).fetchall()
-    return [uuid for (uuid,) in rows]
+    if refetch or db.is_server:
+        pending, extra = ("", []) if refetch else (f"AND {_PENDING}", [account])
+        calls = f"cdr_listing AS l WHERE l.account = ? AND l.call_date BETWEEN ? AND ? {pending}"
+        params = [account, start, end, *extra]
+    else:
+        calls, params = _calls_duckdb(account, _IN_RANGE, [start, end])
+        calls = f"{calls} WHERE {_PENDING_DUCKDB}"
+    sql = f"SELECT l.uuid FROM {calls} ORDER BY l.call_time, l.uuid"  # noqa: S608
+    return [uuid for (uuid,) in _rows(db, sql, params)]
 
 
 def listed_count(db: Backend, start: date, end: date, *, account: str) -> int:
@@ -86,9 +123,24 @@ def day_counts(db: Backend, start: date, end: date, *, account: str) -> dict[dat
     """Per local day of ``[start, end]`` that has listed calls of ``account``: how many
     are ``listed``, ``loaded`` (a ``cdrs`` row), ``rejected`` (a reject and no ``cdrs``
     row) and ``pending`` (as :func:`pending_uuids` counts them), in one query."""
-    with db.transaction() as tx:
-        rows = tx.execute(
-            f"""
+    if db.is_server:
+        sql, params = _DAY_COUNTS, [account, account, start, end]
+    else:
+        calls, params = _calls_duckdb(account, _IN_RANGE, [start, end])
+        sql = f"""
+            SELECT l.call_date, count(*), count(*) FILTER (WHERE l.loaded = 1),
+                   count(*) FILTER (WHERE l.loaded = 0 AND l.rejected = 1),
+                   count(*) FILTER (WHERE {_PENDING_DUCKDB})
+            FROM {calls} WHERE l.listed = 1
+            GROUP BY l.call_date ORDER BY l.call_date"""  # noqa: S608 - constant predicates
+    return {
+        day: {"listed": int(n), "loaded": int(ok), "rejected": int(bad), "pending": int(todo)}
+        for day, n, ok, bad, todo in _rows(db, sql, params)
+    }
+
+
+#: :func:`day_counts` on PostgreSQL.
+_DAY_COUNTS = f"""
             SELECT l.call_date, count(*),
                    count(*) FILTER (WHERE EXISTS (
                        SELECT 1 FROM cdrs AS c WHERE c.account = l.account AND c.uuid = l.uuid)),
@@ -100,24 +152,29 @@ def day_counts(db: Backend, start: date, end: date, *, account: str) -> dict[dat
             FROM cdr_listing AS l
             WHERE l.account = ? AND l.call_date BETWEEN ? AND ?
             GROUP BY l.call_date ORDER BY l.call_date
-            """,  # noqa: S608 - a constant predicate
-            [account, account, start, end],
-        ).fetchall()
-    return {
-        day: {"listed": int(n), "loaded": int(ok), "rejected": int(bad), "pending": int(todo)}
-        for day, n, ok, bad, todo in rows
-    }
+            """  # noqa: S608 - a constant predicate
+
+
+def _rows(db: Backend, sql: str, params: Sequence[Any]) -> list[Any]:
+    """The rows of one query, in a transaction of its own."""
+    with db.transaction() as tx:
+        return list(tx.execute(sql, list(params)).fetchall())
 
 
 def pending_dates(db: Backend, *, account: str) -> list[date]:
     """Distinct local call dates that have pending uuids of ``account``, ascending."""
-    with db.transaction() as tx:
-        rows = tx.execute(
-            "SELECT DISTINCT l.call_date FROM cdr_listing AS l "  # noqa: S608
-            f"WHERE l.account = ? AND {_PENDING} ORDER BY l.call_date",
-            [account, account],
-        ).fetchall()
-    return [day for (day,) in rows]
+    calls, params = _pending_calls(db, account)
+    sql = f"SELECT DISTINCT l.call_date FROM {calls} ORDER BY l.call_date"  # noqa: S608
+    return [day for (day,) in _rows(db, sql, params)]
+
+
+def _pending_calls(db: Backend, account: str) -> tuple[str, list[Any]]:
+    """A FROM item ``l`` and a WHERE clause: ``account``'s pending calls, on either
+    backend; and their parameters."""
+    if db.is_server:
+        return f"cdr_listing AS l WHERE l.account = ? AND {_PENDING}", [account, account]
+    calls, params = _calls_duckdb(account)
+    return f"{calls} WHERE {_PENDING_DUCKDB}", params
 
 
 def load_progress(db: Backend, since: datetime, *, account: str) -> LoadProgress:
@@ -129,10 +186,11 @@ def load_progress(db: Backend, since: datetime, *, account: str) -> LoadProgress
             "SELECT count(*) FROM cdrs WHERE account = ? AND loaded_at >= ?",
             [account, utc(since, "since")],
         )
+        calls, params = _pending_calls(db, account)
         rows = tx.execute(
-            "SELECT l.call_date, count(*) FROM cdr_listing AS l "  # noqa: S608
-            f"WHERE l.account = ? AND {_PENDING} GROUP BY l.call_date ORDER BY l.call_date",
-            [account, account],
+            f"SELECT l.call_date, count(*) FROM {calls} "  # noqa: S608
+            "GROUP BY l.call_date ORDER BY l.call_date",
+            params,
         ).fetchall()
     return LoadProgress(
         loaded_since=int(loaded),
