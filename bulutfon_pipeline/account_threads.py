@@ -36,6 +36,12 @@ MALLOC_ARENAS = 2
 #: (``write_turns``); the others go on fetching into their spools. One: 50 accounts at
 #: once peaked at 423-438 MB, against 578-592 MB when all wrote at once (ANALYSIS.md).
 ACCOUNTS_WRITING_AT_ONCE = 1
+#: Details an account loads at least, while it fetches, when it finds the turn free: it
+#: loads them then, while no other account wants the turn, and leaves less to the loads
+#: that queue when the fetches end (50 x 400 calls: about 1.5 s faster a sync, at the
+#: same peak; ``benchmarks/ANALYSIS.md``, session 37). Fewer would pay a transaction's
+#: fixed cost for too few details.
+SPOOLED_DETAILS_LEAST = 100
 #: Details an account spools at most before it waits for its turn to load them (on disk,
 #: about 3-5 KB each; a turn comes round faster than the accounts' limits fill it).
 SPOOLED_DETAILS_MOST = 10 * DEFAULT_DETAIL_BATCH_SIZE

@@ -7,8 +7,9 @@ transaction, the allocators' pages): 50 accounts at once peaked at 1.5x the memo
 On an embedded warehouse their writes all go to one file anyway. So there, each
 account fetches at its full rate into a spool, a temporary file next to the warehouse,
 and only ``account_threads.ACCOUNTS_WRITING_AT_ONCE`` accounts at a time load what they
-spooled (:func:`in_turns`). Fetching many accounts at once costs little memory; the loads
-cost what one load costs (``benchmarks/ANALYSIS.md``, session 32). An account's last
+spooled (:func:`in_turns`): while they fetch, whenever the turn is free (session 37), and
+at the end. Fetching many accounts at once costs little memory; the loads cost what one
+load costs (``benchmarks/ANALYSIS.md``, session 32). An account's last
 batch is made ready (decoded, normalised) before its turn, one account at a time, so the
 loads that queue when the fetches end write while the next one gets ready (session 36).
 
@@ -98,17 +99,19 @@ def in_turns(
     *,
     least: int,
     most: int,
+    batch: int,
     ready: Callable[[Iterator[DetailResult]], R] | None = None,
 ) -> Generator[Iterator[DetailResult] | R, None, None]:
     """``results`` in segments, each yielded while this thread holds one of ``turns``.
 
-    Results are spooled as they come. Whenever a multiple of ``least`` (a batch) wait and
-    a turn is free (without waiting for one), they are yielded, so loads during the fetch
-    are whole batches; at ``most`` waiting, the fetch waits for a turn; the last segment
-    waits for one. The turn is released when the caller asks for the next segment, or
-    closes this generator (do, with ``contextlib.closing``, when a segment's load fails).
+    Results are spooled as they come. Whenever at least ``least`` wait and a turn is free
+    (without waiting for one), they are yielded: loads during the fetch use the turns
+    while no one else wants them; at ``most`` waiting, the fetch waits for a turn; the
+    last segment waits for one. The turn is released when the caller asks for the next
+    segment, or closes this generator (do, with ``contextlib.closing``, when a segment's
+    load fails).
 
-    With ``ready``, a last segment of at most ``least`` is given back as ``ready`` made it
+    With ``ready``, a last segment of at most ``batch`` is given back as ``ready`` made it
     of the segment's details before the turn: one thread at a time does that, and holds
     on until it has its turn. So the next load's decoding and normalising (Python) runs
     while the turn's holder writes (mostly DuckDB's threads), and at most one segment
@@ -119,13 +122,13 @@ def in_turns(
             spool.add(result)
             if spool.count >= most:
                 turns.acquire()
-            elif spool.count % least or not turns.acquire(blocking=False):
-                continue  # only whole batches while fetching
+            elif spool.count < least or not turns.acquire(blocking=False):
+                continue
             try:
                 yield spool.drain()
             finally:
                 turns.release()
-        if spool.count and ready is not None and spool.count <= least:
+        if spool.count and ready is not None and spool.count <= batch:
             with _GETTING_READY:
                 made = ready(spool.drain())
                 turns.acquire()

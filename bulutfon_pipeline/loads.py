@@ -283,7 +283,8 @@ def _segments(
         yield readied(fetched)
         return
     spooled = detail_spool.in_turns(until_stopped(fetched), turns, warehouse.path.parent,
-        least=batch_size, most=account_threads.SPOOLED_DETAILS_MOST,
+        least=min(batch_size, account_threads.SPOOLED_DETAILS_LEAST),
+        most=account_threads.SPOOLED_DETAILS_MOST, batch=batch_size,
         ready=lambda details: list(readied(details)))  # fmt: skip
     with contextlib.closing(spooled):  # gives its turn back when this generator is closed
         for segment in spooled:

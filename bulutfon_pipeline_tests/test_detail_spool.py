@@ -67,7 +67,7 @@ def _load_in_thread(
     segments: list[list[str]] = []
 
     def load() -> None:
-        for segment in in_turns(source, turns, folder, least=1, most=most):
+        for segment in in_turns(source, turns, folder, least=1, most=most, batch=1):
             segments.append([r.uuid for r in segment])
 
     thread = threading.Thread(target=load)
@@ -75,21 +75,21 @@ def _load_in_thread(
     return thread, segments
 
 
-def test_segments_come_out_in_whole_batches_while_a_turn_is_free(tmp_path: Path) -> None:
+def test_segments_come_out_whenever_least_wait_and_a_turn_is_free(tmp_path: Path) -> None:
     turns = threading.BoundedSemaphore(1)
     sizes = []
-    for segment in in_turns(_numbered(7), turns, tmp_path, least=3, most=100):
+    for segment in in_turns(_numbered(7), turns, tmp_path, least=3, most=100, batch=10):
         assert not turns.acquire(blocking=False)  # held while the caller loads it
         sizes.append([r.uuid for r in segment])
     assert sizes == [["u0", "u1", "u2"], ["u3", "u4", "u5"], ["u6"]]
     assert turns.acquire(blocking=False)  # released after the last one
 
     # A turn taken by another account at the 3rd detail, free again at the 4th: the spool
-    # waits for the 6th (a whole batch) instead of giving back 4.
+    # gives back the 4 waiting then, and the next 3 when they are in.
     turns.release()
     source = _numbered(7, {2: turns.acquire, 3: turns.release})
-    sizes = [len(list(s)) for s in in_turns(source, turns, tmp_path, least=3, most=100)]
-    assert sizes == [6, 1]
+    segments = in_turns(source, turns, tmp_path, least=3, most=100, batch=10)
+    assert [len(list(s)) for s in segments] == [4, 3]
 
 
 def test_while_another_account_holds_the_turn_details_spool_until_most(tmp_path: Path) -> None:
@@ -130,7 +130,9 @@ def test_a_last_batch_is_made_ready_before_its_turn_one_account_at_a_time(
             return name, [r.uuid for r in details]
 
         def load() -> None:
-            for segment in in_turns(source, turns, tmp_path, least=3, most=100, ready=ready):
+            for segment in in_turns(
+                source, turns, tmp_path, least=3, most=100, batch=3, ready=ready
+            ):
                 assert not turns.acquire(blocking=False)  # loaded in its turn
                 loaded.append(segment if isinstance(segment, tuple) else [r.uuid for r in segment])
 
@@ -165,7 +167,7 @@ def test_a_last_batch_is_made_ready_before_its_turn_one_account_at_a_time(
 
 def test_a_load_that_fails_gives_its_turn_back(tmp_path: Path) -> None:
     turns = threading.BoundedSemaphore(1)
-    segments = in_turns(_numbered(3), turns, tmp_path, least=2, most=100)
+    segments = in_turns(_numbered(3), turns, tmp_path, least=2, most=100, batch=2)
     with pytest.raises(RuntimeError), contextlib.closing(segments):
         for _segment in segments:
             raise RuntimeError("the warehouse refused the batch")
