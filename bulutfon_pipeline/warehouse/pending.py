@@ -54,8 +54,9 @@ _PENDING = """(
 #: hold of each uuid: a FROM item ``l``, one row per uuid, with ``listed`` (1:
 #: in ``cdr_listing``, whose key is ``(account, uuid)``, and within ``{where}``),
 #: ``loaded``, ``rejected``, ``refetch`` (1 or 0) and the listing's ``call_date`` and
-#: ``call_time``. PostgreSQL keeps :data:`_PENDING`: its indexes answer a listed call at a
-#: time. :func:`_calls_duckdb` gives the parameters.
+#: ``call_time``; ``{keys}`` narrows the ``cdrs`` rows to the listed ones. PostgreSQL keeps
+#: :data:`_PENDING`: its indexes answer a listed call at a time. :func:`_calls_duckdb` gives
+#: the parameters.
 _CALLS_DUCKDB = """(
     SELECT uuid, max(call_date) AS call_date, max(call_time) AS call_time,
            max(listed) AS listed, max(loaded) AS loaded, max(rejected) AS rejected,
@@ -83,11 +84,12 @@ def _calls_duckdb(
     ``params``), and the parameters of the whole. With ``where``, only the ``cdrs`` rows of
     the calls it lists are grouped (one small semi-join): grouping all of an account's
     calls for a day's range ran out of the 64 MB at a million calls."""
-    if not where:
-        return _CALLS_DUCKDB.format(where="", keys=""), [account, account, account, account]
-    keys = f"AND uuid IN (SELECT uuid FROM cdr_listing WHERE account = ? {where})"  # noqa: S608
+    keys, keys_params = "", []
+    if where:
+        keys = f"AND uuid IN (SELECT uuid FROM cdr_listing WHERE account = ? {where})"  # noqa: S608
+        keys_params = [account, *params]
     sql = _CALLS_DUCKDB.format(where=where, keys=keys)
-    return sql, [account, *params, account, account, *params, account, account]
+    return sql, [account, *params, account, *keys_params, account, account]
 
 
 def pending_uuids(
@@ -107,13 +109,10 @@ def pending_uuids(
     Returns:
         uuids, oldest call first.
     """
-    if refetch or db.is_server:
-        pending, extra = ("", []) if refetch else (f"AND {_PENDING}", [account])
-        calls = f"cdr_listing AS l WHERE l.account = ? AND l.call_date BETWEEN ? AND ? {pending}"
-        params = [account, start, end, *extra]
+    if refetch:
+        calls, params = f"cdr_listing AS l WHERE l.account = ? {_IN_RANGE}", [account, start, end]
     else:
-        calls, params = _calls_duckdb(account, _IN_RANGE, [start, end])
-        calls = f"{calls} WHERE {_PENDING_DUCKDB}"
+        calls, params = _pending_calls(db, account, _IN_RANGE, [start, end])
     sql = f"SELECT l.uuid FROM {calls} ORDER BY l.call_time, l.uuid"  # noqa: S608
     return [uuid for (uuid,) in _rows(db, sql, params)]
 
@@ -174,13 +173,19 @@ def pending_dates(db: Backend, *, account: str) -> list[date]:
     return [day for (day,) in _rows(db, sql, params)]
 
 
-def _pending_calls(db: Backend, account: str) -> tuple[str, list[Any]]:
-    """A FROM item ``l`` and a WHERE clause: ``account``'s pending calls, on either
-    backend; and their parameters."""
+def _pending_calls(
+    db: Backend, account: str, where: str = "", params: Sequence[Any] = ()
+) -> tuple[str, list[Any]]:
+    """A FROM item ``l`` and a WHERE clause: ``account``'s pending calls (``where``: more
+    conditions on the listing, taking ``params``), on either backend; and the parameters
+    of the whole."""
     if db.is_server:
-        return f"cdr_listing AS l WHERE l.account = ? AND {_PENDING}", [account, account]
-    calls, params = _calls_duckdb(account)
-    return f"{calls} WHERE {_PENDING_DUCKDB}", params
+        return (
+            f"cdr_listing AS l WHERE l.account = ? {where} AND {_PENDING}",
+            [account, *params, account],
+        )
+    calls, all_params = _calls_duckdb(account, where, params)
+    return f"{calls} WHERE {_PENDING_DUCKDB}", all_params
 
 
 def load_progress(db: Backend, since: datetime, *, account: str) -> LoadProgress:
