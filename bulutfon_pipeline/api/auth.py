@@ -267,9 +267,10 @@ def is_token_expired_response(status: int, body: bytes) -> bool:
     return isinstance(error, str) and error.strip().lower() == "token expired"
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=1024)
 def token_query(token: str) -> str:
-    """``access_token=<token>`` as httpx encodes a query parameter."""
+    """``access_token=<token>`` as httpx encodes a query parameter. Cached for many
+    tokens: the accounts of a ``sync`` send their requests interleaved."""
     return urlencode({"access_token": token})
 
 

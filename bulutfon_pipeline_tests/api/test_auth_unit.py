@@ -112,3 +112,17 @@ def test_a_request_sent_with_its_token_keeps_its_url_and_another_token_is_replac
     lookalike = httpx.Request("GET", "https://api.example/x", params={"q": "access_token=t"})
     _with_token(lookalike, "t")
     assert lookalike.url.params.get_list("access_token") == ["t"]
+
+
+def test_the_tokens_of_fifty_accounts_sending_in_turn_are_each_encoded_once() -> None:
+    # A sync of many accounts sends their requests interleaved from one event loop; a
+    # cache of 4 encoded tokens missed on almost every request (31 of 2,702 GIL samples of
+    # a 50-account sync against 1 without the accounts' limits; ANALYSIS.md, session 38).
+    from bulutfon_pipeline.api.auth import token_query
+
+    token_query.cache_clear()
+    tokens = [f"token-{i}" for i in range(50)]
+    for _ in range(3):
+        for token in tokens:
+            assert token_query(token) == f"access_token={token}"
+    assert token_query.cache_info().misses == len(tokens)
