@@ -116,7 +116,7 @@ def test_a_request_sent_with_its_token_keeps_its_url_and_another_token_is_replac
 
 def test_the_tokens_of_fifty_accounts_sending_in_turn_are_each_encoded_once() -> None:
     # A sync of many accounts sends their requests interleaved from one event loop; a
-    # cache of 4 encoded tokens missed on almost every request (31 of 2,702 GIL samples of
+    # cache of 4 encoded tokens missed on almost every request (32 of 2,702 GIL samples of
     # a 50-account sync against 1 without the accounts' limits; ANALYSIS.md, session 38).
     from bulutfon_pipeline.api.auth import token_query
 
