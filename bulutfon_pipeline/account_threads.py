@@ -30,8 +30,11 @@ R = TypeVar("R")
 #: grow (``shared_detail_batch``). Into DuckDB they spool instead (``write_turns``).
 SHARED_DETAILS_BUDGET = 2 * DEFAULT_DETAIL_BATCH_SIZE
 MIN_SHARED_DETAIL_BATCH = 100
-#: glibc malloc arenas while accounts load in threads (``_few_malloc_arenas``).
+#: glibc malloc arenas while accounts load in threads (``_threads_malloc``).
 MALLOC_ARENAS = 2
+#: The size from which glibc's malloc maps each block on its own while accounts load in
+#: threads (``_threads_malloc``), instead of its dynamic threshold (128 KB, rising).
+MALLOC_MMAP_THRESHOLD = 64 * 1024
 #: Accounts loading in threads that write an embedded warehouse at the same time
 #: (``write_turns``); the others go on fetching into their spools. One: 50 accounts at
 #: once peaked at 423-438 MB, against 578-592 MB when all wrote at once (ANALYSIS.md).
@@ -66,26 +69,39 @@ def accounts_in_threads(threads: int) -> Iterator[None]:
     _write_turns = threading.BoundedSemaphore(ACCOUNTS_WRITING_AT_ONCE)
     _write_groups = {}
     try:
-        _few_malloc_arenas(threads)
+        _threads_malloc(threads)
         with _shared_arrow_allocator(threads):
             yield
     finally:
         _accounts_in_threads, _write_turns, _write_groups = before
 
 
-def _few_malloc_arenas(threads: int) -> None:
-    """glibc's malloc gives each new thread an arena of its own, up to 8 per core, and
-    each keeps the memory its thread freed for that thread's next allocations. While
-    accounts load in threads, new threads share ``MALLOC_ARENAS`` arenas instead: 50
-    accounts at 25 at once peaked at 535 MB with an arena each, 502 MB with two
-    (``MALLOC_ARENA_MAX=2``), at the same CPU (``benchmarks/ANALYSIS.md``, session 25).
-    For the rest of the process: glibc fixes its arena limit when it first reaches it.
-    ``MALLOC_ARENA_MAX``, when set, is left as it is; another C library is left alone."""
-    if threads <= 1 or os.environ.get("MALLOC_ARENA_MAX") or not is_glibc():
+def _threads_malloc(threads: int) -> None:
+    """glibc's malloc while several accounts load in threads, for the rest of the process
+    (glibc fixes its arena limit when it first reaches it); a variable the user set is
+    left as it is, and another C library is left alone:
+
+    * glibc gives each new thread an arena of its own, up to 8 per core, and each keeps
+      the memory its thread freed for that thread's next allocations; new threads share
+      ``MALLOC_ARENAS`` arenas instead (``MALLOC_ARENA_MAX``): 50 accounts at 25 at once
+      peaked at 535 MB with an arena each, 502 MB with two, at the same CPU (session 25);
+    * a block of ``MALLOC_MMAP_THRESHOLD`` or more (the loads' Arrow and pandas buffers)
+      that the arenas have no free space for is mapped on its own and given back when
+      freed (``MALLOC_MMAP_THRESHOLD_``), rather than growing an arena whose freed space
+      the accounts' other allocations keep from going back: 50 x 400 calls, the arenas
+      grew to 113-118 MB against 138 MB, and peaked at 410-416 MB against 421-422 (10
+      accounts: 320-323 against 323-328), at the same CPU (session 38).
+
+    (``benchmarks/ANALYSIS.md``.)"""
+    if threads <= 1 or not is_glibc():
         return
-    m_arena_max = -8  # glibc's malloc.h
+    m_arena_max, m_mmap_threshold = -8, -3  # glibc's malloc.h
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(m_arena_max, MALLOC_ARENAS)
+        mallopt = ctypes.CDLL(None).mallopt
+        if not os.environ.get("MALLOC_ARENA_MAX"):
+            mallopt(m_arena_max, MALLOC_ARENAS)
+        if not os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+            mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD)
 
 
 def is_glibc() -> bool:

@@ -19,6 +19,7 @@ import sqlalchemy
 
 from bulutfon_pipeline.account_threads import (
     MALLOC_ARENAS,
+    MALLOC_MMAP_THRESHOLD,
     MIN_SHARED_DETAIL_BATCH,
     SHARED_DETAILS_BUDGET,
     accounts_in_threads,
@@ -298,6 +299,55 @@ def test_accounts_in_threads_share_two_malloc_arenas_not_one_each(
     assert arenas(1) == min(9, 8 * (os.cpu_count() or 1))
     assert arenas(4) == MALLOC_ARENAS
     assert arenas(4, MALLOC_ARENA_MAX="3") == 3  # the user's choice stays
+
+
+#: A fresh process: a thread inside ``accounts_in_threads(N)`` allocates 30 blocks of
+#: argv[2] bytes and holds them; prints how many of them glibc mapped on their own (the
+#: IS_MMAPPED bit of the size field before each block). glibc maps a block over its
+#: threshold only when its arena has no free space for it, hence "most" below.
+_MMAP_SCRIPT = """
+import ctypes, sys, threading
+from bulutfon_pipeline.account_threads import accounts_in_threads
+
+size = int(sys.argv[2])
+mapped = []
+
+def work():
+    held = []
+    for _ in range(30):
+        held.append(block := bytearray(size))  # malloc's own, not Python's small blocks
+        address = ctypes.addressof((ctypes.c_char * size).from_buffer(block))
+        mapped.append(ctypes.c_size_t.from_address(address - 8).value & 2 == 2)
+
+with accounts_in_threads(int(sys.argv[1])):
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+print(sum(mapped))
+"""
+
+
+@pytest.mark.skipif(not is_glibc(), reason="the mmap threshold is glibc's")
+def test_accounts_in_threads_map_large_blocks_on_their_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+
+    def mapped(threads: int, size: int, **env: str) -> int:
+        done = subprocess.run(
+            [sys.executable, "-c", _MMAP_SCRIPT, str(threads), str(size)],
+            capture_output=True, text=True, check=True, env={**os.environ, **env},
+        )  # fmt: skip
+        return int(done.stdout)
+
+    below_glibcs = 100 * 1024  # under glibc's own threshold (128 KB), over ours
+    assert mapped(4, below_glibcs) >= 25  # most on their own: freed, each goes back
+    assert mapped(1, below_glibcs) == 0  # one account alone: glibc's as it was
+    assert mapped(4, MALLOC_MMAP_THRESHOLD // 2) == 0  # smaller blocks stay in the arenas
+    assert mapped(4, below_glibcs, MALLOC_MMAP_THRESHOLD_="1048576") == 0  # the user's
 
 
 def test_accounts_in_threads_checkpoint_while_their_connections_overlap(tmp_path: Path) -> None:
