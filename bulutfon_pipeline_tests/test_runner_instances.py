@@ -248,6 +248,19 @@ def test_accounts_in_threads_allocate_arrow_memory_from_malloc_not_a_heap_per_th
         assert pa.default_memory_pool().backend_name == before
 
 
+def _fresh_process_count(script: str, *args: int, **env: str) -> int:
+    """The number ``script`` prints, run with ``args`` in a fresh Python process (glibc's
+    malloc settings are the process's) with ``env`` added to this one's."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True, text=True, check=True, env={**os.environ, **env},
+    )  # fmt: skip
+    return int(done.stdout)
+
+
 #: A fresh process (glibc fixes its arena limit once reached): 8 threads allocate at once
 #: inside ``accounts_in_threads(N)``; prints how many malloc arenas (heaps) it then has.
 _ARENAS_SCRIPT = """
@@ -283,17 +296,10 @@ with accounts_in_threads(int(sys.argv[1])):
 def test_accounts_in_threads_share_two_malloc_arenas_not_one_each(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import subprocess
-    import sys
-
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
 
     def arenas(threads: int, **env: str) -> int:
-        done = subprocess.run(
-            [sys.executable, "-c", _ARENAS_SCRIPT, str(threads)],
-            capture_output=True, text=True, check=True, env={**os.environ, **env},
-        )  # fmt: skip
-        return int(done.stdout)
+        return _fresh_process_count(_ARENAS_SCRIPT, threads, **env)
 
     # One account alone: the main thread's arena and one a thread (glibc's limit: 8 a core).
     assert arenas(1) == min(9, 8 * (os.cpu_count() or 1))
@@ -331,17 +337,10 @@ print(sum(mapped))
 def test_accounts_in_threads_map_large_blocks_on_their_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import subprocess
-    import sys
-
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
 
     def mapped(threads: int, size: int, **env: str) -> int:
-        done = subprocess.run(
-            [sys.executable, "-c", _MMAP_SCRIPT, str(threads), str(size)],
-            capture_output=True, text=True, check=True, env={**os.environ, **env},
-        )  # fmt: skip
-        return int(done.stdout)
+        return _fresh_process_count(_MMAP_SCRIPT, threads, size, **env)
 
     below_glibcs = 100 * 1024  # under glibc's own threshold (128 KB), over ours
     assert mapped(4, below_glibcs) >= 25  # most on their own: freed, each goes back
