@@ -77,9 +77,9 @@ def test_a_million_call_accounts_reads_fit_the_threads_memory_beside_a_writer(
             for _ in range(2):
                 seen.append((
                     wh.pending_uuids(day, day),
-                    len(wh.pending_uuids(day, month)),
-                    wh.day_counts(day, month)[month],
-                    len(wh.pending_dates()),
+                    wh.pending_uuids(day, month),
+                    wh.day_counts(day, month),
+                    wh.pending_dates(),
                     integrity_counts(wh, lookback=dt.timedelta(days=3650)),
                 ))  # fmt: skip
         except Exception as error:
@@ -107,14 +107,17 @@ def test_a_million_call_accounts_reads_fit_the_threads_memory_beside_a_writer(
             thread.join()
 
     assert errors == []
-    pending_day = [_uuid(i) for i in range(first, first + PER_DAY) if i % EVERY == 7]
+    pending = [_uuid(i) for i in range(first, first + 30 * PER_DAY) if i % EVERY == 7]
+    pending_day = pending[: PER_DAY // EVERY]
+    each_day = {"listed": PER_DAY, "loaded": PER_DAY - len(pending_day), "rejected": 0,
+                "pending": len(pending_day)}  # fmt: skip
+    month_days = [day + dt.timedelta(days=n) for n in range(30)]
     assert len(seen) == 4
-    for uuids, month_pending, last_day, pending_days, integrity in seen:
+    for uuids, month_pending, counts, pending_days, integrity in seen:
         assert sorted(uuids) == pending_day
-        assert month_pending == 30 * len(pending_day)
-        assert last_day == {"listed": PER_DAY, "loaded": PER_DAY - len(pending_day),
-                            "rejected": 0, "pending": len(pending_day)}  # fmt: skip
-        assert pending_days == DAYS
+        assert sorted(month_pending) == pending
+        assert counts == dict.fromkeys(month_days, each_day)
+        assert pending_days == [FIRST_DAY + dt.timedelta(days=n) for n in range(DAYS)]
         assert integrity.listed_calls == CALLS
         assert (integrity.orphan_flow_steps, integrity.orphan_originations) == (0, 0)
         assert integrity.rejected_calls == 0
