@@ -4,9 +4,11 @@ where some account failed; in-process (click's runner), against the simulator.""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 
+import duckdb
 from click.testing import CliRunner
 
 from bulutfon_pipeline.cli.main import main
@@ -189,3 +191,43 @@ def test_a_multi_account_summary_names_each_range_of_days_once(
     )  # fmt: skip
     expected = days[0] if len(days) == 1 else f"{days[0]}..{days[-1]}"
     assert _row(result.output, "days loaded")[-1] == expected
+
+
+def test_accounts_json_gives_each_accounts_state_in_utc(simulator_factory, tmp_path: Path) -> None:
+    sim = simulator_factory(days=2, calls_per_day=10, accounts=["izmir"])
+    runner = CliRunner()
+    never = {"last_load": None, "high_water_mark": None, "pending_calls": 0, "pending_days": []}
+    with environment(_file_env(sim, tmp_path)):
+        before = runner.invoke(main, ["accounts", "--json"])
+        started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        assert runner.invoke(main, ["sync", "--no-progress"]).exit_code == 1  # `missing`
+        # Three calls of the first day lose their cdrs row: listed, not loaded.
+        cdrs = sorted(sim.expected_tables("izmir")["cdrs"], key=lambda row: row["call_time"])
+        gone = cdrs[:3]
+        con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+        con.execute(
+            "DELETE FROM cdrs WHERE account = 'izmir' AND uuid IN (SELECT unnest(?))",
+            [[row["uuid"] for row in gone]],
+        )
+        con.close()
+        after = runner.invoke(main, ["accounts", "--json"])
+        alone = runner.invoke(main, ["accounts", "--json", "--account", "missing"])
+    assert before.exit_code == 0, before.output
+    assert json.loads(before.stdout) == [
+        {"account": "izmir", "from_file": True, **never},
+        {"account": "missing", "from_file": True, **never},
+    ]
+    assert after.exit_code == 0, after.output
+    izmir, missing = json.loads(after.stdout)
+    assert missing == {"account": "missing", "from_file": True, **never}
+    newest = max(row["call_time"] for row in cdrs).astimezone(dt.UTC)
+    loaded = dt.datetime.fromisoformat(izmir.pop("last_load"))
+    assert started <= loaded <= dt.datetime.now(dt.UTC)
+    assert izmir == {
+        "account": "izmir",
+        "from_file": True,
+        "high_water_mark": f"{newest:%Y-%m-%dT%H:%M:%SZ}",
+        "pending_calls": 3,
+        "pending_days": sorted({row["call_date"].isoformat() for row in gone}),
+    }
+    assert json.loads(alone.stdout) == [missing]

@@ -23,6 +23,7 @@ from bulutfon_pipeline.cli.output import (
     console,
     err_console,
     print_accounts,
+    print_accounts_json,
     print_reconcile,
     print_summary,
     progress_bars,
@@ -227,11 +228,18 @@ def purge_recordings_command(before: dt.datetime, accounts: tuple[str, ...]) -> 
 
 @main.command("accounts")
 @account_option
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON array instead of a table (times in UTC, ISO 8601).",
+)
 @friendly_errors
-def accounts_command(accounts: tuple[str, ...]) -> None:
+def accounts_command(accounts: tuple[str, ...], as_json: bool) -> None:
     """List the PBX accounts (BULUTFON_ACCOUNTS_FILE, or `default`), each with its last
     load, its high-water mark and its pending calls."""
-    print_accounts(runner.run_accounts_status(list(accounts) or None))
+    statuses = runner.run_accounts_status(list(accounts) or None)
+    (print_accounts_json if as_json else print_accounts)(statuses)
 
 
 @main.command()

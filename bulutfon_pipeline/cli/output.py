@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -136,15 +139,41 @@ def print_accounts(statuses: Sequence[AccountStatus]) -> None:
     out.print(table)
 
 
+def print_accounts_json(statuses: Sequence[AccountStatus]) -> None:
+    """The accounts as one JSON array on stdout, for scripts and monitors: each with its
+    name, ``from_file``, ``last_load`` and ``high_water_mark`` (UTC, ISO 8601, to the
+    second, ``null`` for never), ``pending_calls`` and ``pending_days`` (local days)."""
+    rows = [
+        {
+            "account": status.name,
+            "from_file": status.from_file,
+            "last_load": _utc(status.last_load),
+            "high_water_mark": _utc(status.high_water_mark),
+            "pending_calls": status.pending_calls,
+            "pending_days": [day.isoformat() for day in status.pending_days],
+        }
+        for status in statuses
+    ]
+    sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+
+
 def _local(instant: Any) -> str:
     """An instant in the PBX's local time, to the second; ``never`` for none."""
     if instant is None:
         return "never"
-    if instant.tzinfo is None:  # stored as UTC without its zone
-        import datetime as dt
+    return f"{_aware(instant).astimezone(LOCAL_TZ):%Y-%m-%d %H:%M:%S}"
 
-        instant = instant.replace(tzinfo=dt.UTC)
-    return f"{instant.astimezone(LOCAL_TZ):%Y-%m-%d %H:%M:%S}"
+
+def _utc(instant: dt.datetime | None) -> str | None:
+    """An instant in UTC, ISO 8601 to the second with a ``Z``; ``None`` for none."""
+    if instant is None:
+        return None
+    return f"{_aware(instant).astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _aware(instant: dt.datetime) -> dt.datetime:
+    """``instant`` with its zone (a naive one is stored as UTC without its zone)."""
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=dt.UTC)
 
 
 def print_rows(
