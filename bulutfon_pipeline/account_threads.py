@@ -114,11 +114,15 @@ def is_glibc() -> bool:
 
 @contextlib.contextmanager
 def _shared_arrow_allocator(threads: int) -> Iterator[None]:
-    """Arrow (pandas' strings, the loads' tables) allocates from the C library's malloc
-    while accounts load in threads. Its default, mimalloc, keeps a heap per thread: 50
-    accounts at 32 at once peaked at 786 MB with it, 555 MB without (about 7 MB per
-    account at once). ``ARROW_DEFAULT_MEMORY_POOL``, when set, is left as it is."""
-    if threads <= 1 or os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+    """pyarrow's calls (pandas' strings, the loads' tables) allocate from the C library's
+    malloc while accounts load in threads, where pyarrow was imported before the pipeline
+    could choose Arrow's allocator (``bulutfon_pipeline.ARROW_MEMORY_POOL``). Its default,
+    mimalloc, keeps a heap per thread: 50 accounts at 32 at once peaked at 786 MB with
+    it, 555 MB without (about 7 MB per account at once). ``ARROW_DEFAULT_MEMORY_POOL``,
+    when the user set it, is left as it is."""
+    import bulutfon_pipeline
+
+    if threads <= 1 or bulutfon_pipeline.ARROW_POOL_FROM_USER:
         yield
         return
     import pyarrow as pa

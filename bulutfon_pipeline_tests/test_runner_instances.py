@@ -216,10 +216,15 @@ def test_accounts_in_threads_share_the_detail_batch_budget() -> None:
 def test_accounts_in_threads_allocate_arrow_memory_from_malloc_not_a_heap_per_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Where pyarrow was imported before the pipeline (its default still mimalloc), the
+    accounts' threads switch pyarrow's calls to malloc."""
     import pyarrow as pa
 
-    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
-    before = pa.default_memory_pool().backend_name
+    import bulutfon_pipeline
+
+    monkeypatch.setattr(bulutfon_pipeline, "ARROW_POOL_FROM_USER", False)
+    first = pa.default_memory_pool()
+    pa.set_memory_pool(pa.mimalloc_memory_pool())  # as if pyarrow had picked it first
     system = pa.system_memory_pool()
 
     def allocated_in_a_thread() -> tuple[str, int]:
@@ -236,16 +241,75 @@ def test_accounts_in_threads_allocate_arrow_memory_from_malloc_not_a_heap_per_th
         thread.join()
         return seen[0]
 
-    with accounts_in_threads(4):
-        name, grew = allocated_in_a_thread()
-        assert name == "system"
-        assert grew >= 1_000_000  # the account thread's array is in malloc's memory
-    assert pa.default_memory_pool().backend_name == before
-    with accounts_in_threads(1):  # one account: Arrow's default stays
-        assert pa.default_memory_pool().backend_name == before
-    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", before)
-    with accounts_in_threads(4):  # the user's choice stays
-        assert pa.default_memory_pool().backend_name == before
+    try:
+        with accounts_in_threads(4):
+            name, grew = allocated_in_a_thread()
+            assert name == "system"
+            assert grew >= 1_000_000  # the account thread's array is in malloc's memory
+        assert pa.default_memory_pool().backend_name == "mimalloc"
+        with accounts_in_threads(1):  # one account: the default stays
+            assert pa.default_memory_pool().backend_name == "mimalloc"
+        monkeypatch.setattr(bulutfon_pipeline, "ARROW_POOL_FROM_USER", True)
+        with accounts_in_threads(4):  # the user's choice stays
+            assert pa.default_memory_pool().backend_name == "mimalloc"
+    finally:
+        pa.set_memory_pool(first)
+
+
+#: A fresh process: imports the pipeline, then pyarrow and DuckDB; 4 threads inside
+#: ``accounts_in_threads(4)`` each make an Arrow table of a frame (``to_arrow``, as the
+#: loads do) and insert it into DuckDB (whose scan of an Arrow table allocates from
+#: Arrow's C++ default, whatever ``pyarrow.set_memory_pool`` says); prints Arrow's
+#: default allocator, the variable, and how many bytes mimalloc ever allocated.
+_ARROW_POOL_SCRIPT = """
+import os, threading
+import bulutfon_pipeline
+from bulutfon_pipeline.account_threads import accounts_in_threads
+from bulutfon_pipeline.warehouse.backend import to_arrow
+import duckdb, pandas as pd, pyarrow as pa, sqlalchemy as sa
+
+table = sa.Table("t", sa.MetaData(), sa.Column("a", sa.String), sa.Column("b", sa.Integer))
+con = duckdb.connect()
+con.execute("CREATE TABLE t (a VARCHAR, b BIGINT)")
+
+def work():
+    rows = to_arrow(pd.DataFrame({"a": [f"x{i}" for i in range(1000)], "b": range(1000)}), table)
+    cursor = con.cursor()
+    cursor.execute("INSERT INTO t SELECT * FROM rows")
+
+with accounts_in_threads(4):
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 4000
+print(pa.default_memory_pool().backend_name, os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "-"),
+      pa.mimalloc_memory_pool().total_bytes_allocated())
+"""
+
+
+def test_the_pipeline_makes_arrows_default_allocator_malloc_unless_the_user_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+
+    def run(**env: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", _ARROW_POOL_SCRIPT],
+            capture_output=True, text=True, check=True, env={**os.environ, **env},
+        )  # fmt: skip
+        return done.stdout.split()
+
+    # Nothing in mimalloc, not even DuckDB's scans of the threads' Arrow tables.
+    assert run() == ["system", "system", "0"]
+    # The user's choice stays: the same work then allocates from mimalloc.
+    name, variable, allocated = run(ARROW_DEFAULT_MEMORY_POOL="mimalloc")
+    assert (name, variable) == ("mimalloc", "mimalloc")
+    assert int(allocated) > 0
 
 
 def _fresh_process_count(script: str, *args: int, **env: str) -> int:
