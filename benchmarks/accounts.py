@@ -48,7 +48,18 @@ from typing import Any
 
 import duckdb
 import psycopg
-from common import BIN, ROOT, WORK, ChildRun, load_now, run_child_rss, simulator, tree_cpu_seconds
+from common import (
+    BIN,
+    ROOT,
+    WORK,
+    ChildRun,
+    load_now,
+    reaped,
+    reaped_figures,
+    run_child_rss,
+    simulator,
+    tree_cpu_seconds,
+)
 from cpu_quota import QuotaGroup, quota_groups
 
 sys.path.insert(0, str(ROOT))
@@ -138,30 +149,29 @@ def _run_children(
         return [run_child_rss(cmds[0], env=env)]
     started = time.perf_counter()
     joins: list[Any] = [g.join for g in groups] if groups is not None else [None] * len(cmds)
+    results = [WORK / f"accounts_child_{i}.figures.json" for i in range(len(cmds))]
     procs = [
         subprocess.Popen(
-            cmd,
+            reaped(cmd, result),
             env=dict(env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=join,
+            preexec_fn=join,  # the reaper joins the group, and the command with it
         )
-        for cmd, join in zip(cmds, joins, strict=True)
+        for cmd, join, result in zip(cmds, joins, results, strict=True)
     ]
     runs = []
-    for proc in procs:
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out = proc.stdout.read() if proc.stdout else ""
-        err = proc.stderr.read() if proc.stderr else ""
+    for proc, result in zip(procs, results, strict=True):
+        out, err = proc.communicate()
+        seconds, rss, cpu = reaped_figures(result) or (time.perf_counter() - started, 0.0, 0.0)
         runs.append(ChildRun(
-            seconds=time.perf_counter() - started,
-            peak_rss_mb=usage.ru_maxrss / 1024,
+            seconds=seconds,
+            peak_rss_mb=rss,
             returncode=proc.returncode,
             stdout=out,
             stderr=err,
-            cpu_seconds=usage.ru_utime + usage.ru_stime,
+            cpu_seconds=cpu,
         ))  # fmt: skip
     return runs
 

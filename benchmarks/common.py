@@ -121,38 +121,59 @@ class ChildRun:
     cpu_seconds: float = 0.0
 
 
+def reaped(cmd: Sequence[str], result: Path) -> list[str]:
+    """``cmd`` started through ``reaper.py``, which writes the command's own wall seconds,
+    peak RSS and CPU to ``result``: a child's ``ru_maxrss`` counts the process it was
+    forked from, and this harness grows to hundreds of MB (``reaper.py``)."""
+    result.unlink(missing_ok=True)
+    return [PYTHON, str(Path(__file__).with_name("reaper.py")), str(result), *cmd]
+
+
+def reaped_figures(result: Path) -> tuple[float, float, float] | None:
+    """The (seconds, peak RSS MB, CPU seconds) ``reaper.py`` wrote to ``result``; None
+    when it wrote none (it was killed)."""
+    try:
+        figures = json.loads(result.read_text())
+    except (OSError, ValueError):
+        return None
+    return figures["seconds"], figures["peak_rss_kb"] / 1024, figures["cpu_seconds"]
+
+
 def run_child_rss(
     cmd: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = None
 ) -> ChildRun:
-    """Run ``cmd`` to completion, reaped with ``os.wait4`` for this child's own peak RSS.
+    """Run ``cmd`` to completion and read its own peak RSS, wall time and CPU (reaped by
+    ``reaper.py`` with ``os.wait4``).
 
     Output goes to temporary files, so no pipe can fill up while we wait. After
     ``timeout`` seconds the child is killed and ``returncode`` is -9.
     """
     WORK.mkdir(parents=True, exist_ok=True)
+    figures_file = WORK / "child.figures.json"
     with (
         open(WORK / "child.out", "w+") as out,
         open(WORK / "child.err", "w+") as err,
     ):
         started = time.perf_counter()
         process = subprocess.Popen(
-            list(cmd), env=dict(env) if env is not None else None, cwd=ROOT,
+            reaped(cmd, figures_file), env=dict(env) if env is not None else None, cwd=ROOT,
             stdout=out, stderr=err, text=True,
         )  # fmt: skip
         deadline = None if timeout is None else started + timeout
         while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG if deadline else 0)
+            pid, status, _ = os.wait4(process.pid, os.WNOHANG if deadline else 0)
             if pid:
                 break
             if deadline is not None and time.perf_counter() > deadline:
                 process.kill()
             time.sleep(0.05)
-        seconds = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
+        figures = reaped_figures(figures_file)
+        if process.returncode > 128 and figures is not None:  # the command's signal
+            process.returncode = 128 - process.returncode
         out.seek(0)
         err.seek(0)
-        cpu = usage.ru_utime + usage.ru_stime
-        rss = usage.ru_maxrss / 1024
+        seconds, rss, cpu = figures or (time.perf_counter() - started, 0.0, 0.0)
         return ChildRun(seconds, rss, process.returncode, out.read(), err.read(), cpu)
 
 
