@@ -164,11 +164,12 @@ def _run_children(
     runs = []
     for proc, result in zip(procs, results, strict=True):
         out, err = proc.communicate()
-        seconds, rss, cpu = reaped_figures(result) or (time.perf_counter() - started, 0.0, 0.0)
+        killed = (time.perf_counter() - started, 0.0, 0.0, proc.returncode)
+        seconds, rss, cpu, code = reaped_figures(result) or killed
         runs.append(ChildRun(
             seconds=seconds,
             peak_rss_mb=rss,
-            returncode=proc.returncode,
+            returncode=code,
             stdout=out,
             stderr=err,
             cpu_seconds=cpu,

@@ -129,14 +129,15 @@ def reaped(cmd: Sequence[str], result: Path) -> list[str]:
     return [PYTHON, str(Path(__file__).with_name("reaper.py")), str(result), *cmd]
 
 
-def reaped_figures(result: Path) -> tuple[float, float, float] | None:
-    """The (seconds, peak RSS MB, CPU seconds) ``reaper.py`` wrote to ``result``; None
-    when it wrote none (it was killed)."""
+def reaped_figures(result: Path) -> tuple[float, float, float, int] | None:
+    """The command's (seconds, peak RSS MB, CPU seconds, exit code) ``reaper.py`` wrote to
+    ``result``; None when it wrote none (it was killed)."""
     try:
         figures = json.loads(result.read_text())
     except (OSError, ValueError):
         return None
-    return figures["seconds"], figures["peak_rss_kb"] / 1024, figures["cpu_seconds"]
+    return (figures["seconds"], figures["peak_rss_kb"] / 1024, figures["cpu_seconds"],
+            figures["returncode"])  # fmt: skip
 
 
 def run_child_rss(
@@ -167,14 +168,11 @@ def run_child_rss(
             if deadline is not None and time.perf_counter() > deadline:
                 process.kill()
             time.sleep(0.05)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        figures = reaped_figures(figures_file)
-        if process.returncode > 128 and figures is not None:  # the command's signal
-            process.returncode = 128 - process.returncode
+        killed = (time.perf_counter() - started, 0.0, 0.0, os.waitstatus_to_exitcode(status))
+        seconds, rss, cpu, code = reaped_figures(figures_file) or killed
         out.seek(0)
         err.seek(0)
-        seconds, rss, cpu = figures or (time.perf_counter() - started, 0.0, 0.0)
-        return ChildRun(seconds, rss, process.returncode, out.read(), err.read(), cpu)
+        return ChildRun(seconds, rss, code, out.read(), err.read(), cpu)
 
 
 def machine() -> dict[str, Any]:

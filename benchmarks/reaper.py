@@ -6,8 +6,9 @@ started by a 500 MB Python process reports 513 MB). The harness grows (the load 
 datasets took it to 461 MB), so every child it started afterwards reported at least that.
 This script is small (the standard library only) and starts the command itself, so the
 command's figure is its own: ``python benchmarks/reaper.py RESULT CMD...`` writes
-``{"seconds", "peak_rss_kb", "cpu_seconds"}`` to RESULT and exits with the command's exit
-code (128 + N after signal N). The command dies with it (``PR_SET_PDEATHSIG``), so a
+``{"seconds", "peak_rss_kb", "cpu_seconds", "returncode"}`` to RESULT (``returncode`` as
+``subprocess`` gives it: -N after signal N) and exits with the command's exit code (128 + N
+after signal N). The command dies with it (``PR_SET_PDEATHSIG``), so a
 harness that kills it on a timeout kills the command too.
 """
 
@@ -34,10 +35,11 @@ def main() -> int:
         signal.signal(number, lambda n, _frame: child.send_signal(n))
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
     with open(result, "w") as out:
         json.dump({"seconds": seconds, "peak_rss_kb": usage.ru_maxrss,
-                   "cpu_seconds": usage.ru_utime + usage.ru_stime}, out)  # fmt: skip
-    code = os.waitstatus_to_exitcode(status)
+                   "cpu_seconds": usage.ru_utime + usage.ru_stime, "returncode": code},
+                  out)  # fmt: skip
     return code if code >= 0 else 128 - code
 
 
