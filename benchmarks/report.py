@@ -723,8 +723,8 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                     "starts from an empty warehouse.", "",
                     *_accounts(results)]  # fmt: skip
         out += ["### 3–5. Sync memory, no-op sync, start-up", "",
-                "`bulutfon-pipeline sync --no-progress` in a subprocess (peak RSS from "
-                "`wait4`), against the simulator in another process.", "",
+                "`bulutfon-pipeline sync --no-progress` in a subprocess (its own peak RSS, from "
+                "`wait4` in `benchmarks/reaper.py`), against the simulator in another process.", "",
                 *_sync(results)]  # fmt: skip
     analysis = Path(__file__).resolve().parent / "ANALYSIS.md"
     if analysis.exists():
