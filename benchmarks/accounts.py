@@ -15,6 +15,9 @@ run:
   second against min(the sum of the accounts' limits, ``cpu``), and its peak RSS;
 * ``few``: 10 accounts x 400 calls, the same way: one worker's memory must stay flat as
   the number of accounts grows (``one`` / ``few`` peak RSS);
+* ``few-cpu``: ``cpu``'s 20,000 calls in 10 accounts of 2,000, without limits: more
+  accounts at the same data (``cpu`` / ``few-cpu`` peak RSS), since ``few`` also loads a
+  fifth of the calls;
 * ``pg-one`` and ``pg-two``: the 50 accounts into PostgreSQL by one process, then by two
   processes at once (``sync --account`` with half the accounts each): the aggregate
   throughput of two workers against one;
@@ -291,6 +294,10 @@ def run(quick: bool) -> dict[str, Any]:
                         limited=False)  # fmt: skip
     out.update(_paired(many, days, per_day))
     out["few"] = _case("few", accounts=few, days=days, calls_per_day=per_day, limited=True)
+    # ``cpu``'s calls in ``few``'s accounts: more accounts at the same data, apart from
+    # more data (``few`` loads a fifth of ``one``'s calls).
+    out["few_cpu"] = _case("few-cpu", accounts=few, days=days,
+                           calls_per_day=per_day * many // few, limited=False)  # fmt: skip
     server = PostgresServer().start(durable=True)
     try:
         out["pg_one"] = _case("pg-one", accounts=many, days=days, calls_per_day=per_day,
@@ -356,6 +363,7 @@ CASES = {
     "cpu": (50, 4, 100, False),
     "one": (50, 4, 100, True),
     "few": (10, 4, 100, True),
+    "few-cpu": (10, 4, 500, False),
 }
 
 

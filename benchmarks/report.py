@@ -112,8 +112,21 @@ def accounts_targets(results: dict[str, Any]) -> list[Row]:
         *_pg_cpu(acc),
         (f"accounts: one worker's peak RSS, {one['accounts']} / {few['accounts']} accounts",
          _fmt(rss, 3, "x"), "<= 1.20x", _ok(rss <= 1.2)),
+        *_same_data(acc),
         ("accounts: every account's `cdrs` exact in every case", str(exact), "True", _ok(exact)),
     ]  # fmt: skip
+
+
+def _same_data(acc: dict[str, Any]) -> list[Row]:
+    """Peak RSS with more accounts at the same calls (``cpu`` against ``few_cpu``)."""
+    if "few_cpu" not in acc or "cpu" not in acc:
+        return []
+    cpu, few = acc["cpu"], acc["few_cpu"]
+    return [(f"accounts: the same at the same data without limits, {cpu['accounts']} "
+             f"accounts of {cpu['calls']:,} calls / {few['accounts']} of {few['calls']:,} "
+             "(`cpu` / `few_cpu`; `few` loads a fifth of `one`'s calls)",
+             _fmt(cpu["peak_rss_mb"] / few["peak_rss_mb"], 3, "x"), "(not a target)",
+             "—")]  # fmt: skip
 
 
 def _pg_cpu(acc: dict[str, Any]) -> list[Row]:
@@ -154,8 +167,8 @@ def _accounts(results: dict[str, Any]) -> list[str]:
     out = ["| case | accounts | processes | calls | rate limit | backend | wall s | calls/s | "
            "peak RSS MB | CPU s | simulator CPU s | server CPU s | cores busy | 429s | exact | "
            "load |", "|" + "---|" * 16]  # fmt: skip
-    keys = ("peer", "cpu", "one", "few", "pg_one", "pg_two", "pg_cpu_one", "pg_cpu_two",
-            "pg_quota_one", "pg_quota_two")  # fmt: skip
+    keys = ("peer", "cpu", "one", "few", "few_cpu", "pg_one", "pg_two", "pg_cpu_one",
+            "pg_cpu_two", "pg_quota_one", "pg_quota_two")  # fmt: skip
     for key in keys:
         if key not in acc:
             continue
