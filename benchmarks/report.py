@@ -123,8 +123,8 @@ def _same_data(acc: dict[str, Any]) -> list[Row]:
         return []
     cpu, few = acc["cpu"], acc["few_cpu"]
     return [(f"accounts: the same at the same data without limits, {cpu['accounts']} "
-             f"accounts of {cpu['calls']:,} calls / {few['accounts']} of {few['calls']:,} "
-             "(`cpu` / `few_cpu`; `few` loads a fifth of `one`'s calls)",
+             f"accounts ({cpu['calls']:,} calls in all) / {few['accounts']} accounts "
+             f"({few['calls']:,}) (`cpu` / `few_cpu`; `few` loads a fifth of `one`'s calls)",
              _fmt(cpu["peak_rss_mb"] / few["peak_rss_mb"], 3, "x"), "(not a target)",
              "—")]  # fmt: skip
 
