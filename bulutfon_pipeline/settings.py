@@ -101,13 +101,24 @@ DUCKDB_ACCOUNT_MEMORY_MB = 64
 DUCKDB_OTHER_THREADS = 20
 
 
+#: DuckDB's memory limit of the one database instance the accounts loading in threads of a
+#: ``sync`` share: one load's 64 MB and a margin. Their writes take turns, but their reads
+#: (two at a time, on the process's DuckDB threads) and a turn's write share it: at 64 MB
+#: an account of a million calls, read twice at once beside a writer, ran out of memory
+#: once in CI (``test_reads_at_scale``, 61.7 of 61.0 MiB), at 40 MB every time. DuckDB
+#: keeps cached blocks up to the limit, so the margin costs memory: 50 accounts of 400
+#: calls peaked at 398-399 MB at 80 MB, 404-407 at 96, 385-392 at 64
+#: (``benchmarks/ANALYSIS.md``, sessions 38 and 39).
+DUCKDB_ACCOUNTS_MEMORY_LIMIT = "80MB"
+
+
 def duckdb_threads_memory_limit(accounts_in_threads: bool) -> str:
-    """DuckDB's memory limit off the main thread: ``DUCKDB_MEMORY_LIMIT`` while accounts
-    load in threads of a ``sync`` (``accounts_in_threads``; their writes take turns,
-    ``account_threads.write_turns``), else ``DUCKDB_ACCOUNT_MEMORY_MB`` for each of
+    """DuckDB's memory limit off the main thread: ``DUCKDB_ACCOUNTS_MEMORY_LIMIT`` while
+    accounts load in threads of a ``sync`` (``accounts_in_threads``; their writes take
+    turns, ``account_threads.write_turns``), else ``DUCKDB_ACCOUNT_MEMORY_MB`` for each of
     ``DUCKDB_OTHER_THREADS``."""
     if accounts_in_threads:
-        return DUCKDB_MEMORY_LIMIT
+        return DUCKDB_ACCOUNTS_MEMORY_LIMIT
     return f"{DUCKDB_ACCOUNT_MEMORY_MB * DUCKDB_OTHER_THREADS}MB"
 
 

@@ -194,7 +194,7 @@ def test_sync_with_a_bad_accounts_at_once_exits_2_before_any_work(tmp_path: Path
 def test_run_each_runs_at_once_accounts_with_their_memory_between_them() -> None:
     # Six accounts, three at once: the barrier lets work go on only when three threads
     # wait at it together (fewer at once would time out, more would break the barrier's
-    # rounds of three); the DuckDB limit is one load's meanwhile (64 MB: they write in
+    # rounds of three); the DuckDB limit is the accounts' meanwhile (80 MB: they write in
     # turns), and outside the block one load's for each of up to 20 other threads.
     accounts = [Account(f"a{i}", credential_vars={}, from_file=True) for i in range(6)]
     barrier = threading.Barrier(3, timeout=30)
@@ -214,7 +214,7 @@ def test_run_each_runs_at_once_accounts_with_their_memory_between_them() -> None
     results, failures = run_each(accounts, work, 3)
     assert results == {"a0": "A0", "a1": "A1", "a2": "A2", "a3": "A3", "a5": "A5"}
     assert failures == {"a4": "account 'a4': its API is down"}
-    assert {limit for _, limit in seen.values()} == {"64MB"}
+    assert {limit for _, limit in seen.values()} == {"80MB"}
     assert len({thread for thread, _ in seen.values()}) == 3
     outside = f"{64 * DUCKDB_OTHER_THREADS}MB"  # no block: up to 20 other threads
     assert (before, duckdb_connect._threads_memory_limit()) == (outside, outside)

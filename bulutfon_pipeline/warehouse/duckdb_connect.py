@@ -32,9 +32,10 @@ _OPEN_CLOSE = threading.Lock()
 
 
 def _threads_memory_limit() -> str:
-    """DuckDB's memory limit off the main thread: one load's while accounts load in
-    threads (:func:`~bulutfon_pipeline.account_threads.accounts_in_threads`), as they
-    write in turns; outside such a block, one load's for each of
+    """DuckDB's memory limit off the main thread: the accounts' shared one
+    (``DUCKDB_ACCOUNTS_MEMORY_LIMIT``) while accounts load in threads
+    (:func:`~bulutfon_pipeline.account_threads.accounts_in_threads`), as they write in
+    turns; outside such a block, one load's for each of
     ``DUCKDB_OTHER_THREADS``. Constant while a block runs, as every connection a process
     holds on one file must have the same configuration."""
     return duckdb_threads_memory_limit(accounts_loading() is not None)

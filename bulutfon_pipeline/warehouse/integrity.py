@@ -24,7 +24,7 @@ KEYED_TABLES: dict[str, tuple[str, ...]] = {
 # Each takes the account as every parameter but the listing's instant (the second).
 # They group rows rather than join them: on DuckDB each anti-join took a hash table of
 # 8-16 MB however few rows it held (24 MB for the listing's), where the accounts loading
-# in threads share 64 MB; grouping takes 1-2 MB (``benchmarks/ANALYSIS.md``, session 37).
+# in threads share 80 MB; grouping takes 1-2 MB (``benchmarks/ANALYSIS.md``, session 37).
 # A group's ``parent`` is 1 when the key has its parent row.
 _ORPHAN_STEPS = """
 SELECT coalesce(sum(n), 0) FROM (

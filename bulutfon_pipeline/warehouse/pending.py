@@ -49,7 +49,7 @@ _PENDING = """(
 #: The same calls on DuckDB, read without a join. There each correlated subquery of
 #: :data:`_PENDING` is a hash join, and a hash join takes 8-16 MB of DuckDB's memory
 #: however few rows it holds (:func:`day_counts`' four took 33 MB). Accounts loading in
-#: threads share one 64 MB limit, and two such reads beside a load ran out of it
+#: threads share one limit (64 MB then), and two such reads beside a load ran out of it
 #: (``benchmarks/ANALYSIS.md``, session 37). So DuckDB groups what the account's tables
 #: hold of each uuid: a FROM item ``l``, one row per uuid, with ``listed`` (1:
 #: in ``cdr_listing``, whose key is ``(account, uuid)``, and within ``{where}``),
