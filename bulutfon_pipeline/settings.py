@@ -92,7 +92,7 @@ DUCKDB_MEMORY_LIMIT = "64MB"
 #: How many PBX accounts one ``sync`` loads at the same time, each in its own thread with
 #: its own Dagster runs and API client (so its own rate), in even rounds
 #: (BULUTFON_ACCOUNTS_AT_ONCE). Into DuckDB each costs about 2 MB, as they spool and
-#: write in turns: 50 x 400 calls at 20 req/s, one round of 33-38 s at 381-392 MB.
+#: write in turns: 50 x 400 calls at 20 req/s, one round of 33-38 s at 394-399 MB.
 DEFAULT_ACCOUNTS_AT_ONCE = 50
 #: DuckDB's memory limit per connection off the main thread outside a ``sync``'s accounts
 #: (which write in turns, within ``DUCKDB_MEMORY_LIMIT``), for ``DUCKDB_OTHER_THREADS``:
