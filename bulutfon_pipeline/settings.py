@@ -89,33 +89,22 @@ DEFAULT_LISTING_CHUNK_ROWS = 5000  # BULUTFON_LISTING_CHUNK_ROWS
 #: cache and the primary-key indexes grow with the warehouse: a 100,000-call load peaked
 #: at 634 MB RSS, against 293 MB with this limit at the same speed; larger queries spill.
 DUCKDB_MEMORY_LIMIT = "64MB"
-#: How many PBX accounts one ``sync`` loads at the same time, each in its own thread with
-#: its own Dagster runs and API client (so its own rate), in even rounds
-#: (BULUTFON_ACCOUNTS_AT_ONCE). Into DuckDB each costs about 2 MB, as they spool and
-#: write in turns: 50 x 400 calls at 20 req/s, one round of 33-38 s at 394-399 MB.
+#: PBX accounts one ``sync`` loads at once (BULUTFON_ACCOUNTS_AT_ONCE), each in a thread
+#: with its own runs and API client, in even rounds: 50 x 400 calls at 20 req/s into
+#: DuckDB took one round of 33-38 s at 394-399 MB.
 DEFAULT_ACCOUNTS_AT_ONCE = 50
-#: DuckDB's memory limit per connection off the main thread outside a ``sync``'s accounts
-#: (which write in turns, within ``DUCKDB_MEMORY_LIMIT``), for ``DUCKDB_OTHER_THREADS``:
-#: they share the process's database instance (64 MB for 8 at once ran out).
+#: DuckDB's memory limit per connection off the main thread outside a ``sync``'s accounts,
+#: for ``DUCKDB_OTHER_THREADS`` sharing the instance (64 MB for 8 at once ran out).
 DUCKDB_ACCOUNT_MEMORY_MB = 64
 DUCKDB_OTHER_THREADS = 20
-
-
-#: DuckDB's memory limit of the one database instance the accounts loading in threads of a
-#: ``sync`` share: one load's 64 MB and a margin. Their writes take turns, but their reads
-#: (two at a time, on the process's DuckDB threads) and a turn's write share it: at 64 MB
-#: an account of a million calls, read twice at once beside a writer, ran out of memory
-#: once in CI (``test_reads_at_scale``, 61.7 of 61.0 MiB), at 40 MB every time. DuckDB
-#: keeps cached blocks up to the limit, so the margin costs memory: 50 accounts of 400
-#: calls peaked at 398-399 MB at 80 MB, 404-407 at 96, 385-392 at 64
-#: (``benchmarks/ANALYSIS.md``, sessions 38 and 39).
+#: The limit of the instance a ``sync``'s accounts in threads share: one load's 64 MB and
+#: a margin for reads beside a write (ran out at 64 once; ``benchmarks/ANALYSIS.md``, 39).
 DUCKDB_ACCOUNTS_MEMORY_LIMIT = "80MB"
 
 
 def duckdb_threads_memory_limit(accounts_in_threads: bool) -> str:
     """DuckDB's memory limit off the main thread: ``DUCKDB_ACCOUNTS_MEMORY_LIMIT`` while
-    accounts load in threads of a ``sync`` (``accounts_in_threads``; their writes take
-    turns, ``account_threads.write_turns``), else ``DUCKDB_ACCOUNT_MEMORY_MB`` for each of
+    accounts load in threads of a ``sync``, else ``DUCKDB_ACCOUNT_MEMORY_MB`` for each of
     ``DUCKDB_OTHER_THREADS``."""
     if accounts_in_threads:
         return DUCKDB_ACCOUNTS_MEMORY_LIMIT
