@@ -167,8 +167,7 @@ def _run_children(
     runs = []
     for proc, result in zip(procs, results, strict=True):
         out, err = proc.communicate()
-        killed = (time.perf_counter() - started, 0.0, 0.0, proc.returncode)
-        seconds, rss, cpu, code = reaped_figures(result) or killed
+        seconds, rss, cpu, code = reaped_figures(result, started, proc.returncode)
         runs.append(ChildRun(
             seconds=seconds,
             peak_rss_mb=rss,

@@ -129,13 +129,16 @@ def reaped(cmd: Sequence[str], result: Path) -> list[str]:
     return [PYTHON, str(Path(__file__).with_name("reaper.py")), str(result), *cmd]
 
 
-def reaped_figures(result: Path) -> tuple[float, float, float, int] | None:
+def reaped_figures(
+    result: Path, started: float, reaper_code: int
+) -> tuple[float, float, float, int]:
     """The command's (seconds, peak RSS MB, CPU seconds, exit code) ``reaper.py`` wrote to
-    ``result``; None when it wrote none (it was killed)."""
+    ``result``; when it wrote none (it was killed), the time since ``started``, no RSS or
+    CPU, and the reaper's own exit code."""
     try:
         figures = json.loads(result.read_text())
     except (OSError, ValueError):
-        return None
+        return time.perf_counter() - started, 0.0, 0.0, reaper_code
     return (figures["seconds"], figures["peak_rss_kb"] / 1024, figures["cpu_seconds"],
             figures["returncode"])  # fmt: skip
 
@@ -168,8 +171,9 @@ def run_child_rss(
             if deadline is not None and time.perf_counter() > deadline:
                 process.kill()
             time.sleep(0.05)
-        killed = (time.perf_counter() - started, 0.0, 0.0, os.waitstatus_to_exitcode(status))
-        seconds, rss, cpu, code = reaped_figures(figures_file) or killed
+        seconds, rss, cpu, code = reaped_figures(
+            figures_file, started, os.waitstatus_to_exitcode(status)
+        )
         out.seek(0)
         err.seek(0)
         return ChildRun(seconds, rss, code, out.read(), err.read(), cpu)
