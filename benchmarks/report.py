@@ -160,6 +160,15 @@ def _cpu_bound(one: dict[str, Any]) -> str:
             "bound it, not its CPU")  # fmt: skip
 
 
+def _runs(key: str, case: dict[str, Any]) -> str:
+    """A paired case's runs: wall seconds, and peak RSS where recorded (before session 40,
+    only ``cpu`` and ``one`` were paired, and only their times kept)."""
+    text = f"`{key}` {', '.join(f'{x:.1f}' for x in case['runs_s'])} s"
+    if "peaks_mb" in case:
+        text += f" at {', '.join(f'{x:.0f}' for x in case['peaks_mb'])} MB"
+    return text
+
+
 def _accounts(results: dict[str, Any]) -> list[str]:
     acc = results.get("accounts")
     if not acc:
@@ -185,12 +194,12 @@ def _accounts(results: dict[str, Any]) -> list[str]:
                    f"{'n/a' if server is None else f'{server:.1f}'} | "
                    f"{'n/a' if sim is None else f'{busy:.2f}'} | {r['rejected_429']} | "
                    f"{r['exact']} | {r['load']:.2f} |")  # fmt: skip
-    paired = [f"`{k}` {', '.join(f'{x:.1f}' for x in acc[k]['runs_s'])} s"
-              for k in ("cpu", "one") if "runs_s" in acc.get(k, {})]  # fmt: skip
+    paired = [k for k in ("cpu", "one", "few", "few_cpu") if "runs_s" in acc.get(k, {})]
     if paired:
-        runs = "; ".join(paired)
-        out += ["", "`cpu` and `one` ran alternately; each row is the fastest of its runs "
-                f"(all of them, in order: {runs}), with the highest peak RSS."]  # fmt: skip
+        runs = "; ".join(_runs(k, acc[k]) for k in paired)
+        names = ", ".join(f"`{k}`" for k in paired)
+        out += ["", f"{names} ran alternately; each row is the fastest of its runs, with "
+                f"the highest peak RSS of them (all, in order: {runs})."]  # fmt: skip
     out += [
         "",
         "cores busy: the sync's, the simulator's and the server's CPU seconds over the "
