@@ -21,18 +21,6 @@ ARROW_POOL_FROM_USER = bool(os.environ.get("ARROW_DEFAULT_MEMORY_POOL"))
 if not ARROW_POOL_FROM_USER:
     os.environ["ARROW_DEFAULT_MEMORY_POOL"] = ARROW_MEMORY_POOL
 
-#: DuckDB's allocator (the jemalloc built into its Linux wheels) in every process that
-#: imports the pipeline, unless ``DUCKDB_JE_MALLOC_CONF`` (jemalloc's own variable, under
-#: DuckDB's prefix) is set: the pages DuckDB frees go back to the system at once, not a
-#: second later. That second's worth of freed pages stayed resident at each moment of a
-#: load (and, with no allocation after it, for good): a sync of 50 accounts peaked at
-#: 385 MB against 396, one of 100,000 calls at 382-386 against 389-390, in the same time
-#: (``benchmarks/ANALYSIS.md``, session 40). jemalloc reads it when DuckDB first
-#: allocates, after the pipeline's import; elsewhere (no jemalloc) it is ignored.
-DUCKDB_JEMALLOC_CONF = "dirty_decay_ms:0"
-if not os.environ.get("DUCKDB_JE_MALLOC_CONF"):
-    os.environ["DUCKDB_JE_MALLOC_CONF"] = DUCKDB_JEMALLOC_CONF
-
 #: The garbage collector's thresholds once a process has imported what it needs: the
 #: young generation grows to 20,000 objects before a scan, not 700.
 GC_THRESHOLDS = (20_000, 20, 20)

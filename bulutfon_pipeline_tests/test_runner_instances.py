@@ -312,63 +312,6 @@ def test_the_pipeline_makes_arrows_default_allocator_malloc_unless_the_user_chos
     assert int(allocated) > 0
 
 
-#: A fresh process imports the pipeline, then DuckDB; a 1,000,000-row table is made and
-#: dropped; prints jemalloc's decay time and the MB it holds freed (resident - allocated),
-#: read through the ``mallctl`` DuckDB's Linux wheels export (``skip`` without it).
-_JEMALLOC_SCRIPT = """
-import ctypes
-import bulutfon_pipeline
-import _duckdb, duckdb
-
-try:
-    mallctl = ctypes.CDLL(_duckdb.__file__).duckdb_je_mallctl
-except (OSError, AttributeError):
-    raise SystemExit(print("skip"))
-mallctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                    ctypes.c_size_t]
-
-def read(name, kind=ctypes.c_size_t):
-    value, size = kind(0), ctypes.c_size_t(ctypes.sizeof(kind))
-    assert mallctl(name.encode(), ctypes.byref(value), ctypes.byref(size), None, 0) == 0
-    return value.value
-
-con = duckdb.connect()
-con.execute("CREATE TABLE t AS SELECT range AS i, repeat('x', 100) || range AS s "
-            "FROM range(1000000)")
-con.execute("DROP TABLE t")
-epoch = ctypes.c_uint64(1)
-mallctl(b"epoch", None, None, ctypes.byref(epoch), ctypes.sizeof(epoch))
-print(read("opt.dirty_decay_ms", ctypes.c_ssize_t),
-      (read("stats.resident") - read("stats.allocated")) >> 20)
-"""
-
-
-def test_the_pipeline_has_duckdbs_allocator_give_freed_pages_back_unless_the_user_chose(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import subprocess
-    import sys
-
-    monkeypatch.delenv("DUCKDB_JE_MALLOC_CONF", raising=False)
-
-    def run(**env: str) -> list[str]:
-        done = subprocess.run(
-            [sys.executable, "-c", _JEMALLOC_SCRIPT],
-            capture_output=True, text=True, check=True, env={**os.environ, **env},
-        )  # fmt: skip
-        return done.stdout.split()
-
-    default = run()
-    if default == ["skip"]:
-        pytest.skip("this DuckDB build does not export jemalloc's mallctl")
-    decay, freed = map(int, default)
-    # The table's 100 MB and more, freed, are not kept resident by DuckDB's allocator.
-    assert (decay, freed < 16) == (0, True), default
-    # The user's choice stays, and then the freed pages do stay.
-    decay, freed = map(int, run(DUCKDB_JE_MALLOC_CONF="dirty_decay_ms:10000"))
-    assert (decay, freed > 64) == (10_000, True)
-
-
 def _fresh_process_count(script: str, *args: int, **env: str) -> int:
     """The number ``script`` prints, run with ``args`` in a fresh Python process (glibc's
     malloc settings are the process's) with ``env`` added to this one's."""
