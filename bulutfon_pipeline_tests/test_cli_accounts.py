@@ -67,6 +67,8 @@ def test_accounts_lists_the_default_account_with_its_state(
     _, last, high, pending = _row(after.output, "default")
     assert high == f"{mark.astimezone(LOCAL_TZ):%Y-%m-%d %H:%M:%S}"
     assert last != "never" and pending == "0"
+    # The table says which clock its times are on.
+    assert f"local time ({LOCAL_TZ.key})" in " ".join(after.output.split())
 
 
 def _row(output: str, name: str) -> list[str]:

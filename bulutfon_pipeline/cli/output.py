@@ -119,7 +119,10 @@ def print_summary(result: SyncResult, *, title: str = "sync") -> None:
 
 def print_accounts(statuses: Sequence[AccountStatus]) -> None:
     """The accounts, each with its last load, high-water mark and pending calls."""
-    table = Table(title="bulutfon-pipeline accounts", show_header=True, header_style="bold")
+    table = Table(
+        title="bulutfon-pipeline accounts", show_header=True, header_style="bold",
+        caption=f"times in the PBX's local time ({LOCAL_TZ.key}); --json gives them in UTC",
+    )  # fmt: skip
     for column in ("account", "last load", "high-water mark", "pending calls", "pending days"):
         table.add_column(column, justify="right" if column.startswith("pending") else "left")
     for status in statuses:
