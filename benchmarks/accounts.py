@@ -285,27 +285,46 @@ def _case(
     return out
 
 
+#: A DuckDB case's size: accounts, days, calls a day, and whether each account is limited.
+Size = tuple[int, int, int, bool]
+
+
+def cases(quick: bool = False) -> dict[str, Size]:
+    """The section's DuckDB cases (the module's docstring), by name: 400 calls an account
+    in full; ``few-cpu`` loads ``cpu``'s calls in ``few``'s accounts, more accounts at the
+    same data apart from more data (``few`` loads a fifth of ``one``'s calls)."""
+    many, few = (10, 3) if quick else (50, 10)
+    days, per_day = (2, 20) if quick else (4, 100)
+    return {
+        "peer": (1, days, per_day * many, False),
+        "cpu": (many, days, per_day, False),
+        "one": (many, days, per_day, True),
+        "few": (few, days, per_day, True),
+        "few-cpu": (few, days, per_day * many // few, False),
+    }
+
+
+def _sized_case(name: str, size: Size, **kwargs: Any) -> dict[str, Any]:
+    """:func:`_case` ``name`` of ``size`` (:func:`cases`)."""
+    accounts, days, per_day, limited = size
+    return _case(name, accounts=accounts, days=days, calls_per_day=per_day, limited=limited,
+                 **kwargs)  # fmt: skip
+
+
 def run(quick: bool) -> dict[str, Any]:
     """Every case of the section; ratios computed by the report."""
-    many, few = (10, 3) if quick else (50, 10)
-    days, per_day = (2, 20) if quick else (4, 100)  # 400 calls an account in full
+    sizes = cases(quick)
     out: dict[str, Any] = {"limit_rps": LIMIT_RPS, "latency_ms": LATENCY_MS}
-    out["peer"] = _case("peer", accounts=1, days=days, calls_per_day=per_day * many,
-                        limited=False)  # fmt: skip
-    out.update(_paired(many, few, days, per_day))
+    out["peer"] = _sized_case("peer", sizes["peer"])
+    out.update(_paired({name: sizes[name] for name in ("cpu", "one", "few", "few-cpu")}))
     server = PostgresServer().start(durable=True)
     try:
-        out["pg_one"] = _case("pg-one", accounts=many, days=days, calls_per_day=per_day,
-                              limited=True, server=server)  # fmt: skip
-        out["pg_two"] = _case("pg-two", accounts=many, days=days, calls_per_day=per_day,
-                              limited=True, processes=2, server=server)  # fmt: skip
+        out["pg_one"] = _sized_case("pg-one", sizes["one"], server=server)
+        out["pg_two"] = _sized_case("pg-two", sizes["one"], processes=2, server=server)
         # The same without the accounts' limits: the CPU is the limit of one process.
-        out["pg_cpu_one"] = _case("pg-cpu-one", accounts=many, days=days,
-                                  calls_per_day=per_day, limited=False, server=server)  # fmt: skip
-        out["pg_cpu_two"] = _case("pg-cpu-two", accounts=many, days=days,
-                                  calls_per_day=per_day, limited=False, processes=2,
-                                  server=server)  # fmt: skip
-        out.update(_quota_cases(many, days, per_day, server))
+        out["pg_cpu_one"] = _sized_case("pg-cpu-one", sizes["cpu"], server=server)
+        out["pg_cpu_two"] = _sized_case("pg-cpu-two", sizes["cpu"], processes=2, server=server)
+        out.update(_quota_cases(sizes["cpu"], server))
     finally:
         server.stop()
     return out
@@ -319,24 +338,14 @@ def run(quick: bool) -> dict[str, Any]:
 PAIRED_RUNS = int(os.environ.get("BENCH_ACCOUNTS_PAIRED_RUNS", "2"))
 
 
-def _paired(many: int, few: int, days: int, per_day: int) -> dict[str, Any]:
-    """``cpu``, ``one``, ``few`` and ``few_cpu``, alternating ``PAIRED_RUNS`` times; each
-    the fastest of its runs, with ``runs_s`` and ``peaks_mb``, the wall seconds and peak
-    RSS of all of them in order, and the highest peak RSS.
-
-    ``few_cpu`` loads ``cpu``'s calls in ``few``'s accounts: more accounts at the same
-    data, apart from more data (``few`` loads a fifth of ``one``'s calls)."""
-    cases = {  # name: (accounts, calls a day, limited)
-        "cpu": (many, per_day, False),
-        "one": (many, per_day, True),
-        "few": (few, per_day, True),
-        "few_cpu": (few, per_day * many // few, False),
-    }
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
+def _paired(sized: dict[str, Size]) -> dict[str, Any]:
+    """The ``sized`` cases, alternating ``PAIRED_RUNS`` times; each the fastest of its runs,
+    with ``runs_s`` and ``peaks_mb``, the wall seconds and peak RSS of all of them in
+    order, and the highest peak RSS (keyed with ``_``: ``few_cpu``)."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sized}
     for _ in range(PAIRED_RUNS):
-        for name, (accounts, calls_per_day, limited) in cases.items():
-            runs[name].append(_case(name.replace("_", "-"), accounts=accounts, days=days,
-                                    calls_per_day=calls_per_day, limited=limited))  # fmt: skip
+        for name, size in sized.items():
+            runs[name].append(_sized_case(name, size))
     out = {}
     for name, done in runs.items():
         best = dict(min(done, key=lambda r: r["seconds"]))
@@ -344,12 +353,12 @@ def _paired(many: int, few: int, days: int, per_day: int) -> dict[str, Any]:
         best["peaks_mb"] = [r["peak_rss_mb"] for r in done]
         best["exact"] = all(r["exact"] for r in done)
         best["peak_rss_mb"] = max(best["peaks_mb"])  # the memory targets' side
-        out[name] = best
+        out[name.replace("-", "_")] = best
     return out
 
 
-def _quota_cases(many: int, days: int, per_day: int, server: PostgresServer) -> dict[str, Any]:
-    """``pg-cpu-one`` and ``pg-cpu-two`` again, each worker process held to
+def _quota_cases(size: Size, server: PostgresServer) -> dict[str, Any]:
+    """``pg-cpu-one`` and ``pg-cpu-two`` (``size``: ``cpu``'s) again, each worker process held to
     ``QUOTA_CORES`` CPUs by a cgroup: as if each worker had a machine of its own of that
     size, while the simulator and the server use the rest of this one. Skipped (with the
     reason in the results) where cgroups cannot be made."""
@@ -358,21 +367,14 @@ def _quota_cases(many: int, days: int, per_day: int, server: PostgresServer) -> 
         with quota_groups(processes, QUOTA_CORES, key) as groups:
             if groups is None:
                 return {"quota_skipped": "no writable cgroup CPU controller (needs root)"}
-            out[key] = _case(key.replace("_", "-"), accounts=many, days=days,
-                             calls_per_day=per_day, limited=False, processes=processes,
-                             server=server, quotas=groups)  # fmt: skip
+            out[key] = _sized_case(key.replace("_", "-"), size, processes=processes,
+                                   server=server, quotas=groups)  # fmt: skip
     return out
 
 
 #: One case alone (``python benchmarks/accounts.py one BULUTFON_ACCOUNTS_AT_ONCE=24``):
-#: accounts, days, calls a day, limited; the full run's sizes.
-CASES = {
-    "peer": (1, 4, 5000, False),
-    "cpu": (50, 4, 100, False),
-    "one": (50, 4, 100, True),
-    "few": (10, 4, 100, True),
-    "few-cpu": (10, 4, 500, False),
-}
+#: the full run's sizes.
+CASES = cases()
 
 
 def main(argv: Sequence[str]) -> None:
@@ -382,7 +384,7 @@ def main(argv: Sequence[str]) -> None:
     if name == "quota":  # the two quota cases, on a PostgreSQL server of their own
         server = PostgresServer().start(durable=True)
         try:
-            print(json.dumps(_quota_cases(*CASES["cpu"][:3], server)))
+            print(json.dumps(_quota_cases(CASES["cpu"], server)))
         finally:
             server.stop()
         return
@@ -393,10 +395,9 @@ def one_case(name: str, assignments: Sequence[str], cli: Sequence[str] = (CLI,))
     """The figures of case ``name`` of :data:`CASES`, the child ``sync`` run by ``cli``
     with the ``VAR=value`` ``assignments``, with the load before and after and CPU ms per
     call."""
-    accounts, days, per_day, limited = CASES[name]
     before = os.getloadavg()
-    out = _case(name, accounts=accounts, days=days, calls_per_day=per_day, limited=limited,
-                child_env=dict(a.split("=", 1) for a in assignments), cli=cli)  # fmt: skip
+    out = _sized_case(name, CASES[name], child_env=dict(a.split("=", 1) for a in assignments),
+                      cli=cli)  # fmt: skip
     out["load_before_after"] = [round(x, 2) for x in (*before, *os.getloadavg())]
     out["cpu_ms_per_call"] = round(1000 * out["cpu_seconds"] / out["calls"], 2)
     return out
