@@ -163,17 +163,12 @@ def run_child_rss(
             reaped(cmd, figures_file), env=dict(env) if env is not None else None, cwd=ROOT,
             stdout=out, stderr=err, text=True,
         )  # fmt: skip
-        deadline = None if timeout is None else started + timeout
-        while True:
-            pid, status, _ = os.wait4(process.pid, os.WNOHANG if deadline else 0)
-            if pid:
-                break
-            if deadline is not None and time.perf_counter() > deadline:
-                process.kill()
-            time.sleep(0.05)
-        seconds, rss, cpu, code = reaped_figures(
-            figures_file, started, os.waitstatus_to_exitcode(status)
-        )
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()  # the reaper, and the command with it (``reaper.py``)
+            process.wait()
+        seconds, rss, cpu, code = reaped_figures(figures_file, started, process.returncode)
         out.seek(0)
         err.seek(0)
         return ChildRun(seconds, rss, code, out.read(), err.read(), cpu)
