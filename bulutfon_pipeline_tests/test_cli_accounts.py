@@ -115,14 +115,29 @@ def test_a_sync_where_one_account_fails_loads_the_other_and_exits_1(
     assert "1 of 2 accounts failed; loaded: izmir" in result.output
     # izmir loaded every call of its own, each detail fetched once.
     expected = {row["uuid"] for row in sim.expected_tables("izmir")["cdrs"]}
-    assert sim.stats("izmir")["detail_uuids"] == dict.fromkeys(expected, 1)
+    first = sim.stats("izmir")
+    assert first["detail_uuids"] == dict.fromkeys(expected, 1)
+    # The table by account, in the file's order: izmir's counts (its API requests are the
+    # simulator's listing and detail requests; the directory's are counted apart) and
+    # `missing` failed.
+    calls, asked = str(len(expected)), sum(first["listing"].values()) + len(expected)
+    izmir = _row(result.output.split("by account")[1], "izmir")
+    assert izmir[:7] + izmir[8:] == [
+        "izmir", calls, calls, "0", "0", str(asked), "0", "loaded"
+    ]  # fmt: skip
+    assert _row(result.output.split("by account")[1], "missing") == ["missing", "failed"]
     assert listed.exit_code == 0, listed.output
     assert [_row(listed.output, n)[0] for n in ("izmir", "missing")] == ["izmir", "missing"]
     # `--account izmir` alone: nothing fails, nothing is left to fetch.
     with environment(_file_env(sim, tmp_path)):
         again = runner.invoke(main, ["sync", "--account", "izmir", "--no-progress"])
     assert again.exit_code == 0, again.output
-    assert sim.stats("izmir")["detail_uuids"] == dict.fromkeys(expected, 1)
+    second = sim.stats("izmir")
+    assert second["detail_uuids"] == dict.fromkeys(expected, 1)
+    by_account = again.output.split("by account")[1]
+    rescanned = sum(second["listing"].values()) - sum(first["listing"].values())
+    assert _row(by_account, "izmir")[1:7] == ["0", "0", "0", "0", str(rescanned), "0"]
+    assert "missing" not in by_account
     # The summary counts the directory apart: izmir's first sync opened its 44 versions
     # (20 extensions, 2 groups, 20 memberships, 2 numbers), the second wrote none; 27
     # requests each.

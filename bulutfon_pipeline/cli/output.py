@@ -115,6 +115,40 @@ def print_summary(result: SyncResult, *, title: str = "sync") -> None:
         )
     table.add_row("duration", f"{result.seconds:.1f} s")
     console.print(table)
+    if result.accounts:
+        _print_by_account(result, title)
+
+
+def _print_by_account(result: SyncResult, title: str) -> None:
+    """A sync's or backfill's accounts of BULUTFON_ACCOUNTS_FILE, one row each, in the
+    file's order: what each loaded, or that it failed (its error follows on stderr)."""
+    table = Table(
+        title=f"bulutfon-pipeline {title}, by account", show_header=True, header_style="bold"
+    )
+    table.add_column("account")
+    for column in ("new listed", "calls new", "updated", "rejected", "API requests", "429s"):
+        table.add_column(column, justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_column("result")
+    for name in result.accounts:
+        done = result.by_account.get(name)
+        if done is None:
+            table.add_row(name, *[""] * 7, "failed" if name in result.failures else "not run")
+            continue
+        table.add_row(
+            name,
+            str(done.listing.new) if done.listing is not None else "",
+            str(done.detail_total("new")),
+            str(done.detail_total("updated")),
+            str(done.rejected),
+            str(done.api.get("requests", 0)),
+            str(done.api.get("rate_limited", 0)),
+            f"{done.seconds:.1f}",
+            "loaded",
+        )
+    # Wide enough for every column when piped, like the accounts' table.
+    out = console if console.is_terminal else Console(stderr=False, width=200)
+    out.print(table)
 
 
 def print_accounts(statuses: Sequence[AccountStatus]) -> None:

@@ -63,6 +63,8 @@ class SyncResult:
     by_account: dict[str, SyncResult] = field(default_factory=dict)
     #: account -> its one-line error, for the accounts that failed (the others loaded)
     failures: dict[str, str] = field(default_factory=dict)
+    #: the accounts of BULUTFON_ACCOUNTS_FILE this sync loaded or tried, in its order
+    accounts: list[str] = field(default_factory=list)
 
     def detail_total(self, name: str) -> int:
         """A count of :class:`DetailLoadSummary` (``fetched``, ``new``…) over every range."""
@@ -167,7 +169,8 @@ def run_sync(
     command_instance = CommandInstance()  # the accounts' ephemeral Dagster instance
 
     def one(account: Account) -> SyncResult:
-        return _sync_account(
+        began = time.monotonic()
+        done = _sync_account(
             account,
             settings,
             run_config,
@@ -178,6 +181,8 @@ def run_sync(
             refetch=refetch,
             reconcile=reconcile,
         )
+        done.seconds = time.monotonic() - began
+        return done
 
     with (
         writer_lock(settings, accounts=[a.name for a in chosen], on_wait=on_wait),
@@ -192,6 +197,7 @@ def run_sync(
             # would each try to create it (and each run would check it again).
             with Warehouse.from_settings(settings).schema_ready():
                 runs.prepare_threads()
+                result.accounts = [account.name for account in chosen]
                 result.by_account, result.failures = run_each(
                     chosen, one, settings.accounts_at_once
                 )
