@@ -4,6 +4,7 @@ threads, and another real process trying to open the file."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import duckdb
 import pytest
 
 from bulutfon_pipeline.account_threads import accounts_in_threads
+from bulutfon_pipeline.settings import DUCKDB_ACCOUNTS_MEMORY_LIMIT
 from bulutfon_pipeline.warehouse import Warehouse, duckdb_connect
 from bulutfon_pipeline.warehouse.duckdb_connect import connect_file, kept_open
 
@@ -125,3 +127,116 @@ def test_the_watcher_lets_a_file_go_once_idle_and_never_under_a_connection(
         holder.join(60)
         assert released.wait(60)  # the watcher, on its own clock, once idle for 0.2 s
         assert _another_process_opens(path)
+
+
+def _append(path: Path, first: int, checkpoint: bool) -> None:
+    """10,000 rows of ``t`` in one transaction of an account's thread, then a checkpoint
+    (as DuckDB's automatic ones are, when the WAL reaches its threshold)."""
+    with connect_file(path) as con:
+        rows = f"range({first}, {first + 10_000}) r(i)"
+        con.execute(f"INSERT INTO t SELECT i, repeat('x', 100) || i FROM {rows}")
+        if checkpoint:
+            con.execute("CHECKPOINT")
+
+
+def _layout(con: Any) -> tuple[int, int]:
+    """``t``'s row groups and rows."""
+    groups = con.execute("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('t')")
+    return groups.fetchone()[0], con.execute("SELECT count(*) FROM t").fetchone()[0]
+
+
+def _closes_seen(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Each close of a connection: its instance's memory limit and vacuum tasks then."""
+    seen: list[tuple[str, str]] = []
+    close = duckdb_connect._close
+
+    def recorded(con: duckdb.DuckDBPyConnection) -> None:
+        with contextlib.suppress(duckdb.Error):  # an invalidated instance answers nothing
+            limit, tasks = con.execute(
+                "SELECT current_setting('memory_limit'), current_setting('max_vacuum_tasks')"
+            ).fetchone()
+            seen.append((limit, str(tasks)))
+        close(con)
+
+    monkeypatch.setattr(duckdb_connect, "_close", recorded)
+    return seen
+
+
+def _shown(limit: str) -> str:
+    """A memory limit as DuckDB shows it (``80MB``: ``76.2 MiB``)."""
+    with duckdb.connect(config={"memory_limit": limit}) as con:
+        return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+
+def test_a_kept_files_checkpoints_leave_compacting_to_its_last_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(duckdb_connect, "KEEP_IDLE_S", LONG)
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE t (i BIGINT, s VARCHAR)")
+    seen = _closes_seen(monkeypatch)
+    with accounts_in_threads(2), kept_open():
+        for k in range(4):
+            assert _in_a_thread(lambda k=k: _append(path, k * 10_000, checkpoint=True)) is None
+        # While kept, a checkpoint leaves each transaction's rows in a row group of their
+        # own (no vacuum), and the accounts' limit stands.
+        with_setting = _in_a_thread(lambda: _read_settings(path))
+        assert with_setting == ((4, 40_000), (_shown(DUCKDB_ACCOUNTS_MEMORY_LIMIT), "0"))
+        assert _in_a_thread(lambda: _append(path, 40_000, checkpoint=False)) is None
+    # The block's close vacuumed within its own limit: one row group, and no WAL left.
+    assert seen[-1] == (_shown(duckdb_connect.KEPT_CLOSE_MEMORY_LIMIT), "100")
+    assert not path.with_name(path.name + ".wal").exists()
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert _layout(con) == (1, 50_000)
+
+
+def _read_settings(path: Path) -> tuple[tuple[int, int], tuple[str, str]]:
+    with connect_file(path) as con:
+        settings = con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('max_vacuum_tasks')"
+        ).fetchone()
+        return _layout(con), (settings[0], str(settings[1]))
+
+
+def test_an_idle_close_vacuums_within_the_accounts_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An account may open the file again while it closes: the limit stays the accounts'.
+    monkeypatch.setattr(duckdb_connect, "KEEP_IDLE_S", LONG)
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE t (i BIGINT, s VARCHAR)")
+    seen = _closes_seen(monkeypatch)
+    with accounts_in_threads(2), kept_open():
+        for k in range(3):
+            assert _in_a_thread(lambda k=k: _append(path, k * 10_000, checkpoint=True)) is None
+        assert _in_a_thread(lambda: _append(path, 30_000, checkpoint=False)) is None
+        assert duckdb_connect.close_idle(time.monotonic() + LONG) == 1
+        assert seen[-1] == (_shown(DUCKDB_ACCOUNTS_MEMORY_LIMIT), "100")
+        with duckdb.connect(str(path), read_only=True) as con:
+            assert _layout(con) == (1, 40_000)
+
+
+def test_a_closing_checkpoint_out_of_memory_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Out of memory, DuckDB's checkpoint is fatal to its instance; the rows are in the WAL,
+    # which the next open replays.
+    monkeypatch.setattr(duckdb_connect, "KEEP_IDLE_S", LONG)
+    monkeypatch.setattr(duckdb_connect, "KEPT_CLOSE_MEMORY_LIMIT", "1MB")
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE t (i BIGINT, s VARCHAR)")
+    with (
+        caplog.at_level("INFO", logger=duckdb_connect.__name__),
+        accounts_in_threads(2),
+        kept_open(),
+    ):
+        for k in range(4):
+            checkpoint = k < 3
+            assert _in_a_thread(lambda k=k, c=checkpoint: _append(path, k * 10_000, c)) is None
+    assert "closing checkpoint did not complete (FatalException)" in caplog.text
+    assert path.with_name(path.name + ".wal").exists()
+    with duckdb.connect(str(path)) as con:
+        assert _layout(con)[1] == 40_000
