@@ -91,7 +91,7 @@ DEFAULT_LISTING_CHUNK_ROWS = 5000  # BULUTFON_LISTING_CHUNK_ROWS
 DUCKDB_MEMORY_LIMIT = "64MB"
 #: PBX accounts one ``sync`` loads at once (BULUTFON_ACCOUNTS_AT_ONCE), each in a thread
 #: with its own runs and API client, in even rounds: 50 x 400 calls at 20 req/s into
-#: DuckDB took one round of 33-38 s at 391-399 MB.
+#: DuckDB took one round of 33-41 s at 385-399 MB.
 DEFAULT_ACCOUNTS_AT_ONCE = 50
 #: DuckDB's memory limit per connection off the main thread outside a ``sync``'s accounts,
 #: for ``DUCKDB_OTHER_THREADS`` sharing the instance (64 MB for 8 at once ran out).
