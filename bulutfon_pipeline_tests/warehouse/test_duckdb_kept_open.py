@@ -5,6 +5,7 @@ threads, and another real process trying to open the file."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import subprocess
 import sys
 import threading
@@ -139,23 +140,49 @@ def _append(path: Path, first: int, checkpoint: bool) -> None:
             con.execute("CHECKPOINT")
 
 
+def _appends(path: Path, checkpointed: int) -> None:
+    """``checkpointed`` transactions each followed by a checkpoint, then one more."""
+    for k in range(checkpointed + 1):
+        first, checkpoint = k * 10_000, k < checkpointed
+        assert _in_a_thread(functools.partial(_append, path, first, checkpoint)) is None
+
+
+def _table_t(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A DuckDB file with an empty table ``t``; the watcher never closes it first."""
+    monkeypatch.setattr(duckdb_connect, "KEEP_IDLE_S", LONG)
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE t (i BIGINT, s VARCHAR)")
+    return path
+
+
 def _layout(con: Any) -> tuple[int, int]:
     """``t``'s row groups and rows."""
     groups = con.execute("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('t')")
     return groups.fetchone()[0], con.execute("SELECT count(*) FROM t").fetchone()[0]
 
 
+def _settings(con: Any) -> tuple[str, str]:
+    """The instance's memory limit (as DuckDB shows it) and vacuum tasks."""
+    limit, tasks = con.execute(
+        "SELECT current_setting('memory_limit'), current_setting('max_vacuum_tasks')"
+    ).fetchone()
+    return limit, str(tasks)
+
+
+def _read_layout_and_settings(path: Path) -> tuple[tuple[int, int], tuple[str, str]]:
+    with connect_file(path) as con:
+        return _layout(con), _settings(con)
+
+
 def _closes_seen(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """Each close of a connection: its instance's memory limit and vacuum tasks then."""
+    """Each close of a connection: its instance's :func:`_settings` then."""
     seen: list[tuple[str, str]] = []
     close = duckdb_connect._close
 
     def recorded(con: duckdb.DuckDBPyConnection) -> None:
         with contextlib.suppress(duckdb.Error):  # an invalidated instance answers nothing
-            limit, tasks = con.execute(
-                "SELECT current_setting('memory_limit'), current_setting('max_vacuum_tasks')"
-            ).fetchone()
-            seen.append((limit, str(tasks)))
+            seen.append(_settings(con))
         close(con)
 
     monkeypatch.setattr(duckdb_connect, "_close", recorded)
@@ -171,19 +198,15 @@ def _shown(limit: str) -> str:
 def test_a_kept_files_checkpoints_leave_compacting_to_its_last_close(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(duckdb_connect, "KEEP_IDLE_S", LONG)
-    path = tmp_path / "warehouse.duckdb"
-    with duckdb.connect(str(path)) as con:
-        con.execute("CREATE TABLE t (i BIGINT, s VARCHAR)")
+    path = _table_t(tmp_path, monkeypatch)
     seen = _closes_seen(monkeypatch)
     with accounts_in_threads(2), kept_open():
-        for k in range(4):
-            assert _in_a_thread(lambda k=k: _append(path, k * 10_000, checkpoint=True)) is None
+        _appends(path, checkpointed=4)
         # While kept, a checkpoint leaves each transaction's rows in a row group of their
         # own (no vacuum), and the accounts' limit stands.
-        with_setting = _in_a_thread(lambda: _read_settings(path))
-        assert with_setting == ((4, 40_000), (_shown(DUCKDB_ACCOUNTS_MEMORY_LIMIT), "0"))
-        assert _in_a_thread(lambda: _append(path, 40_000, checkpoint=False)) is None
+        assert _in_a_thread(lambda: _read_layout_and_settings(path)) == (
+            (5, 50_000), (_shown(DUCKDB_ACCOUNTS_MEMORY_LIMIT), "0")
+        )  # fmt: skip
     # The block's close vacuumed within its own limit: one row group, and no WAL left.
     assert seen[-1] == (_shown(duckdb_connect.KEPT_CLOSE_MEMORY_LIMIT), "100")
     assert not path.with_name(path.name + ".wal").exists()
@@ -191,27 +214,14 @@ def test_a_kept_files_checkpoints_leave_compacting_to_its_last_close(
         assert _layout(con) == (1, 50_000)
 
 
-def _read_settings(path: Path) -> tuple[tuple[int, int], tuple[str, str]]:
-    with connect_file(path) as con:
-        settings = con.execute(
-            "SELECT current_setting('memory_limit'), current_setting('max_vacuum_tasks')"
-        ).fetchone()
-        return _layout(con), (settings[0], str(settings[1]))
-
-
 def test_an_idle_close_vacuums_within_the_accounts_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An account may open the file again while it closes: the limit stays the accounts'.
-    monkeypatch.setattr(duckdb_connect, "KEEP_IDLE_S", LONG)
-    path = tmp_path / "warehouse.duckdb"
-    with duckdb.connect(str(path)) as con:
-        con.execute("CREATE TABLE t (i BIGINT, s VARCHAR)")
+    path = _table_t(tmp_path, monkeypatch)
     seen = _closes_seen(monkeypatch)
     with accounts_in_threads(2), kept_open():
-        for k in range(3):
-            assert _in_a_thread(lambda k=k: _append(path, k * 10_000, checkpoint=True)) is None
-        assert _in_a_thread(lambda: _append(path, 30_000, checkpoint=False)) is None
+        _appends(path, checkpointed=3)
         assert duckdb_connect.close_idle(time.monotonic() + LONG) == 1
         assert seen[-1] == (_shown(DUCKDB_ACCOUNTS_MEMORY_LIMIT), "100")
         with duckdb.connect(str(path), read_only=True) as con:
@@ -223,19 +233,14 @@ def test_a_closing_checkpoint_out_of_memory_loses_nothing(
 ) -> None:
     # Out of memory, DuckDB's checkpoint is fatal to its instance; the rows are in the WAL,
     # which the next open replays.
-    monkeypatch.setattr(duckdb_connect, "KEEP_IDLE_S", LONG)
+    path = _table_t(tmp_path, monkeypatch)
     monkeypatch.setattr(duckdb_connect, "KEPT_CLOSE_MEMORY_LIMIT", "1MB")
-    path = tmp_path / "warehouse.duckdb"
-    with duckdb.connect(str(path)) as con:
-        con.execute("CREATE TABLE t (i BIGINT, s VARCHAR)")
     with (
         caplog.at_level("INFO", logger=duckdb_connect.__name__),
         accounts_in_threads(2),
         kept_open(),
     ):
-        for k in range(4):
-            checkpoint = k < 3
-            assert _in_a_thread(lambda k=k, c=checkpoint: _append(path, k * 10_000, c)) is None
+        _appends(path, checkpointed=3)
     assert "closing checkpoint did not complete (FatalException)" in caplog.text
     assert path.with_name(path.name + ".wal").exists()
     with duckdb.connect(str(path)) as con:
