@@ -248,3 +248,63 @@ def test_accounts_json_gives_each_accounts_state_in_utc(simulator_factory, tmp_p
         "pending_days": sorted({row["call_date"].isoformat() for row in gone}),
     }
     assert json.loads(alone.stdout) == [missing]
+
+
+def test_sync_json_gives_the_totals_and_each_accounts_part(
+    simulator_factory, tmp_path: Path
+) -> None:
+    sim = simulator_factory(days=2, calls_per_day=10, accounts=["izmir"])
+    with environment(_file_env(sim, tmp_path)):
+        result = CliRunner().invoke(main, ["sync", "--json"])
+    assert result.exit_code == 1, result.output  # `missing` failed
+    summary = json.loads(result.stdout)  # stdout holds the JSON alone: no table, no bar
+    cdrs = sim.expected_tables("izmir")["cdrs"]
+    stats = sim.stats("izmir")
+    calls, listed = len(cdrs), sum(stats["listing"].values())
+    days = sorted({row["call_date"].isoformat() for row in cdrs})
+    izmir = {
+        "account": "izmir",
+        "result": "loaded",
+        "listing": {"pages": listed, "calls": calls, "new": calls, "changed": 0},
+        "directory": {"opened": 44, "closed": 0, "requests": sum(stats["directory"].values())},
+        "days": [[days[0], days[-1]]],
+        "details": {"fetched": calls, "new": calls, "updated": 0},
+        "rejected": 0,
+        "recordings": None,
+        "api": {"requests": listed + calls, "retries": 0, "rate_limited": 0, "refreshes": 0},
+    }
+    loaded, failed = summary.pop("accounts")
+    # Durations: each account's within the whole sync's.
+    assert 0 < loaded.pop("seconds") <= summary.pop("seconds")
+    assert loaded == izmir
+    assert failed == {
+        "account": "missing",
+        "result": "failed",
+        "error": "account 'missing': its access_token_env names TOKEN_MISSING, which is not set",
+    }
+    # The totals are izmir's, the only account that loaded; the copy was published.
+    assert summary.pop("published") == str(tmp_path / "warehouse.analytics.duckdb")
+    del izmir["account"], izmir["result"]
+    assert summary == {"command": "sync", **izmir}
+
+
+def test_backfill_json_without_an_accounts_file(simulator_factory, tmp_path: Path) -> None:
+    sim = simulator_factory(days=2, calls_per_day=10)
+    cdrs = sim.expected_tables()["cdrs"]
+    day = min(row["call_date"] for row in cdrs)
+    with environment(_env(sim, tmp_path, BULUTFON_ACCOUNTS_FILE="")):
+        result = CliRunner().invoke(
+            main, ["backfill", "--start", day.isoformat(), "--end", day.isoformat(), "--json"]
+        )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    # The listing scanned (every call), then that day's calls loaded: no accounts file,
+    # so no entry per account.
+    stats, of_day = sim.stats(), sum(row["call_date"] == day for row in cdrs)
+    listed = sum(stats["listing"].values())
+    assert (summary["command"], summary["days"]) == ("backfill", [[day.isoformat()] * 2])
+    assert summary["listing"] == {"pages": listed, "calls": len(cdrs), "new": len(cdrs),
+                                  "changed": 0}  # fmt: skip
+    assert summary["details"] == {"fetched": of_day, "new": of_day, "updated": 0}
+    assert summary["api"]["requests"] == listed + sum(stats["detail"].values()) == listed + of_day
+    assert summary["accounts"] == []

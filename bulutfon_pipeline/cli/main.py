@@ -26,6 +26,7 @@ from bulutfon_pipeline.cli.output import (
     print_accounts_json,
     print_reconcile,
     print_summary,
+    print_summary_json,
     progress_bars,
 )
 from bulutfon_pipeline.settings import LOCAL_TZ
@@ -75,19 +76,35 @@ def main() -> None:
     PostgreSQL when BULUTFON_WAREHOUSE_URL is set."""
 
 
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the summary as one JSON object on stdout (and no progress bars).",
+)
+
+
 @main.command()
 @click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
+@json_option
 @account_option
 @friendly_errors
-def sync(no_progress: bool, accounts: tuple[str, ...]) -> None:
+def sync(no_progress: bool, as_json: bool, accounts: tuple[str, ...]) -> None:
     """Scan the listing, then load every day that has calls not loaded yet (of every
     account, concurrently)."""
-    with _stop_cleanly("sync"), progress_bars(not no_progress) as reporter:
+    with _stop_cleanly("sync"), progress_bars(not (no_progress or as_json)) as reporter:
         result = runner.run_sync(
             reporter=reporter, on_wait=_say_waiting, accounts=list(accounts) or None
         )
-    print_summary(result)
+    _summarize(result, "sync", as_json)
     _exit_if_accounts_failed(result)
+
+
+def _summarize(result: runner.SyncResult, command: str, as_json: bool) -> None:
+    if as_json:
+        print_summary_json(result, command=command)
+    else:
+        print_summary(result, title=command)
 
 
 def _exit_if_accounts_failed(result: runner.SyncResult) -> None:
@@ -141,6 +158,7 @@ def report(account: str | None) -> None:
 @click.option("--refetch", is_flag=True, help="Fetch calls already loaded again.")
 @click.option("--skip-listing", is_flag=True, help="Do not scan the listing first.")
 @click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
+@json_option
 @account_option
 @friendly_errors
 def backfill(
@@ -149,12 +167,13 @@ def backfill(
     refetch: bool,
     skip_listing: bool,
     no_progress: bool,
+    as_json: bool,
     accounts: tuple[str, ...],
 ) -> None:
     """Load the days START..END (scanning the listing first)."""
     if end < start:
         raise CLIError(f"--end {end.date()} is before --start {start.date()}; swap them")
-    with _stop_cleanly("backfill"), progress_bars(not no_progress) as reporter:
+    with _stop_cleanly("backfill"), progress_bars(not (no_progress or as_json)) as reporter:
         result = runner.run_sync(
             listing=not skip_listing,
             start=start.date(),
@@ -164,7 +183,7 @@ def backfill(
             on_wait=_say_waiting,
             accounts=list(accounts) or None,
         )
-    print_summary(result, title="backfill")
+    _summarize(result, "backfill", as_json)
     _exit_if_accounts_failed(result)
 
 

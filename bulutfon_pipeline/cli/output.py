@@ -119,6 +119,64 @@ def print_summary(result: SyncResult, *, title: str = "sync") -> None:
         _print_by_account(result, title)
 
 
+def print_summary_json(result: SyncResult, *, command: str) -> None:
+    """A sync's or backfill's summary as one JSON object on stdout, for scripts and
+    monitors: the totals of :func:`print_summary`'s table and, with an accounts file,
+    each account's own (or its error), in the file's order."""
+    accounts = []
+    for name in result.accounts:
+        done = result.by_account.get(name)
+        entry: dict[str, Any] = {"account": name}
+        if done is not None:
+            entry.update(result="loaded", **_counts(done))
+        else:
+            failed = name in result.failures
+            entry.update(result="failed" if failed else "not run")
+            entry["error"] = result.failures.get(name)
+        accounts.append(entry)
+    published = result.published
+    summary = {
+        "command": command,
+        **_counts(result),
+        "published": None if published is None else str(published.path),
+        "accounts": accounts,
+    }
+    sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+
+
+def _counts(result: SyncResult) -> dict[str, Any]:
+    """What a sync or backfill (or one account's part of it) did, as plain values."""
+    listing, directory = result.listing, [d for d in result.directory if not d.skipped]
+    api = result.api
+    return {
+        "listing": None
+        if listing is None
+        else {
+            "pages": listing.pages,
+            "calls": listing.items,
+            "new": listing.new,
+            "changed": listing.changed,
+        },
+        "directory": None
+        if not directory
+        else {
+            "opened": sum(sum(d.opened.values()) for d in directory),
+            "closed": sum(sum(d.closed.values()) for d in directory),
+            "requests": sum(d.requests for d in directory),
+        },
+        "days": [[a.isoformat(), b.isoformat()] for a, b in sorted(set(result.ranges))],
+        "details": {name: result.detail_total(name) for name in ("fetched", "new", "updated")},
+        "rejected": result.rejected,
+        "recordings": None
+        if result.recordings is None
+        else {name: result.recording_total(name) for name in ("downloaded", "skipped", "rejected")},
+        "api": {
+            name: api.get(name, 0) for name in ("requests", "retries", "rate_limited", "refreshes")
+        },
+        "seconds": round(result.seconds, 1),
+    }
+
+
 def _print_by_account(result: SyncResult, title: str) -> None:
     """A sync's or backfill's accounts of BULUTFON_ACCOUNTS_FILE, one row each, in the
     file's order: what each loaded, or that it failed (its error follows on stderr)."""
