@@ -75,38 +75,34 @@ def print_summary(result: SyncResult, *, title: str = "sync") -> None:
     table = Table(title=f"bulutfon-pipeline {title}", show_header=True, header_style="bold")
     table.add_column("what")
     table.add_column("count", justify="right")
-    if result.listing is not None:
-        table.add_row("listing pages read", str(result.listing.pages))
-        table.add_row("calls in listing scan", str(result.listing.items))
-        table.add_row("new calls listed", str(result.listing.new))
-        table.add_row("calls changed at the source", str(result.listing.changed))
-    if any(not d.skipped for d in result.directory):
-        opened = sum(sum(d.opened.values()) for d in result.directory)
-        closed = sum(sum(d.closed.values()) for d in result.directory)
-        asked = sum(d.requests for d in result.directory)
+    counts = _counts(result)
+    if (listing := counts["listing"]) is not None:
+        table.add_row("listing pages read", str(listing["pages"]))
+        table.add_row("calls in listing scan", str(listing["calls"]))
+        table.add_row("new calls listed", str(listing["new"]))
+        table.add_row("calls changed at the source", str(listing["changed"]))
+    if (directory := counts["directory"]) is not None:
         table.add_row(
-            "directory versions opened / closed (requests)", f"{opened} / {closed} ({asked})"
+            "directory versions opened / closed (requests)",
+            f"{directory['opened']} / {directory['closed']} ({directory['requests']})",
         )
-    ranges = ", ".join(  # each range once, however many accounts loaded it
-        a.isoformat() if a == b else f"{a.isoformat()}..{b.isoformat()}"
-        for a, b in sorted(set(result.ranges))
-    )
+    ranges = ", ".join(a if a == b else f"{a}..{b}" for a, b in counts["days"])
     table.add_row("days loaded", ranges or "none (nothing pending)")
-    table.add_row("details fetched", str(result.detail_total("fetched")))
-    table.add_row("calls new", str(result.detail_total("new")))
-    table.add_row("calls updated", str(result.detail_total("updated")))
-    table.add_row("records rejected (see load_rejects)", str(result.rejected))
+    details = counts["details"]
+    table.add_row("details fetched", str(details["fetched"]))
+    table.add_row("calls new", str(details["new"]))
+    table.add_row("calls updated", str(details["updated"]))
+    table.add_row("records rejected (see load_rejects)", str(counts["rejected"]))
     if result.recordings:
+        recordings = counts["recordings"]
         table.add_row(
             "recordings downloaded / skipped / rejected",
-            f"{result.recording_total('downloaded')} / {result.recording_total('skipped')} / "
-            f"{result.recording_total('rejected')}",
+            f"{recordings['downloaded']} / {recordings['skipped']} / {recordings['rejected']}",
         )
-    api = result.api
+    api = counts["api"]
     table.add_row(
         "API requests / retries / 429s / token refreshes",
-        f"{api.get('requests', 0)} / {api.get('retries', 0)} / "
-        f"{api.get('rate_limited', 0)} / {api.get('refreshes', 0)}",
+        f"{api['requests']} / {api['retries']} / {api['rate_limited']} / {api['refreshes']}",
     )
     if result.published is not None:
         table.add_row(
@@ -145,7 +141,9 @@ def print_summary_json(result: SyncResult, *, command: str) -> None:
 
 
 def _counts(result: SyncResult) -> dict[str, Any]:
-    """What a sync or backfill (or one account's part of it) did, as plain values."""
+    """What a sync or backfill (or one account's part of it) did, as plain values: what
+    its table shows and its JSON holds (each range of days once, however many accounts
+    loaded it)."""
     listing, directory = result.listing, [d for d in result.directory if not d.skipped]
     api = result.api
     return {
@@ -193,14 +191,15 @@ def _print_by_account(result: SyncResult, title: str) -> None:
         if done is None:
             table.add_row(name, *[""] * 7, "failed" if name in result.failures else "not run")
             continue
+        counts = _counts(done)
         table.add_row(
             name,
-            str(done.listing.new) if done.listing is not None else "",
-            str(done.detail_total("new")),
-            str(done.detail_total("updated")),
-            str(done.rejected),
-            str(done.api.get("requests", 0)),
-            str(done.api.get("rate_limited", 0)),
+            str(counts["listing"]["new"]) if counts["listing"] is not None else "",
+            str(counts["details"]["new"]),
+            str(counts["details"]["updated"]),
+            str(counts["rejected"]),
+            str(counts["api"]["requests"]),
+            str(counts["api"]["rate_limited"]),
             f"{done.seconds:.1f}",
             "loaded",
         )
