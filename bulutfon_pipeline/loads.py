@@ -128,33 +128,36 @@ def scan_listing(
     chunk_items: list[Any] = []
     changed: list[changes.ChangedCall] = []
     rejects: list[Reject] = []
-    bar = progress.reporter()
+    bar = progress.reporter(warehouse.account)
     bar.start("listing pages", None)
-    for page in versions.listing_pages(client, since=stop_before):
-        result.pages += 1
-        result.items += len(page.items)
-        normalized = normalize_listing(page.items)
-        rejects.extend(normalized.rejects)
-        frame = normalized.frame
-        # ``page`` orders the copies of a uuid that sits on two pages: the first wins.
-        kept = frame[frame["call_time"] >= floor].assign(page=result.pages)
-        if len(kept):
-            chunk.append(kept)
-            chunk_size += len(kept)
-            if detect_changes:
-                chunk_items.extend(_items_of(page.items, kept))
-        if chunk_size >= chunk_rows:
-            with warehouse.write_turn():
-                warehouse.stage_listing(stage, pd.concat(chunk, ignore_index=True))
-                if chunk_items:
-                    changed += changes.detect(warehouse, chunk_items, last_day=reconcile_end)
-            chunk, chunk_size, chunk_items = [], 0, []
-        bar.advance("listing pages")
-        crash_point("listing_page")
-        if len(frame) and bool((frame["call_time"] < stop_before).all()):
-            log.info("listing page %d is wholly older than %s; stopping", page.page, stop_before)
-            break
-    bar.finish("listing pages")
+    try:
+        for page in versions.listing_pages(client, since=stop_before):
+            result.pages += 1
+            result.items += len(page.items)
+            normalized = normalize_listing(page.items)
+            rejects.extend(normalized.rejects)
+            frame = normalized.frame
+            # ``page`` orders the copies of a uuid that sits on two pages: the first wins.
+            kept = frame[frame["call_time"] >= floor].assign(page=result.pages)
+            if len(kept):
+                chunk.append(kept)
+                chunk_size += len(kept)
+                if detect_changes:
+                    chunk_items.extend(_items_of(page.items, kept))
+            if chunk_size >= chunk_rows:
+                with warehouse.write_turn():
+                    warehouse.stage_listing(stage, pd.concat(chunk, ignore_index=True))
+                    if chunk_items:
+                        changed += changes.detect(warehouse, chunk_items, last_day=reconcile_end)
+                chunk, chunk_size, chunk_items = [], 0, []
+            bar.advance("listing pages")
+            crash_point("listing_page")
+            if len(frame) and bool((frame["call_time"] < stop_before).all()):
+                old = "listing page %d is wholly older than %s; stopping"
+                log.info(old, page.page, stop_before)
+                break
+    finally:
+        bar.finish("listing pages")
     with warehouse.write_turn():
         if chunk_items:
             changed += changes.detect(warehouse, chunk_items, last_day=reconcile_end)
@@ -234,18 +237,20 @@ def load_details(
     keys = versions.pending_details(client, warehouse, start, end, refetch=refetch) if (
         uuids is None) else uuids  # fmt: skip
     summary.pending, summary.listed = len(keys), warehouse.listed_count(start, end)
-    bar = progress.reporter()
+    bar = progress.reporter(warehouse.account)
     bar.start("call details", len(keys))
-    turns = account_threads.write_turns(warehouse.is_server)
-    if turns is None:  # one account, or accounts in threads into a server (their shares)
-        batch_size = account_threads.shared_detail_batch(batch_size)
-    segments = _segments(client.fetch_details(keys), warehouse, turns, batch_size)
-    # Batch counts are added once committed (``DetailWriter``: see the docstring above).
-    done = functools.partial(_batch_done, summary, bar)
-    with contextlib.closing(segments):
-        for segment in segments:
-            _load_segment(warehouse, segment, mirror_recording_deletes, done)
-    bar.finish("call details")
+    try:
+        turns = account_threads.write_turns(warehouse.is_server)
+        if turns is None:  # one account, or accounts in threads into a server (their shares)
+            batch_size = account_threads.shared_detail_batch(batch_size)
+        segments = _segments(client.fetch_details(keys), warehouse, turns, batch_size)
+        # Batch counts are added once committed (``DetailWriter``: see the docstring above).
+        done = functools.partial(_batch_done, summary, bar)
+        with contextlib.closing(segments):
+            for segment in segments:
+                _load_segment(warehouse, segment, mirror_recording_deletes, done)
+    finally:
+        bar.finish("call details")
     summary.seconds = time.monotonic() - started
     return summary
 

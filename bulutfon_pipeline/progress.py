@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class ProgressReporter(Protocol):
@@ -34,9 +34,30 @@ class NullReporter:
 _current: ProgressReporter = NullReporter()
 
 
-def reporter() -> ProgressReporter:
-    """The reporter installed by the running command (a no-op by default)."""
-    return _current
+class _Part:
+    """The installed reporter, for one part of the work (see :func:`reporter`)."""
+
+    def __init__(self, parts: Any, part: str) -> None:
+        self._parts, self._part = parts, part
+
+    def start(self, task: str, total: int | None) -> None:
+        self._parts.start(task, total, part=self._part)
+
+    def advance(self, task: str, amount: int = 1) -> None:
+        self._parts.advance(task, amount, part=self._part)
+
+    def finish(self, task: str) -> None:
+        self._parts.finish(task, part=self._part)
+
+
+def reporter(part: str = "") -> ProgressReporter:
+    """The reporter installed by the running command (a no-op by default), for ``part`` of
+    the work: accounts loading at once each report theirs under their name, from any
+    thread, and a reporter that adds parts up (``takes_parts``) shows one bar per task."""
+    current = _current
+    if part and getattr(current, "takes_parts", False):
+        return _Part(current, part)
+    return current
 
 
 @contextmanager

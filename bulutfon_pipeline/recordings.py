@@ -224,46 +224,48 @@ def download_recordings(
         with warehouse.write_turn():  # accounts loading in threads into one DuckDB file
             warehouse.save_recordings([], early_rejects)
         summary.rejected += len(early_rejects)
-    bar = progress.reporter()
+    bar = progress.reporter(warehouse.account)
     bar.start("recordings", len(downloads))
-    for batch in _batched(client.download_recordings(downloads), batch_size):
-        rows: list[RecordingRow] = []
-        rejects: list[Reject] = []
-        replaced: list[Path] = []
-        now = dt.datetime.now(dt.UTC)
-        for result in batch:
-            if result.file is None:
-                reason = str(result.error) or type(result.error).__name__
-                rejects.append(
-                    Reject(uuid=result.uuid, stage="recording", reason=reason, payload=None)
+    try:
+        for batch in _batched(client.download_recordings(downloads), batch_size):
+            rows: list[RecordingRow] = []
+            rejects: list[Reject] = []
+            replaced: list[Path] = []
+            now = dt.datetime.now(dt.UTC)
+            for result in batch:
+                if result.file is None:
+                    reason = str(result.error) or type(result.error).__name__
+                    rejects.append(
+                        Reject(uuid=result.uuid, stage="recording", reason=reason, payload=None)
+                    )
+                    continue
+                file = result.file
+                relative = Path(os.path.relpath(file.path, data_dir)).as_posix()
+                suffix = Path(file.path).suffix.lstrip(".")
+                rows.append(
+                    RecordingRow(
+                        cdr_uuid=result.uuid,
+                        path=relative,
+                        content_type=MEDIA_TYPES.get(suffix, file.content_type),
+                        bytes=file.bytes,
+                        sha256=file.sha256,
+                        downloaded_at=now,
+                    )
                 )
-                continue
-            file = result.file
-            relative = Path(os.path.relpath(file.path, data_dir)).as_posix()
-            suffix = Path(file.path).suffix.lstrip(".")
-            rows.append(
-                RecordingRow(
-                    cdr_uuid=result.uuid,
-                    path=relative,
-                    content_type=MEDIA_TYPES.get(suffix, file.content_type),
-                    bytes=file.bytes,
-                    sha256=file.sha256,
-                    downloaded_at=now,
-                )
-            )
-            summary.bytes += file.bytes
-            old = previous.get(result.uuid)
-            if old is not None and old.path != relative:  # the format changed
-                replaced.append(data_dir / old.path)
-        with warehouse.write_turn():
-            warehouse.save_recordings(rows, rejects)
-        for stale in replaced:  # only once the new rows are committed
-            stale.unlink(missing_ok=True)
-        summary.batches += 1
-        summary.downloaded += len(rows)
-        summary.rejected += len(rejects)
-        bar.advance("recordings", len(batch))
-    bar.finish("recordings")
+                summary.bytes += file.bytes
+                old = previous.get(result.uuid)
+                if old is not None and old.path != relative:  # the format changed
+                    replaced.append(data_dir / old.path)
+            with warehouse.write_turn():
+                warehouse.save_recordings(rows, rejects)
+            for stale in replaced:  # only once the new rows are committed
+                stale.unlink(missing_ok=True)
+            summary.batches += 1
+            summary.downloaded += len(rows)
+            summary.rejected += len(rejects)
+            bar.advance("recordings", len(batch))
+    finally:
+        bar.finish("recordings")
     summary.seconds = time.monotonic() - started
     log.info(
         "recordings %s..%s: %d downloaded, %d skipped, %d rejected",

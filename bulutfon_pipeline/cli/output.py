@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -29,26 +30,56 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 class RichReporter:
-    """Progress bars on a terminal, driven by :mod:`bulutfon_pipeline.progress`."""
+    """Progress bars on a terminal, driven by :mod:`bulutfon_pipeline.progress`: one bar
+    per task (listing pages, call details, recordings, accounts). Accounts loading at once
+    report their parts of a task under their names, from their threads; the bar adds them
+    up, its total known once every part's is (a listing's pages: when its scan ends). A
+    part started again (the next range of days) adds to what it did before."""
+
+    takes_parts = True
 
     def __init__(self, bar: Progress) -> None:
         self._bar = bar
+        self._lock = threading.Lock()
         self._tasks: dict[str, TaskID] = {}
+        #: task -> part -> [its total (None: not known yet; done, once finished), done]
+        self._parts: dict[str, dict[str, list[Any]]] = {}
+        #: task -> what parts did before they were started again
+        self._before: dict[str, int] = {}
 
-    def start(self, task: str, total: int | None) -> None:
-        if task in self._tasks:
-            self._bar.reset(self._tasks[task], total=total, visible=True)
-        else:
-            self._tasks[task] = self._bar.add_task(task, total=total)
+    def start(self, task: str, total: int | None, part: str = "") -> None:
+        with self._lock:
+            parts = self._parts.setdefault(task, {})
+            if part in parts:
+                self._before[task] = self._before.get(task, 0) + parts[part][1]
+            parts[part] = [total, 0]
+            if task not in self._tasks:
+                self._tasks[task] = self._bar.add_task(task, total=total)
+            self._show(task)
 
-    def advance(self, task: str, amount: int = 1) -> None:
-        if task in self._tasks:
-            self._bar.advance(self._tasks[task], amount)
+    def advance(self, task: str, amount: int = 1, part: str = "") -> None:
+        with self._lock:
+            entry = self._parts.get(task, {}).get(part)
+            if entry is not None:
+                entry[1] += amount
+                self._show(task)
 
-    def finish(self, task: str) -> None:
-        if task in self._tasks:
-            current = self._bar.tasks[self._tasks[task]]
-            self._bar.update(self._tasks[task], total=current.completed)
+    def finish(self, task: str, part: str = "") -> None:
+        with self._lock:
+            entry = self._parts.get(task, {}).get(part)
+            if entry is not None:
+                entry[0] = entry[1]
+                self._show(task)
+
+    def _show(self, task: str) -> None:
+        entries, before = self._parts[task].values(), self._before.get(task, 0)
+        unknown = any(total is None for total, _ in entries)
+        self._bar.update(
+            self._tasks[task],
+            total=None if unknown else before + sum(total for total, _ in entries),
+            completed=before + sum(done for _, done in entries),
+            visible=True,
+        )
 
 
 @contextlib.contextmanager

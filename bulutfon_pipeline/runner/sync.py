@@ -170,17 +170,20 @@ def run_sync(
 
     def one(account: Account) -> SyncResult:
         began = time.monotonic()
-        done = _sync_account(
-            account,
-            settings,
-            run_config,
-            command_instance,
-            listing=listing,
-            start=start,
-            end=end,
-            refetch=refetch,
-            reconcile=reconcile,
-        )
+        try:
+            done = _sync_account(
+                account,
+                settings,
+                run_config,
+                command_instance,
+                listing=listing,
+                start=start,
+                end=end,
+                refetch=refetch,
+                reconcile=reconcile,
+            )
+        finally:
+            progress.reporter().advance("accounts")  # loaded or failed
         done.seconds = time.monotonic() - began
         return done
 
@@ -198,9 +201,11 @@ def run_sync(
             with Warehouse.from_settings(settings).schema_ready():
                 runs.prepare_threads()
                 result.accounts = [account.name for account in chosen]
+                progress.reporter().start("accounts", len(chosen))
                 result.by_account, result.failures = run_each(
                     chosen, one, settings.accounts_at_once
                 )
+                progress.reporter().finish("accounts")
             for done in result.by_account.values():
                 result._add(done)
         warehouse = Warehouse.from_settings(settings)
