@@ -26,7 +26,6 @@ from bulutfon_pipeline.cli.output import (
     print_accounts_json,
     print_reconcile,
     print_summary,
-    print_summary_json,
     progress_bars,
 )
 from bulutfon_pipeline.settings import LOCAL_TZ
@@ -96,15 +95,8 @@ def sync(no_progress: bool, as_json: bool, accounts: tuple[str, ...]) -> None:
         result = runner.run_sync(
             reporter=reporter, on_wait=_say_waiting, accounts=list(accounts) or None
         )
-    _summarize(result, "sync", as_json)
+    print_summary(result, title="sync", as_json=as_json)
     _exit_if_accounts_failed(result)
-
-
-def _summarize(result: runner.SyncResult, command: str, as_json: bool) -> None:
-    if as_json:
-        print_summary_json(result, command=command)
-    else:
-        print_summary(result, title=command)
 
 
 def _exit_if_accounts_failed(result: runner.SyncResult) -> None:
@@ -183,7 +175,7 @@ def backfill(
             on_wait=_say_waiting,
             accounts=list(accounts) or None,
         )
-    _summarize(result, "backfill", as_json)
+    print_summary(result, title="backfill", as_json=as_json)
     _exit_if_accounts_failed(result)
 
 

@@ -101,8 +101,11 @@ def progress_bars(enabled: bool) -> Iterator[RichReporter | None]:
         yield RichReporter(bar)
 
 
-def print_summary(result: SyncResult, *, title: str = "sync") -> None:
-    """A summary table of a sync or backfill."""
+def print_summary(result: SyncResult, *, title: str = "sync", as_json: bool = False) -> None:
+    """A summary table of a sync or backfill (``title``), or its JSON (``as_json``)."""
+    if as_json:
+        print_summary_json(result, command=title)
+        return
     table = Table(title=f"bulutfon-pipeline {title}", show_header=True, header_style="bold")
     table.add_column("what")
     table.add_column("count", justify="right")
