@@ -9,14 +9,17 @@ import re
 from pathlib import Path
 
 import duckdb
+import pytest
 from click.testing import CliRunner
 
 from bulutfon_pipeline.cli.main import main
-from bulutfon_pipeline.runner import run_sync
+from bulutfon_pipeline.runner import run_accounts_status, run_sync
+from bulutfon_pipeline.runner.accounts import record_outcomes
+from bulutfon_pipeline.runner.preflight import read_settings
 from bulutfon_pipeline.settings import LOCAL_TZ, Settings
 from bulutfon_pipeline.warehouse import Warehouse
 from bulutfon_pipeline_tests.fixtures.marts import insert_calls
-from bulutfon_pipeline_tests.helpers import environment
+from bulutfon_pipeline_tests.helpers import BACKENDS, WarehouseTarget, environment
 
 ACCOUNTS_TOML = """
 [accounts.izmir]
@@ -213,7 +216,8 @@ def test_a_multi_account_summary_names_each_range_of_days_once(
 def test_accounts_json_gives_each_accounts_state_in_utc(simulator_factory, tmp_path: Path) -> None:
     sim = simulator_factory(days=2, calls_per_day=10, accounts=["izmir"])
     runner = CliRunner()
-    never = {"last_load": None, "high_water_mark": None, "pending_calls": 0, "pending_days": []}
+    never = {"last_load": None, "high_water_mark": None, "pending_calls": 0, "pending_days": [],
+             "last_error": None}  # fmt: skip
     with environment(_file_env(sim, tmp_path)):
         before = runner.invoke(main, ["accounts", "--json"])
         started = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -236,7 +240,13 @@ def test_accounts_json_gives_each_accounts_state_in_utc(simulator_factory, tmp_p
     ]
     assert after.exit_code == 0, after.output
     izmir, missing = json.loads(after.stdout)
-    assert missing == {"account": "missing", "from_file": True, **never}
+    # `missing` failed: its error line (as printed, no secret) and when, kept in the warehouse.
+    failed = missing["last_error"]
+    assert failed["error"] == (
+        "account 'missing': its access_token_env names TOKEN_MISSING, which is not set"
+    )
+    assert started <= dt.datetime.fromisoformat(failed["at"]) <= dt.datetime.now(dt.UTC)
+    assert {**missing, "last_error": None} == {"account": "missing", "from_file": True, **never}
     newest = max(row["call_time"] for row in cdrs).astimezone(dt.UTC)
     loaded = dt.datetime.fromisoformat(izmir.pop("last_load"))
     assert started <= loaded <= dt.datetime.now(dt.UTC)
@@ -246,8 +256,16 @@ def test_accounts_json_gives_each_accounts_state_in_utc(simulator_factory, tmp_p
         "high_water_mark": f"{newest:%Y-%m-%dT%H:%M:%SZ}",
         "pending_calls": 3,
         "pending_days": sorted({row["call_date"].isoformat() for row in gone}),
+        "last_error": None,
     }
     assert json.loads(alone.stdout) == [missing]
+    # Its next sync loads (its variable now set, to izmir's token): the error is cleared.
+    env = {**_file_env(sim, tmp_path), "TOKEN_MISSING": sim.env(account="izmir")[
+        "BULUTFON_ACCESS_TOKEN"]}  # fmt: skip
+    with environment(env):
+        assert runner.invoke(main, ["sync", "--account", "missing", "--no-progress"]).exit_code == 0
+        cleared = runner.invoke(main, ["accounts", "--json", "--account", "missing"])
+    assert json.loads(cleared.stdout)[0]["last_error"] is None
 
 
 def test_sync_json_gives_the_totals_and_each_accounts_part(
@@ -308,3 +326,21 @@ def test_backfill_json_without_an_accounts_file(simulator_factory, tmp_path: Pat
     assert summary["details"] == {"fetched": of_day, "new": of_day, "updated": 0}
     assert summary["api"]["requests"] == listed + sum(stats["detail"].values()) == listed + of_day
     assert summary["accounts"] == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_accounts_last_error_is_kept_until_it_loads(
+    backend: str, target: WarehouseTarget, tmp_path: Path
+) -> None:
+    (tmp_path / "accounts.toml").write_text(ACCOUNTS_TOML)  # izmir and missing
+    env = {**target.env, "BULUTFON_DATA_DIR": str(tmp_path),
+           "BULUTFON_ACCOUNTS_FILE": str(tmp_path / "accounts.toml")}  # fmt: skip
+    with environment(env):
+        warehouse = Warehouse.from_settings(read_settings())
+        warehouse.ensure_schema()
+        record_outcomes(warehouse, ["izmir", "missing"], {"missing": "account 'missing': down"})
+        failed = {s.name: s.last_error for s in run_accounts_status()}
+        record_outcomes(warehouse, ["missing"], {})  # its next sync loaded
+        cleared = {s.name: s.last_error for s in run_accounts_status()}
+    assert failed == {"izmir": None, "missing": "account 'missing': down"}
+    assert cleared == {"izmir": None, "missing": None}

@@ -248,7 +248,8 @@ def print_accounts(statuses: Sequence[AccountStatus]) -> None:
         title="bulutfon-pipeline accounts", show_header=True, header_style="bold",
         caption=f"times in the PBX's local time ({LOCAL_TZ.key}); --json gives them in UTC",
     )  # fmt: skip
-    for column in ("account", "last load", "high-water mark", "pending calls", "pending days"):
+    columns = ("account", "last load", "high-water mark", "pending calls", "pending days")
+    for column in (*columns, "last sync failed"):
         table.add_column(column, justify="right" if column.startswith("pending") else "left")
     for status in statuses:
         days = status.pending_days
@@ -261,16 +262,21 @@ def print_accounts(statuses: Sequence[AccountStatus]) -> None:
             _local(status.high_water_mark),
             str(status.pending_calls),
             span,
+            "" if status.last_error_at is None else _local(status.last_error_at),
         )
     # Wide enough for every column when piped, like the summary of `sql`.
     out = console if console.is_terminal else Console(stderr=False, width=200)
     out.print(table)
+    for status in statuses:  # each failed account's error, under the table
+        if status.last_error is not None:
+            out.print(f"last sync failed: {status.last_error}", highlight=False, markup=False)
 
 
 def print_accounts_json(statuses: Sequence[AccountStatus]) -> None:
     """The accounts as one JSON array on stdout, for scripts and monitors: each with its
     name, ``from_file``, ``last_load`` and ``high_water_mark`` (UTC, ISO 8601, to the
-    second, ``null`` for never), ``pending_calls`` and ``pending_days`` (local days)."""
+    second, ``null`` for never), ``pending_calls``, ``pending_days`` (local days) and
+    ``last_error`` (its last sync's ``at`` and ``error`` line; ``null`` if it loaded)."""
     rows = [
         {
             "account": status.name,
@@ -279,6 +285,9 @@ def print_accounts_json(statuses: Sequence[AccountStatus]) -> None:
             "high_water_mark": _utc(status.high_water_mark),
             "pending_calls": status.pending_calls,
             "pending_days": [day.isoformat() for day in status.pending_days],
+            "last_error": None
+            if status.last_error is None
+            else {"at": _utc(status.last_error_at), "error": status.last_error},
         }
         for status in statuses
     ]

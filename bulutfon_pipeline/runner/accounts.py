@@ -17,7 +17,7 @@ from bulutfon_pipeline.runner.errors import SetupError, user_error
 from bulutfon_pipeline.runner.interrupts import StoppedError, StopRequestedError
 from bulutfon_pipeline.runner.preflight import read_settings
 from bulutfon_pipeline.settings import DEFAULT_ACCOUNTS_AT_ONCE
-from bulutfon_pipeline.warehouse import Warehouse
+from bulutfon_pipeline.warehouse import Warehouse, schema
 from bulutfon_pipeline.warehouse.duckdb_connect import kept_open
 
 LOGGER = logging.getLogger(__name__)
@@ -113,6 +113,34 @@ class AccountStatus:
     #: listed calls still to load, and their days
     pending_calls: int
     pending_days: tuple[dt.date, ...]
+    #: the one-line error of its last failed sync or backfill, and when (``None``: its last
+    #: one loaded, or none failed), from :func:`record_outcomes`
+    last_error: str | None = None
+    last_error_at: dt.datetime | None = None
+
+
+#: ``_pipeline_state`` key of an account's :attr:`AccountStatus.last_error`.
+LAST_ERROR_KEY = "last_sync_error"
+
+
+def record_outcomes(warehouse: Warehouse, names: Sequence[str], failures: dict[str, str]) -> None:
+    """After a sync or backfill of the accounts ``names``: keep the error of each that
+    failed (``failures``, one line each, as printed: no secret), clear it for the others,
+    in one transaction. A warehouse that cannot take it (the failure may be its own)
+    keeps what it had: the sync's result stands either way."""
+    now = dt.datetime.now(dt.UTC)
+    try:
+        with warehouse.transaction() as tx:
+            for name in names:
+                tx.execute(
+                    "DELETE FROM _pipeline_state WHERE account = ? AND key = ?",
+                    [name, LAST_ERROR_KEY],
+                )
+                if name in failures:
+                    row = {"account": name, "key": LAST_ERROR_KEY, "value": failures[name]}
+                    tx.replace_row(schema.pipeline_state, {**row, "updated_at": now})
+    except Exception:
+        LOGGER.debug("the accounts' outcomes were not recorded", exc_info=True)
 
 
 def run_accounts_status(accounts: Sequence[str] | None = None) -> list[AccountStatus]:
@@ -130,6 +158,7 @@ def run_accounts_status(accounts: Sequence[str] | None = None) -> list[AccountSt
         last: dt.datetime | None = None
         mark: dt.datetime | None = None
         pending, days = 0, tuple[dt.date, ...]()
+        failed: Any = None
         if exists:
             warehouse = Warehouse.from_settings(settings, account=account.name)
             warehouse.ensure_schema()
@@ -137,16 +166,31 @@ def run_accounts_status(accounts: Sequence[str] | None = None) -> list[AccountSt
             progress_now = warehouse.load_progress(dt.datetime.now(dt.UTC))
             pending, days = progress_now.pending_calls, progress_now.pending_days
             last = _last_load(warehouse)
-        statuses.append(AccountStatus(account.name, account.from_file, last, mark, pending, days))
+            error = warehouse.fetch_frame(_LAST_ERROR_SQL, [account.name, LAST_ERROR_KEY])
+            failed = error.iloc[0] if len(error) else None
+        statuses.append(
+            AccountStatus(
+                account.name, account.from_file, last, mark, pending, days,
+                last_error=None if failed is None else str(failed["value"]),
+                last_error_at=None if failed is None else _instant(failed["updated_at"]),
+            )
+        )  # fmt: skip
     return statuses
+
+
+_LAST_ERROR_SQL = "SELECT value, updated_at FROM _pipeline_state WHERE account = ? AND key = ?"
 
 
 def _last_load(warehouse: Warehouse) -> dt.datetime | None:
     """When the account's newest ``cdrs`` row was written."""
+    frame = warehouse.fetch_frame(_LAST_LOAD_SQL, [warehouse.account])
+    return _instant(frame.iloc[0, 0] if len(frame) else None)
+
+
+def _instant(value: Any) -> dt.datetime | None:
+    """A timestamp read back as a datetime (``None`` for none)."""
     import pandas as pd
 
-    frame = warehouse.fetch_frame(_LAST_LOAD_SQL, [warehouse.account])
-    value: Any = frame.iloc[0, 0] if len(frame) else None
     if value is None or pd.isna(value):
         return None
     return pd.Timestamp(value).to_pydatetime()

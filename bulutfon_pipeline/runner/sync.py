@@ -21,7 +21,7 @@ from bulutfon_pipeline.directory import DIRECTORY_ASSETS, DirectoryLoadSummary
 from bulutfon_pipeline.loads import DetailLoadSummary, ListingScanResult, group_dates
 from bulutfon_pipeline.recordings import RecordingsSummary
 from bulutfon_pipeline.runner import runs
-from bulutfon_pipeline.runner.accounts import run_each, select
+from bulutfon_pipeline.runner.accounts import record_outcomes, run_each, select
 from bulutfon_pipeline.runner.errors import SetupError
 from bulutfon_pipeline.runner.instance import CommandInstance
 from bulutfon_pipeline.runner.preflight import (
@@ -208,6 +208,8 @@ def run_sync(
                 progress.reporter().finish("accounts")
             for done in result.by_account.values():
                 result._add(done)
+            # For `bulutfon-pipeline accounts`: each account's last error, or none.
+            record_outcomes(Warehouse.from_settings(settings), result.accounts, result.failures)
         warehouse = Warehouse.from_settings(settings)
         # Under the lock, so no other sync writes while the copy is taken.
         if len(result.failures) < len(chosen):
