@@ -153,8 +153,8 @@ def scan_listing(
             bar.advance("listing pages")
             crash_point("listing_page")
             if len(frame) and bool((frame["call_time"] < stop_before).all()):
-                old = "listing page %d is wholly older than %s; stopping"
-                log.info(old, page.page, stop_before)
+                stopping = "listing page %d is wholly older than %s; stopping"
+                log.info(stopping, page.page, stop_before)
                 break
     finally:
         bar.finish("listing pages")

@@ -73,23 +73,21 @@ def test_a_part_started_again_adds_to_what_it_did() -> None:
 
 
 class _Recorder:
-    """A reporter that takes parts and remembers every call."""
-
-    takes_parts = True
+    """An installed reporter (``progress.PartsReporter``) that remembers every call."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
 
-    def start(self, task: str, total: int | None, part: str = "") -> None:
+    def start(self, task: str, total: int | None, part: str) -> None:
         with self._lock:
             self.calls.append(("start", task, part))
 
-    def advance(self, task: str, amount: int = 1, part: str = "") -> None:
+    def advance(self, task: str, amount: int, part: str) -> None:
         with self._lock:
             self.calls.append(("advance", task, part))
 
-    def finish(self, task: str, part: str = "") -> None:
+    def finish(self, task: str, part: str) -> None:
         with self._lock:
             self.calls.append(("finish", task, part))
 

@@ -36,23 +36,19 @@ class RichReporter:
     up, its total known once every part's is (a listing's pages: when its scan ends). A
     part started again (the next range of days) adds to what it did before."""
 
-    takes_parts = True
-
     def __init__(self, bar: Progress) -> None:
         self._bar = bar
         self._lock = threading.Lock()
         self._tasks: dict[str, TaskID] = {}
-        #: task -> part -> [its total (None: not known yet; done, once finished), done]
+        #: task -> part -> [its total (None: not known yet), done], what it did before
+        #: it was started again included in both
         self._parts: dict[str, dict[str, list[Any]]] = {}
-        #: task -> what parts did before they were started again
-        self._before: dict[str, int] = {}
 
     def start(self, task: str, total: int | None, part: str = "") -> None:
         with self._lock:
             parts = self._parts.setdefault(task, {})
-            if part in parts:
-                self._before[task] = self._before.get(task, 0) + parts[part][1]
-            parts[part] = [total, 0]
+            done = parts[part][1] if part in parts else 0
+            parts[part] = [None if total is None else done + total, done]
             if task not in self._tasks:
                 self._tasks[task] = self._bar.add_task(task, total=total)
             self._show(task)
@@ -72,12 +68,12 @@ class RichReporter:
                 self._show(task)
 
     def _show(self, task: str) -> None:
-        entries, before = self._parts[task].values(), self._before.get(task, 0)
+        entries = self._parts[task].values()
         unknown = any(total is None for total, _ in entries)
         self._bar.update(
             self._tasks[task],
-            total=None if unknown else before + sum(total for total, _ in entries),
-            completed=before + sum(done for _, done in entries),
+            total=None if unknown else sum(total for total, _ in entries),
+            completed=sum(done for _, done in entries),
             visible=True,
         )
 
@@ -237,9 +233,13 @@ def _print_by_account(result: SyncResult, title: str) -> None:
             f"{done.seconds:.1f}",
             "loaded",
         )
-    # Wide enough for every column when piped, like the accounts' table.
-    out = console if console.is_terminal else Console(stderr=False, width=200)
-    out.print(table)
+    _wide().print(table)
+
+
+def _wide() -> Console:
+    """Standard output, wide enough for every column of a table when piped, like the
+    summary of ``sql``."""
+    return console if console.is_terminal else Console(stderr=False, width=200)
 
 
 def print_accounts(statuses: Sequence[AccountStatus]) -> None:
@@ -264,8 +264,7 @@ def print_accounts(statuses: Sequence[AccountStatus]) -> None:
             span,
             "" if status.last_error_at is None else _local(status.last_error_at),
         )
-    # Wide enough for every column when piped, like the summary of `sql`.
-    out = console if console.is_terminal else Console(stderr=False, width=200)
+    out = _wide()
     out.print(table)
     for status in statuses:  # each failed account's error, under the table
         if status.last_error is not None:

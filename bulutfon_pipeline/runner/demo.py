@@ -32,7 +32,7 @@ def run_demo(
     days: int,
     calls_per_day: int,
     database: Path,
-    reporter: progress.ProgressReporter | None = None,
+    reporter: progress.PartsReporter | None = None,
     announce: Callable[[str], None] = lambda _message: None,
 ) -> DemoResult:
     """Start the simulator, sync into ``database`` (a fresh file) and build the report.

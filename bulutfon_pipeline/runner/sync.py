@@ -129,7 +129,7 @@ def run_sync(
     end: dt.date | None = None,
     refetch: bool = False,
     reconcile: bool = False,
-    reporter: progress.ProgressReporter | None = None,
+    reporter: progress.PartsReporter | None = None,
     on_wait: Callable[[str], None] | None = None,
     accounts: Sequence[str] | None = None,
 ) -> SyncResult:
@@ -319,7 +319,7 @@ class ReconcileResult:
 
 
 def run_reconcile(
-    start: dt.date, end: dt.date, *, reporter: progress.ProgressReporter | None = None
+    start: dt.date, end: dt.date, *, reporter: progress.PartsReporter | None = None
 ) -> ReconcileResult:
     """Re-read the listing back to ``start`` (listing requests only), compare every loaded
     call of ``start..end`` with it, and re-fetch the calls that changed at the source.
