@@ -340,7 +340,10 @@ def test_each_accounts_last_error_is_kept_until_it_loads(
         warehouse.ensure_schema()
         record_outcomes(warehouse, ["izmir", "missing"], {"missing": "account 'missing': down"})
         failed = {s.name: s.last_error for s in run_accounts_status()}
+        record_outcomes(warehouse, ["missing"], {"missing": "account 'missing': still down"})
+        again = {s.name: s.last_error for s in run_accounts_status()}
         record_outcomes(warehouse, ["missing"], {})  # its next sync loaded
         cleared = {s.name: s.last_error for s in run_accounts_status()}
     assert failed == {"izmir": None, "missing": "account 'missing': down"}
+    assert again == {"izmir": None, "missing": "account 'missing': still down"}  # replaced
     assert cleared == {"izmir": None, "missing": None}

@@ -132,13 +132,14 @@ def record_outcomes(warehouse: Warehouse, names: Sequence[str], failures: dict[s
     try:
         with warehouse.transaction() as tx:
             for name in names:
-                tx.execute(
-                    "DELETE FROM _pipeline_state WHERE account = ? AND key = ?",
-                    [name, LAST_ERROR_KEY],
-                )
                 if name in failures:
                     row = {"account": name, "key": LAST_ERROR_KEY, "value": failures[name]}
                     tx.replace_row(schema.pipeline_state, {**row, "updated_at": now})
+                else:
+                    tx.execute(
+                        "DELETE FROM _pipeline_state WHERE account = ? AND key = ?",
+                        [name, LAST_ERROR_KEY],
+                    )
     except Exception:
         LOGGER.debug("the accounts' outcomes were not recorded", exc_info=True)
 
