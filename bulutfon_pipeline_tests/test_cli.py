@@ -1,4 +1,4 @@
-"""The `bulutfon-pipeline auth` command and the CLI's help, as a user runs them."""
+"""The `bulutfon-pipeline auth` command, the CLI's help and its error lines, as a user sees them."""
 
 from __future__ import annotations
 
@@ -59,3 +59,30 @@ def test_help_lists_every_command() -> None:
     assert result.returncode == 0
     for command in ("sync", "backfill", "sql", "demo", "auth", "simulator", "ui"):
         assert f"  {command}" in result.stdout
+
+
+def test_errors_print_square_brackets_as_they_are(tmp_path: Path) -> None:
+    # Each was a Rich MarkupError traceback (a closing tag "[/x]"), or lost "[...]".
+    missing = tmp_path / "[/x]" / "accounts.toml"
+    cases = [
+        (
+            ["sync"],
+            {"BULUTFON_ACCOUNTS_FILE": str(missing)},
+            f"error: BULUTFON_ACCOUNTS_FILE={missing}: cannot read it",
+        ),
+        (
+            ["backfill", "--start", "[/b]", "--end", "2015-01-01"],
+            {},
+            "error: Invalid value for '--start': '[/b]'",
+        ),
+    ]
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    cases.append(
+        (["sync"], {"BULUTFON_ACCOUNTS_FILE": str(empty)}, "add an [accounts.<name>] table")
+    )
+    for args, env, line in cases:
+        result = _cli(args, {"BULUTFON_DATA_DIR": str(tmp_path), **env})
+        assert result.returncode == 2, result.stderr
+        assert line in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr

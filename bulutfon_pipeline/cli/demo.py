@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+from rich.markup import escape
 
 from bulutfon_pipeline import runner
 from bulutfon_pipeline.cli.output import console, print_rows, print_summary, progress_bars
@@ -69,16 +70,19 @@ def demo(*, days: int, calls_per_day: int, database: Path, show_progress: bool) 
             print_rows(title, columns, cursor.fetchall(), sql=sql)
     finally:
         con.close()
+    # Markup for the bold, so every path in it is escaped (a folder may hold "[").
+    database_, analytics = escape(str(database)), escape(str(result.analytics))
     console.print(
         f"\nDone in {result.seconds:.1f} s; the simulator served "
-        f"{result.detail_requests} detail requests. Warehouse (loads): [bold]{database}[/]; "
-        f"analysts' copy (queries): [bold]{result.analytics}[/]\n"
-        f"Query it:  BULUTFON_DUCKDB_PATH={database} .venv/bin/bulutfon-pipeline sql "
+        f"{result.detail_requests} detail requests. Warehouse (loads): [bold]{database_}[/]; "
+        f"analysts' copy (queries): [bold]{analytics}[/]\n"
+        f"Query it:  BULUTFON_DUCKDB_PATH={database_} .venv/bin/bulutfon-pipeline sql "
         '"FROM daily_call_summary"\n'
         f'      or:  .venv/bin/python -c "import duckdb; '
-        f"print(duckdb.connect('{result.analytics}', read_only=True)"
+        f"print(duckdb.connect('{analytics}', read_only=True)"
         ".sql('FROM daily_call_summary'))\"\n"
         "Open the Dagster UI on the simulator: [bold]make ui[/] then http://127.0.0.1:3000\n"
-        f"Recordings: [bold]{result.recordings_dir}[/]\n"
-        f"Call report (open it in a browser): [bold]{result.report_path or '?'}[/]"
+        f"Recordings: [bold]{escape(str(result.recordings_dir))}[/]\n"
+        f"Call report (open it in a browser): [bold]{escape(str(result.report_path or '?'))}[/]",
+        markup=True,
     )

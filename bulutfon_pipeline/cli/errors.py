@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from bulutfon_pipeline.cli.output import err_console
+from bulutfon_pipeline.cli.output import err_console, error_line
 from bulutfon_pipeline.warehouse.errors import WarehouseLockedError
 
 EXIT_FAILED = 1  # the run failed for another reason (details in the message)
@@ -26,7 +26,7 @@ class CLIError(click.ClickException):
     exit_code = EXIT_CONFIG
 
     def show(self, file: Any = None) -> None:
-        err_console.print(f"[bold red]error:[/] {self.format_message()}", highlight=False)
+        err_console.print(error_line(self.format_message()), highlight=False)
 
 
 class BusyError(CLIError):

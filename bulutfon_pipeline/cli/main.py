@@ -22,6 +22,7 @@ from bulutfon_pipeline.cli.errors import EXIT_FAILED, CLIError, friendly_errors
 from bulutfon_pipeline.cli.output import (
     console,
     err_console,
+    error_line,
     print_accounts,
     print_accounts_json,
     print_reconcile,
@@ -104,7 +105,7 @@ def _exit_if_accounts_failed(result: runner.SyncResult) -> None:
     if not result.failures:
         return
     for line in result.failures.values():
-        err_console.print(f"[bold red]error:[/] {line}", highlight=False, markup=True)
+        err_console.print(error_line(line), highlight=False)
     loaded = ", ".join(result.by_account) or "none"
     err_console.print(
         f"{len(result.failures)} of {len(result.failures) + len(result.by_account)} accounts "
@@ -116,7 +117,7 @@ def _exit_if_accounts_failed(result: runner.SyncResult) -> None:
 
 def _say_waiting(line: str) -> None:
     """The one line a sync prints while another sync holds the lock."""
-    err_console.print(line, highlight=False, markup=False)
+    err_console.print(line, highlight=False)
 
 
 @contextlib.contextmanager
@@ -364,7 +365,6 @@ def webhook(host: str, port: int) -> None:
                 f"receiving webhooks on {url}; inbox {config.inbox_path}"
                 + ("" if config.requires_auth else " (no auth: loopback only)"),
                 highlight=False,
-                markup=False,
             ),
         )
     except InboxError as error:
@@ -388,8 +388,7 @@ def run(argv: Sequence[str] | None = None) -> None:
             error.show()
         else:
             hint = " (see --help)" if isinstance(error, click.UsageError) else ""
-            message = f"[bold red]error:[/] {error.format_message()}{hint}"
-            err_console.print(message, highlight=False)
+            err_console.print(error_line(f"{error.format_message()}{hint}"), highlight=False)
         sys.exit(error.exit_code)
 
 

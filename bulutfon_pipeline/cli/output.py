@@ -21,12 +21,27 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from bulutfon_pipeline.runner import AccountStatus, ReconcileResult, SyncResult
 from bulutfon_pipeline.settings import LOCAL_TZ
 
-console = Console(stderr=False)
-err_console = Console(stderr=True, soft_wrap=True)
+
+def _console(**kwargs: Any) -> Console:
+    """A console that prints text as it is, never as Rich markup: a value, a path or a
+    message with square brackets (a caller named ``[VIP] Ahmet``, a file ``[/x].toml``)
+    prints whole, where markup dropped it or failed with a traceback. Styling is explicit
+    (:func:`error_line`, :class:`~rich.text.Text`)."""
+    return Console(markup=False, **kwargs)
+
+
+console = _console(stderr=False)
+err_console = _console(stderr=True, soft_wrap=True)
+
+
+def error_line(message: str) -> Text:
+    """``error: <message>``, the prefix in bold red, the message as it is."""
+    return Text.assemble(("error:", "bold red"), " ", message)
 
 
 class RichReporter:
@@ -239,7 +254,7 @@ def _print_by_account(result: SyncResult, title: str) -> None:
 def _wide() -> Console:
     """Standard output, wide enough for every column of a table when piped, like the
     summary of ``sql``."""
-    return console if console.is_terminal else Console(stderr=False, width=200)
+    return console if console.is_terminal else _console(stderr=False, width=200)
 
 
 def print_accounts(statuses: Sequence[AccountStatus]) -> None:
@@ -268,7 +283,7 @@ def print_accounts(statuses: Sequence[AccountStatus]) -> None:
     out.print(table)
     for status in statuses:  # each failed account's error, under the table
         if status.last_error is not None:
-            out.print(f"last sync failed: {status.last_error}", highlight=False, markup=False)
+            out.print(f"last sync failed: {status.last_error}", highlight=False)
 
 
 def print_accounts_json(statuses: Sequence[AccountStatus]) -> None:
@@ -327,14 +342,14 @@ def print_rows(
     """
     out = console
     if full_width_when_piped and not console.is_terminal:
-        out = Console(stderr=False, width=100_000)
+        out = _console(stderr=False, width=100_000)
     table = Table(title=title, title_justify="left", show_header=True, header_style="bold")
     for column in columns:
         table.add_column(column)
     for row in rows:
         table.add_row(*("" if value is None else str(value) for value in row))
     if sql is not None:
-        out.print(f"[dim]{sql}[/]", highlight=False)
+        out.print(Text(sql, style="dim"), highlight=False)
     out.print(table)
 
 

@@ -115,6 +115,16 @@ def test_sql_prints_a_table_of_the_exact_rows(published: Path) -> None:
     assert "5 rows" in result.stdout
 
 
+def test_sql_prints_values_with_square_brackets_as_they_are(published: Path) -> None:
+    # Rich reads "[...]" as markup: "[bold]b" lost its tag and "[/x]" was a traceback.
+    values = ["[VIP] Ahmet", "[/x]", "[bold]b"]
+    query = "SELECT " + ", ".join(f"'{v}' AS c{i}" for i, v in enumerate(values))
+    result = _sql([query], published)
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "Ahmet" in line)
+    assert [c.strip() for c in row.strip()[1:-1].split("│")] == values
+
+
 def test_sql_exports_csv_json_and_parquet_with_the_exact_rows(
     published: Path, tmp_path: Path
 ) -> None:
