@@ -157,6 +157,7 @@ class Account:
             overrides[field_name] = value or None
         if self.api_url is not None:
             overrides["api_url"] = self.api_url
+            overrides["api_url_hint"] = f"api_url of account {self.name!r} in {ACCOUNTS_FILE_ENV}"
         if self.max_rps is not None:
             overrides["max_rps"] = self.max_rps
         if "api_key" in self.credential_vars:

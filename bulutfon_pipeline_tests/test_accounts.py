@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import threading
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from bulutfon_pipeline.accounts import (
     load_accounts,
     parse_accounts,
 )
-from bulutfon_pipeline.api.errors import ConfigError
+from bulutfon_pipeline.api.client import BulutfonClient
+from bulutfon_pipeline.api.errors import ConfigError, ConnectError
 from bulutfon_pipeline.cli import main
 from bulutfon_pipeline.runner.accounts import even_rounds, run_each
 from bulutfon_pipeline.settings import (
@@ -245,3 +247,26 @@ def test_run_each_loads_five_accounts_at_up_to_four_in_two_rounds_of_three() -> 
     assert (list(results), failures) == (["a0", "a1", "a2", "a3", "a4"], {})
     assert {loading for _, loading in seen.values()} == {3}
     assert len({thread for thread, _ in seen.values()}) == 3
+
+
+def test_an_unreachable_api_names_the_accounts_api_url_or_the_variable(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    izmir, ankara = parse_accounts(
+        f"[accounts.izmir]\naccess_token_env = 'T'\napi_url = '{url}'\n"
+        "[accounts.ankara]\naccess_token_env = 'T'\n"
+    )
+    env = {"T": "token", "BULUTFON_API_URL": url, "BULUTFON_MAX_RETRIES": "0",
+           "BULUTFON_DATA_DIR": str(tmp_path)}  # fmt: skip
+    for account, hint in (
+        (izmir, "api_url of account 'izmir' in BULUTFON_ACCOUNTS_FILE"),
+        (ankara, "BULUTFON_API_URL"),  # its URL is the shared one
+    ):
+        want = f"Cannot reach {url}: connection refused — check {hint}"
+        with BulutfonClient(account.client_config(env)) as client:
+            with pytest.raises(ConnectError) as caught:  # the sync client (the listing)
+                client.get_detail("a-call")
+            assert str(caught.value) == want
+            (fetched,) = client.fetch_details(["a-call"])  # the async fan-out
+            assert str(fetched.error) == want

@@ -132,7 +132,7 @@ class AsyncBulutfonClient(ClientCore):
             url = f"{url}{'&' if '?' in url else '?'}{token_query(self.config.access_token)}"
 
         async def attempt_once() -> Outcome:
-            with AttemptOutcome(request.full_url) as attempt:
+            with AttemptOutcome(request.full_url, self.config.api_url_hint) as attempt:
                 response = await self._http.get(url)
                 attempt.outcome = request.outcome(response)
             return attempt.outcome

@@ -140,7 +140,7 @@ class BulutfonClient(ClientCore):
         self._require_credentials()
 
         def attempt_once() -> Outcome:
-            with AttemptOutcome(request.full_url) as attempt:
+            with AttemptOutcome(request.full_url, self.config.api_url_hint) as attempt:
                 attempt.outcome = request.outcome(
                     self._http.get(request.url, params=request.params)
                 )

@@ -1,7 +1,5 @@
-"""Client configuration: one frozen dataclass, read from ``BULUTFON_*`` environment variables.
-
-Defaults come from :mod:`bulutfon_pipeline.settings`. Secrets are kept out of ``repr``.
-"""
+"""Client configuration: one frozen dataclass, read from ``BULUTFON_*`` environment variables
+(defaults: :mod:`bulutfon_pipeline.settings`). Secrets are kept out of ``repr``."""
 
 from __future__ import annotations
 
@@ -133,8 +131,10 @@ class ClientConfig:
     user_agent: str = field(default_factory=default_user_agent)
     api_version: ApiVersion = settings.DEFAULT_API_VERSION  # type: ignore[assignment]
     api_key: str | None = field(default=None, repr=False)
-    #: What to check when the API rejects the credentials (an account's variables).
+    #: What to check when the API rejects the credentials (an account's variables), and
+    #: what set ``api_url``, named when it cannot be reached (an account's ``api_url``).
     credentials_hint: str | None = None
+    api_url_hint: str = "BULUTFON_API_URL"
     v2_list_path: str = settings.DEFAULT_V2_LIST_PATH
     v2_detail_path: str = settings.DEFAULT_V2_DETAIL_PATH
     v2_auth: Literal["header", "query"] = settings.DEFAULT_V2_AUTH  # type: ignore[assignment]

@@ -1,10 +1,9 @@
 """What the sync and async clients share, with no HTTP I/O of its own.
 
-Request construction (httpx settings, :class:`JsonRequest`), response classification
-(a response, or a transport failure, becomes an
-:class:`~bulutfon_pipeline.api.retry.Outcome`), the retry bookkeeping each flavour's one
-retry loop drives (:class:`Retries`), and the detail body's parser. The listing's pager
-is :mod:`~bulutfon_pipeline.api.paging`.
+Request construction (httpx settings, :class:`JsonRequest`), response classification (a
+response or a transport failure becomes an :class:`~bulutfon_pipeline.api.retry.Outcome`),
+the retry bookkeeping each flavour's one retry loop drives (:class:`Retries`), and the
+detail body's parser. The listing's pager is :mod:`~bulutfon_pipeline.api.paging`.
 
 The clients do the I/O: :mod:`~bulutfon_pipeline.api.client` (sync) and
 :mod:`~bulutfon_pipeline.api.async_client` (asyncio).
@@ -173,15 +172,16 @@ class JsonRequest(Generic[T]):
 class AttemptOutcome:
     """Turns the failure of one attempt's I/O into its :class:`Outcome`.
 
-    Wrap an attempt in ``with AttemptOutcome(url) as attempt:`` and set
-    :attr:`outcome` inside; an httpx error (timeout, refused, reset) or a
-    :class:`BulutfonError` raised by the auth flow (refresh rejected) becomes the
-    outcome instead. The exception is swallowed here, so the error raised after the
-    last retry does not chain the httpx exception (whose text holds the full URL).
+    Wrap an attempt in ``with AttemptOutcome(url) as attempt:`` and set :attr:`outcome`
+    inside; an httpx error (timeout, refused, reset; a refused one names ``api_url_hint``
+    to check) or a :class:`BulutfonError` raised by the auth flow (refresh rejected)
+    becomes the outcome instead. The exception is swallowed here, so the error raised
+    after the last retry does not chain the httpx exception (whose text holds the URL).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, api_url_hint: str = "BULUTFON_API_URL") -> None:
         self.url = url
+        self.api_url_hint = api_url_hint
         self._outcome: Outcome | None = None
 
     @property
@@ -200,7 +200,8 @@ class AttemptOutcome:
     def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> bool:
         try:
             if isinstance(exc, httpx.HTTPError):
-                self._outcome = Outcome(url=self.url, transport=transport_error(exc, self.url))
+                error = transport_error(exc, self.url, self.api_url_hint)
+                self._outcome = Outcome(url=self.url, transport=error)
                 return True
             if isinstance(exc, BulutfonError):
                 self._outcome = Outcome(url=self.url, fatal=exc)

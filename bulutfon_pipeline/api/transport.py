@@ -16,6 +16,7 @@ messages and retries tell apart again, from the aiohttp exception it keeps as th
 from __future__ import annotations
 
 import asyncio
+import os
 
 import aiohttp
 import httpx
@@ -35,12 +36,21 @@ def _precise(exc: httpx.TransportError) -> httpx.TransportError:
     if isinstance(cause, aiohttp.SocketTimeoutError | asyncio.TimeoutError):
         return httpx.ReadTimeout(message)
     if isinstance(cause, aiohttp.ClientConnectorError):
-        return httpx.ConnectError(message)
+        return httpx.ConnectError(_connect_reason(cause) or message)
     if isinstance(cause, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
         return httpx.RemoteProtocolError(message)
     if isinstance(cause, aiohttp.ClientOSError):
         return httpx.ReadError(message)
     return exc
+
+
+def _connect_reason(cause: aiohttp.ClientConnectorError) -> str | None:
+    """Why the connection failed, as httpx says it ("Connection refused"), not aiohttp's
+    "Cannot connect to host ... ssl:default [Connect call failed (...)]"."""
+    error = cause.os_error
+    if error.errno is not None and error.errno > 0:
+        return os.strerror(error.errno)
+    return error.strerror  # a failed name lookup: "Name or service not known"
 
 
 class FanOutTransport(AiohttpTransport):
