@@ -235,9 +235,9 @@ def test_reconcile_follows_changes_older_than_the_lookback(
         day = {c.uuid: c.call_time.astimezone(LOCAL_TZ).date() for c in (priced, answered)}
         want = {
             ChangeRow(priced.uuid, day[priced.uuid], "call_price",
-                      _price(priced.call_price), "1.2345"),
+                      _price(priced.call_price), "1.2345", "default"),
             ChangeRow(answered.uuid, day[answered.uuid], "answer_time",
-                      _iso(answered.answer_time), _iso(new_answer)),
+                      _iso(answered.answer_time), _iso(new_answer), "default"),
         }  # fmt: skip
         assert set(outcome.changes) == want
         assert len(outcome.changes) == 2

@@ -347,3 +347,30 @@ def test_each_accounts_last_error_is_kept_until_it_loads(
     assert failed == {"izmir": None, "missing": "account 'missing': down"}
     assert again == {"izmir": None, "missing": "account 'missing': still down"}  # replaced
     assert cleared == {"izmir": None, "missing": None}
+
+
+def test_reconcile_shows_each_accounts_changes_and_takes_account(
+    simulator_factory, tmp_path: Path
+) -> None:
+    sim = simulator_factory(days=2, calls_per_day=10, dialect="v1", accounts=["izmir", "ankara"])
+    env = _file_env(sim, tmp_path)  # izmir and `missing`, and ankara after them:
+    env["TOKEN_ANKARA"] = sim.env(account="ankara")["BULUTFON_ACCESS_TOKEN"]
+    with (tmp_path / "accounts.toml").open("a") as file:
+        file.write('\n[accounts.ankara]\naccess_token_env = "TOKEN_ANKARA"\n')
+    runner = CliRunner()
+    with environment(env):
+        assert runner.invoke(main, ["sync", "--no-progress"]).exit_code == 1  # `missing`
+        call = sim.expected_tables("ankara")["cdrs"][0]
+        sim.change_call(call["uuid"], account="ankara", call_price="2.5000")
+        start = ["reconcile", "--start", call["call_date"].isoformat(), "--no-progress"]
+        every = runner.invoke(main, start)
+        izmir = runner.invoke(main, [*start, "--account", "izmir"])
+    # Every account's changes, named by account (before: only `default`'s, so none).
+    assert every.exit_code == 1, every.output  # `missing` failed, as in a sync
+    assert "1 of 3 accounts failed; loaded: izmir, ankara" in every.output
+    row = _row(every.output, "ankara")
+    assert row[:4] == ["ankara", call["call_date"].isoformat(), call["uuid"], "call_price"]
+    assert row[-1] == "2.5000"
+    assert "1 calls changed, 1 details fetched, 1 changes" in every.output
+    assert izmir.exit_code == 0, izmir.output
+    assert "0 calls changed, 0 details fetched, 0 changes" in izmir.output

@@ -19,6 +19,7 @@ import click
 
 from bulutfon_pipeline import runner
 from bulutfon_pipeline.cli.errors import EXIT_FAILED, CLIError, friendly_errors
+from bulutfon_pipeline.cli.options import DATE, account_option, json_option, no_progress_option
 from bulutfon_pipeline.cli.output import (
     console,
     err_console,
@@ -30,17 +31,6 @@ from bulutfon_pipeline.cli.output import (
     progress_bars,
 )
 from bulutfon_pipeline.settings import LOCAL_TZ
-
-DATE = click.DateTime(formats=["%Y-%m-%d"])
-
-#: ``--account NAME`` (repeatable): only these accounts of BULUTFON_ACCOUNTS_FILE.
-account_option = click.option(
-    "--account",
-    "accounts",
-    multiple=True,
-    metavar="NAME",
-    help="Only this account of BULUTFON_ACCOUNTS_FILE (repeatable); default every account.",
-)
 
 
 class _LazySimulatorGroup(click.Group):
@@ -76,16 +66,8 @@ def main() -> None:
     PostgreSQL when BULUTFON_WAREHOUSE_URL is set."""
 
 
-json_option = click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print the summary as one JSON object on stdout (and no progress bars).",
-)
-
-
 @main.command()
-@click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
+@no_progress_option
 @json_option
 @account_option
 @friendly_errors
@@ -150,7 +132,7 @@ def report(account: str | None) -> None:
 @click.option("--end", required=True, type=DATE, help="Last local day (inclusive), YYYY-MM-DD.")
 @click.option("--refetch", is_flag=True, help="Fetch calls already loaded again.")
 @click.option("--skip-listing", is_flag=True, help="Do not scan the listing first.")
-@click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
+@no_progress_option
 @json_option
 @account_option
 @friendly_errors
@@ -183,14 +165,21 @@ def backfill(
 @main.command()
 @click.option("--start", required=True, type=DATE, help="First local day, YYYY-MM-DD.")
 @click.option("--end", type=DATE, help="Last local day (inclusive, default today), YYYY-MM-DD.")
-@click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
+@no_progress_option
+@account_option
 @friendly_errors
-def reconcile(start: dt.datetime, end: dt.datetime | None, no_progress: bool) -> None:
+def reconcile(
+    start: dt.datetime, end: dt.datetime | None, no_progress: bool, accounts: tuple[str, ...]
+) -> None:
     """Re-read the listing back to START and load the calls that changed at the source."""
     last = end.date() if end is not None else dt.datetime.now(LOCAL_TZ).date()
     with _stop_cleanly("reconcile"), progress_bars(not no_progress) as reporter:
-        result = runner.run_reconcile(start.date(), last, reporter=reporter)
+        chosen = list(accounts) or None
+        result = runner.run_reconcile(
+            start.date(), last, reporter=reporter, on_wait=_say_waiting, accounts=chosen
+        )
     print_reconcile(result)
+    _exit_if_accounts_failed(result.sync)
 
 
 _FORMATS = ("table", "csv", "json", "parquet")
@@ -303,7 +292,7 @@ def auth(code: str | None, refresh: bool) -> None:
 @click.option("--days", default=30, show_default=True, help="Days of simulated calls.")
 @click.option("--calls-per-day", default=300, show_default=True)
 @click.option("--database", default="data/demo.duckdb", show_default=True, type=click.Path())
-@click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
+@no_progress_option
 @friendly_errors
 def demo(days: int, calls_per_day: int, database: str, no_progress: bool) -> None:
     """Run the whole pipeline against the embedded simulator into data/demo.duckdb."""

@@ -357,18 +357,22 @@ def print_reconcile(result: ReconcileResult) -> None:
     """The changes a reconcile found, one row per changed field, and a summary line."""
     title = f"bulutfon-pipeline reconcile {result.start}..{result.end}"
     table = Table(title=title, header_style="bold")
+    several = bool(result.sync.accounts)  # an accounts file: which account's call
+    if several:
+        table.add_column("account", no_wrap=True)
     table.add_column("call date", no_wrap=True)
     table.add_column("uuid", no_wrap=True, min_width=36)  # whole, to copy into a query
     for column in ("field", "old value", "new value"):
         table.add_column(column, overflow="fold")
     for change in result.changes:
-        table.add_row(str(change.call_date), change.uuid, change.field,
-                      change.old_value or "", change.new_value or "")  # fmt: skip
-    console.print(table)
+        table.add_row(*[change.account] * several, str(change.call_date), change.uuid,
+                      change.field, change.old_value or "", change.new_value or "")  # fmt: skip
+    out = _wide()
+    out.print(table)
     sync = result.sync
     pages = sync.listing.pages if sync.listing is not None else 0
     changed = sync.listing.changed if sync.listing is not None else 0
-    console.print(
+    out.print(
         f"{pages} listing pages, {changed} calls changed, "
         f"{sync.detail_total('fetched')} details fetched, {len(result.changes)} changes, "
         f"{sync.detail_total('recordings_deleted')} recordings deleted",

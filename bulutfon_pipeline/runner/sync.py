@@ -319,10 +319,16 @@ class ReconcileResult:
 
 
 def run_reconcile(
-    start: dt.date, end: dt.date, *, reporter: progress.PartsReporter | None = None
+    start: dt.date,
+    end: dt.date,
+    *,
+    reporter: progress.PartsReporter | None = None,
+    on_wait: Callable[[str], None] | None = None,
+    accounts: Sequence[str] | None = None,
 ) -> ReconcileResult:
     """Re-read the listing back to ``start`` (listing requests only), compare every loaded
-    call of ``start..end`` with it, and re-fetch the calls that changed at the source.
+    call of ``start..end`` with it, and re-fetch the calls that changed at the source; of
+    every account, or of ``accounts`` (``on_wait`` and failures as :func:`run_sync`).
 
     Raises:
         SetupError: ``start`` is in the future, after ``end``, or before
@@ -342,10 +348,8 @@ def run_reconcile(
         )
     end = min(end, today)
     since = dt.datetime.now(dt.UTC)
-    sync = run_sync(start=start, end=end, reconcile=True, reporter=reporter)
-    return ReconcileResult(
-        start=start,
-        end=end,
-        sync=sync,
-        changes=changes_since(Warehouse.from_settings(settings), since),
-    )
+    sync = run_sync(start=start, end=end, reconcile=True, reporter=reporter, on_wait=on_wait,
+                    accounts=accounts)  # fmt: skip
+    warehouse = Warehouse.from_settings(settings)
+    changes = changes_since(warehouse, since, sync.accounts or None)
+    return ReconcileResult(start=start, end=end, sync=sync, changes=changes)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bulutfon_pipeline.warehouse.backend import KEYS_SQL
 from bulutfon_pipeline.warehouse.facade import Warehouse
 
 
@@ -17,15 +19,19 @@ class ChangeRow:
     field: str
     old_value: str | None
     new_value: str | None
+    account: str
 
 
-def changes_since(warehouse: Warehouse, since: dt.datetime) -> list[ChangeRow]:
-    """``warehouse.account``'s ``cdr_changes`` rows seen at or after ``since``, by call
-    date and uuid."""
+def changes_since(
+    warehouse: Warehouse, since: dt.datetime, accounts: Sequence[str] | None = None
+) -> list[ChangeRow]:
+    """The ``cdr_changes`` rows of ``accounts`` (default ``warehouse.account``) seen at or
+    after ``since``, by account, call date and uuid."""
     with warehouse.transaction() as tx:
         rows = tx.execute(
-            "SELECT uuid, call_date, field, old_value, new_value FROM cdr_changes "
-            "WHERE account = ? AND seen_at >= ? ORDER BY call_date, uuid, seen_at, field",
-            [warehouse.account, since],
+            "SELECT uuid, call_date, field, old_value, new_value, account FROM cdr_changes "  # noqa: S608
+            f"WHERE account IN ({KEYS_SQL}) AND seen_at >= ? "
+            "ORDER BY account, call_date, uuid, seen_at, field",
+            [list(accounts or [warehouse.account]), since],
         ).fetchall()
     return [ChangeRow(*row) for row in rows]
