@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import math
 import os
 import re
@@ -45,6 +46,8 @@ from typing import Any
 from bulutfon_pipeline.api.config import ClientConfig
 from bulutfon_pipeline.api.errors import ConfigError
 from bulutfon_pipeline.settings import DEFAULT_ACCOUNT, TOKEN_FILE_NAME, SettingsError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ACCOUNTS_FILE_ENV",
@@ -164,7 +167,28 @@ class Account:
             overrides["api_version"] = "v2"  # an API key is v2's credential only
         overrides["credentials_hint"] = self.credentials_hint
         config = ClientConfig.from_env(env, **overrides)
-        return dataclasses.replace(config, token_path=self.token_file(config.data_dir))
+        token_path = self.token_file(config.data_dir)
+        if self.name == DEFAULT_ACCOUNT:  # a single-account deployment moved to a file
+            _carry_over_tokens(config.data_dir / TOKEN_FILE_NAME, token_path)
+        return dataclasses.replace(config, token_path=token_path)
+
+
+def _carry_over_tokens(before: Path, after: Path) -> None:
+    """Move the rotated OAuth tokens of a deployment that loaded one account without a
+    file (``before``) to the file's ``default`` account (``after``), the first time that
+    account builds its client: the server rotated the refresh token since the variable was
+    set, so the variable's is spent, and only the file holds one that works. Linked, then
+    unlinked: a token file already at ``after`` is never overwritten."""
+    if after.exists() or not before.is_file():
+        return
+    after.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(before, after)  # the same file: its 0600 mode too
+    except OSError:  # another thread or process moved it first, or no hard links here
+        return
+    before.unlink(missing_ok=True)
+    log.info("moved the OAuth tokens of %s to %s, account %r's token file",
+             before, after, DEFAULT_ACCOUNT)  # fmt: skip
 
 
 def _default_account() -> Account:

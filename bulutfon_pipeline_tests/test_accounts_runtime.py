@@ -28,7 +28,12 @@ from bulutfon_pipeline.partitions import (
 )
 from bulutfon_pipeline.resources import BulutfonResource
 from bulutfon_pipeline.runner import SetupError, run_sync
-from bulutfon_pipeline_tests.helpers import accounts_of, environment, read_table
+from bulutfon_pipeline_tests.helpers import (
+    accounts_of,
+    assert_tables_match,
+    environment,
+    read_table,
+)
 
 ACCOUNTS_TOML = """
 [accounts.izmir]
@@ -264,3 +269,41 @@ def test_a_sync_of_two_accounts_in_a_process_of_its_own_loads_exact_tables_per_a
         assert sim.stats(name)["detail_uuids"] == dict.fromkeys(uuids, 1), name
         recorded = {row["uuid"] for row in expected["cdrs"] if row["has_recording"]}
         assert sim.stats(name)["recording_uuids"] == dict.fromkeys(recorded, 1), name
+
+
+def test_a_single_account_deployment_moved_to_a_file_keeps_its_rows_and_oauth_tokens(
+    simulator_factory, tmp_path: Path
+) -> None:
+    sim = simulator_factory(days=2, calls_per_day=8)
+    db = tmp_path / "warehouse.duckdb"
+    env = {
+        **sim.env(auth="oauth"),
+        "BULUTFON_DUCKDB_PATH": str(db),
+        "BULUTFON_DATA_DIR": str(tmp_path / "data"),
+        "BULUTFON_START_DATE": "2015-01-01",
+        "BULUTFON_DOWNLOAD_RECORDINGS": "true",
+    }
+    with environment(env):
+        first = run_sync()  # without a file: the rotated tokens in bulutfon_token.json
+    assert first.recording_total("downloaded") > 0
+    legacy = tmp_path / "data" / "bulutfon_token.json"
+    assert legacy.is_file()
+    # The deployment grows: the file names its PBX `default`, with the same variables,
+    # whose refresh token the server rotated at the first sync (so it is spent).
+    accounts_file = tmp_path / "accounts.toml"
+    accounts_file.write_text(
+        "[accounts.default]\nclient_id_env = 'BULUTFON_CLIENT_ID'\n"
+        "client_secret_env = 'BULUTFON_CLIENT_SECRET'\n"
+        "refresh_token_env = 'BULUTFON_REFRESH_TOKEN'\n"
+    )
+    sim.expire_tokens()  # so the next sync must refresh, with the rotated refresh token
+    sim.reset_stats()
+    with environment({**env, "BULUTFON_ACCOUNTS_FILE": str(accounts_file)}):
+        result = run_sync()
+    assert result.failures == {} and list(result.by_account) == ["default"]
+    moved = tmp_path / "data" / "tokens" / "default.json"
+    assert not legacy.exists() and stat.S_IMODE(moved.stat().st_mode) == 0o600
+    assert sim.stats()["token"] == {"200": 1}  # one refresh, accepted
+    assert sim.stats()["detail_uuids"] == {}  # every call was loaded already
+    assert sim.stats()["recording_uuids"] == {}  # and every recording, where it is
+    assert_tables_match(db, sim.expected_tables())  # the same rows, still `default`'s
