@@ -306,7 +306,8 @@ def _account(name: str, table: Any, source: str) -> Account:
         raise AccountsError(
             f"{where}: give access_token_env (a master token), or client_id_env and "
             "client_secret_env (an OAuth client, with refresh_token_env or a token from "
-            "`bulutfon-pipeline auth`), or api_key_env (a v2 API key): exactly one of them"
+            "`bulutfon-pipeline auth --account`), or api_key_env (a v2 API key): exactly one "
+            "of them"
         )
     return Account(
         name,

@@ -86,3 +86,47 @@ def test_errors_print_square_brackets_as_they_are(tmp_path: Path) -> None:
         assert result.returncode == 2, result.stderr
         assert line in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_auth_takes_the_account_whose_oauth_tokens_it_stores(
+    simulator_factory, tmp_path: Path
+) -> None:
+    sim = simulator_factory(days=1, calls_per_day=4, accounts=["izmir", "ankara"])
+    izmir = sim.env(auth="oauth", account="izmir")
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text(
+        "[accounts.izmir]\nclient_id_env = 'IZMIR_ID'\nclient_secret_env = 'IZMIR_SECRET'\n"
+        "[accounts.ankara]\naccess_token_env = 'ANKARA_TOKEN'\n"
+    )
+    env = {
+        **{k: v for k, v in izmir.items() if k.startswith(("BULUTFON_API", "BULUTFON_TOKEN_URL"))},
+        "BULUTFON_ACCOUNTS_FILE": str(accounts),
+        "BULUTFON_DATA_DIR": str(tmp_path),
+        "BULUTFON_DUCKDB_PATH": str(tmp_path / "w.duckdb"),
+        "BULUTFON_START_DATE": "2015-01-01",
+        "IZMIR_ID": izmir["BULUTFON_CLIENT_ID"],
+        "IZMIR_SECRET": izmir["BULUTFON_CLIENT_SECRET"],
+        "ANKARA_TOKEN": sim.env(account="ankara")["BULUTFON_ACCESS_TOKEN"],
+    }
+    code = sim.issue_auth_code("izmir")
+    for args, line in [
+        (["--code", code], "has several accounts; give --account (izmir, ankara)"),
+        (["--code", code, "--account", "ankara"], "'ankara' signs in with a master token"),
+        (["--code", code, "--account", "nope"], "unknown account(s) 'nope'"),
+    ]:
+        refused = _cli(["auth", *args], env)
+        assert refused.returncode == 2 and line in refused.stderr, refused.stderr
+    # izmir has no refresh token yet: its sync fails, saying how to get one.
+    before = _cli(["sync", "--no-progress", "--account", "izmir"], env)
+    assert before.returncode == 1
+    assert "or run `bulutfon-pipeline auth --account NAME --code CODE`" in before.stderr
+    stored = _cli(["auth", "--code", code, "--account", "izmir"], env)
+    assert stored.returncode == 0, stored.stderr
+    token_file = tmp_path / "tokens" / "izmir.json"
+    assert f"Stored a new token pair in {token_file} (mode 0600)" in " ".join(stored.stdout.split())
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert code not in stored.stdout + stored.stderr
+    after = _cli(["sync", "--no-progress", "--account", "izmir"], env)
+    assert after.returncode == 0, after.stderr
+    assert sim.stats("izmir")["token"] == {"200": 1}  # the code's exchange, nothing since
+    assert len(sim.stats("izmir")["detail_uuids"]) == len(sim.expected_tables("izmir")["cdrs"])

@@ -41,7 +41,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from bulutfon_pipeline.api.config import ClientConfig
+from bulutfon_pipeline.api.config import NO_ACCOUNT_REFRESH_TOKEN, ClientConfig
 from bulutfon_pipeline.api.errors import ConfigError
 from bulutfon_pipeline.api.models import ClientStats, Token
 from bulutfon_pipeline.api.redact import install_log_redaction, register_secret
@@ -187,10 +187,7 @@ class TokenManager:
                 )
             refresh_token = self._refresh_token
             if not refresh_token:
-                raise ConfigError(
-                    "No Bulutfon refresh token: set BULUTFON_REFRESH_TOKEN or run "
-                    "`bulutfon-pipeline auth` (see .env.example)"
-                )
+                raise ConfigError(_no_refresh_token(self.config))
             token = self._token_request(
                 {"grant_type": "refresh_token", "refresh_token": refresh_token}
             )
@@ -354,3 +351,12 @@ def force_refresh(config: ClientConfig, *, transport: httpx.BaseTransport | None
         TransportError: the token endpoint is unreachable.
     """
     return TokenManager(config, transport=transport).refresh(stale=None, force=True)
+
+
+def _no_refresh_token(config: ClientConfig) -> str:
+    """What to do when there is no refresh token; an account of an accounts file (the one
+    that has a ``credentials_hint``) has its own ways, and its error line names it."""
+    if config.credentials_hint is not None:
+        return NO_ACCOUNT_REFRESH_TOKEN
+    return ("No Bulutfon refresh token: set BULUTFON_REFRESH_TOKEN or run "
+            "`bulutfon-pipeline auth` (see .env.example)")  # fmt: skip

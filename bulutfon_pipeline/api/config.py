@@ -67,6 +67,11 @@ _NO_CREDENTIALS = (
     "No Bulutfon credentials: set BULUTFON_ACCESS_TOKEN, or BULUTFON_CLIENT_ID, "
     "BULUTFON_CLIENT_SECRET and BULUTFON_REFRESH_TOKEN (see .env.example)"
 )
+#: An accounts file's OAuth client without a refresh token (its error line names it).
+NO_ACCOUNT_REFRESH_TOKEN = (
+    "No Bulutfon refresh token: name one with refresh_token_env in BULUTFON_ACCOUNTS_FILE, "
+    "or run `bulutfon-pipeline auth --account NAME --code CODE`"
+)
 _NO_API_KEY = (
     "No Bulutfon API key: set BULUTFON_API_KEY (BULUTFON_API_VERSION=v2; see .env.example)"
 )
@@ -153,8 +158,7 @@ class ClientConfig:
     token_path: Path | None = None
 
     def __post_init__(self) -> None:
-        # Coerce str -> Path so `ClientConfig(data_dir="x")` works too.
-        if not isinstance(self.data_dir, Path):
+        if not isinstance(self.data_dir, Path):  # so `ClientConfig(data_dir="x")` works
             object.__setattr__(self, "data_dir", Path(self.data_dir))
         for name in ("api_url", "token_url"):
             value = getattr(self, name)
@@ -171,12 +175,7 @@ class ClientConfig:
         for name in ("page_size", "max_concurrency"):
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("max_retries", self.max_retries, minimum=0)
-        for name in (
-            "timeout_s",
-            "connect_timeout_s",
-            "retry_after_cap_s",
-            "backoff_max_s",
-        ):
+        for name in ("timeout_s", "connect_timeout_s", "retry_after_cap_s", "backoff_max_s"):
             _check_float(name, getattr(self, name), positive=True)
         for name in ("backoff_base_s", "token_refresh_margin_s"):
             _check_float(name, getattr(self, name), positive=False)
@@ -219,9 +218,8 @@ class ClientConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:
-        """Read ``BULUTFON_*`` variables; keyword overrides (field names) win over them.
-
-        Empty variables count as unset.
+        """Read ``BULUTFON_*`` variables (an empty one counts as unset); keyword overrides
+        (field names) win over them.
 
         Args:
             env: the environment to read; ``os.environ`` by default.
@@ -295,6 +293,8 @@ class ClientConfig:
         if self.api_version == "v2":
             has_v1 = self.access_token or self.has_oauth_client
             raise ConfigError(_V1_TOKEN_ON_V2 if has_v1 else _NO_API_KEY)
+        if self.has_oauth_client and self.credentials_hint:  # an accounts file's client
+            raise ConfigError(NO_ACCOUNT_REFRESH_TOKEN)
         raise ConfigError(_V2_KEY_ON_V1 if self.api_key else _NO_CREDENTIALS)
 
     def secrets(self) -> tuple[str, ...]:

@@ -272,18 +272,29 @@ def replay(uuids: tuple[str, ...], accounts: tuple[str, ...]) -> None:
 @main.command()
 @click.option("--code", help="Exchange this OAuth authorization code for tokens.")
 @click.option("--refresh", "refresh", is_flag=True, help="Refresh the stored token now.")
+@click.option("--account", metavar="NAME", help="Whose tokens: an account of "
+              "BULUTFON_ACCOUNTS_FILE (needed when the file has several).")  # fmt: skip
 @friendly_errors
-def auth(code: str | None, refresh: bool) -> None:
+def auth(code: str | None, refresh: bool, account: str | None) -> None:
     """Obtain or refresh OAuth tokens; they are stored in BULUTFON_DATA_DIR (mode 0600)."""
-    from bulutfon_pipeline.api import ClientConfig, exchange_code, force_refresh
+    from bulutfon_pipeline.accounts import select_accounts
+    from bulutfon_pipeline.api import exchange_code, force_refresh
 
     if bool(code) == bool(refresh):
         raise click.UsageError("give exactly one of --code CODE or --refresh")
-    config = ClientConfig.from_env()
+    chosen = select_accounts([account] if account else None)
+    if len(chosen) > 1:
+        names = ", ".join(each.name for each in chosen)
+        raise CLIError(f"BULUTFON_ACCOUNTS_FILE has several accounts; give --account ({names})")
+    one = chosen[0]
+    if one.auth in ("master", "apikey"):
+        kind = "master token" if one.auth == "master" else "v2 API key"
+        raise CLIError(f"account {one.name!r} signs in with a {kind}: it has no OAuth tokens")
+    config = one.client_config()
     token = exchange_code(config, code) if code else force_refresh(config)
     expires = dt.datetime.fromtimestamp(token.expires_at, dt.UTC).astimezone(LOCAL_TZ)
     console.print(
-        f"Stored a new token pair in {config.data_dir}/ (mode 0600); "
+        f"Stored a new token pair in {config.token_file} (mode 0600); "
         f"the access token expires at {expires:%Y-%m-%d %H:%M %Z}."
     )
 
