@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import stat
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from bulutfon_pipeline.accounts import find_account, select_accounts
@@ -307,3 +309,30 @@ def test_a_single_account_deployment_moved_to_a_file_keeps_its_rows_and_oauth_to
     assert sim.stats()["detail_uuids"] == {}  # every call was loaded already
     assert sim.stats()["recording_uuids"] == {}  # and every recording, where it is
     assert_tables_match(db, sim.expected_tables())  # the same rows, still `default`'s
+
+
+def test_a_stopped_syncs_line_counts_every_accounts_calls(
+    simulator_factory, tmp_path: Path
+) -> None:
+    from bulutfon_pipeline.runner.interrupts import _stopped_message
+    from bulutfon_pipeline.runner.preflight import read_settings
+
+    sim = simulator_factory(days=2, calls_per_day=5, accounts=["izmir", "ankara"])
+    env = _env(sim, tmp_path, "")
+    since = dt.datetime.now(dt.UTC)
+    with environment(env):
+        run_sync()
+        # ankara's calls of one day back to pending, as if the signal came before them.
+        db = Path(env["BULUTFON_DUCKDB_PATH"])
+        day = read_table(db, "cdrs", account="ankara")[0]["call_date"]
+        with duckdb.connect(str(db)) as con:
+            con.execute("DELETE FROM cdrs WHERE account = 'ankara' AND call_date = ?", [day])
+        line = _stopped_message(signal.SIGTERM, read_settings(), since, "sync")
+    # Before, only `default`'s rows were counted: 0 loaded, nothing left.
+    total = sum(len(sim.expected_tables(a)["cdrs"]) for a in ("izmir", "ankara"))
+    left = sum(row["call_date"] == day for row in sim.expected_tables("ankara")["cdrs"])
+    assert line == (
+        f"stopped by SIGTERM: {total - left} calls loaded by this run are committed, {left} "
+        f"listed calls on 1 day ({day}) still to load; run `bulutfon-pipeline sync` again to "
+        "continue"
+    )
