@@ -123,7 +123,7 @@ def test_auth_takes_the_account_whose_oauth_tokens_it_stores(
     stored = _cli(["auth", "--code", code, "--account", "izmir"], env)
     assert stored.returncode == 0, stored.stderr
     token_file = tmp_path / "tokens" / "izmir.json"
-    assert f"Stored a new token pair in {token_file} (mode 0600)" in " ".join(stored.stdout.split())
+    assert f"Stored a new token pair in {token_file} (mode 0600)" in stored.stdout
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert code not in stored.stdout + stored.stderr
     after = _cli(["sync", "--no-progress", "--account", "izmir"], env)

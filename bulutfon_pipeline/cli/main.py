@@ -224,6 +224,7 @@ def purge_recordings_command(before: dt.datetime, accounts: tuple[str, ...]) -> 
         f"{summary.files} files, {summary.stray_files} stray files, "
         f"{len(summary.folders)} day folders under {data_dir / 'recordings'}",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -295,7 +296,8 @@ def auth(code: str | None, refresh: bool, account: str | None) -> None:
     expires = dt.datetime.fromtimestamp(token.expires_at, dt.UTC).astimezone(LOCAL_TZ)
     console.print(
         f"Stored a new token pair in {config.token_file} (mode 0600); "
-        f"the access token expires at {expires:%Y-%m-%d %H:%M %Z}."
+        f"the access token expires at {expires:%Y-%m-%d %H:%M %Z}.",
+        soft_wrap=True,  # the path whole, to copy
     )
 
 
