@@ -175,18 +175,16 @@ def _committed(settings: Settings, since: dt.datetime) -> str:
         return "nothing was committed"
     try:
         # A short lock wait: the message must not hang a process that was told to stop.
-        stopped = dataclasses.replace(settings, lock_timeout_s=5.0)
-        each = [Warehouse.from_settings(stopped, account=account.name).load_progress(since)
-                for account in load_accounts()]  # fmt: skip
+        warehouse = Warehouse.from_settings(dataclasses.replace(settings, lock_timeout_s=5.0))
+        accounts = [account.name for account in load_accounts()]
+        progress = warehouse.load_progress(since, accounts)
     except Exception:  # a summary must never turn a stop into a traceback
         return "every batch loaded before the signal is committed"
-    days = sorted({day for progress in each for day in progress.pending_days})
+    days = progress.pending_days
     if not days:
         left = "no listed call is left to load"
     else:
         span = days[0].isoformat() if len(days) == 1 else f"{days[0]}..{days[-1]}"
         on = f"{len(days)} day" if len(days) == 1 else f"{len(days)} days"
-        pending = sum(progress.pending_calls for progress in each)
-        left = f"{pending} listed calls on {on} ({span}) still to load"
-    loaded = sum(progress.loaded_since for progress in each)
-    return f"{loaded} calls loaded by this run are committed, {left}"
+        left = f"{progress.pending_calls} listed calls on {on} ({span}) still to load"
+    return f"{progress.loaded_since} calls loaded by this run are committed, {left}"

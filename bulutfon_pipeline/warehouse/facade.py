@@ -338,9 +338,9 @@ class Warehouse:
         """See :func:`.pending.pending_dates`."""
         return _pending.pending_dates(self.db, account=self.account)
 
-    def load_progress(self, since: datetime) -> LoadProgress:
-        """See :func:`.pending.load_progress`."""
-        return _pending.load_progress(self.db, since, account=self.account)
+    def load_progress(self, since: datetime, accounts: Sequence[str] = ()) -> LoadProgress:
+        """See :func:`.pending.load_progress`: of ``accounts``, default this account."""
+        return _pending.load_progress(self.db, since, accounts=accounts or [self.account])
 
     # --- the PBX's directory (directory.py) --------------------------------------------
 

@@ -188,23 +188,25 @@ def _pending_calls(
     return f"{calls} WHERE {_PENDING_DUCKDB}", all_params
 
 
-def load_progress(db: Backend, since: datetime, *, account: str) -> LoadProgress:
-    """What ``account``'s loads committed since ``since`` and what it still has pending,
-    read in one transaction (``since``: an aware instant, e.g. when an interrupted sync
-    started)."""
+def load_progress(db: Backend, since: datetime, *, accounts: Sequence[str]) -> LoadProgress:
+    """What the loads of ``accounts`` committed since ``since`` and what they still have
+    pending, together, read in one transaction (``since``: an aware instant, e.g. when an
+    interrupted sync started)."""
+    loaded, pending, days = 0, 0, set[date]()
     with db.transaction() as tx:
-        loaded = tx.scalar(
-            "SELECT count(*) FROM cdrs WHERE account = ? AND loaded_at >= ?",
-            [account, utc(since, "since")],
-        )
-        calls, params = _pending_calls(db, account)
-        rows = tx.execute(
-            f"SELECT l.call_date, count(*) FROM {calls} "  # noqa: S608
-            "GROUP BY l.call_date ORDER BY l.call_date",
-            params,
-        ).fetchall()
+        for account in accounts:
+            loaded += int(tx.scalar(
+                "SELECT count(*) FROM cdrs WHERE account = ? AND loaded_at >= ?",
+                [account, utc(since, "since")],
+            ))  # fmt: skip
+            calls, params = _pending_calls(db, account)
+            rows = tx.execute(
+                f"SELECT l.call_date, count(*) FROM {calls} "  # noqa: S608
+                "GROUP BY l.call_date ORDER BY l.call_date",
+                params,
+            ).fetchall()
+            pending += sum(int(n) for _, n in rows)
+            days.update(day for day, _ in rows)
     return LoadProgress(
-        loaded_since=int(loaded),
-        pending_calls=sum(int(n) for _, n in rows),
-        pending_days=tuple(day for day, _ in rows),
+        loaded_since=loaded, pending_calls=pending, pending_days=tuple(sorted(days))
     )
