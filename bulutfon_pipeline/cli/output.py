@@ -171,9 +171,7 @@ def print_summary_json(result: SyncResult, *, command: str) -> None:
         if done is not None:
             entry.update(result="loaded", **_counts(done))
         else:
-            failed = name in result.failures
-            entry.update(result="failed" if failed else "not run")
-            entry["error"] = result.failures.get(name)
+            entry.update(result=_not_loaded(result, name), error=result.failures.get(name))
         accounts.append(entry)
     published = result.published
     summary = {
@@ -183,6 +181,11 @@ def print_summary_json(result: SyncResult, *, command: str) -> None:
         "accounts": accounts,
     }
     sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+
+
+def _not_loaded(result: SyncResult, name: str) -> str:
+    """The result of account ``name``, which did not load: ``failed``, or ``not run``."""
+    return "failed" if name in result.failures else "not run"
 
 
 def _counts(result: SyncResult) -> dict[str, Any]:
@@ -234,7 +237,7 @@ def _print_by_account(result: SyncResult, title: str) -> None:
     for name in result.accounts:
         done = result.by_account.get(name)
         if done is None:
-            table.add_row(name, *[""] * 7, "failed" if name in result.failures else "not run")
+            table.add_row(name, *[""] * 7, _not_loaded(result, name))
             continue
         counts = _counts(done)
         table.add_row(

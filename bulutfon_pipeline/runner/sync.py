@@ -170,22 +170,26 @@ def run_sync(
 
     def one(account: Account) -> SyncResult:
         began = time.monotonic()
-        try:
-            done = _sync_account(
-                account,
-                settings,
-                run_config,
-                command_instance,
-                listing=listing,
-                start=start,
-                end=end,
-                refetch=refetch,
-                reconcile=reconcile,
-            )
-        finally:
-            progress.reporter().advance("accounts")  # loaded or failed
+        done = _sync_account(
+            account,
+            settings,
+            run_config,
+            command_instance,
+            listing=listing,
+            start=start,
+            end=end,
+            refetch=refetch,
+            reconcile=reconcile,
+        )
         done.seconds = time.monotonic() - began
         return done
+
+    def counted(account: Account) -> SyncResult:
+        """:func:`one`, then one more account done on the accounts' bar, loaded or failed."""
+        try:
+            return one(account)
+        finally:
+            progress.reporter().advance("accounts")
 
     with (
         writer_lock(settings, accounts=[a.name for a in chosen], on_wait=on_wait),
@@ -201,11 +205,14 @@ def run_sync(
             with Warehouse.from_settings(settings).schema_ready():
                 runs.prepare_threads()
                 result.accounts = [account.name for account in chosen]
-                progress.reporter().start("accounts", len(chosen))
-                result.by_account, result.failures = run_each(
-                    chosen, one, settings.accounts_at_once
-                )
-                progress.reporter().finish("accounts")
+                bar = progress.reporter()
+                bar.start("accounts", len(chosen))
+                try:
+                    result.by_account, result.failures = run_each(
+                        chosen, counted, settings.accounts_at_once
+                    )
+                finally:
+                    bar.finish("accounts")
             for done in result.by_account.values():
                 result._add(done)
             # For `bulutfon-pipeline accounts`: each account's last error, or none.
